@@ -1,0 +1,63 @@
+"""Validating how we reach a family: a number an SMS can reach, an address mail can reach.
+
+Intake is where a bad number must be caught: a typo found by Twilio weeks later,
+on the appeal-deadline reminder, is a family that never hears.
+"""
+
+from __future__ import annotations
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+
+class ContactError(ValueError):
+    """A contact detail that cannot be used; ``field`` names it for the form or CLI."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def normalise_phone(raw: str, *, region: str = "GB") -> str:
+    """E.164 (``+447911123456``) from how people write UK numbers (``07911 123456``)."""
+    text = raw.strip()
+    if not text:
+        raise ContactError("phone", "a contact telephone number is required")
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ContactError("phone", f"{raw!r} is not a telephone number ({exc})") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ContactError(
+            "phone", f"{raw!r} is not a valid number; give a UK number such as 07911 123456"
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_mobile(e164: str) -> bool:
+    """Only mobiles can take an SMS; a landline family gets email (or a call) instead."""
+    number_type = phonenumbers.number_type(phonenumbers.parse(e164, None))
+    return number_type in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    )
+
+
+def normalise_email(raw: str) -> str:
+    """A syntactically valid address, normalised; no DNS lookups (no network here)."""
+    text = raw.strip()
+    if not text:
+        return ""
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ContactError("email", f"{raw!r} is not a valid email address ({exc})") from exc
+
+
+def display_phone(e164: str) -> str:
+    """How a UK adviser reads a number back: ``07911 123456``."""
+    if not e164:
+        return ""
+    number = phonenumbers.parse(e164, None)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)

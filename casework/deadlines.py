@@ -1,0 +1,392 @@
+"""The legal calendar: working days, month arithmetic and every clock in ``domain.md``.
+
+This module is pure: it reads no clock, no file and no database. Dates come in as
+arguments and due dates go out with the rule they come from and a one-line
+explanation a family can follow. Everything else in casework computes deadlines
+through here, so a rule lives in exactly one place.
+
+Working days follow the Tribunal Rules' definition (HESC Rules 2008 r.1): not a
+Saturday or Sunday, not Christmas Day or Good Friday, and not a bank holiday in
+England (Banking and Financial Dealings Act 1971), including substitute days and
+one-off days. Services may add closure days through configuration
+(:func:`set_closure_days`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+import holidays
+
+LONDON = ZoneInfo("Europe/London")
+APPEAL_CUTOFF = dt.time(17, 0)
+
+# The precomputed index covers these years; dates outside fall back to a day-by-day
+# walk that asks ``holidays`` directly, which fills any year lazily.
+_INDEX_FIRST_YEAR = 2000
+_INDEX_LAST_YEAR = 2100
+
+
+class DeadlineKind(StrEnum):
+    """Every clock casework keeps, statutory or service-set."""
+
+    contact_adviser = "contact_adviser"
+    certificate_after_decline = "certificate_after_decline"
+    icb_notified = "icb_notified"
+    mediation_meeting = "mediation_meeting"
+    certificate_not_arranged = "certificate_not_arranged"
+    certificate_after_meeting = "certificate_after_meeting"
+    agreement_implemented = "agreement_implemented"
+    icb_tells_la_of_agreement = "icb_tells_la_of_agreement"
+    appeal = "appeal"
+    # A meeting date set by the provider: not a legal clock, but the family is reminded.
+    scheduled_meeting = "scheduled_meeting"
+    # Disagreement resolution: service targets from config, not statute.
+    dr_advice = "dr_advice"
+    dr_allocation = "dr_allocation"
+    dr_meeting = "dr_meeting"
+    # Provider acceptance of an allocation (service target).
+    allocation_acceptance = "allocation_acceptance"
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """A computed due date: what is due, by when, under which rule, and how we worked it out."""
+
+    kind: DeadlineKind
+    due: dt.date
+    citation: str
+    explanation: str
+    due_time: dt.time | None = None  # a time of day on ``due`` when the rule sets one (5pm)
+
+    def due_at(self) -> dt.datetime:
+        """The last moment the act can be done, as an aware UTC datetime.
+
+        Without a set time the whole day counts, so the deadline is the end of that
+        London day.
+        """
+        if self.due_time is not None:
+            local = dt.datetime.combine(self.due, self.due_time, tzinfo=LONDON)
+        else:
+            local = dt.datetime.combine(self.due + dt.timedelta(days=1), dt.time(0), tzinfo=LONDON)
+        return local.astimezone(dt.UTC)
+
+
+class WorkingCalendar:
+    """England working days with an O(1) index, built once per process.
+
+    ``add_working_days`` is on every transition and every sweep, so it must not walk
+    day by day: ``_rank[i]`` counts working days up to and including day ``i`` of the
+    index, and ``_working[k]`` is the ordinal of the (k+1)-th working day. The n-th
+    working day after ``d`` is then ``_working[_rank[d] + n - 1]``.
+    """
+
+    def __init__(self, closure_days: Iterable[dt.date] = ()) -> None:
+        self.closure_days = frozenset(closure_days)
+        self._bank_holidays = holidays.country_holidays(
+            "GB", subdiv="ENG", years=range(_INDEX_FIRST_YEAR, _INDEX_LAST_YEAR + 1)
+        )
+        self._first = dt.date(_INDEX_FIRST_YEAR, 1, 1).toordinal()
+        self._last = dt.date(_INDEX_LAST_YEAR, 12, 31).toordinal()
+        non_working = {d.toordinal() for d in self._bank_holidays} | {
+            d.toordinal() for d in self.closure_days
+        }
+        rank: list[int] = []
+        working: list[int] = []
+        for ordinal in range(self._first, self._last + 1):
+            # date.fromordinal(o).weekday() == (o + 6) % 7
+            if (ordinal + 6) % 7 < 5 and ordinal not in non_working:
+                working.append(ordinal)
+            rank.append(len(working))
+        self._rank = rank
+        self._working = working
+
+    def holiday_name(self, d: dt.date) -> str | None:
+        """Why ``d`` is not a working day, or None when it is one."""
+        if d in self.closure_days:
+            return "service closure day"
+        name = self._bank_holidays.get(d)
+        if name:
+            return str(name)
+        if d.weekday() >= 5:
+            return d.strftime("%A")
+        return None
+
+    def is_working_day(self, d: dt.date) -> bool:
+        o = d.toordinal()
+        if self._first <= o <= self._last:
+            previous = self._rank[o - self._first - 1] if o > self._first else 0
+            return self._rank[o - self._first] != previous
+        return d.weekday() < 5 and d not in self._bank_holidays and d not in self.closure_days
+
+    def add_working_days(self, d: dt.date, n: int) -> dt.date:
+        if n < 0:
+            raise ValueError("n must be zero or more: count working days forward from a date")
+        if n == 0:
+            return d
+        o = d.toordinal()
+        if self._first <= o <= self._last:
+            k = self._rank[o - self._first] + n - 1
+            if k < len(self._working):
+                return dt.date.fromordinal(self._working[k])
+        day = d
+        while n > 0:
+            day += dt.timedelta(days=1)
+            if self.is_working_day(day):
+                n -= 1
+        return day
+
+    def next_working_day_on_or_after(self, d: dt.date) -> dt.date:
+        return d if self.is_working_day(d) else self.add_working_days(d, 1)
+
+    def working_days_between(self, start: dt.date, end: dt.date) -> int:
+        """Working days in (start, end]: how many working days from ``start`` until ``end``."""
+        if end <= start:
+            return -self.working_days_between(end, start) if end < start else 0
+        a, b = start.toordinal(), end.toordinal()
+        if self._first <= a and b <= self._last:
+            return self._rank[b - self._first] - self._rank[a - self._first]
+        count, day = 0, start
+        while day < end:
+            day += dt.timedelta(days=1)
+            count += self.is_working_day(day)
+        return count
+
+
+_calendar = WorkingCalendar()
+
+
+def set_closure_days(days: Iterable[dt.date]) -> None:
+    """Install the service's extra closure days (from config) for every later calculation."""
+    global _calendar
+    days = frozenset(days)
+    if days != _calendar.closure_days:
+        _calendar = WorkingCalendar(days)
+
+
+def calendar() -> WorkingCalendar:
+    return _calendar
+
+
+def is_working_day(d: dt.date) -> bool:
+    """True unless ``d`` is a weekend, an England bank holiday or a configured closure day."""
+    return _calendar.is_working_day(d)
+
+
+def add_working_days(d: dt.date, n: int) -> dt.date:
+    """The n-th working day after ``d``; ``d`` itself never counts (n=0 returns ``d``)."""
+    return _calendar.add_working_days(d, n)
+
+
+def working_days_between(start: dt.date, end: dt.date) -> int:
+    return _calendar.working_days_between(start, end)
+
+
+def add_months(d: dt.date, n: int) -> dt.date:
+    """The corresponding date n months later, or that month's last day when it has none.
+
+    2 months after 31 December is the last day of February; 1 month after
+    30 January is 28 or 29 February.
+    """
+    month_index = d.year * 12 + (d.month - 1) + n
+    year, month = divmod(month_index, 12)
+    month += 1
+    return dt.date(year, month, min(d.day, _days_in_month(year, month)))
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 12:
+        return 31
+    return (dt.date(year, month + 1, 1) - dt.timedelta(days=1)).day
+
+
+def fmt(d: dt.date) -> str:
+    """A date as families read it: 'Monday 10 May 2027'."""
+    return f"{d:%A} {d.day} {d:%B %Y}"
+
+
+def _short(d: dt.date) -> str:
+    return f"{d.day} {d:%B %Y}"
+
+
+def _roll_to_working_day(d: dt.date) -> tuple[dt.date, str]:
+    """Move a day that is not a working day to the next one, saying why."""
+    if is_working_day(d):
+        return d, ""
+    rolled = _calendar.next_working_day_on_or_after(d)
+    return rolled, f"{_short(d)} is not a working day ({_calendar.holiday_name(d)}), so {fmt(rolled)}"
+
+
+# --- The mediation clocks (SEND Regulations 2014) ---------------------------------
+
+
+def contact_adviser_deadline(decision_sent: dt.date) -> Clock:
+    """The family's 2 months to contact the mediation adviser (reg 33)."""
+    due = add_months(decision_sent, 2)
+    return Clock(
+        DeadlineKind.contact_adviser,
+        due,
+        "SEND Regulations 2014, reg 33",
+        f"decision sent {_short(decision_sent)} + 2 months = {fmt(due)}",
+    )
+
+
+def certificate_after_decline(told: dt.date) -> Clock:
+    """Certificate when the family declines mediation: 3 working days after being told (reg 34)."""
+    due = add_working_days(told, 3)
+    return Clock(
+        DeadlineKind.certificate_after_decline,
+        due,
+        "SEND Regulations 2014, reg 34",
+        f"told of the decision not to mediate on {_short(told)} + 3 working days = {fmt(due)}",
+    )
+
+
+def icb_notification_deadline(la_told: dt.date) -> Clock:
+    """The LA tells each ICB concerned within 3 working days when health care is in issue."""
+    due = add_working_days(la_told, 3)
+    return Clock(
+        DeadlineKind.icb_notified,
+        due,
+        "SEND Regulations 2014, Part 2 (regs 35-37)",
+        f"LA told of mediation on {_short(la_told)} + 3 working days = {fmt(due)}",
+    )
+
+
+def mediation_meeting_deadline(told: dt.date, *, health_only: bool = False) -> Clock:
+    """The meeting must take place within 30 calendar days of the LA (or ICB) being told."""
+    due = told + dt.timedelta(days=30)
+    who = "ICB" if health_only else "LA"
+    return Clock(
+        DeadlineKind.mediation_meeting,
+        due,
+        "SEND Regulations 2014, Part 2 (regs 35-37)",
+        f"{who} told on {_short(told)} + 30 calendar days = {fmt(due)}",
+    )
+
+
+def certificate_not_arranged(told: dt.date) -> Clock:
+    """Certificate without mediation when the LA cannot arrange it in 30 days: 3 working days."""
+    due = add_working_days(told, 3)
+    return Clock(
+        DeadlineKind.certificate_not_arranged,
+        due,
+        "SEND Regulations 2014, Part 2 (regs 35-37)",
+        f"adviser told the meeting cannot be held in 30 days on {_short(told)}"
+        f" + 3 working days = {fmt(due)}",
+    )
+
+
+def certificate_after_meeting(meeting_ended: dt.date) -> Clock:
+    """The mediator issues the certificate within 3 working days of the meeting's end (reg 39)."""
+    due = add_working_days(meeting_ended, 3)
+    return Clock(
+        DeadlineKind.certificate_after_meeting,
+        due,
+        "SEND Regulations 2014, reg 39",
+        f"meeting ended {_short(meeting_ended)} + 3 working days = {fmt(due)}",
+    )
+
+
+def agreement_implementation(agreed: dt.date) -> Clock:
+    """Non-appealable matters agreed at mediation: the LA acts within 2 weeks (reg 42)."""
+    due = agreed + dt.timedelta(weeks=2)
+    return Clock(
+        DeadlineKind.agreement_implemented,
+        due,
+        "SEND Regulations 2014, reg 42",
+        f"agreement recorded {_short(agreed)} + 2 weeks = {fmt(due)}",
+    )
+
+
+def icb_tells_la_of_agreement(agreed: dt.date) -> Clock:
+    """An ICB that settled without the LA tells the LA within 1 week (reg 42)."""
+    due = agreed + dt.timedelta(weeks=1)
+    return Clock(
+        DeadlineKind.icb_tells_la_of_agreement,
+        due,
+        "SEND Regulations 2014, reg 42",
+        f"agreement recorded {_short(agreed)} + 1 week = {fmt(due)}",
+    )
+
+
+# --- The appeal deadline (HESC Rules 2008 r.20 and r.12) ---------------------------
+
+
+def _christmas_or_august_extension(d: dt.date) -> tuple[dt.date, str] | None:
+    """r.12: a deadline from 25 Dec to 1 Jan, or in August, moves to the next working day after."""
+    if (d.month == 12 and d.day >= 25) or (d.month == 1 and d.day == 1):
+        year = d.year + 1 if d.month == 12 else d.year
+        moved = add_working_days(dt.date(year, 1, 1), 1)
+        return moved, (
+            f"{_short(d)} falls between 25 December and 1 January,"
+            f" so the first working day after 1 January: {fmt(moved)}"
+        )
+    if d.month == 8:
+        moved = add_working_days(dt.date(d.year, 8, 31), 1)
+        return moved, f"{_short(d)} falls in August, so the first working day after 31 August: {fmt(moved)}"
+    return None
+
+
+def appeal_clock(decision_sent: dt.date, certificate_issued: dt.date | None = None) -> Clock:
+    """The appeal deadline with how it was worked out, as families are shown it."""
+    from_decision = add_months(decision_sent, 2)
+    parts = [f"decision sent {_short(decision_sent)} + 2 months = {_short(from_decision)}"]
+    latest = from_decision
+    if certificate_issued is not None:
+        from_certificate = add_months(certificate_issued, 1)
+        parts.append(f"certificate {_short(certificate_issued)} + 1 month = {_short(from_certificate)}")
+        latest = max(from_decision, from_certificate)
+        parts.append(f"later date: {_short(latest)}")
+    extension = _christmas_or_august_extension(latest)
+    if extension is not None:
+        due, why = extension
+        parts.append(why)
+    else:
+        due, why = _roll_to_working_day(latest)
+        if why:
+            parts.append(why)
+    parts.append(f"appeal must reach the Tribunal by {fmt(due)}, 5pm")
+    return Clock(
+        DeadlineKind.appeal,
+        due,
+        "Tribunal Procedure (HESC) Rules 2008, r.20 and r.12",
+        "; ".join(parts),
+        due_time=APPEAL_CUTOFF,
+    )
+
+
+def appeal_deadline(decision_sent: dt.date, certificate_issued: dt.date | None = None) -> dt.date:
+    """The last day (by 5pm) an appeal can reach the Tribunal.
+
+    The later of 2 months after the decision letter and 1 month after the certificate,
+    then moved per r.12: 25 Dec-1 Jan and August to the first working day after, any
+    other non-working day to the next working day.
+    """
+    return appeal_clock(decision_sent, certificate_issued).due
+
+
+# --- Disagreement resolution service targets (config, not statute) ----------------
+
+
+def service_target(kind: DeadlineKind, start: dt.date, working_days: int, what: str) -> Clock:
+    """A service-set target counted in working days (e.g. advice within 5 working days)."""
+    due = add_working_days(start, working_days)
+    return Clock(
+        kind,
+        due,
+        "service target (config)",
+        f"{what} from {_short(start)} + {working_days} working days = {fmt(due)}",
+    )
+
+
+def local_date(moment: dt.datetime) -> dt.date:
+    """The Europe/London calendar day of an aware instant; legal days are London days."""
+    if moment.tzinfo is None:
+        raise ValueError("a naive datetime has no zone: pass an aware one (UTC in the database)")
+    return moment.astimezone(LONDON).date()
+

@@ -1,0 +1,327 @@
+"""The tables: what must survive a restart lives here.
+
+Cases carry their state and the facts their clocks hang off; the history is an
+append-only ``case_events`` table; each clock is a ``deadlines`` row with an indexed
+due time, so the scheduler sweeps the database rather than keeping a timer per case.
+Notices are an outbox: written in the same transaction as the change that caused
+them, delivered later by the dispatcher.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+from casework.deadlines import DeadlineKind
+from casework.states import CaseKind, CaseState
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes on every database.
+
+    SQLite has no zone-aware type, so values are stored as naive UTC and given
+    their zone back on the way out; a naive value on the way in is a bug, refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: casework stores aware UTC datetimes only")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def utc_column(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime(), nullable=nullable, index=index)
+
+
+def new_public_id() -> str:
+    """A random id for anything that appears in a URL sent outside (links, webhooks)."""
+    return secrets.token_urlsafe(12)
+
+
+def _values(enum: type[StrEnum]) -> str:
+    return ", ".join(f"'{m.value}'" for m in enum)
+
+
+class DeadlineStatus(StrEnum):
+    open = "open"
+    met = "met"
+    missed = "missed"
+    cancelled = "cancelled"
+
+
+class AllocationStatus(StrEnum):
+    offered = "offered"
+    accepted = "accepted"
+    declined = "declined"
+    ended = "ended"
+
+
+class Provider(SQLModel, table=True):
+    __tablename__ = "providers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    phone: str = Field(default="", max_length=32)
+    active: bool = True
+
+
+_case_version = Column("version", Integer, nullable=False, server_default=text("1"))
+
+
+class Case(SQLModel, table=True):
+    """One request for disagreement resolution or mediation, and the facts its clocks need."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint(f"state IN ({_values(CaseState)})", name="ck_cases_state"),
+        CheckConstraint(f"kind IN ({_values(CaseKind)})", name="ck_cases_kind"),
+        Index("ix_cases_state_kind", "state", "kind"),
+    )
+    # Optimistic concurrency: every UPDATE carries "WHERE version = <loaded>"; a stale
+    # writer matches no row and SQLAlchemy raises StaleDataError, which we turn into
+    # a clear conflict error.
+    __mapper_args__ = {"version_id_col": _case_version}  # noqa: RUF012
+
+    id: int | None = Field(default=None, primary_key=True)
+    reference: str = Field(sa_column=Column(String(32), unique=True, nullable=False))
+    public_id: str = Field(default_factory=new_public_id, max_length=32, unique=True)
+    kind: str = Field(max_length=20)
+    state: str = Field(max_length=32, index=True)
+    version: int = Field(default=1, sa_column=_case_version)
+    intake_channel: str = Field(max_length=20)
+    opened_at: dt.datetime = utc_column(nullable=False)
+    updated_at: dt.datetime = utc_column(nullable=False)
+
+    summary: str = Field(default="", sa_type=Text)
+    child_name: str = Field(default="", max_length=200)
+    decision_date: dt.date | None = None
+    decision_type: str | None = Field(default=None, max_length=32)
+    health_care: bool = False
+    health_only: bool = False
+    placement_only: bool = False
+
+    provider_id: int | None = Field(default=None, foreign_key="providers.id", index=True)
+    adviser: str | None = Field(default=None, max_length=320)
+
+    la_told_on: dt.date | None = None
+    icb_told_on: dt.date | None = None
+    declined_on: dt.date | None = None
+    meeting_on: dt.date | None = None
+    meeting_time: str | None = Field(default=None, max_length=10)
+    meeting_held_on: dt.date | None = None
+    meeting_outcome: str | None = Field(default=None, max_length=20)
+    agreement: str | None = Field(default=None, sa_type=Text)
+    not_arranged_reported_on: dt.date | None = None
+    certificate_on: dt.date | None = None
+    certificate_type: str | None = Field(default=None, max_length=20)
+    appeal_due: dt.date | None = None
+    close_outcome: str | None = Field(default=None, max_length=32)
+    withdrawn_reason: str | None = Field(default=None, sa_type=Text)
+
+
+class Person(SQLModel, table=True):
+    """The family contact. Phone is E.164, validated at intake so notices can reach it."""
+
+    __tablename__ = "people"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    role: str = Field(default="family", max_length=20)
+    name: str = Field(max_length=200)
+    phone: str = Field(default="", max_length=20)
+    email: str = Field(default="", max_length=320)
+    preferred_channels: str = Field(default="sms,email", max_length=40)
+    sms_consent: bool = True
+
+    @property
+    def channels(self) -> list[str]:
+        return [c for c in self.preferred_channels.split(",") if c]
+
+
+class Allocation(SQLModel, table=True):
+    """A provider's offer of a case; the latest non-ended row is the live allocation."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(AllocationStatus)})", name="ck_allocations_status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    provider_id: int = Field(foreign_key="providers.id", index=True)
+    status: str = Field(default=AllocationStatus.offered, max_length=20)
+    allocated_at: dt.datetime = utc_column(nullable=False)
+    allocated_by: str = Field(max_length=320)
+    responded_at: dt.datetime | None = utc_column()
+    responded_by: str | None = Field(default=None, max_length=320)
+    note: str = Field(default="", sa_type=Text)
+    override_reason: str = Field(default="", sa_type=Text)
+
+
+class CaseEvent(SQLModel, table=True):
+    """Append-only audit trail: who did what to a case, when, from which channel, and why."""
+
+    __tablename__ = "case_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    at: dt.datetime = utc_column(nullable=False)
+    actor: str = Field(max_length=320)
+    event: str = Field(max_length=40)
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str | None = Field(default=None, max_length=32)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    channel: str = Field(max_length=20)
+    note: str = Field(default="", sa_type=Text)
+
+
+class Deadline(SQLModel, table=True):
+    """A clock: due date, rule and explanation, and whether it was met, missed or cancelled.
+
+    ``next_action_at`` is the next moment the scheduler has something to do for this
+    clock (a reminder, an escalation, marking it missed); the sweep reads it through
+    a partial index on open rows, so a million closed rows cost nothing.
+    """
+
+    __tablename__ = "deadlines"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(DeadlineStatus)})", name="ck_deadlines_status"),
+        CheckConstraint(f"kind IN ({_values(DeadlineKind)})", name="ck_deadlines_kind"),
+        Index(
+            "ix_deadlines_open_next_action",
+            "next_action_at",
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+        Index("ix_deadlines_case_status", "case_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id")
+    kind: str = Field(max_length=40)
+    due_date: dt.date
+    due_at: dt.datetime = utc_column(nullable=False)
+    status: str = Field(default=DeadlineStatus.open, max_length=20)
+    citation: str = Field(max_length=200)
+    explanation: str = Field(sa_type=Text)
+    opened_at: dt.datetime = utc_column(nullable=False)
+    closed_at: dt.datetime | None = utc_column()
+    closed_reason: str = Field(default="", max_length=200)
+    next_action_at: dt.datetime | None = utc_column()
+
+
+class ReferenceCounter(SQLModel, table=True):
+    """Per-prefix, per-year counters behind human references like MED-2026-0042."""
+
+    __tablename__ = "reference_counters"
+    __table_args__ = (UniqueConstraint("prefix", "year", name="uq_reference_counters"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    prefix: str = Field(max_length=10)
+    year: int
+    last: int = 0
+
+
+class NoticeStatus(StrEnum):
+    queued = "queued"  # waiting for its moment (not_before) and a dispatcher
+    sending = "sending"  # claimed by a dispatcher; reclaimed if the claim goes stale
+    sent = "sent"  # the provider accepted it
+    delivered = "delivered"  # a receipt says it reached the person
+    failed = "failed"  # permanent failure, undelivered or bounced, or retries exhausted
+    skipped = "skipped"  # no longer useful (moment passed, clock met, case closed)
+
+
+class Notice(SQLModel, table=True):
+    """The outbox: one message to one recipient on one channel, sent at most once.
+
+    ``idempotency_key`` is unique: whatever queues the same notice twice (a re-run
+    sweep, two sweepers, a retried request) collides here instead of messaging a
+    family twice.
+    """
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(NoticeStatus)})", name="ck_notices_status"),
+        CheckConstraint("channel IN ('sms', 'email')", name="ck_notices_channel"),
+        Index(
+            "ix_notices_ready",
+            "not_before",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index("ix_notices_case", "case_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(default_factory=new_public_id, max_length=32, unique=True)
+    idempotency_key: str = Field(sa_column=Column(String(200), unique=True, nullable=False))
+    case_id: int | None = Field(default=None, foreign_key="cases.id")
+    deadline_id: int | None = Field(default=None, foreign_key="deadlines.id")
+    template: str = Field(max_length=80)
+    recipient_role: str = Field(max_length=20)
+    channel: str = Field(max_length=10)
+    to_address: str = Field(max_length=320)
+    context: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    subject: str = Field(default="", max_length=300)
+    body: str = Field(default="", sa_type=Text)
+    status: str = Field(default=NoticeStatus.queued, max_length=20)
+    not_before: dt.datetime = utc_column(nullable=False)
+    attempts: int = 0
+    claimed_at: dt.datetime | None = utc_column()
+    claimed_by: str | None = Field(default=None, max_length=80)
+    last_error: str = Field(default="", sa_type=Text)
+    provider: str | None = Field(default=None, max_length=20)
+    provider_message_id: str | None = Field(default=None, max_length=100, index=True)
+    created_at: dt.datetime = utc_column(nullable=False)
+    sent_at: dt.datetime | None = utc_column()
+    delivered_at: dt.datetime | None = utc_column()
+    escalated: bool = False
+
+
+class DeliveryEvent(SQLModel, table=True):
+    """Append-only record of every send attempt and every delivery receipt."""
+
+    __tablename__ = "delivery_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notice_id: int = Field(foreign_key="notices.id", index=True)
+    at: dt.datetime = utc_column(nullable=False)
+    source: str = Field(max_length=20)  # attempt | twilio | sendgrid | outbox
+    status: str = Field(max_length=30)
+    detail: str = Field(default="", sa_type=Text)
+    # Providers resend webhooks; this key (unique) makes a duplicate a no-op.
+    dedupe_key: str | None = Field(
+        default=None, sa_column=Column(String(200), unique=True, nullable=True)
+    )
