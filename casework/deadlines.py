@@ -218,7 +218,10 @@ def _roll_to_working_day(d: dt.date) -> tuple[dt.date, str]:
     if is_working_day(d):
         return d, ""
     rolled = _calendar.next_working_day_on_or_after(d)
-    return rolled, f"{_short(d)} is not a working day ({_calendar.holiday_name(d)}), so {fmt(rolled)}"
+    return (
+        rolled,
+        f"{_short(d)} is not a working day ({_calendar.holiday_name(d)}), so {fmt(rolled)}",
+    )
 
 
 # --- The mediation clocks (SEND Regulations 2014) ---------------------------------
@@ -328,7 +331,10 @@ def _christmas_or_august_extension(d: dt.date) -> tuple[dt.date, str] | None:
         )
     if d.month == 8:
         moved = add_working_days(dt.date(d.year, 8, 31), 1)
-        return moved, f"{_short(d)} falls in August, so the first working day after 31 August: {fmt(moved)}"
+        return (
+            moved,
+            f"{_short(d)} falls in August, so the first working day after 31 August: {fmt(moved)}",
+        )
     return None
 
 
@@ -339,7 +345,9 @@ def appeal_clock(decision_sent: dt.date, certificate_issued: dt.date | None = No
     latest = from_decision
     if certificate_issued is not None:
         from_certificate = add_months(certificate_issued, 1)
-        parts.append(f"certificate {_short(certificate_issued)} + 1 month = {_short(from_certificate)}")
+        parts.append(
+            f"certificate {_short(certificate_issued)} + 1 month = {_short(from_certificate)}"
+        )
         latest = max(from_decision, from_certificate)
         parts.append(f"later date: {_short(latest)}")
     extension = _christmas_or_august_extension(latest)
@@ -389,4 +397,3 @@ def local_date(moment: dt.datetime) -> dt.date:
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no zone: pass an aware one (UTC in the database)")
     return moment.astimezone(LONDON).date()
-

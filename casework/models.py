@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -112,7 +112,7 @@ class Case(SQLModel, table=True):
     # Optimistic concurrency: every UPDATE carries "WHERE version = <loaded>"; a stale
     # writer matches no row and SQLAlchemy raises StaleDataError, which we turn into
     # a clear conflict error.
-    __mapper_args__ = {"version_id_col": _case_version}  # noqa: RUF012
+    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": _case_version}
 
     id: int | None = Field(default=None, primary_key=True)
     reference: str = Field(sa_column=Column(String(32), unique=True, nullable=False))

@@ -142,7 +142,9 @@ class TransitionContext:
 
 def _require_aware(now: dt.datetime) -> dt.datetime:
     if now.tzinfo is None:
-        raise ValidationFailed("the time of an event must include its zone (e.g. 2026-11-27T10:00Z)")
+        raise ValidationFailed(
+            "the time of an event must include its zone (e.g. 2026-11-27T10:00Z)"
+        )
     return now.astimezone(dt.UTC)
 
 
@@ -201,7 +203,9 @@ def _coerce(event: str, spec: EventField, value: Any) -> Any:
         return str(value).strip()
     except ValueError as exc:
         hint = "use YYYY-MM-DD" if spec.type == "date" else str(exc)
-        raise ValidationFailed(f"{event}: {spec.name}={value!r} is not valid; {hint}", field=spec.name) from exc
+        raise ValidationFailed(
+            f"{event}: {spec.name}={value!r} is not valid; {hint}", field=spec.name
+        ) from exc
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -268,7 +272,9 @@ def _add_deadline(session: Session, case: Case, clock: Clock, now: dt.datetime) 
     return deadline
 
 
-def _close_deadline(deadline: Deadline, status: DeadlineStatus, now: dt.datetime, reason: str) -> None:
+def _close_deadline(
+    deadline: Deadline, status: DeadlineStatus, now: dt.datetime, reason: str
+) -> None:
     deadline.status = status
     deadline.closed_at = now
     deadline.closed_reason = reason[:200]
@@ -294,7 +300,10 @@ def _meet(
 
 
 def _cancel(
-    pending: list[Deadline], now: dt.datetime, reason: str, kinds: Iterable[DeadlineKind] | None = None
+    pending: list[Deadline],
+    now: dt.datetime,
+    reason: str,
+    kinds: Iterable[DeadlineKind] | None = None,
 ) -> None:
     wanted = set(kinds) if kinds is not None else None
     for deadline in pending:
@@ -327,7 +336,9 @@ def find_provider(session: Session, name_or_code: str) -> Provider:
     for p in providers:
         if wanted in (p.code.casefold(), p.name.casefold()):
             return p
-    known = ", ".join(f"{p.code} ({p.name})" for p in providers) or "none: run `casework db upgrade`"
+    known = (
+        ", ".join(f"{p.code} ({p.name})" for p in providers) or "none: run `casework db upgrade`"
+    )
     raise NotFound(f"no provider {name_or_code!r}; known providers: {known}")
 
 
@@ -505,10 +516,8 @@ def describe_refusal(case: Case, event: str) -> TransitionRefused:
         reason = _guard_reason(case, event)
     else:
         reason = f"case is {case.state}"
-    return TransitionRefused(
-        f"Cannot {event}: {reason}; allowed now: {', '.join(allowed) or 'nothing (case is closed)'}",
-        allowed,
-    )
+    allowed_text = ", ".join(allowed) or "nothing (case is closed)"
+    return TransitionRefused(f"Cannot {event}: {reason}; allowed now: {allowed_text}", allowed)
 
 
 def _guard_reason(case: Case, event: str) -> str:
@@ -595,8 +604,17 @@ def advance(
             _run_hooks(
                 session,
                 TransitionContext(
-                    case, family, event, from_state, case.state, event_data, now, actor,
-                    settings, opened, provider,
+                    case,
+                    family,
+                    event,
+                    from_state,
+                    case.state,
+                    event_data,
+                    now,
+                    actor,
+                    settings,
+                    opened,
+                    provider,
                 ),
             )
         session.commit()
@@ -650,14 +668,26 @@ def _apply(
             _meet(pending, [DeadlineKind.dr_advice], now, done_on=today, reason="advice given")
             open_clock(
                 dl.service_target(
-                    DeadlineKind.dr_allocation, today, targets.allocation_working_days, "advice given"
+                    DeadlineKind.dr_allocation,
+                    today,
+                    targets.allocation_working_days,
+                    "advice given",
                 )
             )
         elif event == "allocate":
-            _meet(pending, [DeadlineKind.dr_allocation], now, done_on=today, reason="provider allocated")
+            _meet(
+                pending,
+                [DeadlineKind.dr_allocation],
+                now,
+                done_on=today,
+                reason="provider allocated",
+            )
             open_clock(
                 dl.service_target(
-                    DeadlineKind.dr_meeting, today, targets.meeting_working_days, "provider allocated"
+                    DeadlineKind.dr_meeting,
+                    today,
+                    targets.meeting_working_days,
+                    "provider allocated",
                 )
             )
         elif event == "schedule_meeting":
@@ -680,7 +710,13 @@ def _apply(
     if event == "mark_exempt":
         decision = _need_decision_date(case, event)
         case.placement_only = True
-        _meet(pending, [DeadlineKind.contact_adviser], now, done_on=today, reason="family advised: exempt")
+        _meet(
+            pending,
+            [DeadlineKind.contact_adviser],
+            now,
+            done_on=today,
+            reason="family advised: exempt",
+        )
         clock = dl.appeal_clock(decision)
         case.appeal_due = clock.due
         open_clock(clock)
@@ -693,7 +729,13 @@ def _apply(
         )
         case.health_only = bool(data.get("health_only", False))
         case.icb_told_on = data.get("icb_told_on")
-        _meet(pending, [DeadlineKind.contact_adviser], now, done_on=today, reason="family chose mediation")
+        _meet(
+            pending,
+            [DeadlineKind.contact_adviser],
+            now,
+            done_on=today,
+            reason="family chose mediation",
+        )
         if case.health_only:
             told = case.icb_told_on or dl.add_working_days(la_told, 3)
             open_clock(dl.mediation_meeting_deadline(told, health_only=True))
@@ -705,7 +747,13 @@ def _apply(
         declined_on = data["declined_on"]
         _not_future(event, "declined_on", declined_on, today)
         case.declined_on = declined_on
-        _meet(pending, [DeadlineKind.contact_adviser], now, done_on=today, reason="family declined mediation")
+        _meet(
+            pending,
+            [DeadlineKind.contact_adviser],
+            now,
+            done_on=today,
+            reason="family declined mediation",
+        )
         open_clock(dl.certificate_after_decline(declined_on))
     elif event == "schedule_meeting":
         _schedule_meeting(case, data, pending, now, today, open_clock, event)
@@ -796,7 +844,9 @@ def _schedule_meeting(
         )
     time_text = data.get("meeting_time") or None
     if time_text and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", time_text):
-        raise ValidationFailed(f"{event}: meeting_time must be HH:MM, e.g. 10:00", field="meeting_time")
+        raise ValidationFailed(
+            f"{event}: meeting_time must be HH:MM, e.g. 10:00", field="meeting_time"
+        )
     _cancel(pending, now, "meeting rearranged", [DeadlineKind.scheduled_meeting])
     case.meeting_on = meeting_on
     case.meeting_time = time_text
@@ -998,9 +1048,11 @@ def allocate(
         if case.kind == CaseKind.disagreement and case.state == CaseState.advised:
             flow_for(case).send("allocate")
             opened += _apply(case, "allocate", {}, pending, session, now, today, settings)
-        data = {"provider": provider.code, "override_reason": override_reason} if override_reason else {
-            "provider": provider.code
-        }
+        data = (
+            {"provider": provider.code, "override_reason": override_reason}
+            if override_reason
+            else {"provider": provider.code}
+        )
         session.add(
             CaseEvent(
                 case_id=case.id,  # type: ignore[arg-type]
@@ -1017,8 +1069,17 @@ def allocate(
         _run_hooks(
             session,
             TransitionContext(
-                case, family_of(session, case), event_name, from_state, case.state, data, now,
-                actor, settings, opened, provider,
+                case,
+                family_of(session, case),
+                event_name,
+                from_state,
+                case.state,
+                data,
+                now,
+                actor,
+                settings,
+                opened,
+                provider,
             ),
         )
         session.commit()
@@ -1095,8 +1156,16 @@ def respond_to_allocation(
         _run_hooks(
             session,
             TransitionContext(
-                case, family_of(session, case), event_name, case.state, case.state,
-                {"note": note}, now, actor, settings, [],
+                case,
+                family_of(session, case),
+                event_name,
+                case.state,
+                case.state,
+                {"note": note},
+                now,
+                actor,
+                settings,
+                [],
                 session.get(Provider, allocation.provider_id),
             ),
         )

@@ -215,33 +215,64 @@ EVENT_FIELDS: dict[tuple[CaseKind, str], tuple[EventField, ...]] = {
         ),
     ),
     (CaseKind.mediation, "choose_mediation"): (
-        EventField("la_told_on", "date", "the day the LA was told mediation is wanted", default="today"),
-        EventField("health_care", "bool", "health care provision is in issue (the LA tells the ICB)"),
-        EventField("health_only", "bool", "only health care is in issue (the ICB arranges the meeting)"),
+        EventField(
+            "la_told_on", "date", "the day the LA was told mediation is wanted", default="today"
+        ),
+        EventField(
+            "health_care", "bool", "health care provision is in issue (the LA tells the ICB)"
+        ),
+        EventField(
+            "health_only", "bool", "only health care is in issue (the ICB arranges the meeting)"
+        ),
         EventField("icb_told_on", "date", "the day the ICB was told (health-only cases)"),
     ),
     (CaseKind.mediation, "decline"): (
-        EventField("declined_on", "date", "the day the family said they do not want mediation", default="today"),
+        EventField(
+            "declined_on",
+            "date",
+            "the day the family said they do not want mediation",
+            default="today",
+        ),
     ),
     (CaseKind.mediation, "schedule_meeting"): (
-        EventField("meeting_on", "date", "the day the mediation meeting will take place", required=True),
+        EventField(
+            "meeting_on", "date", "the day the mediation meeting will take place", required=True
+        ),
         EventField("meeting_time", "text", "the meeting's start time, e.g. 10:00"),
     ),
     (CaseKind.mediation, "record_meeting"): (
         EventField("meeting_held_on", "date", "the day the meeting ended", default="today"),
-        EventField("outcome", "choice", "what the meeting reached", required=True, choices=MEETING_OUTCOMES),
+        EventField(
+            "outcome", "choice", "what the meeting reached", required=True, choices=MEETING_OUTCOMES
+        ),
         EventField("agreement", "text", "what was agreed, in writing (agreement or partial)"),
     ),
     (CaseKind.mediation, "report_not_arranged"): (
-        EventField("told_on", "date", "the day the LA told the adviser it cannot arrange the meeting in 30 days", default="today"),
+        EventField(
+            "told_on",
+            "date",
+            "the day the LA told the adviser it cannot arrange the meeting in 30 days",
+            default="today",
+        ),
     ),
     (CaseKind.mediation, "issue_certificate"): (
         EventField("certificate_on", "date", "the date on the certificate", default="today"),
-        EventField("certificate_type", "choice", "what the certificate certifies (worked out from the case if left out)", choices=CERTIFICATE_TYPES),
+        EventField(
+            "certificate_type",
+            "choice",
+            "what the certificate certifies (worked out from the case if left out)",
+            choices=CERTIFICATE_TYPES,
+        ),
     ),
     (CaseKind.mediation, "confirm_appeal_ready"): (_NOTE,),
     (CaseKind.mediation, "close"): (
-        EventField("outcome", "choice", "how the case ended", required=True, choices=CLOSE_OUTCOMES_MEDIATION),
+        EventField(
+            "outcome",
+            "choice",
+            "how the case ended",
+            required=True,
+            choices=CLOSE_OUTCOMES_MEDIATION,
+        ),
     ),
     (CaseKind.mediation, "withdraw"): (
         EventField("reason", "text", "why the family withdrew", required=True),
@@ -254,11 +285,19 @@ EVENT_FIELDS: dict[tuple[CaseKind, str], tuple[EventField, ...]] = {
     ),
     (CaseKind.disagreement, "record_meeting"): (
         EventField("meeting_held_on", "date", "the day the meeting ended", default="today"),
-        EventField("outcome", "choice", "what the meeting reached", required=True, choices=MEETING_OUTCOMES),
+        EventField(
+            "outcome", "choice", "what the meeting reached", required=True, choices=MEETING_OUTCOMES
+        ),
         EventField("agreement", "text", "what was agreed, in writing"),
     ),
     (CaseKind.disagreement, "close"): (
-        EventField("outcome", "choice", "how the disagreement ended", required=True, choices=CLOSE_OUTCOMES_DISAGREEMENT),
+        EventField(
+            "outcome",
+            "choice",
+            "how the disagreement ended",
+            required=True,
+            choices=CLOSE_OUTCOMES_DISAGREEMENT,
+        ),
     ),
     (CaseKind.disagreement, "withdraw"): (
         EventField("reason", "text", "why the family withdrew", required=True),

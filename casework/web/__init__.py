@@ -1,0 +1,1 @@
+"""The web edge: adviser pages, provider portal, REST API and delivery webhooks."""

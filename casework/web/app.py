@@ -1,0 +1,43 @@
+"""The FastAPI application factory.
+
+Routers are added per area (health, webhooks, pages, portal, api). The app reads
+its settings and engine once at creation; tests build one per database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+
+from casework.config import Settings, get_settings
+from casework.db import get_engine
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or get_engine(settings)
+    app = FastAPI(
+        title="casework", version="0.1.0", docs_url="/api/docs", openapi_url="/api/v1/openapi.json"
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.scheduler_status = {"running": False}
+
+    @app.get("/health", tags=["health"])
+    def health() -> JSONResponse:
+        """Database reachable and scheduler state; 503 when the database is not."""
+        body: dict[str, Any] = {"status": "ok", "scheduler": app.state.scheduler_status}
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            body["database"] = "ok"
+        except Exception as exc:  # report, don't crash: this is the probe
+            body["status"] = "error"
+            body["database"] = f"unreachable: {type(exc).__name__}"
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
+
+    return app

@@ -1,0 +1,67 @@
+"""Factories with sensible defaults: ``create_case(session, settings, **overrides)``.
+
+Tests read like the domain: a family rings the helpline about a refused
+assessment; the case is advised; the family chooses mediation; and so on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlmodel import Session
+
+from casework import services as svc
+from casework.config import Settings
+from casework.models import Case
+from tests.conftest import ADVISER, at
+
+_phone_counter = iter(range(100000, 999999))
+
+
+def intake(**overrides: Any) -> svc.Intake:
+    values: dict[str, Any] = {
+        "kind": "mediation",
+        "name": "Jo Family",
+        "phone": f"07911 {next(_phone_counter):06d}",
+        "channel": "helpline",
+        "email": "jo.family@example.org",
+        "decision_date": dt.date(2026, 11, 2),
+        "decision_type": "refuse_assessment",
+    }
+    values.update(overrides)
+    return svc.Intake(**values)
+
+
+def create_case(
+    session: Session,
+    settings: Settings,
+    *,
+    now: dt.datetime | None = None,
+    actor: svc.Actor = ADVISER,
+    **overrides: Any,
+) -> Case:
+    return svc.open_case(
+        session, intake(**overrides), now=now or at("2026-11-09"), actor=actor, settings=settings
+    )
+
+
+def advance(
+    session: Session,
+    settings: Settings,
+    case: Case,
+    event: str,
+    *,
+    now: dt.datetime | None = None,
+    actor: svc.Actor = ADVISER,
+    **data: Any,
+) -> Case:
+    return svc.advance(
+        session,
+        case.reference,
+        event,
+        now=now or at("2026-11-10"),
+        actor=actor,
+        settings=settings,
+        data=data,
+    )
