@@ -379,7 +379,7 @@ def case_events(reference: str, as_json: JsonOpt = False) -> None:
     with open_session() as (session, _settings):
         case = svc.get_case(session, reference)
         events = svc.allowed_events(case)
-        payload = [
+        payload: list[dict[str, Any]] = [
             {
                 "event": name,
                 "label": EVENT_LABELS.get(name, name),

@@ -106,9 +106,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:
         if self.environment == "production" and self.secret_key == DEVELOPMENT_SECRET:
-            raise ValueError(
-                "CASEWORK_SECRET_KEY must be set to a long random value in production"
-            )
+            raise ValueError("CASEWORK_SECRET_KEY must be set to a long random value in production")
         return self
 
     @property

@@ -1197,7 +1197,7 @@ def list_deadlines(
     session: Session, due_before: dt.date | None = None, status: str = DeadlineStatus.open
 ) -> list[tuple[Deadline, str]]:
     query = (
-        select(Deadline, Case.reference)
+        select(Deadline, col(Case.reference))
         .join(Case, col(Case.id) == Deadline.case_id)
         .where(col(Deadline.status) == status)
         .order_by(col(Deadline.due_at))

@@ -1,0 +1,1 @@
+"""Notices: rendering, channel adapters (SendGrid, Twilio, outbox) and dispatch."""
