@@ -308,6 +308,9 @@ class Notice(SQLModel, table=True):
     sent_at: dt.datetime | None = utc_column()
     delivered_at: dt.datetime | None = utc_column()
     escalated: bool = False
+    # Escalations (notices to advisers and managers) are acknowledged in the web app.
+    acknowledged_at: dt.datetime | None = utc_column()
+    acknowledged_by: str | None = Field(default=None, max_length=320)
 
 
 class DeliveryEvent(SQLModel, table=True):
@@ -325,3 +328,67 @@ class DeliveryEvent(SQLModel, table=True):
     dedupe_key: str | None = Field(
         default=None, sa_column=Column(String(200), unique=True, nullable=True)
     )
+
+
+class Role(StrEnum):
+    adviser = "adviser"
+    manager = "manager"
+    provider = "provider"
+    admin = "admin"
+
+
+class User(SQLModel, table=True):
+    """A person who signs in. Provider staff are bound to exactly one provider."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(f"role IN ({_values(Role)})", name="ck_users_role"),
+        CheckConstraint(
+            "(role = 'provider') = (provider_id IS NOT NULL)", name="ck_users_provider_binding"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(320), unique=True, nullable=False))
+    name: str = Field(default="", max_length=200)
+    role: str = Field(max_length=20)
+    provider_id: int | None = Field(default=None, foreign_key="providers.id")
+    password_hash: str = Field(default="", max_length=200)
+    active: bool = True
+    created_at: dt.datetime = utc_column(nullable=False)
+    last_login_at: dt.datetime | None = utc_column()
+    failed_logins: int = 0
+    locked_until: dt.datetime | None = utc_column()
+
+
+class UserSession(SQLModel, table=True):
+    """Server-side sessions, so sign-out and expiry really end them.
+
+    The cookie holds a random token; only its SHA-256 is stored, so a database
+    leak does not hand out live sessions.
+    """
+
+    __tablename__ = "user_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    user_id: int = Field(foreign_key="users.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: dt.datetime = utc_column(nullable=False)
+    last_seen_at: dt.datetime = utc_column(nullable=False)
+    expires_at: dt.datetime = utc_column(nullable=False)
+    ended_at: dt.datetime | None = utc_column()
+
+
+class ApiToken(SQLModel, table=True):
+    """Bearer tokens for integrations; scoped exactly like the user they belong to."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str = Field(default="", max_length=100)
+    created_at: dt.datetime = utc_column(nullable=False)
+    last_used_at: dt.datetime | None = utc_column()
+    revoked_at: dt.datetime | None = utc_column()
