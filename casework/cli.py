@@ -620,8 +620,14 @@ def calendar_appeal_deadline(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option(help="Load demo cases and demo users (credentials printed once).")
+    ] = False,
+    scheduler: Annotated[
+        bool, typer.Option(help="Run the reminder scheduler in this process too.")
+    ] = True,
 ) -> None:
-    """Run the web app (and, with it, the scheduler) on the embedded defaults."""
+    """Run the web app and the scheduler together: the embedded default."""
     import uvicorn
 
     from casework.web.app import create_app
@@ -631,10 +637,17 @@ def serve(
     upgrade(engine)
     with session_scope(engine) as session:
         svc.sync_providers(session, settings)
+        if demo:
+            from casework.demo import load_demo
+
+            for line in load_demo(session, settings, now=dt.datetime.now(dt.UTC)):
+                typer.echo(line)
+    web_app = create_app(settings, engine, with_scheduler=scheduler)
     typer.echo(
-        f"casework is running at http://{host}:{port}/  (database: {settings.resolved_database_url})"
+        f"casework is running at http://{host}:{port}/"
+        f"  (database: {engine.url.render_as_string(hide_password=True)})"
     )
-    uvicorn.run(create_app(settings, engine), host=host, port=port, log_level="info")
+    uvicorn.run(web_app, host=host, port=port, log_level="info")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -6,6 +6,8 @@ its settings and engine once at creation; tests build one per database.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,11 +18,33 @@ from casework.config import Settings, get_settings
 from casework.db import get_engine
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, engine: Engine | None = None, *, with_scheduler: bool = False
+) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or get_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # `casework serve` runs the scheduler beside the web app (the embedded
+        # default); production runs `casework worker` separately and web workers
+        # never schedule, because APScheduler job stores must not be shared.
+        scheduler = None
+        if with_scheduler:
+            from casework.scheduler import start_background
+
+            scheduler = start_background(settings, engine, app.state.scheduler_status)
+        yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+            app.state.scheduler_status["running"] = False
+
     app = FastAPI(
-        title="casework", version="0.1.0", docs_url="/api/docs", openapi_url="/api/v1/openapi.json"
+        lifespan=lifespan,
+        title="casework",
+        version="0.1.0",
+        docs_url="/api/docs",
+        openapi_url="/api/v1/openapi.json",
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -1,0 +1,80 @@
+"""Request dependencies as ``Annotated`` aliases: the database session, the clock, the user.
+
+Pages authenticate with the session cookie; the API with a bearer token. Both
+resolve to the same ``User`` and the same :class:`~casework.services.Actor`, so
+a provider's reach is identical through either door.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlmodel import Session
+
+from casework import auth
+from casework.config import Settings
+from casework.models import User, UserSession
+
+SESSION_COOKIE = "casework_session"
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+def get_now(request: Request) -> dt.datetime:
+    """The current instant; tests pin it with ``app.state.clock``."""
+    clock = getattr(request.app.state, "clock", None)
+    return clock() if clock is not None else dt.datetime.now(dt.UTC)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+NowDep = Annotated[dt.datetime, Depends(get_now)]
+
+
+class NotSignedIn(Exception):
+    """Raised by page dependencies; the app turns it into a redirect to sign-in."""
+
+
+def get_page_user(request: Request, session: SessionDep, now: NowDep) -> tuple[User, UserSession]:
+    resolved = auth.resolve_session(session, request.cookies.get(SESSION_COOKIE), now=now)
+    if resolved is None:
+        raise NotSignedIn()
+    request.state.user = resolved[0]
+    request.state.csrf_token = resolved[1].csrf_token
+    return resolved
+
+
+PageUserDep = Annotated[tuple[User, UserSession], Depends(get_page_user)]
+
+
+def get_api_user(request: Request, session: SessionDep, now: NowDep) -> User:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            401,
+            detail="Send an API token as 'Authorization: Bearer <token>'"
+            " (create one with `casework user token EMAIL`)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = auth.resolve_api_token(session, token.strip(), now=now)
+    if user is None:
+        raise HTTPException(
+            401,
+            detail="This API token is not valid or was revoked; ask an administrator for a new one",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return user
+
+
+ApiUserDep = Annotated[User, Depends(get_api_user)]
