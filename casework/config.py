@@ -63,6 +63,22 @@ class Team(BaseModel):
     adviser_phone: str = ""
 
 
+class AllocationRules(BaseModel):
+    """How a provider is suggested for a case (``[allocation]`` in config).
+
+    Commissioners change these (a provider's capacity, a newly declared conflict of
+    interest) without a code change, so they are data. Keys are provider codes.
+    """
+
+    # Relative capacity: 2.0 carries twice the open cases of 1.0 before it stops being
+    # the lightest loaded; 0 takes no new cases (it is excluded from suggestions).
+    capacity: dict[str, float] = Field(default_factory=dict)
+    default_capacity: float = Field(default=1.0, gt=0)
+    # Declared conflicts of interest: free-text keys (a school, an LA team) that,
+    # found in a case's summary, exclude that provider from the suggestion.
+    conflicts: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """Everything configurable. Env vars win over TOML, TOML over these defaults."""
 
@@ -82,6 +98,7 @@ class Settings(BaseSettings):
     disagreement_targets: DisagreementTargets = Field(default_factory=DisagreementTargets)
     allocation_acceptance_working_days: int = 2
     team: Team = Field(default_factory=Team)
+    allocation: AllocationRules = Field(default_factory=AllocationRules)
     reference_prefix_mediation: str = "MED"
     reference_prefix_disagreement: str = "DR"
 

@@ -38,8 +38,12 @@ def _sqlite_begin(conn: Any) -> None:
     # pysqlite's own transaction handling defers BEGIN until the first write, so the
     # reads of a use case would run outside its transaction. Emitting BEGIN ourselves
     # (SQLAlchemy's documented recipe) keeps reads and writes in one transaction; the
-    # version column then decides between two writers.
-    conn.exec_driver_sql("BEGIN")
+    # version column then decides between two writers. Work that claims rows (the
+    # sweep, the dispatcher) asks for BEGIN IMMEDIATE with the ``claim`` execution
+    # option, so two claimers queue for the write lock instead of both reading the
+    # same rows.
+    immediate = conn.get_execution_options().get("claim", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -211,8 +211,9 @@ class Deadline(SQLModel, table=True):
     """A clock: due date, rule and explanation, and whether it was met, missed or cancelled.
 
     ``next_action_at`` is the next moment the scheduler has something to do for this
-    clock (a reminder, an escalation, marking it missed); the sweep reads it through
-    a partial index on open rows, so a million closed rows cost nothing.
+    clock (a reminder, marking it missed, an escalation after it was missed); NULL
+    once nothing is left to do. The sweep reads it through a partial index on the
+    non-NULL rows, so a million finished clocks cost nothing.
     """
 
     __tablename__ = "deadlines"
@@ -220,10 +221,10 @@ class Deadline(SQLModel, table=True):
         CheckConstraint(f"status IN ({_values(DeadlineStatus)})", name="ck_deadlines_status"),
         CheckConstraint(f"kind IN ({_values(DeadlineKind)})", name="ck_deadlines_kind"),
         Index(
-            "ix_deadlines_open_next_action",
+            "ix_deadlines_next_action",
             "next_action_at",
-            postgresql_where=text("status = 'open'"),
-            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("next_action_at IS NOT NULL"),
+            sqlite_where=text("next_action_at IS NOT NULL"),
         ),
         Index("ix_deadlines_case_status", "case_id", "status"),
     )

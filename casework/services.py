@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
 
@@ -96,6 +96,23 @@ class Conflict(CaseworkError):
     http_status = 409
 
 
+def _as_conflict(exc: Exception, reference: str) -> Exception:
+    """Two writers on one case: the version check (or SQLite's lock) lets one win.
+
+    On PostgreSQL the loser's ``UPDATE ... WHERE version = n`` matches no row
+    (StaleDataError). On SQLite in WAL mode the loser read an older snapshot and
+    cannot upgrade it to a write ("database is locked"); that is the same race.
+    Any other OperationalError is a real failure and is re-raised unchanged.
+    """
+    if isinstance(exc, OperationalError) and not any(
+        word in str(exc.orig).lower() for word in ("locked", "busy")
+    ):
+        return exc
+    return Conflict(
+        f"{reference} was changed by someone else at the same moment; reload it and try again"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who is acting and through which channel; every audit event names both."""
@@ -107,17 +124,6 @@ class Actor:
 
 
 SYSTEM = Actor(id="system:scheduler", role="system", channel="scheduler")
-
-# Hooks run inside the use case's transaction after the transition, e.g. queueing
-# the notices an event causes. Registered by higher layers so this module does not
-# import them.
-TransitionHook = Callable[[Session, "TransitionContext"], None]
-_transition_hooks: list[TransitionHook] = []
-
-
-def register_transition_hook(hook: TransitionHook) -> None:
-    if hook not in _transition_hooks:
-        _transition_hooks.append(hook)
 
 
 @dataclass
@@ -247,10 +253,16 @@ def family_of(session: Session, case: Case) -> Person | None:
 
 
 def open_deadlines(session: Session, case: Case) -> list[Deadline]:
+    """The case's live clocks: open ones, and missed ones still escalating."""
     return list(
         session.execute(
             select(Deadline).where(
-                col(Deadline.case_id) == case.id, col(Deadline.status) == DeadlineStatus.open
+                col(Deadline.case_id) == case.id,
+                (col(Deadline.status) == DeadlineStatus.open)
+                | (
+                    (col(Deadline.status) == DeadlineStatus.missed)
+                    & col(Deadline.next_action_at).is_not(None)
+                ),
             )
         ).scalars()
     )
@@ -266,7 +278,9 @@ def _add_deadline(session: Session, case: Case, clock: Clock, now: dt.datetime) 
         citation=clock.citation,
         explanation=clock.explanation,
         opened_at=now,
-        next_action_at=None,
+        # The next sweep works out this clock's first reminder from the rules in
+        # config, so the rules live in one place (casework.reminders).
+        next_action_at=now,
     )
     session.add(deadline)
     return deadline
@@ -289,14 +303,23 @@ def _meet(
     done_on: dt.date,
     reason: str,
 ) -> None:
-    """Close the open clocks of ``kinds``: met if done by their due date, else missed."""
+    """Close the clocks of ``kinds``: met if done by their due date, else missed.
+
+    A clock the sweep already marked missed stays missed, but its escalations stop:
+    the act has now been done, late.
+    """
     wanted = set(kinds)
     for deadline in pending:
-        if deadline.status == DeadlineStatus.open and deadline.kind in wanted:
+        if deadline.kind not in wanted:
+            continue
+        if deadline.status == DeadlineStatus.open:
             on_time = done_on <= deadline.due_date
             status = DeadlineStatus.met if on_time else DeadlineStatus.missed
             suffix = "" if on_time else f" (late: done {done_on.isoformat()})"
             _close_deadline(deadline, status, now, reason + suffix)
+        elif deadline.status == DeadlineStatus.missed and deadline.next_action_at is not None:
+            deadline.next_action_at = None
+            deadline.closed_reason = f"{reason} (late: done {done_on.isoformat()})"[:200]
 
 
 def _cancel(
@@ -305,10 +328,16 @@ def _cancel(
     reason: str,
     kinds: Iterable[DeadlineKind] | None = None,
 ) -> None:
+    """Cancel open clocks the case no longer needs; stop escalating missed ones."""
     wanted = set(kinds) if kinds is not None else None
     for deadline in pending:
-        if deadline.status == DeadlineStatus.open and (wanted is None or deadline.kind in wanted):
+        if wanted is not None and deadline.kind not in wanted:
+            continue
+        if deadline.status == DeadlineStatus.open:
             _close_deadline(deadline, DeadlineStatus.cancelled, now, reason)
+        elif deadline.status == DeadlineStatus.missed and deadline.next_action_at is not None:
+            deadline.next_action_at = None
+            deadline.closed_reason = (deadline.closed_reason + f"; then {reason}")[:200]
 
 
 def sync_providers(session: Session, settings: Settings) -> list[Provider]:
@@ -498,8 +527,10 @@ def open_case(
 
 
 def _run_hooks(session: Session, ctx: TransitionContext) -> None:
-    for hook in _transition_hooks:
-        hook(session, ctx)
+    """Queue the notices the change causes, in the same transaction (record now, send later)."""
+    from casework.notices import queue_event_notices
+
+    queue_event_notices(session, ctx)
 
 
 # --- Advance a case by an event ------------------------------------------------------
@@ -618,11 +649,9 @@ def advance(
                 ),
             )
         session.commit()
-    except StaleDataError as exc:
+    except (StaleDataError, OperationalError) as exc:
         session.rollback()
-        raise Conflict(
-            f"{reference} was changed by someone else at the same moment; reload it and try again"
-        ) from exc
+        raise _as_conflict(exc, reference) from exc
     except Exception:
         session.rollback()
         raise
@@ -947,9 +976,9 @@ def update_case_facts(
             )
         )
         session.commit()
-    except StaleDataError as exc:
+    except (StaleDataError, OperationalError) as exc:
         session.rollback()
-        raise Conflict(f"{reference} was changed by someone else; reload it and try again") from exc
+        raise _as_conflict(exc, reference) from exc
     except Exception:
         session.rollback()
         raise
@@ -1083,9 +1112,9 @@ def allocate(
             ),
         )
         session.commit()
-    except StaleDataError as exc:
+    except (StaleDataError, OperationalError) as exc:
         session.rollback()
-        raise Conflict(f"{reference} was changed by someone else; reload it and try again") from exc
+        raise _as_conflict(exc, reference) from exc
     except Exception:
         session.rollback()
         raise
@@ -1170,9 +1199,9 @@ def respond_to_allocation(
             ),
         )
         session.commit()
-    except StaleDataError as exc:
+    except (StaleDataError, OperationalError) as exc:
         session.rollback()
-        raise Conflict(f"{reference} was changed by someone else; reload it and try again") from exc
+        raise _as_conflict(exc, reference) from exc
     except Exception:
         session.rollback()
         raise

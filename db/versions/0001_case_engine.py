@@ -142,7 +142,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('deadlines', schema=None) as batch_op:
         batch_op.create_index('ix_deadlines_case_status', ['case_id', 'status'], unique=False)
-        batch_op.create_index('ix_deadlines_open_next_action', ['next_action_at'], unique=False, postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+        batch_op.create_index('ix_deadlines_next_action', ['next_action_at'], unique=False, postgresql_where=sa.text("next_action_at IS NOT NULL"), sqlite_where=sa.text("next_action_at IS NOT NULL"))
 
     op.create_table('people',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -232,7 +232,7 @@ def downgrade() -> None:
 
     op.drop_table('people')
     with op.batch_alter_table('deadlines', schema=None) as batch_op:
-        batch_op.drop_index('ix_deadlines_open_next_action', postgresql_where=sa.text("status = 'open'"), sqlite_where=sa.text("status = 'open'"))
+        batch_op.drop_index('ix_deadlines_next_action', postgresql_where=sa.text("next_action_at IS NOT NULL"), sqlite_where=sa.text("next_action_at IS NOT NULL"))
         batch_op.drop_index('ix_deadlines_case_status')
 
     op.drop_table('deadlines')

@@ -1,0 +1,386 @@
+"""Planning notices: who hears what, on which channel, from when, exactly once.
+
+Notices are written to the outbox table inside the transaction that caused them
+(a transition, or a sweep of due clocks) and delivered later by the dispatcher.
+Each carries an idempotency key; inserting the same key twice does nothing, so a
+re-run sweep or two sweepers at once can never message a family twice.
+
+What goes into a notice's context is the minimum the template needs: a case
+reference, dates, the service's call-back number, a provider's name. Never a
+child's name, never SEN or health detail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from casework import deadlines as dl
+from casework.config import Settings
+from casework.contacts import is_mobile
+from casework.models import Notice, NoticeStatus
+
+log = logging.getLogger("casework.notices")
+
+Recipient = Literal["family", "provider", "adviser", "manager"]
+ChannelName = Literal["sms", "email"]
+
+DEADLINE_LABELS: dict[str, str] = {
+    "contact_adviser": "the family's 2 months to say whether they want mediation",
+    "certificate_after_decline": "the certificate after the family declined mediation",
+    "icb_notified": "the LA telling the ICB about mediation on health care",
+    "mediation_meeting": "the 30-day limit for the mediation meeting",
+    "certificate_not_arranged": "the certificate when mediation cannot be arranged in 30 days",
+    "certificate_after_meeting": "the certificate after the mediation meeting",
+    "agreement_implemented": "the LA carrying out what was agreed at mediation",
+    "icb_tells_la_of_agreement": "the ICB telling the LA what was agreed",
+    "appeal": "the deadline for an appeal to the Tribunal",
+    "scheduled_meeting": "the meeting",
+    "dr_advice": "advice on the disagreement (service target)",
+    "dr_allocation": "allocating a provider (service target)",
+    "dr_meeting": "the disagreement-resolution meeting (service target)",
+    "allocation_acceptance": "the provider's answer to the allocation",
+}
+
+
+class EventNoticeRule(BaseModel):
+    """A notice an event causes, from ``[[notices.events]]`` in config."""
+
+    event: str
+    recipient: Recipient
+    channels: list[ChannelName]
+    template: str
+    case_kind: str | None = None
+
+
+class ReminderRule(BaseModel):
+    """A reminder or escalation around a deadline, from ``[[reminders.rules]]``."""
+
+    id: str
+    deadline: str
+    offset: int
+    unit: Literal["calendar", "working"] = "calendar"
+    kind: Literal["reminder", "escalation"] = "reminder"
+    recipient: Recipient
+    channels: list[ChannelName] = Field(default_factory=lambda: ["email"])  # type: ignore[arg-type]
+    template: str
+    at: dt.time | None = None
+
+    def fire_day(self, due: dt.date) -> dt.date:
+        if self.offset == 0:
+            return due
+        if self.unit == "calendar":
+            return due + dt.timedelta(days=self.offset)
+        if self.offset > 0:
+            return dl.add_working_days(due, self.offset)
+        return _subtract_working_days(due, -self.offset)
+
+    def fire_at(self, due: dt.date, default_at: dt.time) -> dt.datetime:
+        local = dt.datetime.combine(self.fire_day(due), self.at or default_at, tzinfo=dl.LONDON)
+        return local.astimezone(dt.UTC)
+
+
+def _subtract_working_days(d: dt.date, n: int) -> dt.date:
+    day = d
+    while n > 0:
+        day -= dt.timedelta(days=1)
+        if dl.is_working_day(day):
+            n -= 1
+    return day
+
+
+@dataclass(frozen=True)
+class NoticeRules:
+    """Rules parsed once from settings."""
+
+    events: tuple[EventNoticeRule, ...]
+    reminders: dict[str, tuple[ReminderRule, ...]]
+    stale_after: dt.timedelta
+    default_at: dt.time
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NoticeRules:
+        cached = getattr(settings, "_notice_rules", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        events = tuple(EventNoticeRule(**r) for r in settings.notices.get("events", []))
+        by_kind: dict[str, list[ReminderRule]] = {}
+        for raw in settings.reminders.get("rules", []):
+            rule = ReminderRule(**raw)
+            by_kind.setdefault(rule.deadline, []).append(rule)
+        default_at = dt.time.fromisoformat(str(settings.reminders.get("default_at", "09:00")))
+        rules = cls(
+            events=events,
+            reminders={k: tuple(sorted(v, key=lambda r: r.offset)) for k, v in by_kind.items()},
+            stale_after=dt.timedelta(hours=float(settings.reminders.get("stale_after_hours", 24))),
+            default_at=default_at,
+        )
+        object.__setattr__(settings, "_notice_rules", rules)
+        return rules
+
+
+# --- Quiet hours -----------------------------------------------------------------------
+
+
+def in_quiet_hours(moment: dt.datetime, settings: Settings) -> bool:
+    local = moment.astimezone(dl.LONDON).time()
+    start, end = settings.quiet_hours_start, settings.quiet_hours_end
+    if start > end:  # spans midnight (21:00-08:00)
+        return local >= start or local < end
+    return start <= local < end
+
+
+def next_sms_moment(moment: dt.datetime, settings: Settings) -> dt.datetime:
+    """``moment`` itself, or the end of the SMS quiet hours that contain it."""
+    if not in_quiet_hours(moment, settings):
+        return moment
+    local = moment.astimezone(dl.LONDON)
+    end_day = local.date()
+    if (
+        local.time() >= settings.quiet_hours_start
+        and settings.quiet_hours_start > settings.quiet_hours_end
+    ):
+        end_day += dt.timedelta(days=1)
+    return dt.datetime.combine(end_day, settings.quiet_hours_end, tzinfo=dl.LONDON).astimezone(
+        dt.UTC
+    )
+
+
+# --- Recipients --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FamilyContact:
+    name: str
+    phone: str
+    email: str
+    channels: tuple[str, ...]
+    sms_consent: bool
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What notice planning needs to know about one case (loaded in bulk by the sweep)."""
+
+    case_id: int
+    reference: str
+    kind: str
+    state: str
+    family: FamilyContact | None
+    provider_name: str | None = None
+    provider_email: str | None = None
+    adviser_email: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _family_channels(wanted: Sequence[str], family: FamilyContact) -> list[tuple[str, str]]:
+    """The family's addresses for ``wanted`` channels, honouring consent and phone type.
+
+    If none of the rule's channels can reach the family (no consent to SMS, a
+    landline, no email) we fall back to whatever can: a legal deadline reminder
+    must reach them somehow.
+    """
+
+    def usable(channel: str) -> str | None:
+        if channel == "sms":
+            if family.sms_consent and family.phone and is_mobile(family.phone):
+                return family.phone
+            return None
+        return family.email or None
+
+    chosen = [(c, a) for c in wanted if c in family.channels and (a := usable(c))]
+    if chosen:
+        return chosen
+    fallback = [(c, a) for c in ("email", "sms") if (a := usable(c))]
+    return fallback[:1]
+
+
+def addresses_for(
+    recipient: str, channels: Sequence[str], facts: CaseFacts, settings: Settings
+) -> list[tuple[str, str]]:
+    if recipient == "family":
+        return _family_channels(channels, facts.family) if facts.family else []
+    if recipient == "provider":
+        return [("email", facts.provider_email)] if facts.provider_email else []
+    if recipient == "adviser":
+        out = [("email", facts.adviser_email or settings.team.adviser_email)]
+        if "sms" in channels and settings.team.adviser_phone:
+            out.append(("sms", settings.team.adviser_phone))
+        return out
+    if recipient == "manager":
+        return [("email", settings.team.manager_email)]
+    raise ValueError(f"unknown recipient {recipient!r}")
+
+
+def base_context(facts: CaseFacts, settings: Settings) -> dict[str, Any]:
+    service = settings.service
+    ctx: dict[str, Any] = {
+        "reference": facts.reference,
+        "case_kind": facts.kind,
+        "service_name": service.name,
+        "helpline": service.helpline,
+        "service_email": service.email,
+        "case_link": f"{settings.public_url.rstrip('/')}/cases/{facts.reference}",
+        "portal_link": f"{settings.public_url.rstrip('/')}/portal/cases/{facts.reference}",
+        "provider_name": facts.provider_name or "",
+        "family_name": (facts.family.name.split()[0] if facts.family and facts.family.name else ""),
+    }
+    ctx.update(facts.extra)
+    return ctx
+
+
+def deadline_context(kind: str, due: dt.date, explanation: str, citation: str) -> dict[str, Any]:
+    return {
+        "deadline_kind": kind,
+        "deadline_label": DEADLINE_LABELS.get(kind, kind.replace("_", " ")),
+        "due_date": due.isoformat(),
+        "due_text": dl.fmt(due) + (", 5pm" if kind == "appeal" else ""),
+        "explanation": explanation,
+        "citation": citation,
+    }
+
+
+def notice_row(
+    *,
+    key: str,
+    facts: CaseFacts,
+    template: str,
+    recipient: str,
+    channel: str,
+    address: str,
+    context: dict[str, Any],
+    not_before: dt.datetime,
+    now: dt.datetime,
+    settings: Settings,
+    deadline_id: int | None = None,
+    status: str = NoticeStatus.queued,
+    reason: str = "",
+) -> dict[str, Any]:
+    """One outbox row as a dict for a bulk insert."""
+    from casework.models import new_public_id
+
+    if channel == "sms" and status == NoticeStatus.queued:
+        not_before = next_sms_moment(not_before, settings)
+    return {
+        "public_id": new_public_id(),
+        "idempotency_key": key[:200],
+        "case_id": facts.case_id,
+        "deadline_id": deadline_id,
+        "template": template,
+        "recipient_role": recipient,
+        "channel": channel,
+        "to_address": address,
+        "context": context,
+        "subject": "",
+        "body": "",
+        "status": status,
+        "not_before": not_before,
+        "attempts": 0,
+        "last_error": reason,
+        "created_at": now,
+        "escalated": False,
+    }
+
+
+def insert_notices(bind: Session | Connection, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert rows, skipping any whose idempotency key exists; returns how many were new."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    dialect = bind.get_bind().dialect.name if isinstance(bind, Session) else bind.dialect.name
+    table = Notice.__table__  # type: ignore[attr-defined]
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    else:  # pragma: no cover - other databases: plain insert, duplicates raise
+        stmt = insert(table)
+    result = bind.execute(stmt.returning(table.c.id), rows)
+    return len(result.fetchall())
+
+
+# --- Notices caused by an event ----------------------------------------------------------
+
+
+def queue_event_notices(session: Session, ctx: Any) -> int:
+    """Called by the use cases inside their transaction (ctx: services.TransitionContext)."""
+    settings: Settings = ctx.settings
+    rules = [
+        r
+        for r in NoticeRules.from_settings(settings).events
+        if r.event == ctx.event and (r.case_kind is None or r.case_kind == ctx.case.kind)
+    ]
+    if not rules:
+        return 0
+    case = ctx.case
+    family = ctx.family
+    provider = ctx.provider
+    facts = CaseFacts(
+        case_id=case.id,
+        reference=case.reference,
+        kind=case.kind,
+        state=ctx.to_state,
+        family=FamilyContact(
+            family.name, family.phone, family.email, tuple(family.channels), family.sms_consent
+        )
+        if family is not None
+        else None,
+        provider_name=provider.name if provider is not None else None,
+        provider_email=provider.email if provider is not None else None,
+        adviser_email=case.adviser,
+    )
+    context = base_context(facts, settings)
+    context.update(_event_context(ctx))
+    stamp = ctx.now.strftime("%Y%m%dT%H%M%S%f")
+    rows = []
+    for rule in rules:
+        for channel, address in addresses_for(rule.recipient, rule.channels, facts, settings):
+            key = (
+                f"case:{case.id}:event:{ctx.event}:{stamp}"
+                f":{rule.template}:{rule.recipient}:{channel}"
+            )
+            rows.append(
+                notice_row(
+                    key=key,
+                    facts=facts,
+                    template=rule.template,
+                    recipient=rule.recipient,
+                    channel=channel,
+                    address=address,
+                    context=context | {"notice_kind": "event"},
+                    not_before=ctx.now,
+                    now=ctx.now,
+                    settings=settings,
+                )
+            )
+    return insert_notices(session, rows)
+
+
+def _event_context(ctx: Any) -> dict[str, Any]:
+    case = ctx.case
+    out: dict[str, Any] = {"event": ctx.event}
+    if case.meeting_on is not None:
+        out["meeting_text"] = dl.fmt(case.meeting_on) + (
+            f" at {case.meeting_time}" if case.meeting_time else ""
+        )
+    if case.appeal_due is not None:
+        out["appeal_due_text"] = dl.fmt(case.appeal_due) + ", 5pm"
+    for deadline in ctx.opened:
+        if deadline.kind == "appeal":
+            out["appeal_explanation"] = deadline.explanation
+    if ctx.event == "advise" and case.decision_date is not None:
+        window = dl.contact_adviser_deadline(case.decision_date)
+        out["window_text"] = dl.fmt(window.due)
+        out["appeal_window_text"] = dl.fmt(dl.appeal_deadline(case.decision_date)) + ", 5pm"
+    if ctx.event in ("withdraw", "decline_allocation"):
+        out["reason"] = str(ctx.data.get("reason") or ctx.data.get("note") or "")
+    return out
