@@ -290,11 +290,14 @@ def notice_row(
     }
 
 
-def insert_notices(bind: Session | Connection, rows: Iterable[dict[str, Any]]) -> int:
-    """Insert rows, skipping any whose idempotency key exists; returns how many were new."""
+def insert_notices(bind: Session | Connection, rows: Iterable[dict[str, Any]]) -> list[Any]:
+    """Insert rows, skipping any whose idempotency key exists; returns the new ones.
+
+    Each returned row has ``id``, ``status`` and ``template``.
+    """
     rows = list(rows)
     if not rows:
-        return 0
+        return []
     dialect = bind.get_bind().dialect.name if isinstance(bind, Session) else bind.dialect.name
     table = Notice.__table__  # type: ignore[attr-defined]
     stmt: Any
@@ -304,14 +307,14 @@ def insert_notices(bind: Session | Connection, rows: Iterable[dict[str, Any]]) -
         stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
     else:  # pragma: no cover - other databases: plain insert, duplicates raise
         stmt = insert(table)
-    result = bind.execute(stmt.returning(table.c.id), rows)
-    return len(result.fetchall())
+    result = bind.execute(stmt.returning(table.c.id, table.c.status, table.c.template), rows)
+    return list(result.fetchall())
 
 
 # --- Notices caused by an event ----------------------------------------------------------
 
 
-def queue_event_notices(session: Session, ctx: Any) -> int:
+def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
     """Called by the use cases inside their transaction (ctx: services.TransitionContext)."""
     settings: Settings = ctx.settings
     rules = [
@@ -320,7 +323,7 @@ def queue_event_notices(session: Session, ctx: Any) -> int:
         if r.event == ctx.event and (r.case_kind is None or r.case_kind == ctx.case.kind)
     ]
     if not rules:
-        return 0
+        return []
     case = ctx.case
     family = ctx.family
     provider = ctx.provider

@@ -1,0 +1,317 @@
+"""The sweep: turn due clocks into notices, and missed clocks into escalations.
+
+Each deadline row carries ``next_action_at``: the next moment the sweep has work
+for it. A sweep claims the rows whose moment has come (indexed; a million
+finished clocks cost nothing), and in ONE transaction per batch it writes their
+notices to the outbox, marks missed ones missed, and moves ``next_action_at`` on.
+
+Several sweepers may run at once: on PostgreSQL they claim with
+``FOR UPDATE SKIP LOCKED`` and never see each other's rows; on SQLite the batch
+runs under ``BEGIN IMMEDIATE`` so sweepers take turns. Either way the notices'
+idempotency keys make a repeat harmless.
+
+After downtime the next sweep catches up: escalations are sent however late (a
+missed legal clock must be heard about), but reminders whose moment passed long
+ago, or whose deadline has already come, are recorded as skipped rather than sent
+late in a burst.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.engine import Row
+
+from casework.config import Settings
+from casework.models import (
+    Case,
+    CaseEvent,
+    Deadline,
+    DeadlineStatus,
+    NoticeStatus,
+    Person,
+    Provider,
+)
+from casework.notices import (
+    CaseFacts,
+    FamilyContact,
+    NoticeRules,
+    ReminderRule,
+    addresses_for,
+    base_context,
+    deadline_context,
+    insert_notices,
+    notice_row,
+)
+
+log = logging.getLogger("casework.reminders")
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did, for the CLI, the logs and the tests."""
+
+    claimed: int = 0
+    queued: int = 0
+    skipped: int = 0
+    missed: int = 0
+    batches: int = 0
+    by_template: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "claimed": self.claimed,
+            "queued": self.queued,
+            "skipped": self.skipped,
+            "missed": self.missed,
+            "batches": self.batches,
+            "by_template": dict(self.by_template),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do with one claimed deadline (pure result of :func:`plan_deadline`)."""
+
+    notices: list[tuple[ReminderRule, bool]]  # (rule, stale)
+    mark_missed: bool
+    next_action_at: dt.datetime | None
+
+
+def plan_deadline(
+    *,
+    kind: str,
+    status: str,
+    due_date: dt.date,
+    due_at: dt.datetime,
+    now: dt.datetime,
+    rules: NoticeRules,
+) -> Plan:
+    """Which rules fire now, whether the clock is now missed, and when to look again.
+
+    Pure: the same inputs always give the same plan, so re-running a sweep after a
+    crash plans the same notices, whose keys then collide harmlessly.
+    """
+    fired: list[tuple[ReminderRule, bool]] = []
+    upcoming: list[dt.datetime] = []
+    missed_now = status == DeadlineStatus.open and now >= due_at
+    past_due = now >= due_at
+    for rule in rules.reminders.get(kind, ()):
+        moment = rule.fire_at(due_date, rules.default_at)
+        if moment > now:
+            upcoming.append(moment)
+            continue
+        if moment >= due_at:
+            fired.append((rule, False))  # after the clock was missed: always sent
+            continue
+        # A rule meant for before the due time: useless once the clock has passed,
+        # and a reminder whose moment went by long ago (downtime) would only confuse.
+        stale = past_due or (rule.kind == "reminder" and now - moment > rules.stale_after)
+        fired.append((rule, stale))
+    if status == DeadlineStatus.open and not past_due:
+        upcoming.append(due_at)  # come back to mark it missed if nobody meets it
+    later = [m for m in upcoming if m > now]
+    return Plan(fired, missed_now, min(later) if later else None)
+
+
+def _claim(conn: Any, now: dt.datetime, batch: int) -> list[Row[Any]]:
+    family = Person.__table__.alias("family")  # type: ignore[attr-defined]
+    d = Deadline.__table__  # type: ignore[attr-defined]
+    c = Case.__table__  # type: ignore[attr-defined]
+    p = Provider.__table__  # type: ignore[attr-defined]
+    query = (
+        select(
+            d.c.id,
+            d.c.case_id,
+            d.c.kind,
+            d.c.status,
+            d.c.due_date,
+            d.c.due_at,
+            d.c.citation,
+            d.c.explanation,
+            d.c.closed_reason,
+            c.c.reference,
+            c.c.kind.label("case_kind"),
+            c.c.state,
+            c.c.adviser,
+            family.c.name,
+            family.c.phone,
+            family.c.email,
+            family.c.preferred_channels,
+            family.c.sms_consent,
+            p.c.name.label("provider_name"),
+            p.c.email.label("provider_email"),
+        )
+        .select_from(
+            d.join(c, c.c.id == d.c.case_id)
+            .outerjoin(family, (family.c.case_id == c.c.id) & (family.c.role == "family"))
+            .outerjoin(p, p.c.id == c.c.provider_id)
+        )
+        .where(d.c.next_action_at <= now)
+        .order_by(d.c.next_action_at)
+        .limit(batch)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=d)
+    return list(conn.execute(query))
+
+
+def sweep(
+    engine: Engine, now: dt.datetime, settings: Settings, *, batch_size: int = 1000
+) -> SweepResult:
+    """Process every clock whose moment has come, in batches, each one transaction."""
+    rules = NoticeRules.from_settings(settings)
+    result = SweepResult()
+    while True:
+        with engine.connect().execution_options(claim=True) as conn, conn.begin():
+            rows = _claim(conn, now, batch_size)
+            if rows:
+                _process_batch(conn, rows, now, settings, rules, result)
+        result.batches += 1
+        result.claimed += len(rows)
+        if len(rows) < batch_size:
+            break
+    if result.claimed:
+        log.info("sweep %s", result.as_dict())
+    return result
+
+
+def _process_batch(
+    conn: Any,
+    rows: list[Row[Any]],
+    now: dt.datetime,
+    settings: Settings,
+    rules: NoticeRules,
+    result: SweepResult,
+) -> None:
+    notices: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for row in rows:
+        plan = plan_deadline(
+            kind=row.kind,
+            status=row.status,
+            due_date=row.due_date,
+            due_at=_aware(row.due_at),
+            now=now,
+            rules=rules,
+        )
+        status, closed_reason = row.status, row.closed_reason
+        closed_at: dt.datetime | None = None
+        if plan.mark_missed:
+            status, closed_at = DeadlineStatus.missed, now
+            closed_reason = "not done by the due time"
+            result.missed += 1
+            events.append(
+                {
+                    "case_id": row.case_id,
+                    "at": now,
+                    "actor": "system:scheduler",
+                    "event": "deadline_missed",
+                    "from_state": row.state,
+                    "to_state": row.state,
+                    "data": {"deadline": row.kind, "due_date": row.due_date.isoformat()},
+                    "channel": "scheduler",
+                    "note": row.explanation,
+                }
+            )
+        updates.append(
+            {
+                "b_id": row.id,
+                "b_status": status,
+                "b_closed_reason": closed_reason,
+                "b_closed_at": closed_at,
+                "b_next": plan.next_action_at,
+            }
+        )
+        if plan.notices:
+            notices.extend(_notices_for(row, plan, now, settings))
+    if notices:
+        for new in insert_notices(conn, notices):
+            if new.status == NoticeStatus.skipped:
+                result.skipped += 1
+            else:
+                result.queued += 1
+                result.by_template[new.template] += 1
+    d = Deadline.__table__  # type: ignore[attr-defined]
+    missed_ids = {u["b_id"] for u in updates if u["b_closed_at"] is not None}
+    plain = [u for u in updates if u["b_id"] not in missed_ids]
+    if plain:
+        conn.execute(
+            update(d).where(d.c.id == bindparam("b_id")).values(next_action_at=bindparam("b_next")),
+            [{"b_id": u["b_id"], "b_next": u["b_next"]} for u in plain],
+        )
+    missed = [u for u in updates if u["b_id"] in missed_ids]
+    if missed:
+        conn.execute(
+            update(d)
+            .where(d.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                closed_reason=bindparam("b_closed_reason"),
+                closed_at=bindparam("b_closed_at"),
+                next_action_at=bindparam("b_next"),
+            ),
+            missed,
+        )
+    if events:
+        conn.execute(CaseEvent.__table__.insert(), events)  # type: ignore[attr-defined]
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _notices_for(
+    row: Row[Any], plan: Plan, now: dt.datetime, settings: Settings
+) -> list[dict[str, Any]]:
+    family = (
+        FamilyContact(
+            row.name,
+            row.phone or "",
+            row.email or "",
+            tuple(c for c in (row.preferred_channels or "").split(",") if c),
+            bool(row.sms_consent),
+        )
+        if row.name is not None
+        else None
+    )
+    facts = CaseFacts(
+        case_id=row.case_id,
+        reference=row.reference,
+        kind=row.case_kind,
+        state=row.state,
+        family=family,
+        provider_name=row.provider_name,
+        provider_email=row.provider_email,
+        adviser_email=row.adviser,
+    )
+    context = base_context(facts, settings) | deadline_context(
+        row.kind, row.due_date, row.explanation, row.citation
+    )
+    out = []
+    for rule, stale in plan.notices:
+        for channel, address in addresses_for(rule.recipient, rule.channels, facts, settings):
+            out.append(
+                notice_row(
+                    key=f"deadline:{row.id}:{rule.id}:{rule.recipient}:{channel}",
+                    facts=facts,
+                    template=rule.template,
+                    recipient=rule.recipient,
+                    channel=channel,
+                    address=address,
+                    context=context | {"notice_kind": rule.kind, "rule": rule.id},
+                    not_before=now,
+                    now=now,
+                    settings=settings,
+                    deadline_id=row.id,
+                    status=NoticeStatus.skipped if stale else NoticeStatus.queued,
+                    reason="stale: its moment passed while the scheduler was down" if stale else "",
+                )
+            )
+    return out
