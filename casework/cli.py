@@ -24,7 +24,7 @@ from casework import deadlines as dl
 from casework import services as svc
 from casework.config import Settings, get_settings
 from casework.contacts import display_phone
-from casework.db import get_engine, session_scope, upgrade
+from casework.db import ensure_schema, get_engine, session_scope, upgrade
 from casework.models import Case, Deadline
 from casework.states import EVENT_LABELS, CaseKind
 
@@ -109,7 +109,12 @@ def cli_actor() -> svc.Actor:
 @contextmanager
 def open_session() -> Iterator[tuple[Session, Settings]]:
     settings = get_settings()
-    with session_scope(get_engine(settings)) as session:
+    engine = get_engine(settings)
+    try:
+        ensure_schema(engine)
+    except RuntimeError as exc:
+        fail(str(exc), 5)
+    with session_scope(engine) as session:
         yield session, settings
 
 
@@ -648,6 +653,106 @@ def serve(
         f"  (database: {engine.url.render_as_string(hide_password=True)})"
     )
     uvicorn.run(web_app, host=host, port=port, log_level="info")
+
+
+@app.command("tick")
+@handles_errors
+def tick(at: AtOpt = None, as_json: JsonOpt = False) -> None:
+    """Run one sweep and one dispatch as of --at: catch up, or test a moment."""
+    from casework.scheduler import run_once
+
+    settings = get_settings()
+    engine = get_engine(settings)
+    ensure_schema(engine)
+    result = run_once(engine, settings, parse_at(at))
+
+    def text() -> str:
+        sw, dp = result["sweep"], result["dispatch"]
+        return (
+            f"tick at {result['at']}\n"
+            f"  sweep: {sw['claimed']} clocks looked at, {sw['queued']} notices queued,"
+            f" {sw['skipped']} stale reminders skipped, {sw['missed']} deadlines missed\n"
+            f"  dispatch: {dp['sent']} sent, {dp['deferred']} deferred (quiet hours),"
+            f" {dp['retried']} to retry, {dp['failed']} failed, {dp['escalated']} escalated,"
+            f" {dp['skipped']} skipped"
+        )
+
+    emit(result, as_json, text)
+
+
+@app.command("worker")
+def worker() -> None:
+    """Run the scheduler as its own process (sweep and dispatch on intervals)."""
+    import logging
+
+    from casework.scheduler import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    engine = get_engine(settings)
+    upgrade(engine)
+    run_worker(settings, engine)
+
+
+notices_app = typer.Typer(help="The outbox: notices and their delivery.", no_args_is_help=True)
+app.add_typer(notices_app, name="notices")
+
+
+@notices_app.command("list")
+@handles_errors
+def notices_list(
+    case: Annotated[str | None, typer.Option("--case", help="Only this case reference.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="queued, sending, sent, delivered, failed, skipped.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Notices in the outbox with their delivery state."""
+    from sqlalchemy import select as sa_select
+
+    from casework.models import Notice
+
+    with open_session() as (session, _settings):
+        query = sa_select(Notice).order_by(Notice.id.desc()).limit(limit)  # type: ignore[union-attr]
+        if case:
+            query = query.where(Notice.case_id == svc.get_case(session, case).id)  # type: ignore[arg-type]
+        if status:
+            query = query.where(Notice.status == status)  # type: ignore[arg-type]
+        rows = list(session.execute(query).scalars())
+        payload = [
+            {
+                "id": n.public_id,
+                "case": (n.context or {}).get("reference"),
+                "template": n.template,
+                "recipient": n.recipient_role,
+                "channel": n.channel,
+                "to": n.to_address,
+                "status": n.status,
+                "not_before": n.not_before.isoformat(),
+                "attempts": n.attempts,
+                "provider": n.provider,
+                "sent_at": n.sent_at.isoformat() if n.sent_at else None,
+                "delivered_at": n.delivered_at.isoformat() if n.delivered_at else None,
+                "last_error": n.last_error,
+                "subject": n.subject,
+                "body": n.body,
+            }
+            for n in rows
+        ]
+        emit(
+            payload,
+            as_json,
+            lambda: (
+                "\n".join(
+                    f"{p['not_before'][:16]}  {p['case'] or '-':<15} {p['template']:<32}"
+                    f" {p['recipient']:<8} {p['channel']:<5} {p['status']:<9}"
+                    f" {p['last_error'][:60]}"
+                    for p in payload
+                )
+                or "no notices"
+            ),
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

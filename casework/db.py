@@ -104,3 +104,28 @@ def downgrade(engine: Engine, revision: str) -> None:
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, revision)
+
+
+def schema_is_current(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current == heads
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Migrate an embedded SQLite database on first use; never PostgreSQL behind your back.
+
+    Production schemas change only through `casework db upgrade`, run deliberately.
+    """
+    if schema_is_current(engine):
+        return
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    raise RuntimeError(
+        "the database schema is not at the current version: run `casework db upgrade`"
+    )

@@ -282,6 +282,12 @@ class Notice(SQLModel, table=True):
             postgresql_where=text("status = 'queued'"),
             sqlite_where=text("status = 'queued'"),
         ),
+        Index(
+            "ix_notices_sending",
+            "claimed_at",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
+        ),
         Index("ix_notices_case", "case_id", "created_at"),
     )
 

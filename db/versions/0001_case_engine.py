@@ -196,6 +196,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_notices_case', ['case_id', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_notices_provider_message_id'), ['provider_message_id'], unique=False)
         batch_op.create_index('ix_notices_ready', ['not_before'], unique=False, postgresql_where=sa.text("status = 'queued'"), sqlite_where=sa.text("status = 'queued'"))
+        batch_op.create_index('ix_notices_sending', ['claimed_at'], unique=False, postgresql_where=sa.text("status = 'sending'"), sqlite_where=sa.text("status = 'sending'"))
 
     op.create_table('delivery_events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -222,6 +223,7 @@ def downgrade() -> None:
 
     op.drop_table('delivery_events')
     with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.drop_index('ix_notices_sending', postgresql_where=sa.text("status = 'sending'"), sqlite_where=sa.text("status = 'sending'"))
         batch_op.drop_index('ix_notices_ready', postgresql_where=sa.text("status = 'queued'"), sqlite_where=sa.text("status = 'queued'"))
         batch_op.drop_index(batch_op.f('ix_notices_provider_message_id'))
         batch_op.drop_index('ix_notices_case')

@@ -1,0 +1,117 @@
+"""APScheduler wiring only: interval jobs that call the sweep and the dispatcher.
+
+The database is the coordinator, not APScheduler: the jobs keep no state of
+their own (in-memory job store), claim work with row-level locking, and are safe
+to run in several ``casework worker`` processes at once. ``casework tick`` calls
+the same two functions, so everything here is testable without a scheduler.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import Engine
+
+from casework.config import Settings
+from casework.notify.dispatch import build_channels, dispatch
+from casework.reminders import sweep
+
+log = logging.getLogger("casework.scheduler")
+
+SWEEP_SECONDS = 60
+DISPATCH_SECONDS = 10
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
+
+
+def run_once(engine: Engine, settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]:
+    """One sweep then one dispatch as of ``now``: what `casework tick` and the jobs run."""
+    now = now or dt.datetime.now(dt.UTC)
+    swept = sweep(engine, now, settings)
+    sent = dispatch(engine, now, settings, channels=_channels(settings))
+    return {"at": now.isoformat(), "sweep": swept.as_dict(), "dispatch": sent.as_dict()}
+
+
+_channel_cache: dict[int, Any] = {}
+
+
+def _channels(settings: Settings) -> Any:
+    # SDK clients keep connection pools: build them once per settings object.
+    key = id(settings)
+    if key not in _channel_cache:
+        _channel_cache[key] = build_channels(settings)
+    return _channel_cache[key]
+
+
+def _sweep_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    result = sweep(engine, now, settings)
+    status["last_sweep"] = now.isoformat()
+    status["last_sweep_result"] = result.as_dict()
+
+
+def _dispatch_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    result = dispatch(engine, now, settings, channels=_channels(settings))
+    status["last_dispatch"] = now.isoformat()
+    status["last_dispatch_result"] = result.as_dict()
+
+
+def _listen(event: JobEvent) -> None:
+    if event.code == EVENT_JOB_MISSED:
+        log.warning("job %s missed its run time %s", event.job_id, event.scheduled_run_time)
+    elif event.code == EVENT_JOB_MAX_INSTANCES:
+        log.warning("job %s still running; this run skipped", event.job_id)
+    elif event.code == EVENT_JOB_ERROR:
+        log.error("job %s failed: %r", event.job_id, getattr(event, "exception", None))
+
+
+def configure(
+    scheduler: BaseScheduler, engine: Engine, settings: Settings, status: dict[str, Any]
+) -> BaseScheduler:
+    scheduler.add_listener(_listen, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
+    args = (engine, settings, status)
+    now = dt.datetime.now(dt.UTC)
+    scheduler.add_job(
+        _sweep_job,
+        "interval",
+        seconds=SWEEP_SECONDS,
+        id="sweep",
+        args=args,
+        replace_existing=True,
+        next_run_time=now,
+    )
+    scheduler.add_job(
+        _dispatch_job,
+        "interval",
+        seconds=DISPATCH_SECONDS,
+        id="dispatch",
+        args=args,
+        replace_existing=True,
+        next_run_time=now,
+    )
+    return scheduler
+
+
+def start_background(settings: Settings, engine: Engine, status: dict[str, Any]) -> BaseScheduler:
+    """The scheduler inside `casework serve` (one process: the embedded default)."""
+    scheduler = BackgroundScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
+    configure(scheduler, engine, settings, status)
+    scheduler.start()
+    status["running"] = True
+    status["mode"] = "in-process"
+    return scheduler
+
+
+def run_worker(settings: Settings, engine: Engine) -> None:
+    """`casework worker`: a dedicated process; run as many as needed against PostgreSQL."""
+    status: dict[str, Any] = {"running": True, "mode": "worker"}
+    scheduler = BlockingScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
+    configure(scheduler, engine, settings, status)
+    log.info("worker started: sweep every %ss, dispatch every %ss", SWEEP_SECONDS, DISPATCH_SECONDS)
+    scheduler.start()
