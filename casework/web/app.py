@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 
 from casework.config import Settings, get_settings
 from casework.db import get_engine
+from casework.web import api, webhooks
 
 
 def create_app(
@@ -49,6 +50,10 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.scheduler_status = {"running": False}
+    # The REST API answers its own errors as JSON (api.ApiRoute), so it needs no
+    # app-wide exception handler that could clash with the pages' error pages.
+    app.include_router(api.router)
+    app.include_router(webhooks.router)
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:
