@@ -635,8 +635,10 @@ def serve(
     """Run the web app and the scheduler together: the embedded default."""
     import uvicorn
 
+    from casework import logs
     from casework.web.app import create_app
 
+    logs.configure()
     settings = get_settings()
     engine = get_engine(settings)
     upgrade(engine)
@@ -683,11 +685,10 @@ def tick(at: AtOpt = None, as_json: JsonOpt = False) -> None:
 @app.command("worker")
 def worker() -> None:
     """Run the scheduler as its own process (sweep and dispatch on intervals)."""
-    import logging
-
+    from casework import logs
     from casework.scheduler import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure()
     settings = get_settings()
     engine = get_engine(settings)
     upgrade(engine)

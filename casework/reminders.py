@@ -177,7 +177,10 @@ def sweep(
         if len(rows) < batch_size:
             break
     if result.claimed:
-        log.info("sweep %s", result.as_dict())
+        log.info(
+            "sweep",
+            extra={k: v for k, v in result.as_dict().items() if k != "by_template"},
+        )
     return result
 
 

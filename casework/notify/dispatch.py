@@ -301,7 +301,7 @@ def _deliver(
     )
     if not ok:
         result.resent_after_reclaim += 1
-        log.warning("notice %s sent after its claim was taken over", row.id)
+        log.warning("sent after claim was taken over", extra={"notice_id": row.public_id})
     result.sent += 1
     result.by_channel[f"{row.channel}:{sent.provider}"] += 1
 
@@ -347,7 +347,9 @@ def escalate_failure(
 ) -> bool:
     """Queue 'could not deliver' to the adviser (or the manager if the adviser's failed)."""
     if row.recipient_role == "manager":
-        log.error("notice %s to the manager failed: %s", row.id, reason)
+        log.error(
+            "notice to the manager failed", extra={"notice_id": row.public_id, "reason": reason}
+        )
         return False
     to_role = "manager" if row.recipient_role == "adviser" else "adviser"
     address = settings.team.manager_email if to_role == "manager" else settings.team.adviser_email
