@@ -682,6 +682,19 @@ def tick(at: AtOpt = None, as_json: JsonOpt = False) -> None:
     emit(result, as_json, text)
 
 
+@app.command("digest")
+@handles_errors
+def digest(at: AtOpt = None, as_json: JsonOpt = False) -> None:
+    """Queue today's digest (due soon and late) to the advisers and the manager."""
+    from casework.reminders import queue_digest
+
+    settings = get_settings()
+    engine = get_engine(settings)
+    ensure_schema(engine)
+    queued = queue_digest(engine, parse_at(at), settings)
+    emit({"queued": queued}, as_json, f"{queued} digest(s) queued (0: already queued today)")
+
+
 @app.command("worker")
 def worker() -> None:
     """Run the scheduler as its own process (sweep and dispatch on intervals)."""

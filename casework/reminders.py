@@ -318,3 +318,79 @@ def _notices_for(
                 )
             )
     return out
+
+
+def queue_digest(engine: Engine, now: dt.datetime, settings: Settings, *, limit: int = 40) -> int:
+    """The daily digest to the advisers' and the manager's addresses: due soon and late.
+
+    Keyed by London date and role, so running it twice in a day (two workers, a
+    restart) queues it once. Returns the number of digests queued.
+    """
+    from casework import deadlines as dl
+
+    today = dl.local_date(now)
+    horizon = dl.add_working_days(today, 3)
+    d = Deadline.__table__  # type: ignore[attr-defined]
+    c = Case.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(d.c.kind, d.c.due_date, d.c.status, c.c.reference)
+            .select_from(d.join(c, c.c.id == d.c.case_id))
+            .where(
+                ((d.c.status == DeadlineStatus.open) & (d.c.due_date <= horizon))
+                | ((d.c.status == DeadlineStatus.missed) & d.c.next_action_at.is_not(None))
+            )
+            .order_by(d.c.due_date)
+            .limit(limit + 1)
+        ).all()
+        late = [r for r in rows if r.status == DeadlineStatus.missed or r.due_date < today]
+        due_today = [r for r in rows if r.status == DeadlineStatus.open and r.due_date == today]
+        soon = [r for r in rows if r.status == DeadlineStatus.open and r.due_date > today]
+
+        def lines(items: list[Any]) -> list[str]:
+            from casework.notices import DEADLINE_LABELS
+
+            return [
+                f"{r.reference}: {DEADLINE_LABELS.get(r.kind, r.kind)}, due {dl.fmt(r.due_date)}"
+                for r in items[:limit]
+            ]
+
+        context = {
+            "notice_kind": "digest",
+            "reference": "",
+            "service_name": settings.service.name,
+            "date_text": dl.fmt(today),
+            "late": lines(late),
+            "due_today": lines(due_today),
+            "soon": lines(soon),
+            "truncated": len(rows) > limit,
+            "dashboard_link": settings.public_url.rstrip("/") + "/",
+        }
+        from casework.models import new_public_id
+
+        rows_to_insert = [
+            {
+                "public_id": new_public_id(),
+                "idempotency_key": f"digest:{today.isoformat()}:{role}",
+                "case_id": None,
+                "deadline_id": None,
+                "template": "daily_digest",
+                "recipient_role": role,
+                "channel": "email",
+                "to_address": address,
+                "context": context,
+                "subject": "",
+                "body": "",
+                "status": NoticeStatus.queued,
+                "not_before": now,
+                "attempts": 0,
+                "last_error": "",
+                "created_at": now,
+                "escalated": False,
+            }
+            for role, address in (
+                ("adviser", settings.team.adviser_email),
+                ("manager", settings.team.manager_email),
+            )
+        ]
+        return len(insert_notices(conn, rows_to_insert))

@@ -62,6 +62,14 @@ def _dispatch_job(engine: Engine, settings: Settings, status: dict[str, Any]) ->
     status["last_dispatch_result"] = result.as_dict()
 
 
+def _digest_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
+    from casework.reminders import queue_digest
+
+    now = dt.datetime.now(dt.UTC)
+    status["last_digest"] = now.isoformat()
+    status["last_digest_queued"] = queue_digest(engine, now, settings)
+
+
 def _listen(event: JobEvent) -> None:
     if event.code == EVENT_JOB_MISSED:
         log.warning("job %s missed its run time %s", event.job_id, event.scheduled_run_time)
@@ -94,6 +102,17 @@ def configure(
         args=args,
         replace_existing=True,
         next_run_time=now,
+    )
+    # The daily digest at 08:00 London time; its idempotency key makes a repeat harmless.
+    scheduler.add_job(
+        _digest_job,
+        "cron",
+        hour=8,
+        minute=0,
+        timezone="Europe/London",
+        id="digest",
+        args=args,
+        replace_existing=True,
     )
     return scheduler
 
