@@ -265,8 +265,12 @@ def _deliver(
         sent = channels[row.channel].send(message)
     except DeliveryError as exc:
         attempt_event = _event(row.id, now, "attempt", "error", f"{exc.code or ''} {exc}".strip())
-        if exc.permanent or row.attempts >= MAX_ATTEMPTS:
-            reason = str(exc) if exc.permanent else f"gave up after {row.attempts} attempts: {exc}"
+        # A rejected API key (401/403) is our configuration, not the recipient: keep
+        # retrying (and escalate when the budget runs out) rather than failing every
+        # family's notice for good the moment someone rotates a key.
+        permanent = exc.permanent and exc.code not in ("401", "403")
+        if permanent or row.attempts >= MAX_ATTEMPTS:
+            reason = str(exc) if permanent else f"gave up after {row.attempts} attempts: {exc}"
             _fail(engine, row, now, me, reason, settings, result, attempt_event)
             return
         retry_at = now + backoff(row.attempts, exc.retry_after, rng)

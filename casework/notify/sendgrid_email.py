@@ -73,14 +73,24 @@ class SendGridEmailChannel:
     def send(self, message: OutgoingMessage) -> SendResult:
         """Hand one e-mail to SendGrid; return its ``X-Message-Id``.
 
-        Raises ``ValueError`` for a message this channel cannot carry at all (not
-        e-mail, or no subject: a programming error upstream, not a delivery failure)
-        and :class:`DeliveryError` for everything the provider or network decides.
+        Every failure is a :class:`DeliveryError`, including a message this channel
+        cannot carry at all (not e-mail, or no subject). Those are upstream bugs, but
+        failing the one notice permanently, with a reason an adviser sees, beats
+        crashing the dispatcher with a notice left claimed.
         """
         if message.channel != "email":
-            raise ValueError(f"SendGridEmailChannel cannot send a {message.channel!r} message")
+            raise DeliveryError(
+                f"SendGrid only sends e-mail, not {message.channel!r}; the notice was "
+                "routed to the wrong channel",
+                permanent=True,
+                code="invalid_message",
+            )
         if not message.subject:
-            raise ValueError("an e-mail needs a subject")
+            raise DeliveryError(
+                "The e-mail has no subject line, so it was not sent (check its template)",
+                permanent=True,
+                code="invalid_message",
+            )
         request_body = self._build(message)
         try:
             response = self._sg.send(request_body)

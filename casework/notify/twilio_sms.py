@@ -154,11 +154,17 @@ class TwilioSmsChannel:
     def send(self, message: OutgoingMessage) -> SendResult:
         """Hand one SMS to Twilio; return its message SID.
 
-        Raises ``ValueError`` for a message that is not an SMS (a routing bug upstream),
-        and :class:`DeliveryError` for everything Twilio or the network decides.
+        Every failure is a :class:`DeliveryError`, including a message that is not an
+        SMS (a routing bug upstream): failing that one notice permanently beats
+        crashing the dispatcher with the notice left claimed.
         """
         if message.channel != "sms":
-            raise ValueError(f"TwilioSmsChannel cannot send a {message.channel!r} message")
+            raise DeliveryError(
+                f"Twilio only sends SMS, not {message.channel!r}; the notice was routed "
+                "to the wrong channel",
+                permanent=True,
+                code="invalid_message",
+            )
         params: dict[str, Any] = {"to": message.to, "body": message.body}
         if self.from_number:
             params["from_"] = self.from_number

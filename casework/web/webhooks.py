@@ -139,7 +139,7 @@ async def twilio_status(request: Request) -> Response:
 @router.post("/sendgrid/events")
 async def sendgrid_events(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    raw = (await request.body()).decode("utf-8", errors="replace")
+    raw = await request.body()
     if not settings.sendgrid_webhook_public_key or not verify_sendgrid_signature(
         settings.sendgrid_webhook_public_key,
         raw,
