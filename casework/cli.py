@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from casework import deadlines as dl
 from casework import services as svc
+from casework.cli_users import user_app
 from casework.config import Settings, get_settings
 from casework.contacts import display_phone
 from casework.db import ensure_schema, get_engine, session_scope, upgrade
@@ -41,6 +42,7 @@ calendar_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(case_app, name="case")
 app.add_typer(calendar_app, name="calendar")
+app.add_typer(user_app, name="user")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 AtOpt = Annotated[
@@ -487,6 +489,9 @@ def case_update(
         str | None, typer.Option(help="Date the LA sent its decision.")
     ] = None,
     decision_type: Annotated[str | None, typer.Option(help="The kind of LA decision.")] = None,
+    icb_told_on: Annotated[
+        str | None, typer.Option(help="The day the LA told the ICB (health care in issue).")
+    ] = None,
     note: Annotated[str, typer.Option(help="Why it changed.")] = "",
     at: AtOpt = None,
     as_json: JsonOpt = False,
@@ -502,6 +507,7 @@ def case_update(
             settings=settings,
             decision_date=parse_date(decision_date, "--decision-date") if decision_date else None,
             decision_type=decision_type,
+            icb_told_on=parse_date(icb_told_on, "--icb-told-on") if icb_told_on else None,
             note=note,
         )
         data = case_dict(session, case)

@@ -825,6 +825,17 @@ def _apply(
         case.certificate_type = data.get("certificate_type") or _certificate_type(case)
         data["certificate_type"] = case.certificate_type
         _meet(pending, CERTIFICATE_KINDS, now, done_on=issued, reason="certificate issued")
+        # The mediation stage is over: its remaining clocks no longer apply.
+        _cancel(
+            pending,
+            now,
+            "certificate issued: the mediation stage is over",
+            [
+                DeadlineKind.icb_notified,
+                DeadlineKind.mediation_meeting,
+                DeadlineKind.scheduled_meeting,
+            ],
+        )
         clock = dl.appeal_clock(decision, issued)
         case.appeal_due = clock.due
         open_clock(clock)
@@ -915,12 +926,14 @@ def update_case_facts(
     settings: Settings,
     decision_date: dt.date | None = None,
     decision_type: str | None = None,
+    icb_told_on: dt.date | None = None,
     note: str = "",
 ) -> Case:
-    """Correct or add the LA's decision after intake (often learnt on the call-back).
+    """Correct or add facts learnt after intake: the LA's decision, the ICB being told.
 
-    The family's 2-month window is recomputed from the new date; the old clock is
-    cancelled, not edited, so the history shows both.
+    The family's 2-month window is recomputed from a new decision date; the old
+    clock is cancelled, not edited, so the history shows both. Recording the day
+    the LA told the ICB meets that clock.
     """
     now = _require_aware(now)
     try:
@@ -959,8 +972,22 @@ def update_case_facts(
                 opened.append(
                     _add_deadline(session, case, dl.contact_adviser_deadline(decision_date), now)
                 )
+        if icb_told_on is not None:
+            if icb_told_on > today:
+                raise ValidationFailed("icb_told_on is in the future", field="icb_told_on")
+            case.icb_told_on = icb_told_on
+            changed["icb_told_on"] = icb_told_on.isoformat()
+            _meet(
+                open_deadlines(session, case),
+                [DeadlineKind.icb_notified],
+                now,
+                done_on=icb_told_on,
+                reason="LA told the ICB",
+            )
         if not changed:
-            raise ValidationFailed("nothing to update: give --decision-date or --decision-type")
+            raise ValidationFailed(
+                "nothing to update: give --decision-date, --decision-type or --icb-told-on"
+            )
         case.updated_at = now
         session.add(
             CaseEvent(
