@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,7 @@ class DispatchResult:
     skipped: int = 0
     escalated: int = 0
     resent_after_reclaim: int = 0
+    taken_over: int = 0
     by_channel: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -167,16 +169,37 @@ def dispatch(
     me = me or worker_id()
     rng = rng or random.Random()
     result = DispatchResult()
+    started = time.monotonic()
     batches = 0
     while max_batches is None or batches < max_batches:
         rows = _claim(engine, now, batch_size, me)
         batches += 1
         result.claimed += len(rows)
         for row in rows:
-            _deliver(engine, row, now, settings, channels, me, rng, result)
+            # Claims are renewed at "now plus the time this run has taken", so a long
+            # batch keeps its remaining claims fresh.
+            elapsed = dt.timedelta(seconds=time.monotonic() - started)
+            _deliver(engine, row, now, settings, channels, me, rng, result, now + elapsed)
         if len(rows) < batch_size:
             break
     return result
+
+
+def _still_ours(engine: Engine, notice_id: int, me: str, now: dt.datetime) -> bool:
+    """Renew our claim just before the provider call; False if it was taken over.
+
+    A batch can take longer than CLAIM_TIMEOUT when a provider is slow; without
+    this check a worker would go on to send notices another worker had already
+    reclaimed and sent. Renewing narrows the duplicate window to one send.
+    """
+    n = Notice.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        renewed = conn.execute(
+            update(n)
+            .where(n.c.id == notice_id, n.c.status == NoticeStatus.sending, n.c.claimed_by == me)
+            .values(claimed_at=now)
+        ).rowcount
+    return bool(renewed)
 
 
 def _finish(
@@ -204,6 +227,7 @@ def _deliver(
     me: str,
     rng: random.Random,
     result: DispatchResult,
+    renew_at: dt.datetime,
 ) -> None:
     kind = (row.context or {}).get("notice_kind", "event")
     if row.deadline_id is not None and row.deadline_status in FINISHED_DEADLINE:
@@ -253,6 +277,11 @@ def _deliver(
         subject, body = render(row.template, row.channel, dict(row.context or {}))
     except RenderError as exc:
         _fail(engine, row, now, me, str(exc), settings, result)
+        return
+    if not _still_ours(engine, row.id, me, renew_at):
+        # Another worker reclaimed this notice while we were busy with earlier ones
+        # (our claim went stale): it is theirs to send now.
+        result.taken_over += 1
         return
     message = OutgoingMessage(
         notice_id=row.public_id,
