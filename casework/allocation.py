@@ -1,0 +1,366 @@
+"""Which provider should take a case: a suggestion from configurable rules, and overrides.
+
+The five providers are commissioned to share the work, so the default is rotation
+weighted by how many open cases each already carries (optionally scaled by a
+per-provider capacity in ``[allocation]`` config). A provider is left out when it
+has declared a conflict of interest that matches the case, when the adviser excludes
+it for this case, when it already declined this case, or when its capacity is 0. A
+family's preferred provider is honoured unless it is left out.
+
+The adviser decides: an allocation that departs from the suggestion needs a reason,
+which is kept on the allocation and in the case's audit trail, so a commissioner can
+see why the rota was not followed. :func:`check_override` is that rule, for the API
+and the pages alike; :func:`allocate` applies it and then calls the use case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from casework import services as svc
+from casework.config import AllocationRules, Settings
+from casework.models import Allocation, AllocationStatus, Case, Provider
+from casework.states import FINAL_STATES
+
+__all__ = [
+    "Candidate",
+    "NotPermitted",
+    "Suggestion",
+    "allocate",
+    "check_override",
+    "matching_conflict",
+    "open_loads",
+    "suggest",
+]
+
+
+class NotPermitted(svc.CaseworkError):
+    """The actor's role may not do this at all (not a missing case: that is NotFound)."""
+
+    exit_code = 2
+    http_status = 403
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One provider as the rules see it: its load, capacity and why it is left out (if it is)."""
+
+    provider_id: int
+    code: str
+    name: str
+    open_cases: int
+    capacity: float
+    last_allocation_id: int | None
+    excluded: str | None = None
+
+    @property
+    def load(self) -> float:
+        """Open cases per unit of capacity; what the rotation compares."""
+        return self.open_cases / self.capacity if self.capacity > 0 else math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """The suggested provider (None when every provider is left out) and the reasons why."""
+
+    provider: Candidate | None
+    reasons: tuple[str, ...]
+    candidates: tuple[Candidate, ...]
+    preferred: str | None = None
+
+    @property
+    def code(self) -> str | None:
+        return self.provider.code if self.provider else None
+
+    def find(self, name_or_code: str) -> Candidate | None:
+        wanted = name_or_code.strip().casefold()
+        for c in self.candidates:
+            if wanted in (c.code.casefold(), c.name.casefold()):
+                return c
+        return None
+
+
+def open_loads(session: Session) -> dict[int, int]:
+    """Open cases per provider id: allocated (offered or accepted) and not closed/withdrawn."""
+    rows = session.execute(
+        select(col(Case.provider_id), func.count())
+        .where(col(Case.provider_id).is_not(None), col(Case.state).not_in(list(FINAL_STATES)))
+        .group_by(col(Case.provider_id))
+    ).all()
+    return {int(pid): int(n) for pid, n in rows}
+
+
+def _last_allocations(session: Session) -> dict[int, int]:
+    """Each provider's most recent allocation, as its row id.
+
+    Row ids follow the order allocations were recorded, which is what a rota means;
+    ``allocated_at`` can be back-dated (``--at``) and two can share an instant.
+    """
+    rows = session.execute(
+        select(col(Allocation.provider_id), func.max(col(Allocation.id))).group_by(
+            col(Allocation.provider_id)
+        )
+    ).all()
+    return {int(pid): int(last) for pid, last in rows if last is not None}
+
+
+def matching_conflict(text: str, keys: Iterable[str]) -> str | None:
+    """The first declared conflict key found in ``text`` as whole words, ignoring case.
+
+    Whole words, so a conflict with "Ash School" does not catch "Oakash Schoolhouse".
+    """
+    haystack = text.casefold()
+    for key in keys:
+        needle = key.strip().casefold()
+        if needle and re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", haystack):
+            return key.strip()
+    return None
+
+
+def _capacity(rules: AllocationRules, code: str) -> float:
+    return max(0.0, float(rules.capacity.get(code, rules.default_capacity)))
+
+
+def _resolve(providers: Sequence[Provider], names: Iterable[str], field: str) -> list[Provider]:
+    """Providers by code or name; a typo names the field and lists the known codes."""
+    found: list[Provider] = []
+    for raw in names:
+        wanted = raw.strip().casefold()
+        if not wanted:
+            continue
+        match = next(
+            (p for p in providers if wanted in (p.code.casefold(), p.name.casefold())), None
+        )
+        if match is None:
+            known = ", ".join(p.code for p in providers)
+            raise svc.ValidationFailed(
+                f"{field}: no provider {raw.strip()!r}; use one of {known}", field=field
+            )
+        found.append(match)
+    return found
+
+
+def _case_history(session: Session, case: Case) -> tuple[dict[int, str], set[int]]:
+    """(provider id → live allocation status, provider ids that declined this case)."""
+    live: dict[int, str] = {}
+    declined: set[int] = set()
+    for provider_id, status in session.execute(
+        select(col(Allocation.provider_id), col(Allocation.status)).where(
+            col(Allocation.case_id) == case.id
+        )
+    ).all():
+        if status == AllocationStatus.declined:
+            declined.add(int(provider_id))
+        elif status in (AllocationStatus.offered, AllocationStatus.accepted):
+            live[int(provider_id)] = str(status)
+    return live, declined
+
+
+def _cases_text(n: int) -> str:
+    return f"{n} case" if n == 1 else f"{n} cases"
+
+
+def _load_text(c: Candidate, rules: AllocationRules) -> str:
+    if c.capacity == rules.default_capacity:
+        return _cases_text(c.open_cases)
+    return f"{_cases_text(c.open_cases)}, capacity {c.capacity:g}"
+
+
+def suggest(
+    session: Session,
+    case: Case,
+    settings: Settings,
+    *,
+    preferred: str | None = None,
+    excluded: Sequence[str] = (),
+    school: str = "",
+) -> Suggestion:
+    """Suggest a provider for ``case`` and say why, naming every provider left out.
+
+    ``preferred`` is the family's choice (code or name), ``excluded`` the providers the
+    adviser rules out for this case, ``school`` any extra text (the child's school, an
+    LA team) to check declared conflicts against besides the case summary.
+    """
+    rules = settings.allocation
+    providers = list(
+        session.execute(
+            select(Provider).where(col(Provider.active)).order_by(col(Provider.id))
+        ).scalars()
+    )
+    # Config order is the final tie-break (it is the commissioners' list order).
+    order = {p.code: i for i, p in enumerate(settings.providers)}
+    providers.sort(key=lambda p: (order.get(p.code, len(order)), p.id or 0))
+    wanted = _resolve(providers, [preferred] if preferred else [], "preferred")
+    ruled_out = {p.id for p in _resolve(providers, excluded, "excluded")}
+    loads = open_loads(session)
+    last = _last_allocations(session)
+    live, declined = _case_history(session, case) if case.id is not None else ({}, set())
+    text = f"{case.summary}\n{school}"
+
+    candidates: list[Candidate] = []
+    for p in providers:
+        assert p.id is not None
+        capacity = _capacity(rules, p.code)
+        why: str | None = None
+        conflict = matching_conflict(text, rules.conflicts.get(p.code, []))
+        if p.id in live:
+            why = f"already holds this case ({live[p.id]})"
+        elif conflict is not None:
+            why = f"declared conflict ({conflict})"
+        elif p.id in ruled_out:
+            why = "excluded for this case by the adviser"
+        elif p.id in declined:
+            why = "declined this case before"
+        elif capacity <= 0:
+            why = "capacity 0 (taking no new cases)"
+        candidates.append(
+            Candidate(p.id, p.code, p.name, loads.get(p.id, 0), capacity, last.get(p.id), why)
+        )
+
+    available = [c for c in candidates if c.excluded is None]
+    exclusions = [f"{c.name} excluded: {c.excluded}" for c in candidates if c.excluded]
+    reasons: list[str] = []
+    choice: Candidate | None = None
+    preferred_code = wanted[0].code if wanted else None
+    if preferred_code is not None:
+        pref = next(c for c in candidates if c.code == preferred_code)
+        if pref.excluded is None:
+            choice = pref
+            reasons.append(
+                f"{pref.name}: the family's preferred provider ({_load_text(pref, rules)} open)"
+            )
+        else:
+            reasons.append(f"The family's preference, {pref.name}, is excluded: {pref.excluded}")
+    if choice is None and available:
+        # Lowest load first; among equals, the one allocated longest ago (never = first).
+        ranked = sorted(
+            available,
+            key=lambda c: (c.load, c.last_allocation_id or 0, order.get(c.code, len(order))),
+        )
+        choice = ranked[0]
+        tied = [c for c in ranked[1:] if c.load == choice.load]
+        what = (
+            "lowest open load"
+            if choice.capacity == rules.default_capacity
+            else "lowest open load for its capacity"
+        )
+        reason = f"{choice.name}: {what} ({_load_text(choice, rules)})"
+        if tied:
+            names = ", ".join(c.name for c in tied)
+            reason += f"; level with {names}, and allocated a case least recently"
+        reasons.append(reason)
+    if choice is None:
+        reasons.append(
+            "No provider can be suggested: every provider is excluded; allocate with an"
+            " override reason or ask a manager"
+        )
+    reasons.extend(exclusions)
+    return Suggestion(choice, tuple(reasons), tuple(candidates), preferred_code)
+
+
+def check_override(suggested: Suggestion | str | None, chosen: str, reason: str) -> None:
+    """Refuse an allocation that departs from the suggestion without a reason.
+
+    ``suggested`` is the :class:`Suggestion` (or just its provider code, or None when
+    nothing could be suggested); ``chosen`` a provider code or name. Raises
+    :class:`~casework.services.ValidationFailed` naming ``override_reason``.
+    """
+    if isinstance(suggested, Suggestion):
+        picked = suggested.find(chosen)
+        target = suggested.provider
+        if target is not None and picked is not None and picked.code == target.code:
+            return
+        if reason.strip():
+            return
+        chosen_name = picked.name if picked else chosen.strip()
+        if picked is not None and picked.excluded:
+            why = f"{chosen_name} is excluded ({picked.excluded})"
+        else:
+            why = f"{chosen_name} is not the suggested provider"
+        if target is not None:
+            advice = (
+                f"the suggestion is {target.name} ({suggested.reasons[0]}); allocate to"
+                f" {target.name}, or give override_reason saying why {chosen_name} instead"
+            )
+        else:
+            advice = "no provider could be suggested; give override_reason saying why"
+        raise svc.ValidationFailed(f"{why}: {advice}", field="override_reason")
+    code = (suggested or "").strip().casefold()
+    if code and chosen.strip().casefold() == code:
+        return
+    if reason.strip():
+        return
+    advice = f"allocate to {suggested}, or" if code else "nothing was suggested;"
+    raise svc.ValidationFailed(
+        f"{chosen.strip()} is not the suggested provider: {advice} give override_reason saying why",
+        field="override_reason",
+    )
+
+
+def allocate(
+    session: Session,
+    reference: str,
+    provider: str,
+    *,
+    now: dt.datetime,
+    actor: svc.Actor,
+    settings: Settings,
+    note: str = "",
+    override_reason: str = "",
+    preferred: str | None = None,
+    excluded: Sequence[str] = (),
+    school: str = "",
+) -> tuple[Allocation, Suggestion]:
+    """Allocate under the rules: suggest, require a reason to differ, then the use case.
+
+    The suggestion is worked out afresh at this moment, so an adviser who chose from a
+    suggestion that has since changed (another case was allocated meanwhile) is told
+    the new one and can follow it or give a reason.
+    """
+    try:
+        case = svc.get_case(session, reference)
+        if actor.role == "provider":
+            if case.provider_id != actor.provider_id:
+                # Another provider's case does not exist as far as this actor knows.
+                raise svc.NotFound(f"no case with reference {reference!r}")
+            raise NotPermitted(
+                "provider staff cannot allocate cases; ask the IAS adviser to re-allocate"
+            )
+        if case.state in FINAL_STATES:
+            raise svc.TransitionRefused(
+                f"Cannot allocate: case is {case.state}; allowed now: nothing (case is closed)",
+                [],
+            )
+        suggestion = suggest(
+            session, case, settings, preferred=preferred, excluded=excluded, school=school
+        )
+        if suggestion.find(provider) is None:
+            known = ", ".join(c.code for c in suggestion.candidates)
+            raise svc.ValidationFailed(
+                f"provider: no provider {provider.strip()!r}; use one of {known}", field="provider"
+            )
+        check_override(suggestion, provider, override_reason)
+    except Exception:
+        session.rollback()
+        raise
+    chosen = suggestion.find(provider)
+    assert chosen is not None
+    reason = override_reason.strip() if chosen.code != suggestion.code else ""
+    allocation = svc.allocate(
+        session,
+        reference,
+        chosen.code,
+        now=now,
+        actor=actor,
+        settings=settings,
+        note=note,
+        override_reason=reason,
+    )
+    return allocation, suggestion
