@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
@@ -41,6 +41,7 @@ from casework.states import (
     CaseState,
     EventField,
     TransitionNotAllowed,
+    bound_flow,
     event_fields,
     flow_for,
 )
@@ -252,20 +253,23 @@ def family_of(session: Session, case: Case) -> Person | None:
     ).scalar_one_or_none()
 
 
+# Statements built once: building a select() costs more Python time than running it.
+_LIVE_DEADLINES = select(Deadline).where(
+    col(Deadline.case_id) == bindparam("case_id"),
+    (col(Deadline.status) == DeadlineStatus.open)
+    | ((col(Deadline.status) == DeadlineStatus.missed) & col(Deadline.next_action_at).is_not(None)),
+)
+_CASE_FAMILY_PROVIDER = (
+    select(Case, Person, Provider)
+    .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+    .outerjoin(Provider, col(Provider.id) == Case.provider_id)
+    .where(col(Case.reference) == bindparam("reference"))
+)
+
+
 def open_deadlines(session: Session, case: Case) -> list[Deadline]:
     """The case's live clocks: open ones, and missed ones still escalating."""
-    return list(
-        session.execute(
-            select(Deadline).where(
-                col(Deadline.case_id) == case.id,
-                (col(Deadline.status) == DeadlineStatus.open)
-                | (
-                    (col(Deadline.status) == DeadlineStatus.missed)
-                    & col(Deadline.next_action_at).is_not(None)
-                ),
-            )
-        ).scalars()
-    )
+    return list(session.execute(_LIVE_DEADLINES, {"case_id": case.id}).scalars())
 
 
 def _add_deadline(session: Session, case: Case, clock: Clock, now: dt.datetime) -> Deadline:
@@ -586,13 +590,11 @@ def advance(
     now = _require_aware(now)
     try:
         row = session.execute(
-            select(Case, Person)
-            .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
-            .where(col(Case.reference) == reference.strip().upper())
+            _CASE_FAMILY_PROVIDER, {"reference": reference.strip().upper()}
         ).first()
         if row is None:
             raise NotFound(f"no case with reference {reference!r}; `casework case list` shows them")
-        case, family = row
+        case, family, provider = row
         _check_actor_may_act(case, actor)
         if expected_version is not None and case.version != expected_version:
             raise Conflict(
@@ -600,20 +602,17 @@ def advance(
                 " try again"
             )
         today = dl.local_date(now)
-        flow = flow_for(case)
-        if event not in {e.id for e in flow.enabled_events()}:
-            raise describe_refusal(case, event)
-        parsed = parse_event_data(case.kind, event, data or {}, today=today)
-        pending = open_deadlines(session, case)
-        provider = session.get(Provider, case.provider_id) if event == "choose_mediation" else None
         from_state = case.state
         # Everything below only changes objects in memory; one flush at commit writes
-        # the case once (one version bump) and batches the rest.
+        # the case once (one version bump) and batches the rest. If the data turn out
+        # to be invalid after the transition, the rollback below undoes it.
         with session.no_autoflush:
             try:
-                flow.send(event)
+                bound_flow(case).send(event)
             except TransitionNotAllowed:
                 raise describe_refusal(case, event) from None
+            parsed = parse_event_data(case.kind, event, data or {}, today=today)
+            pending = list(session.execute(_LIVE_DEADLINES, {"case_id": case.id}).scalars())
             opened = _apply(case, event, parsed, pending, session, now, today, settings)
             if note:
                 parsed.setdefault("note", note)
