@@ -688,6 +688,10 @@ def _apply(
     if event == "withdraw":
         case.withdrawn_reason = data["reason"]
         _cancel(pending, now, "case withdrawn")
+        allocation = live_allocation(session, case)
+        if allocation is not None:  # the provider has nothing left to accept or run
+            allocation.status = AllocationStatus.ended
+            allocation.responded_at = allocation.responded_at or now
         return opened
 
     if kind == CaseKind.disagreement:
@@ -716,6 +720,30 @@ def _apply(
                     today,
                     targets.meeting_working_days,
                     "provider allocated",
+                )
+            )
+        elif event == "return_to_adviser":
+            allocation = live_allocation(session, case)
+            if allocation is not None and allocation.status != AllocationStatus.declined:
+                allocation.status = AllocationStatus.ended
+                allocation.responded_at = allocation.responded_at or now
+            case.provider_id = None
+            _cancel(
+                pending,
+                now,
+                "returned to the adviser for re-allocation",
+                [
+                    DeadlineKind.dr_meeting,
+                    DeadlineKind.scheduled_meeting,
+                    DeadlineKind.allocation_acceptance,
+                ],
+            )
+            open_clock(
+                dl.service_target(
+                    DeadlineKind.dr_allocation,
+                    today,
+                    targets.allocation_working_days,
+                    "returned for re-allocation",
                 )
             )
         elif event == "schedule_meeting":
@@ -756,7 +784,10 @@ def _apply(
             data.get("health_only")
         )
         case.health_only = bool(data.get("health_only", False))
-        case.icb_told_on = data.get("icb_told_on")
+        icb_told = data.get("icb_told_on")
+        if icb_told is not None:
+            _not_future(event, "icb_told_on", icb_told, today)
+        case.icb_told_on = icb_told
         _meet(
             pending,
             [DeadlineKind.contact_adviser],
@@ -794,6 +825,17 @@ def _apply(
             now,
             done_on=held,
             reason="mediation meeting held",
+        )
+        # A corrected (or second) meeting record replaces the clocks of the earlier one.
+        _cancel(
+            pending,
+            now,
+            "meeting record replaced",
+            [
+                DeadlineKind.certificate_after_meeting,
+                DeadlineKind.agreement_implemented,
+                DeadlineKind.icb_tells_la_of_agreement,
+            ],
         )
         open_clock(dl.certificate_after_meeting(held))
         if data["outcome"] in ("agreement", "partial"):
@@ -937,70 +979,73 @@ def update_case_facts(
     now = _require_aware(now)
     try:
         case = get_case(session, reference)
-        _check_actor_may_act(case, actor)
-        if case.state in FINAL_STATES:
-            raise TransitionRefused(f"Cannot update {case.reference}: case is {case.state}", [])
-        today = dl.local_date(now)
-        changed: dict[str, Any] = {}
-        if decision_type is not None:
-            if decision_type not in DECISION_TYPES:
+        with session.no_autoflush:
+            _check_actor_may_act(case, actor)
+            if case.state in FINAL_STATES:
+                raise TransitionRefused(f"Cannot update {case.reference}: case is {case.state}", [])
+            today = dl.local_date(now)
+            changed: dict[str, Any] = {}
+            if decision_type is not None:
+                if decision_type not in DECISION_TYPES:
+                    raise ValidationFailed(
+                        f"decision type must be one of {', '.join(DECISION_TYPES)}",
+                        field="decision_type",
+                    )
+                case.decision_type = decision_type
+                changed["decision_type"] = decision_type
+            opened: list[Deadline] = []
+            if decision_date is not None and decision_date != case.decision_date:
+                if decision_date > today:
+                    raise ValidationFailed("decision_date is in the future", field="decision_date")
+                if case.certificate_on is not None or case.appeal_due is not None:
+                    raise ValidationFailed(
+                        "the appeal deadline is already set from this decision date; withdraw and"
+                        " reopen if the decision itself was wrong",
+                        field="decision_date",
+                    )
+                case.decision_date = decision_date
+                changed["decision_date"] = decision_date.isoformat()
+                if case.kind == CaseKind.mediation and case.state in (
+                    CaseState.requested,
+                    CaseState.advised,
+                ):
+                    pending = open_deadlines(session, case)
+                    _cancel(pending, now, "decision date corrected", [DeadlineKind.contact_adviser])
+                    opened.append(
+                        _add_deadline(
+                            session, case, dl.contact_adviser_deadline(decision_date), now
+                        )
+                    )
+            if icb_told_on is not None:
+                if icb_told_on > today:
+                    raise ValidationFailed("icb_told_on is in the future", field="icb_told_on")
+                case.icb_told_on = icb_told_on
+                changed["icb_told_on"] = icb_told_on.isoformat()
+                _meet(
+                    open_deadlines(session, case),
+                    [DeadlineKind.icb_notified],
+                    now,
+                    done_on=icb_told_on,
+                    reason="LA told the ICB",
+                )
+            if not changed:
                 raise ValidationFailed(
-                    f"decision type must be one of {', '.join(DECISION_TYPES)}",
-                    field="decision_type",
+                    "nothing to update: give --decision-date, --decision-type or --icb-told-on"
                 )
-            case.decision_type = decision_type
-            changed["decision_type"] = decision_type
-        opened: list[Deadline] = []
-        if decision_date is not None and decision_date != case.decision_date:
-            if decision_date > today:
-                raise ValidationFailed("decision_date is in the future", field="decision_date")
-            if case.certificate_on is not None or case.appeal_due is not None:
-                raise ValidationFailed(
-                    "the appeal deadline is already set from this decision date; withdraw and"
-                    " reopen if the decision itself was wrong",
-                    field="decision_date",
+            case.updated_at = now
+            session.add(
+                CaseEvent(
+                    case_id=case.id,  # type: ignore[arg-type]
+                    at=now,
+                    actor=actor.id,
+                    event="update",
+                    from_state=case.state,
+                    to_state=case.state,
+                    data=changed,
+                    channel=actor.channel,
+                    note=note,
                 )
-            case.decision_date = decision_date
-            changed["decision_date"] = decision_date.isoformat()
-            if case.kind == CaseKind.mediation and case.state in (
-                CaseState.requested,
-                CaseState.advised,
-            ):
-                pending = open_deadlines(session, case)
-                _cancel(pending, now, "decision date corrected", [DeadlineKind.contact_adviser])
-                opened.append(
-                    _add_deadline(session, case, dl.contact_adviser_deadline(decision_date), now)
-                )
-        if icb_told_on is not None:
-            if icb_told_on > today:
-                raise ValidationFailed("icb_told_on is in the future", field="icb_told_on")
-            case.icb_told_on = icb_told_on
-            changed["icb_told_on"] = icb_told_on.isoformat()
-            _meet(
-                open_deadlines(session, case),
-                [DeadlineKind.icb_notified],
-                now,
-                done_on=icb_told_on,
-                reason="LA told the ICB",
             )
-        if not changed:
-            raise ValidationFailed(
-                "nothing to update: give --decision-date, --decision-type or --icb-told-on"
-            )
-        case.updated_at = now
-        session.add(
-            CaseEvent(
-                case_id=case.id,  # type: ignore[arg-type]
-                at=now,
-                actor=actor.id,
-                event="update",
-                from_state=case.state,
-                to_state=case.state,
-                data=changed,
-                channel=actor.channel,
-                note=note,
-            )
-        )
         session.commit()
     except (StaleDataError, OperationalError) as exc:
         session.rollback()
@@ -1045,98 +1090,102 @@ def allocate(
     """
     now = _require_aware(now)
     try:
-        case = get_case(session, reference)
-        if actor.role == "provider":
-            raise NotFound(f"no case with reference {reference!r}")
-        if case.state in FINAL_STATES:
-            raise TransitionRefused(
-                f"Cannot allocate: case is {case.state}; allowed now: nothing (case is closed)", []
-            )
-        if case.kind == CaseKind.mediation and case.state in (
-            CaseState.declined,
-            CaseState.certificate_issued,
-            CaseState.appeal_ready,
-        ):
-            raise TransitionRefused(
-                f"Cannot allocate: case is {case.state}, past the point where a mediator is needed",
-                [e for e, _ in allowed_events(case)],
-            )
-        provider = find_provider(session, provider_name)
-        pending = open_deadlines(session, case)
-        previous = live_allocation(session, case)
-        if previous is not None:
-            if previous.provider_id == provider.id:
-                raise ValidationFailed(
-                    f"{case.reference} is already allocated to {provider.name}", field="provider"
+        with session.no_autoflush:
+            case = get_case(session, reference)
+            if actor.role == "provider":
+                raise NotFound(f"no case with reference {reference!r}")
+            if case.state in FINAL_STATES:
+                raise TransitionRefused(
+                    f"Cannot allocate: case is {case.state}; allowed now: nothing (case is closed)",
+                    [],
                 )
-            previous.status = AllocationStatus.ended
-            previous.responded_at = previous.responded_at or now
-            _cancel(pending, now, "re-allocated", [DeadlineKind.allocation_acceptance])
-        allocation = Allocation(
-            case_id=case.id,  # type: ignore[arg-type]
-            provider_id=provider.id,  # type: ignore[arg-type]
-            status=AllocationStatus.offered,
-            allocated_at=now,
-            allocated_by=actor.id,
-            note=note,
-            override_reason=override_reason,
-        )
-        session.add(allocation)
-        from_state = case.state
-        case.provider_id = provider.id
-        case.updated_at = now
-        today = dl.local_date(now)
-        opened = [
-            _add_deadline(
-                session,
-                case,
-                dl.service_target(
-                    DeadlineKind.allocation_acceptance,
-                    today,
-                    settings.allocation_acceptance_working_days,
-                    f"allocated to {provider.name}",
-                ),
-                now,
-            )
-        ]
-        event_name = "allocate_provider"
-        if case.kind == CaseKind.disagreement and case.state == CaseState.advised:
-            flow_for(case).send("allocate")
-            opened += _apply(case, "allocate", {}, pending, session, now, today, settings)
-        data = (
-            {"provider": provider.code, "override_reason": override_reason}
-            if override_reason
-            else {"provider": provider.code}
-        )
-        session.add(
-            CaseEvent(
+            if case.kind == CaseKind.mediation and case.state in (
+                CaseState.declined,
+                CaseState.certificate_issued,
+                CaseState.appeal_ready,
+            ):
+                raise TransitionRefused(
+                    f"Cannot allocate: case is {case.state},"
+                    " past the point where a mediator is needed",
+                    [e for e, _ in allowed_events(case)],
+                )
+            provider = find_provider(session, provider_name)
+            pending = open_deadlines(session, case)
+            previous = live_allocation(session, case)
+            if previous is not None:
+                if previous.provider_id == provider.id:
+                    raise ValidationFailed(
+                        f"{case.reference} is already allocated to {provider.name}",
+                        field="provider",
+                    )
+                previous.status = AllocationStatus.ended
+                previous.responded_at = previous.responded_at or now
+                _cancel(pending, now, "re-allocated", [DeadlineKind.allocation_acceptance])
+            allocation = Allocation(
                 case_id=case.id,  # type: ignore[arg-type]
-                at=now,
-                actor=actor.id,
-                event=event_name,
-                from_state=from_state,
-                to_state=case.state,
-                data=data,
-                channel=actor.channel,
+                provider_id=provider.id,  # type: ignore[arg-type]
+                status=AllocationStatus.offered,
+                allocated_at=now,
+                allocated_by=actor.id,
                 note=note,
+                override_reason=override_reason,
             )
-        )
-        _run_hooks(
-            session,
-            TransitionContext(
-                case,
-                family_of(session, case),
-                event_name,
-                from_state,
-                case.state,
-                data,
-                now,
-                actor,
-                settings,
-                opened,
-                provider,
-            ),
-        )
+            session.add(allocation)
+            from_state = case.state
+            case.provider_id = provider.id
+            case.updated_at = now
+            today = dl.local_date(now)
+            opened = [
+                _add_deadline(
+                    session,
+                    case,
+                    dl.service_target(
+                        DeadlineKind.allocation_acceptance,
+                        today,
+                        settings.allocation_acceptance_working_days,
+                        f"allocated to {provider.name}",
+                    ),
+                    now,
+                )
+            ]
+            event_name = "allocate_provider"
+            if case.kind == CaseKind.disagreement and case.state == CaseState.advised:
+                flow_for(case).send("allocate")
+                opened += _apply(case, "allocate", {}, pending, session, now, today, settings)
+            data = (
+                {"provider": provider.code, "override_reason": override_reason}
+                if override_reason
+                else {"provider": provider.code}
+            )
+            session.add(
+                CaseEvent(
+                    case_id=case.id,  # type: ignore[arg-type]
+                    at=now,
+                    actor=actor.id,
+                    event=event_name,
+                    from_state=from_state,
+                    to_state=case.state,
+                    data=data,
+                    channel=actor.channel,
+                    note=note,
+                )
+            )
+            _run_hooks(
+                session,
+                TransitionContext(
+                    case,
+                    family_of(session, case),
+                    event_name,
+                    from_state,
+                    case.state,
+                    data,
+                    now,
+                    actor,
+                    settings,
+                    opened,
+                    provider,
+                ),
+            )
         session.commit()
     except (StaleDataError, OperationalError) as exc:
         session.rollback()
@@ -1160,70 +1209,90 @@ def respond_to_allocation(
     """The provider accepts or declines; a decline returns the case to the adviser."""
     now = _require_aware(now)
     try:
-        case = get_case(session, reference)
-        _check_actor_may_act(case, actor)
-        allocation = live_allocation(session, case)
-        if allocation is None or allocation.status != AllocationStatus.offered:
-            raise TransitionRefused(
-                f"Cannot {'accept' if accept else 'decline'}: {case.reference} has no allocation"
-                " waiting for an answer",
-                [],
-            )
-        if not accept and not note.strip():
-            raise ValidationFailed("a reason is needed to decline an allocation", field="note")
-        pending = open_deadlines(session, case)
-        allocation.responded_at = now
-        allocation.responded_by = actor.id
-        if accept:
-            allocation.status = AllocationStatus.accepted
-            _meet(
-                pending,
-                [DeadlineKind.allocation_acceptance],
-                now,
-                done_on=dl.local_date(now),
-                reason="allocation accepted",
-            )
-        else:
-            allocation.status = AllocationStatus.declined
-            _cancel(pending, now, "allocation declined", [DeadlineKind.allocation_acceptance])
-            if case.state not in (CaseState.requested, CaseState.advised):
+        with session.no_autoflush:
+            case = get_case(session, reference)
+            _check_actor_may_act(case, actor)
+            if case.state in FINAL_STATES:
                 raise TransitionRefused(
-                    f"Cannot decline: {case.reference} is already {case.state} with this provider;"
-                    " ask the adviser to re-allocate",
+                    f"Cannot {'accept' if accept else 'decline'}: {case.reference} is {case.state}",
                     [],
                 )
-            case.provider_id = None
-        case.updated_at = now
-        event_name = "accept_allocation" if accept else "decline_allocation"
-        session.add(
-            CaseEvent(
-                case_id=case.id,  # type: ignore[arg-type]
-                at=now,
-                actor=actor.id,
-                event=event_name,
-                from_state=case.state,
-                to_state=case.state,
-                data={"provider_id": allocation.provider_id},
-                channel=actor.channel,
-                note=note,
+            allocation = live_allocation(session, case)
+            if allocation is None or allocation.status != AllocationStatus.offered:
+                raise TransitionRefused(
+                    f"Cannot {'accept' if accept else 'decline'}: {case.reference} has no"
+                    " allocation waiting for an answer",
+                    [],
+                )
+            if not accept and not note.strip():
+                raise ValidationFailed("a reason is needed to decline an allocation", field="note")
+            pending = open_deadlines(session, case)
+            from_state = case.state
+            allocation.responded_at = now
+            allocation.responded_by = actor.id
+            if accept:
+                allocation.status = AllocationStatus.accepted
+                _meet(
+                    pending,
+                    [DeadlineKind.allocation_acceptance],
+                    now,
+                    done_on=dl.local_date(now),
+                    reason="allocation accepted",
+                )
+            else:
+                allocation.status = AllocationStatus.declined
+                _cancel(pending, now, "allocation declined", [DeadlineKind.allocation_acceptance])
+                if case.kind == CaseKind.disagreement and case.state == CaseState.allocated:
+                    # Back to the adviser for re-allocation, with the allocation target again.
+                    bound_flow(case).send("return_to_adviser")
+                    _apply(
+                        case,
+                        "return_to_adviser",
+                        {},
+                        pending,
+                        session,
+                        now,
+                        dl.local_date(now),
+                        settings,
+                    )
+                elif case.state not in (CaseState.requested, CaseState.advised):
+                    raise TransitionRefused(
+                        f"Cannot decline: {case.reference} is already {case.state} with this"
+                        " provider; ask the adviser to re-allocate",
+                        [],
+                    )
+                case.provider_id = None
+            case.updated_at = now
+            event_name = "accept_allocation" if accept else "decline_allocation"
+            session.add(
+                CaseEvent(
+                    case_id=case.id,  # type: ignore[arg-type]
+                    at=now,
+                    actor=actor.id,
+                    event=event_name,
+                    from_state=from_state,
+                    to_state=case.state,
+                    data={"provider_id": allocation.provider_id},
+                    channel=actor.channel,
+                    note=note,
+                )
             )
-        )
-        _run_hooks(
-            session,
-            TransitionContext(
-                case,
-                family_of(session, case),
-                event_name,
-                case.state,
-                case.state,
-                {"note": note},
-                now,
-                actor,
-                settings,
-                [],
-                session.get(Provider, allocation.provider_id),
-            ),
-        )
+            _run_hooks(
+                session,
+                TransitionContext(
+                    case,
+                    family_of(session, case),
+                    event_name,
+                    case.state,
+                    case.state,
+                    {"note": note},
+                    now,
+                    actor,
+                    settings,
+                    [],
+                    session.get(Provider, allocation.provider_id),
+                ),
+            )
         session.commit()
     except (StaleDataError, OperationalError) as exc:
         session.rollback()

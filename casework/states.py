@@ -154,6 +154,8 @@ class DisagreementFlow(CaseFlow):
 
     advise = _.requested.to(_.advised)
     allocate = _.advised.to(_.allocated, cond="has_provider")
+    # The provider declined the allocation: back to the adviser to allocate again.
+    return_to_adviser = _.allocated.to(_.advised)
     schedule_meeting = _.allocated.to.itself(cond="has_provider")
     record_meeting = _.allocated.to(_.meeting_held, cond="has_provider")
     close = _.meeting_held.to(_.closed)
@@ -320,6 +322,7 @@ EVENT_FIELDS: dict[tuple[CaseKind, str], tuple[EventField, ...]] = {
     ),
     (CaseKind.disagreement, "advise"): (_NOTE,),
     (CaseKind.disagreement, "allocate"): (_NOTE,),
+    (CaseKind.disagreement, "return_to_adviser"): (_NOTE,),
     (CaseKind.disagreement, "schedule_meeting"): (
         EventField("meeting_on", "date", "the day the meeting will take place", required=True),
         EventField("meeting_time", "text", "the meeting's start time, e.g. 10:00"),
@@ -356,6 +359,7 @@ EVENT_LABELS: dict[str, str] = {
     "issue_certificate": "Issue certificate",
     "confirm_appeal_ready": "Family has certificate and appeal deadline",
     "allocate": "Confirm allocation",
+    "return_to_adviser": "Provider declined: back to the adviser",
     "close": "Close case",
     "withdraw": "Withdraw",
 }
