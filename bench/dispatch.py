@@ -332,7 +332,10 @@ class Run:
 def run_dispatch(engine: Engine, settings: Settings, n: int) -> Run:
     channels = build_channels(settings)  # as the scheduler does: built once per process
     t0, c0 = time.perf_counter(), time.process_time()
-    result = dispatch(engine, NOW, settings, channels=channels)
+    # As a worker runs it: settings.dispatch_concurrency sender threads.
+    result = dispatch(
+        engine, NOW, settings, channels=channels, concurrency=settings.dispatch_concurrency
+    )
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if result.sent != n:
         raise SystemExit(f"dispatch sent {result.sent} of {n}: {result.as_dict()}")

@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     twilio_messaging_service_sid: str = ""
     twilio_base_url: str = ""
     provider_timeout_seconds: float = 10.0
+    dispatch_concurrency: int = 4  # sender threads per worker (overlap provider latency)
     reminders: dict[str, Any] = Field(default_factory=dict)
     notices: dict[str, Any] = Field(default_factory=dict)
     quiet_hours_start: dt.time = dt.time(21, 0)

@@ -33,7 +33,13 @@ def run_once(engine: Engine, settings: Settings, now: dt.datetime | None = None)
     """One sweep then one dispatch as of ``now``: what `casework tick` and the jobs run."""
     now = now or dt.datetime.now(dt.UTC)
     swept = sweep(engine, now, settings)
-    sent = dispatch(engine, now, settings, channels=_channels(settings))
+    sent = dispatch(
+        engine,
+        now,
+        settings,
+        channels=_channels(settings),
+        concurrency=settings.dispatch_concurrency,
+    )
     return {"at": now.isoformat(), "sweep": swept.as_dict(), "dispatch": sent.as_dict()}
 
 
@@ -57,7 +63,13 @@ def _sweep_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> No
 
 def _dispatch_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
     now = dt.datetime.now(dt.UTC)
-    result = dispatch(engine, now, settings, channels=_channels(settings))
+    result = dispatch(
+        engine,
+        now,
+        settings,
+        channels=_channels(settings),
+        concurrency=settings.dispatch_concurrency,
+    )
     status["last_dispatch"] = now.isoformat()
     status["last_dispatch_result"] = result.as_dict()
 

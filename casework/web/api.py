@@ -51,7 +51,7 @@ from casework.models import (
     User,
 )
 from casework.states import EVENT_LABELS, CaseKind, CaseState, EventField, event_fields
-from casework.web.deps import ApiUserDep, NowDep, SessionDep, SettingsDep
+from casework.web.deps import NowDep, SessionDep, SettingsDep, get_api_user
 
 # --- Errors --------------------------------------------------------------------------
 
@@ -173,6 +173,24 @@ router = APIRouter(
     dependencies=[Depends(_bearer)],
 )
 
+
+def _api_user(request: Request, session: SessionDep, now: NowDep) -> User:
+    """``deps.get_api_user`` (ApiUserDep), in a transaction allowed to write from the start.
+
+    Resolving a token also stamps when it was last used: a write after a read. On
+    SQLite a read transaction that then writes is refused outright ("database is
+    locked") when another request wrote in between, which 20 concurrent API clients
+    make routine (the bench saw a third of requests fail). Asking for BEGIN IMMEDIATE
+    (``db.py``'s ``claim`` option) makes the request wait its turn instead. PostgreSQL
+    ignores the option.
+    """
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        session.connection(execution_options={"claim": True})
+    return get_api_user(request, session, now)
+
+
+ApiUser = Annotated[User, Depends(_api_user)]
+
 # Provider staff work the meeting and certificate; the adviser does everything else.
 PROVIDER_EVENTS = frozenset(
     {"schedule_meeting", "record_meeting", "report_not_arranged", "issue_certificate"}
@@ -197,6 +215,8 @@ def _no_nul(value: str) -> str:
 
 ShortText = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
 LongText = Annotated[str, Field(max_length=10_000), AfterValidator(_no_nul)]
+# Every event of both flows, spelled out so the OpenAPI enum is exact (mypy needs a
+# static Literal); tests/web/test_api.py fails when a flow gains an event missing here.
 EventName = Literal[
     "advise",
     "mark_exempt",
@@ -208,6 +228,7 @@ EventName = Literal[
     "issue_certificate",
     "confirm_appeal_ready",
     "allocate",
+    "return_to_adviser",
     "close",
     "withdraw",
 ]
@@ -655,22 +676,37 @@ def _detail(
     )
 
 
-def _record_view(session: Session, case: Case, user: User, now: dt.datetime) -> None:
-    """Append ``viewed`` to the audit trail in its own short write transaction.
+def _end_read(session: Session) -> None:
+    """Finish the checks' read transaction before a use case (or an audit write) runs.
 
-    The reads that built the response are committed first: on SQLite a read
-    transaction that later writes can be refused outright when another request wrote
-    meanwhile, whereas a transaction that starts by writing simply waits its turn.
+    On SQLite a read transaction that later writes is refused outright ("database is
+    locked") when another request wrote in between, whereas a transaction that starts
+    fresh waits its turn. Expiring what was read makes the use case load the case as
+    it is now, so it decides on current data (its version check still guards the race).
     """
     session.commit()
+    session.expire_all()
+
+
+def _record_view(session: Session, case: Case, user: User, now: dt.datetime) -> None:
+    """Append ``viewed`` to the audit trail, before anything of the case is returned.
+
+    Recorded first so that a read which cannot be recorded is not served either. In a
+    transaction of its own, begun IMMEDIATE on SQLite: a deferred one takes its read
+    snapshot first and, having waited for the write lock behind another writer, finds
+    the snapshot stale and fails ("database is locked") instead of writing.
+    """
+    case_id, state = case.id, case.state
+    _end_read(session)
+    session.connection(execution_options={"claim": True})
     session.add(
         CaseEvent(
-            case_id=case.id,  # type: ignore[arg-type]
+            case_id=case_id,  # type: ignore[arg-type]
             at=now,
             actor=actor_for(user, "api").id,
             event="viewed",
-            from_state=case.state,
-            to_state=case.state,
+            from_state=state,
+            to_state=state,
             data={},
             channel="api",
             note="",
@@ -740,7 +776,7 @@ def _of_provider_cases(case_id: Any, user: User) -> ColumnElement[bool]:
 
 @router.get("/cases", response_model=CasePageOut, summary="List cases, newest first")
 def list_cases(
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     now: NowDep,
     limit: Limit = 50,
@@ -760,12 +796,20 @@ def list_cases(
         conditions.append(col(Case.state) == state.value)
     if kind is not None:
         conditions.append(col(Case.kind) == kind.value)
-    if q and q.strip() and "\x00" not in q:
-        like = f"%{q.strip().lower()}%"
+    if q and q.strip():
+        if "\x00" in q:
+            raise svc.ValidationFailed("q: must not contain NUL characters", field="q")
+        needle = q.strip().lower()
         family = select(col(Person.case_id)).where(
-            col(Person.role) == "family", func.lower(col(Person.name)).like(like)
+            col(Person.role) == "family",
+            func.lower(col(Person.name)).contains(needle, autoescape=True),
         )
-        conditions.append(or_(func.lower(col(Case.reference)).like(like), col(Case.id).in_(family)))
+        conditions.append(
+            or_(
+                func.lower(col(Case.reference)).contains(needle, autoescape=True),
+                col(Case.id).in_(family),
+            )
+        )
     rows, total = _page(
         session,
         select(Case).order_by(col(Case.id).desc()),
@@ -793,7 +837,7 @@ def list_cases(
 )
 def create_case(
     body: IntakeIn,
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     now: NowDep,
     settings: SettingsDep,
@@ -834,7 +878,7 @@ def create_case(
 )
 def read_case(
     reference: Reference,
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     now: NowDep,
     include_views: Annotated[
@@ -843,9 +887,8 @@ def read_case(
 ) -> CaseDetailOut:
     """The whole case; reading it is recorded in its audit trail."""
     case = _visible_case(session, user, reference)
-    detail = _detail(session, user, case, now, include_views=include_views)
     _record_view(session, case, user, now)
-    return detail
+    return _detail(session, user, case, now, include_views=include_views)
 
 
 @router.post(
@@ -856,7 +899,7 @@ def read_case(
 def post_event(
     reference: Reference,
     body: EventIn,
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     now: NowDep,
     settings: SettingsDep,
@@ -878,18 +921,28 @@ def post_event(
     _check_version(case, user, body.expected_version)
     data = dict(body.data)
     _check_dates(case, body.event, data, dl.local_date(now))
-    session.commit()  # end the read; the use case runs in a transaction of its own
-    case = svc.advance(
-        session,
-        case.reference,
-        body.event,
-        now=now,
-        actor=actor_for(user, "api"),
-        settings=settings,
-        data=data,
-        note=body.note,
-        expected_version=body.expected_version,
-    )
+    _end_read(session)
+    try:
+        case = svc.advance(
+            session,
+            case.reference,
+            body.event,
+            now=now,
+            actor=actor_for(user, "api"),
+            settings=settings,
+            data=data,
+            note=body.note,
+            expected_version=body.expected_version,
+        )
+    except svc.TransitionRefused as exc:
+        if not _is_provider(user):
+            raise
+        # Offer provider staff only what they may do, not the adviser's events.
+        mine = [e for e in exc.allowed if e in PROVIDER_EVENTS]
+        reason = str(exc).split("; allowed now:")[0]
+        raise svc.TransitionRefused(
+            f"{reason}; allowed now: {', '.join(mine) or 'nothing for provider staff'}", mine
+        ) from exc
     return _detail(session, user, case, now)
 
 
@@ -920,7 +973,7 @@ def _suggestion_out(s: rules.Suggestion) -> SuggestionOut:
 )
 def allocation_suggestion(
     reference: Reference,
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     settings: SettingsDep,
     preferred: Annotated[
@@ -941,9 +994,9 @@ def allocation_suggestion(
         session,
         case,
         settings,
-        preferred=_no_nul(preferred) if preferred else None,
-        excluded=[_no_nul(e) for e in exclude or []],
-        school=_no_nul(school),
+        preferred=preferred or None,
+        excluded=exclude or [],
+        school=school,
     )
     return _suggestion_out(suggestion)
 
@@ -956,7 +1009,7 @@ def allocation_suggestion(
 def post_allocation(
     reference: Reference,
     body: AllocationIn,
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     now: NowDep,
     settings: SettingsDep,
@@ -965,7 +1018,7 @@ def post_allocation(
     case = _visible_case(session, user, reference)
     _forbid_provider(user, "allocate cases")
     _check_version(case, user, body.expected_version)
-    session.commit()
+    _end_read(session)
     rules.allocate(
         session,
         case.reference,
@@ -990,14 +1043,14 @@ def post_allocation(
 def post_allocation_response(
     reference: Reference,
     body: AllocationResponseIn,
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     now: NowDep,
     settings: SettingsDep,
 ) -> CaseDetailOut:
     """A decline needs a reason in ``note`` and returns the case to the adviser."""
     case = _visible_case(session, user, reference)
-    session.commit()
+    _end_read(session)
     svc.respond_to_allocation(
         session,
         case.reference,
@@ -1015,7 +1068,7 @@ def post_allocation_response(
 
 @router.get("/deadlines", response_model=DeadlinePageOut, summary="Deadlines, soonest first")
 def list_deadlines(
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     now: NowDep,
     limit: Limit = 50,
@@ -1052,7 +1105,7 @@ def list_deadlines(
 
 @router.get("/notices", response_model=NoticePageOut, summary="Notices and their delivery status")
 def list_notices(
-    user: ApiUserDep,
+    user: ApiUser,
     session: SessionDep,
     limit: Limit = 50,
     offset: Offset = 0,

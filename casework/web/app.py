@@ -69,4 +69,9 @@ def create_app(
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
+    # Pages, provider portal, /assets and /static, error pages, security headers.
+    from casework.web.pages import install as install_pages
+
+    install_pages(app)
+
     return app

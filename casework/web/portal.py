@@ -1,0 +1,347 @@
+"""The provider portal: provider staff see and act on their own provider's cases only.
+
+Isolation is enforced in the query, not in the template: every case lookup here
+carries ``case.provider_id == user.provider_id``, so another provider's case (or a
+reference that does not exist) is the same 404, and the response never confirms
+that a reference exists. The use cases check the same rule again
+(``services._check_actor_may_act``), so a mistake here still cannot leak a change.
+
+Provider actions are the ones the domain gives them: accept or decline the
+allocation, schedule the meeting, record it, report that the LA cannot arrange it
+within 30 days, and issue the mediator's certificate. They go through the same use
+cases as the adviser's, with the channel ``portal`` in the audit trail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import case as sql_case
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from casework import auth
+from casework import services as svc
+from casework.config import Settings
+from casework.models import (
+    Allocation,
+    AllocationStatus,
+    Case,
+    Person,
+    Provider,
+    Role,
+    User,
+    UserSession,
+)
+from casework.states import EVENT_LABELS, FINAL_STATES, CaseState
+from casework.web.deps import NowDep, PageUserDep, SessionDep
+from casework.web.pages import (
+    DEADLINE_LABELS,
+    DONE_MESSAGES,
+    STATE_LABELS,
+    PageError,
+    build_case_view,
+    event_form_values,
+    forget_counts,
+    form_text,
+    form_version,
+    next_deadlines,
+    not_found,
+    rag_for,
+    record_view,
+    redirect,
+    refusal_page,
+    render,
+)
+from casework.web.security import CheckedForm
+
+router = APIRouter(prefix="/portal", include_in_schema=False)
+
+# What provider staff may record; everything else (advice, withdrawal, closing) is the
+# IAS adviser's. issue_certificate is the mediator's certificate, so only while mediating.
+PORTAL_EVENTS = ("schedule_meeting", "record_meeting", "report_not_arranged", "issue_certificate")
+PORTAL_LIMIT = 200
+
+
+def require_provider(signed_in: tuple[User, UserSession], request: Request) -> User:
+    """Provider staff only; advisers are told where their pages are."""
+    user = signed_in[0]
+    if user.role != Role.provider or user.provider_id is None:
+        raise PageError(
+            403,
+            "This is the provider portal",
+            "The portal is for provider staff. IAS staff see every case from the case list.",
+        )
+    return user
+
+
+def _provider_name(session: Session, user: User, request: Request) -> str:
+    provider = session.get(Provider, user.provider_id)
+    name = provider.name if provider else ""
+    request.state.provider_name = name
+    return name
+
+
+def own_case(session: Session, user: User, reference: str) -> tuple[Case, Person | None]:
+    """The case if it is allocated to the user's provider; otherwise 404, whatever the reason."""
+    row = session.execute(
+        select(Case, Person)
+        .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+        .where(
+            col(Case.reference) == reference.strip().upper(),
+            col(Case.provider_id) == user.provider_id,
+        )
+    ).first()
+    if row is None:
+        raise not_found()
+    return row[0], row[1]
+
+
+def portal_events(case: Case, allocation_status: str | None) -> list[str]:
+    """Provider actions offered now: none until the allocation is accepted."""
+    if allocation_status != AllocationStatus.accepted:
+        return []
+    events = [e for e in PORTAL_EVENTS if e != "issue_certificate"]
+    if case.state == CaseState.mediating:
+        events.append("issue_certificate")
+    return events
+
+
+def live_allocations(session: Session, case_ids: list[int]) -> dict[int, Allocation]:
+    """The live allocation of each listed case, in one query (no query per row)."""
+    if not case_ids:
+        return {}
+    rows = session.execute(
+        select(Allocation)
+        .where(
+            col(Allocation.case_id).in_(case_ids),
+            col(Allocation.status).in_([AllocationStatus.offered, AllocationStatus.accepted]),
+        )
+        .order_by(col(Allocation.id).desc())
+    ).scalars()
+    live: dict[int, Allocation] = {}
+    for allocation in rows:
+        live.setdefault(allocation.case_id, allocation)
+    return live
+
+
+@router.get("")
+def portal_index(
+    request: Request, session: SessionDep, now: NowDep, signed_in: PageUserDep, done: str = ""
+) -> Response:
+    user = require_provider(signed_in, request)
+    provider_name = _provider_name(session, user, request)
+    open_first = sql_case((col(Case.state).in_([s.value for s in FINAL_STATES]), 1), else_=0)
+    rows = session.execute(
+        select(Case, col(Person.name))
+        .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+        .where(col(Case.provider_id) == user.provider_id)
+        .order_by(open_first, col(Case.id).desc())
+        .limit(PORTAL_LIMIT)
+    ).all()
+    ids = [c.id for c, _ in rows if c.id is not None]
+    soonest = next_deadlines(session, ids)
+    allocations = live_allocations(session, ids)
+    table: list[dict[str, Any]] = []
+    for case, family_name in rows:
+        allocation = allocations.get(case.id) if case.id is not None else None
+        d = soonest.get(case.id) if case.id is not None else None
+        table.append(
+            {
+                "case": case,
+                "family_name": family_name or "",
+                "allocation": allocation,
+                "deadline": d,
+                "deadline_label": DEADLINE_LABELS.get(d.kind, d.kind) if d else "",
+                "rag": rag_for(d, now) if d else None,
+            }
+        )
+    return render(
+        request,
+        "portal/index.html",
+        {
+            "page_title": f"{provider_name} cases",
+            "rows": table,
+            "provider_name": provider_name,
+            "done_message": DONE_MESSAGES.get(done, ""),
+            "limit": PORTAL_LIMIT,
+        },
+    )
+
+
+def portal_case_page(
+    request: Request,
+    session: Session,
+    user: User,
+    now: dt.datetime,
+    reference: str,
+    *,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    open_event: str | None = None,
+    values: dict[str, Any] | None = None,
+    banner: str = "",
+    banner_title: str = "",
+    done: str = "",
+    record: bool = False,
+) -> HTMLResponse:
+    """The provider's view of one of its cases (same shape as the adviser's case page)."""
+    _provider_name(session, user, request)
+    case, family = own_case(session, user, reference)
+    if record:
+        record_view(session, case, user, now, "portal")
+    allocation = svc.live_allocation(session, case)
+    allocation_status = allocation.status if allocation else None
+    view = build_case_view(
+        session,
+        case,
+        family,
+        now,
+        with_notices=False,
+        events=portal_events(case, allocation_status),
+    )
+    done_message = DONE_MESSAGES.get(done, "")
+    if not done_message and done in EVENT_LABELS:
+        done_message = f"{EVENT_LABELS[done]}: recorded."
+    return render(
+        request,
+        "portal/case.html",
+        {
+            "page_title": case.reference,
+            "view": view,
+            "awaiting_answer": allocation_status == AllocationStatus.offered,
+            "is_final": case.state in FINAL_STATES,
+            "errors": errors or {},
+            "open_event": open_event,
+            "values": values or {},
+            "banner": banner,
+            "banner_title": banner_title,
+            "done_message": done_message,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/cases/{reference}")
+def portal_case(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    reference: str,
+    done: str = "",
+) -> Response:
+    user = require_provider(signed_in, request)
+    return portal_case_page(request, session, user, now, reference, done=done, record=True)
+
+
+@router.post("/cases/{reference}/allocation")
+def portal_allocation(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """Accept or decline the offer; a decline needs a reason and returns the case."""
+    user = require_provider(signed_in, request)
+    settings: Settings = request.app.state.settings
+    case, _family = own_case(session, user, reference)
+    answer = form_text(form, "answer")
+    values = {"answer": answer, "note": form_text(form, "note")}
+    try:
+        version = form_version(form)
+        if version is not None and version != case.version:
+            raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+        if answer not in ("accept", "decline"):
+            raise svc.ValidationFailed("Choose whether you accept the case", field="answer")
+        svc.respond_to_allocation(
+            session,
+            case.reference,
+            accept=answer == "accept",
+            now=now,
+            actor=auth.actor_for(user, "portal"),
+            settings=settings,
+            note=values["note"],
+        )
+    except svc.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event="allocation",
+            values=values,
+            render_case=portal_case_page,
+        )
+    if answer == "decline":
+        # The case is no longer theirs: back to the list, not to a page that now 404s.
+        return redirect("/portal?done=declined")
+    return redirect(f"/portal/cases/{quote(case.reference)}?done=accepted")
+
+
+@router.post("/cases/{reference}/events/{event}")
+def portal_event(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+    event: str,
+) -> Response:
+    user = require_provider(signed_in, request)
+    settings: Settings = request.app.state.settings
+    case, _family = own_case(session, user, reference)
+    allocation = svc.live_allocation(session, case)
+    offered = portal_events(case, allocation.status if allocation else None)
+    fields = dict(svc.allowed_events(case)).get(event) if event in offered else None
+    typed: dict[str, Any] = {}
+    try:
+        if fields is None:
+            version = form_version(form)
+            if version is not None and version != case.version:
+                raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+            if event not in PORTAL_EVENTS:
+                raise svc.TransitionRefused(
+                    f"Cannot {event} from the provider portal: ask the IAS adviser", []
+                )
+            if allocation is None or allocation.status != AllocationStatus.accepted:
+                raise svc.TransitionRefused(
+                    f"Accept the allocation of {case.reference} before recording anything", []
+                )
+            raise svc.describe_refusal(case, event)
+        raw = event_form_values(form, fields, typed)
+        svc.advance(
+            session,
+            case.reference,
+            event,
+            now=now,
+            actor=auth.actor_for(user, "portal"),
+            settings=settings,
+            data=raw,
+            expected_version=form_version(form),
+        )
+    except svc.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event=event,
+            values=typed,
+            render_case=portal_case_page,
+        )
+    forget_counts(request)
+    return redirect(f"/portal/cases/{quote(case.reference)}?done={quote(event)}")
