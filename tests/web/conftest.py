@@ -1,0 +1,209 @@
+"""The web cast: an app per database with its clock pinned, and a browser per person.
+
+``web`` builds the app on the test's database (SQLite and PostgreSQL legs), pins
+``app.state.clock`` to a moment the test can move, and creates the cast: an
+adviser, a manager, an admin, and staff of two providers (Solution Talk and Collis
+Mediation). ``web.browser(user)`` is a TestClient already signed in as that user
+(a real server-side session, started directly so argon2 runs only in the sign-in
+tests); its ``post`` adds the session's CSRF token unless told not to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from casework import auth
+from casework import services as svc
+from casework.config import Settings
+from casework.db import session_scope
+from casework.models import Case, CaseEvent, User
+from casework.services import find_provider
+from casework.web.app import create_app
+from casework.web.deps import SESSION_COOKIE
+from tests.conftest import ADVISER, at
+from tests.factories import advance, create_case
+
+PASSWORD = "correct horse battery staple"
+START = at("2026-11-12", "10:00")
+
+
+@lru_cache(maxsize=1)
+def password_hash() -> str:
+    """One argon2 hash for the whole run: hashing per user per test would dominate."""
+    return auth.hash_password(PASSWORD)
+
+
+@dataclass
+class Clock:
+    """The app's pinned clock; tests move it with ``web.clock.now = ...``."""
+
+    now: dt.datetime
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+class Browser:
+    """A TestClient signed in as one user, posting forms with that session's CSRF token."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        token: str | None = None,
+        csrf: str = "",
+        base_url: str = "http://testserver",
+    ) -> None:
+        self.client = TestClient(app, base_url=base_url, follow_redirects=False)
+        self.csrf = csrf
+        if token is not None:
+            self.client.cookies.set(SESSION_COOKIE, token)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.client.get(url, **kwargs)
+
+    def post(
+        self, url: str, data: dict[str, Any] | None = None, *, csrf: str | None = "session"
+    ) -> httpx.Response:
+        body = dict(data or {})
+        if csrf == "session":
+            body["csrf_token"] = self.csrf
+        elif csrf is not None:
+            body["csrf_token"] = csrf
+        return self.client.post(url, data=body)
+
+
+@dataclass
+class Web:
+    app: FastAPI
+    engine: Engine
+    settings: Settings
+    clock: Clock
+    users: dict[str, User] = field(default_factory=dict)
+
+    def session(self) -> Any:
+        return session_scope(self.engine)
+
+    def browser(self, who: str | None = None) -> Browser:
+        """A browser signed in as ``who`` (a key of ``users``), or signed out if None."""
+        if who is None:
+            return Browser(self.app)
+        with session_scope(self.engine) as s:
+            user = s.get(User, self.users[who].id)
+            assert user is not None
+            handle = auth.start_session(s, user, now=self.clock.now)
+        return Browser(self.app, handle.token, handle.csrf_token)
+
+
+CAST = {
+    "adviser": ("alice.adviser@ias.example.org", "adviser", None),
+    "manager": ("morgan.manager@ias.example.org", "manager", None),
+    "admin": ("ada.admin@ias.example.org", "admin", None),
+    "provider_a": ("pat@solution-talk.example.org", "provider", "solution-talk"),
+    "provider_b": ("bo@collis.example.org", "provider", "collis"),
+}
+
+
+@pytest.fixture
+def web(engine: Engine, session: Session, settings: Settings) -> Iterator[Web]:
+    clock = Clock(START)
+    app = create_app(settings, engine)
+    app.state.clock = clock
+    users: dict[str, User] = {}
+    for key, (email, role, provider) in CAST.items():
+        user = User(
+            email=email,
+            name=key,
+            role=role,
+            provider_id=find_provider(session, provider).id if provider else None,
+            password_hash=password_hash(),
+            created_at=START,
+        )
+        session.add(user)
+        session.commit()
+        users[key] = user
+    yield Web(app, engine, settings, clock, users)
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_in(html: str) -> str:
+    """The CSRF token a rendered form carries."""
+    found = _CSRF.search(html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+def provider_actor(web: Web, who: str) -> svc.Actor:
+    user = web.users[who]
+    return auth.actor_for(user, "portal")
+
+
+def make_case(
+    web: Web,
+    *,
+    provider: str | None = None,
+    accepted: bool = False,
+    mediating: bool = False,
+    **overrides: Any,
+) -> Case:
+    """A mediation case through the use cases: advised, optionally allocated and accepted,
+    optionally with mediation chosen (the LA told on 10 November 2026)."""
+    with web.session() as s:
+        case = create_case(s, web.settings, **overrides)
+        if provider is None and not mediating:
+            return case
+        advance(s, web.settings, case, "advise")
+        if provider is not None:
+            svc.allocate(
+                s,
+                case.reference,
+                provider,
+                now=at("2026-11-10", "11:00"),
+                actor=ADVISER,
+                settings=web.settings,
+            )
+            if accepted or mediating:
+                code = provider
+                who = next(k for k, v in CAST.items() if v[2] == code)
+                svc.respond_to_allocation(
+                    s,
+                    case.reference,
+                    accept=True,
+                    now=at("2026-11-10", "12:00"),
+                    actor=provider_actor(web, who),
+                    settings=web.settings,
+                )
+        if mediating:
+            case = svc.advance(
+                s,
+                case.reference,
+                "choose_mediation",
+                now=at("2026-11-10", "13:00"),
+                actor=ADVISER,
+                settings=web.settings,
+                data={"la_told_on": "2026-11-10"},
+            )
+        return svc.get_case(s, case.reference)
+
+
+def reload(web: Web, reference: str) -> Case:
+    with web.session() as s:
+        return svc.get_case(s, reference)
+
+
+def events_of(web: Web, reference: str) -> list[CaseEvent]:
+    with web.session() as s:
+        return svc.case_events(s, svc.get_case(s, reference))
