@@ -492,11 +492,14 @@ def case_update(
     icb_told_on: Annotated[
         str | None, typer.Option(help="The day the LA told the ICB (health care in issue).")
     ] = None,
+    agreement_done_on: Annotated[
+        str | None, typer.Option(help="The day the LA carried out what was agreed.")
+    ] = None,
     note: Annotated[str, typer.Option(help="Why it changed.")] = "",
     at: AtOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add or correct the LA's decision after intake."""
+    """Add or correct facts after intake: the LA's decision, the ICB told, agreement done."""
     now = parse_at(at)
     with open_session() as (session, settings):
         case = svc.update_case_facts(
@@ -508,6 +511,9 @@ def case_update(
             decision_date=parse_date(decision_date, "--decision-date") if decision_date else None,
             decision_type=decision_type,
             icb_told_on=parse_date(icb_told_on, "--icb-told-on") if icb_told_on else None,
+            agreement_done_on=(
+                parse_date(agreement_done_on, "--agreement-done-on") if agreement_done_on else None
+            ),
             note=note,
         )
         data = case_dict(session, case)

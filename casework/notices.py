@@ -232,6 +232,7 @@ def base_context(facts: CaseFacts, settings: Settings) -> dict[str, Any]:
         "portal_link": f"{settings.public_url.rstrip('/')}/portal/cases/{facts.reference}",
         "provider_name": facts.provider_name or "",
         "family_name": (facts.family.name.split()[0] if facts.family and facts.family.name else ""),
+        "acceptance_working_days": settings.allocation_acceptance_working_days,
     }
     ctx.update(facts.extra)
     return ctx

@@ -111,7 +111,10 @@ def plan_deadline(
             continue
         # A rule meant for before the due time: useless once the clock has passed,
         # and a reminder whose moment went by long ago (downtime) would only confuse.
-        stale = past_due or (rule.kind == "reminder" and now - moment > rules.stale_after)
+        if rule.kind == "escalation":
+            fired.append((rule, False))  # escalations are always sent, however late
+            continue
+        stale = past_due or now - moment > rules.stale_after
         fired.append((rule, stale))
     if status == DeadlineStatus.open and not past_due:
         upcoming.append(due_at)  # come back to mark it missed if nobody meets it

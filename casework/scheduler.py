@@ -43,12 +43,25 @@ def run_once(engine: Engine, settings: Settings, now: dt.datetime | None = None)
     return {"at": now.isoformat(), "sweep": swept.as_dict(), "dispatch": sent.as_dict()}
 
 
-_channel_cache: dict[int, Any] = {}
+_channel_cache: dict[tuple[Any, ...], Any] = {}
+_CHANNEL_SETTINGS = (
+    "sendgrid_api_key",
+    "sendgrid_host",
+    "sendgrid_from",
+    "twilio_account_sid",
+    "twilio_auth_token",
+    "twilio_from",
+    "twilio_messaging_service_sid",
+    "twilio_base_url",
+    "public_url",
+    "provider_timeout_seconds",
+)
 
 
 def _channels(settings: Settings) -> Any:
-    # SDK clients keep connection pools: build them once per settings object.
-    key = id(settings)
+    # SDK clients keep connection pools: build them once per distinct configuration
+    # (keyed by value, not id(): a freed Settings' id can be reused by a new one).
+    key = tuple(getattr(settings, name) for name in _CHANNEL_SETTINGS)
     if key not in _channel_cache:
         _channel_cache[key] = build_channels(settings)
     return _channel_cache[key]

@@ -779,6 +779,7 @@ def _apply(
     elif event == "choose_mediation":
         la_told = data["la_told_on"]
         _not_future(event, "la_told_on", la_told, today)
+        _not_before_decision(case, event, "la_told_on", la_told)
         case.la_told_on = la_told
         case.health_care = bool(data.get("health_care", case.health_care)) or bool(
             data.get("health_only")
@@ -805,6 +806,7 @@ def _apply(
     elif event == "decline":
         declined_on = data["declined_on"]
         _not_future(event, "declined_on", declined_on, today)
+        _not_before_decision(case, event, "declined_on", declined_on)
         case.declined_on = declined_on
         _meet(
             pending,
@@ -863,7 +865,15 @@ def _apply(
                 field="certificate_on",
             )
         case.certificate_on = issued
-        case.certificate_type = data.get("certificate_type") or _certificate_type(case)
+        derived = _certificate_type(case)
+        chosen = data.get("certificate_type") or derived
+        if chosen != derived:
+            raise ValidationFailed(
+                f"issue_certificate: this case's certificate is {derived!r} (from what is"
+                f" recorded), not {chosen!r}; leave certificate_type out",
+                field="certificate_type",
+            )
+        case.certificate_type = chosen
         data["certificate_type"] = case.certificate_type
         _meet(pending, CERTIFICATE_KINDS, now, done_on=issued, reason="certificate issued")
         # The mediation stage is over: its remaining clocks no longer apply.
@@ -942,9 +952,25 @@ def _schedule_meeting(
     )
 
 
+def _not_before_decision(case: Case, event: str, name: str, day: dt.date) -> None:
+    """A step of the mediation path cannot come before the LA's decision it follows."""
+    if case.decision_date is not None and day < case.decision_date:
+        raise ValidationFailed(
+            f"{event}: {name} {day.isoformat()} is before the LA's decision"
+            f" ({case.decision_date.isoformat()}); check the date",
+            field=name,
+        )
+
+
 def _record_meeting_data(case: Case, data: dict[str, Any], event: str, today: dt.date) -> None:
     held = data["meeting_held_on"]
     _not_future(event, "meeting_held_on", held, today)
+    if case.la_told_on is not None and held < case.la_told_on:
+        raise ValidationFailed(
+            f"{event}: meeting_held_on {held.isoformat()} is before the LA was told"
+            f" ({case.la_told_on.isoformat()}); check the date",
+            field="meeting_held_on",
+        )
     if data["outcome"] in ("agreement", "partial") and not data.get("agreement"):
         raise ValidationFailed(
             f"{event}: an {data['outcome']} outcome needs the agreement in writing (agreement=...)",
@@ -968,9 +994,11 @@ def update_case_facts(
     decision_date: dt.date | None = None,
     decision_type: str | None = None,
     icb_told_on: dt.date | None = None,
+    agreement_done_on: dt.date | None = None,
     note: str = "",
 ) -> Case:
-    """Correct or add facts learnt after intake: the LA's decision, the ICB being told.
+    """Correct or add facts learnt after intake: the LA's decision, the ICB being told,
+    the LA carrying out what was agreed at mediation (which meets that clock).
 
     The family's 2-month window is recomputed from a new decision date; the old
     clock is cancelled, not edited, so the history shows both. Recording the day
@@ -1028,9 +1056,23 @@ def update_case_facts(
                     done_on=icb_told_on,
                     reason="LA told the ICB",
                 )
+            if agreement_done_on is not None:
+                if agreement_done_on > today:
+                    raise ValidationFailed(
+                        "agreement_done_on is in the future", field="agreement_done_on"
+                    )
+                changed["agreement_done_on"] = agreement_done_on.isoformat()
+                _meet(
+                    open_deadlines(session, case),
+                    [DeadlineKind.agreement_implemented, DeadlineKind.icb_tells_la_of_agreement],
+                    now,
+                    done_on=agreement_done_on,
+                    reason="the LA did what was agreed",
+                )
             if not changed:
                 raise ValidationFailed(
-                    "nothing to update: give --decision-date, --decision-type or --icb-told-on"
+                    "nothing to update: give --decision-date, --decision-type, --icb-told-on"
+                    " or --agreement-done-on"
                 )
             case.updated_at = now
             session.add(

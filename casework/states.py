@@ -139,6 +139,7 @@ class MediationFlow(CaseFlow):
         )
 
     def not_arranged_already_reported(self) -> bool:
+        """The LA's report that it cannot arrange the meeting is recorded once."""
         return self._field("not_arranged_reported_on") is not None
 
 

@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from casework.config import Settings
-from casework.models import Deadline, DeliveryEvent, Notice, NoticeStatus
+from casework.models import Case, Deadline, DeliveryEvent, Notice, NoticeStatus
 from casework.notices import in_quiet_hours, insert_notices, next_sms_moment
 from casework.notify.base import Channel, DeliveryError, OutgoingMessage
 from casework.notify.outbox import OutboxChannel
@@ -153,9 +153,12 @@ def _claim(engine: Engine, now: dt.datetime, batch: int, me: str) -> list[Any]:
                 attempts=n.c.attempts + 1,
             )
         )
+        c = Case.__table__  # type: ignore[attr-defined]
         rows = conn.execute(
-            select(n, d.c.status.label("deadline_status"))
-            .select_from(n.outerjoin(d, d.c.id == n.c.deadline_id))
+            select(n, d.c.status.label("deadline_status"), c.c.state.label("case_state"))
+            .select_from(
+                n.outerjoin(d, d.c.id == n.c.deadline_id).outerjoin(c, c.c.id == n.c.case_id)
+            )
             .where(n.c.id.in_(ids))
             .order_by(n.c.not_before)
         ).all()
@@ -281,6 +284,18 @@ def _deliver(
                 "status": NoticeStatus.skipped,
                 "last_error": f"skipped: the deadline was {row.deadline_status} before sending",
             },
+            None,
+        )
+        result.skipped += 1
+        return
+    if kind == "event" and row.case_state == "withdrawn" and row.template != "withdrawal_confirmed":
+        # e.g. a meeting confirmation held overnight for quiet hours, then the family
+        # withdrew: telling them about a meeting that will not happen only confuses.
+        _finish(
+            engine,
+            row.id,
+            me,
+            {"status": NoticeStatus.skipped, "last_error": "skipped: the case was withdrawn"},
             None,
         )
         result.skipped += 1

@@ -91,7 +91,7 @@ class RoleRefused(rules.NotPermitted):
 
 
 def error_response(exc: svc.CaseworkError) -> JSONResponse:
-    """The JSON body and status of a use-case refusal (also used by the app's handler)."""
+    """The JSON body and status of a use-case refusal: the message, the field, what is allowed."""
     body = ErrorOut(
         error=str(exc),
         field=getattr(exc, "field", None),
@@ -158,7 +158,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 # Declares the bearer scheme in the OpenAPI document; the token itself is checked by
-# ApiUserDep (which also answers 401 with the API's message).
+# `_api_user` below (which answers 401 with the API's message).
 _bearer = HTTPBearer(
     auto_error=False,
     scheme_name="ApiToken",
@@ -538,7 +538,8 @@ def _provider_out(providers: dict[int, Provider], provider_id: int | None) -> Pr
     return ProviderOut(code=p.code, name=p.name) if p else None
 
 
-def _deadline_out(d: Deadline, today: dt.date) -> DeadlineOut:
+def _deadline_out(d: Any, today: dt.date) -> DeadlineOut:
+    """From a ``Deadline`` or a row with its column names."""
     return DeadlineOut(
         kind=d.kind,
         due_date=d.due_date,
@@ -551,23 +552,57 @@ def _deadline_out(d: Deadline, today: dt.date) -> DeadlineOut:
     )
 
 
-def _next_deadlines(session: Session, case_ids: list[int]) -> dict[int, Deadline]:
-    """Each case's soonest open clock, in one query for a whole page of cases."""
+# Lists read plain columns, not ORM objects: building 50 entities (and their deadlines)
+# cost more than the queries themselves on every page of the case list.
+_SUMMARY_COLUMNS = tuple(
+    col(c)
+    for c in (
+        Case.id,
+        Case.reference,
+        Case.kind,
+        Case.state,
+        Case.version,
+        Case.opened_at,
+        Case.updated_at,
+        Case.decision_date,
+        Case.decision_type,
+        Case.appeal_due,
+        Case.provider_id,
+    )
+)
+_DEADLINE_COLUMNS = tuple(
+    col(c)
+    for c in (
+        Deadline.case_id,
+        Deadline.kind,
+        Deadline.due_date,
+        Deadline.due_at,
+        Deadline.status,
+        Deadline.citation,
+        Deadline.explanation,
+        Deadline.closed_reason,
+    )
+)
+
+
+def _next_deadlines(session: Session, case_ids: list[int]) -> dict[int, Any]:
+    """Each case's soonest open clock (a row of ``_DEADLINE_COLUMNS``), in one query."""
     if not case_ids:
         return {}
-    found: dict[int, Deadline] = {}
+    found: dict[int, Any] = {}
     for d in session.execute(
-        select(Deadline)
+        select(*_DEADLINE_COLUMNS)
         .where(col(Deadline.case_id).in_(case_ids), col(Deadline.status) == DeadlineStatus.open)
         .order_by(col(Deadline.due_at))
-    ).scalars():
+    ).all():
         found.setdefault(d.case_id, d)
     return found
 
 
 def _summary_fields(
-    case: Case, providers: dict[int, Provider], next_deadline: Deadline | None, today: dt.date
+    case: Any, providers: dict[int, Provider], next_deadline: Any | None, today: dt.date
 ) -> dict[str, Any]:
+    """The summary of a ``Case`` or of a row of ``_SUMMARY_COLUMNS`` (same attribute names)."""
     return {
         "reference": case.reference,
         "kind": case.kind,
@@ -812,19 +847,17 @@ def list_cases(
         )
     rows, total = _page(
         session,
-        select(Case).order_by(col(Case.id).desc()),
+        select(*_SUMMARY_COLUMNS).order_by(col(Case.id).desc()),
         Case,
         conditions,
         limit,
         offset,
     )
-    cases: list[Case] = [r[0] for r in rows]
     providers = _providers(session)
-    upcoming = _next_deadlines(session, [c.id for c in cases if c.id is not None])
+    upcoming = _next_deadlines(session, [r.id for r in rows])
     today = dl.local_date(now)
     items = [
-        CaseSummaryOut(**_summary_fields(c, providers, upcoming.get(c.id or 0), today))
-        for c in cases
+        CaseSummaryOut(**_summary_fields(r, providers, upcoming.get(r.id), today)) for r in rows
     ]
     return CasePageOut(items=items, total=total, limit=limit, offset=offset)
 
