@@ -101,13 +101,16 @@ def _last_allocations(session: Session) -> dict[int, int]:
     """Each provider's most recent allocation, as its row id.
 
     Row ids follow the order allocations were recorded, which is what a rota means;
-    ``allocated_at`` can be back-dated (``--at``) and two can share an instant.
+    ``allocated_at`` can be back-dated (``--at``) and two can share an instant. One
+    correlated ``max`` per provider reads the end of the provider index (microseconds),
+    where a GROUP BY over every allocation ever made grows with the years.
     """
-    rows = session.execute(
-        select(col(Allocation.provider_id), func.max(col(Allocation.id))).group_by(
-            col(Allocation.provider_id)
-        )
-    ).all()
+    latest = (
+        select(func.max(col(Allocation.id)))
+        .where(col(Allocation.provider_id) == col(Provider.id))
+        .scalar_subquery()
+    )
+    rows = session.execute(select(col(Provider.id), latest)).all()
     return {int(pid): int(last) for pid, last in rows if last is not None}
 
 
