@@ -108,6 +108,8 @@ class Case(SQLModel, table=True):
         CheckConstraint(f"state IN ({_values(CaseState)})", name="ck_cases_state"),
         CheckConstraint(f"kind IN ({_values(CaseKind)})", name="ck_cases_kind"),
         Index("ix_cases_state_kind", "state", "kind"),
+        # Each provider's open load, for allocation suggestions and the portal list.
+        Index("ix_cases_provider_state", "provider_id", "state"),
     )
     # Optimistic concurrency: every UPDATE carries "WHERE version = <loaded>"; a stale
     # writer matches no row and SQLAlchemy raises StaleDataError, which we turn into
@@ -227,6 +229,8 @@ class Deadline(SQLModel, table=True):
             sqlite_where=text("next_action_at IS NOT NULL"),
         ),
         Index("ix_deadlines_case_status", "case_id", "status"),
+        # Open clocks soonest first: the deadlines list, the manager page, the digest.
+        Index("ix_deadlines_status_due", "status", "due_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
