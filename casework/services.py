@@ -37,6 +37,7 @@ from casework.models import (
 )
 from casework.states import (
     FINAL_STATES,
+    PROVIDER_EVENTS,
     CaseKind,
     CaseState,
     EventField,
@@ -595,7 +596,7 @@ def advance(
         if row is None:
             raise NotFound(f"no case with reference {reference!r}; `casework case list` shows them")
         case, family, provider = row
-        _check_actor_may_act(case, actor)
+        _check_actor_may_act(case, actor, event)
         if expected_version is not None and case.version != expected_version:
             raise Conflict(
                 f"{case.reference} was changed by someone else (now {case.state}); reload it and"
@@ -657,10 +658,20 @@ def advance(
     return case
 
 
-def _check_actor_may_act(case: Case, actor: Actor) -> None:
-    """Provider staff act only on cases allocated to their provider; others see nothing."""
+def _check_actor_may_act(case: Case, actor: Actor, event: str | None = None) -> None:
+    """Provider staff act only on cases allocated to their provider; others see nothing.
+
+    They record only the provider's own steps (meetings, certificates); advising,
+    choosing mediation, closing and withdrawing stay with the adviser.
+    """
     if actor.role == "provider" and case.provider_id != actor.provider_id:
         raise NotFound(f"no case with reference {case.reference!r}")
+    if actor.role == "provider" and event is not None and event not in PROVIDER_EVENTS:
+        raise TransitionRefused(
+            f"Cannot {event}: that is the adviser's step; provider staff can record"
+            f" {', '.join(PROVIDER_EVENTS)}",
+            [],
+        )
 
 
 def _not_future(event: str, name: str, day: dt.date, today: dt.date) -> None:

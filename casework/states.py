@@ -220,6 +220,16 @@ def bound_flow(case: Any) -> CaseFlow:
     return entry[0]
 
 
+# What provider staff may record themselves (portal and API); everything else is the
+# adviser's. Enforced in the use cases, so no door can bypass it.
+PROVIDER_EVENTS: tuple[str, ...] = (
+    "schedule_meeting",
+    "record_meeting",
+    "report_not_arranged",
+    "issue_certificate",
+)
+
+
 # --- The data each event takes ------------------------------------------------------
 
 FieldType = Literal["date", "bool", "text", "choice"]

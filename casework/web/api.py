@@ -50,7 +50,14 @@ from casework.models import (
     Role,
     User,
 )
-from casework.states import EVENT_LABELS, CaseKind, CaseState, EventField, event_fields
+from casework.states import (
+    EVENT_LABELS,
+    CaseKind,
+    CaseState,
+    EventField,
+    event_fields,
+)
+from casework.states import PROVIDER_EVENTS as _PROVIDER_EVENTS
 from casework.web.deps import NowDep, SessionDep, SettingsDep, get_api_user
 
 # --- Errors --------------------------------------------------------------------------
@@ -192,9 +199,7 @@ def _api_user(request: Request, session: SessionDep, now: NowDep) -> User:
 ApiUser = Annotated[User, Depends(_api_user)]
 
 # Provider staff work the meeting and certificate; the adviser does everything else.
-PROVIDER_EVENTS = frozenset(
-    {"schedule_meeting", "record_meeting", "report_not_arranged", "issue_certificate"}
-)
+PROVIDER_EVENTS = frozenset(_PROVIDER_EVENTS)
 # No date on a SEND record predates the SEND Regulations 2014 coming into force, and
 # none is years ahead; bounding them keeps nonsense (year 1, year 9999) out of the clocks.
 EARLIEST_DATE = dt.date(2014, 9, 1)

@@ -37,7 +37,7 @@ from casework.models import (
     User,
     UserSession,
 )
-from casework.states import EVENT_LABELS, FINAL_STATES, CaseState
+from casework.states import EVENT_LABELS, FINAL_STATES, PROVIDER_EVENTS, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages import (
     DEADLINE_LABELS,
@@ -63,7 +63,7 @@ router = APIRouter(prefix="/portal", include_in_schema=False)
 
 # What provider staff may record; everything else (advice, withdrawal, closing) is the
 # IAS adviser's. issue_certificate is the mediator's certificate, so only while mediating.
-PORTAL_EVENTS = ("schedule_meeting", "record_meeting", "report_not_arranged", "issue_certificate")
+PORTAL_EVENTS = PROVIDER_EVENTS
 PORTAL_LIMIT = 200
 
 
