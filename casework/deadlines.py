@@ -140,6 +140,26 @@ class WorkingCalendar:
                 n -= 1
         return day
 
+    def subtract_working_days(self, d: dt.date, n: int) -> dt.date:
+        """The n-th working day before ``d`` (``d`` never counts): reminders before a clock."""
+        if n < 0:
+            raise ValueError("n must be zero or more: count working days back from a date")
+        if n == 0:
+            return d
+        o = d.toordinal()
+        if self._first <= o <= self._last:
+            # Working days strictly before d number _rank[d - 1]; the n-th back is the
+            # (rank - n + 1)-th working day, at index rank - n.
+            k = (self._rank[o - self._first - 1] if o > self._first else 0) - n
+            if k >= 0:
+                return dt.date.fromordinal(self._working[k])
+        day = d
+        while n > 0:
+            day -= dt.timedelta(days=1)
+            if self.is_working_day(day):
+                n -= 1
+        return day
+
     def next_working_day_on_or_after(self, d: dt.date) -> dt.date:
         return d if self.is_working_day(d) else self.add_working_days(d, 1)
 
@@ -180,6 +200,11 @@ def is_working_day(d: dt.date) -> bool:
 def add_working_days(d: dt.date, n: int) -> dt.date:
     """The n-th working day after ``d``; ``d`` itself never counts (n=0 returns ``d``)."""
     return _calendar.add_working_days(d, n)
+
+
+def subtract_working_days(d: dt.date, n: int) -> dt.date:
+    """The n-th working day before ``d``; ``d`` itself never counts (n=0 returns ``d``)."""
+    return _calendar.subtract_working_days(d, n)
 
 
 def working_days_between(start: dt.date, end: dt.date) -> int:
@@ -314,6 +339,17 @@ def icb_tells_la_of_agreement(agreed: dt.date) -> Clock:
         due,
         "SEND Regulations 2014, reg 42",
         f"agreement recorded {_short(agreed)} + 1 week = {fmt(due)}",
+    )
+
+
+def scheduled_meeting(meeting_on: dt.date, meeting_time: str | None = None) -> Clock:
+    """The meeting the provider arranged: not a legal clock, but the family is reminded."""
+    when = f" at {meeting_time}" if meeting_time else ""
+    return Clock(
+        DeadlineKind.scheduled_meeting,
+        meeting_on,
+        "meeting arranged by the provider",
+        f"meeting arranged for {fmt(meeting_on)}{when}",
     )
 
 

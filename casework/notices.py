@@ -81,20 +81,11 @@ class ReminderRule(BaseModel):
             return due + dt.timedelta(days=self.offset)
         if self.offset > 0:
             return dl.add_working_days(due, self.offset)
-        return _subtract_working_days(due, -self.offset)
+        return dl.subtract_working_days(due, -self.offset)
 
     def fire_at(self, due: dt.date, default_at: dt.time) -> dt.datetime:
         local = dt.datetime.combine(self.fire_day(due), self.at or default_at, tzinfo=dl.LONDON)
         return local.astimezone(dt.UTC)
-
-
-def _subtract_working_days(d: dt.date, n: int) -> dt.date:
-    day = d
-    while n > 0:
-        day -= dt.timedelta(days=1)
-        if dl.is_working_day(day):
-            n -= 1
-    return day
 
 
 @dataclass(frozen=True)

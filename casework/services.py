@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,21 +99,30 @@ class Conflict(CaseworkError):
     http_status = 409
 
 
-def _as_conflict(exc: Exception, reference: str) -> Exception:
-    """Two writers on one case: the version check (or SQLite's lock) lets one win.
+@contextmanager
+def _case_transaction(session: Session, reference: str) -> Iterator[None]:
+    """Roll back on any failure; report a lost race between two writers as a Conflict.
 
-    On PostgreSQL the loser's ``UPDATE ... WHERE version = n`` matches no row
+    Two writers on one case: the version check (or SQLite's lock) lets one win. On
+    PostgreSQL the loser's ``UPDATE ... WHERE version = n`` matches no row
     (StaleDataError). On SQLite in WAL mode the loser read an older snapshot and
     cannot upgrade it to a write ("database is locked"); that is the same race.
     Any other OperationalError is a real failure and is re-raised unchanged.
     """
-    if isinstance(exc, OperationalError) and not any(
-        word in str(exc.orig).lower() for word in ("locked", "busy")
-    ):
-        return exc
-    return Conflict(
-        f"{reference} was changed by someone else at the same moment; reload it and try again"
-    )
+    try:
+        yield
+    except (StaleDataError, OperationalError) as exc:
+        session.rollback()
+        if isinstance(exc, OperationalError) and not any(
+            word in str(exc.orig).lower() for word in ("locked", "busy")
+        ):
+            raise
+        raise Conflict(
+            f"{reference} was changed by someone else at the same moment; reload it and try again"
+        ) from exc
+    except Exception:
+        session.rollback()
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,7 +599,7 @@ def advance(
 ) -> Case:
     """Move a case by ``event``: the whole change commits, or nothing does."""
     now = _require_aware(now)
-    try:
+    with _case_transaction(session, reference):
         row = session.execute(
             _CASE_FAMILY_PROVIDER, {"reference": reference.strip().upper()}
         ).first()
@@ -649,12 +659,6 @@ def advance(
                 ),
             )
         session.commit()
-    except (StaleDataError, OperationalError) as exc:
-        session.rollback()
-        raise _as_conflict(exc, reference) from exc
-    except Exception:
-        session.rollback()
-        raise
     return case
 
 
@@ -952,15 +956,7 @@ def _schedule_meeting(
     _cancel(pending, now, "meeting rearranged", [DeadlineKind.scheduled_meeting])
     case.meeting_on = meeting_on
     case.meeting_time = time_text
-    when = f" at {time_text}" if time_text else ""
-    open_clock(
-        Clock(
-            DeadlineKind.scheduled_meeting,
-            meeting_on,
-            "meeting arranged by the provider",
-            f"meeting arranged for {dl.fmt(meeting_on)}{when}",
-        )
-    )
+    open_clock(dl.scheduled_meeting(meeting_on, time_text))
 
 
 def _not_before_decision(case: Case, event: str, name: str, day: dt.date) -> None:
@@ -1016,7 +1012,7 @@ def update_case_facts(
     the LA told the ICB meets that clock.
     """
     now = _require_aware(now)
-    try:
+    with _case_transaction(session, reference):
         case = get_case(session, reference)
         with session.no_autoflush:
             _check_actor_may_act(case, actor)
@@ -1100,12 +1096,6 @@ def update_case_facts(
                 )
             )
         session.commit()
-    except (StaleDataError, OperationalError) as exc:
-        session.rollback()
-        raise _as_conflict(exc, reference) from exc
-    except Exception:
-        session.rollback()
-        raise
     return case
 
 
@@ -1142,7 +1132,7 @@ def allocate(
     choice of mediation can be recorded.
     """
     now = _require_aware(now)
-    try:
+    with _case_transaction(session, reference):
         with session.no_autoflush:
             case = get_case(session, reference)
             if actor.role == "provider":
@@ -1240,12 +1230,6 @@ def allocate(
                 ),
             )
         session.commit()
-    except (StaleDataError, OperationalError) as exc:
-        session.rollback()
-        raise _as_conflict(exc, reference) from exc
-    except Exception:
-        session.rollback()
-        raise
     return allocation
 
 
@@ -1261,7 +1245,7 @@ def respond_to_allocation(
 ) -> Allocation:
     """The provider accepts or declines; a decline returns the case to the adviser."""
     now = _require_aware(now)
-    try:
+    with _case_transaction(session, reference):
         with session.no_autoflush:
             case = get_case(session, reference)
             _check_actor_may_act(case, actor)
@@ -1347,12 +1331,6 @@ def respond_to_allocation(
                 ),
             )
         session.commit()
-    except (StaleDataError, OperationalError) as exc:
-        session.rollback()
-        raise _as_conflict(exc, reference) from exc
-    except Exception:
-        session.rollback()
-        raise
     return allocation
 
 

@@ -524,3 +524,24 @@ def test_module_calendar_is_the_installed_one() -> None:
     """``set_closure_days`` replaces the process-wide calendar that the functions use."""
     set_closure_days([D("2026-03-09")])
     assert D("2026-03-09") in deadlines.calendar().closure_days
+
+
+def test_subtract_working_days_agrees_with_a_day_by_day_walk() -> None:
+    """Reminders N working days before a clock use the same calendar index, backwards."""
+    bank_holidays = holidays.country_holidays("GB", subdiv="ENG")
+
+    def walk(d: dt.date, n: int) -> dt.date:
+        while n > 0:
+            d -= dt.timedelta(days=1)
+            if d.weekday() < 5 and d not in bank_holidays:
+                n -= 1
+        return d
+
+    rng = random.Random(20261127)
+    starts = [dt.date(2000, 1, 1) + dt.timedelta(days=rng.randrange(36_500)) for _ in range(2000)]
+    starts += [dt.date(2000, 1, 3), dt.date(1999, 12, 31), dt.date(2101, 1, 5)]
+    for start in starts:
+        n = rng.randrange(0, 40)
+        assert deadlines.subtract_working_days(start, n) == walk(start, n), (start, n)
+    # Tue 29 Dec 2026 minus 1 working day skips Christmas, Boxing Day (observed) and the weekend.
+    assert deadlines.subtract_working_days(dt.date(2026, 12, 29), 1) == dt.date(2026, 12, 24)
