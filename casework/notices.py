@@ -240,6 +240,45 @@ def deadline_context(kind: str, due: dt.date, explanation: str, citation: str) -
     }
 
 
+def outbox_row(
+    *,
+    key: str,
+    case_id: int | None,
+    template: str,
+    recipient: str,
+    channel: str,
+    address: str,
+    context: dict[str, Any],
+    not_before: dt.datetime,
+    now: dt.datetime,
+    deadline_id: int | None = None,
+    status: str = NoticeStatus.queued,
+    reason: str = "",
+) -> dict[str, Any]:
+    """One outbox row as a dict for :func:`insert_notices` (every notice is built here)."""
+    from casework.models import new_public_id
+
+    return {
+        "public_id": new_public_id(),
+        "idempotency_key": key[:200],
+        "case_id": case_id,
+        "deadline_id": deadline_id,
+        "template": template,
+        "recipient_role": recipient,
+        "channel": channel,
+        "to_address": address,
+        "context": context,
+        "subject": "",
+        "body": "",
+        "status": status,
+        "not_before": not_before,
+        "attempts": 0,
+        "last_error": reason,
+        "created_at": now,
+        "escalated": False,
+    }
+
+
 def notice_row(
     *,
     key: str,
@@ -256,30 +295,23 @@ def notice_row(
     status: str = NoticeStatus.queued,
     reason: str = "",
 ) -> dict[str, Any]:
-    """One outbox row as a dict for a bulk insert."""
-    from casework.models import new_public_id
-
+    """A case's notice; an SMS waits for the end of quiet hours."""
     if channel == "sms" and status == NoticeStatus.queued:
         not_before = next_sms_moment(not_before, settings)
-    return {
-        "public_id": new_public_id(),
-        "idempotency_key": key[:200],
-        "case_id": facts.case_id,
-        "deadline_id": deadline_id,
-        "template": template,
-        "recipient_role": recipient,
-        "channel": channel,
-        "to_address": address,
-        "context": context,
-        "subject": "",
-        "body": "",
-        "status": status,
-        "not_before": not_before,
-        "attempts": 0,
-        "last_error": reason,
-        "created_at": now,
-        "escalated": False,
-    }
+    return outbox_row(
+        key=key,
+        case_id=facts.case_id,
+        template=template,
+        recipient=recipient,
+        channel=channel,
+        address=address,
+        context=context,
+        not_before=not_before,
+        now=now,
+        deadline_id=deadline_id,
+        status=status,
+        reason=reason,
+    )
 
 
 def insert_notices(bind: Session | Connection, rows: Iterable[dict[str, Any]]) -> list[Any]:

@@ -47,6 +47,7 @@ from casework.notices import (
     deadline_context,
     insert_notices,
     notice_row,
+    outbox_row,
 )
 
 log = logging.getLogger("casework.reminders")
@@ -369,28 +370,18 @@ def queue_digest(engine: Engine, now: dt.datetime, settings: Settings, *, limit:
             "truncated": len(rows) > limit,
             "dashboard_link": settings.public_url.rstrip("/") + "/",
         }
-        from casework.models import new_public_id
-
         rows_to_insert = [
-            {
-                "public_id": new_public_id(),
-                "idempotency_key": f"digest:{today.isoformat()}:{role}",
-                "case_id": None,
-                "deadline_id": None,
-                "template": "daily_digest",
-                "recipient_role": role,
-                "channel": "email",
-                "to_address": address,
-                "context": context,
-                "subject": "",
-                "body": "",
-                "status": NoticeStatus.queued,
-                "not_before": now,
-                "attempts": 0,
-                "last_error": "",
-                "created_at": now,
-                "escalated": False,
-            }
+            outbox_row(
+                key=f"digest:{today.isoformat()}:{role}",
+                case_id=None,
+                template="daily_digest",
+                recipient=role,
+                channel="email",
+                address=address,
+                context=context,
+                not_before=now,
+                now=now,
+            )
             for role, address in (
                 ("adviser", settings.team.adviser_email),
                 ("manager", settings.team.manager_email),

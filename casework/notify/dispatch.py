@@ -35,7 +35,7 @@ from sqlalchemy import Engine, select, update
 
 from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Notice, NoticeStatus
-from casework.notices import in_quiet_hours, insert_notices, next_sms_moment
+from casework.notices import in_quiet_hours, insert_notices, next_sms_moment, outbox_row
 from casework.notify.base import Channel, DeliveryError, OutgoingMessage
 from casework.notify.outbox import OutboxChannel
 from casework.notify.render import RenderError, render
@@ -455,31 +455,17 @@ def escalate_failure(
         "case_link", f"{settings.public_url.rstrip('/')}/cases/{context.get('reference', '')}"
     )
     context.setdefault("reference", "")
-    from casework.models import new_public_id
-
+    row_to_insert = outbox_row(
+        key=f"notice:{row.id}:failed:{to_role}:email",
+        case_id=row.case_id,
+        template="escalation_delivery_failed",
+        recipient=to_role,
+        channel="email",
+        address=address,
+        context=context,
+        not_before=now,
+        now=now,
+    )
     with engine.begin() as conn:
-        new = insert_notices(
-            conn,
-            [
-                {
-                    "public_id": new_public_id(),
-                    "idempotency_key": f"notice:{row.id}:failed:{to_role}:email",
-                    "case_id": row.case_id,
-                    "deadline_id": None,
-                    "template": "escalation_delivery_failed",
-                    "recipient_role": to_role,
-                    "channel": "email",
-                    "to_address": address,
-                    "context": context,
-                    "subject": "",
-                    "body": "",
-                    "status": NoticeStatus.queued,
-                    "not_before": now,
-                    "attempts": 0,
-                    "last_error": "",
-                    "created_at": now,
-                    "escalated": False,
-                }
-            ],
-        )
+        new = insert_notices(conn, [row_to_insert])
     return bool(new)
