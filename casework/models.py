@@ -79,6 +79,12 @@ class DeadlineStatus(StrEnum):
     cancelled = "cancelled"
 
 
+# The reason the sweep gives a clock it marks missed. The use cases replace it when
+# the act is done late or the clock stops applying, so a missed clock still carrying
+# it is late AND still outstanding (what the daily digest lists as late).
+MISSED_OUTSTANDING = "not done by the due time"
+
+
 class AllocationStatus(StrEnum):
     offered = "offered"
     accepted = "accepted"

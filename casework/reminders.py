@@ -29,6 +29,7 @@ from sqlalchemy.engine import Row
 
 from casework.config import Settings
 from casework.models import (
+    MISSED_OUTSTANDING,
     Case,
     CaseEvent,
     Deadline,
@@ -212,7 +213,7 @@ def _process_batch(
         closed_at: dt.datetime | None = None
         if plan.mark_missed:
             status, closed_at = DeadlineStatus.missed, now
-            closed_reason = "not done by the due time"
+            closed_reason = MISSED_OUTSTANDING
             result.missed += 1
             events.append(
                 {
@@ -342,7 +343,10 @@ def queue_digest(engine: Engine, now: dt.datetime, settings: Settings, *, limit:
             .select_from(d.join(c, c.c.id == d.c.case_id))
             .where(
                 ((d.c.status == DeadlineStatus.open) & (d.c.due_date <= horizon))
-                | ((d.c.status == DeadlineStatus.missed) & d.c.next_action_at.is_not(None))
+                | (
+                    (d.c.status == DeadlineStatus.missed)
+                    & (d.c.closed_reason == MISSED_OUTSTANDING)
+                )
             )
             .order_by(d.c.due_date)
             .limit(limit + 1)

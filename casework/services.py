@@ -26,6 +26,7 @@ from casework.config import Settings
 from casework.contacts import ContactError, normalise_email, normalise_phone
 from casework.deadlines import Clock, DeadlineKind
 from casework.models import (
+    MISSED_OUTSTANDING,
     Allocation,
     AllocationStatus,
     Case,
@@ -268,7 +269,13 @@ def family_of(session: Session, case: Case) -> Person | None:
 _LIVE_DEADLINES = select(Deadline).where(
     col(Deadline.case_id) == bindparam("case_id"),
     (col(Deadline.status) == DeadlineStatus.open)
-    | ((col(Deadline.status) == DeadlineStatus.missed) & col(Deadline.next_action_at).is_not(None)),
+    | (
+        (col(Deadline.status) == DeadlineStatus.missed)
+        & (
+            col(Deadline.next_action_at).is_not(None)
+            | (col(Deadline.closed_reason) == MISSED_OUTSTANDING)
+        )
+    ),
 )
 _CASE_FAMILY_PROVIDER = (
     select(Case, Person, Provider)
@@ -310,6 +317,11 @@ def _close_deadline(
     deadline.next_action_at = None
 
 
+def _still_live(deadline: Deadline) -> bool:
+    """A missed clock still escalating, or still outstanding (listed as late)."""
+    return deadline.next_action_at is not None or deadline.closed_reason == MISSED_OUTSTANDING
+
+
 def _meet(
     pending: list[Deadline],
     kinds: Iterable[DeadlineKind],
@@ -332,7 +344,7 @@ def _meet(
             status = DeadlineStatus.met if on_time else DeadlineStatus.missed
             suffix = "" if on_time else f" (late: done {done_on.isoformat()})"
             _close_deadline(deadline, status, now, reason + suffix)
-        elif deadline.status == DeadlineStatus.missed and deadline.next_action_at is not None:
+        elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
             deadline.next_action_at = None
             deadline.closed_reason = f"{reason} (late: done {done_on.isoformat()})"[:200]
 
@@ -350,7 +362,7 @@ def _cancel(
             continue
         if deadline.status == DeadlineStatus.open:
             _close_deadline(deadline, DeadlineStatus.cancelled, now, reason)
-        elif deadline.status == DeadlineStatus.missed and deadline.next_action_at is not None:
+        elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
             deadline.next_action_at = None
             deadline.closed_reason = (deadline.closed_reason + f"; then {reason}")[:200]
 
