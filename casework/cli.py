@@ -18,6 +18,7 @@ from functools import wraps
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from casework import deadlines as dl
@@ -108,15 +109,24 @@ def cli_actor() -> svc.Actor:
     return svc.Actor(id=f"cli:{name}", role="adviser", channel="cli")
 
 
+def ready_engine(settings: Settings) -> Engine:
+    """The engine, its schema current; a freshly migrated embedded database also gets the
+    configured providers, exactly as `casework db upgrade` would load them."""
+    engine = get_engine(settings)
+    try:
+        migrated = ensure_schema(engine)
+    except RuntimeError as exc:
+        fail(str(exc), 5)
+    if migrated:
+        with session_scope(engine) as session:
+            svc.sync_providers(session, settings)
+    return engine
+
+
 @contextmanager
 def open_session() -> Iterator[tuple[Session, Settings]]:
     settings = get_settings()
-    engine = get_engine(settings)
-    try:
-        ensure_schema(engine)
-    except RuntimeError as exc:
-        fail(str(exc), 5)
-    with session_scope(engine) as session:
+    with session_scope(ready_engine(settings)) as session:
         yield session, settings
 
 
@@ -676,9 +686,7 @@ def tick(at: AtOpt = None, as_json: JsonOpt = False) -> None:
     from casework.scheduler import run_once
 
     settings = get_settings()
-    engine = get_engine(settings)
-    ensure_schema(engine)
-    result = run_once(engine, settings, parse_at(at))
+    result = run_once(ready_engine(settings), settings, parse_at(at))
 
     def text() -> str:
         sw, dp = result["sweep"], result["dispatch"]
@@ -701,9 +709,7 @@ def digest(at: AtOpt = None, as_json: JsonOpt = False) -> None:
     from casework.reminders import queue_digest
 
     settings = get_settings()
-    engine = get_engine(settings)
-    ensure_schema(engine)
-    queued = queue_digest(engine, parse_at(at), settings)
+    queued = queue_digest(ready_engine(settings), parse_at(at), settings)
     emit({"queued": queued}, as_json, f"{queued} digest(s) queued (0: already queued today)")
 
 

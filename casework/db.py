@@ -116,16 +116,17 @@ def schema_is_current(engine: Engine) -> bool:
     return current == heads
 
 
-def ensure_schema(engine: Engine) -> None:
+def ensure_schema(engine: Engine) -> bool:
     """Migrate an embedded SQLite database on first use; never PostgreSQL behind your back.
 
     Production schemas change only through `casework db upgrade`, run deliberately.
+    Returns True when it migrated (the caller then loads the configured providers).
     """
     if schema_is_current(engine):
-        return
+        return False
     if engine.dialect.name == "sqlite":
         upgrade(engine)
-        return
+        return True
     raise RuntimeError(
         "the database schema is not at the current version: run `casework db upgrade`"
     )

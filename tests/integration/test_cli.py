@@ -385,3 +385,38 @@ def test_calendar_working_days_text(cli: Run) -> None:
         "Wednesday 23 December 2026 + 3 working days = Wednesday 30 December 2026"
     )
     assert "Christmas Day" in result.stdout
+
+
+def test_a_brand_new_embedded_database_is_ready_without_db_upgrade(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's CLI walk on a fresh clone: the first command migrates and loads providers."""
+    _forget_cached_settings_and_engine()
+    monkeypatch.setenv("CASEWORK_DATABASE_URL", f"sqlite:///{tmp_path}/fresh.db")
+    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
+    runner = CliRunner()
+    try:
+        opened = runner.invoke(
+            app,
+            [
+                "case",
+                "open",
+                "--kind",
+                "mediation",
+                "--name",
+                "Sam Parent",
+                "--phone",
+                "07911 123456",
+                "--channel",
+                "helpline",
+                "--at",
+                "2026-11-02T10:00",
+            ],
+        )
+        assert opened.exit_code == 0, opened.stderr
+        reference = opened.stdout.strip()
+        allocated = runner.invoke(app, ["case", "allocate", reference, "kids", "--json"])
+        assert allocated.exit_code == 0, allocated.stderr
+        assert json.loads(allocated.stdout)["provider"]["name"] == "KIDS"
+    finally:
+        _forget_cached_settings_and_engine()
