@@ -28,7 +28,8 @@ from casework.config import Settings, get_settings
 from casework.contacts import display_phone
 from casework.db import ensure_schema, get_engine, session_scope, upgrade
 from casework.models import Case, Deadline
-from casework.states import EVENT_LABELS, CaseKind
+from casework.cases.effects import EVENT_LABELS
+from casework.states import CaseKind
 
 app = typer.Typer(
     help="casework: SEND disagreement-resolution and mediation cases and their legal clocks.",

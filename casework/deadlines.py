@@ -433,3 +433,39 @@ def local_date(moment: dt.datetime) -> dt.date:
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no zone: pass an aware one (UTC in the database)")
     return moment.astimezone(LONDON).date()
+
+
+# --- What was agreed at mediation (reg 42) ------------------------------------------
+
+
+def agreement_action(
+    agreed: dt.date,
+    *,
+    who: str,
+    weeks: int,
+    citation: str,
+    rule: str,
+    agreed_due: dt.date | None = None,
+) -> Clock:
+    """One agreed action's clock: a reg 44 limit, 2 weeks, or a timescale agreed in writing.
+
+    ``who`` names the body that must act ("the LA"), ``rule`` says which limit applies
+    in words. A timescale the parties agreed in writing replaces the default
+    (reg 42(5)), and the explanation says so.
+    """
+    if agreed_due is not None:
+        return Clock(
+            DeadlineKind.agreement_implemented,
+            agreed_due,
+            "SEND Regulations 2014, reg 42(5)",
+            f"{who} must act by {fmt(agreed_due)}, the timescale agreed in writing at mediation"
+            f" on {_short(agreed)} (it replaces {rule})",
+        )
+    due = agreed + dt.timedelta(weeks=weeks)
+    return Clock(
+        DeadlineKind.agreement_implemented,
+        due,
+        citation,
+        f"agreed at mediation on {_short(agreed)} + {weeks} weeks ({rule}) = {fmt(due)};"
+        f" {who} must act by then",
+    )

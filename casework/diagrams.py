@@ -19,14 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from casework.states import (
-    EVENT_LABELS,
-    FLOWS,
-    CaseFlow,
-    CaseKind,
-    EventField,
-    event_fields,
-)
+from casework.cases.effects import EVENT_LABELS, event_fields
+from casework.cases.fields import EventField
+from casework.states import FLOWS, CaseFlow, CaseKind
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "state-machines.md"
 

@@ -27,7 +27,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlmodel import Field, SQLModel
+from sqlalchemy.orm import relationship
+from sqlmodel import Field, Relationship, SQLModel
 
 from casework.deadlines import DeadlineKind
 from casework.states import CaseKind, CaseState
@@ -139,10 +140,17 @@ class Case(SQLModel, table=True):
     health_care: bool = False
     health_only: bool = False
     placement_only: bool = False
+    # Whether the LA's decision letter gave what reg 32 requires (the mediation
+    # adviser's contact, the timescales, the right to appeal); None until asked.
+    # When it did not, the Tribunal may extend the time to appeal.
+    reg32_info_given: bool | None = None
 
     provider_id: int | None = Field(default=None, foreign_key="providers.id", index=True)
     adviser: str | None = Field(default=None, max_length=320)
 
+    # The dates acts happened (not when they were typed in): every clock counts from them.
+    advised_on: dt.date | None = None
+    chose_on: dt.date | None = None
     la_told_on: dt.date | None = None
     icb_told_on: dt.date | None = None
     declined_on: dt.date | None = None
@@ -154,6 +162,9 @@ class Case(SQLModel, table=True):
     not_arranged_reported_on: dt.date | None = None
     certificate_on: dt.date | None = None
     certificate_type: str | None = Field(default=None, max_length=20)
+    # After a "deemed" certificate (meeting not arranged in 30 days) the meeting may
+    # still happen; the mediator's certificate after it is a second certificate.
+    second_certificate_on: dt.date | None = None
     appeal_due: dt.date | None = None
     close_outcome: str | None = Field(default=None, max_length=32)
     withdrawn_reason: str | None = Field(default=None, sa_type=Text)
@@ -251,6 +262,40 @@ class Deadline(SQLModel, table=True):
     closed_at: dt.datetime | None = utc_column()
     closed_reason: str = Field(default="", max_length=200)
     next_action_at: dt.datetime | None = utc_column()
+
+
+class AgreementItem(SQLModel, table=True):
+    """One thing agreed at mediation, who must do it, and by when (reg 42).
+
+    ``matter`` is the reg 44 limit it falls under when the family could have
+    appealed it (a key of the law data), or None for any other action (2 weeks).
+    ``agreed_due_on`` is a timescale the parties agreed in writing, which replaces
+    the default (reg 42(5)). Each item has its own clock, met when recorded done.
+    """
+
+    __tablename__ = "agreement_items"
+    __table_args__ = (
+        UniqueConstraint("case_id", "number", name="uq_agreement_items_number"),
+        CheckConstraint("body IN ('la', 'icb')", name="ck_agreement_items_body"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    number: int
+    description: str = Field(sa_type=Text)
+    body: str = Field(max_length=10)
+    matter: str | None = Field(default=None, max_length=60)
+    agreed_on: dt.date
+    agreed_due_on: dt.date | None = None
+    due_date: dt.date
+    done_on: dt.date | None = None
+    deadline_id: int | None = Field(default=None, foreign_key="deadlines.id")
+    recorded_at: dt.datetime = utc_column(nullable=False)
+    recorded_by: str = Field(max_length=320)
+    ended_reason: str = Field(default="", max_length=200)
+    # Set through the relationship so the unit of work inserts the clock first and
+    # fills in its id, without a flush in the middle of a change.
+    deadline: Deadline | None = Relationship(sa_relationship=relationship(Deadline))
 
 
 class ReferenceCounter(SQLModel, table=True):

@@ -15,20 +15,17 @@ each event does to deadlines lives in ``services``.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from statemachine import StateMachine
 from statemachine.exceptions import TransitionNotAllowed
 from statemachine.states import States
 
 __all__ = [
-    "EVENT_FIELDS",
     "CaseKind",
     "CaseState",
     "DisagreementFlow",
-    "EventField",
     "MediationFlow",
     "TransitionNotAllowed",
     "flow_for",
@@ -113,13 +110,28 @@ class MediationFlow(CaseFlow):
     advise = _.requested.to(_.advised)
     mark_exempt = _.requested.to(_.appeal_ready) | _.advised.to(_.appeal_ready)
     choose_mediation = _.advised.to(_.mediating, cond="has_provider")
-    decline = _.advised.to(_.declined)
-    schedule_meeting = _.mediating.to.itself(cond="has_provider")
-    record_meeting = _.mediating.to.itself(cond="has_provider")
+    record_icb_told = _.mediating.to.itself(cond="icb_to_be_told")
+    # The family may stop pursuing mediation while it is being arranged (reg 34).
+    decline = _.advised.to(_.declined) | _.mediating.to(_.declined)
+    # After a "deemed" certificate (not arranged in 30 days) the meeting may still
+    # happen; the mediator's certificate after it is a second certificate.
+    schedule_meeting = (
+        _.mediating.to.itself(cond="has_provider")
+        | _.certificate_issued.to.itself(cond=["has_provider", "deemed_certificate"])
+        | _.appeal_ready.to.itself(cond=["has_provider", "deemed_certificate"])
+    )
+    record_meeting = (
+        _.mediating.to.itself(cond="has_provider")
+        | _.certificate_issued.to.itself(cond=["has_provider", "deemed_certificate"])
+        | _.appeal_ready.to.itself(cond=["has_provider", "deemed_certificate"])
+    )
     report_not_arranged = _.mediating.to.itself(unless="not_arranged_already_reported")
-    issue_certificate = _.mediating.to(
-        _.certificate_issued, cond="meeting_recorded_or_not_arranged"
-    ) | _.declined.to(_.certificate_issued)
+    issue_certificate = (
+        _.mediating.to(_.certificate_issued, cond="meeting_recorded_or_not_arranged")
+        | _.declined.to(_.certificate_issued)
+        | _.certificate_issued.to.itself(cond="second_certificate_due")
+        | _.appeal_ready.to.itself(cond="second_certificate_due")
+    )
     confirm_appeal_ready = _.certificate_issued.to(_.appeal_ready)
     close = _.appeal_ready.to(_.closed)
     withdraw = (
@@ -136,6 +148,27 @@ class MediationFlow(CaseFlow):
         return (
             self._field("meeting_held_on") is not None
             or self._field("not_arranged_reported_on") is not None
+        )
+
+    def icb_to_be_told(self) -> bool:
+        """Health care is in issue and the day the LA told the ICB is not yet recorded."""
+        return bool(self._field("health_care")) and self._field("icb_told_on") is None
+
+    def deemed_certificate(self) -> bool:
+        """A certificate went out because the meeting could not be arranged, and no
+        mediator's certificate has followed it yet."""
+        return (
+            self._field("certificate_type") == "not_arranged"
+            and self._field("second_certificate_on") is None
+        )
+
+    def second_certificate_due(self) -> bool:
+        """A meeting was held after a deemed certificate; its certificate is not yet out."""
+        return (
+            self.deemed_certificate()
+            and self._field("meeting_held_on") is not None
+            and self._field("certificate_on") is not None
+            and self._field("meeting_held_on") >= self._field("certificate_on")
         )
 
     def not_arranged_already_reported(self) -> bool:
@@ -218,166 +251,6 @@ def bound_flow(case: Any) -> CaseFlow:
         cache[case.kind] = entry
     entry[1].target = case
     return entry[0]
-
-
-# What provider staff may record themselves (portal and API); everything else is the
-# adviser's. Enforced in the use cases, so no door can bypass it.
-PROVIDER_EVENTS: tuple[str, ...] = (
-    "schedule_meeting",
-    "record_meeting",
-    "report_not_arranged",
-    "issue_certificate",
-)
-
-
-# --- The data each event takes ------------------------------------------------------
-
-FieldType = Literal["date", "bool", "text", "choice"]
-
-
-@dataclass(frozen=True, slots=True)
-class EventField:
-    """One piece of data an event takes; drives CLI parsing, web forms and the API schema.
-
-    ``default="today"`` means the local (Europe/London) date of the moment the event is
-    recorded as happening.
-    """
-
-    name: str
-    type: FieldType
-    help: str
-    required: bool = False
-    default: str | None = None
-    choices: tuple[str, ...] = ()
-
-
-MEETING_OUTCOMES = ("agreement", "partial", "none")
-CERTIFICATE_TYPES = ("mediation_held", "not_arranged", "declined")
-CLOSE_OUTCOMES_MEDIATION = ("appeal_lodged", "no_appeal", "window_ended")
-CLOSE_OUTCOMES_DISAGREEMENT = ("resolved", "partly_resolved", "not_resolved")
-
-_NOTE = EventField("note", "text", "what was said or decided, for the case record")
-
-EVENT_FIELDS: dict[tuple[CaseKind, str], tuple[EventField, ...]] = {
-    (CaseKind.mediation, "advise"): (_NOTE,),
-    (CaseKind.mediation, "mark_exempt"): (
-        EventField(
-            "reason",
-            "text",
-            "why no mediation advice or certificate is needed",
-            default="placement only: the appeal is only about the school or college named",
-        ),
-    ),
-    (CaseKind.mediation, "choose_mediation"): (
-        EventField(
-            "la_told_on", "date", "the day the LA was told mediation is wanted", default="today"
-        ),
-        EventField(
-            "health_care", "bool", "health care provision is in issue (the LA tells the ICB)"
-        ),
-        EventField(
-            "health_only", "bool", "only health care is in issue (the ICB arranges the meeting)"
-        ),
-        EventField("icb_told_on", "date", "the day the ICB was told (health-only cases)"),
-    ),
-    (CaseKind.mediation, "decline"): (
-        EventField(
-            "declined_on",
-            "date",
-            "the day the family said they do not want mediation",
-            default="today",
-        ),
-    ),
-    (CaseKind.mediation, "schedule_meeting"): (
-        EventField(
-            "meeting_on", "date", "the day the mediation meeting will take place", required=True
-        ),
-        EventField("meeting_time", "text", "the meeting's start time, e.g. 10:00"),
-    ),
-    (CaseKind.mediation, "record_meeting"): (
-        EventField("meeting_held_on", "date", "the day the meeting ended", default="today"),
-        EventField(
-            "outcome", "choice", "what the meeting reached", required=True, choices=MEETING_OUTCOMES
-        ),
-        EventField("agreement", "text", "what was agreed, in writing (agreement or partial)"),
-    ),
-    (CaseKind.mediation, "report_not_arranged"): (
-        EventField(
-            "told_on",
-            "date",
-            "the day the LA told the adviser it cannot arrange the meeting in 30 days",
-            default="today",
-        ),
-    ),
-    (CaseKind.mediation, "issue_certificate"): (
-        EventField("certificate_on", "date", "the date on the certificate", default="today"),
-        EventField(
-            "certificate_type",
-            "choice",
-            "what the certificate certifies (worked out from the case if left out)",
-            choices=CERTIFICATE_TYPES,
-        ),
-    ),
-    (CaseKind.mediation, "confirm_appeal_ready"): (_NOTE,),
-    (CaseKind.mediation, "close"): (
-        EventField(
-            "outcome",
-            "choice",
-            "how the case ended",
-            required=True,
-            choices=CLOSE_OUTCOMES_MEDIATION,
-        ),
-    ),
-    (CaseKind.mediation, "withdraw"): (
-        EventField("reason", "text", "why the family withdrew", required=True),
-    ),
-    (CaseKind.disagreement, "advise"): (_NOTE,),
-    (CaseKind.disagreement, "allocate"): (_NOTE,),
-    (CaseKind.disagreement, "return_to_adviser"): (_NOTE,),
-    (CaseKind.disagreement, "schedule_meeting"): (
-        EventField("meeting_on", "date", "the day the meeting will take place", required=True),
-        EventField("meeting_time", "text", "the meeting's start time, e.g. 10:00"),
-    ),
-    (CaseKind.disagreement, "record_meeting"): (
-        EventField("meeting_held_on", "date", "the day the meeting ended", default="today"),
-        EventField(
-            "outcome", "choice", "what the meeting reached", required=True, choices=MEETING_OUTCOMES
-        ),
-        EventField("agreement", "text", "what was agreed, in writing"),
-    ),
-    (CaseKind.disagreement, "close"): (
-        EventField(
-            "outcome",
-            "choice",
-            "how the disagreement ended",
-            required=True,
-            choices=CLOSE_OUTCOMES_DISAGREEMENT,
-        ),
-    ),
-    (CaseKind.disagreement, "withdraw"): (
-        EventField("reason", "text", "why the family withdrew", required=True),
-    ),
-}
-
-EVENT_LABELS: dict[str, str] = {
-    "advise": "Record advice given",
-    "mark_exempt": "Mark exempt (placement only)",
-    "choose_mediation": "Family chose mediation",
-    "decline": "Family declined mediation",
-    "schedule_meeting": "Schedule meeting",
-    "record_meeting": "Record meeting held",
-    "report_not_arranged": "LA cannot arrange in 30 days",
-    "issue_certificate": "Issue certificate",
-    "confirm_appeal_ready": "Family has certificate and appeal deadline",
-    "allocate": "Confirm allocation",
-    "return_to_adviser": "Provider declined: back to the adviser",
-    "close": "Close case",
-    "withdraw": "Withdraw",
-}
-
-
-def event_fields(kind: CaseKind | str, event: str) -> tuple[EventField, ...]:
-    return EVENT_FIELDS.get((CaseKind(kind), event), ())
 
 
 def all_events(kind: CaseKind | str) -> list[str]:

@@ -50,14 +50,10 @@ from casework.models import (
     Role,
     User,
 )
-from casework.states import (
-    EVENT_LABELS,
-    CaseKind,
-    CaseState,
-    EventField,
-    event_fields,
-)
-from casework.states import PROVIDER_EVENTS as _PROVIDER_EVENTS
+from casework.cases.effects import EVENT_LABELS, event_fields
+from casework.cases.effects import PROVIDER_EVENTS as _PROVIDER_EVENTS
+from casework.cases.fields import EventField
+from casework.states import CaseKind, CaseState
 from casework.web.deps import NowDep, SessionDep, SettingsDep, get_api_user
 
 # --- Errors --------------------------------------------------------------------------
@@ -226,6 +222,7 @@ EventName = Literal[
     "advise",
     "mark_exempt",
     "choose_mediation",
+    "record_icb_told",
     "decline",
     "schedule_meeting",
     "record_meeting",
@@ -375,7 +372,8 @@ class EventOut(BaseModel):
 
 class EventFieldOut(BaseModel):
     name: str
-    type: str = Field(description="date (YYYY-MM-DD), bool, text or choice")
+    type: str = Field(description="date (YYYY-MM-DD), bool, text, time (HH:MM) or choice")
+    label: str = Field("", description="what the field is called, in words")
     required: bool
     default: str | None = Field(None, description='"today" means the London date of the event')
     choices: list[str]
@@ -631,6 +629,7 @@ def _field_out(f: EventField) -> EventFieldOut:
         default=f.default,
         choices=list(f.choices),
         help=f.help,
+        label=f.label,
     )
 
 

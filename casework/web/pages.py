@@ -51,7 +51,9 @@ from casework.models import (
     User,
     UserSession,
 )
-from casework.states import EVENT_LABELS, FINAL_STATES, CaseKind, CaseState, EventField
+from casework.cases.effects import EVENT_LABELS
+from casework.cases.fields import EventField
+from casework.states import FINAL_STATES, CaseKind, CaseState
 from casework.web import assets
 from casework.web.deps import SESSION_COOKIE, NotSignedIn, NowDep, PageUserDep, SessionDep
 from casework.web.security import (

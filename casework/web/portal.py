@@ -37,7 +37,8 @@ from casework.models import (
     User,
     UserSession,
 )
-from casework.states import EVENT_LABELS, FINAL_STATES, PROVIDER_EVENTS, CaseState
+from casework.cases.effects import EVENT_LABELS, PROVIDER_EVENTS
+from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages import (
     DEADLINE_LABELS,

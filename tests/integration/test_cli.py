@@ -216,7 +216,8 @@ def test_an_illegal_event_exits_2_naming_the_allowed_events(cli: Run) -> None:
     reference = open_case(cli)
     result = cli("case", "advance", reference, "close", "--set", "outcome=no_appeal", expect=2)
     assert one_line_error(result) == (
-        "error: Cannot close: case is requested; allowed now: advise, mark_exempt, withdraw"
+        "error: Cannot record “Close case”: the case is Requested. Possible now: Record"
+        " advice given; Mark exempt (placement only); Withdraw."
     )
     assert show(cli, reference)["version"] == 1  # nothing was recorded
 
@@ -224,9 +225,9 @@ def test_an_illegal_event_exits_2_naming_the_allowed_events(cli: Run) -> None:
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (("--channel", "helpline", "--phone", "0161 12"), "phone"),
-        (("--channel", "email", "--email", "jo@example.org"), "phone"),
-        (("--channel", "helpline", "--phone", "07911 123456", "--email", "jo@"), "email"),
+        (("--channel", "helpline", "--phone", "0161 12"), "Telephone number"),
+        (("--channel", "email", "--email", "jo@example.org"), "Telephone number"),
+        (("--channel", "helpline", "--phone", "07911 123456", "--email", "jo@"), "Email address"),
     ],
     ids=["malformed-phone", "email-without-phone", "malformed-email"],
 )
@@ -244,8 +245,8 @@ def test_bad_event_data_names_the_field(cli: Run) -> None:
     result = cli(
         "case", "advance", reference, "decline", "--set", "declined_on=11/11/2026", expect=2
     )
-    assert "declined_on" in one_line_error(result)
-    assert "YYYY-MM-DD" in result.stderr
+    assert "The date the family said it does not want" in one_line_error(result)
+    assert "give a real date, for example" in result.stderr
     unknown = cli("case", "show", "MED-2026-9999", expect=3)
     assert "no case with reference" in one_line_error(unknown)
 

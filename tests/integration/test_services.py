@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col
 
 import casework.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from casework import deadlines as dl
 from casework import services as svc
 from casework.config import Settings
 from casework.db import alembic_config, downgrade, make_engine, session_scope, upgrade
@@ -184,7 +185,7 @@ def test_a_late_certificate_marks_its_clock_missed(
     assert clock.due_date == D(2026, 11, 16)
     assert clock.status == status
     if status == "missed":
-        assert f"late: done {issued}" in clock.closed_reason
+        assert f"late: done {dl.fmt(D.fromisoformat(issued))}" in clock.closed_reason
 
 
 # --- Mediation: choosing mediation and what follows ----------------------------------------
@@ -219,7 +220,7 @@ def test_choose_mediation_is_refused_without_a_provider(
     before = committed(engine, case.reference)
     with pytest.raises(svc.TransitionRefused) as refused:
         advance(session, settings, case, "choose_mediation", now=at("2026-11-12"))
-    assert "no provider is allocated" in str(refused.value)
+    assert "allocate a provider first" in str(refused.value)
     assert "choose_mediation" not in refused.value.allowed
     assert committed(engine, case.reference) == before
 
@@ -233,7 +234,9 @@ def test_health_only_mediation_runs_from_the_icb_and_it_tells_the_la_of_agreemen
     meeting = one(engine, case.reference, "mediation_meeting")
     assert meeting.due_date == D(2026, 12, 12)
     assert "ICB told on 12 November 2026" in meeting.explanation
-    assert "icb_notified" not in clocks(engine, case.reference)  # the ICB already knows
+    # The LA's duty to tell the ICB is opened and closed by the real dates, so lateness shows.
+    told = one(engine, case.reference, "icb_notified")
+    assert (told.status, told.due_date) == ("met", D(2026, 11, 17))
     advance(
         session,
         settings,
@@ -365,7 +368,8 @@ def test_mark_exempt_opens_the_appeal_deadline_from_the_decision_only(
     assert appeal.due_at == at("2027-01-04", "17:00")
     assert "certificate" not in appeal.explanation
     assert "2 January 2027 is not a working day (Saturday)" in appeal.explanation
-    assert one(engine, case.reference, "contact_adviser").status == "met"
+    # A placement-only appeal needs no mediation advice: the reg 33 window does not apply.
+    assert one(engine, case.reference, "contact_adviser").status == "cancelled"
     with session_scope(engine) as fresh:
         row = svc.get_case(fresh, case.reference)
         assert (row.state, row.placement_only, row.appeal_due) == (
@@ -384,7 +388,7 @@ def test_mark_exempt_without_a_decision_date_is_refused_and_says_how_to_fix_it(
     with pytest.raises(svc.ValidationFailed) as failed:
         advance(session, settings, case, "mark_exempt", now=at("2026-11-12"))
     assert failed.value.field == "decision_date"
-    assert "casework case update" in str(failed.value)
+    assert "case details" in str(failed.value)
     assert committed(engine, case.reference) == before
 
 
@@ -528,13 +532,14 @@ def test_a_refusal_names_the_events_allowed_now(
     with pytest.raises(svc.TransitionRefused) as refused:
         advance(session, settings, case, "close", now=at("2026-11-10"), outcome="no_appeal")
     assert str(refused.value) == (
-        "Cannot close: case is requested; allowed now: advise, mark_exempt, withdraw"
+        "Cannot record “Close case”: the case is Requested. Possible now: Record advice"
+        " given; Mark exempt (placement only); Withdraw."
     )
     assert refused.value.allowed == ["advise", "mark_exempt", "withdraw"]
     assert refused.value.exit_code == 2
     assert committed(engine, case.reference) == before
 
-    with pytest.raises(svc.TransitionRefused, match="frobnicate is not an event of a mediation"):
+    with pytest.raises(svc.TransitionRefused, match="not a step of a mediation case"):
         advance(session, settings, case, "frobnicate", now=at("2026-11-10"))
     assert committed(engine, case.reference) == before
 

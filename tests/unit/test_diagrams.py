@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from casework import diagrams
-from casework.states import EVENT_FIELDS, FLOWS, CaseKind
+from casework.cases.effects import EVENTS
+from casework.states import FLOWS, CaseKind
+
+EVENT_FIELDS = {key: spec.fields for key, spec in EVENTS.items()}
 
 
 def test_the_committed_document_is_up_to_date() -> None:
@@ -63,10 +66,17 @@ def test_the_document_shows_every_transition_and_the_data_each_event_takes() -> 
 
 
 def test_guards_are_shown_on_the_move_they_guard() -> None:
-    """issue_certificate is guarded from mediating only; declined needs no meeting."""
+    """issue_certificate is guarded from mediating; declined needs no meeting; a second
+    certificate (after a deemed one) is guarded by the meeting held after it."""
     section = diagrams.render_flow(CaseKind.mediation)
     row = next(line for line in section.splitlines() if line.startswith("| `issue_certificate` |"))
     moves, guards = row.split(" | ")[2:4]
-    assert moves == "`mediating` → `certificate_issued`<br>`declined` → `certificate_issued`"
-    assert guards == "`meeting_recorded_or_not_arranged`<br>-"
+    assert moves == (
+        "`mediating` → `certificate_issued`<br>`declined` → `certificate_issued`"
+        "<br>`certificate_issued` → `certificate_issued`<br>`appeal_ready` → `appeal_ready`"
+    )
+    assert guards == (
+        "`meeting_recorded_or_not_arranged`<br>-<br>`second_certificate_due`"
+        "<br>`second_certificate_due`"
+    )
     assert "`unless not_arranged_already_reported`" in section

@@ -49,13 +49,13 @@ from casework import services as svc
 from casework.config import Settings, load_settings
 from casework.db import make_engine, session_scope, upgrade
 from casework.models import DeadlineStatus
+from casework.cases.effects import event_fields
+from casework.cases.fields import EventField
 from casework.states import (
     FINAL_STATES,
     CaseKind,
     CaseState,
-    EventField,
     all_events,
-    event_fields,
     flow_for,
 )
 from tests.unit.test_states import DISAGREEMENT_TABLE, MEDIATION_TABLE

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import pytest
 
 from casework.states import (
-    EVENT_FIELDS,
     FINAL_STATES,
     FLOWS,
     CaseFlow,
@@ -51,6 +50,15 @@ MEDIATION_TABLE: dict[tuple[CaseState, str], CaseState] = {
     (S.mediating, "report_not_arranged"): S.mediating,  # the meeting may still happen later
     (S.mediating, "issue_certificate"): S.certificate_issued,
     (S.mediating, "withdraw"): S.withdrawn,
+    (S.mediating, "record_icb_told"): S.mediating,  # health care: the LA told the ICB
+    (S.mediating, "decline"): S.declined,  # the family stopped pursuing mediation (reg 34)
+    # After a "deemed" certificate the meeting may still happen, with a second certificate.
+    (S.certificate_issued, "schedule_meeting"): S.certificate_issued,
+    (S.certificate_issued, "record_meeting"): S.certificate_issued,
+    (S.certificate_issued, "issue_certificate"): S.certificate_issued,
+    (S.appeal_ready, "schedule_meeting"): S.appeal_ready,
+    (S.appeal_ready, "record_meeting"): S.appeal_ready,
+    (S.appeal_ready, "issue_certificate"): S.appeal_ready,
     (S.declined, "issue_certificate"): S.certificate_issued,
     (S.declined, "withdraw"): S.withdrawn,
     (S.certificate_issued, "confirm_appeal_ready"): S.appeal_ready,
@@ -62,6 +70,7 @@ MEDIATION_EVENTS = (
     "advise",
     "mark_exempt",
     "choose_mediation",
+    "record_icb_told",
     "decline",
     "schedule_meeting",
     "record_meeting",
@@ -124,6 +133,11 @@ class FakeCase:
     provider_id: int | None = None
     meeting_held_on: dt.date | None = None
     not_arranged_reported_on: dt.date | None = None
+    health_care: bool = False
+    icb_told_on: dt.date | None = None
+    certificate_type: str | None = None
+    certificate_on: dt.date | None = None
+    second_certificate_on: dt.date | None = None
 
 
 def permissive(kind: CaseKind, state: CaseState) -> FakeCase:
@@ -134,6 +148,9 @@ def permissive(kind: CaseKind, state: CaseState) -> FakeCase:
         provider_id=7,
         meeting_held_on=dt.date(2026, 12, 4),
         not_arranged_reported_on=None,
+        health_care=True,
+        certificate_type="not_arranged",
+        certificate_on=dt.date(2026, 12, 1),
     )
 
 
@@ -346,6 +363,9 @@ def test_case_state_enum_is_exactly_the_union_of_both_flows() -> None:
 
 
 def test_event_fields_describe_exactly_the_flows_events() -> None:
+    from casework.cases.effects import EVENTS
+
+    EVENT_FIELDS = {key: spec.fields for key, spec in EVENTS.items()}
     """Every event has its data spec (CLI, web forms), and no spec names a missing event."""
     expected = {(kind, event) for kind, (_table, events) in EXPECTED.items() for event in events}
     assert set(EVENT_FIELDS) == expected
@@ -353,6 +373,6 @@ def test_event_fields_describe_exactly_the_flows_events() -> None:
         names = [f.name for f in fields]
         assert len(names) == len(set(names)), (kind, event)
         for spec in fields:
-            assert spec.help, (kind, event, spec.name)
+            assert spec.label, (kind, event, spec.name)
             assert (spec.type == "choice") == bool(spec.choices), (kind, event, spec.name)
             assert not (spec.required and spec.default is not None), (kind, event, spec.name)

@@ -1,0 +1,109 @@
+"""The use cases: every rule of casework lives here, once, for every door.
+
+The CLI, the pages, the portal and the API parse input, call one function of this
+package and render its result. Each use case takes ``now`` and an :class:`Actor`,
+runs in one transaction with its audit event, and raises a :class:`CaseworkError`
+subclass that says in words what to do next.
+"""
+
+from casework.cases.advance import advance, allowed_events, describe_refusal, facts_of
+from casework.cases.agreements import add_agreement_item, items_of, record_agreement_item_done
+from casework.cases.allocation import (
+    Suggestion,
+    allocate,
+    can_allocate,
+    check_override,
+    find_provider,
+    respond_to_allocation,
+    suggest,
+    sync_providers,
+)
+from casework.cases.context import SYSTEM, Actor, TransitionContext
+from casework.cases.effects import (
+    EVENTS,
+    EventSpec,
+    event_fields,
+    event_label,
+    live_allocation,
+    provider_events,
+    spec_for,
+)
+from casework.cases.errors import (
+    CaseworkError,
+    Conflict,
+    NotFound,
+    NotPermitted,
+    TransitionRefused,
+    ValidationFailed,
+)
+from casework.cases.escalations import acknowledge_escalation
+from casework.cases.facts import update_case_facts
+from casework.cases.fields import EventField, parse_event_data
+from casework.cases.intake import DECISION_TYPES, INTAKE_CHANNELS, Intake, IntakeInvalid, open_case
+from casework.cases.views import (
+    VIEW_EVENT,
+    CaseDetail,
+    case_deadlines,
+    case_detail,
+    case_events,
+    count_cases,
+    family_of,
+    get_case,
+    list_cases,
+    list_deadlines,
+    record_view,
+)
+
+__all__ = [
+    "DECISION_TYPES",
+    "EVENTS",
+    "INTAKE_CHANNELS",
+    "SYSTEM",
+    "VIEW_EVENT",
+    "Actor",
+    "CaseDetail",
+    "CaseworkError",
+    "Conflict",
+    "EventField",
+    "EventSpec",
+    "Intake",
+    "IntakeInvalid",
+    "NotFound",
+    "NotPermitted",
+    "Suggestion",
+    "TransitionContext",
+    "TransitionRefused",
+    "ValidationFailed",
+    "acknowledge_escalation",
+    "add_agreement_item",
+    "advance",
+    "allocate",
+    "allowed_events",
+    "can_allocate",
+    "case_deadlines",
+    "case_detail",
+    "case_events",
+    "check_override",
+    "count_cases",
+    "describe_refusal",
+    "event_fields",
+    "event_label",
+    "facts_of",
+    "family_of",
+    "find_provider",
+    "get_case",
+    "items_of",
+    "list_cases",
+    "list_deadlines",
+    "live_allocation",
+    "open_case",
+    "parse_event_data",
+    "provider_events",
+    "record_agreement_item_done",
+    "record_view",
+    "respond_to_allocation",
+    "spec_for",
+    "suggest",
+    "sync_providers",
+    "update_case_facts",
+]

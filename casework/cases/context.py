@@ -1,0 +1,46 @@
+"""Who acts, and what a change tells the code that reacts to it (notices)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from casework.config import Settings
+    from casework.models import Case, Deadline, Person, Provider
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Actor:
+    """Who is acting and through which channel; every audit event names both."""
+
+    id: str
+    role: str = "adviser"
+    channel: str = "cli"
+    provider_id: int | None = None
+
+    @property
+    def is_provider(self) -> bool:
+        return self.role == "provider"
+
+
+# The scheduler's own changes (marking a clock missed, queueing a digest).
+SYSTEM = Actor(id="system:scheduler", role="system", channel="scheduler")
+
+
+@dataclass(kw_only=True)
+class TransitionContext:
+    """A change about to be committed, as the notice rules see it."""
+
+    case: Case
+    family: Person | None
+    event: str
+    from_state: str | None
+    to_state: str
+    data: dict[str, Any]
+    now: dt.datetime
+    actor: Actor
+    settings: Settings
+    opened: list[Deadline] = field(default_factory=list)
+    provider: Provider | None = None

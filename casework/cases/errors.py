@@ -1,0 +1,40 @@
+"""The refusals a use case can give. Each says, in words, what to do next.
+
+They carry no exit code and no HTTP status: each door maps the class to its own
+answer (the CLI to an exit code, the API to a status, the pages to a form error),
+so a rule refused in one place reads the same through every door.
+"""
+
+from __future__ import annotations
+
+
+class CaseworkError(Exception):
+    """A refusal a person can act on; ``str()`` says what to do."""
+
+
+class NotFound(CaseworkError):
+    """No such record, or none this person may see (both read the same on purpose)."""
+
+
+class ValidationFailed(CaseworkError):
+    """Bad input; ``field`` names it so a form can show the message beside it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TransitionRefused(CaseworkError):
+    """The step is not possible now; ``allowed`` lists the steps that are."""
+
+    def __init__(self, message: str, allowed: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.allowed = allowed or []
+
+
+class NotPermitted(CaseworkError):
+    """The person may see the case but this step is someone else's to record."""
+
+
+class Conflict(CaseworkError):
+    """Someone else changed the case first; reload and try again."""

@@ -1,0 +1,191 @@
+"""Facts learnt or corrected after intake: the LA's decision, the ICB, what was carried out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlmodel import Session
+
+from casework import deadlines as dl
+from casework.cases.access import check_actor_may_see
+from casework.cases.context import Actor
+from casework.cases.effects import Step, _icb_told
+from casework.cases.errors import TransitionRefused, ValidationFailed
+from casework.cases.fields import EventField, check_date, check_order, coerce
+from casework.cases.intake import DECISION_DATE, DECISION_TYPES
+from casework.cases.unit import Clocks, audit_event, case_transaction, load_case, require_aware
+from casework.cases.words import state_words
+from casework.config import Settings
+from casework.deadlines import DeadlineKind
+from casework.models import Case, DeadlineStatus
+from casework.states import FINAL_STATES, CaseKind, CaseState
+
+ICB_TOLD_ON = EventField(
+    "icb_told_on",
+    "date",
+    "The date the ICB was told",
+    not_before=(
+        ("decision_date", "the date of the LA's decision letter"),
+        ("la_told_on", "the day the LA was told"),
+    ),
+)
+ICB_TOLD_LA_ON = EventField(
+    "icb_told_la_on",
+    "date",
+    "The date the ICB told the LA what was agreed",
+    not_before=(("meeting_held_on", "the day the meeting was held"),),
+)
+AGREEMENT_DONE_ON = EventField(
+    "agreement_done_on",
+    "date",
+    "The date the agreed actions were carried out",
+    not_before=(("meeting_held_on", "the day the meeting was held"),),
+)
+
+
+def _date(spec: EventField, raw: dt.date | str | None, case: Case, today: dt.date) -> dt.date:
+    day: dt.date = coerce(spec, raw)
+    check_date(spec, day, today)
+    from casework.cases.advance import facts_of
+
+    check_order(spec, day, facts_of(case))
+    return day
+
+
+def update_case_facts(
+    session: Session,
+    reference: str,
+    *,
+    now: dt.datetime,
+    actor: Actor,
+    settings: Settings,
+    decision_date: dt.date | str | None = None,
+    decision_type: str | None = None,
+    reg32_info_given: bool | None = None,
+    icb_told_on: dt.date | str | None = None,
+    icb_told_la_on: dt.date | str | None = None,
+    agreement_done_on: dt.date | str | None = None,
+    note: str = "",
+) -> Case:
+    """Correct or add facts learnt after intake, each meeting its clock on the real day.
+
+    The family's 2-month window is recomputed from a corrected decision date; the old
+    clock is cancelled, not edited, so the history shows both.
+    """
+    from casework.cases.agreements import items_of
+
+    now = require_aware(now)
+    today = dl.local_date(now)
+    with case_transaction(session, reference):
+        case, family, provider = load_case(session, reference)
+        with session.no_autoflush:
+            check_actor_may_see(case, actor)
+            if actor.is_provider:
+                raise TransitionRefused(
+                    "Case details are kept by the IAS adviser; ask them to correct it."
+                )
+            if case.state in FINAL_STATES:
+                raise TransitionRefused(
+                    f"Cannot change {case.reference}: the case is {state_words(case.state)}."
+                )
+            changed: dict[str, Any] = {}
+            clocks = Clocks(session, case, now)
+            step = Step(
+                session=session,
+                case=case,
+                family=family,
+                provider=provider,
+                data={},
+                clocks=clocks,
+                now=now,
+                today=today,
+                settings=settings,
+                actor=actor,
+                from_state=case.state,
+            )
+            if decision_type not in (None, ""):
+                if decision_type not in DECISION_TYPES:
+                    raise ValidationFailed(
+                        "What the LA decided: choose one of the LA decisions listed.",
+                        field="decision_type",
+                    )
+                case.decision_type = decision_type
+                changed["decision_type"] = decision_type
+            if reg32_info_given is not None and reg32_info_given != case.reg32_info_given:
+                case.reg32_info_given = reg32_info_given
+                changed["reg32_info_given"] = reg32_info_given
+            if decision_date not in (None, ""):
+                day = coerce(DECISION_DATE, decision_date)
+                check_date(DECISION_DATE, day, today)
+                if day != case.decision_date:
+                    if case.certificate_on is not None or case.appeal_due is not None:
+                        raise ValidationFailed(
+                            "The date of the LA's decision letter: the appeal deadline is"
+                            " already set from it; withdraw the case and open a new one if the"
+                            " decision itself was wrong.",
+                            field="decision_date",
+                        )
+                    case.decision_date = day
+                    changed["decision_date"] = day
+                    if (
+                        case.kind == CaseKind.mediation
+                        and case.state in (CaseState.requested, CaseState.advised)
+                        and not case.placement_only
+                    ):
+                        clocks.cancel("decision date corrected", [DeadlineKind.contact_adviser])
+                        clocks.open(dl.contact_adviser_deadline(day))
+            if icb_told_on not in (None, ""):
+                if not case.health_care or case.state != CaseState.mediating:
+                    raise TransitionRefused(
+                        "The day the LA told the ICB is recorded while mediation on health"
+                        " care is being arranged."
+                    )
+                day = _date(ICB_TOLD_ON, icb_told_on, case, today)
+                _icb_told(step, day)
+                changed["icb_told_on"] = day
+            if icb_told_la_on not in (None, ""):
+                day = _date(ICB_TOLD_LA_ON, icb_told_la_on, case, today)
+                clocks.meet(
+                    [DeadlineKind.icb_tells_la_of_agreement],
+                    done_on=day,
+                    reason="the ICB told the LA what was agreed",
+                )
+                changed["icb_told_la_on"] = day
+            if agreement_done_on not in (None, ""):
+                day = _date(AGREEMENT_DONE_ON, agreement_done_on, case, today)
+                open_items = [
+                    i for i in items_of(session, case) if i.done_on is None and not i.ended_reason
+                ]
+                if not open_items:
+                    raise ValidationFailed(
+                        "The date the agreed actions were carried out: no agreed action is"
+                        " waiting to be carried out.",
+                        field="agreement_done_on",
+                    )
+                ids = {i.deadline_id for i in open_items}
+                for item in open_items:
+                    item.done_on = day
+                for deadline in clocks.live:
+                    if deadline.id in ids and deadline.status in (
+                        DeadlineStatus.open,
+                        DeadlineStatus.missed,
+                    ):
+                        clocks.meet_one(deadline, done_on=day, reason="agreed action carried out")
+                changed["agreement_done_on"] = day
+            if not changed:
+                raise ValidationFailed("Nothing to change: give at least one new detail.")
+            case.updated_at = now
+            session.add(
+                audit_event(
+                    case,
+                    actor=actor,
+                    event="update",
+                    at=now,
+                    from_state=case.state,
+                    data=changed,
+                    note=note,
+                )
+            )
+        session.commit()
+    return case

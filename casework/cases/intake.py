@@ -1,0 +1,290 @@
+"""A new request: the one intake form every door fills in, and the use case that opens it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from casework import deadlines as dl
+from casework.cases.context import Actor, TransitionContext
+from casework.cases.errors import ValidationFailed
+from casework.cases.fields import MAX_SHORT_TEXT, MAX_TEXT, EventField, check_date
+from casework.cases.unit import Clocks, audit_event, require_aware
+from casework.cases.words import DECISION_TYPE_WORDS
+from casework.config import Settings
+from casework.contacts import ContactError, normalise_email, normalise_phone
+from casework.deadlines import DeadlineKind
+from casework.models import Case, Person, ReferenceCounter
+from casework.states import CaseKind, CaseState
+
+DECISION_TYPES = tuple(DECISION_TYPE_WORDS)
+INTAKE_CHANNELS = ("helpline", "email")
+NOTICE_CHANNELS = ("sms", "email")
+
+DECISION_DATE = EventField("decision_date", "date", "The date of the LA's decision letter")
+
+# Words for each intake field, so an error names the field as the form does.
+INTAKE_WORDS: dict[str, str] = {
+    "kind": "Kind of request",
+    "name": "Family contact's name",
+    "phone": "Telephone number",
+    "email": "Email address",
+    "channel": "How the request came in",
+    "decision_date": DECISION_DATE.label,
+    "decision_type": "What the LA decided",
+    "placement_only": "Appeal only about the school or college named",
+    "summary": "Summary",
+    "child_name": "Child or young person's name",
+    "preferred_channels": "How the family wants to hear from us",
+    "reg32_info_given": "The decision letter gave the mediation information",
+}
+
+
+class IntakeInvalid(ValidationFailed):
+    """Every problem with an intake at once, so a form can list them all."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        first = next(iter(errors))
+        super().__init__(" ".join(errors.values()), field=first)
+        self.errors = errors
+
+
+@dataclass
+class Intake:
+    """What an adviser takes down on the first call or email."""
+
+    kind: str
+    name: str
+    phone: str
+    channel: str
+    email: str = ""
+    decision_date: dt.date | str | None = None
+    decision_type: str | None = None
+    health_care: bool = False
+    placement_only: bool = False
+    summary: str = ""
+    child_name: str = ""
+    preferred_channels: str = "sms,email"
+    sms_consent: bool = True
+    reg32_info_given: bool | None = None
+
+
+@dataclass(frozen=True)
+class CheckedIntake:
+    """An intake that passed every rule, with contacts normalised."""
+
+    kind: CaseKind
+    name: str
+    phone: str
+    email: str
+    channel: str
+    decision_date: dt.date | None
+    decision_type: str | None
+    health_care: bool
+    placement_only: bool
+    summary: str
+    child_name: str
+    channels: tuple[str, ...]
+    sms_consent: bool
+    reg32_info_given: bool | None
+
+
+def check_intake(intake: Intake, *, today: dt.date) -> CheckedIntake:
+    """All of intake's rules; raises :class:`IntakeInvalid` listing every problem in words."""
+    errors: dict[str, str] = {}
+
+    def fail(name: str, message: str) -> None:
+        errors.setdefault(name, f"{INTAKE_WORDS[name]}: {message}")
+
+    if intake.kind not in CaseKind.__members__:
+        fail("kind", "choose mediation or disagreement resolution.")
+    if intake.channel not in INTAKE_CHANNELS:
+        fail("channel", "choose the helpline or email.")
+    name = (intake.name or "").strip()
+    if not name:
+        fail("name", "this is needed.")
+    for field_name, value, limit in (
+        ("name", name, MAX_SHORT_TEXT),
+        ("child_name", intake.child_name or "", MAX_SHORT_TEXT),
+        ("summary", intake.summary or "", MAX_TEXT),
+    ):
+        if len(value) > limit:
+            fail(field_name, f"keep it under {limit:,} characters.")
+        if "\x00" in value:
+            fail(field_name, "it contains a character that cannot be stored.")
+    phone = email = ""
+    if intake.channel == "email" and not (intake.phone or "").strip():
+        fail(
+            "phone",
+            "an email request must include a contact telephone number so an adviser can ring"
+            " back; ask the family for one before opening the case.",
+        )
+    else:
+        try:
+            phone = normalise_phone(intake.phone or "")
+        except ContactError as exc:
+            fail("phone", exc.message + ".")
+    try:
+        email = normalise_email(intake.email or "")
+    except ContactError as exc:
+        fail("email", exc.message + ".")
+    decision: dt.date | None = None
+    if intake.decision_date not in (None, ""):
+        try:
+            raw = intake.decision_date
+            decision = raw if isinstance(raw, dt.date) else dt.date.fromisoformat(str(raw).strip())
+            check_date(DECISION_DATE, decision, today)
+        except ValueError:
+            fail("decision_date", "give a real date, for example 2026-10-20.")
+        except ValidationFailed as exc:
+            errors.setdefault("decision_date", str(exc))
+    decision_type = intake.decision_type or None
+    if decision_type is not None and decision_type not in DECISION_TYPES:
+        fail("decision_type", "choose one of the LA decisions listed.")
+    if intake.kind == CaseKind.disagreement and intake.placement_only:
+        fail(
+            "placement_only",
+            "this applies only to mediation before an appeal about the school or college named.",
+        )
+    channels = tuple(c.strip() for c in (intake.preferred_channels or "").split(",") if c.strip())
+    if not channels or any(c not in NOTICE_CHANNELS for c in channels):
+        fail("preferred_channels", "choose text message, email or both.")
+    elif channels == ("email",) and not email and "email" not in errors:
+        fail("email", "give an address for email notices, or choose text messages.")
+    if errors:
+        raise IntakeInvalid(errors)
+    return CheckedIntake(
+        kind=CaseKind(intake.kind),
+        name=name,
+        phone=phone,
+        email=email,
+        channel=intake.channel,
+        decision_date=decision,
+        decision_type=decision_type,
+        health_care=bool(intake.health_care),
+        placement_only=bool(intake.placement_only),
+        summary=(intake.summary or "").strip(),
+        child_name=(intake.child_name or "").strip(),
+        channels=channels,
+        sms_consent=bool(intake.sms_consent),
+        reg32_info_given=intake.reg32_info_given,
+    )
+
+
+def next_reference(session: Session, prefix: str, year: int) -> str:
+    """MED-2026-0042: a per-prefix, per-year counter that two intakes can't share."""
+    bump = (
+        update(ReferenceCounter)
+        .where(col(ReferenceCounter.prefix) == prefix, col(ReferenceCounter.year) == year)
+        .values(last=col(ReferenceCounter.last) + 1)
+        .returning(col(ReferenceCounter.last))
+    )
+    number = session.execute(bump).scalar_one_or_none()
+    if number is None:
+        try:
+            with session.begin_nested():
+                session.add(ReferenceCounter(prefix=prefix, year=year, last=1))
+            number = 1
+        except IntegrityError:
+            number = session.execute(bump).scalar_one()
+    return f"{prefix}-{year}-{number:04d}"
+
+
+def open_case(
+    session: Session, intake: Intake, *, now: dt.datetime, actor: Actor, settings: Settings
+) -> Case:
+    """Record a new request and start its clocks; returns the committed case."""
+    from casework.notices import queue_event_notices
+
+    now = require_aware(now)
+    today = dl.local_date(now)
+    checked = check_intake(intake, today=today)
+    prefix = (
+        settings.reference_prefix_mediation
+        if checked.kind == CaseKind.mediation
+        else settings.reference_prefix_disagreement
+    )
+    try:
+        case = Case(
+            reference=next_reference(session, prefix, today.year),
+            kind=checked.kind,
+            state=CaseState.requested,
+            intake_channel=checked.channel,
+            opened_at=now,
+            updated_at=now,
+            summary=checked.summary,
+            child_name=checked.child_name,
+            decision_date=checked.decision_date,
+            decision_type=checked.decision_type,
+            health_care=checked.health_care,
+            placement_only=checked.placement_only,
+            reg32_info_given=checked.reg32_info_given,
+        )
+        session.add(case)
+        session.flush()
+        family = Person(
+            case_id=case.id,  # type: ignore[arg-type]
+            name=checked.name,
+            phone=checked.phone,
+            email=checked.email,
+            preferred_channels=",".join(checked.channels),
+            sms_consent=checked.sms_consent,
+        )
+        session.add(family)
+        data = {
+            "kind": checked.kind.value,
+            "decision_date": checked.decision_date,
+            "decision_type": checked.decision_type,
+            "health_care": checked.health_care,
+            "placement_only": checked.placement_only,
+        }
+        if checked.reg32_info_given is not None:
+            data["reg32_info_given"] = checked.reg32_info_given
+        audit = audit_event(
+            case,
+            actor=actor,
+            event="open",
+            at=now,
+            from_state=None,
+            data=data,
+            channel=checked.channel,
+        )
+        session.add(audit)
+        clocks = Clocks(session, case, now)
+        # A placement-only appeal needs no mediation advice, so the reg 33 window
+        # does not apply to it (Children and Families Act 2014 s.55).
+        if (
+            checked.kind == CaseKind.mediation
+            and checked.decision_date is not None
+            and not checked.placement_only
+        ):
+            clocks.open(dl.contact_adviser_deadline(checked.decision_date))
+        if checked.kind == CaseKind.disagreement:
+            target = settings.disagreement_targets.advice_working_days
+            clocks.open(
+                dl.service_target(DeadlineKind.dr_advice, today, target, "request received")
+            )
+        queue_event_notices(
+            session,
+            TransitionContext(
+                case=case,
+                family=family,
+                event="open",
+                from_state=None,
+                to_state=CaseState.requested,
+                data=audit.data,
+                now=now,
+                actor=actor,
+                settings=settings,
+                opened=clocks.opened,
+            ),
+        )
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return case

@@ -1,0 +1,226 @@
+"""The unit of work every writer shares: one transaction, one audit row, clock bookkeeping.
+
+A use case loads what it needs, changes rows in memory, appends exactly one audit
+event built by :func:`audit_event`, opens, meets or cancels clocks through
+:class:`Clocks`, and commits once inside :func:`case_transaction`. Any failure
+rolls everything back, so a case is never left moved without its audit event or
+its clocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+from sqlmodel import Session, col
+
+from casework import deadlines as dl
+from casework.cases.context import Actor
+from casework.cases.errors import Conflict, NotFound, ValidationFailed
+from casework.deadlines import Clock, DeadlineKind
+from casework.models import (
+    MISSED_OUTSTANDING,
+    Case,
+    CaseEvent,
+    Deadline,
+    DeadlineStatus,
+    Person,
+    Provider,
+)
+
+
+@contextmanager
+def case_transaction(session: Session, reference: str) -> Iterator[None]:
+    """Roll back on any failure; report a lost race between two writers as a Conflict.
+
+    Two writers on one case: the version check (or SQLite's lock) lets one win. On
+    PostgreSQL the loser's ``UPDATE ... WHERE version = n`` matches no row
+    (StaleDataError). On SQLite in WAL mode the loser read an older snapshot and
+    cannot upgrade it to a write ("database is locked"); that is the same race.
+    Any other OperationalError is a real failure and is re-raised unchanged.
+    """
+    try:
+        yield
+    except (StaleDataError, OperationalError) as exc:
+        session.rollback()
+        if isinstance(exc, OperationalError) and not any(
+            word in str(exc.orig).lower() for word in ("locked", "busy")
+        ):
+            raise
+        raise Conflict(
+            f"{reference} was changed by someone else at the same moment; reload it and try again"
+        ) from exc
+    except Exception:
+        session.rollback()
+        raise
+
+
+def require_aware(now: dt.datetime) -> dt.datetime:
+    """The moment of recording, in UTC; a naive time would be read in the wrong zone."""
+    if now.tzinfo is None:
+        raise ValidationFailed(
+            "the time of an event must include its zone (e.g. 2026-11-27T10:00Z)"
+        )
+    return now.astimezone(dt.UTC)
+
+
+def jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in data.items()}
+
+
+def audit_event(
+    case: Case,
+    *,
+    actor: Actor,
+    event: str,
+    at: dt.datetime,
+    from_state: str | None,
+    data: Mapping[str, Any] | None = None,
+    note: str = "",
+    channel: str | None = None,
+) -> CaseEvent:
+    """The one audit row a change appends; every writer builds it here."""
+    return CaseEvent(
+        case_id=case.id,  # type: ignore[arg-type]
+        at=at,
+        actor=actor.id,
+        event=event,
+        from_state=from_state,
+        to_state=case.state,
+        data=jsonable(data or {}),
+        channel=channel or actor.channel,
+        note=note,
+    )
+
+
+# Statements built once: building a select() costs more Python time than running it.
+_LIVE_DEADLINES = select(Deadline).where(
+    col(Deadline.case_id) == bindparam("case_id"),
+    (col(Deadline.status) == DeadlineStatus.open)
+    | (
+        (col(Deadline.status) == DeadlineStatus.missed)
+        & (
+            col(Deadline.next_action_at).is_not(None)
+            | (col(Deadline.closed_reason) == MISSED_OUTSTANDING)
+        )
+    ),
+)
+CASE_FAMILY_PROVIDER = (
+    select(Case, Person, Provider)
+    .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+    .outerjoin(Provider, col(Provider.id) == Case.provider_id)
+    .where(col(Case.reference) == bindparam("reference"))
+)
+
+
+def not_found(reference: str) -> NotFound:
+    return NotFound(f"There is no case with the reference {reference.strip()!r}.")
+
+
+def load_case(session: Session, reference: str) -> tuple[Case, Person | None, Provider | None]:
+    """The case, its family contact and its provider in one query."""
+    row = session.execute(CASE_FAMILY_PROVIDER, {"reference": reference.strip().upper()}).first()
+    if row is None:
+        raise not_found(reference)
+    return row[0], row[1], row[2]
+
+
+def live_deadlines(session: Session, case: Case) -> list[Deadline]:
+    """The case's live clocks: open ones, and missed ones still escalating or outstanding."""
+    return list(session.execute(_LIVE_DEADLINES, {"case_id": case.id}).scalars())
+
+
+def _still_live(deadline: Deadline) -> bool:
+    """A missed clock still escalating, or still outstanding (listed as late)."""
+    return deadline.next_action_at is not None or deadline.closed_reason == MISSED_OUTSTANDING
+
+
+def _close(deadline: Deadline, status: DeadlineStatus, now: dt.datetime, reason: str) -> None:
+    deadline.status = status
+    deadline.closed_at = now
+    deadline.closed_reason = reason[:200]
+    deadline.next_action_at = None
+
+
+class Clocks:
+    """A case's live clocks during one change: open new ones, meet or cancel others.
+
+    Meeting a clock compares the date the act HAPPENED with the due date, never the
+    moment it was typed in: an adviser who records a call the next morning gets the
+    same outcome as one who recorded it at once.
+    """
+
+    def __init__(self, session: Session, case: Case, now: dt.datetime) -> None:
+        self.session = session
+        self.case = case
+        self.now = now
+        self.live = live_deadlines(session, case)
+        self.opened: list[Deadline] = []
+
+    def open(self, clock: Clock) -> Deadline:
+        deadline = Deadline(
+            case_id=self.case.id,  # type: ignore[arg-type]
+            kind=clock.kind,
+            due_date=clock.due,
+            due_at=clock.due_at(),
+            status=DeadlineStatus.open,
+            citation=clock.citation,
+            explanation=clock.explanation,
+            opened_at=self.now,
+            # The next sweep works out this clock's first reminder from the rules in
+            # config, so the rules live in one place (casework.reminders).
+            next_action_at=self.now,
+        )
+        self.session.add(deadline)
+        self.live.append(deadline)
+        self.opened.append(deadline)
+        return deadline
+
+    def of(self, kinds: Iterable[DeadlineKind]) -> list[Deadline]:
+        wanted = set(kinds)
+        return [
+            d
+            for d in self.live
+            if d.kind in wanted
+            and (
+                d.status == DeadlineStatus.open
+                or (d.status == DeadlineStatus.missed and _still_live(d))
+            )
+        ]
+
+    def meet(
+        self, kinds: Iterable[DeadlineKind], *, done_on: dt.date, reason: str
+    ) -> list[Deadline]:
+        """Close clocks: met if done by their due date, else missed ("done late").
+
+        A clock the sweep already marked missed stays missed, but its escalations stop:
+        the act has now been done, late.
+        """
+        closed = self.of(kinds)
+        for deadline in closed:
+            self.meet_one(deadline, done_on=done_on, reason=reason)
+        return closed
+
+    def meet_one(self, deadline: Deadline, *, done_on: dt.date, reason: str) -> None:
+        late = f" (late: done {dl.fmt(done_on)})"
+        if deadline.status == DeadlineStatus.open:
+            on_time = done_on <= deadline.due_date
+            status = DeadlineStatus.met if on_time else DeadlineStatus.missed
+            _close(deadline, status, self.now, reason + ("" if on_time else late))
+        elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
+            deadline.next_action_at = None
+            deadline.closed_reason = (reason + late)[:200]
+
+    def cancel(self, reason: str, kinds: Iterable[DeadlineKind] | None = None) -> None:
+        """Cancel open clocks the case no longer needs; stop escalating missed ones."""
+        for deadline in self.of(kinds) if kinds is not None else list(self.live):
+            if deadline.status == DeadlineStatus.open:
+                _close(deadline, DeadlineStatus.cancelled, self.now, reason)
+            elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
+                deadline.next_action_at = None
+                deadline.closed_reason = (deadline.closed_reason + f"; then {reason}")[:200]

@@ -1,0 +1,211 @@
+"""One read model of a case and of case lists, for the CLI, the pages, the portal and the API.
+
+Each door renders these; none loads a case its own way. Recording that someone
+looked at a case is part of reading it, so it lives here too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from casework import deadlines as dl
+from casework.cases.access import check_actor_may_see
+from casework.cases.advance import allowed_events
+from casework.cases.agreements import items_of
+from casework.cases.context import Actor
+from casework.cases.effects import EventSpec, live_allocation
+from casework.cases.errors import ValidationFailed
+from casework.cases.unit import load_case, not_found
+from casework.cases.warnings import all_warnings
+from casework.models import (
+    AgreementItem,
+    Allocation,
+    Case,
+    CaseEvent,
+    Deadline,
+    DeadlineStatus,
+    Notice,
+    Person,
+    Provider,
+)
+from casework.states import CaseState
+
+VIEW_EVENT = "viewed"
+
+
+@dataclass
+class CaseDetail:
+    """Everything known about a case that the person asking may see."""
+
+    case: Case
+    family: Person | None
+    provider: Provider | None
+    allocation: Allocation | None
+    allocation_provider: Provider | None
+    deadlines: list[Deadline]
+    agreement_items: list[AgreementItem]
+    events: list[CaseEvent]
+    notices: list[Notice]
+    actions: list[tuple[str, EventSpec]]
+    warnings: list[str]
+    view_count: int = 0
+    recent_views: list[CaseEvent] = field(default_factory=list)
+
+
+def get_case(session: Session, reference: str) -> Case:
+    case = session.execute(
+        select(Case).where(col(Case.reference) == reference.strip().upper())
+    ).scalar_one_or_none()
+    if case is None:
+        raise not_found(reference)
+    return case
+
+
+def family_of(session: Session, case: Case) -> Person | None:
+    return session.execute(
+        select(Person).where(col(Person.case_id) == case.id, col(Person.role) == "family")
+    ).scalar_one_or_none()
+
+
+def case_deadlines(session: Session, case: Case) -> list[Deadline]:
+    return list(
+        session.execute(
+            select(Deadline).where(col(Deadline.case_id) == case.id).order_by(col(Deadline.id))
+        ).scalars()
+    )
+
+
+def case_events(session: Session, case: Case, *, include_views: bool = False) -> list[CaseEvent]:
+    query = select(CaseEvent).where(col(CaseEvent.case_id) == case.id)
+    if not include_views:
+        # Views are filtered in SQL: a much-read case carries thousands of them.
+        query = query.where(col(CaseEvent.event) != VIEW_EVENT)
+    return list(session.execute(query.order_by(col(CaseEvent.id))).scalars())
+
+
+def case_detail(
+    session: Session,
+    reference: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    with_notices: bool = True,
+    with_views: bool = False,
+) -> CaseDetail:
+    """The case as ``actor`` may see it; another provider's case does not exist for them."""
+    case, family, provider = load_case(session, reference)
+    check_actor_may_see(case, actor)
+    allocation = live_allocation(session, case)
+    allocation_provider = (
+        session.get(Provider, allocation.provider_id) if allocation is not None else None
+    )
+    deadlines = case_deadlines(session, case)
+    # Open clocks first, soonest first; then the closed ones in the order they opened.
+    deadlines.sort(
+        key=lambda d: (
+            d.status != DeadlineStatus.open,
+            d.due_at if d.status == DeadlineStatus.open else dt.datetime.min.replace(tzinfo=dt.UTC),
+            d.id or 0,
+        )
+    )
+    notices: list[Notice] = []
+    if with_notices:
+        notices = list(
+            session.execute(
+                select(Notice)
+                .where(col(Notice.case_id) == case.id)
+                .order_by(col(Notice.created_at))
+            ).scalars()
+        )
+    detail = CaseDetail(
+        case=case,
+        family=family,
+        provider=provider,
+        allocation=allocation,
+        allocation_provider=allocation_provider,
+        deadlines=deadlines,
+        agreement_items=items_of(session, case),
+        events=case_events(session, case),
+        notices=notices,
+        actions=allowed_events(case, actor),
+        warnings=all_warnings(case, dl.local_date(now)),
+    )
+    if with_views:
+        detail.view_count = int(
+            session.execute(
+                select(func.count())
+                .select_from(CaseEvent)
+                .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == VIEW_EVENT)
+            ).scalar_one()
+        )
+        detail.recent_views = list(
+            session.execute(
+                select(CaseEvent)
+                .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == VIEW_EVENT)
+                .order_by(col(CaseEvent.id).desc())
+                .limit(10)
+            ).scalars()
+        )
+    return detail
+
+
+def record_view(session: Session, case: Case, actor: Actor, now: dt.datetime) -> None:
+    """Every look at a child's case is in its audit trail (who, when, through which door).
+
+    A separate row per view, not a counter, because the trail must say who looked.
+    The reads before it are committed first, so the write starts its own short
+    transaction: on SQLite a read transaction that later writes is refused outright
+    when another request wrote in between.
+    """
+    session.commit()
+    session.add(
+        CaseEvent(
+            case_id=case.id,  # type: ignore[arg-type]
+            at=now,
+            actor=actor.id,
+            event=VIEW_EVENT,
+            from_state=case.state,
+            to_state=case.state,
+            data={},
+            channel=actor.channel,
+            note="",
+        )
+    )
+    session.commit()
+
+
+def list_cases(session: Session, state: str | None = None, limit: int = 500) -> list[Case]:
+    query = select(Case).order_by(col(Case.id).desc()).limit(limit)
+    if state:
+        if state not in CaseState.__members__:
+            from casework.cases.words import STATE_WORDS
+
+            raise ValidationFailed(
+                f"State: choose one of {', '.join(STATE_WORDS.values())}.", field="state"
+            )
+        query = query.where(col(Case.state) == state)
+    return list(session.execute(query).scalars())
+
+
+def list_deadlines(
+    session: Session, due_before: dt.date | None = None, status: str = DeadlineStatus.open
+) -> list[tuple[Deadline, str]]:
+    if status not in DeadlineStatus.__members__:
+        raise ValidationFailed("Status: choose open, met, missed or cancelled.", field="status")
+    query = (
+        select(Deadline, col(Case.reference))
+        .join(Case, col(Case.id) == Deadline.case_id)
+        .where(col(Deadline.status) == status)
+        .order_by(col(Deadline.due_at))
+    )
+    if due_before is not None:
+        query = query.where(col(Deadline.due_date) < due_before)
+    return [(d, ref) for d, ref in session.execute(query).all()]
+
+
+def count_cases(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(Case)).scalar_one())

@@ -1,0 +1,113 @@
+"""The words people read for every code casework stores: one table per kind of code.
+
+Pages, letters, the CLI's plain output and every error message take their words
+from here, so no state, event, clock kind, choice or actor id reaches a person.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from casework import deadlines as dl
+from casework.states import CaseKind, CaseState
+
+STATE_WORDS: dict[str, str] = {
+    CaseState.requested: "Requested",
+    CaseState.advised: "Advised",
+    CaseState.mediating: "Mediating",
+    CaseState.declined: "Declined mediation",
+    CaseState.certificate_issued: "Certificate issued",
+    CaseState.appeal_ready: "Appeal ready",
+    CaseState.allocated: "Allocated",
+    CaseState.meeting_held: "Meeting held",
+    CaseState.closed: "Closed",
+    CaseState.withdrawn: "Withdrawn",
+}
+KIND_WORDS: dict[str, str] = {
+    CaseKind.mediation: "Mediation",
+    CaseKind.disagreement: "Disagreement resolution",
+}
+DEADLINE_WORDS: dict[str, str] = {
+    "contact_adviser": "Family contacts the mediation adviser",
+    "certificate_after_decline": "Certificate after the family declined mediation",
+    "icb_notified": "LA tells the ICB (health care in issue)",
+    "mediation_meeting": "Mediation meeting held",
+    "certificate_not_arranged": "Certificate: LA could not arrange mediation",
+    "certificate_after_meeting": "Certificate after the meeting",
+    "agreement_implemented": "Agreed action carried out",
+    "icb_tells_la_of_agreement": "ICB tells the LA of the agreement",
+    "appeal": "Appeal reaches the Tribunal",
+    "scheduled_meeting": "Scheduled meeting",
+    "dr_advice": "Advice given (service target)",
+    "dr_allocation": "Provider allocated (service target)",
+    "dr_meeting": "Meeting held (service target)",
+    "allocation_acceptance": "Provider accepts the allocation",
+}
+DECISION_TYPE_WORDS: dict[str, str] = {
+    "refuse_assessment": "Not to carry out an EHC needs assessment",
+    "refuse_plan": "Not to draw up an EHC plan",
+    "plan_contents": "The contents of a final or amended EHC plan",
+    "refuse_amend": "Not to amend an EHC plan",
+    "cease_plan": "To stop maintaining an EHC plan",
+}
+CHOICE_WORDS: dict[str, str] = {
+    "agreement": "Agreement reached",
+    "partial": "Partial agreement",
+    "none": "No agreement",
+    "mediation_held": "Mediation took place",
+    "not_arranged": "LA could not arrange mediation within 30 days",
+    "declined": "Family declined mediation",
+    "appeal_lodged": "Family lodged an appeal",
+    "no_appeal": "Family decided not to appeal",
+    "window_ended": "The appeal window ended",
+    "resolved": "Resolved",
+    "partly_resolved": "Partly resolved",
+    "not_resolved": "Not resolved",
+    "la": "The local authority",
+    "icb": "The integrated care board",
+}
+DEADLINE_STATUS_WORDS: dict[str, str] = {
+    "open": "Open",
+    "met": "Met",
+    "missed": "Late",
+    "cancelled": "No longer applies",
+}
+CHANNEL_WORDS: dict[str, str] = {
+    "cli": "the command line",
+    "web": "the web app",
+    "portal": "the provider portal",
+    "api": "the API",
+    "scheduler": "the scheduler",
+    "helpline": "the helpline",
+    "email": "email",
+    "sms": "text message",
+}
+
+
+def state_words(state: str | None) -> str:
+    return STATE_WORDS.get(state or "", "Not yet open")
+
+
+def choice_words(value: str | None) -> str:
+    return CHOICE_WORDS.get(value or "", value or "")
+
+
+def actor_words(actor_id: str) -> str:
+    """'user:alice@example.org' -> 'alice@example.org'; the scheduler in words."""
+    if actor_id.startswith("system:"):
+        return "by the scheduler"
+    kind, _, who = actor_id.partition(":")
+    return who if kind in ("user", "token") and who else actor_id
+
+
+def date_words(day: dt.date | None) -> str:
+    return dl.fmt(day) if day else ""
+
+
+def moment_words(moment: dt.datetime | None) -> str:
+    """'Tuesday 1 December 2026 at 9:05am', London time."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(dl.LONDON)
+    hour = local.hour % 12 or 12
+    return f"{dl.fmt(local.date())} at {hour}:{local.minute:02d}{'am' if local.hour < 12 else 'pm'}"
