@@ -23,12 +23,12 @@ from sqlmodel import Session
 
 from casework import deadlines as dl
 from casework import services as svc
+from casework.cases.effects import EVENT_LABELS
 from casework.cli_users import user_app
 from casework.config import Settings, get_settings
 from casework.contacts import display_phone
 from casework.db import ensure_schema, get_engine, session_scope, upgrade
 from casework.models import Case, Deadline
-from casework.cases.effects import EVENT_LABELS
 from casework.states import CaseKind
 
 app = typer.Typer(

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import auth
+from casework import deadlines as dl
 from casework import services as svc
 from casework.config import Settings
 from casework.models import CaseEvent, Provider, Role, User
@@ -103,7 +104,7 @@ class _Story:
         return self.now - dt.timedelta(days=days)
 
     def day(self, days: float) -> dt.date:
-        return svc.dl.local_date(self.ago(days))
+        return dl.local_date(self.ago(days))
 
     def open(self, days_ago: float, **fields: object) -> _Story:
         self._counter += 1

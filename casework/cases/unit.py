@@ -208,8 +208,12 @@ class Clocks:
 
     def meet_one(self, deadline: Deadline, *, done_on: dt.date, reason: str) -> None:
         late = f" (late: done {dl.fmt(done_on)})"
-        if deadline.status == DeadlineStatus.open:
-            on_time = done_on <= deadline.due_date
+        on_time = done_on <= deadline.due_date
+        if deadline.status == DeadlineStatus.open or (
+            # The sweep marked it missed because nobody had recorded the act yet; the
+            # act itself was done in time (recorded late), so the clock was met.
+            on_time and deadline.status == DeadlineStatus.missed and _still_live(deadline)
+        ):
             status = DeadlineStatus.met if on_time else DeadlineStatus.missed
             _close(deadline, status, self.now, reason + ("" if on_time else late))
         elif deadline.status == DeadlineStatus.missed and _still_live(deadline):

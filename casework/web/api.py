@@ -38,6 +38,9 @@ from casework import allocation as rules
 from casework import deadlines as dl
 from casework import services as svc
 from casework.auth import actor_for
+from casework.cases.effects import EVENT_LABELS, event_fields
+from casework.cases.effects import PROVIDER_EVENTS as _PROVIDER_EVENTS
+from casework.cases.fields import EventField
 from casework.models import (
     Case,
     CaseEvent,
@@ -50,9 +53,6 @@ from casework.models import (
     Role,
     User,
 )
-from casework.cases.effects import EVENT_LABELS, event_fields
-from casework.cases.effects import PROVIDER_EVENTS as _PROVIDER_EVENTS
-from casework.cases.fields import EventField
 from casework.states import CaseKind, CaseState
 from casework.web.deps import NowDep, SessionDep, SettingsDep, get_api_user
 

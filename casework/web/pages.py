@@ -35,6 +35,8 @@ from starlette.staticfiles import StaticFiles
 from casework import allocation, auth
 from casework import deadlines as dl
 from casework import services as svc
+from casework.cases.effects import EVENT_LABELS
+from casework.cases.fields import EventField
 from casework.cli_users import user_for_set_password_token
 from casework.config import Settings
 from casework.contacts import display_phone
@@ -51,8 +53,6 @@ from casework.models import (
     User,
     UserSession,
 )
-from casework.cases.effects import EVENT_LABELS
-from casework.cases.fields import EventField
 from casework.states import FINAL_STATES, CaseKind, CaseState
 from casework.web import assets
 from casework.web.deps import SESSION_COOKIE, NotSignedIn, NowDep, PageUserDep, SessionDep

@@ -26,6 +26,7 @@ from sqlmodel import Session, col
 
 from casework import auth
 from casework import services as svc
+from casework.cases.effects import EVENT_LABELS, PROVIDER_EVENTS
 from casework.config import Settings
 from casework.models import (
     Allocation,
@@ -37,7 +38,6 @@ from casework.models import (
     User,
     UserSession,
 )
-from casework.cases.effects import EVENT_LABELS, PROVIDER_EVENTS
 from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages import (

@@ -248,7 +248,7 @@ def test_bad_event_data_names_the_field(cli: Run) -> None:
     assert "The date the family said it does not want" in one_line_error(result)
     assert "give a real date, for example" in result.stderr
     unknown = cli("case", "show", "MED-2026-9999", expect=3)
-    assert "no case with reference" in one_line_error(unknown)
+    assert "no case with the reference" in one_line_error(unknown)
 
 
 def test_a_stale_expected_version_exits_4(cli: Run) -> None:

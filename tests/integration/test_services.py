@@ -786,18 +786,19 @@ def barrier_hook(
 ) -> Callable[[threading.Barrier], None]:
     """Make racing threads meet inside the use case, just before it commits.
 
-    ``services._run_hooks`` runs after the transition and the audit event are built in
+    Queueing the notices runs after the transition and the audit event are built in
     memory and before ``commit``, which is exactly the window two writers race in.
     """
+    from casework import notices
 
     def install(barrier: threading.Barrier) -> None:
-        original = svc._run_hooks
+        original = notices.queue_event_notices
 
-        def meet_then_run(session: Session, ctx: svc.TransitionContext) -> None:
+        def meet_then_run(session: Session, ctx: svc.TransitionContext) -> list[Any]:
             barrier.wait()
-            original(session, ctx)
+            return original(session, ctx)
 
-        monkeypatch.setattr(svc, "_run_hooks", meet_then_run)
+        monkeypatch.setattr(notices, "queue_event_notices", meet_then_run)
 
     return install
 

@@ -46,11 +46,11 @@ from sqlalchemy import Engine
 
 from casework import deadlines as dl
 from casework import services as svc
+from casework.cases.effects import event_fields
+from casework.cases.fields import EventField
 from casework.config import Settings, load_settings
 from casework.db import make_engine, session_scope, upgrade
 from casework.models import DeadlineStatus
-from casework.cases.effects import event_fields
-from casework.cases.fields import EventField
 from casework.states import (
     FINAL_STATES,
     CaseKind,
