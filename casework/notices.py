@@ -24,11 +24,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from casework import deadlines as dl
+from casework import letters
 from casework.config import Settings
 from casework.contacts import is_mobile
 from casework.models import Notice, NoticeStatus
 
 log = logging.getLogger("casework.notices")
+
+# Where families are sent to appeal: the Tribunal's public guidance page. Config's
+# ``[service] tribunal_guidance_url`` overrides it.
+TRIBUNAL_GUIDANCE_URL = "https://www.gov.uk/courts-tribunals/first-tier-tribunal-special-educational-needs-and-disability"
 
 Recipient = Literal["family", "provider", "adviser", "manager"]
 ChannelName = Literal["sms", "email"]
@@ -211,6 +216,18 @@ def addresses_for(
     raise ValueError(f"unknown recipient {recipient!r}")
 
 
+def _service_setting(settings: Settings, name: str) -> str | None:
+    """A ``[service]`` value the typed settings may not declare yet (read raw, then typed)."""
+    service = settings.service
+    extra = getattr(service, "model_extra", None) or {}
+    value = extra.get(name) or getattr(service, name, None)
+    return str(value) if value else None
+
+
+def tribunal_guidance_url(settings: Settings) -> str:
+    return _service_setting(settings, "tribunal_guidance_url") or TRIBUNAL_GUIDANCE_URL
+
+
 def base_context(facts: CaseFacts, settings: Settings) -> dict[str, Any]:
     service = settings.service
     ctx: dict[str, Any] = {
@@ -224,6 +241,7 @@ def base_context(facts: CaseFacts, settings: Settings) -> dict[str, Any]:
         "provider_name": facts.provider_name or "",
         "family_name": (facts.family.name.split()[0] if facts.family and facts.family.name else ""),
         "acceptance_working_days": settings.allocation_acceptance_working_days,
+        "tribunal_url": tribunal_guidance_url(settings),
     }
     ctx.update(facts.extra)
     return ctx
@@ -255,8 +273,17 @@ def outbox_row(
     status: str = NoticeStatus.queued,
     reason: str = "",
 ) -> dict[str, Any]:
-    """One outbox row as a dict for :func:`insert_notices` (every notice is built here)."""
+    """One outbox row as a dict for :func:`insert_notices` (every notice is built here).
+
+    A notice about a clock learns here whether its due date is already behind the
+    day it goes out (``due_passed``): a reminder or escalation sent late must say
+    "was due on", never offer a past date as one to meet.
+    """
     from casework.models import new_public_id
+
+    due = letters.as_date(context.get("due_date")) if "due_date" in context else None
+    if due is not None:
+        context = context | {"due_passed": due < dl.local_date(not_before)}
 
     return {
         "public_id": new_public_id(),
@@ -344,7 +371,9 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
     rules = [
         r
         for r in NoticeRules.from_settings(settings).events
-        if r.event == ctx.event and (r.case_kind is None or r.case_kind == ctx.case.kind)
+        if r.event == ctx.event
+        and (r.case_kind is None or r.case_kind == ctx.case.kind)
+        and _notice_applies(r, ctx)
     ]
     if not rules:
         return []
@@ -392,22 +421,52 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
     return insert_notices(session, rows)
 
 
+def _notice_applies(rule: EventNoticeRule, ctx: Any) -> bool:
+    """Event rules the case's facts rule out, whatever the config says.
+
+    The day the ICB was told changes the family's dates only when the ICB arranges
+    the meeting (health-only), so only then are they written to about it.
+    """
+    if rule.event == "record_icb_told" and rule.recipient == "family":
+        return bool(getattr(ctx.case, "health_only", False) or ctx.data.get("health_only"))
+    return True
+
+
 def _event_context(ctx: Any) -> dict[str, Any]:
+    """What a family letter about this event needs: dates in words, and which have passed.
+
+    Facts come from the case row and the event's data (:func:`letters.facts_from`);
+    ``ctx.agreement_items`` (what was agreed at mediation, when the use case loads it)
+    is optional. ``today`` is the day the notice is written, so "passed" means passed
+    when the family reads it.
+    """
     case = ctx.case
+    data = dict(getattr(ctx, "data", None) or {})
+    now = getattr(ctx, "now", None)
+    today = dl.local_date(now) if now is not None else dt.datetime.now(dl.LONDON).date()
+    settings = getattr(ctx, "settings", None)
+    icb_name = _service_setting(settings, "icb_name") if settings is not None else None
     out: dict[str, Any] = {"event": ctx.event}
     if case.meeting_on is not None:
         out["meeting_text"] = dl.fmt(case.meeting_on) + (
             f" at {case.meeting_time}" if case.meeting_time else ""
         )
-    if case.appeal_due is not None:
-        out["appeal_due_text"] = dl.fmt(case.appeal_due) + ", 5pm"
-    for deadline in ctx.opened:
+    appeal_explanation = None
+    items = getattr(ctx, "agreement_items", None) or getattr(case, "agreement_items", None)
+    for deadline in getattr(ctx, "opened", ()):
         if deadline.kind == "appeal":
+            appeal_explanation = deadline.explanation
             out["appeal_explanation"] = deadline.explanation
-    if ctx.event == "advise" and case.decision_date is not None:
-        window = dl.contact_adviser_deadline(case.decision_date)
-        out["window_text"] = dl.fmt(window.due)
-        out["appeal_window_text"] = dl.fmt(dl.appeal_deadline(case.decision_date)) + ", 5pm"
+    if not items and ctx.event == "add_agreement_item" and data.get("description"):
+        # Only this item is known: its due date is the clock the use case just opened.
+        due = next(
+            (d.due_date for d in getattr(ctx, "opened", ()) if d.kind != "icb_tells_la"), None
+        )
+        items = [data | {"due_on": data.get("agreed_due_on") or due}]
+    facts = letters.facts_from(
+        case, data, event=ctx.event, agreement_items=items, icb_name=icb_name
+    )
+    out |= letters.letter_context(facts, today, appeal_explanation=appeal_explanation)
     if ctx.event in ("withdraw", "decline_allocation"):
-        out["reason"] = str(ctx.data.get("reason") or ctx.data.get("note") or "")
+        out["reason"] = str(data.get("reason") or data.get("note") or "")
     return out

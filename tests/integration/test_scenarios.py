@@ -317,7 +317,12 @@ def test_a_mediated_case_from_request_to_appeal_lodged(
         provider("allocation_notice"),
     )
     life.do("2026-11-11", "15:00", life.provider_answers("link", accept=True))
-    life.do("2026-11-12", "10:00", life.event("choose_mediation", la_told_on=D(2026, 11, 12)))
+    life.do(
+        "2026-11-12",
+        "10:00",
+        life.event("choose_mediation", la_told_on=D(2026, 11, 12)),
+        family("mediation_chosen", ("email",)),  # who must arrange it, by Sat 12 Dec
+    )
     life.do(
         "2026-12-03",
         "10:00",
@@ -341,7 +346,12 @@ def test_a_mediated_case_from_request_to_appeal_lodged(
         family("certificate_issued"),
     )
     life.do("2026-12-14", "10:00", life.event("confirm_appeal_ready"))
-    life.do("2027-01-06", "11:00", life.event("close", outcome="appeal_lodged"))
+    life.do(
+        "2027-01-06",
+        "11:00",
+        life.event("close", outcome="appeal_lodged"),
+        family("case_closed"),
+    )
     life.finish("2027-01-15")  # past the 2-day reminder (9 Jan) and the escalation (12 Jan)
 
     assert life.clocks() == [
@@ -366,7 +376,7 @@ def test_a_mediated_case_from_request_to_appeal_lodged(
     assert all(
         "Monday 11 January 2027, 5pm" in b for b in life.bodies("family_appeal_reminder", "sms")
     )
-    assert len(life.sent) == 21
+    assert len(life.sent) == 24
 
     if "twilio" in transport:
         # The same notices went over HTTP, each exactly once, through the real SDKs.
@@ -411,7 +421,12 @@ def test_a_declined_case_from_request_to_window_ended(life: Life) -> None:
         family("certificate_issued"),
     )
     life.do("2026-11-17", "10:00", life.event("confirm_appeal_ready"))
-    life.do("2027-01-06", "10:00", life.event("close", outcome="no_appeal"))
+    life.do(
+        "2027-01-06",
+        "10:00",
+        life.event("close", outcome="no_appeal"),
+        family("case_closed"),
+    )
     life.finish("2027-01-10")
 
     assert life.clocks() == [
@@ -429,7 +444,12 @@ def test_a_declined_case_from_request_to_window_ended(life: Life) -> None:
         for b in life.bodies("family_appeal_reminder", "sms")
         + life.bodies("certificate_issued", "sms")
     )
-    assert len(life.sent) == 14
+    (closed,) = life.bodies("case_closed", "email")
+    assert "passed on Monday 4 January 2027, 5pm" in closed  # never "by" a day gone
+    assert "the Tribunal decides whether to accept a late appeal" in closed.replace(
+        "The T", "the T"
+    )
+    assert len(life.sent) == 16
 
 
 # --- A withdrawn case ---------------------------------------------------------------------------
@@ -451,7 +471,12 @@ def test_a_withdrawn_case_is_told_once_and_then_hears_nothing(life: Life) -> Non
         provider("allocation_notice"),
     )
     life.do("2026-11-11", "15:00", life.provider_answers("link", accept=True))
-    life.do("2026-11-12", "10:00", life.event("choose_mediation", la_told_on=D(2026, 11, 12)))
+    life.do(
+        "2026-11-12",
+        "10:00",
+        life.event("choose_mediation", la_told_on=D(2026, 11, 12)),
+        family("mediation_chosen", ("email",)),  # who must arrange it, by Sat 12 Dec
+    )
     life.do(
         "2026-11-20",
         "21:30",
@@ -466,7 +491,7 @@ def test_a_withdrawn_case_is_told_once_and_then_hears_nothing(life: Life) -> Non
         ("mediation_meeting", "cancelled"),
     ]
     assert life.missed_events() == []
-    assert len(life.sent) == 9
+    assert len(life.sent) == 10
 
 
 # --- A provider that does not answer --------------------------------------------------------

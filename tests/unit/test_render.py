@@ -43,6 +43,7 @@ DECISION_TYPE = "refuse_assessment"
 DECISION = D(2026, 7, 30)  # + 2 months = Wednesday 30 September 2026
 LONGEST_DAY = D(2026, 9, 30)
 LONGEST_DATE = "Wednesday 30 September 2026"
+SENT_AT = dt.datetime(2026, 8, 20, 10, tzinfo=dt.UTC)
 
 
 def _load_settings() -> Settings:
@@ -150,6 +151,8 @@ def event_notice_context(event: str, **fact_kw: Any) -> dict:
         event=event,
         opened=opened,
         data={"reason": "The family and the school agreed a plan; no appeal needed"},
+        now=SENT_AT,  # the certificate's day: every date above is still ahead
+        settings=SETTINGS,
     )
     return base_context(facts(**fact_kw), SETTINGS) | _event_context(ctx) | {"notice_kind": "event"}
 
@@ -325,7 +328,8 @@ def test_advice_renders_before_the_decision_date_is_known() -> None:
     # learnt on the call-back). The family must still get the options after advice;
     # a RenderError here fails both notices at dispatch and the family hears nothing.
     ctx = event_notice_context("advise")
-    ctx.pop("window_text"), ctx.pop("appeal_window_text")  # as _event_context leaves it
+    for key in ("window_text", "appeal_window_text", "appeal_window_passed", "decision_text"):
+        ctx.pop(key)  # as _event_context leaves it without a decision date
     for channel in ("sms", "email"):
         _, body = render("options_after_advice", channel, ctx)
         assert "whether you want mediation" in body
