@@ -349,6 +349,12 @@ def case_page_warnings(facts: LetterFacts, today: dt.date) -> list[str]:
             f"The appeal deadline passed on {_with_5pm(due)}. The Tribunal decides whether to"
             " accept a late appeal."
         )
+    if facts.health_only and facts.la_told_on is not None and facts.icb_told_on is None:
+        warnings.append(
+            "Only health care is in issue, so the ICB must arrange the meeting within 30 days"
+            " of the day it was told. That day is not recorded yet: record it as soon as it is"
+            " known. The local authority must tell the ICB within 3 working days."
+        )
     if deemed_then_meeting(facts):
         ctx = letter_context(facts, today)
         later = ctx.get("later_appeal_due_text")

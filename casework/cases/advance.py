@@ -180,6 +180,7 @@ def advance(
                     settings=settings,
                     opened=clocks.opened,
                     provider=provider,
+                    agreement_items=step.items,
                 ),
             )
         session.commit()

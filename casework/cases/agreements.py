@@ -124,6 +124,7 @@ def open_item(
     )
     item.deadline = deadline
     step.session.add(item)
+    step.items.append(item)
     return item
 
 
@@ -242,6 +243,12 @@ def add_agreement_item(
                     settings=settings,
                     opened=clocks.opened,
                     provider=provider,
+                    agreement_items=[
+                        i
+                        for i in items_of(session, case)
+                        if i.done_on is None and not i.ended_reason
+                    ]
+                    + [item],
                 ),
             )
         session.commit()

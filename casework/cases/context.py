@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from casework.config import Settings
-    from casework.models import Case, Deadline, Person, Provider
+    from casework.models import AgreementItem, Case, Deadline, Person, Provider
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,3 +44,5 @@ class TransitionContext:
     settings: Settings
     opened: list[Deadline] = field(default_factory=list)
     provider: Provider | None = None
+    # What was agreed at mediation, for letters that say who must act by when.
+    agreement_items: list[AgreementItem] = field(default_factory=list)

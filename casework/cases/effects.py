@@ -30,7 +30,7 @@ from casework.cases.unit import Clocks
 from casework.cases.words import CHOICE_WORDS
 from casework.config import Settings
 from casework.deadlines import DeadlineKind
-from casework.models import Allocation, AllocationStatus, Case, Person, Provider
+from casework.models import AgreementItem, Allocation, AllocationStatus, Case, Person, Provider
 from casework.states import CaseKind, CaseState
 
 MEETING_OUTCOMES = ("agreement", "partial", "none")
@@ -70,6 +70,8 @@ class Step:
     settings: Settings
     actor: Actor
     from_state: str
+    # Agreed actions recorded by this step (reg 42), for the letters it causes.
+    items: list[AgreementItem] = field(default_factory=list)
 
 
 Handler = Callable[[Step], None]

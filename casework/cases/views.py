@@ -20,7 +20,7 @@ from casework.cases.context import Actor
 from casework.cases.effects import EventSpec, live_allocation
 from casework.cases.errors import ValidationFailed
 from casework.cases.unit import load_case, not_found
-from casework.cases.warnings import all_warnings
+from casework.letters import case_page_warnings_for
 from casework.models import (
     AgreementItem,
     Allocation,
@@ -121,6 +121,7 @@ def case_detail(
                 .order_by(col(Notice.created_at))
             ).scalars()
         )
+    items = items_of(session, case)
     detail = CaseDetail(
         case=case,
         family=family,
@@ -128,11 +129,11 @@ def case_detail(
         allocation=allocation,
         allocation_provider=allocation_provider,
         deadlines=deadlines,
-        agreement_items=items_of(session, case),
+        agreement_items=items,
         events=case_events(session, case),
         notices=notices,
         actions=allowed_events(case, actor),
-        warnings=all_warnings(case, dl.local_date(now)),
+        warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
     )
     if with_views:
         detail.view_count = int(

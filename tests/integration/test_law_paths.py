@@ -481,7 +481,7 @@ def test_a_family_that_came_after_its_window_is_warned_not_given_a_past_date(
         detail = cases.case_detail(fresh, case.reference, actor=ADVISER, now=at("2026-11-09"))
     warning = " ".join(detail.warnings)
     assert "passed on Tuesday 1 September 2026" in warning
-    assert "the Tribunal decides whether to accept a late appeal" in warning
+    assert "the Tribunal decides whether to accept it" in warning
 
 
 def test_a_letter_without_the_reg_32_information_is_flagged(
