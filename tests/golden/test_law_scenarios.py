@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -115,7 +115,6 @@ class Row:
     health_care: bool = False
     closure_days: tuple[str, ...] = ()
     refused: tuple[str, ...] = ()  # the LAST step must be refused naming these dates
-    notes: str = field(default="", compare=False)
 
 
 def S(event: str, recorded: str, **data: Any) -> Step:
@@ -1453,6 +1452,7 @@ def diff(row: Row, got: Outcome) -> list[str]:
 
 @pytest.fixture
 def row_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Settings]:
+    """The row's service closure days installed; ``settings`` removes them afterwards."""
     row: Row = request.param
     if not row.closure_days:
         yield settings
