@@ -274,10 +274,7 @@ class AgreementItem(SQLModel, table=True):
     """
 
     __tablename__ = "agreement_items"
-    __table_args__ = (
-        UniqueConstraint("case_id", "number", name="uq_agreement_items_number"),
-        CheckConstraint("body IN ('la', 'icb')", name="ck_agreement_items_body"),
-    )
+    __table_args__ = (CheckConstraint("body IN ('la', 'icb')", name="ck_agreement_items_body"),)
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="cases.id", index=True)
@@ -293,6 +290,8 @@ class AgreementItem(SQLModel, table=True):
     recorded_at: dt.datetime = utc_column(nullable=False)
     recorded_by: str = Field(max_length=320)
     ended_reason: str = Field(default="", max_length=200)
+    # The agreement as written at the meeting, until actions are recorded one by one.
+    whole_agreement: bool = False
     # Set through the relationship so the unit of work inserts the clock first and
     # fills in its id, without a flush in the middle of a change.
     deadline: Deadline | None = Relationship(sa_relationship=relationship(Deadline))

@@ -13,6 +13,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
+from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
@@ -38,11 +39,12 @@ OTHER_ACTION_WEEKS = 2
 
 
 def reg44_limits() -> dict[str, tuple[str, int, str]]:
-    """The reg 44 limits as data: key -> (words, weeks, citation)."""
-    from casework import law
+    """The reg 44 limits as data (config/law.toml): key -> (words, weeks, citation)."""
+    from casework.law import load_law
 
     return {
-        limit.key: (limit.description, limit.weeks, limit.citation) for limit in law.load().reg44
+        key: (limit.description.rstrip("."), limit.weeks, limit.citation)
+        for key, limit in load_law().reg44.items()
     }
 
 
@@ -63,7 +65,8 @@ def _rule(matter: str | None) -> tuple[int, str, str]:
             field="matter",
         )
     words, weeks, citation = limits[matter]
-    return weeks, f"SEND Regulations 2014, reg 42(2) and {citation}", f"the limit for {words}"
+    rule = citation.removeprefix("SEND Regulations 2014, ")
+    return weeks, f"SEND Regulations 2014, reg 42(2) and {rule}", f"the limit to {words.lower()}"
 
 
 def open_item(
@@ -73,8 +76,14 @@ def open_item(
     body: str,
     matter: str | None,
     agreed_due_on: dt.date | None,
+    whole_agreement: bool = False,
 ) -> AgreementItem:
-    """Record one agreed action and open its clock, inside the caller's transaction."""
+    """Record one agreed action and open its clock, inside the caller's transaction.
+
+    The meeting record opens one clock for the agreement as a whole (2 weeks), so a
+    clock runs from the day of the meeting whatever happens next. The first action
+    recorded item by item replaces it: each item then carries its own body and limit.
+    """
     case = step.case
     if case.meeting_held_on is None or case.meeting_outcome not in ("agreement", "partial"):
         raise TransitionRefused(
@@ -95,6 +104,8 @@ def open_item(
             field="agreed_due_on",
         )
     weeks, citation, words = _rule(matter)
+    if not whole_agreement:
+        _replace_whole_agreement(step)
     clock = dl.agreement_action(
         agreed,
         who=BODIES[body],
@@ -104,12 +115,18 @@ def open_item(
         agreed_due=agreed_due_on,
     )
     deadline = step.clocks.open(clock)
-    number = (
-        step.session.execute(
-            select(func.max(col(AgreementItem.number))).where(col(AgreementItem.case_id) == case.id)
-        ).scalar_one_or_none()
-        or 0
-    ) + 1
+    # The agreement as a whole is item 0; the actions recorded one by one count from 1.
+    # Every change here bumps the case's version, so two writers cannot take one number.
+    number = 0
+    if not whole_agreement:
+        number = (
+            step.session.execute(
+                select(func.max(col(AgreementItem.number))).where(
+                    col(AgreementItem.case_id) == case.id
+                )
+            ).scalar_one_or_none()
+            or 0
+        ) + 1
     item = AgreementItem(
         case_id=case.id,  # type: ignore[arg-type]
         number=number,
@@ -121,11 +138,23 @@ def open_item(
         due_date=clock.due,
         recorded_at=step.now,
         recorded_by=step.actor.id,
+        whole_agreement=whole_agreement,
     )
     item.deadline = deadline
     step.session.add(item)
     step.items.append(item)
     return item
+
+
+def _replace_whole_agreement(step: Step) -> None:
+    """The agreement-as-a-whole clock gives way to the actions recorded item by item."""
+    reason = "replaced by the agreed actions recorded one by one"
+    for item in items_of(step.session, step.case):
+        if item.whole_agreement and item.done_on is None and not item.ended_reason:
+            item.ended_reason = reason
+            for deadline in step.clocks.live:
+                if deadline.id == item.deadline_id:
+                    step.clocks.cancel_one(deadline, reason)
 
 
 def end_items(session: Session, case: Case, reason: str) -> None:
@@ -212,6 +241,8 @@ def add_agreement_item(
                 matter=(matter or None),
                 agreed_due_on=due,
             )
+            case.updated_at = now
+            flag_modified(case, "updated_at")
             data = {
                 "item": item.number,
                 "description": item.description,
@@ -258,7 +289,7 @@ def add_agreement_item(
 def record_agreement_item_done(
     session: Session,
     reference: str,
-    number: int,
+    item_number: int,
     *,
     done_on: dt.date | str | None = None,
     now: dt.datetime,
@@ -272,15 +303,20 @@ def record_agreement_item_done(
         with session.no_autoflush:
             case = _load_open_case(session, reference, actor)
             item = session.execute(
-                select(AgreementItem).where(
-                    col(AgreementItem.case_id) == case.id, col(AgreementItem.number) == number
+                select(AgreementItem)
+                .where(
+                    col(AgreementItem.case_id) == case.id,
+                    col(AgreementItem.number) == item_number,
                 )
+                # Item 0 (the agreement as a whole) recurs when a meeting is re-recorded.
+                .order_by(col(AgreementItem.id).desc())
+                .limit(1)
             ).scalar_one_or_none()
             if item is None:
-                raise NotFound(f"{case.reference} has no agreed action number {number}.")
+                raise NotFound(f"{case.reference} has no agreed action number {item_number}.")
             if item.done_on is not None or item.ended_reason:
                 how = f"done on {dl.fmt(item.done_on)}" if item.done_on else item.ended_reason
-                raise TransitionRefused(f"Agreed action {number} is already closed ({how}).")
+                raise TransitionRefused(f"Agreed action {item_number} is already closed ({how}).")
             day = today if done_on in (None, "") else coerce(DONE_ON, done_on)
             check_date(DONE_ON, day, today)
             if day < item.agreed_on:
@@ -290,6 +326,7 @@ def record_agreement_item_done(
                     field="done_on",
                 )
             item.done_on = day
+            flag_modified(case, "updated_at")
             clocks = Clocks(session, case, now)
             for deadline in clocks.live:
                 if deadline.id == item.deadline_id and deadline.status in (
@@ -297,7 +334,7 @@ def record_agreement_item_done(
                     DeadlineStatus.missed,
                 ):
                     clocks.meet_one(
-                        deadline, done_on=day, reason=f"agreed action {number} carried out"
+                        deadline, done_on=day, reason=f"agreed action {item_number} carried out"
                     )
             case.updated_at = now
             session.add(
@@ -307,7 +344,7 @@ def record_agreement_item_done(
                     event="agreement_item_done",
                     at=now,
                     from_state=case.state,
-                    data={"item": number, "done_on": day},
+                    data={"item": item_number, "done_on": day},
                 )
             )
         session.commit()

@@ -399,6 +399,7 @@ def _record_meeting(step: Step) -> None:
             body="icb" if step.case.health_only else "la",
             matter=None,
             agreed_due_on=None,
+            whole_agreement=True,
         )
         if step.case.health_only:
             clocks.open(dl.icb_tells_la_of_agreement(held))

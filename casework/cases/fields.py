@@ -106,8 +106,8 @@ def check_date(spec: EventField, day: dt.date, today: dt.date) -> None:
         )
     if spec.when == "past" and day > today:
         raise ValidationFailed(
-            f"{spec.label} ({dl.fmt(day)}) is in the future: record it once it has happened,"
-            " with the date it happened.",
+            f"{spec.label} ({dl.fmt(day)}) is after today ({dl.fmt(today)}): record it once it"
+            " has happened, with the date it happened.",
             field=spec.name,
         )
     if spec.when == "future" and day < today:

@@ -223,8 +223,11 @@ class Clocks:
     def cancel(self, reason: str, kinds: Iterable[DeadlineKind] | None = None) -> None:
         """Cancel open clocks the case no longer needs; stop escalating missed ones."""
         for deadline in self.of(kinds) if kinds is not None else list(self.live):
-            if deadline.status == DeadlineStatus.open:
-                _close(deadline, DeadlineStatus.cancelled, self.now, reason)
-            elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
-                deadline.next_action_at = None
-                deadline.closed_reason = (deadline.closed_reason + f"; then {reason}")[:200]
+            self.cancel_one(deadline, reason)
+
+    def cancel_one(self, deadline: Deadline, reason: str) -> None:
+        if deadline.status == DeadlineStatus.open:
+            _close(deadline, DeadlineStatus.cancelled, self.now, reason)
+        elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
+            deadline.next_action_at = None
+            deadline.closed_reason = (deadline.closed_reason + f"; then {reason}")[:200]

@@ -39,11 +39,11 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("recorded_by", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
         sa.Column("ended_reason", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("whole_agreement", sa.Boolean(), nullable=False),
         sa.CheckConstraint("body IN ('la', 'icb')", name="ck_agreement_items_body"),
         sa.ForeignKeyConstraint(["case_id"], ["cases.id"]),
         sa.ForeignKeyConstraint(["deadline_id"], ["deadlines.id"]),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("case_id", "number", name="uq_agreement_items_number"),
     )
     op.create_index("ix_agreement_items_case_id", "agreement_items", ["case_id"])
 

@@ -77,14 +77,18 @@ class Api:
 
 
 def use_cases() -> Api:
-    """Bind the table to the use cases. Switch this to ``casework.cases`` when it lands."""
-    from casework import services as api
+    """Bind the table to the use cases."""
+    from casework import cases as api
+
+    def allocate(session: Session, reference: str, provider: str, **kw: Any) -> Any:
+        # The table names the provider; departing from the rota's suggestion needs a reason.
+        return api.allocate(session, reference, provider, override_reason="as the table says", **kw)
 
     return Api(
         open_case=api.open_case,
         advance=api.advance,
         intake=api.Intake,
-        allocate=api.allocate,
+        allocate=allocate,
         get_case=api.get_case,
         case_deadlines=api.case_deadlines,
         refusal=api.CaseworkError,
@@ -938,11 +942,14 @@ ROWS: list[Row] = [
         # Meeting 15 Dec: certificate Tue 15 +3wd = Fri 18 Dec; second certificate 18th.
         # Agreement item, not appealable, no agreed date: 15 Dec +2w = Tue 29 Dec (reg
         # 42(3); calendar weeks, not moved). The appeal shown stays Fri 8 Jan 2027.
+        # The meeting's record opens one clock for the agreement as a whole (meeting +2w,
+        # reg 42(3)); the first action recorded item by item replaces it: cancelled.
         deadlines=(
             ("contact_adviser", "2027-01-02", "met"),
             ("mediation_meeting", "2026-12-09", "cancelled"),
             ("certificate_not_arranged", "2026-12-10", "met"),
             ("certificate_after_meeting", "2026-12-18", "met"),
+            ("agreement_item", "2026-12-29", "cancelled"),
             ("agreement_item", "2026-12-29", "open"),
             ("appeal", "2027-01-08", "open"),
         ),
@@ -1038,11 +1045,14 @@ ROWS: list[Row] = [
         # held Mon 14 Dec: met. Certificate: 14 Dec +3wd = Tue 15, Wed 16, Thu 17 -> 17 Dec.
         # Item (not appealable, ICB acts): 14 Dec +2w = Mon 28 Dec (a bank holiday; weeks
         # are calendar, not moved). LA not a party: ICB tells it by 14 Dec +1w = 21 Dec.
+        # The meeting's record opens one clock for the agreement as a whole (meeting +2w,
+        # reg 42(3)); the first action recorded item by item replaces it: cancelled.
         deadlines=(
             ("contact_adviser", "2027-01-02", "met"),
             ("icb_notified", "2026-11-13", "missed"),
             ("mediation_meeting", "2026-12-17", "met"),
             ("certificate_after_meeting", "2026-12-17", "open"),
+            ("agreement_item", "2026-12-28", "cancelled"),
             ("agreement_item", "2026-12-28", "open"),
             ("icb_tells_la_of_agreement", "2026-12-21", "open"),
         ),
@@ -1166,10 +1176,13 @@ ROWS: list[Row] = [
         # item 2, reg 44(2)(c)(i) 5 weeks: 30 Nov +35d = Mon 4 Jan 2027 (open).
         # item 3, reg 42(3) 2 weeks: 14 Dec (open). item 4, reg 42(5): 15 Jan 2027 (open).
         # appeal: 2 Jan 2027 vs 2 Dec +1m = 2 Jan; 2 Jan (Sat) -> Mon 4 Jan 2027.
+        # The meeting's record opens one clock for the agreement as a whole (meeting +2w,
+        # reg 42(3)); the first action recorded item by item replaces it: cancelled.
         deadlines=(
             ("contact_adviser", "2027-01-02", "met"),
             ("mediation_meeting", "2026-12-09", "met"),
             ("certificate_after_meeting", "2026-12-03", "met"),
+            ("agreement_item", "2026-12-14", "cancelled"),
             ("agreement_item", "2026-12-14", "met"),
             ("agreement_item", "2027-01-04", "open"),
             ("agreement_item", "2026-12-14", "open"),
@@ -1220,10 +1233,13 @@ ROWS: list[Row] = [
         # meeting: 9 Dec; held Tue 1 Dec: met. certificate: Tue 1 Dec +3wd = Fri 4 Dec.
         # item 1, reg 42(3): 1 Dec +14d = 15 Dec; done 18 Dec: missed (late).
         # item 2, reg 44(2)(e) 5 weeks: 1 Dec +35d = Tue 5 Jan 2027 (open).
+        # The meeting's record opens one clock for the agreement as a whole (meeting +2w,
+        # reg 42(3)); the first action recorded item by item replaces it: cancelled.
         deadlines=(
             ("contact_adviser", "2027-01-02", "met"),
             ("mediation_meeting", "2026-12-09", "met"),
             ("certificate_after_meeting", "2026-12-04", "open"),
+            ("agreement_item", "2026-12-15", "cancelled"),
             ("agreement_item", "2026-12-15", "missed"),
             ("agreement_item", "2027-01-05", "open"),
         ),

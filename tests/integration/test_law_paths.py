@@ -295,11 +295,11 @@ def test_health_only_mediation_waits_for_the_day_the_icb_was_told(
     assert "late: done Thursday 19 November 2026" in reason
     assert last(engine, case.reference, "mediation_meeting")[:2] == ("open", D(2026, 12, 19))
     with session_scope(engine) as fresh:
-        meeting = [
+        meeting = next(
             d
             for d in cases.case_deadlines(fresh, cases.get_case(fresh, case.reference))
             if d.kind == "mediation_meeting"
-        ][0]
+        )
         assert "ICB told on 19 November 2026" in meeting.explanation
     with pytest.raises(cases.TransitionRefused):
         advance(
@@ -315,9 +315,11 @@ def test_health_only_mediation_waits_for_the_day_the_icb_was_told(
 def test_each_agreed_action_is_its_own_clock(
     engine: Engine, session: Session, settings: Settings
 ) -> None:
-    """Meeting Fri 4 Dec 2026 with an agreement: the agreement as written is action 1, due
-    in 2 weeks (reg 42(3)): Fri 18 Dec. Action 2 has a timescale agreed in writing,
-    Fri 15 Jan 2027 (reg 42(5)). Action 1 done Thu 17 Dec: met; action 2 stays open."""
+    """Meeting Fri 4 Dec 2026 with an agreement: a clock for the agreement as a whole
+    opens at once, 2 weeks (reg 42(3)): Fri 18 Dec. The first action recorded one by one
+    replaces it: action 1 has a timescale agreed in writing, Fri 15 Jan 2027 (reg 42(5));
+    action 2 is one the family could have appealed, the LA telling the family it will
+    assess (reg 44(2)(b), 2 weeks): Fri 18 Dec. Action 2 done Thu 17 Dec: met."""
     case = mediating(session, settings)
     advance(
         session,
@@ -329,7 +331,9 @@ def test_each_agreed_action_is_its_own_clock(
         outcome="agreement",
         agreement="the LA will assess",
     )
-    item = cases.add_agreement_item(
+    rows = clocks(engine, case.reference)["agreement_implemented"]
+    assert [(s, d) for s, d, _ in rows] == [("open", D(2026, 12, 18))]
+    first = cases.add_agreement_item(
         session,
         case.reference,
         description="the school funds a laptop",
@@ -339,26 +343,60 @@ def test_each_agreed_action_is_its_own_clock(
         actor=ADVISER,
         settings=settings,
     )
-    assert (item.number, item.due_date) == (2, D(2027, 1, 15))
+    second = cases.add_agreement_item(
+        session,
+        case.reference,
+        description="tell the family the LA will assess",
+        body="la",
+        matter="notify_will_assess",
+        now=at("2026-12-07"),
+        actor=ADVISER,
+        settings=settings,
+    )
+    assert (first.number, first.due_date) == (1, D(2027, 1, 15))
+    assert (second.number, second.due_date) == (2, D(2026, 12, 18))
     rows = clocks(engine, case.reference)["agreement_implemented"]
-    assert [(s, d) for s, d, _ in rows] == [("open", D(2026, 12, 18)), ("open", D(2027, 1, 15))]
+    assert [(s, d) for s, d, _ in rows] == [
+        ("cancelled", D(2026, 12, 18)),
+        ("open", D(2027, 1, 15)),
+        ("open", D(2026, 12, 18)),
+    ]
+    with session_scope(engine) as fresh:
+        detail = [
+            d
+            for d in cases.case_deadlines(fresh, cases.get_case(fresh, case.reference))
+            if d.kind == "agreement_implemented"
+        ]
+        assert "reg 42(5)" in detail[1].citation
+        assert "reg 44(2)(b)" in detail[2].citation
     cases.record_agreement_item_done(
         session,
         case.reference,
-        1,
+        2,
         done_on="2026-12-17",
         now=at("2026-12-18"),
         actor=ADVISER,
         settings=settings,
     )
     rows = clocks(engine, case.reference)["agreement_implemented"]
-    assert [(s, d) for s, d, _ in rows] == [("met", D(2026, 12, 18)), ("open", D(2027, 1, 15))]
+    assert [s for s, _, _ in rows] == ["cancelled", "open", "met"]
     with pytest.raises(cases.ValidationFailed, match="before the meeting"):
         cases.record_agreement_item_done(
             session,
             case.reference,
-            2,
+            1,
             done_on="2026-12-01",
+            now=at("2026-12-18"),
+            actor=ADVISER,
+            settings=settings,
+        )
+    with pytest.raises(cases.ValidationFailed, match="not one of the matters"):
+        cases.add_agreement_item(
+            session,
+            case.reference,
+            description="x",
+            body="la",
+            matter="bogus",
             now=at("2026-12-18"),
             actor=ADVISER,
             settings=settings,
@@ -417,7 +455,7 @@ def test_dates_that_contradict_each_other_are_refused(session: Session, settings
         advance(session, settings, case, "decline", now=at("2026-11-10"), declined_on="2026-11-01")
     assert "Sunday 1 November 2026" in str(before_decision.value)
     assert "Monday 2 November 2026" in str(before_decision.value)
-    with pytest.raises(cases.ValidationFailed, match="in the future"):
+    with pytest.raises(cases.ValidationFailed, match="is after today"):
         advance(session, settings, case, "decline", now=at("2026-11-10"), declined_on="2026-11-11")
     advance(
         session,
