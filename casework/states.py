@@ -14,7 +14,6 @@ each event does to deadlines lives in ``services``.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
@@ -180,44 +179,14 @@ def flow_for(case: Any) -> CaseFlow:
     return flow_cls(model=case, state_field="state")
 
 
-class _CaseProxy:
-    """Stands in for the row a cached machine is bound to; reads and writes go through."""
-
-    __slots__ = ("target",)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(object.__getattribute__(self, "target"), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "target":
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self.target, name, value)
-
-
-_per_thread = threading.local()
-
-
 def bound_flow(case: Any) -> CaseFlow:
-    """A machine for ``case`` that is reused across calls in this thread.
+    """Kept only for callers not yet moved to :func:`flow_for`; it is the same thing.
 
-    Building a python-statemachine instance costs about a millisecond, more than
-    the rest of a transition's Python work; the machine reads and writes the state
-    through its model on every call, so one machine per flow and thread, pointed at
-    the row in hand, behaves exactly like a fresh one. The result is valid only until
-    the next ``bound_flow`` call in the same thread: use it at once, don't keep it.
+    A per-thread cache of machines used to live here to save the ~1 ms of building
+    one; no profile of a real request showed it paid, and shared mutable machines
+    are a hazard, so every call now builds its own.
     """
-    cache: dict[str, tuple[CaseFlow, _CaseProxy]] = _per_thread.__dict__.setdefault("flows", {})
-    entry = cache.get(case.kind)
-    # A machine that itself entered a final state stops its engine and refuses every
-    # later event, whatever row it is pointed at: replace it.
-    if entry is None or entry[0].is_terminated:
-        proxy = _CaseProxy()
-        proxy.target = case
-        entry = (FLOWS[CaseKind(case.kind)](model=proxy, state_field="state"), proxy)
-        cache[case.kind] = entry
-    entry[1].target = case
-    return entry[0]
+    return flow_for(case)
 
 
 # What provider staff may record themselves (portal and API); everything else is the
