@@ -47,6 +47,10 @@ def _email_only() -> list[ChannelName]:
     return ["email"]
 
 
+def _adviser_only() -> list[Literal["adviser", "manager"]]:
+    return ["adviser"]
+
+
 class ConfigError(ValueError):
     """A configuration file casework cannot run with; the message names the file and entry."""
 
@@ -129,6 +133,11 @@ class ReminderSettings(BaseModel):
     stale_after_hours: float = Field(default=24, gt=0)
     default_at: dt.time = dt.time(9, 0)
     rules: list[ReminderRule] = Field(default_factory=list)
+    # A legal clock due on one of the service's closure days: these staff are warned
+    # on the service day before, whatever the clock's own rules say.
+    closure_day_escalation: list[Literal["adviser", "manager"]] = Field(
+        default_factory=_adviser_only
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> ReminderSettings:

@@ -55,6 +55,8 @@ class NoticeRules:
     reminders: dict[str, tuple[ReminderRule, ...]]
     stale_after: dt.timedelta
     default_at: dt.time
+    # Who is warned, the service day before, of a legal clock due on a closure day.
+    closure_day_escalation: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NoticeRules:
@@ -66,6 +68,7 @@ class NoticeRules:
             reminders={k: tuple(sorted(v, key=lambda r: r.offset)) for k, v in by_kind.items()},
             stale_after=dt.timedelta(hours=settings.reminders.stale_after_hours),
             default_at=settings.reminders.default_at,
+            closure_day_escalation=tuple(settings.reminders.closure_day_escalation),
         )
 
 

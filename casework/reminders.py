@@ -90,6 +90,31 @@ class Plan:
     next_action_at: dt.datetime | None
 
 
+# The law's clocks: a closure day never moves them, so one due on a closure day is
+# escalated the service day before. Service targets are never due on a closure day,
+# and a meeting the provider arranged is the provider's to keep.
+CLOSURE_ESCALATED: frozenset[str] = frozenset(
+    k for k in dl.DeadlineKind if k not in dl.SERVICE_TARGETS and k != "scheduled_meeting"
+)
+
+
+def closure_day_rules(kind: str, recipients: tuple[str, ...]) -> tuple[ReminderRule, ...]:
+    """The escalations for a legal clock due on a closure day: on the due day, which
+    :func:`deadlines.send_day` moves to the service day before."""
+    return tuple(
+        ReminderRule(
+            id=f"closure-day-{recipient}",
+            deadline=dl.DeadlineKind(kind),
+            offset=0,
+            kind="escalation",
+            recipient=recipient,
+            channels=["email"],
+            template="escalation_near",
+        )
+        for recipient in recipients
+    )
+
+
 def plan_deadline(
     *,
     kind: str,
@@ -111,7 +136,15 @@ def plan_deadline(
     upcoming: list[dt.datetime] = []
     missed_now = status == DeadlineStatus.open and now >= due_at
     past_due = now >= due_at
-    for rule in rules.reminders.get(kind, ()):
+    candidates = rules.reminders.get(kind, ())
+    if (
+        service is not None
+        and status == DeadlineStatus.open
+        and kind in CLOSURE_ESCALATED
+        and service.is_closure_day(due_date)
+    ):
+        candidates = (*candidates, *closure_day_rules(kind, rules.closure_day_escalation))
+    for rule in candidates:
         moment = rule.fire_at(due_date, rules.default_at, service)
         if moment > now:
             upcoming.append(moment)

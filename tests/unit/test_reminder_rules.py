@@ -192,6 +192,40 @@ def test_an_escalation_due_on_a_closure_day_is_planned_the_day_before(
     assert plain.next_action_at == utc("2026-12-24T09:00")
 
 
+def test_a_legal_clock_due_on_a_closure_day_is_escalated_the_service_day_before(
+    rules: NoticeRules,
+) -> None:
+    """The LA was told Mon 21 Dec 2026: it must tell the ICB by Thu 24 Dec (Tue 22, Wed 23,
+    Thu 24: statutory working days), the day the service is closed. Its only rule is an
+    escalation after the miss, so without the closure rule nobody would hear before it;
+    the adviser is warned on Wed 23 Dec at 09:00 instead.
+    """
+    clock = dl.icb_notification_deadline(D(2026, 12, 21))
+    assert clock.due == D(2026, 12, 24)
+    args: dict = {
+        "kind": "icb_notified",
+        "status": "open",
+        "due_date": clock.due,
+        "due_at": clock.due_at(),
+        "rules": rules,
+    }
+    tuesday = utc("2026-12-22T10:00")
+    wednesday_9am = utc("2026-12-23T09:00")  # GMT
+    assert plan_deadline(**args, now=tuesday, service=CLOSED_24_DEC).next_action_at == (
+        wednesday_9am
+    )
+    closed = plan_deadline(**args, now=wednesday_9am, service=CLOSED_24_DEC)
+    assert [(r.id, r.recipient, r.template, stale) for r, stale in closed.notices] == [
+        ("closure-day-adviser", "adviser", "escalation_near", False)
+    ]
+    assert closed.next_action_at == clock.due_at()  # then back to mark it missed
+    # An open service with the same clock: nothing before the miss.
+    assert plan_deadline(**args, now=wednesday_9am).notices == []
+    # A met clock is not escalated.
+    assert plan_deadline(**{**args, "status": "met"}, now=wednesday_9am,
+                         service=CLOSED_24_DEC).notices == []  # fmt: skip
+
+
 def test_a_rule_can_set_its_own_time(rules: NoticeRules) -> None:
     early = rule(rules, "appeal-7d-family").model_copy(update={"at": dt.time(8, 30)})
     assert early.fire_at(D(2027, 1, 11), rules.default_at) == utc("2027-01-04T08:30")
