@@ -367,11 +367,11 @@ class PlainSQL:
         self.engine = engine
         self.settings = settings
         self.family_notices: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
-        for rule in settings.notices.get("events", []):
-            if rule.get("recipient") == "family" and rule.get("case_kind") in (None, "mediation"):
-                self.family_notices[rule["event"]] = (
-                    *self.family_notices.get(rule["event"], ()),
-                    (rule["template"], tuple(rule["channels"])),
+        for rule in settings.notices.events:
+            if rule.recipient == "family" and rule.case_kind in (None, "mediation"):
+                self.family_notices[rule.event] = (
+                    *self.family_notices.get(rule.event, ()),
+                    (rule.template, tuple(rule.channels)),
                 )
         self.sqlite = engine.dialect.name == "sqlite"
         self.raw = engine.raw_connection()
@@ -1175,9 +1175,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings(environment="test")
     notice_rules = [
-        f"{r['event']} -> {r['recipient']} {'+'.join(r['channels'])}"
-        for r in settings.notices.get("events", [])
-        if r.get("event") in EVENTS and r.get("case_kind") in (None, "mediation")
+        f"{r.event} -> {r.recipient} {'+'.join(r.channels)}"
+        for r in settings.notices.events
+        if r.event in EVENTS and r.case_kind in (None, "mediation")
     ]
     print(
         f"casework transitions bench: {args.cases:,} cases per path; event notices queued in the"

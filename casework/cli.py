@@ -596,13 +596,12 @@ def deadlines_cmd(
 @handles_errors
 def calendar_working_days(date: str, n: int, as_json: JsonOpt = False) -> None:
     """The N-th working day after DATE (DATE itself never counts)."""
-    get_settings()  # installs configured closure days
     start = parse_date(date, "DATE")
     if n < 0:
         fail("N must be zero or more")
     result = dl.add_working_days(start, n)
     skipped = [
-        (start + dt.timedelta(days=i), dl.calendar().holiday_name(start + dt.timedelta(days=i)))
+        (start + dt.timedelta(days=i), dl.STATUTORY.holiday_name(start + dt.timedelta(days=i)))
         for i in range(1, (result - start).days + 1)
         if not dl.is_working_day(start + dt.timedelta(days=i))
     ]
@@ -628,7 +627,6 @@ def calendar_appeal_deadline(
     as_json: JsonOpt = False,
 ) -> None:
     """The last day (5pm) an appeal can reach the Tribunal, and how it was worked out."""
-    get_settings()
     decision_date = parse_date(decision, "--decision")
     certificate_date = parse_date(certificate, "--certificate") if certificate else None
     if certificate_date is not None and certificate_date < decision_date:
@@ -645,6 +643,7 @@ def calendar_appeal_deadline(
 
 
 @app.command("serve")
+@handles_errors
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,

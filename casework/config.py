@@ -5,6 +5,12 @@ reminder tables, its closure days), so it lives in TOML under ``config/`` where 
 commissioner's change needs no code review. Secrets and deployment details come
 from the environment. Settings are read once per process (:func:`get_settings`);
 tests build their own with :func:`load_settings`.
+
+Every part is typed and checked when it is loaded: a reminder rule with a typo
+stops the program at start-up with a message naming the file and the rule,
+rather than failing at the first sweep that meets it. Loading settings changes
+nothing else in the process: the calendars are built from them on request
+(:attr:`Settings.calendars`) and handed to whatever needs them.
 """
 
 from __future__ import annotations
@@ -16,16 +22,141 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from casework import deadlines as dl
+from casework.deadlines import DeadlineKind
+from casework.notify.render import TEMPLATE_DIR
+from casework.states import CaseKind
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_DIR = PROJECT_ROOT / "config"
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
+
+Recipient = Literal["family", "provider", "adviser", "manager"]
+ChannelName = Literal["sms", "email"]
+
+
+def _email_only() -> list[ChannelName]:
+    return ["email"]
+
+
+def _adviser_only() -> list[Literal["adviser", "manager"]]:
+    return ["adviser"]
+
+
+class ConfigError(ValueError):
+    """A configuration file casework cannot run with; the message names the file and entry."""
+
+
+def _check_templates(template: str, channels: list[ChannelName]) -> None:
+    missing = [c for c in channels if not (TEMPLATE_DIR / f"{template}.{c}.j2").is_file()]
+    if missing:
+        raise ValueError(f"there is no {' or '.join(missing)} template named {template!r}")
+
+
+class EventNoticeRule(BaseModel):
+    """A notice an event causes, from ``[[notices.events]]`` in config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: str = Field(min_length=1)
+    recipient: Recipient
+    channels: list[ChannelName] = Field(min_length=1)
+    template: str
+    case_kind: CaseKind | None = None
+
+    @model_validator(mode="after")
+    def _templates_exist(self) -> EventNoticeRule:
+        _check_templates(self.template, self.channels)
+        return self
+
+
+class ReminderRule(BaseModel):
+    """A reminder or escalation around a deadline, from ``[[reminders.rules]]``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    deadline: DeadlineKind
+    offset: int
+    unit: Literal["calendar", "working"] = "calendar"
+    kind: Literal["reminder", "escalation"] = "reminder"
+    recipient: Recipient
+    channels: list[ChannelName] = Field(default_factory=_email_only, min_length=1)
+    template: str
+    at: dt.time | None = None
+
+    @model_validator(mode="after")
+    def _templates_exist(self) -> ReminderRule:
+        _check_templates(self.template, self.channels)
+        return self
+
+    def fire_day(self, due: dt.date, service: dl.WorkingCalendar | None = None) -> dt.date:
+        """The day this rule's notice goes out, counted on the service calendar.
+
+        Working-day offsets count service days; a calendar-day offset that lands on a
+        closure day goes out the service day before (nobody is in to act on it, and a
+        legal clock due that day does not wait for the office to reopen), unless the
+        rule is about a clock already missed: that one goes out the next service day.
+        """
+        calendar = service if service is not None else dl.service_calendar()
+        if self.unit == "calendar" or self.offset == 0:
+            day = due + dt.timedelta(days=self.offset)
+        elif self.offset > 0:
+            day = calendar.add_working_days(due, self.offset)
+        else:
+            day = calendar.subtract_working_days(due, -self.offset)
+        return dl.send_day(day, calendar, after_due=self.offset > 0)
+
+    def fire_at(
+        self, due: dt.date, default_at: dt.time, service: dl.WorkingCalendar | None = None
+    ) -> dt.datetime:
+        """The moment (UTC) the notice goes out: its London time on :meth:`fire_day`."""
+        local = dt.datetime.combine(
+            self.fire_day(due, service), self.at or default_at, tzinfo=dl.LONDON
+        )
+        return local.astimezone(dt.UTC)
+
+
+class ReminderSettings(BaseModel):
+    """``[reminders]``: when reminders go out and every rule, checked at load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stale_after_hours: float = Field(default=24, gt=0)
+    default_at: dt.time = dt.time(9, 0)
+    rules: list[ReminderRule] = Field(default_factory=list)
+    # A legal clock due on one of the service's closure days: these staff are warned
+    # on the service day before, whatever the clock's own rules say.
+    closure_day_escalation: list[Literal["adviser", "manager"]] = Field(
+        default_factory=_adviser_only
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ReminderSettings:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.id in seen:
+                # The id is part of each notice's idempotency key: two rules with one
+                # id would silently send only one of them.
+                raise ValueError(f"two reminder rules have the id {rule.id!r}")
+            seen.add(rule.id)
+        return self
+
+
+class NoticeSettings(BaseModel):
+    """``[notices]``: the notices events cause."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventNoticeRule] = Field(default_factory=list)
 
 
 class ServiceContacts(BaseModel):
@@ -36,6 +167,10 @@ class ServiceContacts(BaseModel):
     helpline: str = ""
     email: str = ""
     website: str = ""
+    # Where families are sent to appeal: the Tribunal's public guidance page.
+    tribunal_guidance_url: str = "https://www.gov.uk/courts-tribunals/first-tier-tribunal-special-educational-needs-and-disability"
+    # How letters name the health commissioner; empty for "the NHS Integrated Care Board".
+    icb_name: str = ""
 
 
 class ProviderConfig(BaseModel):
@@ -115,11 +250,12 @@ class Settings(BaseSettings):
     twilio_base_url: str = ""
     provider_timeout_seconds: float = 10.0
     dispatch_concurrency: int = 4  # sender threads per worker (overlap provider latency)
-    reminders: dict[str, Any] = Field(default_factory=dict)
-    notices: dict[str, Any] = Field(default_factory=dict)
+    reminders: ReminderSettings = Field(default_factory=ReminderSettings)
+    notices: NoticeSettings = Field(default_factory=NoticeSettings)
     quiet_hours_start: dt.time = dt.time(21, 0)
     quiet_hours_end: dt.time = dt.time(8, 0)
-    default_send_time: dt.time = dt.time(9, 0)
+    # A clock is "due soon" (amber) within this many service days (pages and digest).
+    due_soon_service_days: int = Field(default=3, ge=0)
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:
@@ -133,13 +269,14 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.data_dir / 'casework.db'}"
 
-    def provider(self, name_or_code: str) -> ProviderConfig:
-        wanted = name_or_code.strip().casefold()
-        for p in self.providers:
-            if wanted in (p.code.casefold(), p.name.casefold()):
-                return p
-        known = ", ".join(f"{p.code} ({p.name})" for p in self.providers)
-        raise KeyError(f"unknown provider {name_or_code!r}; known: {known}")
+    @property
+    def calendars(self) -> dl.Calendars:
+        """The statutory and service calendars for this service's closure days.
+
+        Built once per distinct set of closure days (cached in ``deadlines``), so
+        reading it on every request costs a dictionary lookup.
+        """
+        return dl.calendars(self.closure_days)
 
     @classmethod
     def settings_customise_sources(
@@ -166,7 +303,7 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 class TomlFilesSource(PydanticBaseSettingsSource):
     """``config/defaults.toml`` then the service file (e.g. ``manchester.toml``), deep-merged."""
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
@@ -176,17 +313,55 @@ class TomlFilesSource(PydanticBaseSettingsSource):
         for path in (config_dir / "defaults.toml", config_dir / service_file):
             if path.exists():
                 with path.open("rb") as fh:
-                    data = _deep_merge(data, tomllib.load(fh))
+                    try:
+                        loaded = tomllib.load(fh)
+                    except tomllib.TOMLDecodeError as exc:
+                        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+                check_rule_sections(path, loaded)
+                data = _deep_merge(data, loaded)
         return data
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings afresh (tests, CLI with overrides) and install the closure days."""
-    from casework import deadlines
+_SECTIONS: tuple[tuple[str, type[BaseModel], str, str], ...] = (
+    ("reminders", ReminderSettings, "rules", "id"),
+    ("notices", NoticeSettings, "events", "event"),
+)
 
-    settings = Settings(**overrides)
-    deadlines.set_closure_days(settings.closure_days)
-    return settings
+
+def check_rule_sections(path: Path, data: dict[str, Any]) -> None:
+    """Refuse a file whose reminder or notice rules are wrong, naming the file and rule.
+
+    Each file is checked on its own before merging, so the message can say which
+    file holds the bad rule (a service file's rule list replaces the defaults').
+    """
+    for section, model, key, name_field in _SECTIONS:
+        raw = data.get(section)
+        if raw is None:
+            continue
+        try:
+            model.model_validate(raw)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                loc = error["loc"]
+                where = f"[{section}]"
+                if len(loc) >= 2 and loc[0] == key and isinstance(loc[1], int):
+                    entries = raw.get(key) if isinstance(raw, dict) else None
+                    entry = entries[loc[1]] if isinstance(entries, list) else None
+                    name = entry.get(name_field) if isinstance(entry, dict) else None
+                    where = f"[[{section}.{key}]] number {loc[1] + 1}"
+                    if name:
+                        where += f" ({name_field} {name!r})"
+                    loc = loc[2:]
+                field = ".".join(str(part) for part in loc if part not in ("function-after",))
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(f"{where}{': ' + field if field else ''}: {message}")
+            raise ConfigError(f"{path}: " + "; ".join(problems)) from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings afresh (tests, CLI with overrides); nothing else in the process changes."""
+    return Settings(**overrides)
 
 
 @lru_cache(maxsize=1)

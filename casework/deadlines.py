@@ -8,8 +8,12 @@ through here, so a rule lives in exactly one place.
 Working days follow the Tribunal Rules' definition (HESC Rules 2008 r.1): not a
 Saturday or Sunday, not Christmas Day or Good Friday, and not a bank holiday in
 England (Banking and Financial Dealings Act 1971), including substitute days and
-one-off days. Services may add closure days through configuration
-(:func:`set_closure_days`).
+one-off days. That **statutory** calendar counts every statutory clock and the
+appeal deadline, and nothing can change it. A service's own closure days (from
+configuration) make a second, **service** calendar, which counts only the
+service's own targets and the days reminders go out: a closure day never moves a
+legal deadline. Callers build both once with :func:`calendars` and pass the
+service one where it applies; there is no process-wide calendar to swap.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -29,6 +35,8 @@ APPEAL_CUTOFF = dt.time(17, 0)
 # walk that asks ``holidays`` directly, which fills any year lazily.
 _INDEX_FIRST_YEAR = 2000
 _INDEX_LAST_YEAR = 2100
+
+CalendarKind = Literal["statutory", "service"]
 
 
 class DeadlineKind(StrEnum):
@@ -77,7 +85,14 @@ class Clock:
 
 
 class WorkingCalendar:
-    """England working days with an O(1) index, built once per process.
+    """Working days of one calendar, with an O(1) index built once per calendar.
+
+    There are exactly two kinds. The **statutory** calendar (weekends, Christmas Day,
+    Good Friday and England bank holidays) counts every statutory clock and the
+    appeal deadline; a service's closure days can never be added to it, because the
+    law does not stop when the office is shut. The **service** calendar is the
+    statutory one minus the service's closure days; it counts only the service's own
+    targets and the days reminders go out.
 
     ``add_working_days`` is on every transition and every sweep, so it must not walk
     day by day: ``_rank[i]`` counts working days up to and including day ``i`` of the
@@ -85,11 +100,16 @@ class WorkingCalendar:
     working day after ``d`` is then ``_working[_rank[d] + n - 1]``.
     """
 
-    def __init__(self, closure_days: Iterable[dt.date] = ()) -> None:
+    def __init__(
+        self, closure_days: Iterable[dt.date] = (), *, kind: CalendarKind = "statutory"
+    ) -> None:
+        self.kind: CalendarKind = kind
         self.closure_days = frozenset(closure_days)
-        self._bank_holidays = holidays.country_holidays(
-            "GB", subdiv="ENG", years=range(_INDEX_FIRST_YEAR, _INDEX_LAST_YEAR + 1)
-        )
+        if kind == "statutory" and self.closure_days:
+            raise ValueError(
+                "closure days belong to the service calendar: they never move a statutory clock"
+            )
+        self._bank_holidays = _england_bank_holidays()
         self._first = dt.date(_INDEX_FIRST_YEAR, 1, 1).toordinal()
         self._last = dt.date(_INDEX_LAST_YEAR, 12, 31).toordinal()
         non_working = {d.toordinal() for d in self._bank_holidays} | {
@@ -104,6 +124,32 @@ class WorkingCalendar:
             rank.append(len(working))
         self._rank = rank
         self._working = working
+
+    def __repr__(self) -> str:
+        closed = ", ".join(d.isoformat() for d in sorted(self.closure_days))
+        return f"WorkingCalendar({self.kind}{': closed ' + closed if closed else ''})"
+
+    @property
+    def day_word(self) -> str:
+        """What one day of this calendar is called in an explanation."""
+        return "service day" if self.kind == "service" else "working day"
+
+    def days_text(self, n: int, start: dt.date, end: dt.date) -> str:
+        """'3 working days', or '3 service days (the service is closed on 24 December)'.
+
+        A service count names the closure days it stepped over, so an adviser reading
+        the explanation sees why a target is later than the statutory count would be.
+        """
+        text = f"{n} {self.day_word}{'s' if n != 1 else ''}"
+        low, high = min(start, end), max(start, end)
+        skipped = sorted(d for d in self.closure_days if low < d <= high)
+        if skipped:
+            text += f" (the service is closed on {_list_days(skipped)})"
+        return text
+
+    def is_closure_day(self, d: dt.date) -> bool:
+        """A day the service itself is shut although the law counts it."""
+        return d in self.closure_days
 
     def holiday_name(self, d: dt.date) -> str | None:
         """Why ``d`` is not a working day, or None when it is one."""
@@ -177,38 +223,93 @@ class WorkingCalendar:
         return count
 
 
-_calendar = WorkingCalendar()
+@lru_cache(maxsize=1)
+def _england_bank_holidays() -> holidays.HolidayBase:
+    """England's bank holidays (not plain 'UK'), shared by every calendar; filled lazily."""
+    return holidays.country_holidays(
+        "GB", subdiv="ENG", years=range(_INDEX_FIRST_YEAR, _INDEX_LAST_YEAR + 1)
+    )
 
 
-def set_closure_days(days: Iterable[dt.date]) -> None:
-    """Install the service's extra closure days (from config) for every later calculation."""
-    global _calendar
-    days = frozenset(days)
-    if days != _calendar.closure_days:
-        _calendar = WorkingCalendar(days)
+def _list_days(days: list[dt.date]) -> str:
+    names = [_short_no_year(d) if d.year == days[-1].year else _short(d) for d in days]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def calendar() -> WorkingCalendar:
-    return _calendar
+STATUTORY = WorkingCalendar()
+"""The one statutory calendar: immutable, shared, never changed by configuration."""
 
 
-def is_working_day(d: dt.date) -> bool:
-    """True unless ``d`` is a weekend, an England bank holiday or a configured closure day."""
-    return _calendar.is_working_day(d)
+@dataclass(frozen=True, slots=True)
+class Calendars:
+    """Both calendars of one service, built once from its closure days and handed down."""
+
+    statutory: WorkingCalendar
+    service: WorkingCalendar
+
+    def for_clock(self, kind: str) -> WorkingCalendar:
+        """The calendar that counts this clock: service targets on the service one."""
+        return self.service if kind in SERVICE_TARGETS else self.statutory
 
 
-def add_working_days(d: dt.date, n: int) -> dt.date:
+def calendars(closure_days: Iterable[dt.date] = ()) -> Calendars:
+    """The statutory calendar and the service calendar for these closure days.
+
+    Cached by the (sorted) closure days, so every caller with the same configuration
+    shares one pair and the index is built once per process, not once per request.
+    """
+    return _calendars(tuple(sorted(set(closure_days))))
+
+
+@lru_cache(maxsize=16)
+def _calendars(closure_days: tuple[dt.date, ...]) -> Calendars:
+    return Calendars(STATUTORY, WorkingCalendar(closure_days, kind="service"))
+
+
+def service_calendar(closure_days: Iterable[dt.date] = ()) -> WorkingCalendar:
+    """The service calendar for these closure days (no closure days: statutory days)."""
+    return calendars(closure_days).service
+
+
+def is_working_day(d: dt.date, calendar: WorkingCalendar = STATUTORY) -> bool:
+    """True unless ``d`` is a weekend or an England bank holiday (or, on the service
+    calendar, one of the service's closure days)."""
+    return calendar.is_working_day(d)
+
+
+def add_working_days(d: dt.date, n: int, calendar: WorkingCalendar = STATUTORY) -> dt.date:
     """The n-th working day after ``d``; ``d`` itself never counts (n=0 returns ``d``)."""
-    return _calendar.add_working_days(d, n)
+    return calendar.add_working_days(d, n)
 
 
-def subtract_working_days(d: dt.date, n: int) -> dt.date:
+def subtract_working_days(d: dt.date, n: int, calendar: WorkingCalendar = STATUTORY) -> dt.date:
     """The n-th working day before ``d``; ``d`` itself never counts (n=0 returns ``d``)."""
-    return _calendar.subtract_working_days(d, n)
+    return calendar.subtract_working_days(d, n)
 
 
-def working_days_between(start: dt.date, end: dt.date) -> int:
-    return _calendar.working_days_between(start, end)
+def working_days_between(
+    start: dt.date, end: dt.date, calendar: WorkingCalendar = STATUTORY
+) -> int:
+    """Working days in (start, end]: negative when ``end`` is before ``start``."""
+    return calendar.working_days_between(start, end)
+
+
+def send_day(day: dt.date, service: WorkingCalendar, *, after_due: bool = False) -> dt.date:
+    """The day a notice planned for ``day`` goes out, never on a closure day.
+
+    Nobody is in the office on a closure day to act on a reminder or an escalation,
+    and the law does not wait for the office to reopen, so a notice meant for before
+    (or on) a due date goes out on the last service working day before the closure
+    day. A notice about a clock already missed (``after_due``) cannot come before the
+    miss, so it waits for the next service working day. Weekends and bank holidays
+    are left alone: they are not the service's choice, and a family may still be
+    reminded on a Saturday.
+    """
+    if not service.is_closure_day(day):
+        return day
+    if after_due:
+        return service.add_working_days(day, 1)
+    return service.subtract_working_days(day, 1)
 
 
 def add_months(d: dt.date, n: int) -> dt.date:
@@ -238,14 +339,18 @@ def _short(d: dt.date) -> str:
     return f"{d.day} {d:%B %Y}"
 
 
+def _short_no_year(d: dt.date) -> str:
+    return f"{d.day} {d:%B}"
+
+
 def _roll_to_working_day(d: dt.date) -> tuple[dt.date, str]:
     """Move a day that is not a working day to the next one, saying why."""
-    if is_working_day(d):
+    if STATUTORY.is_working_day(d):
         return d, ""
-    rolled = _calendar.next_working_day_on_or_after(d)
+    rolled = STATUTORY.next_working_day_on_or_after(d)
     return (
         rolled,
-        f"{_short(d)} is not a working day ({_calendar.holiday_name(d)}), so {fmt(rolled)}",
+        f"{_short(d)} is not a working day ({STATUTORY.holiday_name(d)}), so {fmt(rolled)}",
     )
 
 
@@ -280,7 +385,7 @@ def icb_notification_deadline(la_told: dt.date) -> Clock:
     return Clock(
         DeadlineKind.icb_notified,
         due,
-        "SEND Regulations 2014, Part 2 (regs 35-37)",
+        "SEND Regulations 2014, Part 2",
         f"LA told of mediation on {_short(la_told)} + 3 working days = {fmt(due)}",
     )
 
@@ -292,7 +397,7 @@ def mediation_meeting_deadline(told: dt.date, *, health_only: bool = False) -> C
     return Clock(
         DeadlineKind.mediation_meeting,
         due,
-        "SEND Regulations 2014, Part 2 (regs 35-37)",
+        "SEND Regulations 2014, Part 2",
         f"{who} told on {_short(told)} + 30 calendar days = {fmt(due)}",
     )
 
@@ -303,7 +408,7 @@ def certificate_not_arranged(told: dt.date) -> Clock:
     return Clock(
         DeadlineKind.certificate_not_arranged,
         due,
-        "SEND Regulations 2014, Part 2 (regs 35-37)",
+        "SEND Regulations 2014, Part 2",
         f"adviser told the meeting cannot be held in 30 days on {_short(told)}"
         f" + 3 working days = {fmt(due)}",
     )
@@ -315,7 +420,7 @@ def certificate_after_meeting(meeting_ended: dt.date) -> Clock:
     return Clock(
         DeadlineKind.certificate_after_meeting,
         due,
-        "SEND Regulations 2014, reg 39",
+        "SEND Regulations 2014, Part 2",
         f"meeting ended {_short(meeting_ended)} + 3 working days = {fmt(due)}",
     )
 
@@ -326,7 +431,7 @@ def agreement_implementation(agreed: dt.date) -> Clock:
     return Clock(
         DeadlineKind.agreement_implemented,
         due,
-        "SEND Regulations 2014, reg 42",
+        "SEND Regulations 2014, reg 42(3)",
         f"agreement recorded {_short(agreed)} + 2 weeks = {fmt(due)}",
     )
 
@@ -337,7 +442,7 @@ def icb_tells_la_of_agreement(agreed: dt.date) -> Clock:
     return Clock(
         DeadlineKind.icb_tells_la_of_agreement,
         due,
-        "SEND Regulations 2014, reg 42",
+        "SEND Regulations 2014, reg 42(4)",
         f"agreement recorded {_short(agreed)} + 1 week = {fmt(due)}",
     )
 
@@ -398,7 +503,7 @@ def appeal_clock(decision_sent: dt.date, certificate_issued: dt.date | None = No
     return Clock(
         DeadlineKind.appeal,
         due,
-        "Tribunal Procedure (HESC) Rules 2008, r.20 and r.12",
+        "Tribunal Procedure (First-tier Tribunal) (HESC) Rules 2008, r.20(1)(c) and r.12",
         "; ".join(parts),
         due_time=APPEAL_CUTOFF,
     )
@@ -417,14 +522,41 @@ def appeal_deadline(decision_sent: dt.date, certificate_issued: dt.date | None =
 # --- Disagreement resolution service targets (config, not statute) ----------------
 
 
-def service_target(kind: DeadlineKind, start: dt.date, working_days: int, what: str) -> Clock:
-    """A service-set target counted in working days (e.g. advice within 5 working days)."""
-    due = add_working_days(start, working_days)
+SERVICE_TARGETS: frozenset[DeadlineKind] = frozenset(
+    {
+        DeadlineKind.dr_advice,
+        DeadlineKind.dr_allocation,
+        DeadlineKind.dr_meeting,
+        DeadlineKind.allocation_acceptance,
+    }
+)
+"""The clocks the service sets itself: the only ones counted on the service calendar."""
+
+
+def service_target(
+    kind: DeadlineKind,
+    start: dt.date,
+    working_days: int,
+    what: str,
+    calendar: WorkingCalendar | None = None,
+) -> Clock:
+    """A service-set target counted in service days (e.g. advice within 5 service days).
+
+    ``calendar`` is the service calendar (``Calendars.service``); without one the
+    count has no closure days. A statutory clock is refused: the law's clocks never
+    run on the service's calendar.
+    """
+    if kind not in SERVICE_TARGETS:
+        raise ValueError(f"{kind} is a statutory clock, not a service target")
+    service = calendar if calendar is not None else service_calendar()
+    if service.kind != "service":
+        raise ValueError("a service target is counted on the service calendar")
+    due = service.add_working_days(start, working_days)
     return Clock(
         kind,
         due,
         "service target (config)",
-        f"{what} from {_short(start)} + {working_days} working days = {fmt(due)}",
+        f"{what} from {_short(start)} + {service.days_text(working_days, start, due)} = {fmt(due)}",
     )
 
 

@@ -16,27 +16,19 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy import Connection, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from casework import deadlines as dl
 from casework import letters
-from casework.config import Settings
+from casework.config import EventNoticeRule, ReminderRule, Settings
 from casework.contacts import is_mobile
 from casework.models import Notice, NoticeStatus
 
 log = logging.getLogger("casework.notices")
-
-# Where families are sent to appeal: the Tribunal's public guidance page. Config's
-# ``[service] tribunal_guidance_url`` overrides it.
-TRIBUNAL_GUIDANCE_URL = "https://www.gov.uk/courts-tribunals/first-tier-tribunal-special-educational-needs-and-disability"
-
-Recipient = Literal["family", "provider", "adviser", "manager"]
-ChannelName = Literal["sms", "email"]
 
 DEADLINE_LABELS: dict[str, str] = {
     "contact_adviser": "the family's 2 months to say whether they want mediation",
@@ -56,71 +48,29 @@ DEADLINE_LABELS: dict[str, str] = {
 }
 
 
-class EventNoticeRule(BaseModel):
-    """A notice an event causes, from ``[[notices.events]]`` in config."""
-
-    event: str
-    recipient: Recipient
-    channels: list[ChannelName]
-    template: str
-    case_kind: str | None = None
-
-
-class ReminderRule(BaseModel):
-    """A reminder or escalation around a deadline, from ``[[reminders.rules]]``."""
-
-    id: str
-    deadline: str
-    offset: int
-    unit: Literal["calendar", "working"] = "calendar"
-    kind: Literal["reminder", "escalation"] = "reminder"
-    recipient: Recipient
-    channels: list[ChannelName] = Field(default_factory=lambda: ["email"])  # type: ignore[arg-type]
-    template: str
-    at: dt.time | None = None
-
-    def fire_day(self, due: dt.date) -> dt.date:
-        if self.offset == 0:
-            return due
-        if self.unit == "calendar":
-            return due + dt.timedelta(days=self.offset)
-        if self.offset > 0:
-            return dl.add_working_days(due, self.offset)
-        return dl.subtract_working_days(due, -self.offset)
-
-    def fire_at(self, due: dt.date, default_at: dt.time) -> dt.datetime:
-        local = dt.datetime.combine(self.fire_day(due), self.at or default_at, tzinfo=dl.LONDON)
-        return local.astimezone(dt.UTC)
-
-
 @dataclass(frozen=True)
 class NoticeRules:
-    """Rules parsed once from settings."""
+    """The configured rules (validated when settings load), grouped for planning."""
 
     events: tuple[EventNoticeRule, ...]
     reminders: dict[str, tuple[ReminderRule, ...]]
     stale_after: dt.timedelta
     default_at: dt.time
+    # Who is warned, the service day before, of a legal clock due on a closure day.
+    closure_day_escalation: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NoticeRules:
-        cached = getattr(settings, "_notice_rules", None)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        events = tuple(EventNoticeRule(**r) for r in settings.notices.get("events", []))
         by_kind: dict[str, list[ReminderRule]] = {}
-        for raw in settings.reminders.get("rules", []):
-            rule = ReminderRule(**raw)
+        for rule in settings.reminders.rules:
             by_kind.setdefault(rule.deadline, []).append(rule)
-        default_at = dt.time.fromisoformat(str(settings.reminders.get("default_at", "09:00")))
-        rules = cls(
-            events=events,
+        return cls(
+            events=tuple(settings.notices.events),
             reminders={k: tuple(sorted(v, key=lambda r: r.offset)) for k, v in by_kind.items()},
-            stale_after=dt.timedelta(hours=float(settings.reminders.get("stale_after_hours", 24))),
-            default_at=default_at,
+            stale_after=dt.timedelta(hours=settings.reminders.stale_after_hours),
+            default_at=settings.reminders.default_at,
+            closure_day_escalation=tuple(settings.reminders.closure_day_escalation),
         )
-        object.__setattr__(settings, "_notice_rules", rules)
-        return rules
 
 
 # --- Quiet hours -----------------------------------------------------------------------
@@ -216,18 +166,6 @@ def addresses_for(
     raise ValueError(f"unknown recipient {recipient!r}")
 
 
-def _service_setting(settings: Settings, name: str) -> str | None:
-    """A ``[service]`` value the typed settings may not declare yet (read raw, then typed)."""
-    service = settings.service
-    extra = getattr(service, "model_extra", None) or {}
-    value = extra.get(name) or getattr(service, name, None)
-    return str(value) if value else None
-
-
-def tribunal_guidance_url(settings: Settings) -> str:
-    return _service_setting(settings, "tribunal_guidance_url") or TRIBUNAL_GUIDANCE_URL
-
-
 def base_context(facts: CaseFacts, settings: Settings) -> dict[str, Any]:
     service = settings.service
     ctx: dict[str, Any] = {
@@ -241,7 +179,7 @@ def base_context(facts: CaseFacts, settings: Settings) -> dict[str, Any]:
         "provider_name": facts.provider_name or "",
         "family_name": (facts.family.name.split()[0] if facts.family and facts.family.name else ""),
         "acceptance_working_days": settings.allocation_acceptance_working_days,
-        "tribunal_url": tribunal_guidance_url(settings),
+        "tribunal_url": settings.service.tribunal_guidance_url,
     }
     ctx.update(facts.extra)
     return ctx
@@ -445,7 +383,7 @@ def _event_context(ctx: Any) -> dict[str, Any]:
     now = getattr(ctx, "now", None)
     today = dl.local_date(now) if now is not None else dt.datetime.now(dl.LONDON).date()
     settings = getattr(ctx, "settings", None)
-    icb_name = _service_setting(settings, "icb_name") if settings is not None else None
+    icb_name = (settings.service.icb_name or None) if settings is not None else None
     out: dict[str, Any] = {"event": ctx.event}
     if case.meeting_on is not None:
         out["meeting_text"] = dl.fmt(case.meeting_on) + (

@@ -10,6 +10,10 @@ Several sweepers may run at once: on PostgreSQL they claim with
 runs under ``BEGIN IMMEDIATE`` so sweepers take turns. Either way the notices'
 idempotency keys make a repeat harmless.
 
+Notices go out on service days: a reminder or escalation whose day is one of the
+service's closure days goes out on the service working day before it (the law's
+clocks do not stop for a closure day, so the warning must come first).
+
 After downtime the next sweep catches up: escalations are sent however late (a
 missed legal clock must be heard about), but reminders whose moment passed long
 ago, or whose deadline has already come, are recorded as skipped rather than sent
@@ -27,7 +31,9 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.engine import Row
 
-from casework.config import Settings
+from casework import deadlines as dl
+from casework import urgency
+from casework.config import ReminderRule, Settings
 from casework.models import (
     MISSED_OUTSTANDING,
     Case,
@@ -42,7 +48,6 @@ from casework.notices import (
     CaseFacts,
     FamilyContact,
     NoticeRules,
-    ReminderRule,
     addresses_for,
     base_context,
     deadline_context,
@@ -85,6 +90,31 @@ class Plan:
     next_action_at: dt.datetime | None
 
 
+# The law's clocks: a closure day never moves them, so one due on a closure day is
+# escalated the service day before. Service targets are never due on a closure day,
+# and a meeting the provider arranged is the provider's to keep.
+CLOSURE_ESCALATED: frozenset[str] = frozenset(
+    k for k in dl.DeadlineKind if k not in dl.SERVICE_TARGETS and k != "scheduled_meeting"
+)
+
+
+def closure_day_rules(kind: str, recipients: tuple[str, ...]) -> tuple[ReminderRule, ...]:
+    """The escalations for a legal clock due on a closure day: on the due day, which
+    :func:`deadlines.send_day` moves to the service day before."""
+    return tuple(
+        ReminderRule(
+            id=f"closure-day-{recipient}",
+            deadline=dl.DeadlineKind(kind),
+            offset=0,
+            kind="escalation",
+            recipient=recipient,
+            channels=["email"],
+            template="escalation_near",
+        )
+        for recipient in recipients
+    )
+
+
 def plan_deadline(
     *,
     kind: str,
@@ -93,18 +123,29 @@ def plan_deadline(
     due_at: dt.datetime,
     now: dt.datetime,
     rules: NoticeRules,
+    service: dl.WorkingCalendar | None = None,
 ) -> Plan:
     """Which rules fire now, whether the clock is now missed, and when to look again.
 
-    Pure: the same inputs always give the same plan, so re-running a sweep after a
-    crash plans the same notices, whose keys then collide harmlessly.
+    ``service`` is the service calendar (``Settings.calendars.service``): it counts
+    working-day offsets and moves a send day off a closure day. Pure: the same
+    inputs always give the same plan, so re-running a sweep after a crash plans the
+    same notices, whose keys then collide harmlessly.
     """
     fired: list[tuple[ReminderRule, bool]] = []
     upcoming: list[dt.datetime] = []
     missed_now = status == DeadlineStatus.open and now >= due_at
     past_due = now >= due_at
-    for rule in rules.reminders.get(kind, ()):
-        moment = rule.fire_at(due_date, rules.default_at)
+    candidates = rules.reminders.get(kind, ())
+    if (
+        service is not None
+        and status == DeadlineStatus.open
+        and kind in CLOSURE_ESCALATED
+        and service.is_closure_day(due_date)
+    ):
+        candidates = (*candidates, *closure_day_rules(kind, rules.closure_day_escalation))
+    for rule in candidates:
+        moment = rule.fire_at(due_date, rules.default_at, service)
         if moment > now:
             upcoming.append(moment)
             continue
@@ -171,12 +212,13 @@ def sweep(
 ) -> SweepResult:
     """Process every clock whose moment has come, in batches, each one transaction."""
     rules = NoticeRules.from_settings(settings)
+    service = settings.calendars.service
     result = SweepResult()
     while True:
         with engine.connect().execution_options(claim=True) as conn, conn.begin():
             rows = _claim(conn, now, batch_size)
             if rows:
-                _process_batch(conn, rows, now, settings, rules, result)
+                _process_batch(conn, rows, now, settings, rules, service, result)
         result.batches += 1
         result.claimed += len(rows)
         if len(rows) < batch_size:
@@ -195,6 +237,7 @@ def _process_batch(
     now: dt.datetime,
     settings: Settings,
     rules: NoticeRules,
+    service: dl.WorkingCalendar,
     result: SweepResult,
 ) -> None:
     notices: list[dict[str, Any]] = []
@@ -208,6 +251,7 @@ def _process_batch(
             due_at=_aware(row.due_at),
             now=now,
             rules=rules,
+            service=service,
         )
         status, closed_reason = row.status, row.closed_reason
         closed_at: dt.datetime | None = None
@@ -331,15 +375,14 @@ def queue_digest(engine: Engine, now: dt.datetime, settings: Settings, *, limit:
     Keyed by London date and role, so running it twice in a day (two workers, a
     restart) queues it once. Returns the number of digests queued.
     """
-    from casework import deadlines as dl
-
     today = dl.local_date(now)
-    horizon = dl.add_working_days(today, 3)
+    soon_days = settings.due_soon_service_days
+    horizon = urgency.due_soon_horizon(today, soon_days, settings.calendars)
     d = Deadline.__table__  # type: ignore[attr-defined]
     c = Case.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
         rows = conn.execute(
-            select(d.c.kind, d.c.due_date, d.c.status, c.c.reference)
+            select(d.c.kind, d.c.due_date, d.c.due_at, d.c.status, c.c.reference)
             .select_from(d.join(c, c.c.id == d.c.case_id))
             .where(
                 ((d.c.status == DeadlineStatus.open) & (d.c.due_date <= horizon))
@@ -351,9 +394,23 @@ def queue_digest(engine: Engine, now: dt.datetime, settings: Settings, *, limit:
             .order_by(d.c.due_date)
             .limit(limit + 1)
         ).all()
-        late = [r for r in rows if r.status == DeadlineStatus.missed or r.due_date < today]
-        due_today = [r for r in rows if r.status == DeadlineStatus.open and r.due_date == today]
-        soon = [r for r in rows if r.status == DeadlineStatus.open and r.due_date > today]
+
+        def level(r: Any) -> urgency.Urgency:
+            if r.status == DeadlineStatus.missed:
+                return urgency.Urgency.overdue
+            return urgency.assess(
+                kind=r.kind,
+                due_date=r.due_date,
+                due_at=_aware(r.due_at),
+                now=now,
+                calendars=settings.calendars,
+                soon_days=soon_days,
+            ).level
+
+        graded = [(r, level(r) is urgency.Urgency.overdue) for r in rows]
+        late = [r for r, overdue in graded if overdue]
+        due_today = [r for r, overdue in graded if not overdue and r.due_date == today]
+        soon = [r for r, overdue in graded if not overdue and r.due_date > today]
 
         def lines(items: list[Any]) -> list[str]:
             from casework.notices import DEADLINE_LABELS
@@ -371,6 +428,7 @@ def queue_digest(engine: Engine, now: dt.datetime, settings: Settings, *, limit:
             "late": lines(late),
             "due_today": lines(due_today),
             "soon": lines(soon),
+            "soon_days": soon_days,
             "truncated": len(rows) > limit,
             "dashboard_link": settings.public_url.rstrip("/") + "/",
         }

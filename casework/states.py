@@ -14,7 +14,6 @@ each event does to deadlines lives in ``services``.
 
 from __future__ import annotations
 
-import threading
 from enum import StrEnum
 from typing import Any
 
@@ -211,46 +210,6 @@ def flow_for(case: Any) -> CaseFlow:
     """Bind a machine to a loaded ``Case`` row; it is restored into the row's state."""
     flow_cls = FLOWS[CaseKind(case.kind)]
     return flow_cls(model=case, state_field="state")
-
-
-class _CaseProxy:
-    """Stands in for the row a cached machine is bound to; reads and writes go through."""
-
-    __slots__ = ("target",)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(object.__getattribute__(self, "target"), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "target":
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self.target, name, value)
-
-
-_per_thread = threading.local()
-
-
-def bound_flow(case: Any) -> CaseFlow:
-    """A machine for ``case`` that is reused across calls in this thread.
-
-    Building a python-statemachine instance costs about a millisecond, more than
-    the rest of a transition's Python work; the machine reads and writes the state
-    through its model on every call, so one machine per flow and thread, pointed at
-    the row in hand, behaves exactly like a fresh one. The result is valid only until
-    the next ``bound_flow`` call in the same thread: use it at once, don't keep it.
-    """
-    cache: dict[str, tuple[CaseFlow, _CaseProxy]] = _per_thread.__dict__.setdefault("flows", {})
-    entry = cache.get(case.kind)
-    # A machine that itself entered a final state stops its engine and refuses every
-    # later event, whatever row it is pointed at: replace it.
-    if entry is None or entry[0].is_terminated:
-        proxy = _CaseProxy()
-        proxy.target = case
-        entry = (FLOWS[CaseKind(case.kind)](model=proxy, state_field="state"), proxy)
-        cache[case.kind] = entry
-    entry[1].target = case
-    return entry[0]
 
 
 def all_events(kind: CaseKind | str) -> list[str]:

@@ -70,7 +70,6 @@ def _test_environment() -> Iterator[None]:
 @pytest.fixture
 def settings() -> Iterator[Settings]:
     yield load_settings(environment="test")
-    deadlines.set_closure_days([])
 
 
 def _sqlite_engine(tmp_path: object) -> tuple[Engine, str]:

@@ -19,7 +19,7 @@ from casework.cases.unit import Clocks, audit_event, case_transaction, load_case
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.models import Case
-from casework.states import FINAL_STATES, CaseKind, TransitionNotAllowed, bound_flow, flow_for
+from casework.states import FINAL_STATES, CaseKind, TransitionNotAllowed, flow_for
 
 # Why a step the flow knows is not possible yet, in words, with what to do first.
 _GUARD_WORDS: dict[str, str] = {
@@ -128,7 +128,7 @@ def advance(
         # to be invalid after the transition, the rollback undoes it.
         with session.no_autoflush:
             try:
-                bound_flow(case).send(event)
+                flow_for(case).send(event)
             except TransitionNotAllowed:
                 raise describe_refusal(case, event) from None
             parsed = parse_event_data(

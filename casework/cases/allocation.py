@@ -35,7 +35,7 @@ from casework.cases.words import state_words
 from casework.config import AllocationRules, Settings
 from casework.deadlines import DeadlineKind
 from casework.models import Allocation, AllocationStatus, Case, Person, Provider
-from casework.states import FINAL_STATES, CaseKind, CaseState, bound_flow
+from casework.states import FINAL_STATES, CaseKind, CaseState, flow_for
 
 __all__ = [
     "Candidate",
@@ -402,10 +402,11 @@ def allocate(
                     today,
                     settings.allocation_acceptance_working_days,
                     f"allocated to {row.name}",
+                    calendar=settings.calendars.service,
                 )
             )
             if case.kind == CaseKind.disagreement and case.state == CaseState.advised:
-                bound_flow(case).send("allocate")
+                flow_for(case).send("allocate")
                 _run_effect(session, case, "allocate", clocks, now, settings, actor, from_state)
             data = {"provider": row.code}
             if reason:
@@ -547,7 +548,7 @@ def respond_to_allocation(
                 clocks.cancel("allocation declined", [DeadlineKind.allocation_acceptance])
                 if case.kind == CaseKind.disagreement and case.state == CaseState.allocated:
                     # Back to the adviser for re-allocation, with the allocation target again.
-                    bound_flow(case).send("return_to_adviser")
+                    flow_for(case).send("return_to_adviser")
                     _run_effect(
                         session,
                         case,

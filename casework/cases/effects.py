@@ -284,6 +284,7 @@ def _advise(step: Step) -> None:
                 step.data["advised_on"],
                 targets.allocation_working_days,
                 "advice given",
+                calendar=step.settings.calendars.service,
             )
         )
 
@@ -476,6 +477,7 @@ def _dr_allocate(step: Step) -> None:
             step.today,
             targets.meeting_working_days,
             "provider allocated",
+            calendar=step.settings.calendars.service,
         )
     )
 
@@ -500,6 +502,7 @@ def _dr_return_to_adviser(step: Step) -> None:
             step.today,
             step.settings.disagreement_targets.allocation_working_days,
             "returned for re-allocation",
+            calendar=step.settings.calendars.service,
         )
     )
 

@@ -266,7 +266,13 @@ def open_case(
         if checked.kind == CaseKind.disagreement:
             target = settings.disagreement_targets.advice_working_days
             clocks.open(
-                dl.service_target(DeadlineKind.dr_advice, today, target, "request received")
+                dl.service_target(
+                    DeadlineKind.dr_advice,
+                    today,
+                    target,
+                    "request received",
+                    calendar=settings.calendars.service,
+                )
             )
         queue_event_notices(
             session,

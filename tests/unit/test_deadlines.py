@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterator
 
 import holidays
 import pytest
@@ -40,7 +39,6 @@ from casework.deadlines import (
     local_date,
     mediation_meeting_deadline,
     service_target,
-    set_closure_days,
     working_days_between,
 )
 
@@ -55,18 +53,6 @@ def long_date(d: dt.date) -> str:
     a failing explanation test rather than agreeing with itself.
     """
     return f"{d:%A} {d.day} {d:%B %Y}"
-
-
-@pytest.fixture(autouse=True)
-def _no_closure_days() -> Iterator[None]:
-    """Every test starts and ends with no service closure days.
-
-    The calendar is process-wide state, so a test that configures closure days must
-    not leak them into the golden tables that run after it.
-    """
-    set_closure_days([])
-    yield
-    set_closure_days([])
 
 
 # --- add_working_days ----------------------------------------------------------------
@@ -129,19 +115,6 @@ ADD_WORKING_DAYS_CASES: list[tuple[str, int, str, str]] = [
 def test_add_working_days_golden(start: str, n: int, expected: str, why: str) -> None:
     """The n-th working day after ``start`` (the start never counts)."""
     assert add_working_days(D(start), n) == D(expected), why
-
-
-def test_golden_tables_are_big_enough() -> None:
-    """The brief asks for at least 45 dated cases; guard against tables shrinking."""
-    total = (
-        len(ADD_WORKING_DAYS_CASES)
-        + len(IS_WORKING_DAY_CASES)
-        + len(ADD_MONTHS_CASES)
-        + len(APPEAL_CASES)
-    )
-    assert total >= 45
-    assert len(ADD_WORKING_DAYS_CASES) >= 20
-    assert len(APPEAL_CASES) >= 20
 
 
 def test_add_working_days_rejects_negative_n() -> None:
@@ -419,25 +392,22 @@ def test_working_days_between(start: str, end: str, expected: int) -> None:
 # --- Service closure days ------------------------------------------------------------
 
 
-def test_closure_days_are_non_working_and_undone() -> None:
-    """A configured closure day stops the clocks like a bank holiday, until removed."""
+def test_closure_days_make_only_the_service_calendar_stop() -> None:
+    """A configured closure day is a non-working day of the service calendar alone."""
     closure = D("2026-03-09")  # an ordinary Monday
     far = D("2105-03-05")  # a Thursday beyond the precomputed index
-    assert is_working_day(closure)
-
-    set_closure_days([closure, far])
-    assert not is_working_day(closure)
-    assert not is_working_day(far)
-    assert add_working_days(D("2026-03-06"), 1) == D("2026-03-10")
-    assert add_working_days(D("2105-03-04"), 1) == D("2105-03-06")
-    assert working_days_between(D("2026-03-06"), D("2026-03-10")) == 1
-    clock = appeal_clock(D("2026-01-09"))  # 9 Mar 2026, now closed
-    assert clock.due == D("2026-03-10")
-    assert "service closure day" in clock.explanation
-
-    set_closure_days([])
+    service = deadlines.service_calendar([closure, far])
+    assert not is_working_day(closure, service)
+    assert not is_working_day(far, service)
+    assert add_working_days(D("2026-03-06"), 1, service) == D("2026-03-10")
+    assert add_working_days(D("2105-03-04"), 1, service) == D("2105-03-06")
+    assert working_days_between(D("2026-03-06"), D("2026-03-10"), service) == 1
+    # The statutory calendar, and so the appeal deadline, never sees it.
     assert is_working_day(closure)
     assert add_working_days(D("2026-03-06"), 1) == closure
+    clock = appeal_clock(D("2026-01-09"))  # 9 Mar 2026, a Monday the service is shut
+    assert clock.due == closure
+    assert "closure" not in clock.explanation
 
 
 # --- Agreement with a naive day-by-day walk ------------------------------------------
@@ -518,12 +488,6 @@ def test_local_date_rejects_naive_datetimes() -> None:
     """A naive datetime could be UTC or London; guessing would shift deadlines by a day."""
     with pytest.raises(ValueError):
         local_date(dt.datetime(2026, 3, 29, 0, 30))
-
-
-def test_module_calendar_is_the_installed_one() -> None:
-    """``set_closure_days`` replaces the process-wide calendar that the functions use."""
-    set_closure_days([D("2026-03-09")])
-    assert D("2026-03-09") in deadlines.calendar().closure_days
 
 
 def test_subtract_working_days_agrees_with_a_day_by_day_walk() -> None:

@@ -84,7 +84,6 @@ def flow_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, 
         svc.sync_providers(session, config)
     yield engine, config
     engine.dispose()
-    dl.set_closure_days([])
 
 
 def sensible_values(field: EventField, today: dt.date) -> st.SearchStrategy[Any]:

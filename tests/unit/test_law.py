@@ -104,3 +104,28 @@ def test_load_law_reads_another_file(tmp_path: Path) -> None:
     law = load_law(path)
     assert law.clock("appeal").citation == "r.20"
     assert dict(law.reg44) == {}
+
+
+def test_every_clock_cites_what_the_law_data_verified() -> None:
+    """deadlines.py's citations are the ones config/law.toml traced to a source."""
+    import datetime as dt
+
+    from casework import deadlines as dl
+    from casework.law import load_law
+
+    law = load_law()
+    day = dt.date(2027, 3, 1)
+    clocks = {
+        "contact_adviser": dl.contact_adviser_deadline(day),
+        "certificate_after_decline": dl.certificate_after_decline(day),
+        "icb_notified": dl.icb_notification_deadline(day),
+        "mediation_meeting": dl.mediation_meeting_deadline(day),
+        "mediation_meeting_health_only": dl.mediation_meeting_deadline(day, health_only=True),
+        "certificate_not_arranged": dl.certificate_not_arranged(day),
+        "certificate_after_meeting": dl.certificate_after_meeting(day),
+        "agreement_action": dl.agreement_implementation(day),
+        "icb_tells_la_of_agreement": dl.icb_tells_la_of_agreement(day),
+        "appeal": dl.appeal_clock(day),
+    }
+    for key, clock in clocks.items():
+        assert clock.citation == law.clock(key).citation, key

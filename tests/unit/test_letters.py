@@ -32,7 +32,6 @@ from casework import deadlines as dl
 from casework import letters
 from casework.config import load_settings
 from casework.notices import (
-    TRIBUNAL_GUIDANCE_URL,
     CaseFacts,
     FamilyContact,
     NoticeRules,
@@ -40,12 +39,12 @@ from casework.notices import (
     base_context,
     deadline_context,
     outbox_row,
-    tribunal_guidance_url,
 )
 from casework.notify.render import render, sms_segments, templates_available
 
 D = dt.date
 SETTINGS = load_settings(environment="test", public_url="https://casework.example.org")
+TRIBUNAL_GUIDANCE_URL = SETTINGS.service.tribunal_guidance_url
 RULES = NoticeRules.from_settings(SETTINGS)
 CHILD = "Kai Whitfield"
 
@@ -731,11 +730,16 @@ def test_the_certificate_letter_says_what_it_is_and_how_the_date_was_worked_out(
 
 
 def test_the_tribunal_guidance_url_comes_from_config() -> None:
-    settings = SETTINGS.model_copy(deep=True)
-    settings.service = settings.service.model_copy()
-    object.__setattr__(settings.service, "tribunal_guidance_url", "https://example.org/appeal")
-    assert tribunal_guidance_url(settings) == "https://example.org/appeal"
-    assert tribunal_guidance_url(SETTINGS) == TRIBUNAL_GUIDANCE_URL
+    assert TRIBUNAL_GUIDANCE_URL.startswith("https://www.gov.uk/")
+    settings = SETTINGS.model_copy(
+        update={
+            "service": SETTINGS.service.model_copy(
+                update={"tribunal_guidance_url": "https://example.org/appeal"}
+            )
+        }
+    )
+    context = base_context(CaseFacts(1, "MED-2026-0001", "mediation", "requested", None), settings)
+    assert context["tribunal_url"] == "https://example.org/appeal"
 
 
 def test_when_the_decision_letter_lacked_the_reg_32_information_the_family_is_told() -> None:

@@ -112,14 +112,118 @@ def test_working_day_offsets_skip_weekends_and_bank_holidays(
     )
 
 
-def test_working_day_offsets_skip_the_services_closure_days(settings: Settings) -> None:
+# The service is closed on Thu 24 Dec 2026 (config/manchester.toml's own example).
+CLOSED_24_DEC = dl.service_calendar([D(2026, 12, 24)])
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "due", "expected_day"),
+    [
+        # The service day before Tue 29 Dec 2026: Mon 28 (Boxing Day substitute), the
+        # weekend, Fri 25 (Christmas) and Thu 24 (closed) do not count: Wed 23 Dec.
+        ("cert-meeting-day-before-provider", D(2026, 12, 29), D(2026, 12, 23)),
+        # A certificate due Thu 24 Dec itself (declined Mon 21: Tue 22, Wed 23, Thu 24,
+        # statutory): the day-before reminder goes out Wed 23, the service day before.
+        ("cert-decline-day-before-adviser", D(2026, 12, 24), D(2026, 12, 23)),
+        # Calendar offsets: 14 days before Thu 7 Jan 2027 is Thu 24 Dec, a closure day, so
+        # the family's reminder goes out the service day before, Wed 23 Dec.
+        ("window-14d-family", D(2027, 1, 7), D(2026, 12, 23)),
+        # 3 days before Sun 27 Dec is Thu 24 Dec: the adviser hears on Wed 23 Dec.
+        ("window-3d-adviser", D(2026, 12, 27), D(2026, 12, 23)),
+        # An escalation about a clock already missed (due Wed 23 Dec, +1 day = Thu 24,
+        # closed) cannot come before the miss: the next service day, Tue 29 Dec.
+        ("cert-decline-missed-manager", D(2026, 12, 23), D(2026, 12, 29)),
+        # 3 service days after Wed 23 Dec: Tue 29 (1), Wed 30 (2), Thu 31 (3) - the
+        # statutory count would be Wed 30 Dec.
+        ("meeting-limit-missed-manager", D(2026, 12, 23), D(2026, 12, 31)),
+        # A closure day does not stop a reminder on a plain weekend: 2 days before
+        # Mon 11 Jan 2027 is Sat 9 Jan, as without closure days.
+        ("appeal-2d-family", D(2027, 1, 11), D(2027, 1, 9)),
+    ],
+)
+def test_send_days_are_service_days_so_nothing_goes_out_on_a_closure_day(
+    rules: NoticeRules, rule_id: str, due: dt.date, expected_day: dt.date
+) -> None:
+    moment = rule(rules, rule_id).fire_at(due, rules.default_at, CLOSED_24_DEC)
+    assert moment.astimezone(dl.LONDON) == dt.datetime.combine(
+        expected_day, dt.time(9), tzinfo=dl.LONDON
+    )
+
+
+def test_settings_hand_the_sweep_their_service_calendar() -> None:
+    """Closure days reach reminder planning through Settings, not a process-wide switch."""
     closed = load_settings(environment="test", closure_days=[D(2026, 12, 24)])
-    try:
-        closed_rules = NoticeRules.from_settings(closed)
-        moment = fire(closed_rules, "cert-meeting-day-before-provider", D(2026, 12, 29))
-        assert moment.astimezone(dl.LONDON).date() == D(2026, 12, 23)
-    finally:
-        dl.set_closure_days([])
+    plain = load_settings(environment="test")
+    assert closed.calendars.service.is_closure_day(D(2026, 12, 24))
+    assert not plain.calendars.service.is_closure_day(D(2026, 12, 24))
+    assert closed.calendars.statutory is plain.calendars.statutory  # one, never changed
+    assert closed.calendars is load_settings(closure_days=[D(2026, 12, 24)]).calendars
+
+
+def test_an_escalation_due_on_a_closure_day_is_planned_the_day_before(
+    rules: NoticeRules,
+) -> None:
+    """The family's 2 months end Sun 27 Dec 2026; the 3-day escalation falls on Thu 24.
+
+    Decision sent Tue 27 Oct 2026 + 2 months = Sun 27 Dec (reg 33, calendar months:
+    the closure day cannot move it). The adviser's "near" escalation, 3 days before,
+    would be Thu 24 Dec when the service is closed, so it goes out Wed 23 Dec.
+    """
+    clock = dl.contact_adviser_deadline(D(2026, 10, 27))
+    assert clock.due == D(2026, 12, 27)
+    wednesday_9am = utc("2026-12-23T09:00")  # GMT
+    args: dict = {
+        "kind": "contact_adviser",
+        "status": "open",
+        "due_date": clock.due,
+        "due_at": clock.due_at(),
+        "now": wednesday_9am,
+        "rules": rules,
+    }
+    closed = plan_deadline(**args, service=CLOSED_24_DEC)
+    # The 14-day reminder (Sun 13 Dec) is long past by now: recorded as stale.
+    assert [(r.id, stale) for r, stale in closed.notices] == [
+        ("window-14d-family", True),
+        ("window-3d-adviser", False),
+    ]
+    # Without the closure day the escalation waits for Thursday.
+    plain = plan_deadline(**args)
+    assert [(r.id, stale) for r, stale in plain.notices] == [("window-14d-family", True)]
+    assert plain.next_action_at == utc("2026-12-24T09:00")
+
+
+def test_a_legal_clock_due_on_a_closure_day_is_escalated_the_service_day_before(
+    rules: NoticeRules,
+) -> None:
+    """The LA was told Mon 21 Dec 2026: it must tell the ICB by Thu 24 Dec (Tue 22, Wed 23,
+    Thu 24: statutory working days), the day the service is closed. Its only rule is an
+    escalation after the miss, so without the closure rule nobody would hear before it;
+    the adviser is warned on Wed 23 Dec at 09:00 instead.
+    """
+    clock = dl.icb_notification_deadline(D(2026, 12, 21))
+    assert clock.due == D(2026, 12, 24)
+    args: dict = {
+        "kind": "icb_notified",
+        "status": "open",
+        "due_date": clock.due,
+        "due_at": clock.due_at(),
+        "rules": rules,
+    }
+    tuesday = utc("2026-12-22T10:00")
+    wednesday_9am = utc("2026-12-23T09:00")  # GMT
+    assert plan_deadline(**args, now=tuesday, service=CLOSED_24_DEC).next_action_at == (
+        wednesday_9am
+    )
+    closed = plan_deadline(**args, now=wednesday_9am, service=CLOSED_24_DEC)
+    assert [(r.id, r.recipient, r.template, stale) for r, stale in closed.notices] == [
+        ("closure-day-adviser", "adviser", "escalation_near", False)
+    ]
+    assert closed.next_action_at == clock.due_at()  # then back to mark it missed
+    # An open service with the same clock: nothing before the miss.
+    assert plan_deadline(**args, now=wednesday_9am).notices == []
+    # A met clock is not escalated.
+    assert plan_deadline(**{**args, "status": "met"}, now=wednesday_9am,
+                         service=CLOSED_24_DEC).notices == []  # fmt: skip
 
 
 def test_a_rule_can_set_its_own_time(rules: NoticeRules) -> None:

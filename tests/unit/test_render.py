@@ -179,6 +179,7 @@ def digest_context() -> dict:
         "late": [line],
         "due_today": [],
         "soon": [line, line],
+        "soon_days": 3,
         "truncated": True,
         "dashboard_link": "https://casework.example.org/",
     }

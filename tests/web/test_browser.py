@@ -135,7 +135,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             yield Live(base_url, settings, engine, clock)
     finally:
         engine.dispose()
-        dl.set_closure_days([])
 
 
 @pytest.fixture(scope="module")
