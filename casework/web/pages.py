@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from casework import allocation, auth
 from casework import deadlines as dl
 from casework import services as svc
-from casework.cli_users import user_for_set_password_token
+from casework.cli.users import user_for_set_password_token
 from casework.config import Settings
 from casework.contacts import display_phone
 from casework.models import (

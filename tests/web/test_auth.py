@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlmodel import col
 from typer.testing import CliRunner
 
-from casework import auth, cli_users
+from casework import auth
+from casework.cli import users as cli_users
 from casework.config import load_settings
 from casework.models import ApiToken, User, UserSession
 from casework.web.app import create_app

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import auth
+from casework.cli.common import fail
 from casework.config import Settings, get_settings
 from casework.db import ensure_schema, get_engine, session_scope
 from casework.models import Provider, Role, User
@@ -77,11 +78,6 @@ def _session() -> Iterator[tuple[Session, Settings]]:
         yield session, settings
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 @user_app.command("add")
 def add(
     email: Annotated[str, typer.Argument(help="The person's email address (their sign-in name).")],
@@ -99,7 +95,7 @@ def add(
 ) -> None:
     """Create a user; the password is prompted (twice) or set through a one-time link."""
     if role not in Role.__members__:
-        _fail(f"--role must be one of {', '.join(Role)}")
+        fail(f"--role must be one of {', '.join(Role)}")
     password = None
     if not one_time_link:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -116,8 +112,7 @@ def add(
             )
         except CaseworkError as exc:
             session.rollback()
-            _fail(str(exc), exc.exit_code)
-            return
+            fail(str(exc), exc.exit_code)
         where = ""
         if user.provider_id is not None:
             p = session.get(Provider, user.provider_id)
@@ -138,8 +133,7 @@ def link(email: Annotated[str, typer.Argument(help="The user's email address.")]
             select(User).where(col(User.email) == email.strip().lower())
         ).scalar_one_or_none()
         if user is None:
-            _fail(f"no user {email}; `casework user list` shows them", 3)
-            return
+            fail(f"no user {email}; `casework user list` shows them", 3)
         typer.echo(set_password_url(settings, user))
 
 
@@ -154,8 +148,7 @@ def token(
             select(User).where(col(User.email) == email.strip().lower())
         ).scalar_one_or_none()
         if user is None:
-            _fail(f"no user {email}; create one with `casework user add`", 3)
-            return
+            fail(f"no user {email}; create one with `casework user add`", 3)
         value = auth.create_api_token(session, user, name=name, now=dt.datetime.now(dt.UTC))
         typer.echo(value)
         typer.echo(
