@@ -35,7 +35,6 @@ from starlette.staticfiles import StaticFiles
 from casework import allocation, auth
 from casework import deadlines as dl
 from casework import services as svc
-from casework.cli.users import user_for_set_password_token
 from casework.config import Settings
 from casework.contacts import display_phone
 from casework.models import (
@@ -767,7 +766,7 @@ async def _set_password_form(request: Request, token: str) -> FormData:
 
 
 def _set_password_user(session: Session, settings: Settings, token: str) -> User:
-    user = user_for_set_password_token(session, settings, token)
+    user = auth.user_for_set_password_token(session, settings, token)
     if user is None:
         raise PageError(
             404,
