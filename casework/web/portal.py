@@ -39,24 +39,24 @@ from casework.models import (
 )
 from casework.states import EVENT_LABELS, FINAL_STATES, PROVIDER_EVENTS, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
-from casework.web.pages import (
-    DEADLINE_LABELS,
-    DONE_MESSAGES,
-    STATE_LABELS,
-    PageError,
+from casework.web.pages.case_view import (
     build_case_view,
+    next_deadlines,
+    record_view,
+    refusal_page,
+)
+from casework.web.pages.common import (
+    PageError,
     event_form_values,
     forget_counts,
     form_text,
     form_version,
-    next_deadlines,
     not_found,
     rag_for,
-    record_view,
     redirect,
-    refusal_page,
     render,
 )
+from casework.web.pages.labels import DEADLINE_LABELS, DONE_MESSAGES, STATE_LABELS
 from casework.web.security import CheckedForm
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
