@@ -37,13 +37,14 @@ from casework.models import (
     User,
     UserSession,
 )
-from casework.states import EVENT_LABELS, FINAL_STATES, PROVIDER_EVENTS, CaseState
+from casework.states import FINAL_STATES, PROVIDER_EVENTS, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import (
     build_case_view,
     next_deadlines,
     record_view,
     refusal_page,
+    render_case_view,
 )
 from casework.web.pages.common import (
     PageError,
@@ -204,25 +205,18 @@ def portal_case_page(
         with_notices=False,
         events=portal_events(case, allocation_status),
     )
-    done_message = DONE_MESSAGES.get(done, "")
-    if not done_message and done in EVENT_LABELS:
-        done_message = f"{EVENT_LABELS[done]}: recorded."
-    return render(
+    return render_case_view(
         request,
         "portal/case.html",
-        {
-            "page_title": case.reference,
-            "view": view,
-            "awaiting_answer": allocation_status == AllocationStatus.offered,
-            "is_final": case.state in FINAL_STATES,
-            "errors": errors or {},
-            "open_event": open_event,
-            "values": values or {},
-            "banner": banner,
-            "banner_title": banner_title,
-            "done_message": done_message,
-        },
+        view,
         status_code=status_code,
+        errors=errors,
+        open_event=open_event,
+        values=values,
+        banner=banner,
+        banner_title=banner_title,
+        done=done,
+        extra={"awaiting_answer": allocation_status == AllocationStatus.offered},
     )
 
 
