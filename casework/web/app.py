@@ -50,7 +50,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.scheduler_status = {"running": False}
-    # The REST API answers its own errors as JSON (api.ApiRoute), so it needs no
+    # The REST API answers its own errors as JSON (api.common.ApiRoute), so it needs no
     # app-wide exception handler that could clash with the pages' error pages.
     app.include_router(api.router)
     app.include_router(webhooks.router)
