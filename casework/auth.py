@@ -4,6 +4,10 @@ Passwords are hashed with argon2. Sessions and API tokens are random secrets
 handed to the client once; only their SHA-256 is stored, so a copy of the
 database cannot be replayed as a login. Repeated failures lock an account for a
 while (throttling), and every session expires.
+
+A new user (or one who forgot their password) gets a one-time link instead of a
+password sent to them: a signed, expiring token that stops working once a password
+is set, because it is bound to the current password hash.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
-from casework.models import ApiToken, Provider, Role, User, UserSession
-from casework.services import Actor, NotFound, ValidationFailed
+from casework.config import Settings
+from casework.models import ApiToken, Role, User, UserSession
+from casework.services import Actor, ValidationFailed
 
 _hasher = PasswordHasher()
 
@@ -29,6 +36,8 @@ LOCKOUT = dt.timedelta(minutes=15)
 SESSION_IDLE = dt.timedelta(hours=2)
 SESSION_ABSOLUTE = dt.timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 12
+SET_PASSWORD_MAX_AGE = dt.timedelta(days=7)
+_SET_PASSWORD_SALT = "casework.set-password"
 
 
 class SignInFailed(Exception):
@@ -223,10 +232,39 @@ def actor_for(user: User, channel: str) -> Actor:
     )
 
 
-def provider_of(session: Session, user: User) -> Provider:
-    if user.provider_id is None:
-        raise NotFound("this user is not provider staff")
-    provider = session.get(Provider, user.provider_id)
-    if provider is None:
-        raise NotFound("provider not found")
-    return provider
+# --- One-time set-password links ------------------------------------------------------------
+
+
+def _set_password_serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key, salt=_SET_PASSWORD_SALT)
+
+
+def _hash_fingerprint(user: User) -> str:
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def make_set_password_token(settings: Settings, user: User) -> str:
+    """A link token valid for 7 days and only until the user's password changes."""
+    return _set_password_serializer(settings).dumps({"u": user.id, "h": _hash_fingerprint(user)})
+
+
+def user_for_set_password_token(session: Session, settings: Settings, token: str) -> User | None:
+    """The user a set-password token is for, or None if forged, expired or already used."""
+    try:
+        payload: Any = _set_password_serializer(settings).loads(
+            token, max_age=int(SET_PASSWORD_MAX_AGE.total_seconds())
+        )
+    except BadSignature:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    user = session.get(User, payload.get("u"))
+    if user is None or not user.active or payload.get("h") != _hash_fingerprint(user):
+        return None
+    return user
+
+
+def set_password_url(settings: Settings, user: User) -> str:
+    return (
+        f"{settings.public_url.rstrip('/')}/set-password/{make_set_password_token(settings, user)}"
+    )

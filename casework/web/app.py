@@ -50,7 +50,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.scheduler_status = {"running": False}
-    # The REST API answers its own errors as JSON (api.ApiRoute), so it needs no
+    # The REST API answers its own errors as JSON (api.common.ApiRoute), so it needs no
     # app-wide exception handler that could clash with the pages' error pages.
     app.include_router(api.router)
     app.include_router(webhooks.router)
@@ -69,9 +69,11 @@ def create_app(
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
-    # Pages, provider portal, /assets and /static, error pages, security headers.
-    from casework.web.pages import install as install_pages
+    # Pages, /assets and /static, error pages, security headers; then the provider portal,
+    # which reuses the pages' case view (and their error pages).
+    from casework.web import pages, portal
 
-    install_pages(app)
+    pages.install(app)
+    app.include_router(portal.router)
 
     return app

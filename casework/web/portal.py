@@ -26,7 +26,7 @@ from sqlmodel import Session, col
 
 from casework import auth
 from casework import services as svc
-from casework.cases.effects import EVENT_LABELS, PROVIDER_EVENTS
+from casework.cases.effects import PROVIDER_EVENTS
 from casework.config import Settings
 from casework.models import (
     Allocation,
@@ -40,24 +40,25 @@ from casework.models import (
 )
 from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
-from casework.web.pages import (
-    DEADLINE_LABELS,
-    DONE_MESSAGES,
-    STATE_LABELS,
-    PageError,
+from casework.web.pages.case_view import (
     build_case_view,
+    next_deadlines,
+    record_view,
+    refusal_page,
+    render_case_view,
+)
+from casework.web.pages.common import (
+    PageError,
     event_form_values,
     forget_counts,
     form_text,
     form_version,
-    next_deadlines,
     not_found,
     rag_for,
-    record_view,
     redirect,
-    refusal_page,
     render,
 )
+from casework.web.pages.labels import DEADLINE_LABELS, DONE_MESSAGES, STATE_LABELS
 from casework.web.security import CheckedForm
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
@@ -205,25 +206,18 @@ def portal_case_page(
         with_notices=False,
         events=portal_events(case, allocation_status),
     )
-    done_message = DONE_MESSAGES.get(done, "")
-    if not done_message and done in EVENT_LABELS:
-        done_message = f"{EVENT_LABELS[done]}: recorded."
-    return render(
+    return render_case_view(
         request,
         "portal/case.html",
-        {
-            "page_title": case.reference,
-            "view": view,
-            "awaiting_answer": allocation_status == AllocationStatus.offered,
-            "is_final": case.state in FINAL_STATES,
-            "errors": errors or {},
-            "open_event": open_event,
-            "values": values or {},
-            "banner": banner,
-            "banner_title": banner_title,
-            "done_message": done_message,
-        },
+        view,
         status_code=status_code,
+        errors=errors,
+        open_event=open_event,
+        values=values,
+        banner=banner,
+        banner_title=banner_title,
+        done=done,
+        extra={"awaiting_answer": allocation_status == AllocationStatus.offered},
     )
 
 

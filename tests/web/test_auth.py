@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlmodel import col
 from typer.testing import CliRunner
 
-from casework import auth, cli_users
+from casework import auth
+from casework.cli import users as cli_users
 from casework.config import load_settings
 from casework.models import ApiToken, User, UserSession
 from casework.web.app import create_app
@@ -237,7 +238,7 @@ def test_pages_have_no_inline_scripts_or_styles(web: Web) -> None:
 def test_a_one_time_link_sets_the_password_once(web: Web) -> None:
     with web.session() as s:
         user = auth.create_user(s, email="new.adviser@ias.example.org", role="adviser", now=START)
-        link = cli_users.set_password_url(web.settings, user)
+        link = auth.set_password_url(web.settings, user)
     path = link.removeprefix(web.settings.public_url.rstrip("/"))
     browser = web.browser()
     page = browser.get(path)

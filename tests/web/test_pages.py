@@ -14,7 +14,7 @@ from sqlmodel import col
 
 from casework import services as svc
 from casework.models import Allocation, Case, CaseEvent, Deadline, Notice
-from casework.web.pages import rag_for
+from casework.web.pages.common import rag_for
 from tests.conftest import ADVISER, at
 from tests.factories import advance, create_case
 from tests.web.conftest import START, Web, events_of, make_case, reload

@@ -2,69 +2,29 @@
 
 Passwords are typed at a hidden prompt (twice), never given as an argument, so
 they do not end up in shell history. ``--one-time-link`` instead prints a link the
-person opens to choose their own password: a signed, expiring token that stops
-working once a password is set, because it is bound to the current password hash.
+person opens to choose their own password (:func:`casework.auth.set_password_url`).
 API tokens are printed once; only their hash is stored.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import auth
+from casework.cli.common import fail
 from casework.config import Settings, get_settings
 from casework.db import ensure_schema, get_engine, session_scope
 from casework.models import Provider, Role, User
 from casework.services import CaseworkError, sync_providers
 
-SET_PASSWORD_MAX_AGE = dt.timedelta(days=7)
-_SALT = "casework.set-password"
-
 user_app = typer.Typer(help="People who sign in, and API tokens.", no_args_is_help=True)
-
-
-def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=_SALT)
-
-
-def _hash_fingerprint(user: User) -> str:
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
-
-
-def make_set_password_token(settings: Settings, user: User) -> str:
-    """A link token valid for 7 days and only until the user's password changes."""
-    return _serializer(settings).dumps({"u": user.id, "h": _hash_fingerprint(user)})
-
-
-def user_for_set_password_token(session: Session, settings: Settings, token: str) -> User | None:
-    """The user a set-password token is for, or None if forged, expired or already used."""
-    try:
-        payload: Any = _serializer(settings).loads(
-            token, max_age=int(SET_PASSWORD_MAX_AGE.total_seconds())
-        )
-    except BadSignature:
-        return None
-    if not isinstance(payload, dict):
-        return None
-    user = session.get(User, payload.get("u"))
-    if user is None or not user.active or payload.get("h") != _hash_fingerprint(user):
-        return None
-    return user
-
-
-def set_password_url(settings: Settings, user: User) -> str:
-    return (
-        f"{settings.public_url.rstrip('/')}/set-password/{make_set_password_token(settings, user)}"
-    )
 
 
 @contextmanager
@@ -75,11 +35,6 @@ def _session() -> Iterator[tuple[Session, Settings]]:
     with session_scope(engine) as session:
         sync_providers(session, settings)
         yield session, settings
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @user_app.command("add")
@@ -99,7 +54,7 @@ def add(
 ) -> None:
     """Create a user; the password is prompted (twice) or set through a one-time link."""
     if role not in Role.__members__:
-        _fail(f"--role must be one of {', '.join(Role)}")
+        fail(f"--role must be one of {', '.join(Role)}")
     password = None
     if not one_time_link:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -116,8 +71,7 @@ def add(
             )
         except CaseworkError as exc:
             session.rollback()
-            _fail(str(exc), exc.exit_code)
-            return
+            fail(str(exc), exc.exit_code)
         where = ""
         if user.provider_id is not None:
             p = session.get(Provider, user.provider_id)
@@ -126,7 +80,7 @@ def add(
         if one_time_link:
             typer.echo(
                 "Send this link to them (valid for 7 days, once):\n"
-                f"{set_password_url(settings, user)}"
+                f"{auth.set_password_url(settings, user)}"
             )
 
 
@@ -138,9 +92,8 @@ def link(email: Annotated[str, typer.Argument(help="The user's email address.")]
             select(User).where(col(User.email) == email.strip().lower())
         ).scalar_one_or_none()
         if user is None:
-            _fail(f"no user {email}; `casework user list` shows them", 3)
-            return
-        typer.echo(set_password_url(settings, user))
+            fail(f"no user {email}; `casework user list` shows them", 3)
+        typer.echo(auth.set_password_url(settings, user))
 
 
 @user_app.command("token")
@@ -154,8 +107,7 @@ def token(
             select(User).where(col(User.email) == email.strip().lower())
         ).scalar_one_or_none()
         if user is None:
-            _fail(f"no user {email}; create one with `casework user add`", 3)
-            return
+            fail(f"no user {email}; create one with `casework user add`", 3)
         value = auth.create_api_token(session, user, name=name, now=dt.datetime.now(dt.UTC))
         typer.echo(value)
         typer.echo(

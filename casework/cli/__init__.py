@@ -1,0 +1,38 @@
+"""The operator CLI: every use case from a terminal, for people and for tests.
+
+Every command takes ``--json``; refusals exit non-zero with one line saying what to
+do (see :mod:`casework.cli.common` for the exit codes). The commands live by area:
+:mod:`~casework.cli.cases` (cases and deadlines), :mod:`~casework.cli.users` (people
+and API tokens) and :mod:`~casework.cli.ops` (database, calendar, serving, the
+scheduler, the outbox). Registration order here is the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from casework.cli import cases, ops
+from casework.cli.users import user_app
+
+app = typer.Typer(
+    help="casework: SEND disagreement-resolution and mediation cases and their legal clocks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(ops.db_app, name="db")
+app.add_typer(cases.case_app, name="case")
+app.add_typer(ops.calendar_app, name="calendar")
+app.add_typer(user_app, name="user")
+app.command("deadlines")(cases.deadlines_cmd)
+app.command("serve")(ops.serve)
+app.command("tick")(ops.tick)
+app.command("digest")(ops.digest)
+app.command("worker")(ops.worker)
+app.add_typer(ops.notices_app, name="notices")
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,117 @@
+"""What every CLI command shares: ``--json`` and ``--at``, exit codes, the session.
+
+Bad input exits non-zero with one line that says what to do: 2 for a refused
+transition or invalid data, 3 for something not found, 4 for a conflict with a
+concurrent change, 5 for a database that cannot be brought to the current schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from casework import deadlines as dl
+from casework import services as svc
+from casework.config import Settings, get_settings
+from casework.db import ensure_schema, get_engine, session_scope
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        help="When this happened: ISO date-time; without a zone it is London time. Default now.",
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Turn refusals into one line on stderr and a meaningful exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except svc.CaseworkError as exc:
+            fail(str(exc), exc.exit_code)
+        except ValueError as exc:
+            fail(str(exc), 2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_at(value: str | None) -> dt.datetime:
+    """An instant from ``--at``; naive values are London wall-clock time."""
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            moment = dt.datetime.combine(dt.date.fromisoformat(text), dt.time(12, 0))
+        else:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(
+            f"--at {value!r} is not an ISO date-time;"
+            " use e.g. 2026-11-27T10:00 or 2026-11-27T10:00Z"
+        )
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dl.LONDON)
+    return moment.astimezone(dt.UTC)
+
+
+def parse_date(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        fail(f"{option} {value!r} is not a date; use YYYY-MM-DD")
+
+
+def cli_actor() -> svc.Actor:
+    name = os.environ.get("CASEWORK_ACTOR") or getpass.getuser()
+    return svc.Actor(id=f"cli:{name}", role="adviser", channel="cli")
+
+
+def ready_engine(settings: Settings) -> Engine:
+    """The engine, its schema current; a freshly migrated embedded database also gets the
+    configured providers, exactly as `casework db upgrade` would load them."""
+    engine = get_engine(settings)
+    try:
+        migrated = ensure_schema(engine)
+    except RuntimeError as exc:
+        fail(str(exc), 5)
+    if migrated:
+        with session_scope(engine) as session:
+            svc.sync_providers(session, settings)
+    return engine
+
+
+@contextmanager
+def open_session() -> Iterator[tuple[Session, Settings]]:
+    settings = get_settings()
+    with session_scope(ready_engine(settings)) as session:
+        yield session, settings
+
+
+def emit(payload: Any, as_json: bool, text: str | Callable[[], str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        typer.echo(text() if callable(text) else text)

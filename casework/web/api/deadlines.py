@@ -1,0 +1,65 @@
+"""``/deadlines``: the legal clocks across the cases this token can see."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+from sqlalchemy.sql import ColumnElement
+from sqlmodel import col
+
+from casework import deadlines as dl
+from casework.models import Case, Deadline, DeadlineStatus
+from casework.web.api.common import (
+    ApiRoute,
+    ApiUser,
+    Limit,
+    Offset,
+    is_provider,
+    of_provider_cases,
+    page_of,
+)
+from casework.web.api.schemas import DeadlinePageOut, DeadlineRowOut
+from casework.web.api.views import deadline_out
+from casework.web.deps import NowDep, SessionDep
+
+router = APIRouter(route_class=ApiRoute)
+
+
+@router.get("/deadlines", response_model=DeadlinePageOut, summary="Deadlines, soonest first")
+def list_deadlines(
+    user: ApiUser,
+    session: SessionDep,
+    now: NowDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    status: Annotated[
+        DeadlineStatus, Query(description="open, met, missed or cancelled")
+    ] = DeadlineStatus.open,
+    due_before: Annotated[
+        dt.date | None, Query(description="Only deadlines due before this date")
+    ] = None,
+) -> DeadlinePageOut:
+    """Deadlines on the cases this token can see, each with how it was worked out."""
+    conditions: list[ColumnElement[bool]] = [col(Deadline.status) == status.value]
+    if is_provider(user):
+        conditions.append(of_provider_cases(Deadline.case_id, user))
+    if due_before is not None:
+        conditions.append(col(Deadline.due_date) < due_before)
+    rows, total = page_of(
+        session,
+        select(Deadline, col(Case.reference))
+        .join(Case, col(Case.id) == col(Deadline.case_id))
+        .order_by(col(Deadline.due_at), col(Deadline.id)),
+        Deadline,
+        conditions,
+        limit,
+        offset,
+    )
+    today = dl.local_date(now)
+    items = [
+        DeadlineRowOut(reference=ref, **deadline_out(d, today).model_dump()) for d, ref in rows
+    ]
+    return DeadlinePageOut(items=items, total=total, limit=limit, offset=offset)

@@ -1,0 +1,79 @@
+"""``/notices``: the outbox and each notice's delivery."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+from sqlalchemy.sql import ColumnElement
+from sqlmodel import col
+
+from casework.models import Case, Notice, NoticeStatus
+from casework.web.api.common import (
+    ApiRoute,
+    ApiUser,
+    Limit,
+    Offset,
+    is_provider,
+    of_provider_cases,
+    page_of,
+    visible_case,
+)
+from casework.web.api.schemas import NoticeOut, NoticePageOut
+from casework.web.deps import SessionDep
+
+router = APIRouter(route_class=ApiRoute)
+
+
+@router.get("/notices", response_model=NoticePageOut, summary="Notices and their delivery status")
+def list_notices(
+    user: ApiUser,
+    session: SessionDep,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    case: Annotated[
+        str | None, Query(max_length=32, description="Only this case's notices (reference)")
+    ] = None,
+    status: Annotated[NoticeStatus | None, Query(description="Only notices in this status")] = None,
+) -> NoticePageOut:
+    """Newest first. Provider staff see only the notices sent to their provider."""
+    conditions: list[ColumnElement[bool]] = []
+    if is_provider(user):
+        conditions.append(of_provider_cases(Notice.case_id, user))
+        conditions.append(col(Notice.recipient_role) == "provider")
+    if case is not None:
+        found = visible_case(session, user, case)
+        conditions.append(col(Notice.case_id) == found.id)
+    if status is not None:
+        conditions.append(col(Notice.status) == status.value)
+    rows, total = page_of(
+        session,
+        select(Notice, col(Case.reference))
+        .outerjoin(Case, col(Case.id) == col(Notice.case_id))
+        .order_by(col(Notice.id).desc()),
+        Notice,
+        conditions,
+        limit,
+        offset,
+    )
+    items = [
+        NoticeOut(
+            id=n.public_id,
+            reference=ref,
+            template=n.template,
+            recipient_role=n.recipient_role,
+            channel=n.channel,
+            to_address=n.to_address,
+            subject=n.subject,
+            status=n.status,
+            not_before=n.not_before,
+            attempts=n.attempts,
+            created_at=n.created_at,
+            sent_at=n.sent_at,
+            delivered_at=n.delivered_at,
+            last_error=n.last_error,
+        )
+        for n, ref in rows
+    ]
+    return NoticePageOut(items=items, total=total, limit=limit, offset=offset)

@@ -1,0 +1,130 @@
+"""The adviser's pages, sign-in and sign-out, and the manager's page.
+
+Server-rendered GOV.UK Design System pages that work without JavaScript, one module
+per screen: :mod:`.sign_in`, :mod:`.dashboard`, :mod:`.intake`, :mod:`.case` and
+:mod:`.manager`, over :mod:`.common` (rendering, errors, forms), :mod:`.labels` (the
+words people read) and :mod:`.case_view` (the case as a page shows it, which the
+provider portal reuses). Refusals from the services (``CaseworkError``) come back as
+the same page with the message beside the field or in a banner, never as a 500.
+
+Reach: advisers, managers and admins use these pages; provider staff are sent to
+the portal (:mod:`casework.web.portal`, added by the app beside these pages) and get
+404 on any case URL here, so a reference they were not given is not confirmed to exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from casework import services as svc
+from casework.config import Settings
+from casework.web import assets
+from casework.web.deps import SESSION_COOKIE, NotSignedIn
+from casework.web.pages import case, dashboard, intake, manager, sign_in
+from casework.web.pages.common import PageError, redirect, render
+from casework.web.security import CsrfFailed, SecurityHeadersMiddleware
+
+# Order matters: /cases/new (intake) must be matched before /cases/{reference}.
+router = APIRouter(include_in_schema=False)
+for _screen in (sign_in, dashboard, intake, case, manager):
+    router.include_router(_screen.router)
+
+
+class OptionalStaticFiles(StaticFiles):
+    """Static files whose folder may not exist yet (assets not installed): 404, not 500."""
+
+    async def check_config(self) -> None:
+        if self.directory is not None and not Path(self.directory).is_dir():
+            return
+        await super().check_config()
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def install(app: FastAPI) -> None:
+    """Add the pages, the assets, the error pages and the security headers."""
+    settings: Settings = app.state.settings
+    if settings.environment != "test":
+        warning = assets.ensure_assets(quiet=True)
+        if warning:
+            import logging
+
+            logging.getLogger(__name__).warning(warning)
+            print(f"warning: {warning}")
+
+    app.include_router(router)
+    # /assets/govuk/... is the package's dist (CSS, JS); /assets/... its fonts and images,
+    # which is where the compiled CSS looks for them.
+    app.mount(
+        "/assets/govuk",
+        OptionalStaticFiles(directory=assets.GOVUK_DIST, check_dir=False),
+        name="govuk",
+    )
+    app.mount(
+        "/assets",
+        OptionalStaticFiles(directory=assets.GOVUK_DIST / "assets", check_dir=False),
+        name="assets",
+    )
+    app.mount("/static", StaticFiles(directory=assets.STATIC_DIR), name="static")
+
+    @app.exception_handler(NotSignedIn)
+    async def _not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        target = request.url.path
+        if request.url.query and request.method == "GET":
+            target += "?" + request.url.query
+        params = {"next": target}
+        if request.cookies.get(SESSION_COOKIE):
+            params["expired"] = "1"
+        response = redirect("/sign-in?" + urlencode(params))
+        if request.cookies.get(SESSION_COOKIE):
+            response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.exception_handler(CsrfFailed)
+    async def _csrf_failed(request: Request, exc: CsrfFailed) -> Response:
+        return render(
+            request,
+            "error.html",
+            {
+                "page_title": "This form could not be sent",
+                "message": (
+                    "The form was out of date or did not come from this service, so nothing"
+                    " was changed. Go back, reload the page and try again."
+                ),
+            },
+            status_code=403,
+        )
+
+    @app.exception_handler(PageError)
+    async def _page_error(request: Request, exc: PageError) -> Response:
+        return render(
+            request,
+            "error.html",
+            {"page_title": exc.title, "message": exc.message},
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(svc.CaseworkError)
+    async def _casework_error(request: Request, exc: svc.CaseworkError) -> Response:
+        # Pages handle refusals where they happen; this is the safety net so a refusal
+        # is never a 500. API paths get JSON with the same message.
+        if _wants_json(request):
+            return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+        return render(
+            request,
+            "error.html",
+            {"page_title": "That cannot be done", "message": str(exc)},
+            status_code=exc.http_status,
+        )
+
+    app.add_middleware(SecurityHeadersMiddleware)
+
+
+__all__ = ["install", "router"]

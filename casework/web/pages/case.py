@@ -1,0 +1,321 @@
+"""The adviser's case page: events, allocation and corrections to the case's facts.
+
+Provider staff get 404 on any case URL here (not 403), so a reference they were not
+given is not confirmed to exist; their pages are the portal's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from casework import allocation, auth
+from casework import services as svc
+from casework.config import Settings
+from casework.models import Case, Provider, User, UserSession
+from casework.web.deps import NowDep, PageUserDep, SessionDep
+from casework.web.pages.case_view import (
+    build_case_view,
+    can_allocate,
+    load_case,
+    record_view,
+    refusal_page,
+    render_case_view,
+)
+from casework.web.pages.common import (
+    date_from_parts,
+    date_parts,
+    event_form_values,
+    forget_counts,
+    form_text,
+    form_version,
+    not_found,
+    redirect,
+    render,
+    require_staff,
+)
+from casework.web.pages.labels import DECISION_TYPE_LABELS, STATE_LABELS
+from casework.web.security import CheckedForm
+
+router = APIRouter(include_in_schema=False)
+
+
+def _staff_case(session: Session, signed_in: tuple[User, UserSession], reference: str) -> Any:
+    require_staff(signed_in, case_page=True)
+    found = load_case(session, reference)
+    if found is None:
+        raise not_found()
+    return found
+
+
+def case_page(
+    request: Request,
+    session: Session,
+    user: User,
+    now: dt.datetime,
+    reference: str,
+    *,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    open_event: str | None = None,
+    values: dict[str, Any] | None = None,
+    banner: str = "",
+    banner_title: str = "",
+    done: str = "",
+    record: bool = False,
+) -> HTMLResponse:
+    """The adviser's case page, optionally re-rendered with one form's errors."""
+    found = load_case(session, reference)
+    if found is None:
+        raise not_found()
+    case, family = found
+    if record:
+        record_view(session, case, user, now, "web")
+    return render_case_view(
+        request,
+        "case.html",
+        build_case_view(session, case, family, now),
+        status_code=status_code,
+        errors=errors,
+        open_event=open_event,
+        values=values,
+        banner=banner,
+        banner_title=banner_title,
+        done=done,
+        extra={
+            "can_allocate": can_allocate(case),
+            "decision_types": list(DECISION_TYPE_LABELS.items()),
+        },
+    )
+
+
+@router.get("/cases/{reference}")
+def case_get(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    reference: str,
+    done: str = "",
+) -> Response:
+    user = require_staff(signed_in, case_page=True)
+    return case_page(request, session, user, now, reference, done=done, record=True)
+
+
+@router.post("/cases/{reference}/events/{event}")
+def case_event_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+    event: str,
+) -> Response:
+    user = require_staff(signed_in, case_page=True)
+    settings: Settings = request.app.state.settings
+    found = _staff_case(session, signed_in, reference)
+    case: Case = found[0]
+    fields = dict(svc.allowed_events(case)).get(event)
+    typed: dict[str, Any] = {}
+    try:
+        if fields is None:
+            # Not offered now: the version check first, so a stale form says "changed".
+            version = form_version(form)
+            if version is not None and version != case.version:
+                raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+            raise svc.describe_refusal(case, event)
+        raw = event_form_values(form, fields, typed)
+        svc.advance(
+            session,
+            case.reference,
+            event,
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            settings=settings,
+            data=raw,
+            expected_version=form_version(form),
+        )
+    except svc.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event=event,
+            values=typed,
+            render_case=case_page,
+        )
+    forget_counts(request)
+    return redirect(f"/cases/{quote(case.reference)}?done={quote(event)}")
+
+
+def allocate_page(
+    request: Request,
+    session: Session,
+    user: User,
+    now: dt.datetime,
+    reference: str,
+    *,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+    banner: str = "",
+    banner_title: str = "",
+    **_: Any,
+) -> HTMLResponse:
+    """Choose a provider, with the rules' suggestion and why.
+
+    A page of its own rather than part of the case page: the suggestion counts
+    every provider's open cases, which the case page should not pay for on every
+    view.
+    """
+    found = load_case(session, reference)
+    if found is None:
+        raise not_found()
+    case, _family = found
+    settings: Settings = request.app.state.settings
+    suggestion = None
+    if can_allocate(case):
+        try:
+            suggestion = allocation.suggest(session, case, settings)
+        except svc.CaseworkError:
+            suggestion = None
+    current = svc.live_allocation(session, case)
+    providers = list(
+        session.execute(
+            select(Provider).where(col(Provider.active)).order_by(col(Provider.name))
+        ).scalars()
+    )
+    return render(
+        request,
+        "allocate.html",
+        {
+            "page_title": f"Allocate {case.reference}",
+            "case": case,
+            "current": session.get(Provider, current.provider_id) if current else None,
+            "suggestion": suggestion,
+            "providers": [(p.code, p.name) for p in providers],
+            "can_allocate": can_allocate(case),
+            "errors": errors or {},
+            "values": values or {},
+            "banner": banner,
+            "banner_title": banner_title,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/cases/{reference}/allocate")
+def case_allocate_get(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    reference: str,
+) -> Response:
+    user = require_staff(signed_in, case_page=True)
+    return allocate_page(request, session, user, now, reference)
+
+
+@router.post("/cases/{reference}/allocate")
+def case_allocate_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    user = require_staff(signed_in, case_page=True)
+    settings: Settings = request.app.state.settings
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values = {n: form_text(form, n) for n in ("provider", "preferred", "note", "override_reason")}
+    try:
+        version = form_version(form)
+        if version is not None and version != case.version:
+            raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+        if not values["provider"]:
+            raise svc.ValidationFailed("Choose the provider to allocate", field="provider")
+        # The rules decide whether this choice needs a reason (it departs from the
+        # suggestion worked out now); see casework.allocation.
+        allocation.allocate(
+            session,
+            case.reference,
+            values["provider"],
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            settings=settings,
+            note=values["note"],
+            override_reason=values["override_reason"],
+            preferred=values["preferred"] or None,
+        )
+    except svc.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request, session, user, now, reference, exc, values=values, render_case=allocate_page
+        )
+    forget_counts(request)
+    return redirect(f"/cases/{quote(case.reference)}?done=allocated")
+
+
+@router.post("/cases/{reference}/facts")
+def case_facts_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    user = require_staff(signed_in, case_page=True)
+    settings: Settings = request.app.state.settings
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {
+        "decision_type": form_text(form, "decision_type"),
+        "note": form_text(form, "note"),
+        "decision_date_parts": date_parts(form, "decision_date"),
+    }
+    try:
+        version = form_version(form)
+        if version is not None and version != case.version:
+            raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+        decision_date = date_from_parts(
+            values["decision_date_parts"], "decision_date", "The decision date"
+        )
+        decision_type = values["decision_type"] or None
+        if decision_type == case.decision_type:
+            decision_type = None
+        svc.update_case_facts(
+            session,
+            case.reference,
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            settings=settings,
+            decision_date=decision_date,
+            decision_type=decision_type,
+            note=values["note"],
+        )
+    except svc.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event="facts",
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(case.reference)}?done=facts")

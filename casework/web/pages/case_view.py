@@ -1,0 +1,373 @@
+"""The case as a page shows it, shared by the adviser's case page and the provider portal.
+
+:func:`build_case_view` loads everything the page shows; :func:`render_case_view` renders
+it with the page's form state, so the two doors differ only in what they load (the
+portal: its own provider's case, no notices, only provider actions) and the extras
+their templates need.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from casework import auth
+from casework import services as svc
+from casework.cases.effects import EVENT_LABELS
+from casework.cases.fields import EventField
+from casework.models import (
+    Allocation,
+    Case,
+    CaseEvent,
+    Deadline,
+    DeadlineStatus,
+    Notice,
+    Person,
+    Provider,
+    User,
+)
+from casework.states import FINAL_STATES, CaseKind, CaseState
+from casework.web.pages.common import RagStatus, not_found, rag_for, render
+from casework.web.pages.labels import (
+    CHOICE_LABELS,
+    DEADLINE_LABELS,
+    DECISION_TYPE_LABELS,
+    DONE_MESSAGES,
+    STATE_LABELS,
+    VIEW_EVENT,
+    event_label,
+    fmt_date,
+    fmt_datetime,
+)
+
+
+@dataclass
+class DeadlineRow:
+    deadline: Deadline
+    label: str
+    rag: RagStatus | None
+
+
+@dataclass
+class TimelineEntry:
+    at: dt.datetime
+    title: str
+    who: str = ""
+    channel: str = ""
+    detail: list[tuple[str, str]] = field(default_factory=list)
+    note: str = ""
+    status: str = ""
+    change: str = ""
+
+
+@dataclass
+class CaseView:
+    """Everything the case page shows, loaded in a handful of indexed queries."""
+
+    case: Case
+    family: Person | None
+    provider: Provider | None
+    allocation: Allocation | None
+    allocation_provider: Provider | None
+    deadlines: list[DeadlineRow]
+    timeline: list[TimelineEntry]
+    views: list[CaseEvent]
+    view_count: int
+    actions: list[tuple[str, str, tuple[EventField, ...]]]
+
+
+def load_case(session: Session, reference: str) -> tuple[Case, Person | None] | None:
+    row = session.execute(
+        select(Case, Person)
+        .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+        .where(col(Case.reference) == reference.strip().upper())
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+def record_view(session: Session, case: Case, user: User, now: dt.datetime, channel: str) -> None:
+    """Every look at a child's case is in its audit trail (who, when, through which door).
+
+    A separate row per view, not a counter, because the trail must say who looked;
+    the page shows views collapsed so the timeline does not drown in them.
+
+    The page's reads are committed first, so the write starts its own transaction:
+    on SQLite a read transaction that later writes is refused outright (not queued)
+    when another request wrote in between.
+    """
+    session.commit()
+    session.add(
+        CaseEvent(
+            case_id=case.id,  # type: ignore[arg-type]
+            at=now,
+            actor=auth.actor_for(user, channel).id,
+            event=VIEW_EVENT,
+            from_state=case.state,
+            to_state=case.state,
+            data={},
+            channel=channel,
+            note="",
+        )
+    )
+    session.commit()
+
+
+def _event_detail(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for key, value in data.items():
+        if key == "note" or value in (None, "", False):
+            continue
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            value = fmt_date(dt.date.fromisoformat(value))
+        elif value is True:
+            value = "yes"
+        elif isinstance(value, str):
+            value = CHOICE_LABELS.get(value, DECISION_TYPE_LABELS.get(value, value))
+        out.append((key.replace("_", " ").capitalize(), str(value)))
+    return out
+
+
+def _event_entry(e: CaseEvent) -> TimelineEntry:
+    change = ""
+    if e.from_state and e.to_state and e.from_state != e.to_state:
+        change = (
+            f"{STATE_LABELS.get(e.from_state, e.from_state)} → "
+            f"{STATE_LABELS.get(e.to_state, e.to_state)}"
+        )
+    return TimelineEntry(
+        at=e.at,
+        title=event_label(e.event),
+        who=e.actor,
+        channel=e.channel,
+        detail=_event_detail(e.data or {}),
+        note=e.note,
+        change=change,
+    )
+
+
+def _notice_entry(n: Notice) -> TimelineEntry:
+    detail = [("To", f"{n.recipient_role} by {n.channel}")]
+    if n.sent_at:
+        detail.append(("Sent", fmt_datetime(n.sent_at)))
+    if n.delivered_at:
+        detail.append(("Delivered", fmt_datetime(n.delivered_at)))
+    if n.status in ("failed",) and n.last_error:
+        detail.append(("Problem", n.last_error[:200]))
+    if n.not_before and n.status == "queued":
+        detail.append(("Not before", fmt_datetime(n.not_before)))
+    return TimelineEntry(
+        at=n.created_at,
+        title=f"Notice: {n.template.replace('_', ' ')}",
+        detail=detail,
+        status=n.status,
+    )
+
+
+def build_case_view(
+    session: Session,
+    case: Case,
+    family: Person | None,
+    now: dt.datetime,
+    *,
+    with_notices: bool = True,
+    events: Iterable[str] | None = None,
+) -> CaseView:
+    """Load the case page: allocation, deadlines with RAG, timeline, views, next actions.
+
+    ``events`` limits the offered actions (the portal offers only the provider's).
+    """
+    provider = session.get(Provider, case.provider_id) if case.provider_id else None
+    allocation = svc.live_allocation(session, case)
+    allocation_provider = (
+        session.get(Provider, allocation.provider_id) if allocation is not None else None
+    )
+    deadlines = [
+        DeadlineRow(d, DEADLINE_LABELS.get(d.kind, d.kind), rag_for(d, now))
+        for d in svc.case_deadlines(session, case)
+    ]
+    # Open clocks first, soonest first; then the closed ones, latest first.
+    deadlines.sort(
+        key=lambda r: (
+            r.deadline.status != DeadlineStatus.open,
+            r.deadline.due_at if r.deadline.status == DeadlineStatus.open else dt.datetime.min,
+        )
+    )
+    history = list(
+        session.execute(
+            select(CaseEvent)
+            .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) != VIEW_EVENT)
+            .order_by(col(CaseEvent.id))
+        ).scalars()
+    )
+    timeline = [_event_entry(e) for e in history]
+    if with_notices:
+        notices = session.execute(
+            select(Notice).where(col(Notice.case_id) == case.id).order_by(col(Notice.created_at))
+        ).scalars()
+        timeline += [_notice_entry(n) for n in notices]
+    timeline.sort(key=lambda t: t.at, reverse=True)
+    view_count = int(
+        session.execute(
+            select(func.count())
+            .select_from(CaseEvent)
+            .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == VIEW_EVENT)
+        ).scalar_one()
+    )
+    views = list(
+        session.execute(
+            select(CaseEvent)
+            .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == VIEW_EVENT)
+            .order_by(col(CaseEvent.id).desc())
+            .limit(10)
+        ).scalars()
+    )
+    wanted = set(events) if events is not None else None
+    actions = [
+        (event, EVENT_LABELS.get(event, event), fields)
+        for event, fields in svc.allowed_events(case)
+        if wanted is None or event in wanted
+    ]
+    return CaseView(
+        case=case,
+        family=family,
+        provider=provider,
+        allocation=allocation,
+        allocation_provider=allocation_provider,
+        deadlines=deadlines,
+        timeline=timeline,
+        views=views,
+        view_count=view_count,
+        actions=actions,
+    )
+
+
+def can_allocate(case: Case) -> bool:
+    if case.state in FINAL_STATES:
+        return False
+    return not (
+        case.kind == CaseKind.mediation
+        and case.state in (CaseState.declined, CaseState.certificate_issued, CaseState.appeal_ready)
+    )
+
+
+def next_deadlines(session: Session, case_ids: Sequence[int]) -> dict[int, Deadline]:
+    """The soonest open deadline of each case, in ONE query for the whole page."""
+    if not case_ids:
+        return {}
+    rows = session.execute(
+        select(Deadline)
+        .where(col(Deadline.case_id).in_(case_ids), col(Deadline.status) == DeadlineStatus.open)
+        .order_by(col(Deadline.case_id), col(Deadline.due_at))
+    ).scalars()
+    soonest: dict[int, Deadline] = {}
+    for d in rows:
+        soonest.setdefault(d.case_id, d)
+    return soonest
+
+
+def done_message(done: str) -> str:
+    """The green banner after a change (``?done=...``): a named outcome or an event."""
+    if done in DONE_MESSAGES:
+        return DONE_MESSAGES[done]
+    if done in EVENT_LABELS:
+        return f"{EVENT_LABELS[done]}: recorded."
+    return ""
+
+
+def render_case_view(
+    request: Request,
+    template: str,
+    view: CaseView,
+    *,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    open_event: str | None = None,
+    values: dict[str, Any] | None = None,
+    banner: str = "",
+    banner_title: str = "",
+    done: str = "",
+    extra: Mapping[str, Any] | None = None,
+) -> HTMLResponse:
+    """A case page (adviser's or portal's), optionally re-rendered with one form's errors."""
+    return render(
+        request,
+        template,
+        {
+            "page_title": view.case.reference,
+            "view": view,
+            "is_final": view.case.state in FINAL_STATES,
+            "errors": errors or {},
+            "open_event": open_event,
+            "values": values or {},
+            "banner": banner,
+            "banner_title": banner_title,
+            "done_message": done_message(done),
+            **(extra or {}),
+        },
+        status_code=status_code,
+    )
+
+
+def refusal_page(
+    request: Request,
+    session: Session,
+    user: User,
+    now: dt.datetime,
+    reference: str,
+    exc: svc.CaseworkError,
+    *,
+    open_event: str | None = None,
+    values: dict[str, Any] | None = None,
+    render_case: Callable[..., HTMLResponse],
+) -> HTMLResponse:
+    """Turn a refusal from a use case into the same page with the message where it belongs.
+
+    ``render_case`` draws that page (the adviser's case or allocation page, the
+    portal's case page) with the arguments of :func:`render_case_view`.
+    """
+    if isinstance(exc, svc.NotFound):
+        raise not_found()
+    if isinstance(exc, svc.ValidationFailed):
+        return render_case(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            status_code=422,
+            errors={exc.field or "_form": str(exc)},
+            open_event=open_event,
+            values=values,
+        )
+    if isinstance(exc, svc.Conflict):
+        return render_case(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            status_code=409,
+            banner=(
+                f"Someone else changed this case while you were looking at it. {exc} "
+                "Nothing you entered was saved: check the case below and try again."
+            ),
+            banner_title="Someone else changed this case",
+        )
+    return render_case(
+        request,
+        session,
+        user,
+        now,
+        reference,
+        status_code=exc.http_status,
+        banner=str(exc),
+        banner_title="That cannot be done now",
+    )

@@ -1,0 +1,298 @@
+"""What every screen shares: rendering with the layout, the navigation, page errors,
+form parsing, the red/amber/green of a deadline and the cached case counts.
+
+Handlers are edges in the sense of ``design.md``: they parse the form, pick ``now``
+(``NowDep``, pinned in tests), call one use case in ``services`` and render the result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+from starlette.datastructures import FormData
+
+from casework import deadlines as dl
+from casework import services as svc
+from casework.cases.fields import EventField
+from casework.config import Settings
+from casework.contacts import display_phone
+from casework.models import Case, Deadline, DeadlineStatus, Role, User, UserSession
+from casework.web import assets
+from casework.web.pages.labels import (
+    CHOICE_LABELS,
+    DEADLINE_LABELS,
+    DECISION_TYPE_LABELS,
+    KIND_LABELS,
+    STATE_COLOURS,
+    STATE_LABELS,
+    STATUS_COLOURS,
+    choice_options,
+    event_label,
+    fmt_date,
+    fmt_datetime,
+)
+
+STAFF_ROLES = frozenset({Role.adviser, Role.manager, Role.admin})
+MANAGER_ROLES = frozenset({Role.manager, Role.admin})
+AT_RISK_WORKING_DAYS = 3
+
+
+# --- Deadlines: red / amber / green --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RagStatus:
+    """How urgent a deadline is: red overdue, amber within 3 working days, green later."""
+
+    colour: str
+    label: str
+    countdown: str
+
+
+def rag_for(deadline: Deadline, now: dt.datetime) -> RagStatus | None:
+    """The RAG status of an open deadline (None for met, missed-and-closed or cancelled)."""
+    if deadline.status != DeadlineStatus.open:
+        return None
+    today = dl.local_date(now)
+    days = (deadline.due_date - today).days
+    if deadline.due_at <= now:
+        late = -days
+        text = (
+            "overdue since today"
+            if late <= 0
+            else f"overdue by {late} day{'s' if late != 1 else ''}"
+        )
+        return RagStatus("red", "Overdue", text)
+    working = dl.working_days_between(today, deadline.due_date)
+    if days == 0:
+        text = "due today"
+    else:
+        text = (
+            f"{days} day{'s' if days != 1 else ''} left"
+            f" ({working} working day{'s' if working != 1 else ''})"
+        )
+    if deadline.due_date <= dl.add_working_days(today, AT_RISK_WORKING_DAYS):
+        return RagStatus("orange", "Due soon", text)
+    return RagStatus("green", "On track", text)
+
+
+# --- Rendering ---------------------------------------------------------------------------
+
+_env = Environment(
+    loader=FileSystemLoader(str(assets.WEB_DIR / "templates")),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.globals.update(
+    state_labels=STATE_LABELS,
+    state_colours=STATE_COLOURS,
+    status_colours=STATUS_COLOURS,
+    deadline_labels=DEADLINE_LABELS,
+    decision_type_labels=DECISION_TYPE_LABELS,
+    kind_labels=KIND_LABELS,
+    choice_options=choice_options,
+    choice_labels=CHOICE_LABELS,
+    event_label=event_label,
+    fmt_date=fmt_date,
+    fmt_datetime=fmt_datetime,
+    display_phone=display_phone,
+)
+
+
+@dataclass
+class NavItem:
+    text: str
+    href: str
+    active: bool = False
+
+
+def _nav_for(user: User | None, path: str) -> list[NavItem]:
+    if user is None:
+        return []
+    if user.role == Role.provider:
+        items = [NavItem("Our cases", "/portal")]
+    else:
+        items = [NavItem("Cases", "/"), NavItem("New case", "/cases/new")]
+        if user.role in MANAGER_ROLES:
+            items.append(NavItem("Late and at risk", "/manager"))
+    best = max(
+        (i for i in items if path == i.href or (i.href != "/" and path.startswith(i.href))),
+        key=lambda i: len(i.href),
+        default=None,
+    )
+    if best is None and path.startswith("/cases/") and user.role != Role.provider:
+        best = items[0]
+    if best is not None:
+        best.active = True
+    return items
+
+
+def render(
+    request: Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render a page with the layout's context: who is signed in, the CSRF token, the nav."""
+    settings: Settings = request.app.state.settings
+    user: User | None = getattr(request.state, "user", None)
+    provider_name = getattr(request.state, "provider_name", None)
+    values: dict[str, Any] = {
+        "request": request,
+        "service_name": settings.service.name,
+        "service_area": settings.service.area,
+        "helpline": settings.service.helpline,
+        "current_user": user,
+        "provider_name": provider_name,
+        "csrf_token": getattr(request.state, "csrf_token", ""),
+        "nav_items": _nav_for(user, request.url.path),
+        "home_url": "/portal" if user is not None and user.role == Role.provider else "/",
+        "errors": {},
+    }
+    values.update(context or {})
+    html = _env.get_template(template).render(values)
+    return HTMLResponse(html, status_code=status_code)
+
+
+class PageError(Exception):
+    """A page-level refusal rendered as a GOV.UK error page with this status."""
+
+    def __init__(self, status_code: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.title = title
+        self.message = message
+
+
+def not_found(what: str = "case") -> PageError:
+    return PageError(
+        404,
+        "Page not found",
+        f"There is no {what} at this address. Check the reference, or go back to your list.",
+    )
+
+
+def require_staff(signed_in: tuple[User, UserSession], *, case_page: bool = False) -> User:
+    """Advisers, managers and admins; provider staff get 404 on case URLs, 403 elsewhere."""
+    user = signed_in[0]
+    if user.role in STAFF_ROLES:
+        return user
+    if case_page:
+        raise not_found()
+    raise PageError(
+        403,
+        "You cannot use this page",
+        "This page is for IAS advisers. Provider staff use the provider portal.",
+    )
+
+
+def redirect(url: str) -> RedirectResponse:
+    """303 See Other: the browser follows with a GET (post/redirect/get)."""
+    return RedirectResponse(url, status_code=303)
+
+
+def safe_next(value: str | None) -> str | None:
+    """Only same-site paths: never another host (open redirect)."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return None
+    return value
+
+
+# --- Form parsing ---------------------------------------------------------------------
+
+
+def form_text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def date_parts(form: FormData, name: str) -> dict[str, str]:
+    return {part: form_text(form, f"{name}-{part}") for part in ("day", "month", "year")}
+
+
+def date_from_parts(parts: Mapping[str, str], name: str, label: str) -> dt.date | None:
+    """A GOV.UK three-field date, or None when all three are blank."""
+    if not any(parts.values()):
+        return None
+    try:
+        day, month, year = (int(parts[p]) for p in ("day", "month", "year"))
+        if year < 1900:
+            raise ValueError("year")
+        return dt.date(year, month, day)
+    except (ValueError, KeyError):
+        raise svc.ValidationFailed(
+            f"{label} must be a real date, for example 27 3 2026", field=name
+        ) from None
+
+
+def event_form_values(
+    form: FormData, fields: Sequence[EventField], typed: dict[str, Any]
+) -> dict[str, str]:
+    """Raw strings for ``services.parse_event_data``; fills ``typed`` for re-display.
+
+    ``typed`` (what was typed) is filled before anything can be refused, so a
+    refused form comes back with every value. Dates come as three fields and are
+    joined here; everything else is passed as typed so the service's own validation
+    names the field and the fix.
+    """
+    for f in fields:
+        if f.type == "date":
+            typed[f.name + "_parts"] = date_parts(form, f.name)
+        else:
+            typed[f.name] = form_text(form, f.name)
+    raw: dict[str, str] = {}
+    for f in fields:
+        if f.type == "date":
+            label = f.name.replace("_", " ").capitalize()
+            day = date_from_parts(typed[f.name + "_parts"], f.name, label)
+            raw[f.name] = day.isoformat() if day else ""
+        else:
+            raw[f.name] = typed[f.name]
+    return raw
+
+
+def form_version(form: FormData) -> int | None:
+    try:
+        return int(form_text(form, "version"))
+    except ValueError:
+        return None
+
+
+COUNTS_TTL_SECONDS = 15.0
+
+
+def state_counts(app: Any, session: Session) -> dict[str, int]:
+    """Cases per state, recounted at most every 15 seconds per app.
+
+    Counting 100,000 cases by state costs tens of milliseconds on SQLite; the list
+    itself is always live, and a count a few seconds old is fine for the sidebar.
+    Changes made through these pages drop the cache (:func:`forget_counts`).
+    """
+    cached: tuple[float, dict[str, int]] | None = getattr(app.state, "state_counts", None)
+    moment = time.monotonic()
+    if cached is not None and cached[0] > moment:
+        return cached[1]
+    counts = {
+        str(s): int(n)
+        for s, n in session.execute(
+            select(col(Case.state), func.count()).group_by(col(Case.state))
+        ).all()
+    }
+    app.state.state_counts = (moment + COUNTS_TTL_SECONDS, counts)
+    return counts
+
+
+def forget_counts(request: Request) -> None:
+    """Drop the cached counts after a change made here, so the adviser sees it at once."""
+    request.app.state.state_counts = None

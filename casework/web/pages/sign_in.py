@@ -1,0 +1,224 @@
+"""Signing in and out, and choosing a password from a one-time link."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
+from starlette.datastructures import FormData
+
+from casework import auth
+from casework import services as svc
+from casework.config import Settings
+from casework.models import Role, User
+from casework.web.deps import SESSION_COOKIE, NowDep, SessionDep
+from casework.web.pages.common import PageError, form_text, redirect, render, safe_next
+from casework.web.pages.labels import DONE_MESSAGES
+from casework.web.security import (
+    CSRF_FIELD,
+    SIGN_IN_CSRF_COOKIE,
+    CheckedForm,
+    CsrfFailed,
+    SignInForm,
+    cookie_secure,
+    new_csrf_token,
+    tokens_match,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _signed_in_user(request: Request, session: Session, now: dt.datetime) -> User | None:
+    resolved = auth.resolve_session(session, request.cookies.get(SESSION_COOKIE), now=now)
+    return resolved[0] if resolved else None
+
+
+def _home_for(user: User) -> str:
+    return "/portal" if user.role == Role.provider else "/"
+
+
+def _sign_in_page(
+    request: Request,
+    *,
+    email: str = "",
+    next_url: str | None = None,
+    errors: dict[str, str] | None = None,
+    message: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    token = request.cookies.get(SIGN_IN_CSRF_COOKIE) or new_csrf_token()
+    response = render(
+        request,
+        "sign_in.html",
+        {
+            "page_title": "Sign in",
+            "email": email,
+            "next": next_url or "",
+            "errors": errors or {},
+            "message": message,
+            "signin_csrf": token,
+        },
+        status_code=status_code,
+    )
+    settings: Settings = request.app.state.settings
+    response.set_cookie(
+        SIGN_IN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        secure=cookie_secure(settings),
+        samesite="strict",
+        path="/sign-in",
+    )
+    return response
+
+
+@router.get("/sign-in")
+def sign_in_get(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    next: str | None = None,
+    expired: int = 0,
+    signed_out: int = 0,
+    done: str | None = None,
+) -> Response:
+    user = _signed_in_user(request, session, now)
+    if user is not None:
+        return redirect(safe_next(next) or _home_for(user))
+    message = ""
+    if expired:
+        message = "Your session has ended. Sign in again to carry on."
+    elif signed_out:
+        message = "You have signed out."
+    elif done in DONE_MESSAGES:
+        message = DONE_MESSAGES[done]
+    return _sign_in_page(request, next_url=safe_next(next), message=message)
+
+
+@router.post("/sign-in")
+def sign_in_post(request: Request, session: SessionDep, now: NowDep, form: SignInForm) -> Response:
+    email = form_text(form, "email")
+    password = form.get("password")
+    password = password if isinstance(password, str) else ""
+    next_url = safe_next(form_text(form, "next"))
+    errors: dict[str, str] = {}
+    if not email:
+        errors["email"] = "Enter your email address"
+    if not password:
+        errors["password"] = "Enter your password"
+    if errors:
+        return _sign_in_page(
+            request, email=email, next_url=next_url, errors=errors, status_code=422
+        )
+    try:
+        user = auth.authenticate(session, email, password, now=now)
+    except auth.SignInFailed as exc:
+        return _sign_in_page(
+            request,
+            email=email,
+            next_url=next_url,
+            errors={"email": str(exc)},
+            status_code=429 if exc.locked else 401,
+        )
+    auth.end_session(session, request.cookies.get(SESSION_COOKIE), now=now)
+    handle = auth.start_session(session, user, now=now)
+    if next_url and user.role == Role.provider and not next_url.startswith("/portal"):
+        next_url = None
+    response = redirect(next_url or _home_for(user))
+    settings: Settings = request.app.state.settings
+    response.set_cookie(
+        SESSION_COOKIE,
+        handle.token,
+        httponly=True,
+        secure=cookie_secure(settings),
+        samesite="lax",
+        path="/",
+    )
+    response.delete_cookie(SIGN_IN_CSRF_COOKIE, path="/sign-in")
+    return response
+
+
+@router.post("/sign-out")
+def sign_out(request: Request, session: SessionDep, now: NowDep, form: CheckedForm) -> Response:
+    auth.end_session(session, request.cookies.get(SESSION_COOKIE), now=now)
+    response = redirect("/sign-in?signed_out=1")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _set_password_csrf(settings: Settings, token: str) -> str:
+    """A CSRF value bound to the one-time token: the page has no session yet."""
+    return hmac.new(
+        settings.secret_key.encode(), f"set-password:{token}".encode(), hashlib.sha256
+    ).hexdigest()
+
+
+async def _set_password_form(request: Request, token: str) -> FormData:
+    form = await request.form()
+    settings: Settings = request.app.state.settings
+    if not tokens_match(_set_password_csrf(settings, token), form.get(CSRF_FIELD)):
+        raise CsrfFailed()
+    return form
+
+
+def _set_password_user(session: Session, settings: Settings, token: str) -> User:
+    user = auth.user_for_set_password_token(session, settings, token)
+    if user is None:
+        raise PageError(
+            404,
+            "This link has expired",
+            "This link has been used or has expired. Ask an administrator for a new one.",
+        )
+    return user
+
+
+@router.get("/set-password/{token}")
+def set_password_get(request: Request, session: SessionDep, token: str) -> Response:
+    settings: Settings = request.app.state.settings
+    user = _set_password_user(session, settings, token)
+    request.state.csrf_token = _set_password_csrf(settings, token)
+    return render(
+        request,
+        "set_password.html",
+        {"page_title": "Set your password", "email": user.email, "token": token},
+    )
+
+
+@router.post("/set-password/{token}")
+def set_password_post(
+    request: Request,
+    session: SessionDep,
+    token: str,
+    form: Annotated[FormData, Depends(_set_password_form)],
+) -> Response:
+    settings: Settings = request.app.state.settings
+    user = _set_password_user(session, settings, token)
+    password = form_text(form, "password")
+    errors: dict[str, str] = {}
+    if password != form_text(form, "confirm"):
+        errors["confirm"] = "The passwords do not match: type the same password twice"
+    else:
+        try:
+            auth.set_password(session, user, password)
+        except svc.ValidationFailed as exc:
+            errors["password"] = str(exc).removeprefix("password: ").capitalize()
+    if errors:
+        session.rollback()
+        request.state.csrf_token = _set_password_csrf(settings, token)
+        return render(
+            request,
+            "set_password.html",
+            {
+                "page_title": "Set your password",
+                "email": user.email,
+                "token": token,
+                "errors": errors,
+            },
+            status_code=422,
+        )
+    return redirect("/sign-in?done=password")
