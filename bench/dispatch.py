@@ -63,8 +63,8 @@ from urllib.parse import urlencode, urlsplit  # noqa: E402
 
 from sqlalchemy import Engine, func, select, text  # noqa: E402
 
+from casework import cases  # noqa: E402
 from casework import deadlines as dl  # noqa: E402
-from casework import services as svc  # noqa: E402
 from casework.config import Settings, load_settings  # noqa: E402
 from casework.db import make_engine, session_scope, upgrade  # noqa: E402
 from casework.models import Notice, NoticeStatus, new_public_id  # noqa: E402
@@ -79,7 +79,7 @@ POSTGRES_URL = os.environ.get(
 TARGET_PER_SECOND = 200.0
 SENDER = "+447700900000"
 NOW = dt.datetime(2026, 11, 10, 10, 0, tzinfo=dl.LONDON).astimezone(dt.UTC)  # no quiet hours
-ADVISER = svc.Actor(id="user:bench.adviser@ias.example.org", role="adviser", channel="cli")
+ADVISER = cases.Actor(id="user:bench.adviser@ias.example.org", role="adviser", channel="cli")
 CEILING_REQUESTS = 2000  # per fake, raw HTTP
 SDK_SENDS = 1000  # per adapter
 THREADS = 4  # the what-if: dispatch threads in one worker process
@@ -251,10 +251,10 @@ def sample_context() -> dict[str, Any]:
 def queue_notices(engine: Engine, settings: Settings, n: int) -> None:
     """One real case for a real context, then N notices like its acknowledgement."""
     with session_scope(engine) as session:
-        svc.sync_providers(session, settings)
-        case = svc.open_case(
+        cases.sync_providers(session, settings)
+        case = cases.open_case(
             session,
-            svc.Intake(
+            cases.Intake(
                 kind="mediation",
                 name="Jo Family",
                 phone="07911 123456",

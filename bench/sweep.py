@@ -74,12 +74,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: E402
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: E402
 
 from casework import deadlines as dl  # noqa: E402
+from casework.cases import sync_providers  # noqa: E402
 from casework.config import Settings, load_settings  # noqa: E402
 from casework.db import make_engine, session_scope, upgrade  # noqa: E402
 from casework.models import Case, Person, Provider  # noqa: E402
 from casework.notices import NoticeRules, ReminderRule  # noqa: E402
 from casework.reminders import sweep  # noqa: E402
-from casework.services import sync_providers  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

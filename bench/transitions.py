@@ -64,8 +64,8 @@ from typing import Any  # noqa: E402
 
 from sqlalchemy import Engine, event, text  # noqa: E402
 
+from casework import cases  # noqa: E402
 from casework import deadlines as dl  # noqa: E402
-from casework import services as svc  # noqa: E402
 from casework.config import Settings, load_settings  # noqa: E402
 from casework.db import make_engine, session_scope, upgrade  # noqa: E402
 from casework.deadlines import Clock, DeadlineKind  # noqa: E402
@@ -80,7 +80,7 @@ DEFAULT_CASES = 1000
 MAX_STATEMENTS = 8
 PROFILE_CASES = 100  # a separate batch, advanced under cProfile after the timed runs
 MIN_RATIO = 0.50
-ADVISER = svc.Actor(id="user:bench.adviser@ias.example.org", role="adviser", channel="cli")
+ADVISER = cases.Actor(id="user:bench.adviser@ias.example.org", role="adviser", channel="cli")
 PROVIDER_CODE = "collis"
 DECISION_DATE = dt.date(2026, 11, 2)
 EVENTS = ("advise", "choose_mediation", "decline", "issue_certificate")
@@ -204,9 +204,9 @@ def open_batch(engine: Engine, settings: Settings, n: int) -> Batch:
     refs: list[str] = []
     with session_scope(engine) as session:
         for i in range(n):
-            case = svc.open_case(
+            case = cases.open_case(
                 session,
-                svc.Intake(
+                cases.Intake(
                     kind="mediation",
                     name="Jo Family",
                     phone=f"07911 {100000 + i:06d}",
@@ -223,7 +223,7 @@ def open_batch(engine: Engine, settings: Settings, n: int) -> Batch:
         allocated = [i % 2 == 0 for i in range(n)]
         for i, ref in enumerate(refs):
             if allocated[i]:
-                svc.allocate(
+                cases.allocate(
                     session,
                     ref,
                     PROVIDER_CODE,
@@ -328,7 +328,7 @@ def run_use_case(
         log.active = True
         t0 = clock()
         with session_scope(engine) as session:
-            svc.advance(session, ref, name, now=now, actor=ADVISER, settings=settings)
+            cases.advance(session, ref, name, now=now, actor=ADVISER, settings=settings)
         elapsed = clock() - t0
         log.active = False
         s = stats[name]
@@ -497,7 +497,7 @@ class PlainSQL:
                     appeal_due=self.day(appeal.due),
                 )
                 data.update(certificate_on=today.isoformat(), certificate_type="declined")
-                meet = tuple(svc.CERTIFICATE_KINDS)
+                meet = tuple(cases.CERTIFICATE_KINDS)
                 opened.append(appeal)
             else:
                 raise ConflictError(f"{name} not allowed from {state}")
@@ -772,7 +772,7 @@ def _profiled_transitions(
 ) -> None:
     for ref, name, now in items:
         with session_scope(engine) as session:
-            svc.advance(session, ref, name, now=now, actor=ADVISER, settings=settings)
+            cases.advance(session, ref, name, now=now, actor=ADVISER, settings=settings)
 
 
 def profile_use_case(
@@ -895,7 +895,7 @@ class Result:
 def bench_backend(backend: str, engine: Engine, label: str, settings: Settings, n: int) -> Result:
     t_setup = time.perf_counter()
     with session_scope(engine) as session:
-        svc.sync_providers(session, settings)
+        cases.sync_providers(session, settings)
     batch_uc = open_batch(engine, settings, n)
     batch_plain = clone_batch(engine, batch_uc, "PLN", n)
     batch_profile = clone_batch(engine, batch_uc, "PRF", min(PROFILE_CASES, n))

@@ -58,8 +58,7 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 from sqlalchemy import Connection, Engine, insert, text  # noqa: E402
 
-from casework import auth  # noqa: E402
-from casework import services as svc  # noqa: E402
+from casework import auth, cases  # noqa: E402
 from casework.config import PROJECT_ROOT, load_settings  # noqa: E402
 from casework.db import make_engine, session_scope, upgrade  # noqa: E402
 from casework.deadlines import DeadlineKind  # noqa: E402
@@ -513,7 +512,7 @@ def prepare(engine: Engine, n_cases: int, now: dt.datetime) -> tuple[list[str], 
     settings = load_settings()
     upgrade(engine)
     with session_scope(engine) as session:
-        providers = svc.sync_providers(session, settings)
+        providers = cases.sync_providers(session, settings)
         provider_ids = [p.id for p in providers if p.id is not None]
     started = time.perf_counter()
     refs = fill(engine, n_cases, now, provider_ids)

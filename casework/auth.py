@@ -25,9 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
+from casework.cases import Actor, ValidationFailed
 from casework.config import Settings
 from casework.models import ApiToken, Role, User, UserSession
-from casework.services import Actor, ValidationFailed
 
 _hasher = PasswordHasher()
 
@@ -77,7 +77,7 @@ def create_user(
     if role == Role.provider:
         if not provider:
             raise ValidationFailed("provider staff need --provider NAME", field="provider")
-        from casework.services import find_provider
+        from casework.cases import find_provider
 
         provider_id = find_provider(session, provider).id
     elif provider:

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from casework import auth
+from casework import auth, cases
 from casework import deadlines as dl
-from casework import services as svc
 from casework.config import Settings
 from casework.models import CaseEvent, Provider, Role, User
 
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 DEMO_DOMAIN = "demo.casework"
 # The loader's own name in the audit trail: honest about where the cases came from,
 # and how a second run tells that they are already there.
-DEMO_ACTOR = svc.Actor(id="demo:loader", role="adviser", channel="cli")
+DEMO_ACTOR = cases.Actor(id="demo:loader", role="adviser", channel="cli")
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class _Story:
 
     def open(self, days_ago: float, **fields: object) -> _Story:
         self._counter += 1
-        intake = svc.Intake(
+        intake = cases.Intake(
             kind=str(fields.pop("kind", "mediation")),
             name=str(fields.pop("name")),
             phone=str(fields.pop("phone")),
@@ -117,14 +116,14 @@ class _Story:
             preferred_channels=str(fields.pop("preferred_channels", "email")),
             **fields,  # type: ignore[arg-type]
         )
-        case = svc.open_case(
+        case = cases.open_case(
             self.session, intake, now=self.ago(days_ago), actor=DEMO_ACTOR, settings=self.settings
         )
         self.reference = case.reference
         return self
 
     def event(self, days_ago: float, event: str, **data: object) -> _Story:
-        svc.advance(
+        cases.advance(
             self.session,
             self.reference,
             event,
@@ -136,7 +135,7 @@ class _Story:
         return self
 
     def allocate(self, days_ago: float, provider: str) -> _Story:
-        svc.allocate(
+        cases.allocate(
             self.session,
             self.reference,
             provider,
@@ -148,16 +147,16 @@ class _Story:
         return self
 
     def accept(self, days_ago: float) -> _Story:
-        case = svc.get_case(self.session, self.reference)
+        case = cases.get_case(self.session, self.reference)
         provider = self.session.get(Provider, case.provider_id)
         assert provider is not None
-        actor = svc.Actor(
+        actor = cases.Actor(
             id=f"user:{provider.code}@{DEMO_DOMAIN}",
             role="provider",
             channel="portal",
             provider_id=provider.id,
         )
-        svc.respond_to_allocation(
+        cases.respond_to_allocation(
             self.session,
             self.reference,
             accept=True,
@@ -387,7 +386,7 @@ def _stories(now: dt.datetime) -> list[tuple[str, Callable[[_Story], object]]]:
 def load_demo(session: Session, settings: Settings, now: dt.datetime) -> list[str]:
     """Create what is missing; return lines to print (new credentials, what was loaded)."""
     now = now.astimezone(dt.UTC)
-    svc.sync_providers(session, settings)
+    cases.sync_providers(session, settings)
     lines = _ensure_users(session, settings, now)
     if lines:
         lines.append("(these passwords are shown once: note them now)")
@@ -398,7 +397,7 @@ def load_demo(session: Session, settings: Settings, now: dt.datetime) -> list[st
         story = _Story(session, settings, now)
         try:
             tell(story)
-        except svc.CaseworkError as exc:
+        except cases.CaseworkError as exc:
             session.rollback()
             log.warning("demo case %r skipped: %s", title, exc)
             lines.append(f"demo case '{title}' skipped: {exc}")

@@ -28,9 +28,8 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import select  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
-from casework import auth  # noqa: E402
+from casework import auth, cases  # noqa: E402
 from casework import deadlines as dl  # noqa: E402
-from casework import services as svc  # noqa: E402
 from casework.config import load_settings  # noqa: E402
 from casework.db import make_engine, session_scope, upgrade  # noqa: E402
 from casework.demo import DEMO_DOMAIN, load_demo  # noqa: E402
@@ -71,7 +70,7 @@ def main() -> int:
         engine = make_engine(settings.resolved_database_url)
         upgrade(engine)
         with session_scope(engine) as session:
-            svc.sync_providers(session, settings)
+            cases.sync_providers(session, settings)
             load_demo(session, settings, now=MOMENT)  # credentials printed there are not needed
             adviser = session.execute(
                 select(User).where(col(User.email) == ADVISER_EMAIL)

@@ -19,9 +19,9 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from casework import deadlines
+from casework.cases import Actor, sync_providers
 from casework.config import Settings, load_settings
 from casework.db import make_engine, session_scope, upgrade
-from casework.services import Actor, sync_providers
 
 POSTGRES_URL = os.environ.get(
     "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

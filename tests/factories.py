@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from casework import services as svc
+from casework import cases
 from casework.config import Settings
 from casework.models import Case
 from tests.conftest import ADVISER, at
@@ -19,7 +19,7 @@ from tests.conftest import ADVISER, at
 _phone_counter = iter(range(100000, 999999))
 
 
-def intake(**overrides: Any) -> svc.Intake:
+def intake(**overrides: Any) -> cases.Intake:
     values: dict[str, Any] = {
         "kind": "mediation",
         "name": "Jo Family",
@@ -30,7 +30,7 @@ def intake(**overrides: Any) -> svc.Intake:
         "decision_type": "refuse_assessment",
     }
     values.update(overrides)
-    return svc.Intake(**values)
+    return cases.Intake(**values)
 
 
 def create_case(
@@ -38,10 +38,10 @@ def create_case(
     settings: Settings,
     *,
     now: dt.datetime | None = None,
-    actor: svc.Actor = ADVISER,
+    actor: cases.Actor = ADVISER,
     **overrides: Any,
 ) -> Case:
-    return svc.open_case(
+    return cases.open_case(
         session, intake(**overrides), now=now or at("2026-11-09"), actor=actor, settings=settings
     )
 
@@ -53,10 +53,10 @@ def advance(
     event: str,
     *,
     now: dt.datetime | None = None,
-    actor: svc.Actor = ADVISER,
+    actor: cases.Actor = ADVISER,
     **data: Any,
 ) -> Case:
-    return svc.advance(
+    return cases.advance(
         session,
         case.reference,
         event,

@@ -67,10 +67,13 @@ def allowed_events(case: Case, actor: Actor | None = None) -> list[tuple[str, Ev
     return out
 
 
-def describe_refusal(case: Case, event: str) -> TransitionRefused:
-    """'Cannot issue certificate: the case is Mediating; record the meeting ... first.'"""
+def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> TransitionRefused:
+    """'Cannot issue certificate: the case is Mediating; record the meeting ... first.'
+
+    The steps offered instead are the ones this person may record.
+    """
     flow = flow_for(case)
-    allowed = [e.id for e in flow.enabled_events()]
+    allowed = [name for name, _ in allowed_events(case, actor)]
     known = event in {e.id for e in flow.events}  # type: ignore[attr-defined]
     label = event_label(event, case.kind)
     if not known:
@@ -119,7 +122,7 @@ def advance(
             )
         spec = spec_for(case.kind, event)
         if spec is None:
-            raise describe_refusal(case, event)
+            raise describe_refusal(case, event, actor)
         check_may_record(spec, actor, case)
         today = dl.local_date(now)
         from_state = case.state
@@ -130,7 +133,7 @@ def advance(
             try:
                 flow_for(case).send(event)
             except TransitionNotAllowed:
-                raise describe_refusal(case, event) from None
+                raise describe_refusal(case, event, actor) from None
             parsed = parse_event_data(
                 spec.fields, spec.label, data or {}, today=today, facts=facts_of(case)
             )

@@ -36,6 +36,30 @@ from casework.states import CaseState
 
 VIEW_EVENT = "viewed"
 
+# The facts of a case, in the order a record lists them (each shown only when set).
+CASE_FACTS = (
+    "health_care",
+    "health_only",
+    "placement_only",
+    "reg32_info_given",
+    "advised_on",
+    "chose_on",
+    "la_told_on",
+    "icb_told_on",
+    "declined_on",
+    "meeting_on",
+    "meeting_time",
+    "meeting_held_on",
+    "meeting_outcome",
+    "agreement",
+    "not_arranged_reported_on",
+    "certificate_on",
+    "certificate_type",
+    "second_certificate_on",
+    "close_outcome",
+    "withdrawn_reason",
+)
+
 
 @dataclass
 class CaseDetail:
@@ -95,6 +119,7 @@ def case_detail(
     now: dt.datetime,
     with_notices: bool = True,
     with_views: bool = False,
+    views_in_history: bool = False,
 ) -> CaseDetail:
     """The case as ``actor`` may see it; another provider's case does not exist for them."""
     case, family, provider = load_case(session, reference)
@@ -130,7 +155,7 @@ def case_detail(
         allocation_provider=allocation_provider,
         deadlines=deadlines,
         agreement_items=items,
-        events=case_events(session, case),
+        events=case_events(session, case, include_views=views_in_history),
         notices=notices,
         actions=allowed_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
@@ -158,19 +183,23 @@ def record_view(session: Session, case: Case, actor: Actor, now: dt.datetime) ->
     """Every look at a child's case is in its audit trail (who, when, through which door).
 
     A separate row per view, not a counter, because the trail must say who looked.
-    The reads before it are committed first, so the write starts its own short
-    transaction: on SQLite a read transaction that later writes is refused outright
-    when another request wrote in between.
+    Recorded before anything of the case is shown, so a read that cannot be recorded
+    is not served either. The reads before it are committed first and the write
+    begins IMMEDIATE on SQLite (the ``claim`` option): a deferred transaction takes its
+    read snapshot first and, having waited behind another writer, finds it stale and
+    fails ("database is locked") instead of writing.
     """
+    case_id, state = case.id, case.state
     session.commit()
+    session.connection(execution_options={"claim": True})
     session.add(
         CaseEvent(
-            case_id=case.id,  # type: ignore[arg-type]
+            case_id=case_id,  # type: ignore[arg-type]
             at=now,
             actor=actor.id,
             event=VIEW_EVENT,
-            from_state=case.state,
-            to_state=case.state,
+            from_state=state,
+            to_state=state,
             data={},
             channel=actor.channel,
             note="",

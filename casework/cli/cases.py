@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from casework import services as svc
-from casework.cases.effects import EVENT_LABELS
+from casework import cases
+from casework.cases import words
 from casework.cli.common import (
     AtOpt,
     JsonOpt,
@@ -50,27 +50,37 @@ def case_open(
         bool, typer.Option("--no-sms-consent", help="The family does not want SMS.")
     ] = False,
     summary: Annotated[str, typer.Option(help="What the disagreement is about.")] = "",
+    child_name: Annotated[str, typer.Option(help="The child or young person's name.")] = "",
+    reg32_info_given: Annotated[
+        bool | None,
+        typer.Option(
+            "--reg32-info-given/--reg32-info-missing",
+            help="Whether the LA's decision letter gave the mediation information (reg 32).",
+        ),
+    ] = None,
     at: AtOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Open a case from a helpline call or an email; prints the new reference."""
     now = parse_at(at)
-    intake = svc.Intake(
+    intake = cases.Intake(
         kind=kind,
         name=name,
         phone=phone,
         channel=channel,
         email=email,
-        decision_date=parse_date(decision_date, "--decision-date") if decision_date else None,
+        decision_date=decision_date,
         decision_type=decision_type,
         health_care=health_care,
         placement_only=placement_only,
         summary=summary,
+        child_name=child_name,
         preferred_channels=channels,
         sms_consent=not no_sms_consent,
+        reg32_info_given=reg32_info_given,
     )
     with open_session() as (session, settings):
-        case = svc.open_case(session, intake, now=now, actor=cli_actor(), settings=settings)
+        case = cases.open_case(session, intake, now=now, actor=cli_actor(), settings=settings)
         emit(case_dict(session, case), as_json, case.reference)
 
 
@@ -102,7 +112,7 @@ def case_advance(
     """Move a case by EVENT (see `casework case events REF`)."""
     now = parse_at(at)
     with open_session() as (session, settings):
-        case = svc.advance(
+        case = cases.advance(
             session,
             reference,
             event,
@@ -122,29 +132,30 @@ def case_advance(
 def case_events(reference: str, as_json: JsonOpt = False) -> None:
     """The events allowed now, and the data each takes."""
     with open_session() as (session, _settings):
-        case = svc.get_case(session, reference)
-        events = svc.allowed_events(case)
+        case = cases.get_case(session, reference)
+        events = cases.allowed_events(case, cli_actor())
         payload: list[dict[str, Any]] = [
             {
                 "event": name,
-                "label": EVENT_LABELS.get(name, name),
+                "label": spec.label,
                 "fields": [
                     {
                         "name": f.name,
+                        "label": f.label,
                         "type": f.type,
                         "required": f.required,
                         "default": f.default,
                         "choices": list(f.choices),
-                        "help": f.help,
+                        "help": f.help or f.label,
                     }
-                    for f in fields
+                    for f in spec.fields
                 ],
             }
-            for name, fields in events
+            for name, spec in events
         ]
 
         def text() -> str:
-            lines = [f"{case.reference} is {case.state}; allowed now:"]
+            lines = [f"{case.reference} is {words.state_words(case.state)}; possible now:"]
             for item in payload:
                 lines.append(f"  {item['event']}  - {item['label']}")
                 for f in item["fields"]:
@@ -155,7 +166,7 @@ def case_events(reference: str, as_json: JsonOpt = False) -> None:
                     )
                     choices = f" [{'|'.join(f['choices'])}]" if f["choices"] else ""
                     lines.append(
-                        f"      --set {f['name']}=<{f['type']}>{choices}  ({flag}) {f['help']}"
+                        f"      --set {f['name']}=<{f['type']}>{choices}  ({flag}) {f['label']}"
                     )
             if not payload:
                 lines.append("  nothing (case is closed)")
@@ -172,12 +183,19 @@ def case_allocate(
     at: AtOpt = None,
     note: Annotated[str, typer.Option(help="A note for the case record.")] = "",
     override_reason: Annotated[str, typer.Option(help="Why not the suggested provider.")] = "",
+    preferred: Annotated[
+        str | None, typer.Option(help="The family's preferred provider (name or code).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="A provider to leave out for this case (repeat).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Allocate a case to a provider (by name or code from config)."""
+    """Allocate a case to a provider (by name or code); differing from the suggestion needs
+    --override-reason, exactly as on the case page and in the API."""
     now = parse_at(at)
     with open_session() as (session, settings):
-        svc.allocate(
+        cases.allocate(
             session,
             reference,
             provider,
@@ -186,8 +204,10 @@ def case_allocate(
             settings=settings,
             note=note,
             override_reason=override_reason,
+            preferred=preferred,
+            excluded=exclude or (),
         )
-        case = svc.get_case(session, reference)
+        case = cases.get_case(session, reference)
         data = case_dict(session, case)
         emit(data, as_json, lambda: case_text(data))
 
@@ -206,7 +226,7 @@ def case_respond(
         fail("answer must be accept or decline")
     now = parse_at(at)
     with open_session() as (session, settings):
-        svc.respond_to_allocation(
+        cases.respond_to_allocation(
             session,
             reference,
             accept=answer == "accept",
@@ -215,7 +235,7 @@ def case_respond(
             settings=settings,
             note=note,
         )
-        data = case_dict(session, svc.get_case(session, reference))
+        data = case_dict(session, cases.get_case(session, reference))
         emit(data, as_json, lambda: case_text(data))
 
 
@@ -230,8 +250,18 @@ def case_update(
     icb_told_on: Annotated[
         str | None, typer.Option(help="The day the LA told the ICB (health care in issue).")
     ] = None,
+    icb_told_la_on: Annotated[
+        str | None, typer.Option(help="The day the ICB told the LA what was agreed.")
+    ] = None,
     agreement_done_on: Annotated[
-        str | None, typer.Option(help="The day the LA carried out what was agreed.")
+        str | None, typer.Option(help="The day every open agreed action was carried out.")
+    ] = None,
+    reg32_info_given: Annotated[
+        bool | None,
+        typer.Option(
+            "--reg32-info-given/--reg32-info-missing",
+            help="Whether the LA's decision letter gave the mediation information (reg 32).",
+        ),
     ] = None,
     note: Annotated[str, typer.Option(help="Why it changed.")] = "",
     at: AtOpt = None,
@@ -240,21 +270,82 @@ def case_update(
     """Add or correct facts after intake: the LA's decision, the ICB told, agreement done."""
     now = parse_at(at)
     with open_session() as (session, settings):
-        case = svc.update_case_facts(
+        case = cases.update_case_facts(
             session,
             reference,
             now=now,
             actor=cli_actor(),
             settings=settings,
-            decision_date=parse_date(decision_date, "--decision-date") if decision_date else None,
+            decision_date=decision_date,
             decision_type=decision_type,
-            icb_told_on=parse_date(icb_told_on, "--icb-told-on") if icb_told_on else None,
-            agreement_done_on=(
-                parse_date(agreement_done_on, "--agreement-done-on") if agreement_done_on else None
-            ),
+            reg32_info_given=reg32_info_given,
+            icb_told_on=icb_told_on,
+            icb_told_la_on=icb_told_la_on,
+            agreement_done_on=agreement_done_on,
             note=note,
         )
         data = case_dict(session, case)
+        emit(data, as_json, lambda: case_text(data))
+
+
+@case_app.command("agree")
+@handles_errors
+def case_agree(
+    reference: str,
+    description: Annotated[str, typer.Option(help="What was agreed, in the family's words.")],
+    body: Annotated[str, typer.Option(help="Who must act: la or icb.")] = "la",
+    matter: Annotated[
+        str | None,
+        typer.Option(help="The reg 44 matter it falls under (see config/law.toml), if any."),
+    ] = None,
+    agreed_due_on: Annotated[
+        str | None, typer.Option(help="A date the parties agreed in writing (reg 42(5)).")
+    ] = None,
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record one action agreed at mediation, with its own clock (reg 42)."""
+    now = parse_at(at)
+    with open_session() as (session, settings):
+        cases.add_agreement_item(
+            session,
+            reference,
+            description=description,
+            body=body,
+            matter=matter,
+            agreed_due_on=agreed_due_on,
+            now=now,
+            actor=cli_actor(),
+            settings=settings,
+        )
+        data = case_dict(session, cases.get_case(session, reference))
+        emit(data, as_json, lambda: case_text(data))
+
+
+@case_app.command("agreement-done")
+@handles_errors
+def case_agreement_done(
+    reference: str,
+    number: Annotated[int, typer.Argument(help="The agreed action's number.")],
+    done_on: Annotated[
+        str | None, typer.Option(help="The day it was carried out (default today).")
+    ] = None,
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record that an agreed action was carried out: its clock is met on that day."""
+    now = parse_at(at)
+    with open_session() as (session, settings):
+        cases.record_agreement_item_done(
+            session,
+            reference,
+            number,
+            done_on=done_on,
+            now=now,
+            actor=cli_actor(),
+            settings=settings,
+        )
+        data = case_dict(session, cases.get_case(session, reference))
         emit(data, as_json, lambda: case_text(data))
 
 
@@ -263,7 +354,7 @@ def case_update(
 def case_show(reference: str, as_json: JsonOpt = False) -> None:
     """State, contact, allocation, deadlines with explanations, and the history."""
     with open_session() as (session, _settings):
-        data = case_dict(session, svc.get_case(session, reference))
+        data = case_dict(session, cases.get_case(session, reference))
         emit(data, as_json, lambda: case_text(data))
 
 
@@ -275,8 +366,8 @@ def case_list(
 ) -> None:
     """Cases, newest first."""
     with open_session() as (session, _settings):
-        cases = svc.list_cases(session, state)
-        payload = [case_dict(session, c, detail=False) for c in cases]
+        found = cases.list_cases(session, state)
+        payload = [case_dict(session, c, detail=False) for c in found]
         emit(
             payload,
             as_json,
@@ -297,10 +388,8 @@ def deadlines_cmd(
 ) -> None:
     """Deadlines across all cases, soonest first."""
     before = parse_date(due_before, "--due-before") if due_before else None
-    if status not in ("open", "met", "missed", "cancelled"):
-        fail("--status must be open, met, missed or cancelled")
     with open_session() as (session, _settings):
-        rows = svc.list_deadlines(session, before, status)
+        rows = cases.list_deadlines(session, before, status)
         payload = [{"reference": ref, **deadline_dict(d)} for d, ref in rows]
         emit(
             payload,

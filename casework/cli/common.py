@@ -20,8 +20,8 @@ import typer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from casework import cases
 from casework import deadlines as dl
-from casework import services as svc
 from casework.config import Settings, get_settings
 from casework.db import ensure_schema, get_engine, session_scope
 
@@ -42,6 +42,20 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+# Exit codes by kind of refusal: 2 refused or invalid, 3 not found, 4 changed by someone else.
+_EXIT_CODES: tuple[tuple[type[cases.CaseworkError], int], ...] = (
+    (cases.NotFound, 3),
+    (cases.Conflict, 4),
+)
+
+
+def exit_code(exc: cases.CaseworkError) -> int:
+    for cls, code in _EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 2
+
+
 def handles_errors(func: F) -> F:
     """Turn refusals into one line on stderr and a meaningful exit code."""
 
@@ -49,8 +63,8 @@ def handles_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except svc.CaseworkError as exc:
-            fail(str(exc), exc.exit_code)
+        except cases.CaseworkError as exc:
+            fail(str(exc), exit_code(exc))
         except ValueError as exc:
             fail(str(exc), 2)
 
@@ -84,9 +98,9 @@ def parse_date(value: str, option: str) -> dt.date:
         fail(f"{option} {value!r} is not a date; use YYYY-MM-DD")
 
 
-def cli_actor() -> svc.Actor:
+def cli_actor() -> cases.Actor:
     name = os.environ.get("CASEWORK_ACTOR") or getpass.getuser()
-    return svc.Actor(id=f"cli:{name}", role="adviser", channel="cli")
+    return cases.Actor(id=f"cli:{name}", role="adviser", channel="cli")
 
 
 def ready_engine(settings: Settings) -> Engine:
@@ -99,7 +113,7 @@ def ready_engine(settings: Settings) -> Engine:
         fail(str(exc), 5)
     if migrated:
         with session_scope(engine) as session:
-            svc.sync_providers(session, settings)
+            cases.sync_providers(session, settings)
     return engine
 
 

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from casework import cases
 from casework import deadlines as dl
-from casework import services as svc
 from casework.cli.common import (
     AtOpt,
     JsonOpt,
@@ -42,7 +42,7 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
     engine = get_engine(settings)
     upgrade(engine)
     with session_scope(engine) as session:
-        providers = svc.sync_providers(session, settings)
+        providers = cases.sync_providers(session, settings)
     url = engine.url.render_as_string(hide_password=True)
     emit(
         {"database": url, "providers": [p.code for p in providers if p.active]},
@@ -126,7 +126,7 @@ def serve(
     engine = get_engine(settings)
     upgrade(engine)
     with session_scope(engine) as session:
-        svc.sync_providers(session, settings)
+        cases.sync_providers(session, settings)
         if demo:
             from casework.demo import load_demo
 
@@ -202,7 +202,7 @@ def notices_list(
     with open_session() as (session, _settings):
         query = sa_select(Notice).order_by(Notice.id.desc()).limit(limit)  # type: ignore[union-attr]
         if case:
-            query = query.where(Notice.case_id == svc.get_case(session, case).id)  # type: ignore[arg-type]
+            query = query.where(Notice.case_id == cases.get_case(session, case).id)  # type: ignore[arg-type]
         if status:
             query = query.where(Notice.status == status)  # type: ignore[arg-type]
         rows = list(session.execute(query).scalars())

@@ -1,4 +1,8 @@
-"""A case and its deadlines as the CLI prints them: JSON for scripts, lines for people."""
+"""A case and its deadlines as the CLI prints them: JSON for scripts, words for people.
+
+Both are rendered from the one read model of a case (:func:`casework.cases.case_detail`),
+the same the pages and the API render.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,18 @@ from typing import Any
 
 from sqlmodel import Session
 
-from casework import services as svc
+from casework import cases
+from casework import deadlines as dl
+from casework.cases import words
+from casework.cases.views import CASE_FACTS
 from casework.contacts import display_phone
-from casework.models import Case, Deadline, Provider
+from casework.models import Case, Deadline
 
 
 def deadline_dict(d: Deadline) -> dict[str, Any]:
     return {
         "kind": d.kind,
+        "label": words.DEADLINE_WORDS.get(d.kind, d.kind),
         "due_date": d.due_date.isoformat(),
         "due_at": d.due_at.isoformat(),
         "status": d.status,
@@ -24,25 +32,35 @@ def deadline_dict(d: Deadline) -> dict[str, Any]:
     }
 
 
-def case_dict(session: Session, case: Case, *, detail: bool = True) -> dict[str, Any]:
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def case_dict(
+    session: Session, case: Case, *, detail: bool = True, actor: cases.Actor | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "reference": case.reference,
         "kind": case.kind,
         "state": case.state,
         "version": case.version,
         "opened_at": case.opened_at.isoformat(),
-        "decision_date": case.decision_date.isoformat() if case.decision_date else None,
+        "decision_date": _iso(case.decision_date),
         "decision_type": case.decision_type,
-        "appeal_due": case.appeal_due.isoformat() if case.appeal_due else None,
+        "appeal_due": _iso(case.appeal_due),
     }
     if not detail:
         return out
-    family = svc.family_of(session, case)
-    allocation = svc.live_allocation(session, case)
-    provider = None
-    if case.provider_id is not None:
-        row = session.get(Provider, case.provider_id)
-        provider = {"code": row.code, "name": row.name} if row else None
+    from casework.cli.common import cli_actor
+
+    view = cases.case_detail(
+        session,
+        case.reference,
+        actor=actor or cli_actor(),
+        now=dt.datetime.now(dt.UTC),
+        with_notices=False,
+    )
+    family = view.family
     out.update(
         {
             "contact": {
@@ -51,89 +69,101 @@ def case_dict(session: Session, case: Case, *, detail: bool = True) -> dict[str,
                 "email": family.email if family else "",
                 "preferred_channels": family.channels if family else [],
             },
-            "provider": provider,
-            "allocation_status": allocation.status if allocation else None,
+            "provider": (
+                {"code": view.provider.code, "name": view.provider.name} if view.provider else None
+            ),
+            "allocation_status": view.allocation.status if view.allocation else None,
             "facts": {
-                k: (v.isoformat() if isinstance(v, dt.date) else v)
-                for k, v in case.model_dump().items()
-                if k
-                in (
-                    "health_care",
-                    "health_only",
-                    "placement_only",
-                    "la_told_on",
-                    "declined_on",
-                    "meeting_on",
-                    "meeting_time",
-                    "meeting_held_on",
-                    "meeting_outcome",
-                    "agreement",
-                    "not_arranged_reported_on",
-                    "certificate_on",
-                    "certificate_type",
-                    "close_outcome",
-                    "withdrawn_reason",
-                )
-                and v not in (None, False, "")
+                name: _iso(value)
+                for name in CASE_FACTS
+                if (value := getattr(case, name)) not in (None, False, "")
             },
-            "deadlines": [deadline_dict(d) for d in svc.case_deadlines(session, case)],
+            "agreement_items": [
+                {
+                    "number": i.number,
+                    "description": i.description,
+                    "body": i.body,
+                    "matter": i.matter,
+                    "due_date": i.due_date.isoformat(),
+                    "done_on": _iso(i.done_on),
+                    "ended": i.ended_reason or None,
+                }
+                for i in view.agreement_items
+            ],
+            "warnings": view.warnings,
+            "deadlines": [deadline_dict(d) for d in view.deadlines],
             "events": [
                 {
                     "at": e.at.isoformat(),
                     "actor": e.actor,
                     "event": e.event,
+                    "label": cases.event_label(e.event, case.kind),
                     "from": e.from_state,
                     "to": e.to_state,
                     "channel": e.channel,
                     "data": e.data,
                     "note": e.note,
                 }
-                for e in svc.case_events(session, case)
+                for e in view.events
             ],
-            "allowed_events": [name for name, _ in svc.allowed_events(case)],
+            "allowed_events": [name for name, _ in view.actions],
         }
     )
     return out
 
 
+def _day(iso: str | None) -> str:
+    return dl.fmt(dt.date.fromisoformat(iso)) if iso else ""
+
+
 def case_text(data: dict[str, Any]) -> str:
+    """The case for a person at a terminal: words and dates as words, no codes."""
     lines = [
-        f"{data['reference']}  {data['kind']}  state: {data['state']}  (version {data['version']})",
-        f"  contact: {data['contact']['name']}  {display_phone(data['contact']['phone'])}"
+        f"{data['reference']}  {words.KIND_WORDS.get(data['kind'], data['kind'])}"
+        f"  {words.state_words(data['state'])}  (version {data['version']})",
+        f"  Family contact: {data['contact']['name']}  {display_phone(data['contact']['phone'])}"
         f"  {data['contact']['email']}",
     ]
     if data.get("decision_date"):
-        lines.append(
-            f"  LA decision: {data['decision_date']}"
-            f" ({data.get('decision_type') or 'type not recorded'})"
-        )
+        what = words.DECISION_TYPE_WORDS.get(data.get("decision_type") or "", "not recorded")
+        lines.append(f"  LA decision: {_day(data['decision_date'])} ({what})")
     provider = data.get("provider")
     lines.append(
-        f"  provider: {provider['name']} ({data['allocation_status']})"
+        f"  Provider: {provider['name']} ({data['allocation_status']})"
         if provider
-        else "  provider: none"
+        else "  Provider: none"
     )
-    for key, value in data.get("facts", {}).items():
-        lines.append(f"  {key}: {value}")
-    lines.append("  deadlines:")
+    for warning in data.get("warnings", []):
+        lines.append(f"  ! {warning}")
+    for item in data.get("agreement_items", []):
+        state = (
+            f"done {_day(item['done_on'])}"
+            if item["done_on"]
+            else (item["ended"] or f"due {_day(item['due_date'])}")
+        )
+        lines.append(f"  Agreed action {item['number']}: {item['description']} ({state})")
+    lines.append("  Deadlines:")
     if not data["deadlines"]:
         lines.append("    none")
     for d in data["deadlines"]:
-        lines.append(f"    [{d['status']:>9}] {d['kind']} due {d['due_date']} - {d['explanation']}")
-        lines.append(
-            f"                {d['citation']}"
-            + (f"; {d['closed_reason']}" if d["closed_reason"] else "")
-        )
-    lines.append("  history:")
+        status = words.DEADLINE_STATUS_WORDS.get(d["status"], d["status"])
+        lines.append(f"    [{status:>17}] {d['label']}: due {_day(d['due_date'])}")
+        lines.append(f"        {d['explanation']} ({d['citation']})")
+        if d["closed_reason"]:
+            lines.append(f"        {d['closed_reason']}")
+    lines.append("  History:")
     for e in data["events"]:
-        moved = f"{e['from'] or '-'} -> {e['to']}" if e["from"] != e["to"] else f"({e['to']})"
-        extra = f"  {e['data']}" if e["data"] else ""
+        at = words.moment_words(dt.datetime.fromisoformat(e["at"]))
+        moved = (
+            f"{words.state_words(e['from'])} -> {words.state_words(e['to'])}"
+            if e["from"] != e["to"]
+            else ""
+        )
         note = f"  note: {e['note']}" if e["note"] else ""
         lines.append(
-            f"    {e['at'][:16]}  {e['event']:<22} {moved}"
-            f"  by {e['actor']} via {e['channel']}{extra}{note}"
+            f"    {at}  {e['label']}  {moved}  {words.actor_words(e['actor'])}"
+            f" via {words.CHANNEL_WORDS.get(e['channel'], e['channel'])}{note}"
         )
-    lines.append(
-        f"  allowed now: {', '.join(data['allowed_events']) or 'nothing (case is closed)'}"
-    )
+    allowed = "; ".join(cases.event_label(name) for name in data["allowed_events"])
+    lines.append(f"  Possible now: {allowed or 'nothing (the case is closed)'}")
     return "\n".join(lines)

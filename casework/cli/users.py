@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import auth
-from casework.cli.common import fail
+from casework.cases import CaseworkError, sync_providers
+from casework.cli.common import exit_code, fail
 from casework.config import Settings, get_settings
 from casework.db import ensure_schema, get_engine, session_scope
 from casework.models import Provider, Role, User
-from casework.services import CaseworkError, sync_providers
 
 user_app = typer.Typer(help="People who sign in, and API tokens.", no_args_is_help=True)
 
@@ -71,7 +71,7 @@ def add(
             )
         except CaseworkError as exc:
             session.rollback()
-            fail(str(exc), exc.exit_code)
+            fail(str(exc), exit_code(exc))
         where = ""
         if user.provider_id is not None:
             p = session.get(Provider, user.provider_id)

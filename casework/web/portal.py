@@ -24,8 +24,7 @@ from sqlalchemy import case as sql_case
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from casework import auth
-from casework import services as svc
+from casework import auth, cases
 from casework.cases.effects import PROVIDER_EVENTS
 from casework.config import Settings
 from casework.models import (
@@ -159,7 +158,7 @@ def portal_index(
                 "allocation": allocation,
                 "deadline": d,
                 "deadline_label": DEADLINE_LABELS.get(d.kind, d.kind) if d else "",
-                "rag": rag_for(d, now) if d else None,
+                "rag": rag_for(d, now, request.app.state.settings) if d else None,
             }
         )
     return render(
@@ -193,16 +192,18 @@ def portal_case_page(
 ) -> HTMLResponse:
     """The provider's view of one of its cases (same shape as the adviser's case page)."""
     _provider_name(session, user, request)
-    case, family = own_case(session, user, reference)
+    case, _family = own_case(session, user, reference)
     if record:
         record_view(session, case, user, now, "portal")
-    allocation = svc.live_allocation(session, case)
+    allocation = cases.live_allocation(session, case)
     allocation_status = allocation.status if allocation else None
     view = build_case_view(
         session,
         case,
-        family,
+        user,
         now,
+        request.app.state.settings,
+        channel="portal",
         with_notices=False,
         events=portal_events(case, allocation_status),
     )
@@ -252,10 +253,10 @@ def portal_allocation(
     try:
         version = form_version(form)
         if version is not None and version != case.version:
-            raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
         if answer not in ("accept", "decline"):
-            raise svc.ValidationFailed("Choose whether you accept the case", field="answer")
-        svc.respond_to_allocation(
+            raise cases.ValidationFailed("Choose whether you accept the case", field="answer")
+        cases.respond_to_allocation(
             session,
             case.reference,
             accept=answer == "accept",
@@ -264,7 +265,7 @@ def portal_allocation(
             settings=settings,
             note=values["note"],
         )
-    except svc.CaseworkError as exc:
+    except cases.CaseworkError as exc:
         session.rollback()
         return refusal_page(
             request,
@@ -296,26 +297,27 @@ def portal_event(
     user = require_provider(signed_in, request)
     settings: Settings = request.app.state.settings
     case, _family = own_case(session, user, reference)
-    allocation = svc.live_allocation(session, case)
+    allocation = cases.live_allocation(session, case)
     offered = portal_events(case, allocation.status if allocation else None)
-    fields = dict(svc.allowed_events(case)).get(event) if event in offered else None
+    mine = dict(cases.allowed_events(case, auth.actor_for(user, "portal")))
+    fields = mine[event].fields if event in offered and event in mine else None
     typed: dict[str, Any] = {}
     try:
         if fields is None:
             version = form_version(form)
             if version is not None and version != case.version:
-                raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+                raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
             if event not in PORTAL_EVENTS:
-                raise svc.TransitionRefused(
+                raise cases.TransitionRefused(
                     f"Cannot {event} from the provider portal: ask the IAS adviser", []
                 )
             if allocation is None or allocation.status != AllocationStatus.accepted:
-                raise svc.TransitionRefused(
+                raise cases.TransitionRefused(
                     f"Accept the allocation of {case.reference} before recording anything", []
                 )
-            raise svc.describe_refusal(case, event)
+            raise cases.describe_refusal(case, event, auth.actor_for(user, "portal"))
         raw = event_form_values(form, fields, typed)
-        svc.advance(
+        cases.advance(
             session,
             case.reference,
             event,
@@ -325,7 +327,7 @@ def portal_event(
             data=raw,
             expected_version=form_version(form),
         )
-    except svc.CaseworkError as exc:
+    except cases.CaseworkError as exc:
         session.rollback()
         return refusal_page(
             request,

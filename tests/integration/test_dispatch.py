@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 from sqlmodel import Session, col
 
-from casework import services as svc
+from casework import cases
 from casework.config import Settings, load_settings
 from casework.db import session_scope
 from casework.models import DeliveryEvent, Notice
@@ -533,9 +533,9 @@ def test_a_case_opened_while_the_dispatcher_sends_is_not_blocked(
         time.sleep(0.01)
     started = time.monotonic()
     with session_scope(engine) as other:
-        svc.open_case(
+        cases.open_case(
             other,
-            svc.Intake(
+            cases.Intake(
                 kind="mediation", name="Sam Other", phone="07911 765432", channel="helpline"
             ),
             now=OPEN,

@@ -26,8 +26,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
-from casework import scheduler
-from casework import services as svc
+from casework import cases, scheduler
 from casework.config import Settings, load_settings
 from casework.db import session_scope
 from casework.deadlines import local_date
@@ -185,12 +184,12 @@ class Life:
 
     def clocks(self) -> list[tuple[str, str]]:
         with session_scope(self.engine) as s:
-            case = svc.get_case(s, self.reference)
-            return [(d.kind, d.status) for d in svc.case_deadlines(s, case)]
+            case = cases.get_case(s, self.reference)
+            return [(d.kind, d.status) for d in cases.case_deadlines(s, case)]
 
     def missed_events(self) -> list[tuple[str, dt.datetime]]:
         with session_scope(self.engine) as s:
-            case = svc.get_case(s, self.reference)
+            case = cases.get_case(s, self.reference)
             return [
                 (e.data["deadline"], e.at)
                 for e in s.execute(
@@ -206,7 +205,7 @@ class Life:
     # -- the use cases, as the web app and CLI call them ------------------------------------
 
     def open(self, s: Session, now: dt.datetime) -> None:
-        case = svc.open_case(
+        case = cases.open_case(
             s,
             intake(phone="07911 234567", email=FAMILY_EMAIL, child_name=CHILD, summary="x"),
             now=now,
@@ -217,7 +216,7 @@ class Life:
 
     def event(self, event: str, **data: Any) -> Callable[[Session, dt.datetime], Any]:
         def run(s: Session, now: dt.datetime) -> None:
-            svc.advance(
+            cases.advance(
                 s, self.reference, event, now=now, actor=ADVISER, settings=self.settings, data=data
             )
 
@@ -225,7 +224,7 @@ class Life:
 
     def allocate(self, code: str) -> Callable[[Session, dt.datetime], Any]:
         def run(s: Session, now: dt.datetime) -> None:
-            svc.allocate(s, self.reference, code, now=now, actor=ADVISER, settings=self.settings)
+            cases.allocate(s, self.reference, code, now=now, actor=ADVISER, settings=self.settings)
             self.provider_email = PROVIDER_EMAILS[code]
 
         return run
@@ -234,13 +233,13 @@ class Life:
         self, code: str, accept: bool, note: str = ""
     ) -> Callable[[Session, dt.datetime], Any]:
         def run(s: Session, now: dt.datetime) -> None:
-            staff = svc.Actor(
+            staff = cases.Actor(
                 id=f"user:staff@{code}.example.org",
                 role="provider",
                 channel="portal",
-                provider_id=svc.find_provider(s, code).id,
+                provider_id=cases.find_provider(s, code).id,
             )
-            svc.respond_to_allocation(
+            cases.respond_to_allocation(
                 s,
                 self.reference,
                 accept=accept,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
@@ -36,9 +35,6 @@ def _due(session: Session, case_id: int, kind: str) -> dt.date:
     return due
 
 
-@pytest.mark.xfail(
-    strict=True, reason="use cases do not yet pass settings.calendars.service to service_target"
-)
 def test_a_service_target_skips_the_closure_day(engine: Engine, session: Session) -> None:
     settings = load_settings(environment="test", closure_days=CLOSED)
     case = create_case(

@@ -29,8 +29,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col
 
 import casework.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from casework import cases
 from casework import deadlines as dl
-from casework import services as svc
 from casework.config import Settings
 from casework.db import alembic_config, downgrade, make_engine, session_scope, upgrade
 from casework.models import Case, Deadline, Notice
@@ -52,15 +52,15 @@ D = dt.date
 def committed(engine: Engine, reference: str) -> dict[str, Any]:
     """What the database holds for a case, read through a brand-new session."""
     with session_scope(engine) as fresh:
-        case = svc.get_case(fresh, reference)
+        case = cases.get_case(fresh, reference)
         return {
             "state": case.state,
             "version": case.version,
             "provider_id": case.provider_id,
-            "events": [(e.event, e.from_state, e.to_state) for e in svc.case_events(fresh, case)],
+            "events": [(e.event, e.from_state, e.to_state) for e in cases.case_events(fresh, case)],
             "deadlines": [
                 (d.kind, d.status, d.due_date, d.closed_reason)
-                for d in svc.case_deadlines(fresh, case)
+                for d in cases.case_deadlines(fresh, case)
             ],
             "notices": sorted(
                 (n.template, n.recipient_role, n.channel)
@@ -74,9 +74,9 @@ def committed(engine: Engine, reference: str) -> dict[str, Any]:
 def clocks(engine: Engine, reference: str) -> dict[str, list[Deadline]]:
     """The case's deadline rows by kind, from a fresh session."""
     with session_scope(engine) as fresh:
-        case = svc.get_case(fresh, reference)
+        case = cases.get_case(fresh, reference)
         out: dict[str, list[Deadline]] = {}
-        for d in svc.case_deadlines(fresh, case):
+        for d in cases.case_deadlines(fresh, case):
             out.setdefault(d.kind, []).append(d)
         return out
 
@@ -93,9 +93,9 @@ def end_of_london_day(day: D) -> dt.datetime:
     return at((day + dt.timedelta(days=1)).isoformat(), "00:00")
 
 
-def provider_actor(session: Session, code: str) -> svc.Actor:
-    provider = svc.find_provider(session, code)
-    return svc.Actor(
+def provider_actor(session: Session, code: str) -> cases.Actor:
+    provider = cases.find_provider(session, code)
+    return cases.Actor(
         id=f"provider:{code}:sam", role="provider", channel="web", provider_id=provider.id
     )
 
@@ -106,7 +106,7 @@ def mediating_case(
     """Advised on 10 Nov, allocated to Solution Talk, mediation chosen on Thu 12 Nov 2026."""
     case = create_case(session, settings)
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    svc.allocate(
+    cases.allocate(
         session,
         case.reference,
         "solution-talk",
@@ -160,7 +160,7 @@ def test_issue_certificate_meets_the_clock_and_opens_the_appeal_deadline(
     assert "later date: 24 January 2027" in appeal.explanation
     assert "Monday 25 January 2027, 5pm" in appeal.explanation
     with session_scope(engine) as fresh:
-        row = svc.get_case(fresh, case.reference)
+        row = cases.get_case(fresh, case.reference)
         assert (row.state, row.appeal_due) == ("certificate_issued", D(2027, 1, 25))
         assert (row.certificate_on, row.certificate_type) == (D(2026, 12, 24), "declined")
 
@@ -218,7 +218,7 @@ def test_choose_mediation_is_refused_without_a_provider(
     case = create_case(session, settings)
     advance(session, settings, case, "advise", now=at("2026-11-10"))
     before = committed(engine, case.reference)
-    with pytest.raises(svc.TransitionRefused) as refused:
+    with pytest.raises(cases.TransitionRefused) as refused:
         advance(session, settings, case, "choose_mediation", now=at("2026-11-12"))
     assert "allocate a provider first" in str(refused.value)
     assert "choose_mediation" not in refused.value.allowed
@@ -266,7 +266,7 @@ def test_report_not_arranged_cancels_the_meeting_clock_and_opens_a_certificate_c
     assert committed(engine, case.reference)["state"] == "mediating"
 
     before = committed(engine, case.reference)
-    with pytest.raises(svc.TransitionRefused, match="already recorded"):
+    with pytest.raises(cases.TransitionRefused, match="already recorded"):
         advance(session, settings, case, "report_not_arranged", now=at("2026-12-11"))
     assert committed(engine, case.reference) == before
 
@@ -310,7 +310,7 @@ def test_record_meeting_opens_the_certificate_clock_and_any_agreement_clock(
     else:
         assert [(d.status, d.due_date) for d in implemented] == [("open", implemented_due)]
     with session_scope(engine) as fresh:
-        row = svc.get_case(fresh, case.reference)
+        row = cases.get_case(fresh, case.reference)
         assert (row.state, row.meeting_held_on, row.meeting_outcome) == (
             "mediating",
             D(2026, 12, 4),
@@ -324,7 +324,7 @@ def test_an_agreement_outcome_needs_the_agreement_in_writing(
     """reg 42: an agreement is recorded in writing; without it nothing is recorded."""
     case = mediating_case(session, settings)
     before = committed(engine, case.reference)
-    with pytest.raises(svc.ValidationFailed) as failed:
+    with pytest.raises(cases.ValidationFailed) as failed:
         advance(session, settings, case, "record_meeting", now=at("2026-12-04"), outcome="partial")
     assert failed.value.field == "agreement"
     assert committed(engine, case.reference) == before
@@ -348,7 +348,7 @@ def test_withdraw_cancels_every_open_deadline(
         assert (row.status, row.closed_reason) == ("cancelled", "case withdrawn"), kind
     assert all(d.status != "open" for rows in by_kind.values() for d in rows)
     with session_scope(engine) as fresh:
-        withdrawn = svc.get_case(fresh, case.reference)
+        withdrawn = cases.get_case(fresh, case.reference)
         assert (withdrawn.state, withdrawn.withdrawn_reason) == ("withdrawn", "family moved away")
 
 
@@ -371,7 +371,7 @@ def test_mark_exempt_opens_the_appeal_deadline_from_the_decision_only(
     # A placement-only appeal needs no mediation advice: the reg 33 window does not apply.
     assert one(engine, case.reference, "contact_adviser").status == "cancelled"
     with session_scope(engine) as fresh:
-        row = svc.get_case(fresh, case.reference)
+        row = cases.get_case(fresh, case.reference)
         assert (row.state, row.placement_only, row.appeal_due) == (
             "appeal_ready",
             True,
@@ -385,7 +385,7 @@ def test_mark_exempt_without_a_decision_date_is_refused_and_says_how_to_fix_it(
     """The appeal deadline cannot be worked out without the LA's decision date."""
     case = create_case(session, settings, decision_date=None, decision_type=None)
     before = committed(engine, case.reference)
-    with pytest.raises(svc.ValidationFailed) as failed:
+    with pytest.raises(cases.ValidationFailed) as failed:
         advance(session, settings, case, "mark_exempt", now=at("2026-11-12"))
     assert failed.value.field == "decision_date"
     assert "case details" in str(failed.value)
@@ -419,7 +419,7 @@ def test_disagreement_resolution_runs_on_service_targets(
     assert one(engine, case.reference, "dr_advice").status == "met"
     assert one(engine, case.reference, "dr_allocation").due_date == D(2026, 11, 18)
 
-    svc.allocate(
+    cases.allocate(
         session,
         case.reference,
         "solution-talk",
@@ -436,7 +436,7 @@ def test_disagreement_resolution_runs_on_service_targets(
     assert (acceptance.status, acceptance.due_date) == ("open", D(2026, 11, 17))
 
     staff = provider_actor(session, "solution-talk")
-    svc.respond_to_allocation(
+    cases.respond_to_allocation(
         session, case.reference, accept=True, now=at("2026-11-16"), actor=staff, settings=settings
     )
     assert one(engine, case.reference, "allocation_acceptance").status == "met"
@@ -474,11 +474,11 @@ def test_disagreement_close_needs_a_disagreement_outcome(
         session, settings, kind="disagreement", decision_date=None, decision_type=None
     )
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    svc.allocate(
+    cases.allocate(
         session, case.reference, "kids", now=at("2026-11-10"), actor=ADVISER, settings=settings
     )
     advance(session, settings, case, "record_meeting", now=at("2026-11-20"), outcome="none")
-    with pytest.raises(svc.ValidationFailed) as failed:
+    with pytest.raises(cases.ValidationFailed) as failed:
         advance(session, settings, case, "close", now=at("2026-11-21"), outcome="appeal_lodged")
     assert failed.value.field == "outcome"
     assert "resolved" in str(failed.value)
@@ -491,11 +491,11 @@ def test_an_email_request_without_a_phone_number_is_refused(
     session: Session, settings: Settings
 ) -> None:
     """domain.md: an email request must carry a contact telephone number."""
-    with pytest.raises(svc.ValidationFailed) as failed:
+    with pytest.raises(cases.ValidationFailed) as failed:
         create_case(session, settings, channel="email", phone="")
     assert failed.value.field == "phone"
     assert "ring back" in str(failed.value)
-    assert svc.count_cases(session) == 0
+    assert cases.count_cases(session) == 0
 
 
 @pytest.mark.parametrize("phone", ["0161 12", "not a number", "07911 12345678901"])
@@ -503,10 +503,10 @@ def test_a_malformed_phone_number_is_refused(
     session: Session, settings: Settings, phone: str
 ) -> None:
     """A number SMS cannot reach is caught at intake, not weeks later on a reminder."""
-    with pytest.raises(svc.ValidationFailed) as failed:
+    with pytest.raises(cases.ValidationFailed) as failed:
         create_case(session, settings, phone=phone)
     assert failed.value.field == "phone"
-    assert svc.count_cases(session) == 0
+    assert cases.count_cases(session) == 0
 
 
 def test_a_good_phone_number_is_stored_in_e164(
@@ -515,7 +515,7 @@ def test_a_good_phone_number_is_stored_in_e164(
     """Stored as E.164 so the SMS provider gets one canonical form, however it was typed."""
     case = create_case(session, settings, phone="07911 123456", channel="email")
     with session_scope(engine) as fresh:
-        family = svc.family_of(fresh, svc.get_case(fresh, case.reference))
+        family = cases.family_of(fresh, cases.get_case(fresh, case.reference))
         assert family is not None
         assert family.phone == "+447911123456"
 
@@ -529,7 +529,7 @@ def test_a_refusal_names_the_events_allowed_now(
     """The edges print this one line (CLI exit 2, HTTP 409)."""
     case = create_case(session, settings)
     before = committed(engine, case.reference)
-    with pytest.raises(svc.TransitionRefused) as refused:
+    with pytest.raises(cases.TransitionRefused) as refused:
         advance(session, settings, case, "close", now=at("2026-11-10"), outcome="no_appeal")
     assert str(refused.value) == (
         "Cannot record “Close case”: the case is Requested. Possible now: Record advice"
@@ -539,7 +539,7 @@ def test_a_refusal_names_the_events_allowed_now(
     assert refused.value.exit_code == 2
     assert committed(engine, case.reference) == before
 
-    with pytest.raises(svc.TransitionRefused, match="not a step of a mediation case"):
+    with pytest.raises(cases.TransitionRefused, match="not a step of a mediation case"):
         advance(session, settings, case, "frobnicate", now=at("2026-11-10"))
     assert committed(engine, case.reference) == before
 
@@ -550,7 +550,7 @@ def test_expected_version_mismatch_is_a_conflict(
     """A form submitted against an old version must not overwrite a newer change."""
     case = create_case(session, settings)
     assert case.version == 1
-    svc.advance(
+    cases.advance(
         session,
         case.reference,
         "advise",
@@ -561,8 +561,8 @@ def test_expected_version_mismatch_is_a_conflict(
     )
     before = committed(engine, case.reference)
     assert before["version"] == 2
-    with pytest.raises(svc.Conflict):
-        svc.advance(
+    with pytest.raises(cases.Conflict):
+        cases.advance(
             session,
             case.reference,
             "decline",
@@ -581,7 +581,7 @@ def test_a_provider_cannot_see_or_move_another_providers_case(
     case = mediating_case(session, settings)  # allocated to Solution Talk
     outsider = provider_actor(session, "collis")
     before = committed(engine, case.reference)
-    with pytest.raises(svc.NotFound):
+    with pytest.raises(cases.NotFound):
         advance(
             session,
             settings,
@@ -591,8 +591,8 @@ def test_a_provider_cannot_see_or_move_another_providers_case(
             actor=outsider,
             meeting_on="2026-12-01",
         )
-    with pytest.raises(svc.NotFound):
-        svc.respond_to_allocation(
+    with pytest.raises(cases.NotFound):
+        cases.respond_to_allocation(
             session,
             case.reference,
             accept=True,
@@ -600,8 +600,8 @@ def test_a_provider_cannot_see_or_move_another_providers_case(
             actor=outsider,
             settings=settings,
         )
-    with pytest.raises(svc.NotFound):
-        svc.allocate(
+    with pytest.raises(cases.NotFound):
+        cases.allocate(
             session,
             case.reference,
             "collis",
@@ -634,7 +634,7 @@ def test_allocation_accept_and_decline(
     re-allocated Wed 11 Nov -> answer by Fri 13 Nov, accepted Mon 16 Nov (late)."""
     case = create_case(session, settings)
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    offered = svc.allocate(
+    offered = cases.allocate(
         session,
         case.reference,
         "solution-talk",
@@ -646,8 +646,8 @@ def test_allocation_accept_and_decline(
     assert one(engine, case.reference, "allocation_acceptance").due_date == D(2026, 11, 12)
     staff = provider_actor(session, "solution-talk")
 
-    with pytest.raises(svc.ValidationFailed) as failed:
-        svc.respond_to_allocation(
+    with pytest.raises(cases.ValidationFailed) as failed:
+        cases.respond_to_allocation(
             session,
             case.reference,
             accept=False,
@@ -657,7 +657,7 @@ def test_allocation_accept_and_decline(
         )
     assert failed.value.field == "note"
 
-    declined = svc.respond_to_allocation(
+    declined = cases.respond_to_allocation(
         session,
         case.reference,
         accept=False,
@@ -674,8 +674,8 @@ def test_allocation_accept_and_decline(
     first = one(engine, case.reference, "allocation_acceptance")
     assert (first.status, first.closed_reason) == ("cancelled", "allocation declined")
     # the provider that declined no longer sees the case
-    with pytest.raises(svc.NotFound):
-        svc.respond_to_allocation(
+    with pytest.raises(cases.NotFound):
+        cases.respond_to_allocation(
             session,
             case.reference,
             accept=True,
@@ -684,11 +684,11 @@ def test_allocation_accept_and_decline(
             settings=settings,
         )
 
-    svc.allocate(
+    cases.allocate(
         session, case.reference, "collis", now=at("2026-11-11"), actor=ADVISER, settings=settings
     )
     collis = provider_actor(session, "collis")
-    accepted = svc.respond_to_allocation(
+    accepted = cases.respond_to_allocation(
         session, case.reference, accept=True, now=at("2026-11-16"), actor=collis, settings=settings
     )
     assert accepted.status == "accepted"
@@ -696,8 +696,8 @@ def test_allocation_accept_and_decline(
         d for d in clocks(engine, case.reference)["allocation_acceptance"] if d.id != first.id
     ]
     assert [(d.due_date, d.status) for d in second] == [(D(2026, 11, 13), "missed")]
-    with pytest.raises(svc.TransitionRefused, match="no allocation waiting"):
-        svc.respond_to_allocation(
+    with pytest.raises(cases.TransitionRefused, match="no allocation waiting"):
+        cases.respond_to_allocation(
             session,
             case.reference,
             accept=True,
@@ -756,9 +756,9 @@ def test_two_sessions_on_one_case_exactly_one_wins(
     with Session(engine) as a, Session(engine) as b:
         # Keep both loaded rows referenced: a session's identity map holds rows weakly,
         # and a row nobody holds would simply be read afresh by the second use case.
-        loaded_a, loaded_b = svc.get_case(a, reference), svc.get_case(b, reference)
+        loaded_a, loaded_b = cases.get_case(a, reference), cases.get_case(b, reference)
         assert loaded_a.version == loaded_b.version == 2
-        svc.advance(
+        cases.advance(
             a,
             reference,
             first,
@@ -767,8 +767,8 @@ def test_two_sessions_on_one_case_exactly_one_wins(
             settings=settings,
             data=RACE[first],
         )
-        with pytest.raises(svc.Conflict):
-            svc.advance(
+        with pytest.raises(cases.Conflict):
+            cases.advance(
                 b,
                 reference,
                 second,
@@ -794,7 +794,7 @@ def barrier_hook(
     def install(barrier: threading.Barrier) -> None:
         original = notices.queue_event_notices
 
-        def meet_then_run(session: Session, ctx: svc.TransitionContext) -> list[Any]:
+        def meet_then_run(session: Session, ctx: cases.TransitionContext) -> list[Any]:
             barrier.wait()
             return original(session, ctx)
 
@@ -830,10 +830,10 @@ def test_two_threads_racing_on_one_case_exactly_one_wins(
         try:
             with Session(engine) as own:
                 if meet == "after_loading":
-                    loaded = svc.get_case(own, reference)  # held: see the test above
+                    loaded = cases.get_case(own, reference)  # held: see the test above
                     assert loaded.version == 2
                     barrier.wait()
-                svc.advance(
+                cases.advance(
                     own,
                     reference,
                     event,
@@ -857,7 +857,7 @@ def test_two_threads_racing_on_one_case_exactly_one_wins(
     losers = {event: exc for event, exc in outcomes.items() if exc is not None}
     assert len(winners) == 1, outcomes
     (loser_exc,) = losers.values()
-    if not isinstance(loser_exc, svc.Conflict):
+    if not isinstance(loser_exc, cases.Conflict):
         raise loser_exc  # shows the real error (e.g. SQLite's "database is locked")
     assert_only_the_winner_wrote(engine, reference, before, winners[0])
 
@@ -959,7 +959,7 @@ def test_correcting_the_decision_date_bumps_the_version_once(
 ) -> None:
     """One change, one version: a form loaded before it must conflict by exactly one."""
     case = create_case(session, settings, decision_date=None, decision_type=None)
-    svc.update_case_facts(
+    cases.update_case_facts(
         session,
         case.reference,
         now=at("2026-11-10"),
@@ -1011,13 +1011,13 @@ def test_a_provider_cannot_accept_a_withdrawn_case(
 ) -> None:
     case = create_case(session, settings)
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    svc.allocate(
+    cases.allocate(
         session, case.reference, "kids", now=at("2026-11-10"), actor=ADVISER, settings=settings
     )
     advance(session, settings, case, "withdraw", now=at("2026-11-11"), reason="moved away")
     before = committed(engine, case.reference)
-    with pytest.raises(svc.TransitionRefused):
-        svc.respond_to_allocation(
+    with pytest.raises(cases.TransitionRefused):
+        cases.respond_to_allocation(
             session,
             case.reference,
             accept=True,
@@ -1036,10 +1036,10 @@ def test_a_disagreement_provider_can_decline_an_allocation(
         session, settings, kind="disagreement", decision_date=None, decision_type=None
     )
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    svc.allocate(
+    cases.allocate(
         session, case.reference, "kids", now=at("2026-11-10"), actor=ADVISER, settings=settings
     )
-    svc.respond_to_allocation(
+    cases.respond_to_allocation(
         session,
         case.reference,
         accept=False,
@@ -1068,10 +1068,10 @@ def test_choose_mediation_refuses_an_icb_told_date_in_the_future(
 ) -> None:
     case = create_case(session, settings)
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    svc.allocate(
+    cases.allocate(
         session, case.reference, "kids", now=at("2026-11-10"), actor=ADVISER, settings=settings
     )
-    with pytest.raises(svc.ValidationFailed) as failed:
+    with pytest.raises(cases.ValidationFailed) as failed:
         advance(
             session,
             settings,
@@ -1092,7 +1092,7 @@ def test_returning_a_case_to_the_adviser_stops_the_acceptance_clock(
         session, settings, kind="disagreement", decision_date=None, decision_type=None
     )
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    svc.allocate(
+    cases.allocate(
         session, case.reference, "kids", now=at("2026-11-10"), actor=ADVISER, settings=settings
     )
     advance(session, settings, case, "return_to_adviser", now=at("2026-11-11"))
@@ -1100,7 +1100,7 @@ def test_returning_a_case_to_the_adviser_stops_the_acceptance_clock(
     assert (after_return["state"], after_return["provider_id"]) == ("advised", None)
     assert one(engine, case.reference, "allocation_acceptance").status == "cancelled"
 
-    svc.allocate(
+    cases.allocate(
         session, case.reference, "collis", now=at("2026-11-12"), actor=ADVISER, settings=settings
     )
     acceptance = clocks(engine, case.reference)["allocation_acceptance"]

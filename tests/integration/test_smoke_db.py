@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from casework import services as svc
+from casework import cases
 from casework.config import Settings
 from casework.db import session_scope
 from tests.conftest import at
@@ -16,9 +16,9 @@ def test_open_advance_reload(engine: Engine, session, settings: Settings) -> Non
     advance(session, settings, case, "advise", now=at("2026-11-10"))
     advance(session, settings, case, "decline", now=at("2026-11-11"))
     with session_scope(engine) as fresh:
-        reloaded = svc.get_case(fresh, case.reference)
+        reloaded = cases.get_case(fresh, case.reference)
         assert reloaded.state == "declined"
         assert reloaded.version == 3
-        kinds = {(d.kind, d.status) for d in svc.case_deadlines(fresh, reloaded)}
+        kinds = {(d.kind, d.status) for d in cases.case_deadlines(fresh, reloaded)}
         assert ("certificate_after_decline", "open") in kinds
         assert ("contact_adviser", "met") in kinds

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
 
-from casework import services as svc
+from casework import cases
 from casework.config import Settings
 from casework.db import session_scope
 from casework.models import Case, CaseEvent, Deadline, DeliveryEvent, Notice
@@ -40,9 +40,9 @@ ADVISER_ESCALATION = at("2026-12-13", "09:00")
 MANAGER_ESCALATION = at("2026-12-16", "09:00")
 
 
-def provider_actor(session: Session, code: str = "link") -> svc.Actor:
-    provider = svc.find_provider(session, code)
-    return svc.Actor(
+def provider_actor(session: Session, code: str = "link") -> cases.Actor:
+    provider = cases.find_provider(session, code)
+    return cases.Actor(
         id=f"user:staff@{code}.example.org",
         role="provider",
         channel="portal",
@@ -53,13 +53,13 @@ def provider_actor(session: Session, code: str = "link") -> svc.Actor:
 def allocated_case(session: Session, settings: Settings) -> str:
     case = create_case(session, settings, now=at("2026-11-09"))
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    svc.allocate(session, case.reference, "link", now=ALLOCATED, actor=ADVISER, settings=settings)
+    cases.allocate(session, case.reference, "link", now=ALLOCATED, actor=ADVISER, settings=settings)
     return case.reference
 
 
 def mediating_case(session: Session, settings: Settings) -> str:
     reference = allocated_case(session, settings)
-    svc.respond_to_allocation(
+    cases.respond_to_allocation(
         session,
         reference,
         accept=True,
@@ -67,7 +67,7 @@ def mediating_case(session: Session, settings: Settings) -> str:
         actor=provider_actor(session),
         settings=settings,
     )
-    svc.advance(
+    cases.advance(
         session,
         reference,
         "choose_mediation",
@@ -83,7 +83,7 @@ def notices(engine: Engine, reference: str | None = None, **where: Any) -> list[
     with session_scope(engine) as s:
         query = select(Notice).order_by(col(Notice.id))
         if reference is not None:
-            case = svc.get_case(s, reference)
+            case = cases.get_case(s, reference)
             query = query.where(col(Notice.case_id) == case.id)
         for name, value in where.items():
             query = query.where(getattr(Notice, name) == value)
@@ -92,7 +92,7 @@ def notices(engine: Engine, reference: str | None = None, **where: Any) -> list[
 
 def deadline_notices(engine: Engine, reference: str, kind: str) -> list[Notice]:
     with session_scope(engine) as s:
-        case = svc.get_case(s, reference)
+        case = cases.get_case(s, reference)
         return list(
             s.execute(
                 select(Notice)
@@ -105,8 +105,8 @@ def deadline_notices(engine: Engine, reference: str, kind: str) -> list[Notice]:
 
 def deadline(engine: Engine, reference: str, kind: str) -> Deadline:
     with session_scope(engine) as s:
-        case = svc.get_case(s, reference)
-        rows = [d for d in svc.case_deadlines(s, case) if d.kind == kind]
+        case = cases.get_case(s, reference)
+        rows = [d for d in cases.case_deadlines(s, case) if d.kind == kind]
         assert len(rows) == 1, rows
         return rows[0]
 
@@ -184,7 +184,7 @@ def test_a_queued_reminder_is_skipped_when_its_clock_finishes_before_dispatch(
 
     finished = moment + dt.timedelta(seconds=30)
     if how == "met":
-        svc.respond_to_allocation(
+        cases.respond_to_allocation(
             session,
             reference,
             accept=True,
@@ -193,7 +193,7 @@ def test_a_queued_reminder_is_skipped_when_its_clock_finishes_before_dispatch(
             settings=settings,
         )
     else:
-        svc.advance(
+        cases.advance(
             session,
             reference,
             "withdraw",
@@ -221,7 +221,7 @@ def test_a_withdrawn_case_sweeps_nothing_more(
 ) -> None:
     reference = mediating_case(session, settings)
     sweep(engine, CHOSE, settings)
-    svc.advance(
+    cases.advance(
         session,
         reference,
         "withdraw",
@@ -255,8 +255,8 @@ def test_marking_a_clock_missed_writes_a_case_event(
     assert meeting.closed_reason == "not done by the due time"
     assert meeting.next_action_at == ADVISER_ESCALATION  # still escalating
     with session_scope(engine) as s:
-        case = svc.get_case(s, reference)
-        missed = [e for e in svc.case_events(s, case) if e.event == "deadline_missed"]
+        case = cases.get_case(s, reference)
+        missed = [e for e in cases.case_events(s, case) if e.event == "deadline_missed"]
     assert len(missed) == 1
     event = missed[0]
     assert (event.at, event.actor, event.channel) == (MISSED, "system:scheduler", "scheduler")

@@ -44,8 +44,8 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import Engine
 
+from casework import cases
 from casework import deadlines as dl
-from casework import services as svc
 from casework.cases.effects import event_fields
 from casework.cases.fields import EventField
 from casework.config import Settings, load_settings
@@ -60,7 +60,7 @@ from casework.states import (
 )
 from tests.unit.test_states import DISAGREEMENT_TABLE, MEDIATION_TABLE
 
-ADVISER = svc.Actor(id="user:alice.adviser@ias.example.org", role="adviser", channel="web")
+ADVISER = cases.Actor(id="user:alice.adviser@ias.example.org", role="adviser", channel="web")
 TABLES = {CaseKind.mediation: MEDIATION_TABLE, CaseKind.disagreement: DISAGREEMENT_TABLE}
 EVENTS = [*sorted(set(all_events("mediation")) | set(all_events("disagreement"))), "frobnicate"]
 PROVIDERS = ["solution-talk", "collis", "kids", "link", "together-trust"]
@@ -81,7 +81,7 @@ def flow_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, 
     upgrade(engine)
     config = load_settings(environment="test")
     with session_scope(engine) as session:
-        svc.sync_providers(session, config)
+        cases.sync_providers(session, config)
     yield engine, config
     engine.dispose()
 
@@ -148,22 +148,22 @@ class CaseLife(RuleBasedStateMachine):
     def snapshot(self) -> dict[str, Any]:
         """Everything the database holds about the case, read through a fresh session."""
         with session_scope(self.engine) as session:
-            case = svc.get_case(session, self.reference)
+            case = cases.get_case(session, self.reference)
             return {
                 "state": case.state,
                 "kind_state": f"{case.kind}:{case.state}",
                 "version": case.version,
                 "provider_id": case.provider_id,
                 "appeal_due": case.appeal_due,
-                "allocation": getattr(svc.live_allocation(session, case), "status", None),
+                "allocation": getattr(cases.live_allocation(session, case), "status", None),
                 "case": case.model_dump(exclude={"updated_at"}),
                 "events": [
                     (e.id, e.event, e.from_state, e.to_state, e.at)
-                    for e in svc.case_events(session, case)
+                    for e in cases.case_events(session, case)
                 ],
                 "deadlines": [
                     (d.id, d.kind, d.status, d.due_date, d.closed_reason, d.next_action_at)
-                    for d in svc.case_deadlines(session, case)
+                    for d in cases.case_deadlines(session, case)
                 ],
             }
 
@@ -180,7 +180,7 @@ class CaseLife(RuleBasedStateMachine):
         with session_scope(self.engine) as session:
             try:
                 action(session)
-            except svc.CaseworkError as exc:
+            except cases.CaseworkError as exc:
                 refused = True
                 event(f"refused: {type(exc).__name__}")
         after = self.current = self.snapshot()
@@ -194,8 +194,8 @@ class CaseLife(RuleBasedStateMachine):
             event(f"reached {after['kind_state']}")
         return before, after
 
-    def staff(self, code: str) -> svc.Actor:
-        return svc.Actor(
+    def staff(self, code: str) -> cases.Actor:
+        return cases.Actor(
             id=f"provider:{code}:sam",
             role="provider",
             channel="web",
@@ -226,8 +226,8 @@ class CaseLife(RuleBasedStateMachine):
         self.now = dt.datetime.combine(start, dt.time(10), tzinfo=dl.LONDON).astimezone(dt.UTC)
         decision = start - dt.timedelta(days=lag) if with_decision else None
 
-        def intake(phone: str) -> svc.Intake:
-            return svc.Intake(
+        def intake(phone: str) -> cases.Intake:
+            return cases.Intake(
                 kind=kind.value,
                 name="Jo Family",
                 phone=phone,
@@ -239,9 +239,9 @@ class CaseLife(RuleBasedStateMachine):
 
         with session_scope(self.engine) as session:
             if bad_first is not None:
-                count = svc.count_cases(session)
-                with pytest.raises(svc.ValidationFailed) as failed:
-                    svc.open_case(
+                count = cases.count_cases(session)
+                with pytest.raises(cases.ValidationFailed) as failed:
+                    cases.open_case(
                         session,
                         intake(bad_first),
                         now=self.tick(),
@@ -249,8 +249,8 @@ class CaseLife(RuleBasedStateMachine):
                         settings=self.config,
                     )
                 assert failed.value.field == "phone"
-                assert svc.count_cases(session) == count
-            case = svc.open_case(
+                assert cases.count_cases(session) == count
+            case = cases.open_case(
                 session,
                 intake("07911 123456"),
                 now=self.tick(),
@@ -299,7 +299,7 @@ class CaseLife(RuleBasedStateMachine):
         note = data.draw(st.sampled_from(["", "rang back"]), label="note")
 
         before, after = self.attempt(
-            lambda session: svc.advance(
+            lambda session: cases.advance(
                 session,
                 self.reference,
                 name,
@@ -332,7 +332,7 @@ class CaseLife(RuleBasedStateMachine):
         """An adviser offers the case to a provider (or mistypes one)."""
         now = self.tick(wait)
         before, after = self.attempt(
-            lambda session: svc.allocate(
+            lambda session: cases.allocate(
                 session, self.reference, provider, now=now, actor=ADVISER, settings=self.config
             )
         )
@@ -359,7 +359,7 @@ class CaseLife(RuleBasedStateMachine):
         elif who != "adviser":
             actor = self.staff(next(code for code in PROVIDERS if code != own))
         before, after = self.attempt(
-            lambda session: svc.respond_to_allocation(
+            lambda session: cases.respond_to_allocation(
                 session,
                 self.reference,
                 accept=accept,
@@ -394,7 +394,7 @@ class CaseLife(RuleBasedStateMachine):
         now = self.tick(wait)
         decision = self.today() - dt.timedelta(days=days_back)
         self.attempt(
-            lambda session: svc.update_case_facts(
+            lambda session: cases.update_case_facts(
                 session,
                 self.reference,
                 now=now,
@@ -447,7 +447,7 @@ def test_random_lives_of_a_case_keep_the_audit_trail_consistent(
     CaseLife.engine, CaseLife.config = flow_db
     with session_scope(CaseLife.engine) as session:
         CaseLife.provider_ids = {
-            code: svc.find_provider(session, code).id  # type: ignore[misc]
+            code: cases.find_provider(session, code).id  # type: ignore[misc]
             for code in PROVIDERS
         }
     run_state_machine_as_test(

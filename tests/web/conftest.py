@@ -24,12 +24,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from casework import auth
-from casework import services as svc
+from casework import auth, cases
+from casework.cases import find_provider
 from casework.config import Settings
 from casework.db import session_scope
 from casework.models import Case, CaseEvent, User
-from casework.services import find_provider
 from casework.web.app import create_app
 from casework.web.deps import SESSION_COOKIE
 from tests.conftest import ADVISER, at
@@ -146,7 +145,7 @@ def csrf_in(html: str) -> str:
     return found.group(1)
 
 
-def provider_actor(web: Web, who: str) -> svc.Actor:
+def provider_actor(web: Web, who: str) -> cases.Actor:
     user = web.users[who]
     return auth.actor_for(user, "portal")
 
@@ -167,7 +166,7 @@ def make_case(
             return case
         advance(s, web.settings, case, "advise")
         if provider is not None:
-            svc.allocate(
+            cases.allocate(
                 s,
                 case.reference,
                 provider,
@@ -178,7 +177,7 @@ def make_case(
             if accepted or mediating:
                 code = provider
                 who = next(k for k, v in CAST.items() if v[2] == code)
-                svc.respond_to_allocation(
+                cases.respond_to_allocation(
                     s,
                     case.reference,
                     accept=True,
@@ -187,7 +186,7 @@ def make_case(
                     settings=web.settings,
                 )
         if mediating:
-            case = svc.advance(
+            case = cases.advance(
                 s,
                 case.reference,
                 "choose_mediation",
@@ -196,14 +195,14 @@ def make_case(
                 settings=web.settings,
                 data={"la_told_on": "2026-11-10"},
             )
-        return svc.get_case(s, case.reference)
+        return cases.get_case(s, case.reference)
 
 
 def reload(web: Web, reference: str) -> Case:
     with web.session() as s:
-        return svc.get_case(s, reference)
+        return cases.get_case(s, reference)
 
 
 def events_of(web: Web, reference: str) -> list[CaseEvent]:
     with web.session() as s:
-        return svc.case_events(s, svc.get_case(s, reference))
+        return cases.case_events(s, cases.get_case(s, reference))

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from casework import allocation as rules
-from casework import services as svc
+from casework import cases
+from casework.cases import allocation as rules
 from casework.config import AllocationRules, Settings
 from casework.models import Allocation, Case, CaseEvent
 from tests.conftest import ADVISER, at
@@ -53,7 +53,7 @@ def test_following_the_suggestion_needs_no_reason() -> None:
 def test_departing_from_the_suggestion_needs_a_reason() -> None:
     kids = _candidate("kids", "KIDS")
     suggestion = _suggestion(kids, _candidate("collis", "Collis Mediation"))
-    with pytest.raises(svc.ValidationFailed) as refused:
+    with pytest.raises(cases.ValidationFailed) as refused:
         rules.check_override(suggestion, "collis", "  ")
     assert refused.value.field == "override_reason"
     message = str(refused.value)
@@ -68,22 +68,22 @@ def test_choosing_an_excluded_provider_says_why_it_was_excluded() -> None:
         _candidate("kids", "KIDS"),
         _candidate("collis", "Collis Mediation", excluded="declared conflict (Oakwood High)"),
     )
-    with pytest.raises(svc.ValidationFailed, match=r"Collis Mediation is excluded \(declared"):
+    with pytest.raises(cases.ValidationFailed, match=r"Collis Mediation is excluded \(declared"):
         rules.check_override(suggestion, "collis", "")
 
 
 def test_when_nothing_could_be_suggested_any_choice_needs_a_reason() -> None:
     nothing = _suggestion(None, _candidate("kids", "KIDS", excluded="capacity 0"))
-    with pytest.raises(svc.ValidationFailed, match="no provider could be suggested"):
+    with pytest.raises(cases.ValidationFailed, match="no provider could be suggested"):
         rules.check_override(nothing, "kids", "")
     rules.check_override(nothing, "kids", "urgent: manager agreed")
-    with pytest.raises(svc.ValidationFailed, match="nothing was suggested"):
+    with pytest.raises(cases.ValidationFailed, match="nothing was suggested"):
         rules.check_override(None, "kids", "")
 
 
 def test_check_override_accepts_a_bare_code_for_the_pages() -> None:
     rules.check_override("kids", "KIDS", "")
-    with pytest.raises(svc.ValidationFailed, match="allocate to kids"):
+    with pytest.raises(cases.ValidationFailed, match="allocate to kids"):
         rules.check_override("kids", "collis", "")
     rules.check_override("kids", "collis", "family preference")
 
@@ -98,7 +98,7 @@ def test_a_provider_with_no_open_cases_has_zero_load_and_no_capacity_is_infinite
 
 def _allocated(session: Session, settings: Settings, provider: str, *, summary: str = "") -> Case:
     case = create_case(session, settings, summary=summary)
-    svc.allocate(session, case.reference, provider, now=NOW, actor=ADVISER, settings=settings)
+    cases.allocate(session, case.reference, provider, now=NOW, actor=ADVISER, settings=settings)
     return case
 
 
@@ -184,7 +184,7 @@ def test_the_adviser_can_exclude_providers_for_one_case(
     )
     assert suggestion.code == "kids"
     assert "Collis Mediation excluded: excluded for this case by the adviser" in suggestion.reasons
-    with pytest.raises(svc.ValidationFailed) as refused:
+    with pytest.raises(cases.ValidationFailed) as refused:
         rules.suggest(session, case, settings, excluded=["nobody"])
     assert refused.value.field == "excluded"
     assert "use one of solution-talk, collis, kids, link, together-trust" in str(refused.value)
@@ -213,7 +213,7 @@ def test_family_preference_is_not_honoured_when_excluded(
         "The family's preference, Link Mediation Ltd, is excluded: declared conflict (Oakwood High)"
     )
     assert suggestion.reasons[1].startswith("Solution Talk: lowest open load")
-    with pytest.raises(svc.ValidationFailed) as refused:
+    with pytest.raises(cases.ValidationFailed) as refused:
         rules.suggest(session, case, settings, preferred="Mediation R Us")
     assert refused.value.field == "preferred"
 
@@ -224,7 +224,7 @@ def test_a_provider_that_declined_is_not_suggested_again(
     case = _allocated(session, settings, "solution-talk")
     held = rules.suggest(session, case, settings)
     assert "Solution Talk excluded: already holds this case (offered)" in held.reasons
-    svc.respond_to_allocation(
+    cases.respond_to_allocation(
         session,
         case.reference,
         accept=False,
@@ -269,7 +269,7 @@ def test_allocate_against_the_suggestion_needs_and_records_a_reason(
     session: Session, settings: Settings
 ) -> None:
     case = create_case(session, settings)
-    with pytest.raises(svc.ValidationFailed) as refused:
+    with pytest.raises(cases.ValidationFailed) as refused:
         rules.allocate(session, case.reference, "kids", now=NOW, actor=ADVISER, settings=settings)
     assert refused.value.field == "override_reason"
     assert "the suggestion is Solution Talk" in str(refused.value)
@@ -296,7 +296,7 @@ def test_allocate_to_an_unknown_provider_names_the_field(
     session: Session, settings: Settings
 ) -> None:
     case = create_case(session, settings)
-    with pytest.raises(svc.ValidationFailed) as refused:
+    with pytest.raises(cases.ValidationFailed) as refused:
         rules.allocate(session, case.reference, "acme", now=NOW, actor=ADVISER, settings=settings)
     assert refused.value.field == "provider"
 
@@ -304,14 +304,14 @@ def test_allocate_to_an_unknown_provider_names_the_field(
 def test_provider_staff_cannot_allocate(session: Session, settings: Settings) -> None:
     case = _allocated(session, settings, "kids")
     other = create_case(session, settings)
-    kids_staff = svc.Actor(
+    kids_staff = cases.Actor(
         id="user:k@kids.example.org", role="provider", channel="api", provider_id=case.provider_id
     )
     with pytest.raises(rules.NotPermitted):
         rules.allocate(
             session, case.reference, "link", now=NOW, actor=kids_staff, settings=settings
         )
-    with pytest.raises(svc.NotFound):
+    with pytest.raises(cases.NotFound):
         rules.allocate(
             session, other.reference, "kids", now=NOW, actor=kids_staff, settings=settings
         )
@@ -320,7 +320,7 @@ def test_provider_staff_cannot_allocate(session: Session, settings: Settings) ->
 def test_closed_cases_cannot_be_allocated(session: Session, settings: Settings) -> None:
     case = create_case(session, settings)
     advance(session, settings, case, "withdraw", reason="resolved informally")
-    with pytest.raises(svc.TransitionRefused, match="case is withdrawn"):
+    with pytest.raises(cases.TransitionRefused, match="case is withdrawn"):
         rules.allocate(
             session, case.reference, "solution-talk", now=NOW, actor=ADVISER, settings=settings
         )

@@ -19,8 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
-from casework import auth
-from casework import services as svc
+from casework import auth, cases
 from casework.config import Settings
 from casework.db import session_scope
 from casework.models import Case, CaseEvent, Notice, NoticeStatus
@@ -69,7 +68,7 @@ def world(engine: Engine, session: Session, settings: Settings) -> Iterator[Worl
     refs = {}
     for code in ("kids", "link"):
         case = create_case(session, settings, name=f"{code.title()} Family")
-        svc.allocate(session, case.reference, code, now=NOW, actor=ADVISER, settings=settings)
+        cases.allocate(session, case.reference, code, now=NOW, actor=ADVISER, settings=settings)
         refs[code] = case.reference
     refs["none"] = create_case(session, settings, name="Unallocated Family").reference
     app = create_app(settings, engine)
@@ -252,8 +251,8 @@ def test_read_case_is_recorded_in_the_audit_trail(world: World) -> None:
     assert detail["allocation"]["status"] == "offered"
     assert [e["event"] for e in detail["events"]] == ["open", "allocate_provider"]
     with session_scope(world.engine) as s:
-        case = svc.get_case(s, ref)
-        views = [e for e in svc.case_events(s, case) if e.event == "viewed"]
+        case = cases.get_case(s, ref)
+        views = [e for e in cases.case_events(s, case) if e.event == "viewed"]
         assert [(v.actor, v.channel) for v in views] == [("user:manager@example.org", "api")]
         assert case.version == detail["version"]  # a view does not change the case
     again = world.get("manager", f"/api/v1/cases/{ref}", params={"include_views": True}).json()
@@ -336,7 +335,7 @@ def test_a_stale_expected_version_is_409(world: World) -> None:
     assert f"expected_version={seen + 1}" in body["error"]
     assert "decline" in body["allowed"]
     with session_scope(world.engine) as s:
-        assert svc.get_case(s, ref).state == "advised"  # nothing was declined
+        assert cases.get_case(s, ref).state == "advised"  # nothing was declined
 
 
 @pytest.mark.parametrize(
@@ -533,7 +532,7 @@ def test_deadlines_list_and_filters(world: World) -> None:
 
 def _add_notice(engine: Engine, ref: str, recipient: str, status: str = "queued") -> None:
     with session_scope(engine) as s:
-        case = svc.get_case(s, ref)
+        case = cases.get_case(s, ref)
         s.add(
             Notice(
                 idempotency_key=f"test:{ref}:{recipient}:{status}",

@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import Engine
 
-from casework import auth
+from casework import auth, cases
 from casework import deadlines as dl
-from casework import services as svc
 from casework.config import Settings, load_settings
 from casework.db import make_engine, session_scope, upgrade
 from casework.scheduler import run_once
@@ -116,7 +115,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     with session_scope(engine) as session:
-        svc.sync_providers(session, settings)
+        cases.sync_providers(session, settings)
         for key, (email, role, provider) in CAST.items():
             auth.create_user(
                 session,
@@ -451,7 +450,7 @@ def test_provider_staff_get_404_for_another_providers_case(live: Live, people: P
     with session_scope(live.engine) as session:
         case = create_case(session, live.settings, name="Alex Elsewhere")
         advance(session, live.settings, case, "advise")
-        svc.allocate(
+        cases.allocate(
             session,
             case.reference,
             "solution-talk",

@@ -24,8 +24,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from casework import auth
-from casework import services as svc
+from casework import auth, cases
 from casework.config import load_settings
 from casework.db import make_engine, session_scope, upgrade
 from casework.web.app import create_app
@@ -55,13 +54,13 @@ def adviser_token() -> Iterator[str]:
     """Migrate and fill the app's database; an adviser's token reaches every route."""
     upgrade(_ENGINE)
     with session_scope(_ENGINE) as session:
-        svc.sync_providers(session, _SETTINGS)
+        cases.sync_providers(session, _SETTINGS)
         user = auth.create_user(session, email="fuzz@example.org", role="adviser", now=NOW)
         token = auth.create_api_token(session, user, name="fuzz", now=NOW)
         # Real references exist, so some generated requests reach a case.
         for _ in range(3):
             case = create_case(session, _SETTINGS)
-        svc.allocate(session, case.reference, "kids", now=NOW, actor=ADVISER, settings=_SETTINGS)
+        cases.allocate(session, case.reference, "kids", now=NOW, actor=ADVISER, settings=_SETTINGS)
     yield token
     _ENGINE.dispose()
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from casework import allocation as rules
-from casework import services as svc
+from casework import cases
 from casework.auth import actor_for
+from casework.cases import allocation as rules
 from casework.web.api.common import (
     ApiRoute,
     ApiUser,
@@ -133,7 +133,7 @@ def post_allocation_response(
     """A decline needs a reason in ``note`` and returns the case to the adviser."""
     case = visible_case(session, user, reference)
     end_read(session)
-    svc.respond_to_allocation(
+    cases.respond_to_allocation(
         session,
         case.reference,
         accept=body.answer == "accept",
@@ -142,4 +142,4 @@ def post_allocation_response(
         settings=settings,
         note=body.note,
     )
-    return case_detail(session, user, svc.get_case(session, case.reference), now)
+    return case_detail(session, user, cases.get_case(session, case.reference), now)

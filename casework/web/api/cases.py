@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, or_, select
 from sqlalchemy.sql import ColumnElement
-from sqlmodel import Session, col
+from sqlmodel import col
 
+from casework import cases
 from casework import deadlines as dl
-from casework import services as svc
 from casework.auth import actor_for
-from casework.cases.effects import event_fields
-from casework.models import Case, CaseEvent, Person, User
+from casework.models import Case, Person
 from casework.states import CaseKind, CaseState
 from casework.web.api.common import (
-    PROVIDER_EVENTS,
     ApiRoute,
     ApiUser,
     Limit,
@@ -33,7 +30,6 @@ from casework.web.api.common import (
 from casework.web.api.schemas import CaseDetailOut, CasePageOut, CaseSummaryOut, EventIn, IntakeIn
 from casework.web.api.views import (
     SUMMARY_COLUMNS,
-    allowed_for,
     case_detail,
     check_version,
     next_deadlines,
@@ -47,56 +43,6 @@ router = APIRouter(route_class=ApiRoute)
 
 # No date on a SEND record predates the SEND Regulations 2014 coming into force, and
 # none is years ahead; bounding them keeps nonsense (year 1, year 9999) out of the clocks.
-EARLIEST_DATE = dt.date(2014, 9, 1)
-FUTURE_LIMIT_DAYS = 2 * 366
-
-
-def _record_view(session: Session, case: Case, user: User, now: dt.datetime) -> None:
-    """Append ``viewed`` to the audit trail, before anything of the case is returned.
-
-    Recorded first so that a read which cannot be recorded is not served either. In a
-    transaction of its own, begun IMMEDIATE on SQLite: a deferred one takes its read
-    snapshot first and, having waited for the write lock behind another writer, finds
-    the snapshot stale and fails ("database is locked") instead of writing.
-    """
-    case_id, state = case.id, case.state
-    end_read(session)
-    session.connection(execution_options={"claim": True})
-    session.add(
-        CaseEvent(
-            case_id=case_id,  # type: ignore[arg-type]
-            at=now,
-            actor=actor_for(user, "api").id,
-            event="viewed",
-            from_state=state,
-            to_state=state,
-            data={},
-            channel="api",
-            note="",
-        )
-    )
-    session.commit()
-
-
-def _check_dates(case: Case, event: str, data: dict[str, Any], today: dt.date) -> None:
-    """Refuse dates no SEND record can carry before they reach the legal clocks."""
-    latest = today + dt.timedelta(days=FUTURE_LIMIT_DAYS)
-    for f in event_fields(case.kind, event):
-        value = data.get(f.name)
-        if f.type != "date" or not isinstance(value, str) or not value.strip():
-            continue
-        try:
-            day = dt.date.fromisoformat(value.strip())
-        except ValueError:
-            continue  # the use case names the field and the format
-        if not EARLIEST_DATE <= day <= latest:
-            raise svc.ValidationFailed(
-                f"{event}: {f.name} {day.isoformat()} is out of range; give a date between"
-                f" {EARLIEST_DATE.isoformat()} and {latest.isoformat()}",
-                field=f.name,
-            )
-
-
 @router.get("/cases", response_model=CasePageOut, summary="List cases, newest first")
 def list_cases(
     user: ApiUser,
@@ -121,7 +67,7 @@ def list_cases(
         conditions.append(col(Case.kind) == kind.value)
     if q and q.strip():
         if "\x00" in q:
-            raise svc.ValidationFailed("q: must not contain NUL characters", field="q")
+            raise cases.ValidationFailed("q: must not contain NUL characters", field="q")
         needle = q.strip().lower()
         family = select(col(Person.case_id)).where(
             col(Person.role) == "family",
@@ -166,13 +112,7 @@ def create_case(
 ) -> CaseDetailOut:
     """Records the request, starts its clocks and queues the family's acknowledgement."""
     forbid_provider(user, "open cases")
-    if body.decision_date is not None and body.decision_date < EARLIEST_DATE:
-        raise svc.ValidationFailed(
-            f"decision_date {body.decision_date.isoformat()} is before the SEND Regulations 2014"
-            " came into force (2014-09-01); check the date on the LA's letter",
-            field="decision_date",
-        )
-    intake = svc.Intake(
+    intake = cases.Intake(
         kind=body.kind,
         name=body.name,
         phone=body.phone,
@@ -186,8 +126,11 @@ def create_case(
         child_name=body.child_name,
         preferred_channels=",".join(dict.fromkeys(body.preferred_channels)),
         sms_consent=body.sms_consent,
+        reg32_info_given=body.reg32_info_given,
     )
-    case = svc.open_case(session, intake, now=now, actor=actor_for(user, "api"), settings=settings)
+    case = cases.open_case(
+        session, intake, now=now, actor=actor_for(user, "api"), settings=settings
+    )
     response.headers["Location"] = f"/api/v1/cases/{case.reference}"
     return case_detail(session, user, case, now)
 
@@ -208,7 +151,7 @@ def read_case(
 ) -> CaseDetailOut:
     """The whole case; reading it is recorded in its audit trail."""
     case = visible_case(session, user, reference)
-    _record_view(session, case, user, now)
+    cases.record_view(session, case, actor_for(user, "api"), now)
     return case_detail(session, user, case, now, include_views=include_views)
 
 
@@ -231,37 +174,22 @@ def post_event(
     someone else is refused with 409 instead of being silently built upon.
     """
     case = visible_case(session, user, reference)
-    if is_provider(user) and body.event not in PROVIDER_EVENTS:
-        allowed = [name for name, _ in allowed_for(user, case)]
-        raise RoleRefused(
-            f"Cannot {body.event}: provider staff record only"
-            f" {', '.join(sorted(PROVIDER_EVENTS))}; ask the IAS adviser to {body.event};"
-            f" allowed now: {', '.join(allowed) or 'nothing'}",
-            allowed,
-        )
     check_version(case, user, body.expected_version)
-    data = dict(body.data)
-    _check_dates(case, body.event, data, dl.local_date(now))
     end_read(session)
+    actor = actor_for(user, "api")
     try:
-        case = svc.advance(
+        case = cases.advance(
             session,
             case.reference,
             body.event,
             now=now,
-            actor=actor_for(user, "api"),
+            actor=actor,
             settings=settings,
-            data=data,
+            data=dict(body.data),
             note=body.note,
             expected_version=body.expected_version,
         )
-    except svc.TransitionRefused as exc:
-        if not is_provider(user):
-            raise
-        # Offer provider staff only what they may do, not the adviser's events.
-        mine = [e for e in exc.allowed if e in PROVIDER_EVENTS]
-        reason = str(exc).split("; allowed now:")[0]
-        raise svc.TransitionRefused(
-            f"{reason}; allowed now: {', '.join(mine) or 'nothing for provider staff'}", mine
-        ) from exc
+    except cases.NotPermitted as exc:
+        allowed = [name for name, _ in cases.allowed_events(case, actor)]
+        raise RoleRefused(str(exc), allowed) from exc
     return case_detail(session, user, case, now)

@@ -17,15 +17,16 @@ from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import Session, col
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from casework import allocation as rules
-from casework import services as svc
+from casework import cases
+from casework.cases import allocation as rules
 from casework.cases.effects import PROVIDER_EVENTS as _PROVIDER_EVENTS
 from casework.models import Case, Role, User
 from casework.web.api.schemas import ErrorOut, FieldErrorOut
 from casework.web.deps import NowDep, SessionDep, get_api_user
+from casework.web.errors import http_status
 
 
-class ApiConflict(svc.Conflict):
+class ApiConflict(cases.Conflict):
     """A stale ``expected_version``: the case moved on; carries the events allowed now."""
 
     def __init__(self, message: str, allowed: list[str]) -> None:
@@ -41,14 +42,14 @@ class RoleRefused(rules.NotPermitted):
         self.allowed = allowed
 
 
-def error_response(exc: svc.CaseworkError) -> JSONResponse:
+def error_response(exc: cases.CaseworkError) -> JSONResponse:
     """The JSON body and status of a use-case refusal: the message, the field, what is allowed."""
     body = ErrorOut(
         error=str(exc),
         field=getattr(exc, "field", None),
         allowed=list(getattr(exc, "allowed", None) or []),
     )
-    return JSONResponse(body.model_dump(), status_code=exc.http_status)
+    return JSONResponse(body.model_dump(), status_code=http_status(exc))
 
 
 def _field_of(loc: Sequence[Any]) -> str:
@@ -86,7 +87,7 @@ class ApiRoute(APIRoute):
         async def route_handler(request: Request) -> Response:
             try:
                 return await handler(request)
-            except svc.CaseworkError as exc:
+            except cases.CaseworkError as exc:
                 return error_response(exc)
             except RequestValidationError as exc:
                 return validation_response(exc)
@@ -158,8 +159,8 @@ def scoped(query: AnySelect, user: User) -> AnySelect:
     return query
 
 
-def case_not_found(reference: str) -> svc.NotFound:
-    return svc.NotFound(
+def case_not_found(reference: str) -> cases.NotFound:
+    return cases.NotFound(
         f"no case with reference {reference[:32]!r}; GET /api/v1/cases lists the cases this"
         " token can see"
     )

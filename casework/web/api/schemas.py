@@ -102,6 +102,11 @@ class IntakeIn(BaseModel):
         default_factory=_both_channels, min_length=1, max_length=2
     )
     sms_consent: bool = True
+    reg32_info_given: bool | None = Field(
+        None,
+        description="Whether the LA's decision letter gave the mediation information reg 32"
+        " requires; when it did not, the Tribunal may extend the time to appeal",
+    )
 
 
 class EventIn(BaseModel):
@@ -237,6 +242,10 @@ class CaseDetailOut(CaseSummaryOut):
     events: list[EventOut]
     allowed_events: list[AllowedEventOut] = Field(
         description="What this token may do to the case now, with the data each event takes"
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the law makes late or uncertain on this case, in words",
     )
 
 

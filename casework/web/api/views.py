@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from casework import cases
 from casework import deadlines as dl
-from casework import services as svc
-from casework.cases.effects import EVENT_LABELS
+from casework.auth import actor_for
 from casework.cases.fields import EventField
-from casework.models import Case, CaseEvent, Deadline, DeadlineStatus, Provider, User
-from casework.web.api.common import PROVIDER_EVENTS, ApiConflict, is_provider
+from casework.cases.views import CASE_FACTS
+from casework.models import Case, Deadline, DeadlineStatus, Provider, User
+from casework.web.api.common import ApiConflict
 from casework.web.api.schemas import (
     AllocationOut,
     AllowedEventOut,
@@ -29,24 +30,7 @@ from casework.web.api.schemas import (
     ProviderOut,
 )
 
-FACTS = (
-    "health_care",
-    "health_only",
-    "placement_only",
-    "la_told_on",
-    "icb_told_on",
-    "declined_on",
-    "meeting_on",
-    "meeting_time",
-    "meeting_held_on",
-    "meeting_outcome",
-    "agreement",
-    "not_arranged_reported_on",
-    "certificate_on",
-    "certificate_type",
-    "close_outcome",
-    "withdrawn_reason",
-)
+FACTS = CASE_FACTS
 
 
 def providers_by_id(session: Session) -> dict[int, Provider]:
@@ -151,28 +135,29 @@ def field_out(f: EventField) -> EventFieldOut:
 
 
 def allowed_for(user: User, case: Case) -> list[tuple[str, tuple[EventField, ...]]]:
-    allowed = svc.allowed_events(case)
-    if is_provider(user):
-        allowed = [(name, fields) for name, fields in allowed if name in PROVIDER_EVENTS]
-    return allowed
+    """The steps this person may record now: one rule, in the use case."""
+    return [
+        (name, spec.fields) for name, spec in cases.allowed_events(case, actor_for(user, "api"))
+    ]
 
 
 def case_detail(
     session: Session, user: User, case: Case, now: dt.datetime, *, include_views: bool = False
 ) -> CaseDetailOut:
+    """The API's shape of the one read model of a case (:func:`casework.cases.case_detail`)."""
     today = dl.local_date(now)
     providers = providers_by_id(session)
-    family = svc.family_of(session, case)
-    live = svc.live_allocation(session, case)
-    deadlines = svc.case_deadlines(session, case)
-    open_clocks = sorted(
-        (d for d in deadlines if d.status == DeadlineStatus.open), key=lambda d: d.due_at
+    actor = actor_for(user, "api")
+    view = cases.case_detail(
+        session,
+        case.reference,
+        actor=actor,
+        now=now,
+        with_notices=False,
+        views_in_history=include_views,
     )
-    # Views are filtered in SQL: a much-read case carries thousands of them.
-    history = select(CaseEvent).where(col(CaseEvent.case_id) == case.id)
-    if not include_views:
-        history = history.where(col(CaseEvent.event) != "viewed")
-    events = list(session.execute(history.order_by(col(CaseEvent.id))).scalars())
+    case, family, live = view.case, view.family, view.allocation
+    open_clocks = [d for d in view.deadlines if d.status == DeadlineStatus.open]
     allocation = None
     if live is not None:
         allocation = AllocationOut(
@@ -207,7 +192,7 @@ def case_detail(
         ),
         facts=facts,
         allocation=allocation,
-        deadlines=[deadline_out(d, today) for d in deadlines],
+        deadlines=[deadline_out(d, today) for d in sorted(view.deadlines, key=lambda d: d.id or 0)],
         events=[
             EventOut(
                 at=e.at,
@@ -219,16 +204,17 @@ def case_detail(
                 data=e.data or {},
                 note=e.note,
             )
-            for e in events
+            for e in view.events
         ],
         allowed_events=[
             AllowedEventOut(
                 event=name,
-                label=EVENT_LABELS.get(name, name),
-                fields=[field_out(f) for f in fields],
+                label=spec.label,
+                fields=[field_out(f) for f in spec.fields],
             )
-            for name, fields in allowed_for(user, case)
+            for name, spec in view.actions
         ],
+        warnings=view.warnings,
     )
 
 

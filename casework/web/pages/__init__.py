@@ -21,10 +21,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from casework import services as svc
+from casework import cases
 from casework.config import Settings
 from casework.web import assets
 from casework.web.deps import SESSION_COOKIE, NotSignedIn
+from casework.web.errors import http_status
 from casework.web.pages import case, dashboard, intake, manager, sign_in
 from casework.web.pages.common import PageError, redirect, render
 from casework.web.security import CsrfFailed, SecurityHeadersMiddleware
@@ -111,17 +112,17 @@ def install(app: FastAPI) -> None:
             status_code=exc.status_code,
         )
 
-    @app.exception_handler(svc.CaseworkError)
-    async def _casework_error(request: Request, exc: svc.CaseworkError) -> Response:
+    @app.exception_handler(cases.CaseworkError)
+    async def _casework_error(request: Request, exc: cases.CaseworkError) -> Response:
         # Pages handle refusals where they happen; this is the safety net so a refusal
         # is never a 500. API paths get JSON with the same message.
         if _wants_json(request):
-            return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+            return JSONResponse({"detail": str(exc)}, status_code=http_status(exc))
         return render(
             request,
             "error.html",
             {"page_title": "That cannot be done", "message": str(exc)},
-            status_code=exc.http_status,
+            status_code=http_status(exc),
         )
 
     app.add_middleware(SecurityHeadersMiddleware)

@@ -15,14 +15,13 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from casework import allocation, auth
-from casework import services as svc
+from casework import auth, cases
+from casework.cases import allocation
 from casework.config import Settings
 from casework.models import Case, Provider, User, UserSession
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import (
     build_case_view,
-    can_allocate,
     load_case,
     record_view,
     refusal_page,
@@ -74,13 +73,13 @@ def case_page(
     found = load_case(session, reference)
     if found is None:
         raise not_found()
-    case, family = found
+    case, _family = found
     if record:
         record_view(session, case, user, now, "web")
     return render_case_view(
         request,
         "case.html",
-        build_case_view(session, case, family, now),
+        build_case_view(session, case, user, now, request.app.state.settings),
         status_code=status_code,
         errors=errors,
         open_event=open_event,
@@ -89,7 +88,7 @@ def case_page(
         banner_title=banner_title,
         done=done,
         extra={
-            "can_allocate": can_allocate(case),
+            "can_allocate": cases.can_allocate(case) is None,
             "decision_types": list(DECISION_TYPE_LABELS.items()),
         },
     )
@@ -122,17 +121,18 @@ def case_event_post(
     settings: Settings = request.app.state.settings
     found = _staff_case(session, signed_in, reference)
     case: Case = found[0]
-    fields = dict(svc.allowed_events(case)).get(event)
+    offered = dict(cases.allowed_events(case, auth.actor_for(user, "web")))
+    fields = offered[event].fields if event in offered else None
     typed: dict[str, Any] = {}
     try:
         if fields is None:
             # Not offered now: the version check first, so a stale form says "changed".
             version = form_version(form)
             if version is not None and version != case.version:
-                raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
-            raise svc.describe_refusal(case, event)
+                raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+            raise cases.describe_refusal(case, event, auth.actor_for(user, "web"))
         raw = event_form_values(form, fields, typed)
-        svc.advance(
+        cases.advance(
             session,
             case.reference,
             event,
@@ -142,7 +142,7 @@ def case_event_post(
             data=raw,
             expected_version=form_version(form),
         )
-    except svc.CaseworkError as exc:
+    except cases.CaseworkError as exc:
         session.rollback()
         return refusal_page(
             request,
@@ -185,12 +185,12 @@ def allocate_page(
     case, _family = found
     settings: Settings = request.app.state.settings
     suggestion = None
-    if can_allocate(case):
+    if cases.can_allocate(case) is None:
         try:
             suggestion = allocation.suggest(session, case, settings)
-        except svc.CaseworkError:
+        except cases.CaseworkError:
             suggestion = None
-    current = svc.live_allocation(session, case)
+    current = cases.live_allocation(session, case)
     providers = list(
         session.execute(
             select(Provider).where(col(Provider.active)).order_by(col(Provider.name))
@@ -205,7 +205,7 @@ def allocate_page(
             "current": session.get(Provider, current.provider_id) if current else None,
             "suggestion": suggestion,
             "providers": [(p.code, p.name) for p in providers],
-            "can_allocate": can_allocate(case),
+            "can_allocate": cases.can_allocate(case) is None,
             "errors": errors or {},
             "values": values or {},
             "banner": banner,
@@ -243,9 +243,9 @@ def case_allocate_post(
     try:
         version = form_version(form)
         if version is not None and version != case.version:
-            raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
         if not values["provider"]:
-            raise svc.ValidationFailed("Choose the provider to allocate", field="provider")
+            raise cases.ValidationFailed("Choose the provider to allocate", field="provider")
         # The rules decide whether this choice needs a reason (it departs from the
         # suggestion worked out now); see casework.allocation.
         allocation.allocate(
@@ -259,7 +259,7 @@ def case_allocate_post(
             override_reason=values["override_reason"],
             preferred=values["preferred"] or None,
         )
-    except svc.CaseworkError as exc:
+    except cases.CaseworkError as exc:
         session.rollback()
         return refusal_page(
             request, session, user, now, reference, exc, values=values, render_case=allocate_page
@@ -288,14 +288,14 @@ def case_facts_post(
     try:
         version = form_version(form)
         if version is not None and version != case.version:
-            raise svc.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
         decision_date = date_from_parts(
             values["decision_date_parts"], "decision_date", "The decision date"
         )
         decision_type = values["decision_type"] or None
         if decision_type == case.decision_type:
             decision_type = None
-        svc.update_case_facts(
+        cases.update_case_facts(
             session,
             case.reference,
             now=now,
@@ -305,7 +305,7 @@ def case_facts_post(
             decision_type=decision_type,
             note=values["note"],
         )
-    except svc.CaseworkError as exc:
+    except cases.CaseworkError as exc:
         session.rollback()
         return refusal_page(
             request,

@@ -16,14 +16,16 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
-from casework import auth
-from casework import services as svc
+from casework import auth, cases
 from casework.cases.effects import EVENT_LABELS
 from casework.cases.fields import EventField
+from casework.cases.words import actor_words
+from casework.config import Settings
 from casework.models import (
+    AgreementItem,
     Allocation,
     Case,
     CaseEvent,
@@ -34,7 +36,8 @@ from casework.models import (
     Provider,
     User,
 )
-from casework.states import FINAL_STATES, CaseKind, CaseState
+from casework.states import FINAL_STATES
+from casework.web.errors import http_status
 from casework.web.pages.common import RagStatus, not_found, rag_for, render
 from casework.web.pages.labels import (
     CHOICE_LABELS,
@@ -42,8 +45,6 @@ from casework.web.pages.labels import (
     DECISION_TYPE_LABELS,
     DONE_MESSAGES,
     STATE_LABELS,
-    VIEW_EVENT,
-    event_label,
     fmt_date,
     fmt_datetime,
 )
@@ -82,6 +83,8 @@ class CaseView:
     views: list[CaseEvent]
     view_count: int
     actions: list[tuple[str, str, tuple[EventField, ...]]]
+    warnings: list[str] = field(default_factory=list)
+    agreement_items: list[AgreementItem] = field(default_factory=list)
 
 
 def load_case(session: Session, reference: str) -> tuple[Case, Person | None] | None:
@@ -94,30 +97,8 @@ def load_case(session: Session, reference: str) -> tuple[Case, Person | None] | 
 
 
 def record_view(session: Session, case: Case, user: User, now: dt.datetime, channel: str) -> None:
-    """Every look at a child's case is in its audit trail (who, when, through which door).
-
-    A separate row per view, not a counter, because the trail must say who looked;
-    the page shows views collapsed so the timeline does not drown in them.
-
-    The page's reads are committed first, so the write starts its own transaction:
-    on SQLite a read transaction that later writes is refused outright (not queued)
-    when another request wrote in between.
-    """
-    session.commit()
-    session.add(
-        CaseEvent(
-            case_id=case.id,  # type: ignore[arg-type]
-            at=now,
-            actor=auth.actor_for(user, channel).id,
-            event=VIEW_EVENT,
-            from_state=case.state,
-            to_state=case.state,
-            data={},
-            channel=channel,
-            note="",
-        )
-    )
-    session.commit()
+    """Every look at a child's case is in its audit trail: the one use case for it."""
+    cases.record_view(session, case, auth.actor_for(user, channel), now)
 
 
 def _event_detail(data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -135,7 +116,7 @@ def _event_detail(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def _event_entry(e: CaseEvent) -> TimelineEntry:
+def _event_entry(e: CaseEvent, kind: str | None = None) -> TimelineEntry:
     change = ""
     if e.from_state and e.to_state and e.from_state != e.to_state:
         change = (
@@ -144,8 +125,8 @@ def _event_entry(e: CaseEvent) -> TimelineEntry:
         )
     return TimelineEntry(
         at=e.at,
-        title=event_label(e.event),
-        who=e.actor,
+        title=cases.event_label(e.event, kind),
+        who=actor_words(e.actor),
         channel=e.channel,
         detail=_event_detail(e.data or {}),
         note=e.note,
@@ -174,87 +155,52 @@ def _notice_entry(n: Notice) -> TimelineEntry:
 def build_case_view(
     session: Session,
     case: Case,
-    family: Person | None,
+    user: User,
     now: dt.datetime,
+    settings: Settings,
     *,
+    channel: str = "web",
     with_notices: bool = True,
     events: Iterable[str] | None = None,
 ) -> CaseView:
-    """Load the case page: allocation, deadlines with RAG, timeline, views, next actions.
+    """The case page from the one read model of a case (:func:`casework.cases.case_detail`).
 
-    ``events`` limits the offered actions (the portal offers only the provider's).
+    ``events`` narrows the offered actions further (the portal offers a provider's
+    steps only once it has accepted the case); who may record what is the use case's.
     """
-    provider = session.get(Provider, case.provider_id) if case.provider_id else None
-    allocation = svc.live_allocation(session, case)
-    allocation_provider = (
-        session.get(Provider, allocation.provider_id) if allocation is not None else None
+    detail = cases.case_detail(
+        session,
+        case.reference,
+        actor=auth.actor_for(user, channel),
+        now=now,
+        with_notices=with_notices,
+        with_views=True,
     )
     deadlines = [
-        DeadlineRow(d, DEADLINE_LABELS.get(d.kind, d.kind), rag_for(d, now))
-        for d in svc.case_deadlines(session, case)
+        DeadlineRow(d, DEADLINE_LABELS.get(d.kind, d.kind), rag_for(d, now, settings))
+        for d in detail.deadlines
     ]
-    # Open clocks first, soonest first; then the closed ones, latest first.
-    deadlines.sort(
-        key=lambda r: (
-            r.deadline.status != DeadlineStatus.open,
-            r.deadline.due_at if r.deadline.status == DeadlineStatus.open else dt.datetime.min,
-        )
-    )
-    history = list(
-        session.execute(
-            select(CaseEvent)
-            .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) != VIEW_EVENT)
-            .order_by(col(CaseEvent.id))
-        ).scalars()
-    )
-    timeline = [_event_entry(e) for e in history]
-    if with_notices:
-        notices = session.execute(
-            select(Notice).where(col(Notice.case_id) == case.id).order_by(col(Notice.created_at))
-        ).scalars()
-        timeline += [_notice_entry(n) for n in notices]
+    timeline = [_event_entry(e, detail.case.kind) for e in detail.events]
+    timeline += [_notice_entry(n) for n in detail.notices]
     timeline.sort(key=lambda t: t.at, reverse=True)
-    view_count = int(
-        session.execute(
-            select(func.count())
-            .select_from(CaseEvent)
-            .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == VIEW_EVENT)
-        ).scalar_one()
-    )
-    views = list(
-        session.execute(
-            select(CaseEvent)
-            .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == VIEW_EVENT)
-            .order_by(col(CaseEvent.id).desc())
-            .limit(10)
-        ).scalars()
-    )
     wanted = set(events) if events is not None else None
-    actions = [
-        (event, EVENT_LABELS.get(event, event), fields)
-        for event, fields in svc.allowed_events(case)
-        if wanted is None or event in wanted
-    ]
     return CaseView(
-        case=case,
-        family=family,
-        provider=provider,
-        allocation=allocation,
-        allocation_provider=allocation_provider,
+        case=detail.case,
+        family=detail.family,
+        provider=detail.provider,
+        allocation=detail.allocation,
+        allocation_provider=detail.allocation_provider,
         deadlines=deadlines,
         timeline=timeline,
-        views=views,
-        view_count=view_count,
-        actions=actions,
-    )
-
-
-def can_allocate(case: Case) -> bool:
-    if case.state in FINAL_STATES:
-        return False
-    return not (
-        case.kind == CaseKind.mediation
-        and case.state in (CaseState.declined, CaseState.certificate_issued, CaseState.appeal_ready)
+        views=detail.recent_views,
+        view_count=detail.view_count,
+        actions=[
+            (name, spec.label, spec.fields)
+            for name, spec in detail.actions
+            if wanted is None or name in wanted
+        ],
+        warnings=detail.warnings,
+        agreement_items=detail.agreement_items,
     )
 
 
@@ -322,7 +268,7 @@ def refusal_page(
     user: User,
     now: dt.datetime,
     reference: str,
-    exc: svc.CaseworkError,
+    exc: cases.CaseworkError,
     *,
     open_event: str | None = None,
     values: dict[str, Any] | None = None,
@@ -333,9 +279,9 @@ def refusal_page(
     ``render_case`` draws that page (the adviser's case or allocation page, the
     portal's case page) with the arguments of :func:`render_case_view`.
     """
-    if isinstance(exc, svc.NotFound):
+    if isinstance(exc, cases.NotFound):
         raise not_found()
-    if isinstance(exc, svc.ValidationFailed):
+    if isinstance(exc, cases.ValidationFailed):
         return render_case(
             request,
             session,
@@ -347,7 +293,7 @@ def refusal_page(
             open_event=open_event,
             values=values,
         )
-    if isinstance(exc, svc.Conflict):
+    if isinstance(exc, cases.Conflict):
         return render_case(
             request,
             session,
@@ -367,7 +313,7 @@ def refusal_page(
         user,
         now,
         reference,
-        status_code=exc.http_status,
+        status_code=http_status(exc),
         banner=str(exc),
         banner_title="That cannot be done now",
     )

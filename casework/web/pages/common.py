@@ -20,8 +20,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 from starlette.datastructures import FormData
 
-from casework import deadlines as dl
-from casework import services as svc
+from casework import cases, urgency
 from casework.cases.fields import EventField
 from casework.config import Settings
 from casework.contacts import display_phone
@@ -43,7 +42,6 @@ from casework.web.pages.labels import (
 
 STAFF_ROLES = frozenset({Role.adviser, Role.manager, Role.admin})
 MANAGER_ROLES = frozenset({Role.manager, Role.admin})
-AT_RISK_WORKING_DAYS = 3
 
 
 # --- Deadlines: red / amber / green --------------------------------------------------
@@ -58,31 +56,22 @@ class RagStatus:
     countdown: str
 
 
-def rag_for(deadline: Deadline, now: dt.datetime) -> RagStatus | None:
-    """The RAG status of an open deadline (None for met, missed-and-closed or cancelled)."""
+def rag_for(deadline: Deadline, now: dt.datetime, settings: Settings) -> RagStatus | None:
+    """The RAG status of an open deadline (None for met, missed-and-closed or cancelled).
+
+    The rule is :func:`casework.urgency.assess`, the same the digest uses.
+    """
     if deadline.status != DeadlineStatus.open:
         return None
-    today = dl.local_date(now)
-    days = (deadline.due_date - today).days
-    if deadline.due_at <= now:
-        late = -days
-        text = (
-            "overdue since today"
-            if late <= 0
-            else f"overdue by {late} day{'s' if late != 1 else ''}"
-        )
-        return RagStatus("red", "Overdue", text)
-    working = dl.working_days_between(today, deadline.due_date)
-    if days == 0:
-        text = "due today"
-    else:
-        text = (
-            f"{days} day{'s' if days != 1 else ''} left"
-            f" ({working} working day{'s' if working != 1 else ''})"
-        )
-    if deadline.due_date <= dl.add_working_days(today, AT_RISK_WORKING_DAYS):
-        return RagStatus("orange", "Due soon", text)
-    return RagStatus("green", "On track", text)
+    status = urgency.assess(
+        kind=deadline.kind,
+        due_date=deadline.due_date,
+        due_at=deadline.due_at,
+        now=now,
+        calendars=settings.calendars,
+        soon_days=settings.due_soon_service_days,
+    )
+    return RagStatus(status.colour, status.label, status.countdown)
 
 
 # --- Rendering ---------------------------------------------------------------------------
@@ -231,7 +220,7 @@ def date_from_parts(parts: Mapping[str, str], name: str, label: str) -> dt.date 
             raise ValueError("year")
         return dt.date(year, month, day)
     except (ValueError, KeyError):
-        raise svc.ValidationFailed(
+        raise cases.ValidationFailed(
             f"{label} must be a real date, for example 27 3 2026", field=name
         ) from None
 

@@ -104,7 +104,7 @@ def dashboard(
                 provider_name=names.get(case.provider_id, "") if case.provider_id else "",
                 deadline=d,
                 deadline_label=DEADLINE_LABELS.get(d.kind, d.kind) if d else "",
-                rag=rag_for(d, now) if d else None,
+                rag=rag_for(d, now, request.app.state.settings) if d else None,
             )
         )
     if q:

@@ -8,8 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from casework import auth
-from casework import services as svc
+from casework import auth, cases
 from casework.config import Settings
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.common import (
@@ -87,10 +86,10 @@ def intake_post(
         decision_date = date_from_parts(
             values["decision_date_parts"], "decision_date", "The decision date"
         )
-    except svc.ValidationFailed as exc:
+    except cases.ValidationFailed as exc:
         errors["decision_date"] = str(exc)
     if not errors:
-        intake = svc.Intake(
+        intake = cases.Intake(
             kind=values["kind"],
             name=values["name"],
             phone=values["phone"],
@@ -106,10 +105,10 @@ def intake_post(
             sms_consent=_yes(values["sms_consent"]),
         )
         try:
-            case = svc.open_case(
+            case = cases.open_case(
                 session, intake, now=now, actor=auth.actor_for(user, "web"), settings=settings
             )
-        except svc.ValidationFailed as exc:
+        except cases.ValidationFailed as exc:
             errors[exc.field or "_form"] = str(exc)
         else:
             forget_counts(request)

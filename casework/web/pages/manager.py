@@ -9,11 +9,10 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from casework import auth
+from casework import auth, cases, urgency
 from casework import deadlines as dl
 from casework.models import (
     Case,
-    CaseEvent,
     Deadline,
     DeadlineStatus,
     Notice,
@@ -23,7 +22,6 @@ from casework.models import (
 )
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.common import (
-    AT_RISK_WORKING_DAYS,
     MANAGER_ROLES,
     PageError,
     RagStatus,
@@ -89,7 +87,8 @@ def manager_get(
 ) -> Response:
     require_manager(signed_in)
     today = dl.local_date(now)
-    horizon = dl.add_working_days(today, AT_RISK_WORKING_DAYS)
+    settings = request.app.state.settings
+    horizon = urgency.due_soon_horizon(today, settings.due_soon_service_days, settings.calendars)
     rows = session.execute(
         select(Deadline, col(Case.reference), col(Case.state), col(Provider.name))
         .join(Case, col(Case.id) == Deadline.case_id)
@@ -99,7 +98,14 @@ def manager_get(
         .limit(MANAGER_LIMIT + 1)
     ).all()
     risks = [
-        RiskRow(d, ref, state, pname or "", DEADLINE_LABELS.get(d.kind, d.kind), rag_for(d, now))
+        RiskRow(
+            d,
+            ref,
+            state,
+            pname or "",
+            DEADLINE_LABELS.get(d.kind, d.kind),
+            rag_for(d, now, request.app.state.settings),
+        )
         for d, ref, state, pname in rows
     ]
     truncated = len(risks) > MANAGER_LIMIT
@@ -118,6 +124,7 @@ def manager_get(
             "escalations": _escalations(session),
             "done_message": DONE_MESSAGES.get(done, ""),
             "horizon": horizon,
+            "soon_days": settings.due_soon_service_days,
         },
     )
 
@@ -132,29 +139,14 @@ def manager_acknowledge(
     public_id: str,
 ) -> Response:
     user = require_manager(signed_in)
-    notice = session.execute(
-        select(Notice).where(col(Notice.public_id) == public_id)
-    ).scalar_one_or_none()
-    if notice is None or not notice.template.startswith("escalation"):
-        raise not_found("escalation")
-    if notice.acknowledged_at is None:
-        actor = auth.actor_for(user, "web")
-        notice.acknowledged_at = now
-        notice.acknowledged_by = actor.id
-        if notice.case_id is not None:
-            case = session.get(Case, notice.case_id)
-            session.add(
-                CaseEvent(
-                    case_id=notice.case_id,
-                    at=now,
-                    actor=actor.id,
-                    event="acknowledge_escalation",
-                    from_state=case.state if case else None,
-                    to_state=case.state if case else None,
-                    data={"notice": notice.public_id, "template": notice.template},
-                    channel="web",
-                    note=form_text(form, "note"),
-                )
-            )
-        session.commit()
+    try:
+        cases.acknowledge_escalation(
+            session,
+            public_id,
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            note=form_text(form, "note"),
+        )
+    except cases.NotFound:
+        raise not_found("escalation") from None
     return redirect("/manager?done=acknowledged")

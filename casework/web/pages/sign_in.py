@@ -12,8 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 from starlette.datastructures import FormData
 
-from casework import auth
-from casework import services as svc
+from casework import auth, cases
 from casework.config import Settings
 from casework.models import Role, User
 from casework.web.deps import SESSION_COOKIE, NowDep, SessionDep
@@ -205,7 +204,7 @@ def set_password_post(
     else:
         try:
             auth.set_password(session, user, password)
-        except svc.ValidationFailed as exc:
+        except cases.ValidationFailed as exc:
             errors["password"] = str(exc).removeprefix("password: ").capitalize()
     if errors:
         session.rollback()
