@@ -644,6 +644,7 @@ def calendar_appeal_deadline(
 
 
 @app.command("serve")
+@handles_errors
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
@@ -714,6 +715,7 @@ def digest(at: AtOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command("worker")
+@handles_errors
 def worker() -> None:
     """Run the scheduler as its own process (sweep and dispatch on intervals)."""
     from casework import logs

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -104,6 +104,9 @@ class Settings(BaseSettings):
 
     # Notices (delivery) - a channel whose keys are set is used for real, else the outbox.
     public_url: str = "http://127.0.0.1:8000"
+    # Production with an http:// public URL is refused unless a proxy in front of
+    # casework terminates TLS (and people reach it over https) and this says so.
+    behind_tls_proxy: bool = False
     sendgrid_api_key: str = ""
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_from: str = "noreply@example.org"
@@ -126,6 +129,31 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key == DEVELOPMENT_SECRET:
             raise ValueError("CASEWORK_SECRET_KEY must be set to a long random value in production")
         return self
+
+    @model_validator(mode="after")
+    def _refuse_plain_http_in_production(self) -> Settings:
+        if (
+            self.environment == "production"
+            and not self.public_url.lower().startswith("https://")
+            and not self.behind_tls_proxy
+        ):
+            raise ValueError(
+                f"CASEWORK_PUBLIC_URL is {self.public_url!r}, but production must be reached"
+                " over https: set CASEWORK_PUBLIC_URL to the https:// address people use, or,"
+                " if a proxy in front of casework terminates TLS, set"
+                " CASEWORK_BEHIND_TLS_PROXY=true"
+            )
+        return self
+
+    @property
+    def tls_required(self) -> bool:
+        """People reach the service over https: production always, elsewhere an https URL.
+
+        Then cookies are Secure and browsers are told (HSTS) never to use plain http.
+        Plain http stays usable for a local first run (browsers drop Secure cookies on
+        http://127.0.0.1).
+        """
+        return self.environment == "production" or self.public_url.lower().startswith("https://")
 
     @property
     def resolved_database_url(self) -> str:
@@ -163,6 +191,10 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+class ConfigurationError(ValueError):
+    """Settings that cannot run, in words an operator can act on (no validation dump)."""
+
+
 class TomlFilesSource(PydanticBaseSettingsSource):
     """``config/defaults.toml`` then the service file (e.g. ``manchester.toml``), deep-merged."""
 
@@ -184,9 +216,27 @@ def load_settings(**overrides: Any) -> Settings:
     """Build settings afresh (tests, CLI with overrides) and install the closure days."""
     from casework import deadlines
 
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(_plain(exc)) from None
     deadlines.set_closure_days(settings.closure_days)
     return settings
+
+
+def _plain(exc: ValidationError) -> str:
+    """One line per problem: the CASEWORK_ variable and what is wrong with it."""
+    lines = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = [str(part) for part in error["loc"]]
+        if not loc:
+            lines.append(message)
+        elif len(loc) == 1:
+            lines.append(f"CASEWORK_{loc[0].upper()}: {message}")
+        else:  # inside a table of the TOML configuration
+            lines.append(f"{'.'.join(loc)}: {message}")
+    return "; ".join(lines)
 
 
 @lru_cache(maxsize=1)
