@@ -114,7 +114,7 @@ def ready_engine(settings: Settings) -> Engine:
     configured providers, exactly as `casework db upgrade` would load them."""
     engine = get_engine(settings)
     try:
-        migrated = ensure_schema(engine)
+        migrated = ensure_schema(engine, settings)
     except RuntimeError as exc:
         fail(str(exc), 5)
     if migrated:
@@ -663,8 +663,7 @@ def serve(
 
     logs.configure()
     settings = get_settings()
-    engine = get_engine(settings)
-    upgrade(engine)
+    engine = ready_engine(settings)
     with session_scope(engine) as session:
         svc.sync_providers(session, settings)
         if demo:
@@ -723,8 +722,7 @@ def worker() -> None:
 
     logs.configure()
     settings = get_settings()
-    engine = get_engine(settings)
-    upgrade(engine)
+    engine = ready_engine(settings)
     run_worker(settings, engine)
 
 

@@ -22,7 +22,7 @@ from sqlmodel import Session, col
 
 from casework import auth
 from casework.config import Settings, get_settings
-from casework.db import ensure_schema, get_engine, session_scope
+from casework.db import SchemaNotCurrent, ensure_schema, get_engine, session_scope
 from casework.models import Provider, Role, User
 from casework.services import CaseworkError, sync_providers
 
@@ -71,7 +71,10 @@ def set_password_url(settings: Settings, user: User) -> str:
 def _session() -> Iterator[tuple[Session, Settings]]:
     settings = get_settings()
     engine = get_engine(settings)
-    ensure_schema(engine)
+    try:
+        ensure_schema(engine, settings)
+    except SchemaNotCurrent as exc:
+        _fail(str(exc), 5)
     with session_scope(engine) as session:
         sync_providers(session, settings)
         yield session, settings
