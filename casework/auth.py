@@ -2,8 +2,9 @@
 
 Passwords are hashed with argon2. Sessions and API tokens are random secrets
 handed to the client once; only their SHA-256 is stored, so a copy of the
-database cannot be replayed as a login. Repeated failures lock an account for a
-while (throttling), and every session expires.
+database cannot be replayed as a login. Repeated failures pause an account for a
+while (counted atomically, so parallel guesses get no more tries), every session
+expires, and a new password, a disabled account or a new role ends every session.
 
 A new user (or one who forgot their password) gets a one-time link instead of a
 password sent to them: a signed, expiring token that stops working once a password
@@ -12,16 +13,31 @@ is set, because it is bound to the current password hash.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Table,
+    and_,
+    case,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
@@ -40,12 +56,19 @@ SET_PASSWORD_MAX_AGE = dt.timedelta(days=7)
 _SET_PASSWORD_SALT = "casework.set-password"
 
 
-class SignInFailed(Exception):
-    """Deliberately vague for the person signing in; ``locked`` says whether to wait."""
+# One answer for a wrong password, an unknown email, a disabled account and a paused
+# one: a different answer (or status) would tell a guesser which emails exist.
+SIGN_IN_REFUSED = (
+    "Enter a correct email address and password."
+    " After 5 failed attempts, signing in is paused for 15 minutes"
+)
 
-    def __init__(self, message: str, *, locked: bool = False) -> None:
+
+class SignInFailed(Exception):
+    """Deliberately vague: the same words whatever went wrong."""
+
+    def __init__(self, message: str = SIGN_IN_REFUSED) -> None:
         super().__init__(message)
-        self.locked = locked
 
 
 def token_hash(token: str) -> str:
@@ -60,6 +83,18 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash nobody knows the password of: refusals without a real hash verify this one,
+    so they cost what a real check costs and timing does not reveal which emails exist."""
+    return _hasher.hash(secrets.token_urlsafe(24))
+
+
+def _spend_a_check(password: str) -> None:
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _hasher.verify(_dummy_hash(), password)
+
+
 def create_user(
     session: Session,
     *,
@@ -71,17 +106,7 @@ def create_user(
     provider: str | None = None,
 ) -> User:
     """Add a user; provider staff must name their provider, nobody else may."""
-    if role not in Role.__members__:
-        raise ValidationFailed(f"role must be one of {', '.join(Role)}", field="role")
-    provider_id = None
-    if role == Role.provider:
-        if not provider:
-            raise ValidationFailed("provider staff need --provider NAME", field="provider")
-        from casework.cases import find_provider
-
-        provider_id = find_provider(session, provider).id
-    elif provider:
-        raise ValidationFailed("only provider staff are bound to a provider", field="provider")
+    provider_id = _provider_binding(session, role, provider)
     email = email.strip().lower()
     if session.execute(select(User).where(col(User.email) == email)).scalar_one_or_none():
         raise ValidationFailed(f"a user {email} already exists", field="email")
@@ -98,40 +123,157 @@ def create_user(
     return user
 
 
-def set_password(session: Session, user: User, password: str) -> None:
+def _provider_binding(session: Session, role: str, provider: str | None) -> int | None:
+    """The provider id a user with ``role`` is bound to: required for provider staff only."""
+    if role not in Role.__members__:
+        raise ValidationFailed(f"role must be one of {', '.join(Role)}", field="role")
+    if role == Role.provider:
+        if not provider:
+            raise ValidationFailed("provider staff need --provider NAME", field="provider")
+        from casework.services import find_provider
+
+        return find_provider(session, provider).id
+    if provider:
+        raise ValidationFailed("only provider staff are bound to a provider", field="provider")
+    return None
+
+
+def _end_every_session(session: Session, user: User, now: dt.datetime) -> None:
+    """End the user's sessions in the caller's transaction.
+
+    Open sessions are marked ended (the record says when), and the epoch moves on so a
+    sign-in whose password check was already under way cannot start a session that
+    outlives the change (its session carries the old epoch and is refused).
+    """
+    user.session_epoch += 1
+    session.execute(
+        update(UserSession)
+        .where(col(UserSession.user_id) == user.id, col(UserSession.ended_at).is_(None))
+        .values(ended_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def set_password(session: Session, user: User, password: str, *, now: dt.datetime) -> None:
+    """A new password ends every session: whoever knew the old one is signed out."""
     user.password_hash = hash_password(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    _end_every_session(session, user, now)
+    session.commit()
+
+
+def disable_user(session: Session, user: User, *, now: dt.datetime) -> None:
+    """No more sign-ins, sessions or API use for this person."""
+    user.active = False
+    _end_every_session(session, user, now)
+    session.commit()
+
+
+def enable_user(session: Session, user: User) -> None:
+    """Let a disabled person sign in again (their old sessions stay ended)."""
+    user.active = True
     user.failed_logins = 0
     user.locked_until = None
     session.commit()
 
 
-def authenticate(session: Session, email: str, password: str, *, now: dt.datetime) -> User:
-    """The user, or SignInFailed; failures count towards a temporary lock-out."""
-    user = session.execute(
-        select(User).where(col(User.email) == email.strip().lower())
-    ).scalar_one_or_none()
-    if user is None or not user.active or not user.password_hash:
-        _hasher.hash(password)  # spend the same time as a real check: no user enumeration
-        raise SignInFailed("Enter a correct email address and password")
-    if user.locked_until is not None and user.locked_until > now:
-        raise SignInFailed(
-            "Too many failed attempts: try again in 15 minutes or ask an administrator",
-            locked=True,
+def change_role(
+    session: Session, user: User, role: str, *, now: dt.datetime, provider: str | None = None
+) -> bool:
+    """Give the user another role (or move provider staff to another provider).
+
+    What a person may see changes with their role, so every session ends and they sign
+    in again under the new one. Returns False when nothing changed (sessions kept).
+    """
+    provider_id = _provider_binding(session, role, provider)
+    if user.role == role and user.provider_id == provider_id:
+        return False
+    user.role = role
+    user.provider_id = provider_id
+    _end_every_session(session, user, now)
+    session.commit()
+    return True
+
+
+def _engine_of(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind.engine if isinstance(bind, Connection) else bind
+
+
+def _claim_attempt(session: Session, email: str, now: dt.datetime) -> tuple[int, str, int] | None:
+    """Count one attempt against the account before its password is checked.
+
+    One UPDATE decides, so parallel guesses queue on the row: the attempt that brings
+    the count to the limit also pauses the account, and later ones (and any while
+    paused) claim nothing. At most ``MAX_FAILED_LOGINS`` guesses are ever checked
+    against the real hash per pause, whatever the concurrency; a success resets the
+    count. Runs in its own short transaction (``claim``: BEGIN IMMEDIATE on SQLite),
+    so the count holds even if the caller's work is rolled back.
+
+    Returns (user id, password hash, session epoch), or None for an unknown, disabled,
+    password-less or paused account.
+    """
+    users = cast(Table, User.__table__)  # type: ignore[attr-defined]
+    lock_over = and_(users.c.locked_until.is_not(None), users.c.locked_until <= now)
+    counted = case((lock_over, 1), else_=users.c.failed_logins + 1)
+    pause_until = literal(now + LOCKOUT, users.c.locked_until.type)
+    statement = (
+        update(users)
+        .where(
+            users.c.email == email,
+            users.c.active == true(),
+            users.c.password_hash != "",
+            or_(
+                and_(users.c.locked_until.is_(None), users.c.failed_logins < MAX_FAILED_LOGINS),
+                lock_over,
+            ),
         )
+        .values(
+            failed_logins=counted,
+            locked_until=case((counted >= MAX_FAILED_LOGINS, pause_until), else_=null()),
+        )
+        .returning(users.c.id, users.c.password_hash, users.c.session_epoch)
+    )
+    with _engine_of(session).connect().execution_options(claim=True) as conn, conn.begin():
+        row = conn.execute(statement).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def authenticate(session: Session, email: str, password: str, *, now: dt.datetime) -> User:
+    """The user, or SignInFailed with the same words whatever the reason.
+
+    Every attempt is counted first (see :func:`_claim_attempt`) and forgiven only by a
+    success; unknown and paused accounts cost one dummy check, like a real one.
+    """
+    claimed = _claim_attempt(session, email.strip().lower(), now)
+    if claimed is None:
+        _spend_a_check(password)
+        raise SignInFailed()
+    user_id, password_hash, epoch = claimed
     try:
-        _hasher.verify(user.password_hash, password)
+        _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.locked_until = now + LOCKOUT
-            user.failed_logins = 0
-        session.commit()
-        raise SignInFailed("Enter a correct email address and password") from None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
+        raise SignInFailed() from None
+    values: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+    if _hasher.check_needs_rehash(password_hash):
+        values["password_hash"] = _hasher.hash(password)
+    # Only if nothing changed while the password was being checked: a reset, a disable
+    # or a role change in that moment wins over this sign-in.
+    done = session.execute(
+        update(User)
+        .where(
+            col(User.id) == user_id,
+            col(User.session_epoch) == epoch,
+            col(User.active) == true(),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    user = session.get(User, user_id, populate_existing=True)
+    if cast(CursorResult[Any], done).rowcount != 1 or user is None:
+        session.rollback()
+        raise SignInFailed()
     session.commit()
     return user
 
@@ -155,6 +297,7 @@ def start_session(session: Session, user: User, *, now: dt.datetime) -> SessionH
         created_at=now,
         last_seen_at=now,
         expires_at=now + SESSION_IDLE,
+        epoch=user.session_epoch,
     )
     session.add(row)
     session.commit()
@@ -175,7 +318,7 @@ def resolve_session(
     if now - row.created_at > SESSION_ABSOLUTE:
         return None
     user = session.get(User, row.user_id)
-    if user is None or not user.active:
+    if user is None or not user.active or row.epoch != user.session_epoch:
         return None
     if now - row.last_seen_at > dt.timedelta(minutes=1):
         row.last_seen_at = now

@@ -52,7 +52,8 @@ def _adviser_only() -> list[Literal["adviser", "manager"]]:
 
 
 class ConfigError(ValueError):
-    """A configuration file casework cannot run with; the message names the file and entry."""
+    """Settings casework cannot run with, in words an operator can act on: the message
+    names the file and entry, or the CASEWORK_ variable (no validation dump)."""
 
 
 def _check_templates(template: str, channels: list[ChannelName]) -> None:
@@ -239,6 +240,9 @@ class Settings(BaseSettings):
 
     # Notices (delivery) - a channel whose keys are set is used for real, else the outbox.
     public_url: str = "http://127.0.0.1:8000"
+    # Production with an http:// public URL is refused unless a proxy in front of
+    # casework terminates TLS (and people reach it over https) and this says so.
+    behind_tls_proxy: bool = False
     sendgrid_api_key: str = ""
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_from: str = "noreply@example.org"
@@ -262,6 +266,31 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key == DEVELOPMENT_SECRET:
             raise ValueError("CASEWORK_SECRET_KEY must be set to a long random value in production")
         return self
+
+    @model_validator(mode="after")
+    def _refuse_plain_http_in_production(self) -> Settings:
+        if (
+            self.environment == "production"
+            and not self.public_url.lower().startswith("https://")
+            and not self.behind_tls_proxy
+        ):
+            raise ValueError(
+                f"CASEWORK_PUBLIC_URL is {self.public_url!r}, but production must be reached"
+                " over https: set CASEWORK_PUBLIC_URL to the https:// address people use, or,"
+                " if a proxy in front of casework terminates TLS, set"
+                " CASEWORK_BEHIND_TLS_PROXY=true"
+            )
+        return self
+
+    @property
+    def tls_required(self) -> bool:
+        """People reach the service over https: production always, elsewhere an https URL.
+
+        Then cookies are Secure and browsers are told (HSTS) never to use plain http.
+        Plain http stays usable for a local first run (browsers drop Secure cookies on
+        http://127.0.0.1).
+        """
+        return self.environment == "production" or self.public_url.lower().startswith("https://")
 
     @property
     def resolved_database_url(self) -> str:
@@ -360,8 +389,30 @@ def check_rule_sections(path: Path, data: dict[str, Any]) -> None:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings afresh (tests, CLI with overrides); nothing else in the process changes."""
-    return Settings(**overrides)
+    """Build settings afresh (tests, CLI with overrides); nothing else in the process changes.
+
+    A wrong value is one plain line per problem (the CASEWORK_ variable or the TOML
+    table), never a pydantic traceback.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_plain(exc)) from None
+
+
+def _plain(exc: ValidationError) -> str:
+    """One line per problem: the CASEWORK_ variable and what is wrong with it."""
+    lines = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = [str(part) for part in error["loc"]]
+        if not loc:
+            lines.append(message)
+        elif len(loc) == 1:
+            lines.append(f"CASEWORK_{loc[0].upper()}: {message}")
+        else:  # inside a table of the TOML configuration
+            lines.append(f"{'.'.join(loc)}: {message}")
+    return "; ".join(lines)
 
 
 @lru_cache(maxsize=1)

@@ -106,27 +106,60 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(cfg, revision)
 
 
-def schema_is_current(engine: Engine) -> bool:
-    from alembic.runtime.migration import MigrationContext
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the one this code needs; the message says what to run."""
+
+
+def _script_revisions() -> tuple[set[str], set[str]]:
+    """(heads, every known revision) of the migration scripts shipped with this code."""
     from alembic.script import ScriptDirectory
 
-    heads = set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    known = {script.revision for script in scripts.walk_revisions()}
+    return set(scripts.get_heads()), known
+
+
+def database_revisions(engine: Engine) -> set[str]:
+    """The Alembic revision(s) the database is at; empty for a database never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
-    return current == heads
+        return set(MigrationContext.configure(connection).get_current_heads())
 
 
-def ensure_schema(engine: Engine) -> bool:
-    """Migrate an embedded SQLite database on first use; never PostgreSQL behind your back.
+def schema_is_current(engine: Engine) -> bool:
+    return database_revisions(engine) == _script_revisions()[0]
 
-    Production schemas change only through `casework db upgrade`, run deliberately.
+
+def ensure_schema(engine: Engine, settings: Settings) -> bool:
+    """Make sure the schema is the one this code needs before a command or service starts.
+
+    Only an embedded SQLite database outside production is migrated here, so a fresh
+    clone works with its first command. Anywhere else (PostgreSQL, or any production
+    database) a schema change is a deliberate step, `casework db upgrade`, run once per
+    release: several web and worker processes starting together must never race to
+    migrate, and a release must not change the schema behind an operator's back.
     Returns True when it migrated (the caller then loads the configured providers).
     """
-    if schema_is_current(engine):
+    current = database_revisions(engine)
+    heads, known = _script_revisions()
+    if current == heads:
         return False
-    if engine.dialect.name == "sqlite":
+    if current - known:
+        raise SchemaNotCurrent(
+            "the database was migrated by a newer version of casework (revision"
+            f" {', '.join(sorted(current - known))}); run the casework version that matches it"
+        )
+    if engine.dialect.name == "sqlite" and settings.environment != "production":
         upgrade(engine)
         return True
-    raise RuntimeError(
-        "the database schema is not at the current version: run `casework db upgrade`"
+    needed = ", ".join(sorted(heads))
+    if not current:
+        raise SchemaNotCurrent(
+            "the database has no casework tables yet: run `casework db upgrade` first"
+        )
+    raise SchemaNotCurrent(
+        f"the database schema is out of date (revision {', '.join(sorted(current))};"
+        f" this version of casework needs {needed}): run `casework db upgrade` first,"
+        " then start again"
     )

@@ -420,6 +420,9 @@ class User(SQLModel, table=True):
     last_login_at: dt.datetime | None = utc_column()
     failed_logins: int = 0
     locked_until: dt.datetime | None = utc_column()
+    # Bumped whenever the password, the role or the active flag changes: a session
+    # started under an older epoch is over, even one whose sign-in was in flight.
+    session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class UserSession(SQLModel, table=True):
@@ -439,6 +442,8 @@ class UserSession(SQLModel, table=True):
     last_seen_at: dt.datetime = utc_column(nullable=False)
     expires_at: dt.datetime = utc_column(nullable=False)
     ended_at: dt.datetime | None = utc_column()
+    # The user's session epoch when the password was checked (see ``User.session_epoch``).
+    epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ApiToken(SQLModel, table=True):

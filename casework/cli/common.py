@@ -108,7 +108,7 @@ def ready_engine(settings: Settings) -> Engine:
     configured providers, exactly as `casework db upgrade` would load them."""
     engine = get_engine(settings)
     try:
-        migrated = ensure_schema(engine)
+        migrated = ensure_schema(engine, settings)
     except RuntimeError as exc:
         fail(str(exc), 5)
     if migrated:

@@ -123,8 +123,7 @@ def serve(
 
     logs.configure()
     settings = get_settings()
-    engine = get_engine(settings)
-    upgrade(engine)
+    engine = ready_engine(settings)
     with session_scope(engine) as session:
         cases.sync_providers(session, settings)
         if demo:
@@ -172,6 +171,7 @@ def digest(at: AtOpt = None, as_json: JsonOpt = False) -> None:
     emit({"queued": queued}, as_json, f"{queued} digest(s) queued (0: already queued today)")
 
 
+@handles_errors
 def worker() -> None:
     """Run the scheduler as its own process (sweep and dispatch on intervals)."""
     from casework import logs
@@ -179,8 +179,7 @@ def worker() -> None:
 
     logs.configure()
     settings = get_settings()
-    engine = get_engine(settings)
-    upgrade(engine)
+    engine = ready_engine(settings)
     run_worker(settings, engine)
 
 

@@ -21,7 +21,7 @@ from casework import auth
 from casework.cases import CaseworkError, sync_providers
 from casework.cli.common import exit_code, fail
 from casework.config import Settings, get_settings
-from casework.db import ensure_schema, get_engine, session_scope
+from casework.db import SchemaNotCurrent, ensure_schema, get_engine, session_scope
 from casework.models import Provider, Role, User
 
 user_app = typer.Typer(help="People who sign in, and API tokens.", no_args_is_help=True)
@@ -31,7 +31,10 @@ user_app = typer.Typer(help="People who sign in, and API tokens.", no_args_is_he
 def _session() -> Iterator[tuple[Session, Settings]]:
     settings = get_settings()
     engine = get_engine(settings)
-    ensure_schema(engine)
+    try:
+        ensure_schema(engine, settings)
+    except SchemaNotCurrent as exc:
+        _fail(str(exc), 5)
     with session_scope(engine) as session:
         sync_providers(session, settings)
         yield session, settings
@@ -127,3 +130,70 @@ def list_users() -> None:
             where = f" ({providers.get(u.provider_id, '?')})" if u.provider_id else ""
             state = "" if u.active else " [inactive]"
             typer.echo(f"{u.email:<40} {u.role}{where}{state}")
+
+
+def _user_named(session: Session, email: str) -> User:
+    user = session.execute(
+        select(User).where(col(User.email) == email.strip().lower())
+    ).scalar_one_or_none()
+    if user is None:
+        _fail(f"no user {email}; `casework user list` shows them", 3)
+    assert user is not None
+    return user
+
+
+@user_app.command("password")
+def password(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Set a new password (prompted twice); every session of the user ends."""
+    new = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        try:
+            auth.set_password(session, user, new, now=dt.datetime.now(dt.UTC))
+        except CaseworkError as exc:
+            session.rollback()
+            _fail(str(exc), exc.exit_code)
+        typer.echo(f"password changed for {user.email}; they are signed out everywhere")
+
+
+@user_app.command("disable")
+def disable(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Stop a user signing in or using API tokens; every session of the user ends."""
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        auth.disable_user(session, user, now=dt.datetime.now(dt.UTC))
+        typer.echo(f"disabled {user.email}; they are signed out everywhere")
+
+
+@user_app.command("enable")
+def enable(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Let a disabled user sign in again."""
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        auth.enable_user(session, user)
+        typer.echo(f"enabled {user.email}")
+
+
+@user_app.command("role")
+def role(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+    role: Annotated[str, typer.Option(help="adviser, manager, provider or admin.")],
+    provider: Annotated[
+        str | None, typer.Option(help="Provider staff only: the provider's code or name.")
+    ] = None,
+) -> None:
+    """Give a user another role; every session of the user ends so the new one applies."""
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        try:
+            changed = auth.change_role(
+                session, user, role, now=dt.datetime.now(dt.UTC), provider=provider
+            )
+        except CaseworkError as exc:
+            session.rollback()
+            _fail(str(exc), exc.exit_code)
+            return
+        if changed:
+            typer.echo(f"{user.email} is now {user.role}; they are signed out everywhere")
+        else:
+            typer.echo(f"{user.email} is already {user.role}; nothing changed")

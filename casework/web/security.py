@@ -10,7 +10,8 @@ Headers: a Content-Security-Policy with no inline scripts or styles (the GOV.UK
 "js-enabled" snippet lives in a static file for this reason), framing denied twice
 (``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``), no referrer leaking
 case references to other sites, no MIME sniffing, and ``no-store`` on pages because
-they carry children's data.
+they carry children's data. Where the service is reached over https (production
+always), ``Strict-Transport-Security`` tells browsers never to fall back to http.
 """
 
 from __future__ import annotations
@@ -53,10 +54,15 @@ class CsrfFailed(Exception):
     """A POST without the right token: answered with a 403 page that says what to do."""
 
 
+# Two years, the preload list's minimum; sent only where people reach the service over
+# https (browsers ignore it on plain http anyway).
+STRICT_TRANSPORT_SECURITY = "max-age=63072000; includeSubDomains"
+
+
 def cookie_secure(settings: Settings) -> bool:
-    """Secure cookies whenever the service is reached over https; plain http stays usable
-    for a local first run (browsers drop Secure cookies on http://127.0.0.1)."""
-    return settings.public_url.lower().startswith("https://")
+    """Secure cookies in production and whenever the public URL is https (see
+    ``Settings.tls_required``); plain http stays usable for a local first run."""
+    return settings.tls_required
 
 
 def new_csrf_token() -> str:
@@ -106,6 +112,12 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        # Starlette puts the application in the scope; its settings say whether this
+        # deployment is reached over https (production always is).
+        app_settings: Settings | None = getattr(
+            getattr(scope.get("app"), "state", None), "settings", None
+        )
+        hsts = app_settings is not None and app_settings.tls_required
         is_asset = path.startswith(("/assets/", "/static/"))
         with_csp = not path.startswith(_CSP_EXEMPT_PREFIXES)
 
@@ -126,6 +138,8 @@ class SecurityHeadersMiddleware:
                 add("Referrer-Policy", "same-origin")
                 add("Cross-Origin-Opener-Policy", "same-origin")
                 add("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+                if hsts:
+                    add("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
                 if is_asset:
                     add("Cache-Control", "public, max-age=3600")
                 else:

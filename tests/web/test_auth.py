@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +19,7 @@ from casework.models import ApiToken, User, UserSession
 from casework.web.app import create_app
 from casework.web.deps import SESSION_COOKIE
 from casework.web.security import SIGN_IN_CSRF_COOKIE
+from tests.passwords import install_counting_hasher
 from tests.web.conftest import CAST, PASSWORD, START, Browser, Web, csrf_in
 
 
@@ -137,20 +140,85 @@ def test_sign_in_without_the_csrf_token_is_refused(web: Web, token: str | None) 
     assert SESSION_COOKIE not in browser.client.cookies
 
 
-def test_five_failures_lock_the_account_for_15_minutes(web: Web) -> None:
+def test_five_failures_pause_the_account_for_15_minutes(web: Web) -> None:
     email = CAST["adviser"][0]
     browser = web.browser()
     for _ in range(5):
         assert sign_in(browser, email, "wrong password!")[0] == 401
     page = browser.get("/sign-in")
-    locked = browser.post(
+    paused = browser.post(
         "/sign-in", {"email": email, "password": PASSWORD}, csrf=csrf_in(page.text)
     )
-    assert locked.status_code == 429
-    assert "Too many failed attempts" in locked.text
+    assert paused.status_code == 401  # the right password too: nothing is checked now
+    assert "signing in is paused for 15 minutes" in paused.text
     assert SESSION_COOKIE not in browser.client.cookies
     web.clock.now = START + dt.timedelta(minutes=16)
     assert sign_in(browser, email) == (303, "/")
+
+
+def _refusal(browser: Browser, email: str, password: str) -> tuple[int, str]:
+    """Status and page of a refused sign-in, the typed email blanked out."""
+    page = browser.get("/sign-in")
+    response = browser.post(
+        "/sign-in", {"email": email, "password": password}, csrf=csrf_in(page.text)
+    )
+    return response.status_code, response.text.replace(email, "EMAIL")
+
+
+def test_unknown_disabled_paused_and_wrong_are_answered_alike(web: Web) -> None:
+    """Nothing in the answer tells a guesser whether an email exists or is paused."""
+    paused_email, disabled_email = CAST["manager"][0], CAST["admin"][0]
+    for _ in range(auth.MAX_FAILED_LOGINS):
+        sign_in(web.browser(), paused_email, "wrong password!")
+    with web.session() as s:
+        user = s.execute(select(User).where(col(User.email) == disabled_email)).scalar_one()
+        auth.disable_user(s, user, now=START)
+    browser = web.browser()
+    answers = {
+        "wrong": _refusal(browser, CAST["adviser"][0], "wrong password!"),
+        "unknown": _refusal(browser, "nobody@ias.example.org", PASSWORD),
+        "paused, right password": _refusal(browser, paused_email, PASSWORD),
+        "disabled, right password": _refusal(browser, disabled_email, PASSWORD),
+    }
+    assert answers["wrong"][0] == 401
+    assert auth.SIGN_IN_REFUSED in answers["wrong"][1]
+    for why, answer in answers.items():
+        assert answer == answers["wrong"], why
+
+
+def test_forty_parallel_wrong_passwords_pause_the_account(
+    web: Web, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Parallel guesses get no more tries than serial ones: the count is one UPDATE."""
+    hasher = install_counting_hasher(monkeypatch, request)
+    email = CAST["adviser"][0]
+    with web.session() as s:
+        user = s.execute(select(User).where(col(User.email) == email)).scalar_one()
+        user.password_hash = real_hash = hasher.hash(PASSWORD)
+        s.commit()
+    pages = []
+    for _ in range(40):
+        browser = web.browser()
+        pages.append((browser, csrf_in(browser.get("/sign-in").text)))
+    start = threading.Barrier(len(pages))
+
+    def guess(browser: Browser, csrf: str) -> int:
+        start.wait()
+        response = browser.post(
+            "/sign-in", {"email": email, "password": "a wrong guess!"}, csrf=csrf
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(len(pages)) as pool:
+        statuses = list(pool.map(lambda bc: guess(*bc), pages))
+    assert statuses == [401] * 40
+    assert hasher.checked.count(real_hash) == auth.MAX_FAILED_LOGINS
+    assert len(hasher.checked) == 40  # every refusal did a check: the same work
+    with web.session() as s:
+        user = s.execute(select(User).where(col(User.email) == email)).scalar_one()
+        assert user.failed_logins == auth.MAX_FAILED_LOGINS
+        assert user.locked_until == START + auth.LOCKOUT
+    assert sign_in(web.browser(), email)[0] == 401  # the right password waits too
 
 
 def test_an_idle_session_expires_and_sends_you_to_sign_in(web: Web) -> None:

@@ -122,7 +122,7 @@ def sign_in_post(request: Request, session: SessionDep, now: NowDep, form: SignI
             email=email,
             next_url=next_url,
             errors={"email": str(exc)},
-            status_code=429 if exc.locked else 401,
+            status_code=401,
         )
     auth.end_session(session, request.cookies.get(SESSION_COOKIE), now=now)
     handle = auth.start_session(session, user, now=now)
@@ -192,6 +192,7 @@ def set_password_get(request: Request, session: SessionDep, token: str) -> Respo
 def set_password_post(
     request: Request,
     session: SessionDep,
+    now: NowDep,
     token: str,
     form: Annotated[FormData, Depends(_set_password_form)],
 ) -> Response:
@@ -203,7 +204,7 @@ def set_password_post(
         errors["confirm"] = "The passwords do not match: type the same password twice"
     else:
         try:
-            auth.set_password(session, user, password)
+            auth.set_password(session, user, password, now=now)
         except cases.ValidationFailed as exc:
             errors["password"] = str(exc).removeprefix("password: ").capitalize()
     if errors:
