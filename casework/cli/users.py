@@ -34,7 +34,7 @@ def _session() -> Iterator[tuple[Session, Settings]]:
     try:
         ensure_schema(engine, settings)
     except SchemaNotCurrent as exc:
-        _fail(str(exc), 5)
+        fail(str(exc), 5)
     with session_scope(engine) as session:
         sync_providers(session, settings)
         yield session, settings
@@ -137,7 +137,7 @@ def _user_named(session: Session, email: str) -> User:
         select(User).where(col(User.email) == email.strip().lower())
     ).scalar_one_or_none()
     if user is None:
-        _fail(f"no user {email}; `casework user list` shows them", 3)
+        fail(f"no user {email}; `casework user list` shows them", 3)
     assert user is not None
     return user
 
@@ -152,7 +152,7 @@ def password(email: Annotated[str, typer.Argument(help="The user's email address
             auth.set_password(session, user, new, now=dt.datetime.now(dt.UTC))
         except CaseworkError as exc:
             session.rollback()
-            _fail(str(exc), exc.exit_code)
+            fail(str(exc), exit_code(exc))
         typer.echo(f"password changed for {user.email}; they are signed out everywhere")
 
 
@@ -191,7 +191,7 @@ def role(
             )
         except CaseworkError as exc:
             session.rollback()
-            _fail(str(exc), exc.exit_code)
+            fail(str(exc), exit_code(exc))
             return
         if changed:
             typer.echo(f"{user.email} is now {user.role}; they are signed out everywhere")
