@@ -230,6 +230,7 @@ def open_batch(engine: Engine, settings: Settings, n: int) -> Batch:
                     now=at(OPEN_DAY, "14:00", seconds=i),
                     actor=ADVISER,
                     settings=settings,
+                    override_reason="bench set-up",
                 )
     return Batch(settings.reference_prefix_mediation, refs, allocated)
 

@@ -143,6 +143,7 @@ class _Story:
             actor=DEMO_ACTOR,
             settings=self.settings,
             note="Family happy to meet on weekday mornings.",
+            override_reason="demo data: spread across the providers",
         )
         return self
 

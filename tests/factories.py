@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from casework import cases
 from casework.config import Settings
-from casework.models import Case
+from casework.models import Allocation, Case
 from tests.conftest import ADVISER, at
 
 _phone_counter = iter(range(100000, 999999))
@@ -65,3 +65,28 @@ def advance(
         settings=settings,
         data=data,
     )
+
+
+def allocate_to(
+    session: Session,
+    reference: str,
+    provider: str,
+    *,
+    now: dt.datetime,
+    settings: Settings,
+    actor: cases.Actor = ADVISER,
+    note: str = "",
+    override_reason: str = "the provider this test names",
+) -> Allocation:
+    """Allocate to a named provider, whatever the rota suggests (with a reason on record)."""
+    allocation, _suggestion = cases.allocate(
+        session,
+        reference,
+        provider,
+        now=now,
+        actor=actor,
+        settings=settings,
+        note=note,
+        override_reason=override_reason,
+    )
+    return allocation

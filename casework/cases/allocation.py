@@ -274,8 +274,8 @@ def check_override(suggested: Suggestion | str | None, chosen: str, reason: str)
     """Refuse an allocation that departs from the suggestion without a reason.
 
     ``suggested`` is the :class:`Suggestion` (or just its provider code, or None when
-    nothing could be suggested); ``chosen`` a provider code or name. Raises
-    :class:`~casework.services.ValidationFailed` naming ``override_reason``.
+    nothing could be suggested); ``chosen`` a provider code or name. The refusal names
+    the reason field (``override_reason``) for forms, and says in words what to do.
     """
     if isinstance(suggested, Suggestion):
         picked = suggested.find(chosen)
@@ -292,11 +292,11 @@ def check_override(suggested: Suggestion | str | None, chosen: str, reason: str)
         if target is not None:
             advice = (
                 f"the suggestion is {target.name} ({suggested.reasons[0]}); allocate to"
-                f" {target.name}, or give override_reason saying why {chosen_name} instead"
+                f" {target.name}, or give the reason for choosing {chosen_name} instead"
             )
         else:
-            advice = "no provider could be suggested; give override_reason saying why"
-        raise ValidationFailed(f"{why}: {advice}", field="override_reason")
+            advice = "no provider could be suggested; give the reason for this choice"
+        raise ValidationFailed(f"{why}: {advice}.", field="override_reason")
     code = (suggested or "").strip().casefold()
     if code and chosen.strip().casefold() == code:
         return
@@ -304,7 +304,8 @@ def check_override(suggested: Suggestion | str | None, chosen: str, reason: str)
         return
     advice = f"allocate to {suggested}, or" if code else "nothing was suggested;"
     raise ValidationFailed(
-        f"{chosen.strip()} is not the suggested provider: {advice} give override_reason saying why",
+        f"{chosen.strip()} is not the suggested provider: {advice} give the reason for this"
+        " choice.",
         field="override_reason",
     )
 
@@ -621,5 +622,5 @@ def find_provider(session: Session, name_or_code: str) -> Provider:
     for p in providers:
         if wanted in (p.code.casefold(), p.name.casefold()):
             return p
-    known = ", ".join(p.name for p in providers) or "none yet: run casework db upgrade"
+    known = ", ".join(p.name for p in providers) or "none are set up yet"
     raise NotFound(f"There is no provider called {name_or_code.strip()!r}. Providers: {known}.")

@@ -19,7 +19,7 @@ from casework.config import Settings
 from casework.db import session_scope
 from casework.models import Case
 from tests.conftest import ADVISER, at
-from tests.factories import advance, create_case
+from tests.factories import advance, allocate_to, create_case
 
 D = dt.date
 
@@ -49,7 +49,7 @@ def allocated(session: Session, settings: Settings, **intake: Any) -> Case:
     """Decision Mon 2 Nov 2026; opened 9 Nov, advised 10 Nov, Solution Talk allocated."""
     case = create_case(session, settings, **intake)
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    cases.allocate(
+    allocate_to(
         session,
         case.reference,
         "solution-talk",

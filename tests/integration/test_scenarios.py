@@ -32,7 +32,7 @@ from casework.db import session_scope
 from casework.deadlines import local_date
 from casework.models import CaseEvent, Deadline, Notice
 from tests.conftest import ADVISER, at
-from tests.factories import intake
+from tests.factories import allocate_to, intake
 from tests.fakes.sendgrid_server import SendGridFake
 from tests.fakes.twilio_server import TwilioFake
 
@@ -224,7 +224,7 @@ class Life:
 
     def allocate(self, code: str) -> Callable[[Session, dt.datetime], Any]:
         def run(s: Session, now: dt.datetime) -> None:
-            cases.allocate(s, self.reference, code, now=now, actor=ADVISER, settings=self.settings)
+            allocate_to(s, self.reference, code, now=now, actor=ADVISER, settings=self.settings)
             self.provider_email = PROVIDER_EMAILS[code]
 
         return run

@@ -28,7 +28,7 @@ from casework.models import Case, CaseEvent, Deadline, DeliveryEvent, Notice
 from casework.notify.dispatch import dispatch
 from casework.reminders import SweepResult, sweep
 from tests.conftest import ADVISER, at
-from tests.factories import advance, create_case
+from tests.factories import advance, allocate_to, create_case
 
 D = dt.date
 ALLOCATED = at("2026-11-10", "11:00")
@@ -53,7 +53,7 @@ def provider_actor(session: Session, code: str = "link") -> cases.Actor:
 def allocated_case(session: Session, settings: Settings) -> str:
     case = create_case(session, settings, now=at("2026-11-09"))
     advance(session, settings, case, "advise", now=at("2026-11-10"))
-    cases.allocate(session, case.reference, "link", now=ALLOCATED, actor=ADVISER, settings=settings)
+    allocate_to(session, case.reference, "link", now=ALLOCATED, actor=ADVISER, settings=settings)
     return case.reference
 
 

@@ -58,6 +58,7 @@ from casework.states import (
     all_events,
     flow_for,
 )
+from tests.factories import allocate_to
 from tests.unit.test_states import DISAGREEMENT_TABLE, MEDIATION_TABLE
 
 ADVISER = cases.Actor(id="user:alice.adviser@ias.example.org", role="adviser", channel="web")
@@ -332,7 +333,7 @@ class CaseLife(RuleBasedStateMachine):
         """An adviser offers the case to a provider (or mistypes one)."""
         now = self.tick(wait)
         before, after = self.attempt(
-            lambda session: cases.allocate(
+            lambda session: allocate_to(
                 session, self.reference, provider, now=now, actor=ADVISER, settings=self.config
             )
         )

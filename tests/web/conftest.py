@@ -32,7 +32,7 @@ from casework.models import Case, CaseEvent, User
 from casework.web.app import create_app
 from casework.web.deps import SESSION_COOKIE
 from tests.conftest import ADVISER, at
-from tests.factories import advance, create_case
+from tests.factories import advance, allocate_to, create_case
 
 PASSWORD = "correct horse battery staple"
 START = at("2026-11-12", "10:00")
@@ -166,7 +166,7 @@ def make_case(
             return case
         advance(s, web.settings, case, "advise")
         if provider is not None:
-            cases.allocate(
+            allocate_to(
                 s,
                 case.reference,
                 provider,

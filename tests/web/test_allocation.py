@@ -16,7 +16,7 @@ from casework.cases import allocation as rules
 from casework.config import AllocationRules, Settings
 from casework.models import Allocation, Case, CaseEvent
 from tests.conftest import ADVISER, at
-from tests.factories import advance, create_case
+from tests.factories import advance, allocate_to, create_case
 
 NOW = at("2026-11-10")
 
@@ -59,7 +59,7 @@ def test_departing_from_the_suggestion_needs_a_reason() -> None:
     message = str(refused.value)
     assert "Collis Mediation is not the suggested provider" in message
     assert "the suggestion is KIDS" in message
-    assert "give override_reason" in message
+    assert "give the reason for choosing" in message
     rules.check_override(suggestion, "collis", "family asked for Collis after a good experience")
 
 
@@ -98,7 +98,7 @@ def test_a_provider_with_no_open_cases_has_zero_load_and_no_capacity_is_infinite
 
 def _allocated(session: Session, settings: Settings, provider: str, *, summary: str = "") -> Case:
     case = create_case(session, settings, summary=summary)
-    cases.allocate(session, case.reference, provider, now=NOW, actor=ADVISER, settings=settings)
+    allocate_to(session, case.reference, provider, now=NOW, actor=ADVISER, settings=settings)
     return case
 
 
@@ -320,7 +320,7 @@ def test_provider_staff_cannot_allocate(session: Session, settings: Settings) ->
 def test_closed_cases_cannot_be_allocated(session: Session, settings: Settings) -> None:
     case = create_case(session, settings)
     advance(session, settings, case, "withdraw", reason="resolved informally")
-    with pytest.raises(cases.TransitionRefused, match="case is withdrawn"):
+    with pytest.raises(cases.TransitionRefused, match="the case is Withdrawn"):
         rules.allocate(
             session, case.reference, "solution-talk", now=NOW, actor=ADVISER, settings=settings
         )

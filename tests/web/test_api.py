@@ -27,7 +27,7 @@ from casework.states import CaseKind, all_events
 from casework.web.api.schemas import EVENT_NAMES
 from casework.web.app import create_app
 from tests.conftest import ADVISER, at
-from tests.factories import create_case
+from tests.factories import allocate_to, create_case
 
 NOW = at("2026-11-10")
 ROLES = ("adviser", "manager", "admin", "kids", "link")
@@ -68,7 +68,7 @@ def world(engine: Engine, session: Session, settings: Settings) -> Iterator[Worl
     refs = {}
     for code in ("kids", "link"):
         case = create_case(session, settings, name=f"{code.title()} Family")
-        cases.allocate(session, case.reference, code, now=NOW, actor=ADVISER, settings=settings)
+        allocate_to(session, case.reference, code, now=NOW, actor=ADVISER, settings=settings)
         refs[code] = case.reference
     refs["none"] = create_case(session, settings, name="Unallocated Family").reference
     app = create_app(settings, engine)

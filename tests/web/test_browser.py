@@ -39,7 +39,7 @@ from casework.scheduler import run_once
 from casework.web import assets
 from casework.web.app import create_app
 from tests.conftest import ADVISER, at
-from tests.factories import advance, create_case
+from tests.factories import advance, allocate_to, create_case
 from tests.web.browser_support import (
     axe_violations,
     describe_violations,
@@ -450,7 +450,7 @@ def test_provider_staff_get_404_for_another_providers_case(live: Live, people: P
     with session_scope(live.engine) as session:
         case = create_case(session, live.settings, name="Alex Elsewhere")
         advance(session, live.settings, case, "advise")
-        cases.allocate(
+        allocate_to(
             session,
             case.reference,
             "solution-talk",

@@ -29,7 +29,7 @@ from casework.config import load_settings
 from casework.db import make_engine, session_scope, upgrade
 from casework.web.app import create_app
 from tests.conftest import ADVISER, at
-from tests.factories import create_case
+from tests.factories import allocate_to, create_case
 
 NOW = at("2026-11-10")
 
@@ -60,7 +60,7 @@ def adviser_token() -> Iterator[str]:
         # Real references exist, so some generated requests reach a case.
         for _ in range(3):
             case = create_case(session, _SETTINGS)
-        cases.allocate(session, case.reference, "kids", now=NOW, actor=ADVISER, settings=_SETTINGS)
+        allocate_to(session, case.reference, "kids", now=NOW, actor=ADVISER, settings=_SETTINGS)
     yield token
     _ENGINE.dispose()
 

@@ -216,12 +216,10 @@ def date_from_parts(parts: Mapping[str, str], name: str, label: str) -> dt.date 
         return None
     try:
         day, month, year = (int(parts[p]) for p in ("day", "month", "year"))
-        if year < 1900:
-            raise ValueError("year")
         return dt.date(year, month, day)
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, OverflowError):
         raise cases.ValidationFailed(
-            f"{label} must be a real date, for example 27 3 2026", field=name
+            f"{label}: give a real date, for example 27 3 2026.", field=name
         ) from None
 
 
@@ -243,8 +241,7 @@ def event_form_values(
     raw: dict[str, str] = {}
     for f in fields:
         if f.type == "date":
-            label = f.name.replace("_", " ").capitalize()
-            day = date_from_parts(typed[f.name + "_parts"], f.name, label)
+            day = date_from_parts(typed[f.name + "_parts"], f.name, f.label)
             raw[f.name] = day.isoformat() if day else ""
         else:
             raw[f.name] = typed[f.name]

@@ -1,0 +1,191 @@
+"""Each rule lives in one use case, so every door that can reach it refuses the same way.
+
+For each rule: the CLI (exit 2 and the message), the API (its status and the same
+message), the adviser's pages (the form comes back with the message) and, where a
+provider can reach it, the portal. Nothing is written by a refusal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner, Result
+
+from casework import auth, cases, db
+from casework.cli import app as cli_app
+from casework.config import get_settings
+from casework.models import User
+from tests.web.conftest import Web, make_case, reload
+
+NOW = dt.datetime(2026, 11, 12, 10, 0, tzinfo=dt.UTC)
+
+
+def _forget_cached_settings_and_engine() -> None:
+    if get_settings.cache_info().currsize:
+        settings = get_settings()
+        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
+    get_settings.cache_clear()
+    db._cached_engine.cache_clear()
+
+
+@dataclass
+class Doors:
+    web: Web
+    cli: Callable[..., Result]
+    api: TestClient
+    tokens: dict[str, str]
+
+    def bearer(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+@pytest.fixture
+def doors(web: Web, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Doors]:
+    _forget_cached_settings_and_engine()
+    monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
+    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
+    monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
+    runner = CliRunner()
+
+    def cli(*args: str) -> Result:
+        return runner.invoke(cli_app, list(args))
+
+    web.clock.now = NOW
+    tokens: dict[str, str] = {}
+    with web.session() as s:
+        for who in ("adviser", "provider_a"):
+            user = s.get(User, web.users[who].id)
+            assert user is not None
+            tokens[who] = auth.create_api_token(s, user, name="doors", now=NOW)
+    yield Doors(web, cli, TestClient(web.app), tokens)
+    _forget_cached_settings_and_engine()
+
+
+def _unchanged(web: Web, reference: str, version: int) -> None:
+    assert reload(web, reference).version == version, "a refusal must write nothing"
+
+
+def test_a_meeting_date_years_away_is_refused_by_every_door(doors: Doors) -> None:
+    web = doors.web
+    case = make_case(web, provider="solution-talk", mediating=True)
+    ref, version = case.reference, case.version
+    words = "cannot be right"
+
+    result = doors.cli("case", "advance", ref, "schedule_meeting", "--set", "meeting_on=2090-01-01")
+    assert result.exit_code == 2 and words in result.stderr
+    assert "Traceback" not in result.stderr
+
+    answer = doors.api.post(
+        f"/api/v1/cases/{ref}/events",
+        json={"event": "schedule_meeting", "data": {"meeting_on": "2090-01-01"}},
+        headers=doors.bearer("adviser"),
+    )
+    assert answer.status_code == 422 and words in answer.json()["error"]
+
+    form = {"meeting_on-day": "1", "meeting_on-month": "1", "meeting_on-year": "2090"}
+    page = web.browser("adviser").post(f"/cases/{ref}/events/schedule_meeting", form)
+    assert page.status_code == 422 and words in page.text
+
+    portal = web.browser("provider_a").post(f"/portal/cases/{ref}/events/schedule_meeting", form)
+    assert portal.status_code == 422 and words in portal.text
+    _unchanged(web, ref, version)
+
+
+def test_an_impossible_date_is_refused_without_a_traceback(doors: Doors) -> None:
+    web = doors.web
+    case = make_case(web, provider="solution-talk", mediating=True)
+    ref, version = case.reference, case.version
+    result = doors.cli("case", "advance", ref, "schedule_meeting", "--set", "meeting_on=9999-12-31")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    answer = doors.api.post(
+        f"/api/v1/cases/{ref}/events",
+        json={"event": "schedule_meeting", "data": {"meeting_on": "9999-12-31"}},
+        headers=doors.bearer("adviser"),
+    )
+    assert answer.status_code == 422
+    form = {"meeting_on-day": "31", "meeting_on-month": "12", "meeting_on-year": "9999"}
+    page = web.browser("adviser").post(f"/cases/{ref}/events/schedule_meeting", form)
+    assert page.status_code == 422
+    _unchanged(web, ref, version)
+
+
+def test_departing_from_the_suggested_provider_needs_a_reason_at_every_door(
+    doors: Doors,
+) -> None:
+    web = doors.web
+    case = make_case(web)
+    with web.session() as s:
+        cases.advance(
+            s,
+            case.reference,
+            "advise",
+            now=NOW,
+            actor=auth.actor_for(web.users["adviser"], "cli"),
+            settings=web.settings,
+        )
+        suggestion = cases.suggest(s, cases.get_case(s, case.reference), web.settings)
+    other = next(c for c in suggestion.candidates if c.code != suggestion.code)
+    ref, version = case.reference, reload(web, case.reference).version
+
+    result = doors.cli("case", "allocate", ref, other.code)
+    assert result.exit_code == 2 and "override_reason" not in result.stderr
+    assert "not the suggested provider" in result.stderr
+
+    answer = doors.api.post(
+        f"/api/v1/cases/{ref}/allocation",
+        json={"provider": other.code},
+        headers=doors.bearer("adviser"),
+    )
+    assert answer.status_code == 422 and "not the suggested provider" in answer.json()["error"]
+
+    page = web.browser("adviser").post(f"/cases/{ref}/allocate", {"provider": other.code})
+    assert "not the suggested provider" in page.text
+    _unchanged(web, ref, version)
+
+    done = doors.cli("case", "allocate", ref, other.code, "--override-reason", "family asked")
+    assert done.exit_code == 0, done.stderr
+
+
+def test_provider_staff_cannot_record_the_advisers_steps_through_any_door(doors: Doors) -> None:
+    web = doors.web
+    case = make_case(web, provider="solution-talk", mediating=True)
+    ref, version = case.reference, case.version
+    answer = doors.api.post(
+        f"/api/v1/cases/{ref}/events",
+        json={"event": "decline", "data": {}},
+        headers=doors.bearer("provider_a"),
+    )
+    assert answer.status_code == 403 and "IAS adviser" in answer.json()["error"]
+    portal = web.browser("provider_a").post(f"/portal/cases/{ref}/events/decline", {})
+    assert portal.status_code in (403, 409) and "adviser" in portal.text
+    _unchanged(web, ref, version)
+
+
+def test_only_the_adviser_issues_a_certificate_after_a_decline(doors: Doors) -> None:
+    """reg 34: the mediation adviser certifies a decline; a mediator only its meeting."""
+    web = doors.web
+    case = make_case(web, provider="solution-talk", mediating=True)
+    with web.session() as s:
+        cases.advance(
+            s,
+            case.reference,
+            "decline",
+            now=NOW,
+            actor=auth.actor_for(web.users["adviser"], "cli"),
+            settings=web.settings,
+            data={"declined_on": "2026-11-12"},
+        )
+    version = reload(web, case.reference).version
+    answer = doors.api.post(
+        f"/api/v1/cases/{case.reference}/events",
+        json={"event": "issue_certificate", "data": {}},
+        headers=doors.bearer("provider_a"),
+    )
+    assert answer.status_code in (403, 404)
+    _unchanged(web, case.reference, version)
+    result = doors.cli("case", "advance", case.reference, "issue_certificate")
+    assert result.exit_code == 0, result.stderr
