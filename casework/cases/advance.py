@@ -11,11 +11,18 @@ from sqlmodel import Session
 
 from casework import deadlines as dl
 from casework.cases.access import check_actor_may_see
-from casework.cases.context import Actor, TransitionContext
-from casework.cases.effects import EventSpec, Step, check_may_record, event_label, spec_for
+from casework.cases.context import Actor
+from casework.cases.effects import (
+    EventSpec,
+    Step,
+    check_may_record,
+    check_provider_accepted,
+    event_label,
+    spec_for,
+)
 from casework.cases.errors import Conflict, TransitionRefused
 from casework.cases.fields import EventField, parse_event_data
-from casework.cases.unit import Clocks, audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import Clocks, case_transaction, load_case, record_change, require_aware
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.models import Case
@@ -109,8 +116,6 @@ def advance(
     expected_version: int | None = None,
 ) -> Case:
     """Move a case by ``event``: the whole change commits, or nothing does."""
-    from casework.notices import queue_event_notices
-
     now = require_aware(now)
     with case_transaction(session, reference):
         case, family, provider = load_case(session, reference)
@@ -124,6 +129,8 @@ def advance(
         if spec is None:
             raise describe_refusal(case, event, actor)
         check_may_record(spec, actor, case)
+        if actor.is_provider:
+            check_provider_accepted(session, case)
         today = dl.local_date(now)
         from_state = case.state
         # Everything below only changes objects in memory; one flush at commit writes
@@ -159,32 +166,20 @@ def advance(
             # Every event bumps the version, even one that changes no column (a fixed
             # ``now``): the optimistic check must see every writer.
             flag_modified(case, "updated_at")
-            audit = audit_event(
+            record_change(
+                session,
                 case,
                 actor=actor,
                 event=event,
                 at=now,
                 from_state=from_state,
+                settings=settings,
                 data=parsed,
                 note=note or str(parsed.get("note", "")),
-            )
-            session.add(audit)
-            queue_event_notices(
-                session,
-                TransitionContext(
-                    case=case,
-                    family=family,
-                    event=event,
-                    from_state=from_state,
-                    to_state=case.state,
-                    data=audit.data,
-                    now=now,
-                    actor=actor,
-                    settings=settings,
-                    opened=clocks.opened,
-                    provider=provider,
-                    agreement_items=step.items,
-                ),
+                family=family,
+                provider=provider,
+                clocks=clocks,
+                agreement_items=step.items,
             )
         session.commit()
     return case

@@ -17,14 +17,14 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
-from casework.cases.context import Actor, TransitionContext
+from casework.cases.context import Actor
 from casework.cases.errors import NotFound, TransitionRefused, ValidationFailed
 from casework.cases.fields import EventField, check_date, coerce
 from casework.cases.unit import (
     Clocks,
-    audit_event,
     case_transaction,
     load_case,
+    record_change,
     require_aware,
 )
 from casework.config import Settings
@@ -208,7 +208,6 @@ def add_agreement_item(
 ) -> AgreementItem:
     """Record one more agreed action from the meeting, with its own clock."""
     from casework.cases.effects import Step
-    from casework.notices import queue_event_notices
 
     now = require_aware(now)
     today = dl.local_date(now)
@@ -250,37 +249,22 @@ def add_agreement_item(
                 "matter": item.matter,
                 "due": item.due_date,
             }
-            session.add(
-                audit_event(
-                    case,
-                    actor=actor,
-                    event="add_agreement_item",
-                    at=now,
-                    from_state=case.state,
-                    data=data,
-                )
-            )
-            queue_event_notices(
+            record_change(
                 session,
-                TransitionContext(
-                    case=case,
-                    family=family,
-                    event="add_agreement_item",
-                    from_state=case.state,
-                    to_state=case.state,
-                    data=data,
-                    now=now,
-                    actor=actor,
-                    settings=settings,
-                    opened=clocks.opened,
-                    provider=provider,
-                    agreement_items=[
-                        i
-                        for i in items_of(session, case)
-                        if i.done_on is None and not i.ended_reason
-                    ]
-                    + [item],
-                ),
+                case,
+                actor=actor,
+                event="add_agreement_item",
+                at=now,
+                from_state=case.state,
+                settings=settings,
+                data=data,
+                family=family,
+                provider=provider,
+                clocks=clocks,
+                agreement_items=[
+                    i for i in items_of(session, case) if i.done_on is None and not i.ended_reason
+                ]
+                + [item],
             )
         session.commit()
     return item
@@ -337,15 +321,16 @@ def record_agreement_item_done(
                         deadline, done_on=day, reason=f"agreed action {item_number} carried out"
                     )
             case.updated_at = now
-            session.add(
-                audit_event(
-                    case,
-                    actor=actor,
-                    event="agreement_item_done",
-                    at=now,
-                    from_state=case.state,
-                    data={"item": item_number, "done_on": day},
-                )
+            record_change(
+                session,
+                case,
+                actor=actor,
+                event="agreement_item_done",
+                at=now,
+                from_state=case.state,
+                settings=settings,
+                data={"item": item_number, "done_on": day},
+                clocks=clocks,
             )
         session.commit()
     return item

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -27,14 +27,14 @@ from sqlmodel import Session, col
 
 from casework import deadlines as dl
 from casework.cases.access import check_actor_may_see
-from casework.cases.context import Actor, TransitionContext
+from casework.cases.context import Actor
 from casework.cases.effects import EVENTS, Step, live_allocation
 from casework.cases.errors import NotFound, NotPermitted, TransitionRefused, ValidationFailed
-from casework.cases.unit import Clocks, audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import Clocks, case_transaction, load_case, record_change, require_aware
 from casework.cases.words import state_words
 from casework.config import AllocationRules, Settings
 from casework.deadlines import DeadlineKind
-from casework.models import Allocation, AllocationStatus, Case, Person, Provider
+from casework.models import Allocation, AllocationStatus, Case, Provider
 from casework.states import FINAL_STATES, CaseKind, CaseState, flow_for
 
 __all__ = [
@@ -412,29 +412,19 @@ def allocate(
             data = {"provider": row.code}
             if reason:
                 data["override_reason"] = reason
-            session.add(
-                audit_event(
-                    case,
-                    actor=actor,
-                    event="allocate_provider",
-                    at=now,
-                    from_state=from_state,
-                    data=data,
-                    note=note,
-                )
-            )
-            _notify(
+            record_change(
                 session,
                 case,
-                family,
-                "allocate_provider",
-                from_state,
-                data,
-                now,
-                actor,
-                settings,
-                clocks,
-                row,
+                actor=actor,
+                event="allocate_provider",
+                at=now,
+                from_state=from_state,
+                settings=settings,
+                data=data,
+                note=note,
+                family=family,
+                provider=row,
+                clocks=clocks,
             )
         session.commit()
     return allocation, suggestion
@@ -468,39 +458,6 @@ def _run_effect(
                 from_state=from_state,
             )
         )
-
-
-def _notify(
-    session: Session,
-    case: Case,
-    family: Person | None,
-    event: str,
-    from_state: str,
-    data: Mapping[str, object],
-    now: dt.datetime,
-    actor: Actor,
-    settings: Settings,
-    clocks: Clocks,
-    provider: Provider | None,
-) -> None:
-    from casework.notices import queue_event_notices
-
-    queue_event_notices(
-        session,
-        TransitionContext(
-            case=case,
-            family=family,
-            event=event,
-            from_state=from_state,
-            to_state=case.state,
-            data=dict(data),
-            now=now,
-            actor=actor,
-            settings=settings,
-            opened=clocks.opened,
-            provider=provider,
-        ),
-    )
 
 
 def respond_to_allocation(
@@ -569,29 +526,23 @@ def respond_to_allocation(
                 case.provider_id = None
             case.updated_at = now
             event_name = "accept_allocation" if accept else "decline_allocation"
-            session.add(
-                audit_event(
-                    case,
-                    actor=actor,
-                    event=event_name,
-                    at=now,
-                    from_state=from_state,
-                    data={"provider_id": allocation.provider_id},
-                    note=note,
-                )
-            )
-            _notify(
+            record_change(
                 session,
                 case,
-                family,
-                event_name,
-                case.state,
-                {"note": note},
-                now,
-                actor,
-                settings,
-                clocks,
-                session.get(Provider, allocation.provider_id),
+                actor=actor,
+                event=event_name,
+                at=now,
+                from_state=from_state,
+                settings=settings,
+                data=(
+                    {"provider_id": allocation.provider_id}
+                    if accept
+                    else {"provider_id": allocation.provider_id, "reason": note}
+                ),
+                note=note,
+                family=family,
+                provider=session.get(Provider, allocation.provider_id),
+                clocks=clocks,
             )
         session.commit()
     return allocation

@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 
 from casework import deadlines as dl
 from casework.cases.context import Actor
-from casework.cases.errors import NotPermitted, ValidationFailed
+from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
 from casework.cases.fields import NOTE, EventField
 from casework.cases.unit import Clocks
 from casework.cases.words import CHOICE_WORDS
@@ -737,6 +737,15 @@ def provider_events(kind: CaseKind | str | None = None) -> tuple[str, ...]:
             if "provider" in s.roles and (kind is None or s.kind == CaseKind(kind))
         )
     )
+
+
+def check_provider_accepted(session: Session, case: Case) -> None:
+    """Provider staff record steps only on a case their provider has accepted."""
+    allocation = live_allocation(session, case)
+    if allocation is None or allocation.status != AllocationStatus.accepted:
+        raise TransitionRefused(
+            f"Accept the allocation of {case.reference} before recording anything on it."
+        )
 
 
 def check_may_record(spec: EventSpec, actor: Actor, case: Case) -> None:

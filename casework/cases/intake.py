@@ -10,10 +10,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
-from casework.cases.context import Actor, TransitionContext
+from casework.cases.context import Actor
 from casework.cases.errors import ValidationFailed
 from casework.cases.fields import MAX_SHORT_TEXT, MAX_TEXT, EventField, check_date
-from casework.cases.unit import Clocks, audit_event, require_aware
+from casework.cases.unit import Clocks, record_change, require_aware
 from casework.cases.words import DECISION_TYPE_WORDS
 from casework.config import Settings
 from casework.contacts import ContactError, normalise_email, normalise_phone
@@ -198,8 +198,6 @@ def open_case(
     session: Session, intake: Intake, *, now: dt.datetime, actor: Actor, settings: Settings
 ) -> Case:
     """Record a new request and start its clocks; returns the committed case."""
-    from casework.notices import queue_event_notices
-
     now = require_aware(now)
     today = dl.local_date(now)
     checked = check_intake(intake, today=today)
@@ -244,16 +242,6 @@ def open_case(
         }
         if checked.reg32_info_given is not None:
             data["reg32_info_given"] = checked.reg32_info_given
-        audit = audit_event(
-            case,
-            actor=actor,
-            event="open",
-            at=now,
-            from_state=None,
-            data=data,
-            channel=checked.channel,
-        )
-        session.add(audit)
         clocks = Clocks(session, case, now)
         # A placement-only appeal needs no mediation advice, so the reg 33 window
         # does not apply to it (Children and Families Act 2014 s.55).
@@ -274,20 +262,18 @@ def open_case(
                     calendar=settings.calendars.service,
                 )
             )
-        queue_event_notices(
+        record_change(
             session,
-            TransitionContext(
-                case=case,
-                family=family,
-                event="open",
-                from_state=None,
-                to_state=CaseState.requested,
-                data=audit.data,
-                now=now,
-                actor=actor,
-                settings=settings,
-                opened=clocks.opened,
-            ),
+            case,
+            actor=actor,
+            event="open",
+            at=now,
+            from_state=None,
+            settings=settings,
+            data=data,
+            channel=checked.channel,
+            family=family,
+            clocks=clocks,
         )
         session.commit()
     except Exception:

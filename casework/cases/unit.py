@@ -20,11 +20,13 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
-from casework.cases.context import Actor
+from casework.cases.context import Actor, TransitionContext
 from casework.cases.errors import Conflict, NotFound, ValidationFailed
+from casework.config import Settings
 from casework.deadlines import Clock, DeadlineKind
 from casework.models import (
     MISSED_OUTSTANDING,
+    AgreementItem,
     Case,
     CaseEvent,
     Deadline,
@@ -231,3 +233,58 @@ class Clocks:
         elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
             deadline.next_action_at = None
             deadline.closed_reason = (deadline.closed_reason + f"; then {reason}")[:200]
+
+
+def record_change(
+    session: Session,
+    case: Case,
+    *,
+    actor: Actor,
+    event: str,
+    at: dt.datetime,
+    from_state: str | None,
+    settings: Settings,
+    data: Mapping[str, Any] | None = None,
+    note: str = "",
+    channel: str | None = None,
+    family: Person | None = None,
+    provider: Provider | None = None,
+    clocks: Clocks | None = None,
+    agreement_items: list[AgreementItem] | None = None,
+) -> CaseEvent:
+    """Append the change's audit row and queue the notices it causes, in its transaction.
+
+    Record now, send later: the notices are rows in the same commit as the change, so
+    a change is never told without having happened, nor happens untold.
+    """
+    from casework.notices import queue_event_notices
+
+    audit = audit_event(
+        case,
+        actor=actor,
+        event=event,
+        at=at,
+        from_state=from_state,
+        data=data,
+        note=note,
+        channel=channel,
+    )
+    session.add(audit)
+    queue_event_notices(
+        session,
+        TransitionContext(
+            case=case,
+            family=family,
+            event=event,
+            from_state=from_state,
+            to_state=case.state,
+            data=audit.data,
+            now=at,
+            actor=actor,
+            settings=settings,
+            opened=clocks.opened if clocks is not None else [],
+            provider=provider,
+            agreement_items=agreement_items or [],
+        ),
+    )
+    return audit

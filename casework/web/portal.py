@@ -42,13 +42,13 @@ from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import (
     build_case_view,
     next_deadlines,
+    post_case_event,
     record_view,
     refusal_page,
     render_case_view,
 )
 from casework.web.pages.common import (
     PageError,
-    event_form_values,
     forget_counts,
     form_text,
     form_version,
@@ -295,50 +295,21 @@ def portal_event(
     event: str,
 ) -> Response:
     user = require_provider(signed_in, request)
-    settings: Settings = request.app.state.settings
     case, _family = own_case(session, user, reference)
     allocation = cases.live_allocation(session, case)
-    offered = portal_events(case, allocation.status if allocation else None)
-    mine = dict(cases.allowed_events(case, auth.actor_for(user, "portal")))
-    fields = mine[event].fields if event in offered and event in mine else None
-    typed: dict[str, Any] = {}
-    try:
-        if fields is None:
-            version = form_version(form)
-            if version is not None and version != case.version:
-                raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
-            if event not in PORTAL_EVENTS:
-                raise cases.TransitionRefused(
-                    f"Cannot {event} from the provider portal: ask the IAS adviser", []
-                )
-            if allocation is None or allocation.status != AllocationStatus.accepted:
-                raise cases.TransitionRefused(
-                    f"Accept the allocation of {case.reference} before recording anything", []
-                )
-            raise cases.describe_refusal(case, event, auth.actor_for(user, "portal"))
-        raw = event_form_values(form, fields, typed)
-        cases.advance(
-            session,
-            case.reference,
-            event,
-            now=now,
-            actor=auth.actor_for(user, "portal"),
-            settings=settings,
-            data=raw,
-            expected_version=form_version(form),
-        )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event=event,
-            values=typed,
-            render_case=portal_case_page,
-        )
-    forget_counts(request)
-    return redirect(f"/portal/cases/{quote(case.reference)}?done={quote(event)}")
+    response = post_case_event(
+        request,
+        session,
+        now,
+        user,
+        case,
+        event,
+        form,
+        channel="portal",
+        render_case=portal_case_page,
+        done_url=f"/portal/cases/{quote(case.reference)}",
+        offered=portal_events(case, allocation.status if allocation else None),
+    )
+    if response.status_code == 303:
+        forget_counts(request)
+    return response

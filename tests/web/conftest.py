@@ -205,4 +205,4 @@ def reload(web: Web, reference: str) -> Case:
 
 def events_of(web: Web, reference: str) -> list[CaseEvent]:
     with web.session() as s:
-        return cases.case_events(s, cases.get_case(s, reference))
+        return cases.case_events(s, cases.get_case(s, reference), include_views=True)

@@ -127,7 +127,7 @@ def test_a_decline_needs_a_reason_and_returns_the_case(web: Web) -> None:
     browser = web.browser("provider_a")
     url = f"/portal/cases/{case.reference}/allocation"
     no_reason = browser.post(url, {"version": str(case.version), "answer": "decline"})
-    assert no_reason.status_code == 422 and "a reason is needed" in no_reason.text
+    assert no_reason.status_code == 422 and "say why the case is declined" in no_reason.text
     no_answer = browser.post(url, {"version": str(case.version)})
     assert no_answer.status_code == 422 and 'href="#allocation-answer"' in no_answer.text
     declined = browser.post(
@@ -192,7 +192,9 @@ def test_the_provider_runs_the_meeting_and_issues_the_certificate(web: Web) -> N
     assert f"{case.appeal_due.day} {case.appeal_due:%B %Y}, 5pm" in adviser_html
 
 
-def test_report_not_arranged_then_certificate(web: Web) -> None:
+def test_report_not_arranged_then_the_adviser_certifies(web: Web) -> None:
+    """The LA's report may come through the provider; the certificate without mediation is
+    the adviser's to issue (not the mediator's), so the portal refuses it."""
     reference = make_case(web, provider="collis", accepted=True, mediating=True).reference
     browser = web.browser("provider_b")
     version = str(reload(web, reference).version)
@@ -206,7 +208,12 @@ def test_report_not_arranged_then_certificate(web: Web) -> None:
     response = browser.post(
         f"/portal/cases/{reference}/events/issue_certificate", {"version": version}
     )
-    assert response.status_code == 303
+    assert response.status_code == 403 and "issued by the IAS adviser" in response.text
+    assert reload(web, reference).certificate_type is None
+    adviser = web.browser("adviser").post(
+        f"/cases/{reference}/events/issue_certificate", {"version": version}
+    )
+    assert adviser.status_code == 303
     assert reload(web, reference).certificate_type == "not_arranged"
 
 
@@ -217,7 +224,7 @@ def test_adviser_only_events_are_refused_in_the_portal(web: Web) -> None:
         f"/portal/cases/{reference}/events/withdraw",
         {"version": str(reload(web, reference).version), "reason": "provider wants out"},
     )
-    assert response.status_code == 409 and "ask the IAS adviser" in response.text
+    assert response.status_code == 403 and "the IAS adviser&#39;s step" in response.text
     assert reload(web, reference).state == "mediating"
     assert _changes(web, reference) == before
 

@@ -23,6 +23,7 @@ from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import (
     build_case_view,
     load_case,
+    post_case_event,
     record_view,
     refusal_page,
     render_case_view,
@@ -30,7 +31,6 @@ from casework.web.pages.case_view import (
 from casework.web.pages.common import (
     date_from_parts,
     date_parts,
-    event_form_values,
     forget_counts,
     form_text,
     form_version,
@@ -118,45 +118,22 @@ def case_event_post(
     event: str,
 ) -> Response:
     user = require_staff(signed_in, case_page=True)
-    settings: Settings = request.app.state.settings
-    found = _staff_case(session, signed_in, reference)
-    case: Case = found[0]
-    offered = dict(cases.allowed_events(case, auth.actor_for(user, "web")))
-    fields = offered[event].fields if event in offered else None
-    typed: dict[str, Any] = {}
-    try:
-        if fields is None:
-            # Not offered now: the version check first, so a stale form says "changed".
-            version = form_version(form)
-            if version is not None and version != case.version:
-                raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
-            raise cases.describe_refusal(case, event, auth.actor_for(user, "web"))
-        raw = event_form_values(form, fields, typed)
-        cases.advance(
-            session,
-            case.reference,
-            event,
-            now=now,
-            actor=auth.actor_for(user, "web"),
-            settings=settings,
-            data=raw,
-            expected_version=form_version(form),
-        )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event=event,
-            values=typed,
-            render_case=case_page,
-        )
-    forget_counts(request)
-    return redirect(f"/cases/{quote(case.reference)}?done={quote(event)}")
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    response = post_case_event(
+        request,
+        session,
+        now,
+        user,
+        case,
+        event,
+        form,
+        channel="web",
+        render_case=case_page,
+        done_url=f"/cases/{quote(case.reference)}",
+    )
+    if response.status_code == 303:
+        forget_counts(request)
+    return response
 
 
 def allocate_page(

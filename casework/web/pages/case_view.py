@@ -13,9 +13,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlmodel import Session, col
 
@@ -38,7 +39,14 @@ from casework.models import (
 )
 from casework.states import FINAL_STATES
 from casework.web.errors import http_status
-from casework.web.pages.common import RagStatus, not_found, rag_for, render
+from casework.web.pages.common import (
+    RagStatus,
+    event_form_values,
+    form_version,
+    not_found,
+    rag_for,
+    render,
+)
 from casework.web.pages.labels import (
     CHOICE_LABELS,
     DEADLINE_LABELS,
@@ -317,3 +325,65 @@ def refusal_page(
         banner=str(exc),
         banner_title="That cannot be done now",
     )
+
+
+def post_case_event(
+    request: Request,
+    session: Session,
+    now: dt.datetime,
+    user: User,
+    case: Case,
+    event: str,
+    form: Any,
+    *,
+    channel: str,
+    render_case: Callable[..., HTMLResponse],
+    done_url: str,
+    offered: Iterable[str] | None = None,
+) -> Response:
+    """Record one step from a case page's form (the adviser's or the portal's).
+
+    The door only reads the form: whether the step is possible now, who may record
+    it and every date rule are the use case's, and its refusal comes back on the page
+    with what was typed.
+    """
+    actor = auth.actor_for(user, channel)
+    mine = dict(cases.allowed_events(case, actor))
+    allowed = set(offered) if offered is not None else None
+    spec = mine.get(event) if allowed is None or event in allowed else None
+    typed: dict[str, Any] = {}
+    try:
+        version = form_version(form)
+        if spec is None:
+            # Not offered now: the version check first, so a stale form says "changed".
+            if version is not None and version != case.version:
+                raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+            # Not possible for this person now: the use case says why, before any
+            # field of the form is read.
+            raw: dict[str, str] = {}
+        else:
+            raw = event_form_values(form, spec.fields, typed)
+        cases.advance(
+            session,
+            case.reference,
+            event,
+            now=now,
+            actor=actor,
+            settings=request.app.state.settings,
+            data=raw,
+            expected_version=version,
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            case.reference,
+            exc,
+            open_event=event,
+            values=typed,
+            render_case=render_case,
+        )
+    return RedirectResponse(f"{done_url}?done={quote(event)}", status_code=303)
