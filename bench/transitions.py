@@ -753,7 +753,7 @@ def _part_label(key: tuple[str, int, str]) -> str:
         if name == "enabled_events":
             return "flow.enabled_events(): evaluate guards"
         return f"python-statemachine {name}"
-    if path.endswith("casework/services.py"):
+    if "/casework/cases/" in path:
         return _SERVICE_PARTS.get(name, f"services.{name}()")
     if path.endswith(("sqlalchemy/orm/session.py", "sqlmodel/orm/session.py")):
         return _SESSION_PARTS.get(name, f"session.{name}()")

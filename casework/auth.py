@@ -130,7 +130,7 @@ def _provider_binding(session: Session, role: str, provider: str | None) -> int 
     if role == Role.provider:
         if not provider:
             raise ValidationFailed("provider staff need --provider NAME", field="provider")
-        from casework.services import find_provider
+        from casework.cases import find_provider
 
         return find_provider(session, provider).id
     if provider:

@@ -42,7 +42,7 @@ HTTP 409). A guard is a fact the case must already have; when it is missing the 
 is refused with what to do first. Dates marked *default today* take the local
 (Europe/London) date of the moment the event is recorded as happening. What each event
 does to the legal clocks (which deadlines it opens, meets or cancels) is in
-`casework/services.py`.
+`casework/cases/effects.py` (the table of events and their handlers).
 """
 
 

@@ -1,7 +1,7 @@
 """Request dependencies as ``Annotated`` aliases: the database session, the clock, the user.
 
 Pages authenticate with the session cookie; the API with a bearer token. Both
-resolve to the same ``User`` and the same :class:`~casework.services.Actor`, so
+resolve to the same ``User`` and the same :class:`~casework.cases.Actor`, so
 a provider's reach is identical through either door.
 """
 

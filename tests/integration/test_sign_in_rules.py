@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from casework.services import ValidationFailed, find_provider
 from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 from typer.testing import CliRunner, Result
 
 from casework import auth, db
+from casework.cases import ValidationFailed, find_provider
 from casework.cli import app
 from casework.config import get_settings
 from casework.db import session_scope

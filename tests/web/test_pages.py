@@ -392,7 +392,7 @@ def test_allocation_follows_the_suggestion_or_needs_a_reason(web: Web) -> None:
     suggested = re.search(r"Suggested: ([^<]+)</strong>", html)
     assert suggested is not None
     with web.session() as s:
-        from casework import allocation
+        from casework.cases import allocation
 
         code = allocation.suggest(s, cases.get_case(s, case.reference), web.settings).code
     other = "kids" if code != "kids" else "collis"
