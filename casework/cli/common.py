@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from casework import cases
+from casework.cases.fields import EARLIEST_DATE, FUTURE_LIMIT_DAYS
 from casework import deadlines as dl
 from casework.config import Settings, get_settings
 from casework.db import ensure_schema, get_engine, session_scope
@@ -88,6 +89,13 @@ def parse_at(value: str | None) -> dt.datetime:
         )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dl.LONDON)
+    # --at back-dates (or, in a rehearsal, runs a little ahead); never to another age.
+    latest = dt.datetime.now(dt.UTC) + dt.timedelta(days=FUTURE_LIMIT_DAYS)
+    if not EARLIEST_DATE <= moment.date() <= latest.date():
+        fail(
+            f"--at {value!r} is out of range: give a moment between {dl.fmt(EARLIEST_DATE)}"
+            f" and {dl.fmt(latest.date())}"
+        )
     return moment.astimezone(dt.UTC)
 
 

@@ -25,6 +25,8 @@ from casework.config import get_settings
 from casework.db import get_engine, session_scope, upgrade
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+# The calendar commands answer questions about dates a case could have, not centuries.
+MAX_WORKING_DAYS = 10_000
 calendar_app = typer.Typer(
     help="Working days and appeal deadlines, for the phone.", no_args_is_help=True
 )
@@ -59,8 +61,8 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
 def calendar_working_days(date: str, n: int, as_json: JsonOpt = False) -> None:
     """The N-th working day after DATE (DATE itself never counts)."""
     start = parse_date(date, "DATE")
-    if n < 0:
-        fail("N must be zero or more")
+    if not 0 <= n <= MAX_WORKING_DAYS:
+        fail(f"N must be a whole number from 0 to {MAX_WORKING_DAYS:,} (about 40 years)")
     result = dl.add_working_days(start, n)
     skipped = [
         (start + dt.timedelta(days=i), dl.STATUTORY.holiday_name(start + dt.timedelta(days=i)))
@@ -196,13 +198,15 @@ def notices_list(
     """Notices in the outbox with their delivery state."""
     from sqlalchemy import select as sa_select
 
-    from casework.models import Notice
+    from casework.models import Notice, NoticeStatus
 
     with open_session() as (session, _settings):
         query = sa_select(Notice).order_by(Notice.id.desc()).limit(limit)  # type: ignore[union-attr]
         if case:
             query = query.where(Notice.case_id == cases.get_case(session, case).id)  # type: ignore[arg-type]
         if status:
+            if status not in NoticeStatus.__members__:
+                fail(f"--status must be one of {', '.join(NoticeStatus)}")
             query = query.where(Notice.status == status)  # type: ignore[arg-type]
         rows = list(session.execute(query).scalars())
         payload = [

@@ -189,3 +189,57 @@ def test_only_the_adviser_issues_a_certificate_after_a_decline(doors: Doors) -> 
     _unchanged(web, case.reference, version)
     result = doors.cli("case", "advance", case.reference, "issue_certificate")
     assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("cli_args", "api_body", "words"),
+    [
+        (
+            ("--decision-date", "1900-01-01"),
+            {"decision_date": "1900-01-01"},
+            "cannot be right",
+        ),
+        (("--name", "x" * 100_000), {"name": "x" * 100_000}, "under"),
+        (("--decision-date", "2099-01-01"), {"decision_date": "2099-01-01"}, "cannot be right"),
+        (("--phone", "0161 12"), {"phone": "0161 12"}, "not a valid number"),
+    ],
+    ids=["decision-in-1900", "huge-name", "decision-far-ahead", "bad-phone"],
+)
+def test_bad_intake_is_refused_alike_by_the_cli_and_the_api(
+    doors: Doors, cli_args: tuple[str, ...], api_body: dict[str, str], words: str
+) -> None:
+    """No traceback, the same words, nothing written."""
+    base_cli = {
+        "--kind": "mediation",
+        "--name": "Sam Parent",
+        "--phone": "07911 123456",
+        "--channel": "helpline",
+    }
+    args = dict(base_cli)
+    args.update(dict(zip(cli_args[::2], cli_args[1::2], strict=True)))
+    flat = [part for pair in args.items() for part in pair]
+    result = doors.cli("case", "open", *flat)
+    assert result.exit_code == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    body = {"kind": "mediation", "name": "Sam Parent", "phone": "07911 123456"}
+    body["channel"] = "helpline"
+    body.update(api_body)
+    answer = doors.api.post("/api/v1/cases", json=body, headers=doors.bearer("adviser"))
+    assert answer.status_code == 422
+    with doors.web.session() as s:
+        assert cases.count_cases(s) == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tick", "--at", "9999-12-31T10:00"),
+        ("calendar", "working-days", "2026-12-24", "1000000000"),
+        ("notices", "list", "--status", "bogus"),
+    ],
+    ids=["at-year-9999", "a-billion-working-days", "unknown-notice-status"],
+)
+def test_the_cli_refuses_nonsense_in_one_line(doors: Doors, args: tuple[str, ...]) -> None:
+    result = doors.cli(*args)
+    assert result.exit_code == 2, result.stdout
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
