@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from casework import cases
-from casework.cases.fields import EARLIEST_DATE, FUTURE_LIMIT_DAYS
 from casework import deadlines as dl
+from casework.cases.fields import EARLIEST_DATE, FUTURE_LIMIT_DAYS
 from casework.config import Settings, get_settings
 from casework.db import ensure_schema, get_engine, session_scope
 
