@@ -39,7 +39,14 @@ from casework.cases.errors import (
 from casework.cases.escalations import acknowledge_escalation
 from casework.cases.facts import update_case_facts
 from casework.cases.fields import EventField, parse_event_data
-from casework.cases.intake import DECISION_TYPES, INTAKE_CHANNELS, Intake, IntakeInvalid, open_case
+from casework.cases.intake import (
+    DECISION_TYPES,
+    INTAKE_CHANNELS,
+    Intake,
+    IntakeInvalid,
+    check_intake,
+    open_case,
+)
 from casework.cases.views import (
     VIEW_EVENT,
     CaseDetail,
@@ -83,6 +90,7 @@ __all__ = [
     "case_deadlines",
     "case_detail",
     "case_events",
+    "check_intake",
     "check_override",
     "count_cases",
     "describe_refusal",

@@ -18,6 +18,7 @@ from sqlmodel import Session, col
 from casework import auth, cases
 from casework.cases import allocation
 from casework.config import Settings
+from casework.law import load_law
 from casework.models import Case, Provider, User, UserSession
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import (
@@ -90,6 +91,9 @@ def case_page(
         extra={
             "can_allocate": cases.can_allocate(case) is None,
             "decision_types": list(DECISION_TYPE_LABELS.items()),
+            "reg44_matters": [
+                (key, limit.description.rstrip(".")) for key, limit in load_law().reg44.items()
+            ],
         },
     )
 
@@ -296,3 +300,93 @@ def case_facts_post(
             render_case=case_page,
         )
     return redirect(f"/cases/{quote(case.reference)}?done=facts")
+
+
+@router.post("/cases/{reference}/agreements")
+def case_agreement_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """Record one action agreed at mediation (the use case opens its clock)."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {n: form_text(form, n) for n in ("description", "body", "matter")}
+    values["agreed_due_on_parts"] = date_parts(form, "agreed_due_on")
+    try:
+        due = date_from_parts(
+            values["agreed_due_on_parts"],
+            "agreed_due_on",
+            "The date the parties agreed in writing",
+        )
+        cases.add_agreement_item(
+            session,
+            case.reference,
+            description=values["description"],
+            body=values["body"] or "la",
+            matter=values["matter"] or None,
+            agreed_due_on=due,
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            settings=request.app.state.settings,
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event="add_agreement_item",
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(case.reference)}?done=agreed#agreed")
+
+
+@router.post("/cases/{reference}/agreements/{number}/done")
+def case_agreement_done_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+    number: int,
+) -> Response:
+    """The LA (or ICB) carried out one agreed action: its clock is met on that day."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {"done_on_parts": date_parts(form, "done_on")}
+    try:
+        done_on = date_from_parts(
+            values["done_on_parts"], "done_on", "The date the agreed action was carried out"
+        )
+        cases.record_agreement_item_done(
+            session,
+            case.reference,
+            number,
+            done_on=done_on,
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            settings=request.app.state.settings,
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event=f"agreement_done_{number}",
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(case.reference)}?done=agreement_done#agreed")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from casework import auth, cases
+from casework import deadlines as dl
 from casework.config import Settings
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.common import (
@@ -32,6 +33,7 @@ INTAKE_DEFAULTS: dict[str, Any] = {
     "sms_consent": "yes",
     "health_care": "no",
     "placement_only": "no",
+    "reg32_info_given": "",
     "decision_date_parts": {},
 }
 
@@ -73,6 +75,7 @@ def intake_post(
             "sms_consent",
             "health_care",
             "placement_only",
+            "reg32_info_given",
             "summary",
         )
     }
@@ -84,35 +87,41 @@ def intake_post(
     decision_date = None
     try:
         decision_date = date_from_parts(
-            values["decision_date_parts"], "decision_date", "The decision date"
+            values["decision_date_parts"], "decision_date", "The date of the LA's decision letter"
         )
     except cases.ValidationFailed as exc:
         errors["decision_date"] = str(exc)
-    if not errors:
-        intake = cases.Intake(
-            kind=values["kind"],
-            name=values["name"],
-            phone=values["phone"],
-            channel=values["channel"],
-            email=values["email"],
-            decision_date=decision_date,
-            decision_type=values["decision_type"] or None,
-            health_care=_yes(values["health_care"]),
-            placement_only=_yes(values["placement_only"]),
-            summary=values["summary"],
-            child_name=values["child_name"],
-            preferred_channels=",".join(values["preferred_channels"]),
-            sms_consent=_yes(values["sms_consent"]),
-        )
-        try:
+    reg32 = values["reg32_info_given"]
+    intake = cases.Intake(
+        kind=values["kind"],
+        name=values["name"],
+        phone=values["phone"],
+        channel=values["channel"],
+        email=values["email"],
+        decision_date=decision_date,
+        decision_type=values["decision_type"] or None,
+        health_care=_yes(values["health_care"]),
+        placement_only=_yes(values["placement_only"]),
+        summary=values["summary"],
+        child_name=values["child_name"],
+        preferred_channels=",".join(values["preferred_channels"]),
+        sms_consent=_yes(values["sms_consent"]),
+        reg32_info_given=None if reg32 == "" else _yes(reg32),
+    )
+    try:
+        if errors:
+            # The date could not be read: still list every other problem at once.
+            cases.check_intake(intake, today=dl.local_date(now))
+        else:
             case = cases.open_case(
                 session, intake, now=now, actor=auth.actor_for(user, "web"), settings=settings
             )
-        except cases.ValidationFailed as exc:
-            errors[exc.field or "_form"] = str(exc)
-        else:
             forget_counts(request)
             return redirect(f"/cases/{quote(case.reference)}?done=opened")
+    except cases.IntakeInvalid as exc:
+        errors = {**exc.errors, **errors}
+    except cases.ValidationFailed as exc:
+        errors[exc.field or "_form"] = str(exc)
     return render(
         request,
         "case_new.html",

@@ -55,6 +55,8 @@ DONE_MESSAGES: dict[str, str] = {
     "accepted": "Allocation accepted.",
     "declined": "Allocation declined. The case has gone back to the adviser.",
     "acknowledged": "Escalation acknowledged.",
+    "agreed": "Agreed action recorded. Its clock has started.",
+    "agreement_done": "Agreed action recorded as carried out.",
     "password": "Password set. You can now sign in.",
 }
 
