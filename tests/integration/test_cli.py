@@ -307,7 +307,17 @@ def test_every_command_speaks_json(cli: Run) -> None:
 
     as_json(cli("case", "advance", reference, "advise", "--at", "2026-11-10T10:00", "--json"))
     allocated = as_json(
-        cli("case", "allocate", reference, "KIDS", "--at", "2026-11-10T11:00", "--json")
+        cli(
+            "case",
+            "allocate",
+            reference,
+            "KIDS",
+            "--at",
+            "2026-11-10T11:00",
+            "--json",
+            "--override-reason",
+            "the family asked for KIDS",
+        )
     )
     assert allocated["state"] == "allocated"
     assert allocated["provider"] == {"code": "kids", "name": "KIDS"}
@@ -377,7 +387,10 @@ def test_calendar_appeal_deadline_reads_like_the_card(cli: Run) -> None:
         "certificate 10 April 2027 + 1 month = 10 May 2027; later date: 10 May 2027; "
         "appeal must reach the Tribunal by Monday 10 May 2027, 5pm"
     )
-    assert citation == "(Tribunal Procedure (HESC) Rules 2008, r.20 and r.12)"
+    assert (
+        citation
+        == "(Tribunal Procedure (First-tier Tribunal) (HESC) Rules 2008, r.20(1)(c) and r.12)"
+    )
 
 
 def test_calendar_working_days_text(cli: Run) -> None:
