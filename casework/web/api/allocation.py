@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from casework import cases
 from casework.auth import actor_for
@@ -15,6 +15,7 @@ from casework.web.api.common import (
     Reference,
     end_read,
     forbid_provider,
+    is_provider,
     visible_case,
 )
 from casework.web.api.schemas import (
@@ -121,6 +122,12 @@ def post_allocation(
     "/cases/{reference}/allocation/response",
     response_model=CaseDetailOut,
     summary="Accept or decline an allocation (provider staff, or an adviser on their behalf)",
+    responses={
+        204: {
+            "description": "Declined by provider staff: the case has gone back to the adviser"
+            " and is no longer theirs to see"
+        }
+    },
 )
 def post_allocation_response(
     reference: Reference,
@@ -129,7 +136,7 @@ def post_allocation_response(
     session: SessionDep,
     now: NowDep,
     settings: SettingsDep,
-) -> CaseDetailOut:
+) -> CaseDetailOut | Response:
     """A decline needs a reason in ``note`` and returns the case to the adviser."""
     case = visible_case(session, user, reference)
     end_read(session)
@@ -142,4 +149,6 @@ def post_allocation_response(
         settings=settings,
         note=body.note,
     )
+    if is_provider(user) and body.answer == "decline":
+        return Response(status_code=204)
     return case_detail(session, user, cases.get_case(session, case.reference), now)
