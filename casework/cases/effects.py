@@ -198,7 +198,14 @@ def certificate_type_of(case: Case) -> str:
 
 def _mediator_certificate_only(actor: Actor, case: Case) -> str | None:
     """The mediator certifies its own meeting; the adviser issues the others (regs 34, 37)."""
-    if actor.is_provider and certificate_type_of(case) != "mediation_held":
+    after_decline_or_report = (
+        case.declined_on is not None or case.not_arranged_reported_on is not None
+    )
+    if (
+        actor.is_provider
+        and after_decline_or_report
+        and certificate_type_of(case) != ("mediation_held")
+    ):
         return (
             "the certificate after a decline, or when the meeting could not be arranged, is"
             " issued by the IAS adviser; a mediator issues it only after a meeting"

@@ -22,29 +22,30 @@ def acknowledge_escalation(
     now = require_aware(now)
     if actor.role not in MANAGERS:
         raise NotPermitted("Only a manager can acknowledge an escalation.")
+    notice = session.execute(
+        select(Notice).where(col(Notice.public_id) == public_id)
+    ).scalar_one_or_none()
+    if notice is None or not notice.template.startswith("escalation"):
+        raise NotFound("There is no such escalation.")
+    if notice.acknowledged_at is not None:
+        return notice
     try:
-        notice = session.execute(
-            select(Notice).where(col(Notice.public_id) == public_id)
-        ).scalar_one_or_none()
-        if notice is None or not notice.template.startswith("escalation"):
-            raise NotFound("There is no such escalation.")
-        if notice.acknowledged_at is None:
-            notice.acknowledged_at = now
-            notice.acknowledged_by = actor.id
-            case = session.get(Case, notice.case_id) if notice.case_id is not None else None
-            if case is not None:
-                session.add(
-                    audit_event(
-                        case,
-                        actor=actor,
-                        event="acknowledge_escalation",
-                        at=now,
-                        from_state=case.state,
-                        data={"notice": notice.public_id, "template": notice.template},
-                        note=note.strip()[:2000],
-                    )
+        notice.acknowledged_at = now
+        notice.acknowledged_by = actor.id
+        case = session.get(Case, notice.case_id) if notice.case_id is not None else None
+        if case is not None:
+            session.add(
+                audit_event(
+                    case,
+                    actor=actor,
+                    event="acknowledge_escalation",
+                    at=now,
+                    from_state=case.state,
+                    data={"notice": notice.public_id, "template": notice.template},
+                    note=note.strip()[:2000],
                 )
-            session.commit()
+            )
+        session.commit()
     except Exception:
         session.rollback()
         raise

@@ -429,7 +429,10 @@ def test_a_brand_new_embedded_database_is_ready_without_db_upgrade(
         )
         assert opened.exit_code == 0, opened.stderr
         reference = opened.stdout.strip()
-        allocated = runner.invoke(app, ["case", "allocate", reference, "kids", "--json"])
+        allocated = runner.invoke(
+            app,
+            ["case", "allocate", reference, "kids", "--json", "--override-reason", "family asked"],
+        )
         assert allocated.exit_code == 0, allocated.stderr
         assert json.loads(allocated.stdout)["provider"]["name"] == "KIDS"
     finally:

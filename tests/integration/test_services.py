@@ -614,6 +614,25 @@ def test_a_provider_cannot_see_or_move_another_providers_case(
     assert committed(engine, case.reference) == before
 
     staff = provider_actor(session, "solution-talk")
+    # Its own provider records steps once it has accepted the case.
+    with pytest.raises(cases.TransitionRefused, match="Accept the allocation"):
+        advance(
+            session,
+            settings,
+            case,
+            "schedule_meeting",
+            now=at("2026-11-20"),
+            actor=staff,
+            meeting_on="2026-12-01",
+        )
+    cases.respond_to_allocation(
+        session,
+        case.reference,
+        accept=True,
+        now=at("2026-11-20"),
+        actor=staff,
+        settings=settings,
+    )
     advance(
         session,
         settings,

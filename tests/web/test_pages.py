@@ -322,7 +322,7 @@ def test_bad_event_data_is_shown_beside_the_field_and_kept(web: Web) -> None:
         f"/cases/{case.reference}/events/withdraw", {"version": str(case.version), "reason": ""}
     )
     assert response.status_code == 422
-    assert "withdraw needs reason" in response.text
+    assert "Why the family withdrew: this is needed." in response.text
     assert 'href="#withdraw-reason"' in response.text
     assert '<details class="govuk-details" id="event-withdraw" open>' in response.text
     response = browser.post(
@@ -343,7 +343,7 @@ def test_bad_event_data_is_shown_beside_the_field_and_kept(web: Web) -> None:
         },
     )
     assert response.status_code == 422
-    assert "must be a real date" in response.text
+    assert "give a real date" in response.text
     assert 'value="40"' in response.text
     assert reload(web, case.reference).state == "declined"
 
@@ -354,7 +354,8 @@ def test_an_action_not_allowed_now_is_refused_with_what_is_allowed(web: Web) -> 
         f"/cases/{case.reference}/events/issue_certificate", {"version": str(case.version)}
     )
     assert response.status_code == 409
-    assert "Cannot issue_certificate" in response.text and "allowed now" in response.text
+    assert "Cannot record “Issue certificate”" in response.text
+    assert "Possible now" in response.text
     assert reload(web, case.reference).state == "requested"
 
 
@@ -443,7 +444,7 @@ def test_correcting_the_decision_date_restarts_the_window(web: Web) -> None:
     bad = web.browser("adviser").post(
         f"/cases/{case.reference}/facts", {"version": str(case.version)}
     )
-    assert bad.status_code == 422 and "nothing to update" in bad.text
+    assert bad.status_code == 422 and "Nothing to change" in bad.text
 
 
 def test_unknown_case_is_a_404_page(web: Web) -> None:
