@@ -29,7 +29,10 @@ from typing import Any
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--now", required=True, help="ISO datetime with offset, e.g. ...+00:00")
-    parser.add_argument("--batch", type=int, default=5, help="dispatch claim size")
+    parser.add_argument("--batch", type=int, default=5, help="notices per dispatch round")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="sender threads (default: settings)"
+    )
     parser.add_argument("--sweep", action="store_true", help="sweep before each dispatch")
     parser.add_argument("--sweep-batch", type=int, default=25)
     parser.add_argument("--tick", action="store_true", help="loop scheduler.run_once instead")
@@ -69,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
                 else {"claimed": 0}
             )
             sent = dispatch(
-                engine, now, settings, channels=channels, batch_size=args.batch, max_batches=1
+                engine,
+                now,
+                settings,
+                channels=channels,
+                limit=args.batch,
+                concurrency=args.concurrency,
             ).as_dict()
         for prefix, part in (("sweep_", swept), ("dispatch_", sent)):
             for key, value in part.items():
