@@ -492,7 +492,7 @@ def _deliver(
     except DeliveryError as exc:
         _failed_send(engine, row, now, me, exc, channel.name, settings, rng, result)
         return
-    ok = _record_sent(
+    ok = _record_with_retries(
         engine,
         row,
         me,
@@ -515,6 +515,35 @@ def _deliver(
     result.by_channel[f"{row.channel}:{sent.provider}"] += 1
 
 
+RECORD_TRIES = 3
+
+
+def _record_with_retries(
+    engine: Engine,
+    row: Any,
+    me: str,
+    values: dict[str, Any],
+    event: dict[str, Any],
+    now: dt.datetime,
+) -> bool:
+    """Record an accepted send, trying again on a fresh connection if the write fails.
+
+    The provider already has the message: releasing the notice now would send it
+    twice, so a dropped connection (a failover, a killed backend) is retried first.
+    Only when the database stays unreachable does the error reach the sender, and
+    the lease decides.
+    """
+    for attempt in range(1, RECORD_TRIES + 1):
+        try:
+            return _record_sent(engine, row, me, values, event, now)
+        except Exception as exc:
+            if attempt == RECORD_TRIES:
+                raise
+            log.warning("recording a sent notice failed, retrying: %s", type(exc).__name__)
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _record_sent(
     engine: Engine,
     row: Any,
@@ -531,7 +560,10 @@ def _record_sent(
     by another worker (``claimed_by`` changed) stops the write.
     """
     still_mine = (_N.c.id == row.id) & (_N.c.claimed_by == me)
-    live = _N.c.status.in_([NoticeStatus.sending, NoticeStatus.delivered, NoticeStatus.failed])
+    # ``sent`` too: a retried write whose first try did commit must find its row.
+    live = _N.c.status.in_(
+        [NoticeStatus.sending, NoticeStatus.sent, NoticeStatus.delivered, NoticeStatus.failed]
+    )
     status = case((_N.c.status == NoticeStatus.sending, NoticeStatus.sent), else_=_N.c.status)
     with engine.begin() as conn:
         _fast_commit(conn)
