@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from casework.config import Settings
 from casework.models import DeliveryAlarm
 from casework.notices import outbox_row
+from casework.notify.render import render
 
 log = logging.getLogger("casework.escalate")
 
@@ -123,8 +124,12 @@ def close_alarms(conn: Connection, provider: str, now: dt.datetime) -> None:
 def credential_alarm_row(
     provider: str, channel: str, episode: int, now: dt.datetime, reason: str, settings: Settings
 ) -> dict[str, Any]:
-    """The one message to the manager for an alarm episode (its key names the episode)."""
-    return outbox_row(
+    """The one message to the manager for an alarm episode (its key names the episode).
+
+    Its subject is rendered now, not at sending: when the refused key is SendGrid's,
+    this e-mail waits too, and the manager page shows it meanwhile by its subject.
+    """
+    row = outbox_row(
         key=f"alarm:{CREDENTIAL_REJECTED}:{provider}:{episode}",
         case_id=None,
         template="escalation_credentials_rejected",
@@ -142,3 +147,5 @@ def credential_alarm_row(
         not_before=now,
         now=now,
     )
+    row["subject"] = render(row["template"], "email", row["context"])[0][:300]
+    return row

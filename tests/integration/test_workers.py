@@ -26,6 +26,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -210,11 +211,15 @@ def kill_and_wait(pid: int) -> None:
         time.sleep(0.005)
 
 
-def claimed_notices(engine: Engine) -> list[str]:
+def claimed_by_dead(engine: Engine, pid: int) -> list[str]:
+    """The notices the killed dispatcher still held (its claims carry host:pid)."""
     with engine.connect() as conn:
         return list(
             conn.execute(
-                select(NOTICES.c.public_id).where(NOTICES.c.status == NoticeStatus.sending)
+                select(NOTICES.c.public_id).where(
+                    NOTICES.c.status == NoticeStatus.sending,
+                    NOTICES.c.claimed_by == f"{socket.gethostname()}:{pid}",
+                )
             ).scalars()
         )
 
@@ -261,7 +266,7 @@ def test_dispatchers_killed_mid_send_lose_nothing_and_duplicate_at_most_what_was
             assert alive(pid), f"run {k} finished everything before its kill (seed {seed})"
             time.sleep(rng.uniform(0.0, 0.15))
             kill_and_wait(pid)
-            stranded = claimed_notices(engine)
+            stranded = claimed_by_dead(engine, pid)
             stranded_per_kill.append(len(stranded))
             in_flight_at_kill.update(stranded)
     finally:
