@@ -925,3 +925,40 @@ def test_one_notice_that_breaks_does_not_hold_the_others(
     # Released at once, not left claimed until a lease runs out; tried again later.
     assert (broken.status, broken.claimed_by, broken.attempts) == ("queued", None, 0)
     assert broken.not_before > later
+
+
+class Says:
+    """A channel whose every send fails with the given verdict (the adapter's decision)."""
+
+    def __init__(self, name: str, kind: str, code: str) -> None:
+        self.name, self.kind, self.code = name, kind, code
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        from casework.notify.base import DeliveryError, FailureKind
+
+        raise DeliveryError("refused", kind=FailureKind(self.kind), code=self.code)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "status", "alarms", "failed"),
+    [
+        ("transient", "401", "queued", 0, 0),  # a 401 the adapter calls transient is retried
+        ("permanent", "401", "failed", 0, 1),
+        ("credential_rejected", "21211", "queued", 1, 0),  # whatever the code says
+    ],
+)
+def test_the_dispatcher_acts_on_the_adapters_verdict_never_on_the_code(
+    engine: Engine,
+    session: Session,
+    settings: Settings,
+    kind: str,
+    code: str,
+    status: str,
+    alarms: int,
+    failed: int,
+) -> None:
+    open_request(session, settings)
+    channels: dict[str, Any] = {"sms": Says("twilio", kind, code), "email": Recording()}
+    result = dispatch(engine, OPEN, settings, channels=channels)
+    assert notice(engine, "sms").status == status
+    assert (result.alarms, result.failed) == (alarms, failed)

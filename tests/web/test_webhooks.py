@@ -631,3 +631,21 @@ def test_health_answers_while_a_large_signed_batch_is_being_accepted(
     assert upload_status == 202
     applied = apply_stored_receipts(hooks.engine, hooks.settings, hooks.clock.now)
     assert (applied.batches, applied.events) == (1, 2000)
+
+
+def test_the_worker_and_tick_apply_what_the_webhooks_stored(hooks: Hooks) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from casework.scheduler import configure, run_once
+
+    # `casework worker` and the embedded scheduler run a receipts job beside dispatch.
+    scheduler = configure(
+        BackgroundScheduler(timezone="UTC"), hooks.engine, hooks.settings, {"running": False}
+    )
+    assert {job.id for job in scheduler.get_jobs()} >= {"receipts", "dispatch", "sweep"}
+
+    assert hooks.post_twilio(hooks.twilio_form("delivered")).status_code == 202
+    assert hooks.notice(hooks.sms).status == "sent"
+    result = run_once(hooks.engine, hooks.settings, hooks.clock.now)  # what `tick` runs
+    assert result["receipts"] == {"batches": 1, "events": 1, "outcomes": {"delivered": 1}}
+    assert hooks.notice(hooks.sms).status == "delivered"
