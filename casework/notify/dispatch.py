@@ -280,11 +280,16 @@ def _fast_commit(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
-def claim_one(engine: Engine, at: dt.datetime, lease: dt.timedelta, me: str) -> Any | None:
-    """Claim the oldest notice due at ``at`` (a dead worker's expired claim first).
+def claim_one(
+    engine: Engine, due_by: dt.datetime, at: dt.datetime, lease: dt.timedelta, me: str
+) -> Any | None:
+    """Claim the oldest notice due by ``due_by`` (a dead worker's expired claim first).
 
     One notice per sender, so a worker never holds more than it is sending: the
-    claim and its lease cover exactly the notices a crash can strand.
+    claim and its lease cover exactly the notices a crash can strand. ``at`` is the
+    moving clock the claim is stamped with and leases are judged by; ``due_by`` is
+    the run's fixed ``now``, so a notice this run put back for later (a retry, a
+    held key) is not picked up again by the same run.
     """
     d = Deadline.__table__  # type: ignore[attr-defined]
     c = Case.__table__  # type: ignore[attr-defined]
@@ -298,7 +303,7 @@ def claim_one(engine: Engine, at: dt.datetime, lease: dt.timedelta, me: str) -> 
         )
         due = (
             select(_N.c.id)
-            .where(_N.c.status == NoticeStatus.queued, _N.c.not_before <= at)
+            .where(_N.c.status == NoticeStatus.queued, _N.c.not_before <= due_by)
             .order_by(_N.c.not_before, _N.c.id)
             .limit(1)
         )
@@ -356,7 +361,7 @@ def dispatch(
         try:
             while budget.take():
                 try:
-                    row = claim_one(engine, clock(), lease, me)
+                    row = claim_one(engine, now, clock(), lease, me)
                 except Exception as exc:  # database unreachable: end this run, retry next tick
                     log.warning("claim failed: %s", type(exc).__name__)
                     own.errors += 1
