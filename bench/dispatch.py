@@ -16,7 +16,7 @@ would, so they do not compete with the dispatcher for this process's GIL. Figure
 
 When the target is missed (or with ``--profile``), three diagnostic runs on the first
 500 notices follow: a what-if with the same worker process dispatching from 4 threads
-(``dispatch(me=..., batch_size=20)`` per thread: only the existing API), one run with
+(``dispatch(me=..., concurrency=1)`` per thread: only the existing API), one run with
 its steps timed (claim, render, claim renewal, each channel's send, the result write),
 and one under cProfile, to say where the time goes. A second timed repeat is skipped
 once the runs have taken over a minute (a loaded machine), to bound the run time.
@@ -367,7 +367,7 @@ def run_threaded(engine: Engine, settings: Settings, n: int, threads: int) -> Ru
                     NOW,
                     settings,
                     channels=channels,
-                    batch_size=20,
+                    concurrency=1,
                     me=f"{worker_id()}:t{k}",
                 )
             )
@@ -380,7 +380,7 @@ def run_threaded(engine: Engine, settings: Settings, n: int, threads: int) -> Ru
         thread.start()
     for thread in pool:
         thread.join()
-    # A thread stops when a claim comes back short; sweep up anything left behind.
+    # A thread stops when nothing is left to claim; sweep up anything left behind.
     results.append(dispatch(engine, NOW, settings, channels=channels))
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if errors:
@@ -394,10 +394,9 @@ def run_threaded(engine: Engine, settings: Settings, n: int, threads: int) -> Ru
 # --- Why: where the time goes ----------------------------------------------------------------
 
 STEPS = (
-    ("casework.notify.dispatch", "_claim", "claim a batch (UPDATE ... RETURNING rows)"),
+    ("casework.notify.dispatch", "claim_one", "claim one notice (a transaction per notice)"),
     ("casework.notify.dispatch", "render", "render the template (Jinja2)"),
-    ("casework.notify.dispatch", "_still_ours", "renew the claim before sending (a transaction)"),
-    ("casework.notify.dispatch", "_finish", "write the result (one transaction per notice)"),
+    ("casework.notify.dispatch", "_record_sent", "write the result (one transaction per notice)"),
 )
 
 
@@ -514,7 +513,7 @@ def print_figures(fig: Figures, n: int) -> None:
         rate = fig.threaded.sent / fig.threaded.seconds
         print(
             f"   what-if, the same worker process dispatching from {THREADS} threads"
-            f" (dispatch(me=..., batch_size=20) per thread): {rate:.0f}/s"
+            f" (dispatch(me=..., concurrency=1) per thread): {rate:.0f}/s"
             f" ({fig.threaded.sent:,} notices in {fig.threaded.seconds:.2f} s)"
             f"   vs target: {verdict(rate >= TARGET_PER_SECOND)}"
         )

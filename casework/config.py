@@ -254,6 +254,13 @@ class Settings(BaseSettings):
     twilio_base_url: str = ""
     provider_timeout_seconds: float = 10.0
     dispatch_concurrency: int = 4  # sender threads per worker (overlap provider latency)
+    # A claim on a notice lasts this long unless the live worker's heartbeat renews it,
+    # so a dead worker's notices go to another worker within lease + one dispatch tick.
+    dispatch_lease_seconds: float = Field(default=20.0, gt=0, le=30)
+    dispatch_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    # Webhook bodies above these sizes are refused (413) before they are read.
+    webhook_max_bytes_twilio: int = Field(default=1_000_000, gt=0)
+    webhook_max_bytes_sendgrid: int = Field(default=10_000_000, gt=0)
     reminders: ReminderSettings = Field(default_factory=ReminderSettings)
     notices: NoticeSettings = Field(default_factory=NoticeSettings)
     quiet_hours_start: dt.time = dt.time(21, 0)

@@ -391,6 +391,52 @@ class DeliveryEvent(SQLModel, table=True):
     )
 
 
+class DeliveryAlarm(SQLModel, table=True):
+    """An operator alarm about a whole channel, one row per (provider, kind).
+
+    A rejected API key fails every notice on that channel at once; the manager is
+    told once per episode (``episode`` numbers them, the escalation's idempotency key
+    carries it), not once per notice. The episode closes when a send through that
+    provider succeeds again, so the next rejection is a new alarm.
+    """
+
+    __tablename__ = "delivery_alarms"
+
+    provider: str = Field(sa_column=Column(String(20), primary_key=True))
+    kind: str = Field(sa_column=Column(String(30), primary_key=True))
+    episode: int = 0
+    open: bool = False
+    opened_at: dt.datetime | None = utc_column()
+    closed_at: dt.datetime | None = utc_column()
+
+
+class WebhookBatch(SQLModel, table=True):
+    """A verified webhook request, stored raw and applied later by the worker.
+
+    Storing is one insert so the request answers at once whatever the batch size;
+    the worker applies batches in ``id`` order, so a notice's receipts keep the
+    order the provider sent them in.
+    """
+
+    __tablename__ = "webhook_batches"
+    __table_args__ = (
+        Index(
+            "ix_webhook_batches_pending",
+            "id",
+            postgresql_where=text("applied_at IS NULL"),
+            sqlite_where=text("applied_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=20)  # twilio | sendgrid
+    received_at: dt.datetime = utc_column(nullable=False)
+    query: str = Field(default="", max_length=2000)
+    body: str = Field(default="", sa_type=Text)
+    applied_at: dt.datetime | None = utc_column()
+    outcome: list[str] | None = Field(default=None, sa_type=JSON)
+
+
 class Role(StrEnum):
     adviser = "adviser"
     manager = "manager"

@@ -1,9 +1,9 @@
-"""APScheduler wiring only: interval jobs that call the sweep and the dispatcher.
+"""APScheduler wiring only: interval jobs for the sweep, the dispatcher and stored receipts.
 
 The database is the coordinator, not APScheduler: the jobs keep no state of
 their own (in-memory job store), claim work with row-level locking, and are safe
 to run in several ``casework worker`` processes at once. ``casework tick`` calls
-the same two functions, so everything here is testable without a scheduler.
+the same functions, so everything here is testable without a scheduler.
 """
 
 from __future__ import annotations
@@ -20,18 +20,25 @@ from sqlalchemy import Engine
 
 from casework.config import Settings
 from casework.notify.dispatch import build_channels, dispatch
+from casework.notify.receipts import apply_stored_receipts
 from casework.reminders import sweep
 
 log = logging.getLogger("casework.scheduler")
 
 SWEEP_SECONDS = 60
 DISPATCH_SECONDS = 10
+RECEIPTS_SECONDS = 5
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
 
 
 def run_once(engine: Engine, settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]:
-    """One sweep then one dispatch as of ``now``: what `casework tick` and the jobs run."""
+    """Stored receipts, one sweep, one dispatch as of ``now``: what `casework tick` runs.
+
+    Receipts go first so a notice the provider already reported on is up to date
+    before anything decides about it.
+    """
     now = now or dt.datetime.now(dt.UTC)
+    receipts = apply_stored_receipts(engine, settings, now)
     swept = sweep(engine, now, settings)
     sent = dispatch(
         engine,
@@ -40,7 +47,12 @@ def run_once(engine: Engine, settings: Settings, now: dt.datetime | None = None)
         channels=_channels(settings),
         concurrency=settings.dispatch_concurrency,
     )
-    return {"at": now.isoformat(), "sweep": swept.as_dict(), "dispatch": sent.as_dict()}
+    return {
+        "at": now.isoformat(),
+        "receipts": receipts.as_dict(),
+        "sweep": swept.as_dict(),
+        "dispatch": sent.as_dict(),
+    }
 
 
 _channel_cache: dict[tuple[Any, ...], Any] = {}
@@ -87,6 +99,13 @@ def _dispatch_job(engine: Engine, settings: Settings, status: dict[str, Any]) ->
     status["last_dispatch_result"] = result.as_dict()
 
 
+def _receipts_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    result = apply_stored_receipts(engine, settings, now)
+    status["last_receipts"] = now.isoformat()
+    status["last_receipts_result"] = result.as_dict()
+
+
 def _digest_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
     from casework.reminders import queue_digest
 
@@ -124,6 +143,15 @@ def configure(
         "interval",
         seconds=DISPATCH_SECONDS,
         id="dispatch",
+        args=args,
+        replace_existing=True,
+        next_run_time=now,
+    )
+    scheduler.add_job(
+        _receipts_job,
+        "interval",
+        seconds=RECEIPTS_SECONDS,
+        id="receipts",
         args=args,
         replace_existing=True,
         next_run_time=now,

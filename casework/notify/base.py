@@ -2,9 +2,10 @@
 
 The dispatcher only ever sees :class:`OutgoingMessage` in and :class:`SendResult` or
 :class:`DeliveryError` out, so provider SDKs stay inside their adapter modules and the
-retry decision (try again later vs. give up and tell an adviser) is made once, here,
-by the adapter that understands the provider's error codes. This mirrors healthchecks'
-``TransportError(message, permanent=...)``.
+retry decision (try again later, give up and tell an adviser, or hold everything and
+alarm the manager because our key was refused) is made once, by the adapter that
+understands the provider's error codes: the dispatcher only reads
+:attr:`DeliveryError.kind`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ import datetime as dt
 import email.utils
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["Channel", "DeliveryError", "OutgoingMessage", "SendResult", "parse_retry_after"]
+__all__ = [
+    "Channel",
+    "DeliveryError",
+    "FailureKind",
+    "OutgoingMessage",
+    "SendResult",
+    "parse_retry_after",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,43 +46,62 @@ class SendResult:
     provider_message_id: str | None
 
 
+class FailureKind(StrEnum):
+    """What a failed send means for the notice; decided by the adapter, nowhere else.
+
+    ``permanent``: retrying the same message cannot succeed (invalid number,
+    unsubscribed, rejected payload): the notice fails and an adviser is told.
+    ``transient``: try again later (5xx, 429, timeout, network).
+    ``credential_rejected``: the provider refused *our* key or token. Nothing is wrong
+    with the recipient; every notice on the channel would fail the same way, so the
+    notices wait (and are retried) while the manager is alarmed once.
+    """
+
+    permanent = "permanent"
+    transient = "transient"
+    credential_rejected = "credential_rejected"
+
+
 class DeliveryError(Exception):
     """A send that did not reach the provider's queue.
 
-    ``permanent`` is the only thing the dispatcher must act on: ``True`` means retrying
-    the same message cannot succeed (invalid number, unsubscribed, rejected payload), so
-    the notice fails and an adviser is told; ``False`` means try again later, no sooner
-    than ``retry_after`` seconds when the provider said so. ``code`` is the provider's
-    own error code as a string (Twilio ``"21211"``, an HTTP status for SendGrid, or
-    ``"timeout"``/``"network"``) so it can be stored and searched. ``str(error)`` is
-    written for an adviser to read, and never contains the message body.
+    ``kind`` is the only thing the dispatcher acts on (see :class:`FailureKind`);
+    ``retry_after`` is the provider's own "no sooner than" hint in seconds. ``code``
+    is the provider's error code as a string (Twilio ``"21211"``, an HTTP status for
+    SendGrid, or ``"timeout"``/``"network"``), stored for searching, never re-read to
+    decide anything. ``str(error)`` is written for an adviser to read, and never
+    contains the message body.
     """
 
     def __init__(
         self,
         message: str,
         *,
-        permanent: bool,
+        kind: FailureKind,
         retry_after: float | None = None,
         code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.permanent = permanent
+        self.kind = FailureKind(kind)
         self.retry_after = retry_after
         self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind is FailureKind.permanent
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only arguments defeat Exception's default pickling, which replays
         # ``args`` positionally; a worker pool passing errors between processes needs it.
         return (
             _rebuild_delivery_error,
-            (type(self), self.message, self.permanent, self.retry_after, self.code),
+            (type(self), self.message, self.kind.value, self.retry_after, self.code),
         )
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.message!r}, permanent={self.permanent!r}, "
+            f"{type(self).__name__}({self.message!r}, kind={self.kind.value!r}, "
             f"retry_after={self.retry_after!r}, code={self.code!r})"
         )
 
@@ -81,11 +109,11 @@ class DeliveryError(Exception):
 def _rebuild_delivery_error(
     cls: type[DeliveryError],
     message: str,
-    permanent: bool,
+    kind: str,
     retry_after: float | None,
     code: str | None,
 ) -> DeliveryError:
-    return cls(message, permanent=permanent, retry_after=retry_after, code=code)
+    return cls(message, kind=FailureKind(kind), retry_after=retry_after, code=code)
 
 
 @runtime_checkable

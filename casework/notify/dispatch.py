@@ -1,20 +1,35 @@
-"""The dispatcher: claim queued notices, render, send, record every attempt.
+"""The dispatcher: claim due notices one sender at a time, render, send, record the outcome.
 
 Record now, send later: notices were committed to the outbox by the use case or
-the sweep. A dispatcher claims a batch (a conditional UPDATE; ``FOR UPDATE SKIP
-LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and commits the claim
-BEFORE any provider call, so no database session is held open across a slow
-API. Each result is then written in its own short transaction.
+the sweep. Each of the worker's ``dispatch_concurrency`` sender threads claims ONE
+notice (the oldest due; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN
+IMMEDIATE`` on SQLite), commits the claim, sends it, and writes the outcome in one
+short transaction. No database session is held open across a provider call.
 
-A notice claimed by a worker that died stays ``sending`` until its claim goes
-stale, then another worker takes it again. Only in the window between a
-provider accepting a message and that worker's commit can a message go twice;
-the result write counts such re-sends (``claimed_by`` no longer ours).
+The duplicate bound. A worker holds at most one claim per sender thread, and the
+first write after the provider accepts a message records the provider's id. So a
+crash (SIGKILL, power loss) can re-send only the notices in flight at that moment:
+**at most one duplicate per notice in flight at a crash**, at most
+``dispatch_concurrency`` per crashed worker. A reclaimed notice that already has a
+provider id is finished, never resent. Neither SendGrid's v3 Mail Send nor Twilio's
+Messages API documents a request idempotency key, so none is sent; each request
+carries the notice's public id (``custom_args`` / the status callback URL), which
+is how duplicates are recognised downstream.
 
-Transient failures (5xx, timeouts, 429) retry with exponential backoff and full
-jitter, honouring Retry-After; permanent ones (invalid number, 4xx) and an
-exhausted retry budget fail the notice and escalate to the adviser with the
-reason. SMS never goes out in quiet hours (21:00-08:00 London).
+Claims are a lease (``dispatch_lease_seconds``, at most 30 s) renewed by a
+heartbeat thread for the notices this worker is actually sending; a dead worker's
+notices are taken over once the lease runs out. A notice whose processing raises
+is released at once (or, if the database is gone, by the lease), and the other
+senders carry on.
+
+``attempts`` counts requests made to the provider, written with their outcome: a
+claim is not an attempt, so a crash and reclaim cost nothing from the budget.
+What a failure means is the adapter's decision (:class:`FailureKind`): transient
+ones retry with exponential backoff and full jitter, honouring Retry-After;
+permanent ones and an exhausted budget fail the notice and queue its escalation
+in the same transaction; a rejected credential holds the notice (retried with
+backoff, not counted) and raises one alarm to the manager per episode. SMS never
+goes out in quiet hours (21:00-08:00 London).
 """
 
 from __future__ import annotations
@@ -31,12 +46,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, case, select, update
 
 from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Notice, NoticeStatus
-from casework.notices import in_quiet_hours, insert_notices, next_sms_moment, outbox_row
-from casework.notify.base import Channel, DeliveryError, OutgoingMessage
+from casework.notices import in_quiet_hours, insert_notices, next_sms_moment
+from casework.notify.base import Channel, DeliveryError, FailureKind, OutgoingMessage
+from casework.notify.escalate import (
+    alarm_opened_at,
+    close_alarms,
+    credential_alarm_row,
+    delivery_failed_row,
+    open_credential_alarm,
+)
 from casework.notify.outbox import OutboxChannel
 from casework.notify.render import RenderError, render
 
@@ -45,8 +67,17 @@ log = logging.getLogger("casework.dispatch")
 MAX_ATTEMPTS = 8
 BASE_BACKOFF = dt.timedelta(seconds=30)
 MAX_BACKOFF = dt.timedelta(hours=1)
-CLAIM_TIMEOUT = dt.timedelta(minutes=5)
+# While a provider refuses our key: retry no sooner than this, and no later than the
+# max, growing with how long the alarm has been open.
+CREDENTIAL_MIN_WAIT = dt.timedelta(seconds=30)
+CREDENTIAL_MAX_WAIT = dt.timedelta(minutes=15)
+# A notice whose processing crashed (a database error, a bug) waits this long before
+# another try, so one bad notice cannot spin a sender.
+RELEASE_DELAY = dt.timedelta(seconds=30)
 FINISHED_DEADLINE = ("met", "cancelled")
+
+_N: Any = Notice.__table__  # type: ignore[attr-defined]
+_EVENTS: Any = DeliveryEvent.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -58,8 +89,12 @@ class DispatchResult:
     failed: int = 0
     skipped: int = 0
     escalated: int = 0
-    resent_after_reclaim: int = 0
-    taken_over: int = 0
+    held: int = 0  # waiting for a provider to accept our key again
+    alarms: int = 0  # credential alarm episodes this run opened
+    resent_after_reclaim: int = 0  # sent, then found our claim had been taken over
+    taken_over: int = 0  # an outcome not written because another worker had the notice
+    finished_on_reclaim: int = 0  # reclaimed with a provider id: recorded sent, not resent
+    errors: int = 0  # notices (or claims) whose processing raised; released
     by_channel: Counter[str] = field(default_factory=Counter)
 
     def merge(self, other: DispatchResult) -> None:
@@ -106,6 +141,10 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def lease_of(settings: Settings) -> dt.timedelta:
+    return dt.timedelta(seconds=settings.dispatch_lease_seconds)
+
+
 def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> dt.timedelta:
     """Exponential backoff with full jitter, never sooner than the provider asked."""
     ceiling = min(BASE_BACKOFF * (2 ** max(attempts - 1, 0)), MAX_BACKOFF)
@@ -115,54 +154,179 @@ def backoff(attempts: int, retry_after: float | None, rng: random.Random) -> dt.
     return delay
 
 
-def _claim(engine: Engine, now: dt.datetime, batch: int, me: str) -> list[Any]:
-    n = Notice.__table__  # type: ignore[attr-defined]
-    d = Deadline.__table__  # type: ignore[attr-defined]
-    with engine.connect().execution_options(claim=True) as conn, conn.begin():
-        # Two picks, each served by its own partial index: due queued notices, and
-        # notices whose worker died mid-send (claim older than CLAIM_TIMEOUT).
-        due = (
-            select(n.c.id)
-            .where(n.c.status == NoticeStatus.queued, n.c.not_before <= now)
-            .order_by(n.c.not_before)
-            .limit(batch)
+def credential_wait(
+    alarm_age: dt.timedelta, retry_after: float | None, rng: random.Random
+) -> dt.timedelta:
+    """How long a held notice waits: as long as the alarm has been open, within bounds.
+
+    Early on a rotated key is usually fixed within minutes, so retries are quick;
+    a key left broken overnight is probed every quarter of an hour, not hammered.
+    """
+    ceiling = min(max(alarm_age, CREDENTIAL_MIN_WAIT), CREDENTIAL_MAX_WAIT).total_seconds()
+    delay = dt.timedelta(seconds=rng.uniform(ceiling / 2, ceiling))
+    if retry_after is not None:
+        delay = max(delay, dt.timedelta(seconds=retry_after))
+    return delay
+
+
+class _Clock:
+    """The run's ``now`` advanced by real elapsed time: claims and leases use it.
+
+    Callers pass ``now`` (tests and ``tick --at`` pin it); a long run must still
+    stamp claims and heartbeats with moving time or its leases would look stale.
+    """
+
+    def __init__(self, now: dt.datetime) -> None:
+        self._now = now
+        self._started = time.monotonic()
+
+    def __call__(self) -> dt.datetime:
+        return self._now + dt.timedelta(seconds=time.monotonic() - self._started)
+
+
+class _InFlight:
+    """Ids of the notices this worker is sending right now (what the heartbeat renews)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[int] = set()
+
+    def add(self, notice_id: int) -> None:
+        with self._lock:
+            self._ids.add(notice_id)
+
+    def discard(self, notice_id: int) -> None:
+        with self._lock:
+            self._ids.discard(notice_id)
+
+    def snapshot(self) -> list[int]:
+        with self._lock:
+            return sorted(self._ids)
+
+
+class _Heartbeat:
+    """Renews this worker's claims on in-flight notices while the worker lives.
+
+    Only in-flight notices are renewed: a notice whose processing failed and could
+    not be released (the database went away) is left to expire with the lease, so
+    a live worker never holds a notice it is not working on.
+    """
+
+    def __init__(
+        self, engine: Engine, me: str, clock: _Clock, inflight: _InFlight, every: float
+    ) -> None:
+        self._engine, self._me, self._clock, self._inflight = engine, me, clock, inflight
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dispatch-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            ids = self._inflight.snapshot()
+            if not ids:
+                continue
+            try:
+                renew(self._engine, ids, self._me, self._clock())
+            except Exception as exc:  # a lost connection: the next beat tries again
+                log.warning("claim heartbeat failed: %s", type(exc).__name__)
+
+
+def renew(engine: Engine, ids: list[int], me: str, at: dt.datetime) -> int:
+    """Extend our claims on ``ids`` to ``at``; how many were still ours."""
+    with engine.begin() as conn:
+        _fast_commit(conn)
+        return int(
+            conn.execute(
+                update(_N)
+                .where(_N.c.id.in_(ids), _N.c.status == NoticeStatus.sending, _N.c.claimed_by == me)
+                .values(claimed_at=at)
+            ).rowcount
         )
+
+
+class _Budget:
+    """How many more claims this run may make (``limit``), shared by the senders."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._left = limit
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        if self._left is None:
+            return True
+        with self._lock:
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
+
+
+def _fast_commit(conn: Connection) -> None:
+    """On PostgreSQL, don't wait for the WAL flush for a claim, a renewal or a result.
+
+    A database crash could then lose the last fraction of a second of writes, and
+    those notices would be sent again: the same bounded window a worker crash
+    already has. It halves the time each notice spends waiting on commits.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
+def claim_one(
+    engine: Engine, due_by: dt.datetime, at: dt.datetime, lease: dt.timedelta, me: str
+) -> Any | None:
+    """Claim the oldest notice due by ``due_by`` (a dead worker's expired claim first).
+
+    One notice per sender, so a worker never holds more than it is sending: the
+    claim and its lease cover exactly the notices a crash can strand. ``at`` is the
+    moving clock the claim is stamped with and leases are judged by; ``due_by`` is
+    the run's fixed ``now``, so a notice this run put back for later (a retry, a
+    held key) is not picked up again by the same run.
+    """
+    d = Deadline.__table__  # type: ignore[attr-defined]
+    c = Case.__table__  # type: ignore[attr-defined]
+    with engine.connect().execution_options(claim=True) as conn, conn.begin():
+        _fast_commit(conn)
         stale = (
-            select(n.c.id)
-            .where(n.c.status == NoticeStatus.sending, n.c.claimed_at < now - CLAIM_TIMEOUT)
-            .limit(batch)
+            select(_N.c.id)
+            .where(_N.c.status == NoticeStatus.sending, _N.c.claimed_at < at - lease)
+            .order_by(_N.c.claimed_at, _N.c.id)
+            .limit(1)
+        )
+        due = (
+            select(_N.c.id)
+            .where(_N.c.status == NoticeStatus.queued, _N.c.not_before <= due_by)
+            .order_by(_N.c.not_before, _N.c.id)
+            .limit(1)
         )
         if conn.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
             stale = stale.with_for_update(skip_locked=True)
-        ids = [r.id for r in conn.execute(stale)]
-        ids += (
-            [r.id for r in conn.execute(due.limit(max(batch - len(ids), 0)))]
-            if len(ids) < batch
-            else []
-        )
-        if not ids:
-            return []
+            due = due.with_for_update(skip_locked=True)
+        notice_id = conn.execute(stale).scalar()
+        if notice_id is None:
+            notice_id = conn.execute(due).scalar()
+        if notice_id is None:
+            return None
         conn.execute(
-            update(n)
-            .where(n.c.id.in_(ids))
-            .values(
-                status=NoticeStatus.sending,
-                claimed_at=now,
-                claimed_by=me,
-                attempts=n.c.attempts + 1,
-            )
+            update(_N)
+            .where(_N.c.id == notice_id)
+            .values(status=NoticeStatus.sending, claimed_at=at, claimed_by=me)
         )
-        c = Case.__table__  # type: ignore[attr-defined]
-        rows = conn.execute(
-            select(n, d.c.status.label("deadline_status"), c.c.state.label("case_state"))
+        return conn.execute(
+            select(_N, d.c.status.label("deadline_status"), c.c.state.label("case_state"))
             .select_from(
-                n.outerjoin(d, d.c.id == n.c.deadline_id).outerjoin(c, c.c.id == n.c.case_id)
+                _N.outerjoin(d, d.c.id == _N.c.deadline_id).outerjoin(c, c.c.id == _N.c.case_id)
             )
-            .where(n.c.id.in_(ids))
-            .order_by(n.c.not_before)
-        ).all()
-    return list(rows)
+            .where(_N.c.id == notice_id)
+        ).first()
 
 
 def dispatch(
@@ -171,93 +335,96 @@ def dispatch(
     settings: Settings,
     *,
     channels: dict[str, Channel] | None = None,
-    batch_size: int = 200,
-    max_batches: int | None = None,
+    concurrency: int | None = None,
+    limit: int | None = None,
     me: str | None = None,
     rng: random.Random | None = None,
-    concurrency: int = 1,
 ) -> DispatchResult:
-    """Deliver every notice that is due at ``now``; returns what happened.
+    """Deliver every notice due at ``now`` (at most ``limit`` claims); what happened.
 
-    ``concurrency`` sender threads overlap provider calls within one worker (the
-    adapters are thread-safe); each notice is still claimed, renewed and finished
-    under this worker's claim, so the guarantees are the same as with one thread.
+    ``concurrency`` (default ``settings.dispatch_concurrency``) sender threads each
+    claim, send and finish one notice at a time until nothing is due.
     """
     channels = channels or build_channels(settings)
     me = me or worker_id()
     rng = rng or random.Random()
+    senders = max(1, settings.dispatch_concurrency if concurrency is None else concurrency)
+    clock = _Clock(now)
+    lease = lease_of(settings)
+    inflight = _InFlight()
+    budget = _Budget(limit)
     result = DispatchResult()
-    started = time.monotonic()
     merge_lock = threading.Lock()
 
-    def deliver(row: Any) -> None:
-        # Claims are renewed at "now plus the time this run has taken", so a long
-        # batch keeps its remaining claims fresh.
-        elapsed = dt.timedelta(seconds=time.monotonic() - started)
+    def sender() -> None:
         own = DispatchResult()
-        _deliver(engine, row, now, settings, channels, me, rng, own, now + elapsed)
-        with merge_lock:
-            result.merge(own)
+        try:
+            while budget.take():
+                try:
+                    row = claim_one(engine, now, clock(), lease, me)
+                except Exception as exc:  # database unreachable: end this run, retry next tick
+                    log.warning("claim failed: %s", type(exc).__name__)
+                    own.errors += 1
+                    return
+                if row is None:
+                    return
+                own.claimed += 1
+                inflight.add(row.id)
+                try:
+                    _deliver(engine, row, now, clock, settings, channels, me, rng, own)
+                except Exception as exc:
+                    # This notice only: release it and go on with the next one.
+                    log.warning(
+                        "delivery of a notice failed: %s",
+                        type(exc).__name__,
+                        extra={"notice_id": row.public_id},
+                    )
+                    own.errors += 1
+                    _release(engine, row.id, me, clock() + RELEASE_DELAY)
+                finally:
+                    inflight.discard(row.id)
+        finally:
+            with merge_lock:
+                result.merge(own)
 
-    batches = 0
-    with ThreadPoolExecutor(max_workers=max(concurrency, 1)) as pool:
-        while max_batches is None or batches < max_batches:
-            rows = _claim(engine, now, batch_size, me)
-            batches += 1
-            result.claimed += len(rows)
-            if concurrency <= 1:
-                for row in rows:
-                    deliver(row)
-            else:
-                list(pool.map(deliver, rows))
-            if len(rows) < batch_size:
-                break
+    with _Heartbeat(engine, me, clock, inflight, settings.dispatch_heartbeat_seconds):
+        if senders == 1:
+            sender()
+        else:
+            with ThreadPoolExecutor(max_workers=senders, thread_name_prefix="sender") as pool:
+                for future in [pool.submit(sender) for _ in range(senders)]:
+                    future.result()
     return result
 
 
-def _fast_commit(conn: Any) -> None:
-    """On PostgreSQL, don't wait for the WAL flush for a claim renewal or a result.
+def _release(engine: Engine, notice_id: int, me: str, not_before: dt.datetime) -> None:
+    """Give a notice back to the queue after its processing raised (best effort)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(_N)
+                .where(
+                    _N.c.id == notice_id, _N.c.status == NoticeStatus.sending, _N.c.claimed_by == me
+                )
+                .values(status=NoticeStatus.queued, claimed_by=None, not_before=not_before)
+            )
+    except Exception as exc:  # the lease expires on its own
+        log.warning("could not release a notice: %s", type(exc).__name__)
 
-    A database crash could then lose the last fraction of a second of results, and
-    those notices would be sent again: the same bounded duplicate window a worker
-    crash already has. It halves the time each notice spends waiting on commits.
-    """
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
-
-def _still_ours(engine: Engine, notice_id: int, me: str, now: dt.datetime) -> bool:
-    """Renew our claim just before the provider call; False if it was taken over.
-
-    A batch can take longer than CLAIM_TIMEOUT when a provider is slow; without
-    this check a worker would go on to send notices another worker had already
-    reclaimed and sent. Renewing narrows the duplicate window to one send.
-    """
-    n = Notice.__table__  # type: ignore[attr-defined]
-    with engine.begin() as conn:
-        _fast_commit(conn)
-        renewed = conn.execute(
-            update(n)
-            .where(n.c.id == notice_id, n.c.status == NoticeStatus.sending, n.c.claimed_by == me)
-            .values(claimed_at=now)
-        ).rowcount
-    return bool(renewed)
+def _ours(notice_id: int, me: str) -> Any:
+    return (_N.c.id == notice_id) & (_N.c.status == NoticeStatus.sending) & (_N.c.claimed_by == me)
 
 
 def _finish(
     engine: Engine, notice_id: int, me: str, values: dict[str, Any], event: dict[str, Any] | None
 ) -> bool:
     """Write one outcome if we still hold the claim; False if another worker took it."""
-    n = Notice.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
         _fast_commit(conn)
-        changed = conn.execute(
-            update(n)
-            .where(n.c.id == notice_id, n.c.status == NoticeStatus.sending, n.c.claimed_by == me)
-            .values(**values)
-        ).rowcount
+        changed = conn.execute(update(_N).where(_ours(notice_id, me)).values(**values)).rowcount
         if event is not None:
-            conn.execute(DeliveryEvent.__table__.insert(), [event])  # type: ignore[attr-defined]
+            conn.execute(_EVENTS.insert(), [event])
     return bool(changed)
 
 
@@ -265,51 +432,36 @@ def _deliver(
     engine: Engine,
     row: Any,
     now: dt.datetime,
+    clock: _Clock,
     settings: Settings,
     channels: dict[str, Channel],
     me: str,
     rng: random.Random,
     result: DispatchResult,
-    renew_at: dt.datetime,
 ) -> None:
+    if row.provider_message_id:
+        # Reclaimed after a crash between the provider's acceptance and the status
+        # write: the provider has it, so it is sent. Sending again would duplicate it.
+        _finish(engine, row.id, me, {"status": NoticeStatus.sent, "sent_at": now}, None)
+        result.finished_on_reclaim += 1
+        return
     kind = (row.context or {}).get("notice_kind", "event")
+    skip_reason = None
     if row.deadline_id is not None and row.deadline_status in FINISHED_DEADLINE:
         # The clock was met or cancelled after this reminder was queued: it would
         # only confuse (healthchecks/Notify re-check status before sending too).
-        _finish(
-            engine,
-            row.id,
-            me,
-            {
-                "status": NoticeStatus.skipped,
-                "last_error": f"skipped: the deadline was {row.deadline_status} before sending",
-            },
-            None,
-        )
-        result.skipped += 1
-        return
-    if kind == "event" and row.case_state == "withdrawn" and row.template != "withdrawal_confirmed":
+        skip_reason = f"skipped: the deadline was {row.deadline_status} before sending"
+    elif (
+        kind == "event" and row.case_state == "withdrawn" and row.template != "withdrawal_confirmed"
+    ):
         # e.g. a meeting confirmation held overnight for quiet hours, then the family
         # withdrew: telling them about a meeting that will not happen only confuses.
+        skip_reason = "skipped: the case was withdrawn"
+    elif kind == "reminder" and row.deadline_status == "missed":
+        skip_reason = "skipped: the deadline passed before sending"
+    if skip_reason is not None:
         _finish(
-            engine,
-            row.id,
-            me,
-            {"status": NoticeStatus.skipped, "last_error": "skipped: the case was withdrawn"},
-            None,
-        )
-        result.skipped += 1
-        return
-    if kind == "reminder" and row.deadline_status == "missed":
-        _finish(
-            engine,
-            row.id,
-            me,
-            {
-                "status": NoticeStatus.skipped,
-                "last_error": "skipped: the deadline passed before sending",
-            },
-            None,
+            engine, row.id, me, {"status": NoticeStatus.skipped, "last_error": skip_reason}, None
         )
         result.skipped += 1
         return
@@ -321,7 +473,6 @@ def _deliver(
             {
                 "status": NoticeStatus.queued,
                 "not_before": next_sms_moment(now, settings),
-                "attempts": row.attempts - 1,
                 "claimed_by": None,
             },
             None,
@@ -331,12 +482,7 @@ def _deliver(
     try:
         subject, body = render(row.template, row.channel, dict(row.context or {}))
     except RenderError as exc:
-        _fail(engine, row, now, me, str(exc), settings, result)
-        return
-    if not _still_ours(engine, row.id, me, renew_at):
-        # Another worker reclaimed this notice while we were busy with earlier ones
-        # (our claim went stale): it is theirs to send now.
-        result.taken_over += 1
+        _fail(engine, row, now, me, str(exc), settings, result, None, attempts=row.attempts)
         return
     message = OutgoingMessage(
         notice_id=row.public_id,
@@ -345,53 +491,182 @@ def _deliver(
         body=body,
         subject=subject or None,
     )
+    channel = channels[row.channel]
     try:
-        sent = channels[row.channel].send(message)
+        sent = channel.send(message)
     except DeliveryError as exc:
-        attempt_event = _event(row.id, now, "attempt", "error", f"{exc.code or ''} {exc}".strip())
-        # A rejected API key (401/403) is our configuration, not the recipient: keep
-        # retrying (and escalate when the budget runs out) rather than failing every
-        # family's notice for good the moment someone rotates a key.
-        permanent = exc.permanent and exc.code not in ("401", "403")
-        if permanent or row.attempts >= MAX_ATTEMPTS:
-            reason = str(exc) if permanent else f"gave up after {row.attempts} attempts: {exc}"
-            _fail(engine, row, now, me, reason, settings, result, attempt_event)
-            return
-        retry_at = now + backoff(row.attempts, exc.retry_after, rng)
-        _finish(
-            engine,
-            row.id,
-            me,
-            {
-                "status": NoticeStatus.queued,
-                "not_before": retry_at,
-                "last_error": str(exc)[:2000],
-                "claimed_by": None,
-            },
-            attempt_event,
-        )
-        result.retried += 1
+        _failed_send(engine, row, now, me, exc, channel.name, settings, rng, result)
         return
-    ok = _finish(
+    ok = _record_with_retries(
         engine,
-        row.id,
+        row,
         me,
         {
-            "status": NoticeStatus.sent,
             "provider": sent.provider,
             "provider_message_id": sent.provider_message_id,
             "sent_at": now,
             "subject": subject[:300],
             "body": body,
             "last_error": "",
+            "attempts": row.attempts + 1,
         },
         _event(row.id, now, "attempt", "sent", f"{sent.provider} {sent.provider_message_id or ''}"),
+        now,
     )
     if not ok:
         result.resent_after_reclaim += 1
         log.warning("sent after claim was taken over", extra={"notice_id": row.public_id})
     result.sent += 1
     result.by_channel[f"{row.channel}:{sent.provider}"] += 1
+
+
+RECORD_TRIES = 3
+
+
+def _record_with_retries(
+    engine: Engine,
+    row: Any,
+    me: str,
+    values: dict[str, Any],
+    event: dict[str, Any],
+    now: dt.datetime,
+) -> bool:
+    """Record an accepted send, trying again on a fresh connection if the write fails.
+
+    The provider already has the message: releasing the notice now would send it
+    twice, so a dropped connection (a failover, a killed backend) is retried first.
+    Only when the database stays unreachable does the error reach the sender, and
+    the lease decides.
+    """
+    for attempt in range(1, RECORD_TRIES + 1):
+        try:
+            return _record_sent(engine, row, me, values, event, now)
+        except Exception as exc:
+            if attempt == RECORD_TRIES:
+                raise
+            log.warning("recording a sent notice failed, retrying: %s", type(exc).__name__)
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _record_sent(
+    engine: Engine,
+    row: Any,
+    me: str,
+    values: dict[str, Any],
+    event: dict[str, Any],
+    now: dt.datetime,
+) -> bool:
+    """The provider accepted: store its id first, in one transaction with the status.
+
+    A receipt may have beaten us here (the webhook is fast, the commit was slow) and
+    already marked the notice delivered or failed: the provider id, text and attempt
+    are stored all the same and that later status is kept. Only a claim taken over
+    by another worker (``claimed_by`` changed) stops the write.
+    """
+    still_mine = (_N.c.id == row.id) & (_N.c.claimed_by == me)
+    # ``sent`` too: a retried write whose first try did commit must find its row.
+    live = _N.c.status.in_(
+        [NoticeStatus.sending, NoticeStatus.sent, NoticeStatus.delivered, NoticeStatus.failed]
+    )
+    status = case((_N.c.status == NoticeStatus.sending, NoticeStatus.sent), else_=_N.c.status)
+    with engine.begin() as conn:
+        _fast_commit(conn)
+        changed = conn.execute(
+            update(_N).where(still_mine, live).values(status=status, **values)
+        ).rowcount
+        conn.execute(_EVENTS.insert(), [event])
+        if values["provider"] != "outbox":
+            close_alarms(conn, values["provider"], now)
+    return bool(changed)
+
+
+def _failed_send(
+    engine: Engine,
+    row: Any,
+    now: dt.datetime,
+    me: str,
+    exc: DeliveryError,
+    provider: str,
+    settings: Settings,
+    rng: random.Random,
+    result: DispatchResult,
+) -> None:
+    """Act on the adapter's verdict; the dispatcher never re-reads provider codes."""
+    attempt_event = _event(row.id, now, "attempt", "error", f"{exc.code or ''} {exc}".strip())
+    if exc.kind is FailureKind.credential_rejected:
+        _hold_for_credentials(engine, row, now, me, exc, provider, settings, rng, result)
+        return
+    attempts = row.attempts + 1
+    if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
+        reason = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
+        _fail(engine, row, now, me, reason, settings, result, attempt_event, attempts=attempts)
+        return
+    ok = _finish(
+        engine,
+        row.id,
+        me,
+        {
+            "status": NoticeStatus.queued,
+            "not_before": now + backoff(attempts, exc.retry_after, rng),
+            "last_error": str(exc)[:2000],
+            "claimed_by": None,
+            "attempts": attempts,
+        },
+        attempt_event,
+    )
+    if ok:
+        result.retried += 1
+    else:
+        result.taken_over += 1
+
+
+def _hold_for_credentials(
+    engine: Engine,
+    row: Any,
+    now: dt.datetime,
+    me: str,
+    exc: DeliveryError,
+    provider: str,
+    settings: Settings,
+    rng: random.Random,
+    result: DispatchResult,
+) -> None:
+    """Our key was refused: the notice waits, and the manager hears once per episode.
+
+    Not counted as an attempt: the family's message is fine and must not run out of
+    retries while an operator rotates a key. One transaction: the hold, the attempt
+    event, the alarm and its escalation all happen, or none does.
+    """
+    # Reads, then writes: take the write lock up front (SQLite would otherwise refuse
+    # the upgrade of a stale read snapshot at once, whatever the busy timeout).
+    with engine.connect().execution_options(claim=True) as conn, conn.begin():
+        opened_at = alarm_opened_at(conn, provider) or now
+        wait = credential_wait(now - opened_at, exc.retry_after, rng)
+        changed = conn.execute(
+            update(_N)
+            .where(_ours(row.id, me))
+            .values(
+                status=NoticeStatus.queued,
+                not_before=now + wait,
+                last_error=str(exc)[:2000],
+                claimed_by=None,
+            )
+        ).rowcount
+        if not changed:  # another worker has it: raise no alarm on its behalf
+            result.taken_over += 1
+            return
+        conn.execute(
+            _EVENTS.insert(),
+            [_event(row.id, now, "attempt", "error", f"{exc.code or ''} {exc}".strip())],
+        )
+        episode = open_credential_alarm(conn, provider, now)
+        if episode is not None:
+            alarm = credential_alarm_row(provider, row.channel, episode, now, str(exc), settings)
+            if insert_notices(conn, [alarm]):
+                result.alarms += 1
+                log.error("%s refused our credentials; notices are held", provider)
+    result.held += 1
 
 
 def _event(
@@ -415,57 +690,34 @@ def _fail(
     reason: str,
     settings: Settings,
     result: DispatchResult,
-    attempt_event: dict[str, Any] | None = None,
+    attempt_event: dict[str, Any] | None,
+    *,
+    attempts: int,
 ) -> None:
-    """Give up on a notice and tell a person who can reach the recipient another way."""
-    _finish(
-        engine,
-        row.id,
-        me,
-        {"status": NoticeStatus.failed, "last_error": reason[:2000], "escalated": True},
-        attempt_event,
-    )
-    result.failed += 1
-    if escalate_failure(engine, row, now, reason, settings):
-        result.escalated += 1
+    """Give up on a notice and tell a person who can reach the recipient another way.
 
-
-def escalate_failure(
-    engine: Engine, row: Any, now: dt.datetime, reason: str, settings: Settings
-) -> bool:
-    """Queue 'could not deliver' to the adviser (or the manager if the adviser's failed)."""
-    if row.recipient_role == "manager":
-        log.error(
-            "notice to the manager failed", extra={"notice_id": row.public_id, "reason": reason}
-        )
-        return False
-    to_role = "manager" if row.recipient_role == "adviser" else "adviser"
-    address = settings.team.manager_email if to_role == "manager" else settings.team.adviser_email
-    context = dict(row.context or {})
-    context.update(
-        {
-            "notice_kind": "escalation",
-            "failed_channel": row.channel,
-            "failed_template": row.template,
-            "failed_recipient": row.recipient_role,
-            "reason": reason,
-        }
-    )
-    context.setdefault(
-        "case_link", f"{settings.public_url.rstrip('/')}/cases/{context.get('reference', '')}"
-    )
-    context.setdefault("reference", "")
-    row_to_insert = outbox_row(
-        key=f"notice:{row.id}:failed:{to_role}:email",
-        case_id=row.case_id,
-        template="escalation_delivery_failed",
-        recipient=to_role,
-        channel="email",
-        address=address,
-        context=context,
-        not_before=now,
-        now=now,
-    )
+    Failing and queueing the escalation are one transaction, and both happen only
+    while the claim is still ours: a crash between them cannot lose the escalation,
+    and a worker that lost the notice to another one escalates nothing.
+    """
     with engine.begin() as conn:
-        new = insert_notices(conn, [row_to_insert])
-    return bool(new)
+        changed = conn.execute(
+            update(_N)
+            .where(_ours(row.id, me))
+            .values(
+                status=NoticeStatus.failed,
+                last_error=reason[:2000],
+                escalated=True,
+                attempts=attempts,
+            )
+        ).rowcount
+        if attempt_event is not None:
+            conn.execute(_EVENTS.insert(), [attempt_event])
+        if not changed:
+            result.taken_over += 1
+            return
+        escalation = delivery_failed_row(row, now, reason, settings)
+        new = insert_notices(conn, [escalation]) if escalation is not None else []
+    result.failed += 1
+    if new:
+        result.escalated += 1

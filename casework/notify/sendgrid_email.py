@@ -21,7 +21,13 @@ from python_http_client import exceptions as sg_errors
 from sendgrid.helpers.mail import CustomArg, Mail
 from sendgrid.helpers.mail.exceptions import SendGridException
 
-from casework.notify.base import DeliveryError, OutgoingMessage, SendResult, parse_retry_after
+from casework.notify.base import (
+    DeliveryError,
+    FailureKind,
+    OutgoingMessage,
+    SendResult,
+    parse_retry_after,
+)
 
 __all__ = ["SendGridEmailChannel"]
 
@@ -82,13 +88,13 @@ class SendGridEmailChannel:
             raise DeliveryError(
                 f"SendGrid only sends e-mail, not {message.channel!r}; the notice was "
                 "routed to the wrong channel",
-                permanent=True,
+                kind=FailureKind.permanent,
                 code="invalid_message",
             )
         if not message.subject:
             raise DeliveryError(
                 "The e-mail has no subject line, so it was not sent (check its template)",
-                permanent=True,
+                kind=FailureKind.permanent,
                 code="invalid_message",
             )
         request_body = self._build(message)
@@ -99,7 +105,7 @@ class SendGridEmailChannel:
         except TimeoutError as exc:
             raise DeliveryError(
                 f"SendGrid did not answer within {self.timeout:g} s; will retry",
-                permanent=False,
+                kind=FailureKind.transient,
                 code="timeout",
             ) from exc
         except urllib.error.URLError as exc:
@@ -109,12 +115,12 @@ class SendGridEmailChannel:
             if isinstance(reason, TimeoutError):
                 raise DeliveryError(
                     f"SendGrid did not answer within {self.timeout:g} s; will retry",
-                    permanent=False,
+                    kind=FailureKind.transient,
                     code="timeout",
                 ) from exc
             raise DeliveryError(
                 f"Could not reach SendGrid ({_describe_os_error(reason)}); will retry",
-                permanent=False,
+                kind=FailureKind.transient,
                 code="network",
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
@@ -122,7 +128,7 @@ class SendGridEmailChannel:
             # garbled response (IncompleteRead, BadStatusLine), which is not an OSError.
             raise DeliveryError(
                 f"Lost the connection to SendGrid ({type(exc).__name__}); will retry",
-                permanent=False,
+                kind=FailureKind.transient,
                 code="network",
             ) from exc
         message_id = response.headers.get("X-Message-Id") if response.headers else None
@@ -147,13 +153,13 @@ class SendGridEmailChannel:
         except SendGridException as exc:
             raise DeliveryError(
                 "The e-mail text looks like it contains a SendGrid API key, so it was not sent",
-                permanent=True,
+                kind=FailureKind.permanent,
                 code="content_rejected",
             ) from exc
         except (KeyError, ValueError, TypeError) as exc:
             raise DeliveryError(
                 "The e-mail address is not in a form SendGrid can use",
-                permanent=True,
+                kind=FailureKind.permanent,
                 code="invalid_address",
             ) from exc
         return body
@@ -169,30 +175,33 @@ class SendGridEmailChannel:
             when = f" in {math.ceil(retry_after)} s" if retry_after is not None else " later"
             return DeliveryError(
                 f"SendGrid is limiting how fast we send (429); will retry{when}",
-                permanent=False,
+                kind=FailureKind.transient,
                 retry_after=retry_after,
                 code=code,
             )
         if status >= 500:
             return DeliveryError(
                 f"SendGrid had a temporary problem ({status}){suffix}; will retry",
-                permanent=False,
+                kind=FailureKind.transient,
                 code=code,
             )
         if status in (401, 403):
             return DeliveryError(
-                f"SendGrid refused our API key ({status}){suffix}; check the SendGrid settings",
-                permanent=True,
+                f"SendGrid refused our API key ({status}){suffix}; e-mails are waiting "
+                "until the SendGrid settings are fixed",
+                kind=FailureKind.credential_rejected,
                 code=code,
             )
         if 400 <= status < 500:
             return DeliveryError(
-                f"SendGrid refused the email ({status}){suffix}", permanent=True, code=code
+                f"SendGrid refused the email ({status}){suffix}",
+                kind=FailureKind.permanent,
+                code=code,
             )
         # 1xx/3xx surfacing as an error: unexpected, so do not give up on the notice.
         return DeliveryError(
             f"SendGrid gave an unexpected answer ({status}){suffix}; will retry",
-            permanent=False,
+            kind=FailureKind.transient,
             code=code,
         )
 

@@ -24,7 +24,13 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from casework.notify.base import DeliveryError, OutgoingMessage, SendResult, parse_retry_after
+from casework.notify.base import (
+    DeliveryError,
+    FailureKind,
+    OutgoingMessage,
+    SendResult,
+    parse_retry_after,
+)
 
 __all__ = ["PERMANENT_ERROR_CODES", "TwilioSmsChannel"]
 
@@ -41,6 +47,7 @@ PERMANENT_ERROR_CODES: Mapping[int, str] = {
     21614: "The number is not a mobile number, so it cannot receive SMS",
 }
 _RATE_LIMIT_CODES = frozenset({429, 20429})
+_CREDENTIAL_CODES = frozenset({20003})
 
 
 class _HeaderRecordingHttpClient(TwilioHttpClient):
@@ -162,7 +169,7 @@ class TwilioSmsChannel:
             raise DeliveryError(
                 f"Twilio only sends SMS, not {message.channel!r}; the notice was routed "
                 "to the wrong channel",
-                permanent=True,
+                kind=FailureKind.permanent,
                 code="invalid_message",
             )
         params: dict[str, Any] = {"to": message.to, "body": message.body}
@@ -179,14 +186,14 @@ class TwilioSmsChannel:
         except requests.exceptions.Timeout as exc:
             raise DeliveryError(
                 f"Twilio did not answer within {self.timeout:g} s; will retry",
-                permanent=False,
+                kind=FailureKind.transient,
                 code="timeout",
             ) from exc
         except requests.exceptions.RequestException as exc:
             # Connection refused, DNS, TLS, reset: Twilio may never have seen it.
             raise DeliveryError(
                 f"Could not reach Twilio ({_describe_request_error(exc)}); will retry",
-                permanent=False,
+                kind=FailureKind.transient,
                 code="network",
             ) from exc
         return SendResult(provider=self.name, provider_message_id=created.sid or None)
@@ -199,7 +206,18 @@ class TwilioSmsChannel:
         suffix = f": {detail}" if detail else ""
         if code is not None and code in PERMANENT_ERROR_CODES:
             return DeliveryError(
-                f"{PERMANENT_ERROR_CODES[code]} ({code})", permanent=True, code=code_text
+                f"{PERMANENT_ERROR_CODES[code]} ({code})",
+                kind=FailureKind.permanent,
+                code=code_text,
+            )
+        if status in (401, 403) or code in _CREDENTIAL_CODES:
+            # 20003 "Authenticate": a rotated or wrong auth token. Every SMS would fail
+            # the same way, so this is the operator's problem, not the family's.
+            return DeliveryError(
+                f"Twilio refused our account credentials ({label}){suffix}; text messages "
+                "are waiting until the Twilio settings are fixed",
+                kind=FailureKind.credential_rejected,
+                code=code_text,
             )
         if status == 429 or code in _RATE_LIMIT_CODES:
             headers = self._http.last_headers
@@ -210,32 +228,27 @@ class TwilioSmsChannel:
             when = f" in {math.ceil(retry_after)} s" if retry_after is not None else " later"
             return DeliveryError(
                 f"Twilio is limiting how fast we send ({label}); will retry{when}",
-                permanent=False,
+                kind=FailureKind.transient,
                 retry_after=retry_after,
                 code=code_text,
             )
         if status is not None and status >= 500:
             return DeliveryError(
                 f"Twilio had a temporary problem ({label}){suffix}; will retry",
-                permanent=False,
-                code=code_text,
-            )
-        if status in (401, 403):
-            return DeliveryError(
-                f"Twilio refused our account credentials ({label}){suffix}; "
-                "check the Twilio settings",
-                permanent=True,
+                kind=FailureKind.transient,
                 code=code_text,
             )
         if status is not None and 400 <= status < 500:
             return DeliveryError(
-                f"Twilio refused the SMS ({label}){suffix}", permanent=True, code=code_text
+                f"Twilio refused the SMS ({label}){suffix}",
+                kind=FailureKind.permanent,
+                code=code_text,
             )
         # No HTTP status at all (a bare TwilioException from the SDK itself) or an
         # odd one: do not give up on the family's notice over something unexplained.
         return DeliveryError(
             f"Twilio send failed unexpectedly ({type(exc).__name__}){suffix}; will retry",
-            permanent=False,
+            kind=FailureKind.transient,
             code=code_text,
         )
 

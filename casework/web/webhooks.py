@@ -1,42 +1,43 @@
-"""Delivery receipts from Twilio and SendGrid.
+"""Delivery receipts from Twilio and SendGrid: verify, store, answer at once.
 
-Both are verified before anything is read: Twilio's X-Twilio-Signature against
+Both are verified before anything is kept: Twilio's X-Twilio-Signature against
 the configured public URL (behind a proxy ``request.url`` is the internal one),
 SendGrid's ECDSA signature over the raw body with a replay window. Forged or
-unsigned requests get 403 and change nothing.
+unsigned requests get 403 and change nothing; a body over the configured size is
+refused with 413 before it is read.
 
-Receipts are stored append-only with a dedupe key, so a provider's retry is a
-no-op; a terminal status (delivered, failed) is never overwritten by a late
-non-terminal one; a bounce or an undelivered SMS escalates to the adviser.
+A verified request is stored raw in one insert and answered 202; the worker
+applies it (``casework.notify.receipts.apply_stored_receipts``). Nothing here
+blocks the event loop: the body is streamed in, and the signature check (CPU) and
+the insert (database) run in the thread pool.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
-from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 
 from casework.config import Settings
-from casework.models import DeliveryEvent, Notice, NoticeStatus
-from casework.notify.dispatch import escalate_failure
 from casework.notify.receipts import (
-    is_failure,
-    is_terminal,
+    store_batch,
+    twilio_receipt_fields,
     verify_sendgrid_signature,
     verify_twilio_signature,
 )
 
-log = logging.getLogger("casework.webhooks")
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], include_in_schema=False)
 
 SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _now(request: Request) -> dt.datetime:
@@ -44,71 +45,49 @@ def _now(request: Request) -> dt.datetime:
     return clock() if clock is not None else dt.datetime.now(dt.UTC)
 
 
-def record_receipt(
-    engine: Engine,
-    settings: Settings,
-    *,
-    source: str,
-    notice_public_id: str | None,
-    provider_message_id: str | None,
-    status: str,
-    detail: str,
-    dedupe_key: str,
-    now: dt.datetime,
-) -> str:
-    """Apply one receipt; returns what happened ('duplicate', 'unknown', 'applied', ...)."""
-    n = Notice.__table__  # type: ignore[attr-defined]
-    with engine.begin() as conn:
-        query = select(n)
-        if notice_public_id:
-            query = query.where(n.c.public_id == notice_public_id)
-        elif provider_message_id:
-            query = query.where(n.c.provider_message_id == provider_message_id)
-        else:
-            return "unknown"
-        notice = conn.execute(query).first()
-        if notice is None:
-            return "unknown"
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    DeliveryEvent.__table__.insert(),  # type: ignore[attr-defined]
-                    [
-                        {
-                            "notice_id": notice.id,
-                            "at": now,
-                            "source": source,
-                            "status": status,
-                            "detail": detail[:2000],
-                            "dedupe_key": dedupe_key[:200],
-                        }
-                    ],
-                )
-        except IntegrityError:
-            return "duplicate"
-        if notice.status in (NoticeStatus.delivered, NoticeStatus.failed):
-            return "kept-terminal"  # a late 'sent'/'processed' must not undo 'delivered'
-        if not is_terminal(source, status):
-            return "recorded"
-        failed = is_failure(source, status)
-        values: dict[str, Any] = (
-            {"status": NoticeStatus.failed, "last_error": f"{source}: {status} {detail}".strip()}
-            if failed
-            else {"status": NoticeStatus.delivered, "delivered_at": now}
-        )
-        conn.execute(update(n).where(n.c.id == notice.id).values(**values))
-    if failed:
-        escalate_failure(
-            engine, notice, now, f"{source} reported {status}: {detail}".strip(), settings
-        )
-        return "failed-escalated"
-    return "delivered"
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes without ever holding more.
+
+    A declared Content-Length over the limit is refused before a byte is read; a
+    chunked body is counted as it streams and abandoned at the limit.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large() -> Response:
+    return JSONResponse({"error": "body too large"}, status_code=413)
+
+
+def _forged() -> Response:
+    return JSONResponse({"error": "signature not valid"}, status_code=403)
+
+
+def _accepted(batch_id: int) -> Response:
+    return JSONResponse({"result": "accepted", "batch": batch_id}, status_code=202)
 
 
 @router.post("/twilio/status")
 async def twilio_status(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    form = await request.form()
+    try:
+        raw = await _bounded_body(request, settings.webhook_max_bytes_twilio)
+    except _TooLarge:
+        return _too_large()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _forged()
+    form = parse_qs(text, keep_blank_values=True)
     url = settings.public_url.rstrip("/") + request.url.path
     if request.url.query:
         url += "?" + request.url.query
@@ -116,64 +95,52 @@ async def twilio_status(request: Request) -> Response:
     if not settings.twilio_auth_token or not verify_twilio_signature(
         settings.twilio_auth_token, url, form, signature
     ):
-        return JSONResponse({"error": "signature not valid"}, status_code=403)
-    status = str(form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-    sid = str(form.get("MessageSid") or form.get("SmsSid") or "")
-    error_code = str(form.get("ErrorCode") or "")
+        return _forged()
+    status, sid, _ = twilio_receipt_fields(form)
     if not status or not sid:
         return JSONResponse({"error": "MessageStatus and MessageSid are required"}, status_code=400)
-    outcome = record_receipt(
-        request.app.state.engine,
-        settings,
-        source="twilio",
-        notice_public_id=request.query_params.get("notice"),
-        provider_message_id=sid,
-        status=status,
-        detail=f"error {error_code}" if error_code else "",
-        dedupe_key=f"twilio:{sid}:{status}",
-        now=_now(request),
+    batch_id = await run_in_threadpool(
+        store_batch, request.app.state.engine, "twilio", text, request.url.query, _now(request)
     )
-    return JSONResponse({"result": outcome})
+    return _accepted(batch_id)
+
+
+def _sendgrid_check(
+    settings: Settings, raw: bytes, signature: str, timestamp: str, now: float
+) -> str:
+    """'ok', 'forged' or 'malformed' (CPU work: run in the thread pool, not the loop)."""
+    if not settings.sendgrid_webhook_public_key or not verify_sendgrid_signature(
+        settings.sendgrid_webhook_public_key, raw, signature, timestamp, now=now
+    ):
+        return "forged"
+    try:
+        events = json.loads(raw)
+    except ValueError:
+        return "malformed"
+    return "ok" if isinstance(events, list) else "malformed"
 
 
 @router.post("/sendgrid/events")
 async def sendgrid_events(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    raw = await request.body()
-    if not settings.sendgrid_webhook_public_key or not verify_sendgrid_signature(
-        settings.sendgrid_webhook_public_key,
+    try:
+        raw = await _bounded_body(request, settings.webhook_max_bytes_sendgrid)
+    except _TooLarge:
+        return _too_large()
+    now = _now(request)
+    verdict = await run_in_threadpool(
+        _sendgrid_check,
+        settings,
         raw,
         request.headers.get(SENDGRID_SIGNATURE, ""),
         request.headers.get(SENDGRID_TIMESTAMP, ""),
-        now=_now(request).timestamp(),
-    ):
-        return JSONResponse({"error": "signature not valid"}, status_code=403)
-    try:
-        events = json.loads(raw)
-    except ValueError:
+        now.timestamp(),
+    )
+    if verdict == "forged":
+        return _forged()
+    if verdict == "malformed":
         return JSONResponse({"error": "body must be a JSON array of events"}, status_code=400)
-    if not isinstance(events, list):
-        return JSONResponse({"error": "body must be a JSON array of events"}, status_code=400)
-    outcomes: list[str] = []
-    for event in events:
-        if not isinstance(event, dict):
-            outcomes.append("ignored")
-            continue
-        status = str(event.get("event", "")).lower()
-        message_id = str(event.get("sg_message_id", "")).split(".")[0] or None
-        dedupe = str(event.get("sg_event_id") or f"{message_id}:{status}:{event.get('timestamp')}")
-        detail = str(event.get("reason") or event.get("response") or "")
-        outcomes.append(
-            record_receipt(
-                request.app.state.engine,
-                settings,
-                source="sendgrid",
-                notice_public_id=event.get("notice_id"),
-                provider_message_id=message_id,
-                status=status,
-                detail=detail,
-                dedupe_key=f"sendgrid:{dedupe}",
-                now=_now(request),
-            )
-        )
-    return JSONResponse({"results": outcomes})
+    batch_id = await run_in_threadpool(
+        store_batch, request.app.state.engine, "sendgrid", raw.decode("utf-8"), "", now
+    )
+    return _accepted(batch_id)

@@ -7,7 +7,8 @@ API checks (auth, required fields) and answers in the real API's shape.
 
 Common controls (see :class:`LoopbackFake`): ``.url``, ``.requests`` (what was
 received), ``.accepted`` (how many sends succeeded), ``.fail_next(...)`` and
-``.delay_next(...)`` to script trouble, ``reset()``. Use as a context manager::
+``.delay_next(...)`` to script trouble, ``.revoke_credentials()`` /
+``.restore_credentials()`` to refuse our key for a while, ``reset()``. Use as a context manager::
 
     with SendGridFake() as sg:
         channel = SendGridEmailChannel(api_key=sg.api_key, host=sg.url, ...)
@@ -158,6 +159,7 @@ class LoopbackFake:
         self._faults: deque[FakeResponse] = deque()
         self._delays: deque[float] = deque()
         self._accepted = 0
+        self._revoked = False
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -247,6 +249,22 @@ class LoopbackFake:
         """
         self._queue_fault(self._fault_response(status, headers or {}, body), count)
 
+    def revoke_credentials(self) -> None:
+        """Refuse our key from now on, as the provider does after a key is rotated or
+        revoked (every request answered like a wrong key), until :meth:`restore_credentials`."""
+        with self._lock:
+            self._revoked = True
+
+    def restore_credentials(self) -> None:
+        """Accept the key again (the operator fixed the settings)."""
+        with self._lock:
+            self._revoked = False
+
+    @property
+    def credentials_revoked(self) -> bool:
+        with self._lock:
+            return self._revoked
+
     def delay_next(self, seconds: float, count: int = 1) -> None:
         """Hold the next ``count`` answers back by ``seconds`` (to trip client timeouts)."""
         with self._lock:
@@ -259,6 +277,7 @@ class LoopbackFake:
             self._faults.clear()
             self._delays.clear()
             self._accepted = 0
+            self._revoked = False
 
     def _queue_fault(self, response: FakeResponse, count: int) -> None:
         with self._lock:

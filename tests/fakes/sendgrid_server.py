@@ -93,7 +93,7 @@ class SendGridFake(LoopbackFake):
         auth = request.header("Authorization")
         if not auth:
             return FakeResponse.json(401, _errors(("authorization required", None)))
-        if auth != f"Bearer {self.api_key}":
+        if auth != f"Bearer {self.api_key}" or self.credentials_revoked:
             return FakeResponse.json(401, _errors((_DEFAULT_MESSAGES[401], None)))
         payload = request.body
         if not isinstance(payload, dict):

@@ -121,7 +121,7 @@ class TwilioFake(LoopbackFake):
 
     def handle(self, request: RecordedRequest) -> FakeResponse:
         match = _PATH.fullmatch(request.path)
-        if request.header("Authorization") != self._expected_auth:
+        if request.header("Authorization") != self._expected_auth or self.credentials_revoked:
             # Twilio authenticates before routing; a bad key never learns what exists.
             return FakeResponse.json(
                 401,

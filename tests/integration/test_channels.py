@@ -19,6 +19,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from casework.notify.base import (
     Channel,
     DeliveryError,
+    FailureKind,
     OutgoingMessage,
     SendResult,
     parse_retry_after,
@@ -138,7 +139,7 @@ class TestSendGridEmail:
     ) -> None:
         sendgrid_fake.fail_next(500)
         error = send_failing(mailer, email())
-        assert (error.permanent, error.code) == (False, "500")
+        assert (error.kind, error.code) == ("transient", "500")
         assert "SendGrid had a temporary problem (500)" in str(error)
 
     def test_a_bad_gateway_without_its_own_exception_class_is_retried(
@@ -149,14 +150,14 @@ class TestSendGridEmail:
             502, body="<html>Bad Gateway</html>", headers={"Content-Type": "text/html"}
         )
         error = send_failing(mailer, email())
-        assert (error.permanent, error.code) == (False, "502")
+        assert (error.kind, error.code) == ("transient", "502")
 
     def test_rate_limiting_is_retried_after_the_retry_after_header(
         self, mailer: SendGridEmailChannel, sendgrid_fake: SendGridFake
     ) -> None:
         sendgrid_fake.fail_next(429, headers={"Retry-After": "7"})
         error = send_failing(mailer, email())
-        assert (error.permanent, error.retry_after, error.code) == (False, 7.0, "429")
+        assert (error.kind, error.retry_after, error.code) == ("transient", 7.0, "429")
         assert "will retry in 7 s" in str(error)
 
     def test_rate_limiting_without_retry_after_waits_for_the_documented_reset(
@@ -168,13 +169,13 @@ class TestSendGridEmail:
         )
         sendgrid_fake.fail_next(429, headers={"X-RateLimit-Reset": str(int(now) + 30)})
         error = send_failing(channel, email())
-        assert (error.permanent, error.retry_after) == (False, 30.0)
+        assert (error.kind, error.retry_after) == ("transient", 30.0)
 
     def test_a_rejected_email_is_not_retried_and_says_why(
         self, mailer: SendGridEmailChannel, sendgrid_fake: SendGridFake
     ) -> None:
         error = send_failing(mailer, email(to="parent@localhost"))  # the fake's own check
-        assert (error.permanent, error.code) == (True, "400")
+        assert (error.kind, error.code) == ("permanent", "400")
         assert str(error).startswith("SendGrid refused the email (400): Does not contain a valid")
         assert "personalizations.0.to.0.email" in str(error)
         assert sendgrid_fake.accepted == 0
@@ -192,15 +193,16 @@ class TestSendGridEmail:
     ) -> None:
         channel = SendGridEmailChannel("SG.wrong.key", sendgrid_fake.url, "noreply@example.org", 5)
         error = send_failing(channel, email())
-        assert (error.permanent, error.code) == (True, "401")
-        assert "check the SendGrid settings" in str(error)
+        assert (error.kind, error.code) == ("credential_rejected", "401")
+        assert not error.permanent
+        assert "until the SendGrid settings are fixed" in str(error)
 
     def test_an_address_the_sdk_cannot_parse_fails_before_any_request(
         self, mailer: SendGridEmailChannel, sendgrid_fake: SendGridFake
     ) -> None:
         # Mail.get() raises KeyError('email') for this; it must not escape as a crash.
         error = send_failing(mailer, email(to="not an address"))
-        assert (error.permanent, error.code) == (True, "invalid_address")
+        assert (error.kind, error.code) == ("permanent", "invalid_address")
         assert sendgrid_fake.requests == []
 
     def test_a_slow_answer_beyond_the_timeout_is_retried(self, sendgrid_fake: SendGridFake) -> None:
@@ -211,12 +213,12 @@ class TestSendGridEmail:
         started = time.monotonic()
         error = send_failing(channel, email())
         assert time.monotonic() - started < SLOW
-        assert (error.permanent, error.code) == (False, "timeout")
+        assert (error.kind, error.code) == ("transient", "timeout")
 
     def test_sendgrid_being_unreachable_is_retried(self) -> None:
         channel = SendGridEmailChannel("SG.key", closed_port_url(), "noreply@example.org", 5)
         error = send_failing(channel, email())
-        assert (error.permanent, error.code) == (False, "network")
+        assert (error.kind, error.code) == ("transient", "network")
         assert "connection refused" in str(error)
 
     def test_the_key_never_comes_from_the_environment(
@@ -232,7 +234,7 @@ class TestSendGridEmail:
         # Upstream bugs, but the dispatcher only catches DeliveryError: fail the notice.
         for message in (sms(), replace(email(), subject=None), replace(email(), subject="")):
             error = send_failing(mailer, message)
-            assert (error.permanent, error.code) == (True, "invalid_message")
+            assert (error.kind, error.code) == ("permanent", "invalid_message")
         assert sendgrid_fake.requests == []
 
 
@@ -282,7 +284,7 @@ class TestTwilioSms:
     ) -> None:
         twilio_fake.fail_next(400, code=21211)
         error = send_failing(texter, sms())
-        assert (error.permanent, error.code) == (True, "21211")
+        assert (error.kind, error.code) == ("permanent", "21211")
         assert str(error) == "Twilio says the phone number is not valid (21211)"
         assert isinstance(error.__cause__, TwilioRestException)
 
@@ -290,14 +292,14 @@ class TestTwilioSms:
         self, texter: TwilioSmsChannel
     ) -> None:
         error = send_failing(texter, sms(to="07700 900123"))
-        assert (error.permanent, error.code) == (True, "21211")
+        assert (error.kind, error.code) == ("permanent", "21211")
 
     def test_a_family_that_replied_stop_is_not_retried(
         self, texter: TwilioSmsChannel, twilio_fake: TwilioFake
     ) -> None:
         twilio_fake.reject_to(FAMILY_MOBILE, code=21610)
         error = send_failing(texter, sms())
-        assert (error.permanent, error.code) == (True, "21610")
+        assert (error.kind, error.code) == ("permanent", "21610")
         assert "replied STOP" in str(error)
 
     def test_another_client_error_is_not_retried(self, twilio_fake: TwilioFake) -> None:
@@ -311,7 +313,7 @@ class TestTwilioSms:
         error = send_failing(
             channel, OutgoingMessage(notice_id="nt_1", channel="sms", to=FAMILY_MOBILE, body="")
         )
-        assert (error.permanent, error.code) == (True, "21602")
+        assert (error.kind, error.code) == ("permanent", "21602")
         assert str(error) == "Twilio refused the SMS (400/21602): Message body is required."
 
     def test_a_server_error_is_retried(
@@ -319,7 +321,7 @@ class TestTwilioSms:
     ) -> None:
         twilio_fake.fail_next(500)
         error = send_failing(texter, sms())
-        assert (error.permanent, error.code) == (False, "20500")
+        assert (error.kind, error.code) == ("transient", "20500")
 
     def test_rate_limiting_is_retried_after_the_retry_after_header(
         self, texter: TwilioSmsChannel, twilio_fake: TwilioFake
@@ -327,14 +329,14 @@ class TestTwilioSms:
         # The SDK's exception has no headers; the adapter's recording client kept them.
         twilio_fake.fail_next(429, headers={"Retry-After": "3"})
         error = send_failing(texter, sms())
-        assert (error.permanent, error.retry_after, error.code) == (False, 3.0, "20429")
+        assert (error.kind, error.retry_after, error.code) == ("transient", 3.0, "20429")
 
     def test_rate_limiting_without_retry_after_has_no_hint(
         self, texter: TwilioSmsChannel, twilio_fake: TwilioFake
     ) -> None:
         twilio_fake.fail_next(429)
         error = send_failing(texter, sms())
-        assert (error.permanent, error.retry_after) == (False, None)
+        assert (error.kind, error.retry_after) == ("transient", None)
 
     def test_an_rfc9457_client_error_is_not_retried(
         self, texter: TwilioSmsChannel, twilio_fake: TwilioFake
@@ -352,7 +354,7 @@ class TestTwilioSms:
         error = send_failing(texter, sms())
         assert isinstance(error.__cause__, TwilioServiceException)
         assert not isinstance(error.__cause__, TwilioRestException)
-        assert (error.permanent, error.code) == (True, "21614")
+        assert (error.kind, error.code) == ("permanent", "21614")
 
     def test_an_rfc9457_server_error_is_retried(
         self, texter: TwilioSmsChannel, twilio_fake: TwilioFake
@@ -366,7 +368,7 @@ class TestTwilioSms:
         twilio_fake.fail_next(503, body=problem)
         error = send_failing(texter, sms())
         assert isinstance(error.__cause__, TwilioServiceException)
-        assert (error.permanent, error.code) == (False, "20503")
+        assert (error.kind, error.code) == ("transient", "20503")
         assert "Service Unavailable" in str(error)
 
     def test_wrong_credentials_are_reported_as_a_settings_problem(
@@ -380,8 +382,9 @@ class TestTwilioSms:
             timeout=5,
         )
         error = send_failing(channel, sms())
-        assert (error.permanent, error.code) == (True, "20003")
-        assert "check the Twilio settings" in str(error)
+        assert (error.kind, error.code) == ("credential_rejected", "20003")
+        assert not error.permanent
+        assert "until the Twilio settings are fixed" in str(error)
 
     def test_a_slow_answer_beyond_the_timeout_is_retried(self, twilio_fake: TwilioFake) -> None:
         channel = TwilioSmsChannel(
@@ -395,7 +398,7 @@ class TestTwilioSms:
         started = time.monotonic()
         error = send_failing(channel, sms())
         assert time.monotonic() - started < SLOW
-        assert (error.permanent, error.code) == (False, "timeout")
+        assert (error.kind, error.code) == ("transient", "timeout")
 
     def test_twilio_being_unreachable_is_retried(self) -> None:
         channel = TwilioSmsChannel(
@@ -406,7 +409,7 @@ class TestTwilioSms:
             timeout=5,
         )
         error = send_failing(channel, sms())
-        assert (error.permanent, error.code) == (False, "network")
+        assert (error.kind, error.code) == ("transient", "network")
         assert "connection refused" in str(error)
 
     def test_region_and_edge_in_the_environment_do_not_reroute(
@@ -437,7 +440,7 @@ class TestTwilioSms:
         self, texter: TwilioSmsChannel, twilio_fake: TwilioFake
     ) -> None:
         error = send_failing(texter, email())
-        assert (error.permanent, error.code) == (True, "invalid_message")
+        assert (error.kind, error.code) == ("permanent", "invalid_message")
         assert twilio_fake.requests == []
 
     def test_the_notice_id_is_escaped_in_the_callback_url(self, texter: TwilioSmsChannel) -> None:
@@ -469,7 +472,7 @@ class TestTwilioSms:
             thread.join()
         errors = [r for r in results if isinstance(r, DeliveryError)]
         assert len(errors) == 5
-        assert {(e.permanent, e.retry_after) for e in errors} == {(False, 5.0)}
+        assert {(e.kind, e.retry_after) for e in errors} == {("transient", 5.0)}
         assert twilio_fake.accepted == 35
         callbacks = {r.body["StatusCallback"] for r in twilio_fake.requests}
         assert len(callbacks) == 40
@@ -480,11 +483,13 @@ class TestTwilioSms:
 
 class TestDeliveryError:
     def test_it_survives_a_trip_between_processes(self) -> None:
-        error = DeliveryError("Twilio is busy", permanent=False, retry_after=3.0, code="20429")
+        error = DeliveryError(
+            "Twilio is busy", kind=FailureKind.transient, retry_after=3.0, code="20429"
+        )
         copy = pickle.loads(pickle.dumps(error))
-        assert (str(copy), copy.permanent, copy.retry_after, copy.code) == (
+        assert (str(copy), copy.kind, copy.retry_after, copy.code) == (
             "Twilio is busy",
-            False,
+            FailureKind.transient,
             3.0,
             "20429",
         )

@@ -6,12 +6,13 @@ real SendGrid and Twilio SDKs to the loopback fakes running in this (the test) p
 Which notice a fake accepted is read from what the provider would see: SendGrid's
 ``custom_args.notice_id`` and the ``notice=`` of Twilio's ``StatusCallback`` URL.
 
-1. Crash: one dispatcher is SIGKILLed at random moments while it is sending, and
-   restarted each time with a clock moved past ``CLAIM_TIMEOUT`` so the claims the dead
-   worker left in ``sending`` are taken over. No notice may be lost. A notice may be
-   delivered twice only if the worker died after the provider accepted it and before
-   its result was committed: at most one such message in flight per kill, so the
-   duplicates are counted, printed and bounded by the number of kills.
+1. Crash: a dispatcher at the default thread count is SIGKILLed at random moments
+   while it is sending, 32 times, and restarted each time with a clock moved past
+   its lease so the claims the dead one left in ``sending`` are taken over. No notice
+   may be lost. A notice may be delivered twice only if it was in flight (claimed)
+   when a worker died: at most one duplicate per notice in flight at a crash.
+   A PostgreSQL variant kills the live worker's database connections instead
+   (``pg_terminate_backend``): nothing lost, nothing held past the lease.
 2. Several workers: four processes sweep and dispatch the same due clocks and notices
    at the same fixed ``now``. Every notice must reach the provider exactly once and
    every clock be swept exactly once: the database (row claims), not APScheduler, is
@@ -25,6 +26,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,13 +37,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
 from casework.config import Settings
 from casework.models import Deadline, DeliveryEvent, Notice, NoticeStatus
 from casework.notices import NoticeRules
-from casework.notify.dispatch import CLAIM_TIMEOUT
 from tests.conftest import at
 from tests.factories import create_case
 from tests.fakes.sendgrid_server import SendGridFake
@@ -149,16 +150,81 @@ def report(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-# --- 1. SIGKILL mid-dispatch, repeatedly ----------------------------------------------------
+# --- 1. SIGKILL mid-dispatch, repeatedly, at the production thread count ------------------
 
-CRASH_CASES = 150  # 300 notices
-KILLS = 6
-CRASH_BATCH = 5  # notices per claim: a dead worker strands at most this many
-PROVIDER_DELAY = 0.01  # seconds each fake holds an answer: kills land mid-request too
-RESTART_STEP = CLAIM_TIMEOUT + dt.timedelta(minutes=1)
+CRASH_CASES = 120  # 240 notices: about a third go out between the 32 kills
+# The full campaign runs on PostgreSQL, the production database; the embedded SQLite
+# leg (one process, the dispatcher inside `casework serve`) runs a shorter one.
+KILLS = {"postgresql": 32, "sqlite": 8}
+PROVIDER_DELAY = 0.02  # seconds each fake holds an answer: kills land mid-request too
 
 
-def test_a_worker_killed_mid_dispatch_loses_nothing_and_duplicates_are_bounded(
+class ForkServer:
+    """``worker_proc.py --serve-forks``: one warm process that forks a dispatcher per run."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), "--serve-forks", *args],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self._line() == "ready"
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            pytest.fail("the fork server exited")
+        return line.strip()
+
+    def run(self, now: dt.datetime) -> int:
+        """Start one dispatcher as of ``now``; its pid."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(now.isoformat() + "\n")
+        self.proc.stdin.flush()
+        while not (line := self._line()).startswith("child "):
+            pass  # a totals line from an earlier child that finished
+        return int(line.split()[1])
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_and_wait(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(pid):
+        assert time.monotonic() < deadline, f"dispatcher {pid} survived SIGKILL"
+        time.sleep(0.005)
+
+
+def claimed_by_dead(engine: Engine, pid: int) -> list[str]:
+    """The notices the killed dispatcher still held (its claims carry host:pid)."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(NOTICES.c.public_id).where(
+                    NOTICES.c.status == NoticeStatus.sending,
+                    NOTICES.c.claimed_by == f"{socket.gethostname()}:{pid}",
+                )
+            ).scalars()
+        )
+
+
+def test_dispatchers_killed_mid_send_lose_nothing_and_duplicate_at_most_what_was_in_flight(
     engine: Engine,
     database_url: str,
     session: Session,
@@ -166,41 +232,53 @@ def test_a_worker_killed_mid_dispatch_loses_nothing_and_duplicates_are_bounded(
     fakes: tuple[SendGridFake, TwilioFake],
     record_property: Any,
 ) -> None:
+    """The stated bound, at the default ``dispatch_concurrency``: a crash re-sends at
+    most the notices in flight at that moment, each at most once per crash; nothing is
+    lost; a crash costs no attempt."""
     sendgrid, twilio = fakes
+    concurrency = settings.dispatch_concurrency
+    assert concurrency == 4  # the production default is what is tested
     open_cases(session, settings, CRASH_CASES)
-    queued = notice_counts(engine)
-    assert queued == Counter({NoticeStatus.queued: 2 * CRASH_CASES})
+    assert notice_counts(engine) == Counter({NoticeStatus.queued: 2 * CRASH_CASES})
     for fake in fakes:
         fake.delay_next(PROVIDER_DELAY, count=100_000)
     env = worker_env(database_url, sendgrid, twilio)
     seed = int(os.environ.get("CASEWORK_CRASH_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
     started = time.monotonic()
-
-    stranded_after_kill: list[int] = []
+    # Each run starts as of a moment past the previous run's lease, so it takes over
+    # what the dead one held (the lease itself is the default one).
+    step = dt.timedelta(seconds=settings.dispatch_lease_seconds) + dt.timedelta(minutes=1)
     base = at("2026-11-09", "11:00")  # day time: no SMS quiet hours over the whole run
-    for k in range(KILLS):
-        before = provider_requests(sendgrid, twilio)
-        proc = start_worker(env, base + k * RESTART_STEP, "--batch", str(CRASH_BATCH))
-        # Kill only once this run is really sending, at a random moment after that.
-        wait_until = time.monotonic() + 60
-        while provider_requests(sendgrid, twilio) <= before and proc.poll() is None:
-            assert time.monotonic() < wait_until, "the worker never started sending"
-            time.sleep(0.005)
-        assert proc.poll() is None, f"run {k} finished everything before its kill (seed {seed})"
-        time.sleep(rng.uniform(0.0, 0.3))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=30)
-        assert proc.returncode == -signal.SIGKILL
-        stranded_after_kill.append(notice_counts(engine)[NoticeStatus.sending])
 
-    final = start_worker(env, base + KILLS * RESTART_STEP, "--batch", str(CRASH_BATCH))
+    kills = KILLS[engine.dialect.name]
+    in_flight_at_kill: Counter[str] = Counter()
+    stranded_per_kill: list[int] = []
+    server = ForkServer(env, "--batch", "100000")
+    try:
+        for k in range(kills):
+            before = provider_requests(sendgrid, twilio)
+            pid = server.run(base + k * step)
+            wait_until = time.monotonic() + 60
+            while provider_requests(sendgrid, twilio) <= before and alive(pid):
+                assert time.monotonic() < wait_until, "the dispatcher never started sending"
+                time.sleep(0.002)
+            assert alive(pid), f"run {k} finished everything before its kill (seed {seed})"
+            time.sleep(rng.uniform(0.0, 0.15))
+            kill_and_wait(pid)
+            stranded = claimed_by_dead(engine, pid)
+            stranded_per_kill.append(len(stranded))
+            in_flight_at_kill.update(stranded)
+    finally:
+        server.close()
+
+    final = start_worker(env, base + kills * step, "--batch", "100000")
     totals = finish(final, timeout=120)
     elapsed = time.monotonic() - started
 
     counts = notice_counts(engine)
     accepted = accepted_notice_ids(sendgrid, twilio)
-    duplicates = sum(n - 1 for n in accepted.values())
+    duplicates = Counter({nid: n - 1 for nid, n in accepted.items() if n > 1})
     with engine.connect() as conn:
         notices = {
             r.public_id: r
@@ -209,30 +287,107 @@ def test_a_worker_killed_mid_dispatch_loses_nothing_and_duplicates_are_bounded(
         sent_events = Counter(
             conn.execute(select(EVENTS.c.notice_id).where(EVENTS.c.status == "sent")).scalars()
         )
-    reclaimed = sum(1 for r in notices.values() if r.attempts > 1)
+    lost = len(set(notices) - set(accepted))
     report(
-        f"\ncrash test [{engine.dialect.name}] seed={seed}: {KILLS} SIGKILLs in {elapsed:.1f} s; "
-        f"claims stranded in 'sending' after each kill: {stranded_after_kill}; "
-        f"{reclaimed} notices reclaimed; {len(accepted)} notices delivered, "
-        f"{duplicates} duplicate deliveries (bound: {KILLS}, one in-flight send per kill); "
+        f"\ncrash test [{engine.dialect.name}] seed={seed}: {kills} SIGKILLs at "
+        f"{concurrency} sender threads in {elapsed:.1f} s; {len(notices)} notices, {lost} lost, "
+        f"{sum(duplicates.values())} duplicates (bound: {sum(stranded_per_kill)} notices in "
+        f"flight at the kills); in flight per kill: max {max(stranded_per_kill)}; "
         f"final run: {totals}"
     )
-    record_property("kills", KILLS)
-    record_property("duplicate_deliveries", duplicates)
+    record_property("kills", kills)
+    record_property("duplicate_deliveries", sum(duplicates.values()))
 
     # Nothing lost: every notice ended sent, and every one reached its provider.
     assert counts == Counter({NoticeStatus.sent: 2 * CRASH_CASES}), counts
-    assert set(accepted) == set(notices), "the providers saw a different set of notices"
-    # The kills really landed mid-dispatch and the restarts took the claims over.
-    assert any(stranded_after_kill), "no kill left a claim behind: the test proved nothing"
-    assert reclaimed >= 1
-    # A duplicate is only possible for a send in flight when the worker died.
-    assert duplicates <= KILLS, f"{duplicates} duplicates after {KILLS} kills (seed {seed})"
-    for public_id, n in accepted.items():
-        if n > 1:
-            assert notices[public_id].attempts > 1, "a duplicate without a reclaim"
+    assert lost == 0 and set(accepted) == set(notices)
+    # The kills really landed mid-dispatch.
+    assert sum(stranded_per_kill) > 0, "no kill left a claim behind: the test proved nothing"
+    # A crash strands only what the senders were sending: claims sized to the pool.
+    assert max(stranded_per_kill) <= concurrency, stranded_per_kill
+    # The stated bound: at most one duplicate per notice in flight at a crash.
+    for public_id, extra in duplicates.items():
+        assert extra <= in_flight_at_kill[public_id], (public_id, extra, seed)
+    # A crash is not an attempt: every notice was sent on its first counted attempt.
+    assert {r.attempts for r in notices.values()} == {1}
     # The database records exactly one accepted send per notice, whatever the provider saw.
     assert sent_events == Counter({r.id: 1 for r in notices.values()})
+
+
+# --- 1b. Database connections killed under a live dispatcher (PostgreSQL) ------------------
+
+CONNECTION_KILL_CASES = 150
+CONNECTION_KILLS = 10
+SHORT_LEASE = 5.0  # seconds: real time passes in this test, so keep the wait short
+RECLAIM_GRACE = 2.0  # one reclaim poll of the worker plus one sample of this test
+
+
+def test_killed_database_connections_lose_nothing_and_hold_nothing_past_the_lease(
+    engine: Engine,
+    database_url: str,
+    session: Session,
+    settings: Settings,
+    fakes: tuple[SendGridFake, TwilioFake],
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    sendgrid, twilio = fakes
+    open_cases(session, settings, CONNECTION_KILL_CASES)
+    for fake in fakes:
+        fake.delay_next(0.01, count=100_000)
+    app_name = f"casework-killtest-{os.getpid()}"
+    env = worker_env(f"{database_url}&application_name={app_name}", sendgrid, twilio)
+    env["CASEWORK_DISPATCH_LEASE_SECONDS"] = str(SHORT_LEASE)
+    env["CASEWORK_DISPATCH_HEARTBEAT_SECONDS"] = "0.5"
+    worker = start_worker_real_clock(env, "--until-done", "--batch", "20", "--max-seconds", "90")
+
+    longest_hold = 0.0
+    kills = 0
+    terminated = 0
+    deadline = time.monotonic() + 90
+    with engine.connect() as probe:
+        probe.execution_options(isolation_level="AUTOCOMMIT")
+        while worker.poll() is None and time.monotonic() < deadline:
+            now = dt.datetime.now(dt.UTC)
+            for claimed_at in probe.execute(
+                select(NOTICES.c.claimed_at).where(NOTICES.c.status == NoticeStatus.sending)
+            ).scalars():
+                longest_hold = max(longest_hold, (now - claimed_at).total_seconds())
+            if kills < CONNECTION_KILLS and provider_requests(sendgrid, twilio) > 0:
+                terminated += probe.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": app_name},
+                ).scalar_one()
+                kills += 1
+            time.sleep(0.2)
+    totals = finish(worker, timeout=30)
+    accepted = accepted_notice_ids(sendgrid, twilio)
+    counts = notice_counts(engine)
+    duplicates = sum(n - 1 for n in accepted.values())
+    report(
+        f"\nconnection kills [postgresql]: {kills} rounds, {terminated} backends terminated; "
+        f"{2 * CONNECTION_KILL_CASES} notices, {duplicates} duplicates, longest hold "
+        f"{longest_hold:.1f} s (lease {SHORT_LEASE:g} s); worker: {totals}"
+    )
+    assert kills == CONNECTION_KILLS and terminated > 0
+    assert counts == Counter({NoticeStatus.sent: 2 * CONNECTION_KILL_CASES}), counts
+    assert len(accepted) == 2 * CONNECTION_KILL_CASES  # nothing lost
+    assert longest_hold <= SHORT_LEASE + RECLAIM_GRACE, longest_hold
+
+
+def start_worker_real_clock(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), "--real-clock", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 # --- 2. Several workers on one database ----------------------------------------------------

@@ -32,6 +32,7 @@ from casework.notices import (
     base_context,
     deadline_context,
 )
+from casework.notify.escalate import credential_alarm_row
 from casework.notify.render import RenderError, render, sms_segments, templates_available
 
 D = dt.date
@@ -158,7 +159,7 @@ def event_notice_context(event: str, **fact_kw: Any) -> dict:
 
 
 def delivery_failed_context() -> dict:
-    """``dispatch.escalate_failure``: the failed notice's context plus why it failed."""
+    """``escalate.delivery_failed_row``: the failed notice's context plus why it failed."""
     return deadline_notice_context("appeal", "appeal-7d-family", "reminder") | {
         "notice_kind": "escalation",
         "failed_channel": "sms",
@@ -214,7 +215,18 @@ def contexts_for(name: str) -> list[tuple[str, dict]]:
                 ctx = event_notice_context(rule.event, kind=case_kind)
                 found.append((f"event {rule.event} ({case_kind})", ctx))
     if name == "escalation_delivery_failed":
-        found.append(("dispatch.escalate_failure", delivery_failed_context()))
+        found.append(("escalate.delivery_failed_row", delivery_failed_context()))
+    if name == "escalation_credentials_rejected":
+        for provider, channel in (("sendgrid", "email"), ("twilio", "sms")):
+            row = credential_alarm_row(
+                provider,
+                channel,
+                1,
+                dt.datetime(2026, 11, 9, 10, tzinfo=dt.UTC),
+                "Twilio refused our account credentials (401/20003): Authenticate",
+                SETTINGS,
+            )
+            found.append((f"escalate.credential_alarm_row ({provider})", row["context"]))
     if name == "daily_digest":
         found.append(("reminders.queue_digest", digest_context()))
     return found
@@ -346,7 +358,8 @@ def test_every_template_in_config_exists_for_each_of_its_channels() -> None:
         (r.template, c) for rules in RULES.reminders.values() for r in rules for c in r.channels
     }
     wanted |= {(r.template, c) for r in RULES.events for c in r.channels}
-    wanted |= {("escalation_delivery_failed", "email")}  # dispatch.escalate_failure
+    wanted |= {("escalation_delivery_failed", "email")}  # escalate.delivery_failed_row
+    wanted |= {("escalation_credentials_rejected", "email")}  # escalate.credential_alarm_row
     missing = sorted(wanted - available)
     assert not missing, f"configured but no template file: {missing}"
 

@@ -27,8 +27,9 @@ from twilio.request_validator import RequestValidator
 
 from casework.config import Settings, load_settings
 from casework.db import make_engine, session_scope
-from casework.models import DeliveryEvent, Notice
+from casework.models import DeliveryEvent, Notice, WebhookBatch
 from casework.notify.dispatch import dispatch
+from casework.notify.receipts import apply_stored_receipts
 from casework.web.app import create_app
 from tests.conftest import at
 from tests.factories import create_case
@@ -148,6 +149,20 @@ class Hooks:
             },
         )
 
+    def applied(self, response: Any) -> list[str]:
+        """The worker's side: apply what the webhook stored; this request's outcomes.
+
+        The route only verifies and stores (202); the notice changes when the worker
+        applies the stored batch, as the scheduler's receipts job does.
+        """
+        assert response.status_code == 202, response.text
+        apply_stored_receipts(self.engine, self.settings, self.clock.now)
+        with self.engine.connect() as conn:
+            outcome: list[str] = conn.execute(
+                select(WebhookBatch.outcome).where(col(WebhookBatch.id) == response.json()["batch"])
+            ).scalar_one()
+        return outcome
+
     # -- reading state --------------------------------------------------------------------
 
     def notice(self, which: Notice) -> Notice:
@@ -185,7 +200,11 @@ class Hooks:
                 )
             ).all()
             events = s.execute(select(func.count()).select_from(DeliveryEvent)).scalar_one()
-        return tuple(notices), events
+            # Stored but not yet applied: a forged request must not even be kept.
+            batches = s.execute(
+                select(func.count()).where(col(WebhookBatch.applied_at).is_(None))
+            ).scalar_one()
+        return tuple(notices), events, batches
 
 
 @pytest.fixture
@@ -222,11 +241,11 @@ def hooks(engine: Engine, session: Session) -> Iterator[Hooks]:
 
 def test_a_signed_twilio_callback_marks_the_sms_delivered(hooks: Hooks) -> None:
     sent = hooks.post_twilio(hooks.twilio_form("sent"))
-    assert (sent.status_code, sent.json()) == (200, {"result": "recorded"})
+    assert hooks.applied(sent) == ["recorded"]
     assert hooks.notice(hooks.sms).status == "sent"
 
     delivered = hooks.post_twilio(hooks.twilio_form("delivered"))
-    assert (delivered.status_code, delivered.json()) == (200, {"result": "delivered"})
+    assert hooks.applied(delivered) == ["delivered"]
     sms = hooks.notice(hooks.sms)
     assert (sms.status, sms.delivered_at) == ("delivered", RECEIPTS_AT)
     assert hooks.receipts(hooks.sms) == [("twilio", "sent"), ("twilio", "delivered")]
@@ -234,19 +253,19 @@ def test_a_signed_twilio_callback_marks_the_sms_delivered(hooks: Hooks) -> None:
 
 
 def test_a_repeated_callback_is_recorded_once(hooks: Hooks) -> None:
-    hooks.post_twilio(hooks.twilio_form("delivered"))
+    hooks.applied(hooks.post_twilio(hooks.twilio_form("delivered")))
     before = hooks.snapshot()
     again = hooks.post_twilio(hooks.twilio_form("delivered"))
-    assert (again.status_code, again.json()) == (200, {"result": "duplicate"})
+    assert hooks.applied(again) == ["duplicate"]
     assert hooks.snapshot() == before
     assert hooks.receipts(hooks.sms) == [("twilio", "delivered")]
 
 
 def test_a_late_sent_does_not_undo_delivered(hooks: Hooks) -> None:
-    hooks.post_twilio(hooks.twilio_form("delivered"))
+    hooks.applied(hooks.post_twilio(hooks.twilio_form("delivered")))
     hooks.clock.now = RECEIPTS_AT + dt.timedelta(minutes=2)
     late = hooks.post_twilio(hooks.twilio_form("sent"))
-    assert (late.status_code, late.json()) == (200, {"result": "kept-terminal"})
+    assert hooks.applied(late) == ["kept-terminal"]
     sms = hooks.notice(hooks.sms)
     assert (sms.status, sms.delivered_at) == ("delivered", RECEIPTS_AT)
     assert hooks.receipts(hooks.sms) == [("twilio", "delivered"), ("twilio", "sent")]
@@ -255,7 +274,7 @@ def test_a_late_sent_does_not_undo_delivered(hooks: Hooks) -> None:
 def test_an_undelivered_sms_fails_and_escalates_to_the_adviser(hooks: Hooks) -> None:
     form = hooks.twilio_form("undelivered", ErrorCode="30006")
     response = hooks.post_twilio(form)
-    assert (response.status_code, response.json()) == (200, {"result": "failed-escalated"})
+    assert hooks.applied(response) == ["failed-escalated"]
     sms = hooks.notice(hooks.sms)
     assert (sms.status, sms.delivered_at) == ("failed", None)
     assert sms.last_error == "twilio: undelivered error 30006"
@@ -274,10 +293,10 @@ def test_an_undelivered_sms_fails_and_escalates_to_the_adviser(hooks: Hooks) -> 
 
     # Twilio retries the callback: nothing more happens, and no second escalation.
     again = hooks.post_twilio(form)
-    assert again.json() == {"result": "duplicate"}
+    assert hooks.applied(again) == ["duplicate"]
     assert len(hooks.escalations()) == 1
     # A late 'delivered' cannot resurrect it either.
-    assert hooks.post_twilio(hooks.twilio_form("delivered")).json() == {"result": "kept-terminal"}
+    assert hooks.applied(hooks.post_twilio(hooks.twilio_form("delivered"))) == ["kept-terminal"]
     assert hooks.notice(hooks.sms).status == "failed"
 
 
@@ -343,27 +362,24 @@ def test_signed_sendgrid_events_mark_the_email_delivered(hooks: Hooks) -> None:
             hooks.sendgrid_event("delivered", "evt-delivered-1", response="250 OK"),
         ]
     )
-    assert (response.status_code, response.json()) == (
-        200,
-        {"results": ["recorded", "delivered"]},
-    )
+    assert hooks.applied(response) == ["recorded", "delivered"]
     email = hooks.notice(hooks.email)
     assert (email.status, email.delivered_at) == ("delivered", RECEIPTS_AT)
     assert hooks.receipts(hooks.email) == [("sendgrid", "processed"), ("sendgrid", "delivered")]
 
     # SendGrid retries a batch it thinks failed: each event is applied once.
     again = hooks.post_sendgrid([hooks.sendgrid_event("delivered", "evt-delivered-1")])
-    assert again.json() == {"results": ["duplicate"]}
+    assert hooks.applied(again) == ["duplicate"]
     # Opens arrive after delivery and do not change it.
     opened = hooks.post_sendgrid([hooks.sendgrid_event("open", "evt-open-1")])
-    assert opened.json() == {"results": ["kept-terminal"]}
+    assert hooks.applied(opened) == ["kept-terminal"]
     assert hooks.notice(hooks.email).status == "delivered"
 
 
 def test_an_event_found_by_message_id_alone_is_applied(hooks: Hooks) -> None:
     event = hooks.sendgrid_event("delivered", "evt-2")
     del event["notice_id"]
-    assert hooks.post_sendgrid([event]).json() == {"results": ["delivered"]}
+    assert hooks.applied(hooks.post_sendgrid([event])) == ["delivered"]
     assert hooks.notice(hooks.email).status == "delivered"
 
 
@@ -372,7 +388,7 @@ def test_a_bounce_fails_the_email_and_escalates_to_the_adviser(hooks: Hooks) -> 
     response = hooks.post_sendgrid(
         [hooks.sendgrid_event("bounce", "evt-bounce-1", reason=reason, type="bounce")]
     )
-    assert (response.status_code, response.json()) == (200, {"results": ["failed-escalated"]})
+    assert hooks.applied(response) == ["failed-escalated"]
     email = hooks.notice(hooks.email)
     assert email.status == "failed"
     assert email.last_error == f"sendgrid: bounce {reason}"
@@ -386,7 +402,7 @@ def test_an_event_for_an_unknown_message_is_acknowledged_and_ignored(hooks: Hook
     before = hooks.snapshot()
     event = hooks.sendgrid_event("delivered", "evt-x", notice_id="nt_unknown")
     event["sg_message_id"] = "unknownmessageid.filter-1"
-    assert hooks.post_sendgrid([event]).json() == {"results": ["unknown"]}
+    assert hooks.applied(hooks.post_sendgrid([event])) == ["unknown"]
     assert hooks.snapshot() == before
 
 
@@ -402,7 +418,7 @@ def test_a_sendgrid_request_outside_the_replay_window_is_refused(hooks: Hooks, a
 def test_a_sendgrid_request_just_inside_the_replay_window_is_accepted(hooks: Hooks) -> None:
     stamp = int(hooks.clock.now.timestamp()) - 299
     response = hooks.post_sendgrid([hooks.sendgrid_event("delivered", "evt-299")], timestamp=stamp)
-    assert response.status_code == 200
+    assert response.status_code == 202
 
 
 def test_a_captured_sendgrid_request_replayed_later_is_refused(hooks: Hooks) -> None:
@@ -413,7 +429,7 @@ def test_a_captured_sendgrid_request_replayed_later_is_refused(hooks: Hooks) -> 
         SENDGRID_KEY.sign((ts + raw).encode(), ec.ECDSA(hashes.SHA256()))
     ).decode()
     headers = {SIGNATURE: signature, TIMESTAMP: ts, "Content-Type": "application/json"}
-    assert hooks.client.post(SENDGRID_PATH, content=raw, headers=headers).status_code == 200
+    assert hooks.client.post(SENDGRID_PATH, content=raw, headers=headers).status_code == 202
 
     hooks.clock.now += dt.timedelta(minutes=10)
     before = hooks.snapshot()
@@ -477,3 +493,159 @@ def test_health_is_503_when_the_database_is_unreachable(settings: Settings) -> N
     body = response.json()
     assert body["status"] == "error"
     assert body["database"].startswith("unreachable: ")
+
+
+# --- Stored now, applied by the worker -------------------------------------------------------
+
+
+def test_receipts_are_applied_by_the_worker_in_arrival_order_and_only_once(hooks: Hooks) -> None:
+    responses = [
+        hooks.post_sendgrid([hooks.sendgrid_event("processed", "evt-p")]),
+        hooks.post_twilio(hooks.twilio_form("sent")),
+        hooks.post_sendgrid([hooks.sendgrid_event("delivered", "evt-d")]),
+        hooks.post_twilio(hooks.twilio_form("delivered")),
+    ]
+    assert [r.status_code for r in responses] == [202] * 4
+    # Nothing is applied on the request path.
+    assert hooks.receipts(hooks.email) == [] and hooks.receipts(hooks.sms) == []
+    assert hooks.notice(hooks.sms).status == "sent"
+
+    first = apply_stored_receipts(hooks.engine, hooks.settings, hooks.clock.now, max_batches=1)
+    assert first.batches == 1
+    rest = apply_stored_receipts(hooks.engine, hooks.settings, hooks.clock.now)
+    assert (rest.batches, rest.outcomes) == (3, {"recorded": 1, "delivered": 2})
+    assert hooks.receipts(hooks.email) == [("sendgrid", "processed"), ("sendgrid", "delivered")]
+    assert hooks.receipts(hooks.sms) == [("twilio", "sent"), ("twilio", "delivered")]
+    assert hooks.notice(hooks.email).status == "delivered"
+
+    # Applying again finds nothing left; re-posting the same events changes nothing.
+    assert apply_stored_receipts(hooks.engine, hooks.settings, hooks.clock.now).batches == 0
+    again = hooks.post_sendgrid([hooks.sendgrid_event("delivered", "evt-d")])
+    assert hooks.applied(again) == ["duplicate"]
+
+
+def test_a_crash_between_failing_a_notice_and_its_escalation_keeps_the_batch(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casework.notify import receipts as receipts_module
+
+    class WorkerDied(BaseException):
+        pass
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise WorkerDied()
+
+    reason = "550 5.1.1 The email account that you tried to reach does not exist"
+    response = hooks.post_sendgrid([hooks.sendgrid_event("bounce", "evt-b", reason=reason)])
+    real_insert = receipts_module.insert_notices
+    monkeypatch.setattr(receipts_module, "insert_notices", crash)
+    with pytest.raises(WorkerDied):
+        apply_stored_receipts(hooks.engine, hooks.settings, hooks.clock.now)
+    monkeypatch.setattr(receipts_module, "insert_notices", real_insert)
+    # All or nothing: the notice is not failed without its escalation.
+    assert hooks.notice(hooks.email).status == "sent"
+    assert hooks.escalations() == []
+
+    assert hooks.applied(response) == ["failed-escalated"]
+    assert hooks.notice(hooks.email).status == "failed"
+    (escalation,) = hooks.escalations()
+    assert reason in escalation.context["reason"]
+
+
+@pytest.mark.parametrize("source", ["twilio", "sendgrid"])
+@pytest.mark.parametrize("how", ["declared", "chunked"])
+def test_a_body_over_the_configured_size_is_refused_before_it_is_read(
+    hooks: Hooks, source: str, how: str
+) -> None:
+    before = hooks.snapshot()
+    limit = (
+        hooks.settings.webhook_max_bytes_twilio
+        if source == "twilio"
+        else hooks.settings.webhook_max_bytes_sendgrid
+    )
+    assert limit == (1_000_000 if source == "twilio" else 10_000_000)  # the documented defaults
+    path = "/webhooks/twilio/status?notice=x" if source == "twilio" else SENDGRID_PATH
+    chunk = b"a" * 65536
+    sent = {"bytes": 0}
+
+    def stream() -> Iterator[bytes]:
+        while sent["bytes"] <= limit:
+            sent["bytes"] += len(chunk)
+            yield chunk
+
+    body: Any = b"a" * (limit + 1) if how == "declared" else stream()
+    response = hooks.client.post(path, content=body)
+    assert response.status_code == 413
+    assert hooks.snapshot() == before
+
+
+def test_health_answers_while_a_large_signed_batch_is_being_accepted(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+
+    import httpx
+
+    from casework.web import webhooks as webhooks_module
+
+    events = [hooks.sendgrid_event("processed", f"evt-{i}") for i in range(2000)]
+    raw = json.dumps(events, separators=(",", ":"))
+    ts = str(int(hooks.clock.now.timestamp()))
+    signature = base64.b64encode(SENDGRID_KEY.sign((ts + raw).encode(), ec.ECDSA(hashes.SHA256())))
+    headers = {SIGNATURE: signature.decode(), TIMESTAMP: ts, "Content-Type": "application/json"}
+
+    # The batch's insert is held until /health has answered. If storing ran on the
+    # event loop, /health could not answer before the insert finished (the hold
+    # would time out first) and the ordering below would be reversed.
+    storing, release = threading.Event(), threading.Event()
+    real_store = webhooks_module.store_batch
+
+    def held_store(*args: Any) -> int:
+        storing.set()
+        release.wait(timeout=10)
+        return real_store(*args)
+
+    monkeypatch.setattr(webhooks_module, "store_batch", held_store)
+
+    async def scenario() -> tuple[int, bool, int]:
+        transport = httpx.ASGITransport(app=hooks.client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            upload = asyncio.create_task(
+                client.post(SENDGRID_PATH, content=raw.encode(), headers=headers)
+            )
+            for _ in range(1000):  # until the batch request is inside its insert
+                if storing.is_set():
+                    break
+                await asyncio.sleep(0.01)
+            health = await client.get("/health")
+            upload_still_in_flight = not upload.done()
+            release.set()
+            accepted = await upload
+        return health.status_code, upload_still_in_flight, accepted.status_code
+
+    health_status, upload_in_flight, upload_status = asyncio.run(scenario())
+    assert storing.is_set()
+    assert health_status == 200
+    assert upload_in_flight, "/health waited for the batch: blocking work on the event loop"
+    assert upload_status == 202
+    applied = apply_stored_receipts(hooks.engine, hooks.settings, hooks.clock.now)
+    assert (applied.batches, applied.events) == (1, 2000)
+
+
+def test_the_worker_and_tick_apply_what_the_webhooks_stored(hooks: Hooks) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from casework.scheduler import configure, run_once
+
+    # `casework worker` and the embedded scheduler run a receipts job beside dispatch.
+    scheduler = configure(
+        BackgroundScheduler(timezone="UTC"), hooks.engine, hooks.settings, {"running": False}
+    )
+    assert {job.id for job in scheduler.get_jobs()} >= {"receipts", "dispatch", "sweep"}
+
+    assert hooks.post_twilio(hooks.twilio_form("delivered")).status_code == 202
+    assert hooks.notice(hooks.sms).status == "sent"
+    result = run_once(hooks.engine, hooks.settings, hooks.clock.now)  # what `tick` runs
+    assert result["receipts"] == {"batches": 1, "events": 1, "outcomes": {"delivered": 1}}
+    assert hooks.notice(hooks.sms).status == "delivered"

@@ -1,0 +1,281 @@
+"""Benchmark: a crash campaign against the dispatcher at the default settings, on the real clock.
+
+A dispatcher process (``tests/integration/worker_proc.py``, forked from one warm
+process so each kill costs no Python start-up) runs as ``casework worker`` would:
+the default ``dispatch_concurrency`` sender threads, the default claim lease and
+heartbeat, the real clock. It is SIGKILLed at a random moment while it is sending,
+a fresh one is started at once, and so on; a last one then runs until every notice
+is out (it must wait out the lease on what the last dead one held). Meanwhile this
+process samples the notices table to see how long any notice stays claimed.
+
+Figures printed: kills, notices, lost (never accepted by a provider, or not ``sent``),
+duplicates (extra provider acceptances) against the stated bound (at most one per
+notice in flight at a crash), the most notices in flight at one kill, and the
+longest hold (how long a notice stayed claimed without being renewed or finished:
+the lease plus the time until a live worker picks it up).
+
+The providers are the loopback fakes (``tests/fakes``) in this process, each answer
+held back ``--provider-delay`` seconds so kills land mid-request.
+
+Run: ``.venv/bin/python bench/crash.py [--kills 32] [--notices 2000]
+[--backend postgresql|sqlite] [--seed N]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT_ROOT = os.path.dirname(_HERE)
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+sys.path.insert(0, PROJECT_ROOT)
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections import Counter  # noqa: E402
+from typing import Any  # noqa: E402
+from urllib.parse import parse_qs, urlsplit  # noqa: E402
+
+from casework.services import sync_providers  # noqa: E402
+from sqlalchemy import Engine, func, select, text  # noqa: E402
+
+from casework.config import load_settings  # noqa: E402
+from casework.db import make_engine, session_scope, upgrade  # noqa: E402
+from casework.models import Notice, NoticeStatus  # noqa: E402
+from casework.notices import insert_notices, outbox_row  # noqa: E402
+from tests.fakes.sendgrid_server import SendGridFake  # noqa: E402
+from tests.fakes.twilio_server import TwilioFake  # noqa: E402
+
+POSTGRES_URL = os.environ.get(
+    "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+WORKER = os.path.join(PROJECT_ROOT, "tests", "integration", "worker_proc.py")
+SENDER = "+447700900000"
+NOTICES: Any = Notice.__table__  # type: ignore[attr-defined]
+
+
+def queue(engine: Engine, n: int, now: dt.datetime) -> None:
+    """N family notices, half SMS and half e-mail, due now (a real template, no case)."""
+    context = {
+        "notice_kind": "event",
+        "reference": "MED-2026-0001",
+        "case_kind": "mediation",
+        "service_name": "IAS service",
+        "helpline": "0161 000 0000",
+        "service_email": "ias@example.org",
+        "case_link": "https://casework.example.org/cases/MED-2026-0001",
+        "portal_link": "https://casework.example.org/portal/cases/MED-2026-0001",
+        "provider_name": "",
+        "family_name": "Jo",
+        "acceptance_working_days": 2,
+        "event": "open",
+    }
+    rows = []
+    for i in range(n):
+        channel = "email" if i % 2 else "sms"
+        rows.append(
+            outbox_row(
+                key=f"bench-crash:{i}",
+                case_id=None,
+                template="request_acknowledged",
+                recipient="family",
+                channel=channel,
+                address=f"family{i}@example.org" if channel == "email" else "+447911123456",
+                context=context,
+                not_before=now - dt.timedelta(seconds=n - i),  # oldest first, in order
+                now=now,
+            )
+        )
+    with engine.begin() as conn:
+        for start in range(0, n, 500):
+            insert_notices(conn, rows[start : start + 500])
+
+
+def accepted(sendgrid: SendGridFake, twilio: TwilioFake) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for payload in list(sendgrid.messages.values()):
+        seen[payload["custom_args"]["notice_id"]] += 1
+    for form in list(twilio.messages.values()):
+        seen[parse_qs(urlsplit(form["StatusCallback"]).query)["notice"][0]] += 1
+    return seen
+
+
+class Sampler(threading.Thread):
+    """Longest time any notice stayed claimed since its claim was last stamped."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(daemon=True)
+        self.engine = engine
+        self.longest = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            try:
+                with self.engine.connect() as conn:
+                    now = dt.datetime.now(dt.UTC)
+                    for claimed_at in conn.execute(
+                        select(NOTICES.c.claimed_at).where(NOTICES.c.status == NoticeStatus.sending)
+                    ).scalars():
+                        self.longest = max(self.longest, (now - claimed_at).total_seconds())
+            except Exception:  # a sample lost to load is not a figure
+                continue
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kills", type=int, default=32)
+    parser.add_argument("--notices", type=int, default=2000)
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--provider-delay", type=float, default=0.03)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    tmp = tempfile.TemporaryDirectory()
+    admin = None
+    if args.backend == "postgresql":
+        admin = make_engine(POSTGRES_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    else:
+        url = f"sqlite:///{tmp.name}/crash.db"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        defaults = load_settings(environment="test")
+        with session_scope(engine) as session:
+            sync_providers(session, defaults)
+        now = dt.datetime.now(dt.UTC)
+        queue(engine, args.notices, now)
+        with SendGridFake() as sendgrid, TwilioFake() as twilio:
+            for fake in (sendgrid, twilio):
+                fake.delay_next(args.provider_delay, count=10_000_000)
+            env = {k: v for k, v in os.environ.items() if k not in ("TWILIO_REGION", "TWILIO_EDGE")}
+            env.update(
+                {
+                    "CASEWORK_ENVIRONMENT": "test",
+                    "CASEWORK_DATABASE_URL": url,
+                    "CASEWORK_SENDGRID_API_KEY": sendgrid.api_key,
+                    "CASEWORK_SENDGRID_HOST": sendgrid.url,
+                    "CASEWORK_TWILIO_ACCOUNT_SID": twilio.account_sid,
+                    "CASEWORK_TWILIO_AUTH_TOKEN": twilio.auth_token,
+                    "CASEWORK_TWILIO_FROM": SENDER,
+                    "CASEWORK_TWILIO_BASE_URL": twilio.url,
+                    "CASEWORK_PROVIDER_TIMEOUT_SECONDS": "5",
+                    # Not "test": the quiet hours must not hold SMS back in the evening.
+                    "CASEWORK_QUIET_HOURS_START": "00:00",
+                    "CASEWORK_QUIET_HOURS_END": "00:00",
+                }
+            )
+            sampler = Sampler(engine)
+            sampler.start()
+            in_flight: list[int] = []
+            server = subprocess.Popen(
+                [sys.executable, WORKER, "--serve-forks", "--until-done", "--batch", "100000"],
+                env=env,
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            assert server.stdin is not None and server.stdout is not None
+            assert server.stdout.readline().strip() == "ready"
+            started = time.monotonic()
+            kills = 0
+            for _ in range(args.kills):
+                before = len(sendgrid.requests) + len(twilio.requests)
+                server.stdin.write(dt.datetime.now(dt.UTC).isoformat() + "\n")
+                server.stdin.flush()
+                while not (line := server.stdout.readline().strip()).startswith("child "):
+                    pass
+                pid = int(line.split()[1])
+                while len(sendgrid.requests) + len(twilio.requests) <= before and alive(pid):
+                    time.sleep(0.002)
+                if not alive(pid):
+                    print("a dispatcher finished before its kill: use more --notices")
+                    break
+                time.sleep(rng.uniform(0.0, 0.3))
+                os.kill(pid, signal.SIGKILL)
+                while alive(pid):
+                    time.sleep(0.005)
+                kills += 1
+                # What the dead one held (older orphans belong to earlier kills).
+                with engine.connect() as conn:
+                    in_flight.append(
+                        conn.execute(
+                            select(func.count()).where(
+                                NOTICES.c.status == NoticeStatus.sending,
+                                NOTICES.c.claimed_by == f"{socket.gethostname()}:{pid}",
+                            )
+                        ).scalar_one()
+                    )
+            server.kill()
+            server.wait()
+            drain = subprocess.run(
+                [sys.executable, WORKER, "--real-clock", "--until-done", "--batch", "100000"],
+                env=env,
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            elapsed = time.monotonic() - started
+            sampler.stop.set()
+            sampler.join()
+            seen = accepted(sendgrid, twilio)
+        with engine.connect() as conn:
+            ids = set(conn.execute(select(NOTICES.c.public_id)).scalars())
+            not_sent = conn.execute(
+                select(func.count()).where(NOTICES.c.status != NoticeStatus.sent)
+            ).scalar_one()
+        lost = len(ids - set(seen)) + 0
+        duplicates = sum(n - 1 for n in seen.values())
+        print(
+            f"crash campaign [{args.backend}], default settings "
+            f"(dispatch_concurrency={defaults.dispatch_concurrency}, "
+            f"lease {defaults.dispatch_lease_seconds:g} s, "
+            f"heartbeat {defaults.dispatch_heartbeat_seconds:g} s), seed {seed}"
+        )
+        print(f"  kills:           {kills}")
+        print(f"  notices:         {len(ids)}")
+        print(f"  lost:            {lost} (not sent: {not_sent})")
+        print(
+            f"  duplicates:      {duplicates} (bound: {sum(in_flight)} notices in flight at the "
+            f"kills, at most {max(in_flight, default=0)} at one kill)"
+        )
+        print(f"  longest hold:    {sampler.longest:.1f} s")
+        print(f"  wall time:       {elapsed:.1f} s (drain exit {drain.returncode})")
+        return 0 if lost == 0 and not_sent == 0 and duplicates <= sum(in_flight) else 1
+    finally:
+        engine.dispose()
+        if admin is not None:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
