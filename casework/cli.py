@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from casework import deadlines as dl
 from casework import services as svc
+from casework.cli_reports import report_app
 from casework.cli_users import user_app
 from casework.config import Settings, get_settings
 from casework.contacts import display_phone
@@ -44,6 +45,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(case_app, name="case")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(user_app, name="user")
+app.add_typer(report_app, name="report")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 AtOpt = Annotated[

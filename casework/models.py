@@ -352,6 +352,8 @@ class Role(StrEnum):
     manager = "manager"
     provider = "provider"
     admin = "admin"
+    # Reads the reports pages and API only: aggregates, never names or references.
+    commissioner = "commissioner"
 
 
 class User(SQLModel, table=True):
