@@ -229,7 +229,7 @@ def median_and_max(rows: Any, value: Any, groups: Sequence[Any]) -> Select[Any]:
         func.count().over(partition_by=list(groups)).label("n"),
     ).subquery("ranked")
     keys = [ranked.c[g.name] for g in groups]
-    middle = or_(ranked.c.rn == (ranked.c.n + 1) / 2, ranked.c.rn == (ranked.c.n + 2) / 2)
+    middle = or_(ranked.c.rn == (ranked.c.n + 1) // 2, ranked.c.rn == (ranked.c.n + 2) // 2)
     return select(
         *keys,
         func.avg(case((middle, ranked.c.v))).label("median"),
@@ -246,7 +246,7 @@ def percentile_of(rows: Any, value: Any, share: int) -> Select[Any]:
         func.count().over().label("n"),
     ).subquery("ranked_p")
     # Nearest rank: the smallest value with at least share% of the values at or below it.
-    target = (ranked.c.n * share + 99) / 100
+    target = (ranked.c.n * share + 99) // 100
     return select(func.max(case((ranked.c.rn == target, ranked.c.v)))).select_from(ranked)
 
 
