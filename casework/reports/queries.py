@@ -323,7 +323,7 @@ class MonthRow:
         return self.met_on_time + self.met_late + self.missed
 
     def as_dict(self) -> dict[str, Any]:
-        return {"month": f"{self.year:04d}-{self.month:02d}", **asdict(self)}
+        return {**asdict(self), "month": f"{self.year:04d}-{self.month:02d}"}
 
 
 def timeliness_by_month(
