@@ -446,3 +446,15 @@ def _provider(session: Session, code: str) -> int:
     pid = find_provider(session, code).id
     assert pid is not None
     return pid
+
+
+def test_cli_adds_a_commissioner(report_cli: Any) -> None:
+    """`casework user add --role commissioner`: the role the migration allows."""
+    runner = CliRunner()
+    added = runner.invoke(
+        app, ["user", "add", "cara@icb.example.org", "--role", "commissioner", "--one-time-link"]
+    )
+    assert added.exit_code == 0, added.stdout
+    assert "created commissioner cara@icb.example.org" in added.stdout
+    listed = runner.invoke(app, ["user", "list"])
+    assert "cara@icb.example.org" in listed.stdout and "commissioner" in listed.stdout
