@@ -99,9 +99,9 @@ class Period:
 
 
 def _rank_span(period: Period, as_of: dt.datetime) -> tuple[dt.date, dt.date]:
-    """The days a lateness or response time can involve: from the period to a year past now."""
-    last = max(period.end, as_of.date()) + dt.timedelta(days=366)
-    return period.start - dt.timedelta(days=366), last
+    """The days a lateness or response time can involve: due or allocated in the period,
+    done by now. Holidays before the span shift every rank alike, so they can be left out."""
+    return period.start, max(period.end, as_of.date()) + dt.timedelta(days=1)
 
 
 # --- Timeliness ------------------------------------------------------------------------
@@ -175,34 +175,26 @@ def _clock_filter(period: Period, provider_id: int | None) -> list[ColumnElement
     return conditions
 
 
+def _met_late() -> ColumnElement[bool]:
+    d = deadlines_t.c
+    return (d.status == DeadlineStatus.missed.value) & d.closed_reason.like(f"%{LATE_MARKER}%")
+
+
 def timeliness_counts_query(
     period: Period, provider_id: int | None, as_of: dt.datetime
 ) -> Select[Any]:
-    """One pass over the clocks: counts per kind, provider, outcome and lateness.
+    """Clocks per kind and provider by outcome: one pass, one condition per outcome.
 
-    Grouping by the outcome (rather than summing one CASE per outcome) classifies
-    each row once. The lateness in working days is worked out for clocks met late
-    only and is part of the grouping, so the same pass yields each group's
-    frequency table of lateness, from which :func:`timeliness` reads the median and
-    the worst: a few hundred aggregate rows, whatever the caseload.
+    The conditions exclude each other and are written out (rather than comparing a
+    classifying CASE), so each row costs what it would in a hand-written query, and
+    grouping by two plain columns lets PostgreSQL hash the groups.
     """
     d, c = deadlines_t.c, cases_t.c
-    first, last = _rank_span(period, as_of)
-    met_late = (d.status == DeadlineStatus.missed.value) & d.closed_reason.like(f"%{LATE_MARKER}%")
-    lateness = case(
-        (
-            met_late,
-            working_day_rank(late_done_date(d.closed_reason), first, last)
-            - working_day_rank(d.due_date, first, last),
-        ),
-    ).label("lateness")
-    # One condition per outcome, written out (they exclude each other), summed over
-    # groups of (kind, provider, lateness): as cheap per row as a hand-written query.
     missed = d.status == DeadlineStatus.missed.value
     still_open = d.status == DeadlineStatus.open.value
     conditions = {
         "met_on_time": d.status == DeadlineStatus.met.value,
-        "met_late": met_late,
+        "met_late": _met_late(),
         "missed": missed
         & ~d.closed_reason.like(f"%{LATE_MARKER}%")
         & (d.closed_reason != MISSED_OUTSTANDING),
@@ -215,7 +207,6 @@ def timeliness_counts_query(
         select(
             d.kind,
             c.provider_id,
-            lateness,
             *[
                 func.sum(case((condition, 1), else_=0)).label(name)
                 for name, condition in conditions.items()
@@ -223,6 +214,26 @@ def timeliness_counts_query(
         )
         .select_from(deadlines_t.join(cases_t, c.id == d.case_id))
         .where(*_clock_filter(period, provider_id))
+        .group_by(d.kind, c.provider_id)
+    )
+
+
+def lateness_query(period: Period, provider_id: int | None, as_of: dt.datetime) -> Select[Any]:
+    """Clocks met late per kind, provider and working days late: a frequency table.
+
+    :func:`timeliness` reads each group's median and worst from it (a few hundred
+    aggregate rows, whatever the caseload).
+    """
+    d, c = deadlines_t.c, cases_t.c
+    first, last = _rank_span(period, as_of)
+    lateness = (
+        working_day_rank(late_done_date(d.closed_reason), first, last)
+        - working_day_rank(d.due_date, first, last)
+    ).label("lateness")
+    return (
+        select(d.kind, c.provider_id, lateness, func.count().label("n"))
+        .select_from(deadlines_t.join(cases_t, c.id == d.case_id))
+        .where(*_clock_filter(period, provider_id), _met_late())
         .group_by(d.kind, c.provider_id, lateness)
     )
 
@@ -293,9 +304,10 @@ def timeliness(
 ) -> list[TimelinessRow]:
     """Every clock kind per provider, then the same over all providers (``provider='all'``).
 
-    One SQL aggregation (:func:`timeliness_counts_query`); the overall rows add up
-    the per-provider groups, and the lateness medians come from the groups'
-    frequency tables (a few hundred aggregate rows, not cases).
+    Two SQL aggregations: the counts (:func:`timeliness_counts_query`) and the
+    frequency table of lateness (:func:`lateness_query`); the overall rows add up
+    the per-provider groups, and the medians come from the frequency tables (a few
+    hundred aggregate rows, not cases).
     """
     names = provider_labels(conn)
 
@@ -306,7 +318,6 @@ def timeliness(
 
     rows: dict[tuple[str, str], TimelinessRow] = {}
     totals: dict[str, TimelinessRow] = {}
-    late: dict[int, dict[int, int]] = {}  # id(row) -> lateness -> clocks
     for r in conn.execute(timeliness_counts_query(period, provider_id, as_of)):
         code, name = label(r.provider_id)
         row = rows.setdefault((r.kind, code), TimelinessRow(r.kind, code, name))
@@ -319,9 +330,13 @@ def timeliness(
                     target.missed_still_open += n
                 else:
                     setattr(target, name, getattr(target, name) + n)
-            if r.lateness is not None and counts["met_late"]:
-                table = late.setdefault(id(target), {})
-                table[int(r.lateness)] = table.get(int(r.lateness), 0) + counts["met_late"]
+    late: dict[int, dict[int, int]] = {}  # id(row) -> working days late -> clocks
+    for r in conn.execute(lateness_query(period, provider_id, as_of)):
+        code, _name = label(r.provider_id)
+        for found in (rows.get((r.kind, code)), totals.get(r.kind)):
+            if found is not None:
+                table = late.setdefault(id(found), {})
+                table[int(r.lateness)] = table.get(int(r.lateness), 0) + int(r.n)
     for row in (*rows.values(), *totals.values()):
         row.due = row.decided + row.open
         if id(row) in late:

@@ -126,11 +126,22 @@ def working_day_rank(day: ColumnElement[Any], first: dt.date, last: dt.date) -> 
     holidays = _weekday_holidays(first, last)
     if not holidays:
         return weekdays
-    ladder = case(
-        *[(n < literal(h, Integer()), i) for i, h in enumerate(holidays)],
-        else_=len(holidays),
+    return weekdays - _holidays_up_to(n, holidays, 0, len(holidays))
+
+
+def _holidays_up_to(n: Any, holidays: list[int], lo: int, hi: int) -> Any:
+    """How many of ``holidays`` (sorted) are on or before day ``n``, as a balanced CASE tree.
+
+    The answer is known to lie in [lo, hi]; each level halves that, so a row costs
+    about log2(len(holidays)) comparisons instead of one per holiday.
+    """
+    if lo == hi:
+        return literal(lo, Integer())
+    mid = (lo + hi) // 2
+    return case(
+        (n < literal(holidays[mid], Integer()), _holidays_up_to(n, holidays, lo, mid)),
+        else_=_holidays_up_to(n, holidays, mid + 1, hi),
     )
-    return weekdays - ladder
 
 
 _STATUTORY: dl.WorkingCalendar | None = None
