@@ -45,9 +45,9 @@ from collections import Counter  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import parse_qs, urlsplit  # noqa: E402
 
-from casework.services import sync_providers  # noqa: E402
 from sqlalchemy import Engine, func, select, text  # noqa: E402
 
+from casework.cases import sync_providers  # noqa: E402
 from casework.config import load_settings  # noqa: E402
 from casework.db import make_engine, session_scope, upgrade  # noqa: E402
 from casework.models import Notice, NoticeStatus  # noqa: E402

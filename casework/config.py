@@ -160,6 +160,14 @@ class NoticeSettings(BaseModel):
     events: list[EventNoticeRule] = Field(default_factory=list)
 
 
+class ReportSettings(BaseModel):
+    """``[reports]``: who receives the commissioners' monthly report."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    monthly_recipients: list[str] = Field(default_factory=list)
+
+
 class ServiceContacts(BaseModel):
     """How families reach the IAS service; printed in every notice."""
 
@@ -263,6 +271,7 @@ class Settings(BaseSettings):
     webhook_max_bytes_sendgrid: int = Field(default=10_000_000, gt=0)
     reminders: ReminderSettings = Field(default_factory=ReminderSettings)
     notices: NoticeSettings = Field(default_factory=NoticeSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     quiet_hours_start: dt.time = dt.time(21, 0)
     quiet_hours_end: dt.time = dt.time(8, 0)
     # A clock is "due soon" (amber) within this many service days (pages and digest).

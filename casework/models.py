@@ -261,6 +261,10 @@ class Deadline(SQLModel, table=True):
     opened_at: dt.datetime = utc_column(nullable=False)
     closed_at: dt.datetime | None = utc_column()
     closed_reason: str = Field(default="", max_length=200)
+    # The day the act was done (on time or late), as recorded by the use case; what
+    # the reports count lateness from. None while open, when cancelled, or missed and
+    # still outstanding.
+    done_on: dt.date | None = None
     next_action_at: dt.datetime | None = utc_column()
 
 
@@ -442,6 +446,8 @@ class Role(StrEnum):
     manager = "manager"
     provider = "provider"
     admin = "admin"
+    # Reads the reports pages and API only: aggregates, never names or references.
+    commissioner = "commissioner"
 
 
 class User(SQLModel, table=True):

@@ -114,6 +114,14 @@ def _digest_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> N
     status["last_digest_queued"] = queue_digest(engine, now, settings)
 
 
+def _monthly_report_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
+    from casework.reports.monthly import queue_monthly_report
+
+    now = dt.datetime.now(dt.UTC)
+    status["last_monthly_report"] = now.isoformat()
+    status["last_monthly_report_queued"] = queue_monthly_report(engine, now, settings)
+
+
 def _listen(event: JobEvent) -> None:
     if event.code == EVENT_JOB_MISSED:
         log.warning("job %s missed its run time %s", event.job_id, event.scheduled_run_time)
@@ -164,6 +172,18 @@ def configure(
         minute=0,
         timezone="Europe/London",
         id="digest",
+        args=args,
+        replace_existing=True,
+    )
+    # The commissioners' monthly report, daily at 08:30 London time: it queues on the
+    # month's first working day (or the first run after it), once per month and address.
+    scheduler.add_job(
+        _monthly_report_job,
+        "cron",
+        hour=8,
+        minute=30,
+        timezone="Europe/London",
+        id="monthly_report",
         args=args,
         replace_existing=True,
     )

@@ -218,9 +218,11 @@ class Clocks:
         ):
             status = DeadlineStatus.met if on_time else DeadlineStatus.missed
             _close(deadline, status, self.now, reason + ("" if on_time else late))
+            deadline.done_on = done_on
         elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
             deadline.next_action_at = None
             deadline.closed_reason = (reason + late)[:200]
+            deadline.done_on = done_on
 
     def cancel(self, reason: str, kinds: Iterable[DeadlineKind] | None = None) -> None:
         """Cancel open clocks the case no longer needs; stop escalating missed ones."""

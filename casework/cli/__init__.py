@@ -12,6 +12,7 @@ from __future__ import annotations
 import typer
 
 from casework.cli import cases, ops
+from casework.cli.reports import report_app
 from casework.cli.users import user_app
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.add_typer(ops.db_app, name="db")
 app.add_typer(cases.case_app, name="case")
 app.add_typer(ops.calendar_app, name="calendar")
 app.add_typer(user_app, name="user")
+app.add_typer(report_app, name="report")
 app.command("deadlines")(cases.deadlines_cmd)
 app.command("serve")(ops.serve)
 app.command("tick")(ops.tick)

@@ -43,7 +43,7 @@ def _session() -> Iterator[tuple[Session, Settings]]:
 @user_app.command("add")
 def add(
     email: Annotated[str, typer.Argument(help="The person's email address (their sign-in name).")],
-    role: Annotated[str, typer.Option(help="adviser, manager, provider or admin.")],
+    role: Annotated[str, typer.Option(help="adviser, manager, provider, admin or commissioner.")],
     provider: Annotated[
         str | None, typer.Option(help="Provider staff only: the provider's code or name.")
     ] = None,

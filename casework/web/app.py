@@ -17,6 +17,8 @@ from sqlalchemy import Engine, text
 from casework.config import Settings, get_settings
 from casework.db import get_engine
 from casework.web import api, webhooks
+from casework.web.api import reports as api_reports
+from casework.web.pages import reports as report_pages
 
 
 def create_app(
@@ -54,6 +56,8 @@ def create_app(
     # app-wide exception handler that could clash with the pages' error pages.
     app.include_router(api.router)
     app.include_router(webhooks.router)
+    app.include_router(api_reports.router)
+    app.include_router(report_pages.router)
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:

@@ -23,6 +23,7 @@ def upgrade() -> None:
     op.add_column("cases", sa.Column("advised_on", sa.Date(), nullable=True))
     op.add_column("cases", sa.Column("chose_on", sa.Date(), nullable=True))
     op.add_column("cases", sa.Column("second_certificate_on", sa.Date(), nullable=True))
+    op.add_column("deadlines", sa.Column("done_on", sa.Date(), nullable=True))
     op.create_table(
         "agreement_items",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -51,6 +52,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_agreement_items_case_id", table_name="agreement_items")
     op.drop_table("agreement_items")
+    with op.batch_alter_table("deadlines") as batch:
+        batch.drop_column("done_on")
     with op.batch_alter_table("cases") as batch:
         batch.drop_column("second_certificate_on")
         batch.drop_column("chose_on")

@@ -186,6 +186,24 @@ def digest_context() -> dict:
     }
 
 
+def monthly_report_context() -> dict:
+    """``reports.monthly.queue_monthly_report``'s context (suppressed, as commissioners see)."""
+    return {
+        "notice_kind": "report",
+        "reference": "",
+        "service_name": SETTINGS.service.name,
+        "month_text": "December 2026",
+        "clocks_due": "1,204",
+        "on_time": "fewer than 5",
+        "percent_on_time": "withheld (fewer than 5)",
+        "year_text": "2026",
+        "held_so_far": "312",
+        "appeals_so_far": "41",
+        "csv_link": "https://casework.example.org/reports/download/figures.csv?from=2026-12-01",
+        "reports_link": "https://casework.example.org/reports?from=2026-12-01&to=2026-12-31",
+    }
+
+
 # Events a disagreement-resolution case can have (states.DisagreementFlow + allocation).
 DISAGREEMENT_EVENTS = {
     "open",
@@ -229,6 +247,8 @@ def contexts_for(name: str) -> list[tuple[str, dict]]:
             found.append((f"escalate.credential_alarm_row ({provider})", row["context"]))
     if name == "daily_digest":
         found.append(("reminders.queue_digest", digest_context()))
+    if name == "monthly_report":
+        found.append(("reports.monthly.queue_monthly_report", monthly_report_context()))
     return found
 
 

@@ -130,7 +130,10 @@ def api_user(request: Request, session: SessionDep, now: NowDep) -> User:
     """
     if request.headers.get("Authorization", "").lower().startswith("bearer "):
         session.connection(execution_options={"claim": True})
-    return get_api_user(request, session, now)
+    user = get_api_user(request, session, now)
+    if user.role == Role.commissioner:  # aggregates only: /api/v1/reports/...
+        raise StarletteHTTPException(403, "Commissioners may use the reports API only")
+    return user
 
 
 ApiUser = Annotated[User, Depends(api_user)]

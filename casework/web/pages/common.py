@@ -105,15 +105,25 @@ class NavItem:
     active: bool = False
 
 
+def home_for(user: User) -> str:
+    """Where each role lands after signing in."""
+    if user.role == Role.commissioner:
+        return "/reports"
+    return "/portal" if user.role == Role.provider else "/"
+
+
 def _nav_for(user: User | None, path: str) -> list[NavItem]:
     if user is None:
         return []
     if user.role == Role.provider:
         items = [NavItem("Our cases", "/portal")]
+    elif user.role == Role.commissioner:
+        items = [NavItem("Reports", "/reports")]
     else:
         items = [NavItem("Cases", "/"), NavItem("New case", "/cases/new")]
         if user.role in MANAGER_ROLES:
             items.append(NavItem("Late and at risk", "/manager"))
+            items.append(NavItem("Reports", "/reports"))
     best = max(
         (i for i in items if path == i.href or (i.href != "/" and path.startswith(i.href))),
         key=lambda i: len(i.href),
@@ -146,7 +156,7 @@ def render(
         "provider_name": provider_name,
         "csrf_token": getattr(request.state, "csrf_token", ""),
         "nav_items": _nav_for(user, request.url.path),
-        "home_url": "/portal" if user is not None and user.role == Role.provider else "/",
+        "home_url": home_for(user) if user is not None else "/",
         "errors": {},
     }
     values.update(context or {})

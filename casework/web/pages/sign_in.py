@@ -16,7 +16,14 @@ from casework import auth, cases
 from casework.config import Settings
 from casework.models import Role, User
 from casework.web.deps import SESSION_COOKIE, NowDep, SessionDep
-from casework.web.pages.common import PageError, form_text, redirect, render, safe_next
+from casework.web.pages.common import (
+    PageError,
+    form_text,
+    home_for,
+    redirect,
+    render,
+    safe_next,
+)
 from casework.web.pages.labels import DONE_MESSAGES
 from casework.web.security import (
     CSRF_FIELD,
@@ -35,10 +42,6 @@ router = APIRouter(include_in_schema=False)
 def _signed_in_user(request: Request, session: Session, now: dt.datetime) -> User | None:
     resolved = auth.resolve_session(session, request.cookies.get(SESSION_COOKIE), now=now)
     return resolved[0] if resolved else None
-
-
-def _home_for(user: User) -> str:
-    return "/portal" if user.role == Role.provider else "/"
 
 
 def _sign_in_page(
@@ -88,7 +91,7 @@ def sign_in_get(
 ) -> Response:
     user = _signed_in_user(request, session, now)
     if user is not None:
-        return redirect(safe_next(next) or _home_for(user))
+        return redirect(safe_next(next) or home_for(user))
     message = ""
     if expired:
         message = "Your session has ended. Sign in again to carry on."
@@ -128,7 +131,7 @@ def sign_in_post(request: Request, session: SessionDep, now: NowDep, form: SignI
     handle = auth.start_session(session, user, now=now)
     if next_url and user.role == Role.provider and not next_url.startswith("/portal"):
         next_url = None
-    response = redirect(next_url or _home_for(user))
+    response = redirect(next_url or home_for(user))
     settings: Settings = request.app.state.settings
     response.set_cookie(
         SESSION_COOKIE,
