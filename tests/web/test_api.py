@@ -528,6 +528,11 @@ def test_provider_records_the_meeting_on_its_own_case(world: World) -> None:
 
 
 def test_deadlines_list_and_filters(world: World) -> None:
+    for nonsense in ("0", "1900-01-01"):
+        refused = world.get("adviser", "/api/v1/deadlines", params={"due_before": nonsense})
+        assert refused.status_code == 422, nonsense
+    doc = world.client.get("/api/v1/openapi.json").json()
+    assert "400" in doc["paths"]["/api/v1/cases"]["post"]["responses"]
     page = world.get("adviser", "/api/v1/deadlines").json()
     refs = {d["reference"] for d in page["items"]}
     assert refs == set(world.refs.values())

@@ -102,11 +102,16 @@ class ApiRoute(APIRoute):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "The body is not valid JSON"},
     401: {"model": ErrorOut, "description": "Missing, invalid or revoked API token"},
     403: {"model": ErrorOut, "description": "This role may not do this (`allowed`: what it may)"},
     404: {"model": ErrorOut, "description": "No such case (or not one this token may see)"},
     409: {"model": ErrorOut, "description": "Refused now, or the case changed since it was read"},
-    422: {"model": ErrorOut, "description": "Invalid data; `field` names it"},
+    422: {
+        "model": ErrorOut,
+        "description": "Invalid data, or a rule of the case refuses it (a date in the future,"
+        " dates out of order, a reason missing); `field` names it and `error` says how to fix it",
+    },
 }
 
 # Declares the bearer scheme in the OpenAPI document; the token itself is checked by

@@ -6,11 +6,13 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator
 from sqlalchemy import select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import col
 
 from casework import deadlines as dl
+from casework.cases.fields import EARLIEST_DATE
 from casework.models import Case, Deadline, DeadlineStatus
 from casework.web.api.common import (
     ApiRoute,
@@ -28,6 +30,13 @@ from casework.web.deps import NowDep, SessionDep
 router = APIRouter(route_class=ApiRoute)
 
 
+def _a_case_date(value: dt.date | None) -> dt.date | None:
+    """A day a SEND case could have (a bare number such as 0 would read as 1970)."""
+    if value is not None and value < EARLIEST_DATE:
+        raise ValueError(f"give a date on or after {EARLIEST_DATE.isoformat()} (YYYY-MM-DD)")
+    return value
+
+
 @router.get("/deadlines", response_model=DeadlinePageOut, summary="Deadlines, soonest first")
 def list_deadlines(
     user: ApiUser,
@@ -39,7 +48,9 @@ def list_deadlines(
         DeadlineStatus, Query(description="open, met, missed or cancelled")
     ] = DeadlineStatus.open,
     due_before: Annotated[
-        dt.date | None, Query(description="Only deadlines due before this date")
+        dt.date | None,
+        Query(description="Only deadlines due before this date (YYYY-MM-DD)"),
+        AfterValidator(_a_case_date),
     ] = None,
 ) -> DeadlinePageOut:
     """Deadlines on the cases this token can see, each with how it was worked out."""
