@@ -22,7 +22,7 @@ from casework.cases.effects import (
 )
 from casework.cases.errors import Conflict, TransitionRefused
 from casework.cases.fields import EventField, parse_event_data
-from casework.cases.unit import Clocks, case_transaction, load_case, record_change, require_aware
+from casework.cases.unit import case_transaction, load_case, record_change, require_aware
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.models import Case
@@ -144,20 +144,18 @@ def advance(
             parsed = parse_event_data(
                 spec.fields, spec.label, data or {}, today=today, facts=facts_of(case)
             )
-            clocks = Clocks(session, case, now)
-            step = Step(
-                session=session,
-                case=case,
+            step = Step.begin(
+                session,
+                case,
+                now=now,
+                settings=settings,
+                actor=actor,
                 family=family,
                 provider=provider,
                 data=parsed,
-                clocks=clocks,
-                now=now,
-                today=today,
-                settings=settings,
-                actor=actor,
-                from_state=from_state,
             )
+            step.from_state = from_state
+            clocks = step.clocks
             if spec.effect is not None:
                 spec.effect(step)
             if note:

@@ -157,6 +157,16 @@ def _replace_whole_agreement(step: Step) -> None:
                     step.clocks.cancel_one(deadline, reason)
 
 
+def mark_done(clocks: Clocks, items: list[AgreementItem], day: dt.date, reason: str) -> None:
+    """Agreed actions carried out on ``day``: each item's own clock is met (or late)."""
+    ids = {item.deadline_id for item in items}
+    for item in items:
+        item.done_on = day
+    for deadline in clocks.live:
+        if deadline.id in ids and deadline.status in (DeadlineStatus.open, DeadlineStatus.missed):
+            clocks.meet_one(deadline, done_on=day, reason=reason)
+
+
 def end_items(session: Session, case: Case, reason: str) -> None:
     """A replaced meeting record ends the items agreed at the earlier one."""
     for item in items_of(session, case):
@@ -219,20 +229,16 @@ def add_agreement_item(
             if agreed_due_on not in (None, ""):
                 due = coerce(AGREED_DUE_ON, agreed_due_on)
                 check_date(AGREED_DUE_ON, due, today)
-            clocks = Clocks(session, case, now)
-            step = Step(
-                session=session,
-                case=case,
-                family=family,
-                provider=provider,
-                data={},
-                clocks=clocks,
+            step = Step.begin(
+                session,
+                case,
                 now=now,
-                today=today,
                 settings=settings,
                 actor=actor,
-                from_state=case.state,
+                family=family,
+                provider=provider,
             )
+            clocks = step.clocks
             item = open_item(
                 step,
                 description=description,
@@ -309,17 +315,9 @@ def record_agreement_item_done(
                     f" meeting that agreed it ({dl.fmt(item.agreed_on)}): check both dates.",
                     field="done_on",
                 )
-            item.done_on = day
             flag_modified(case, "updated_at")
             clocks = Clocks(session, case, now)
-            for deadline in clocks.live:
-                if deadline.id == item.deadline_id and deadline.status in (
-                    DeadlineStatus.open,
-                    DeadlineStatus.missed,
-                ):
-                    clocks.meet_one(
-                        deadline, done_on=day, reason=f"agreed action {item_number} carried out"
-                    )
+            mark_done(clocks, [item], day, f"agreed action {item_number} carried out")
             case.updated_at = now
             record_change(
                 session,

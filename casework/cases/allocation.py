@@ -443,21 +443,9 @@ def _run_effect(
     """Apply a flow event's declared effect inside an allocation change."""
     spec = EVENTS[(CaseKind(case.kind), event)]
     if spec.effect is not None:
-        spec.effect(
-            Step(
-                session=session,
-                case=case,
-                family=None,
-                provider=None,
-                data={},
-                clocks=clocks,
-                now=now,
-                today=dl.local_date(now),
-                settings=settings,
-                actor=actor,
-                from_state=from_state,
-            )
-        )
+        step = Step.begin(session, case, now=now, settings=settings, actor=actor, clocks=clocks)
+        step.from_state = from_state
+        spec.effect(step)
 
 
 def respond_to_allocation(

@@ -73,6 +73,35 @@ class Step:
     # Agreed actions recorded by this step (reg 42), for the letters it causes.
     items: list[AgreementItem] = field(default_factory=list)
 
+    @classmethod
+    def begin(
+        cls,
+        session: Session,
+        case: Case,
+        *,
+        now: dt.datetime,
+        settings: Settings,
+        actor: Actor,
+        family: Person | None = None,
+        provider: Provider | None = None,
+        data: dict[str, Any] | None = None,
+        clocks: Clocks | None = None,
+    ) -> Step:
+        """A change to ``case`` recorded ``now``: its clocks loaded, its state noted."""
+        return cls(
+            session=session,
+            case=case,
+            family=family,
+            provider=provider,
+            data=data if data is not None else {},
+            clocks=clocks if clocks is not None else Clocks(session, case, now),
+            now=now,
+            today=dl.local_date(now),
+            settings=settings,
+            actor=actor,
+            from_state=case.state,
+        )
+
 
 Handler = Callable[[Step], None]
 Permission = Callable[[Actor, Case], str | None]

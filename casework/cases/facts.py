@@ -14,11 +14,11 @@ from casework.cases.effects import Step, _icb_told
 from casework.cases.errors import TransitionRefused, ValidationFailed
 from casework.cases.fields import EventField, check_date, check_order, coerce
 from casework.cases.intake import DECISION_DATE, DECISION_TYPES
-from casework.cases.unit import Clocks, audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.deadlines import DeadlineKind
-from casework.models import Case, DeadlineStatus
+from casework.models import Case
 from casework.states import FINAL_STATES, CaseKind, CaseState
 
 ICB_TOLD_ON = EventField(
@@ -73,7 +73,7 @@ def update_case_facts(
     The family's 2-month window is recomputed from a corrected decision date; the old
     clock is cancelled, not edited, so the history shows both.
     """
-    from casework.cases.agreements import items_of
+    from casework.cases.agreements import items_of, mark_done
 
     now = require_aware(now)
     today = dl.local_date(now)
@@ -90,20 +90,16 @@ def update_case_facts(
                     f"Cannot change {case.reference}: the case is {state_words(case.state)}."
                 )
             changed: dict[str, Any] = {}
-            clocks = Clocks(session, case, now)
-            step = Step(
-                session=session,
-                case=case,
-                family=family,
-                provider=provider,
-                data={},
-                clocks=clocks,
+            step = Step.begin(
+                session,
+                case,
                 now=now,
-                today=today,
                 settings=settings,
                 actor=actor,
-                from_state=case.state,
+                family=family,
+                provider=provider,
             )
+            clocks = step.clocks
             if decision_type not in (None, ""):
                 if decision_type not in DECISION_TYPES:
                     raise ValidationFailed(
@@ -163,15 +159,7 @@ def update_case_facts(
                         " waiting to be carried out.",
                         field="agreement_done_on",
                     )
-                ids = {i.deadline_id for i in open_items}
-                for item in open_items:
-                    item.done_on = day
-                for deadline in clocks.live:
-                    if deadline.id in ids and deadline.status in (
-                        DeadlineStatus.open,
-                        DeadlineStatus.missed,
-                    ):
-                        clocks.meet_one(deadline, done_on=day, reason="agreed action carried out")
+                mark_done(clocks, open_items, day, "agreed action carried out")
                 changed["agreement_done_on"] = day
             if not changed:
                 raise ValidationFailed("Nothing to change: give at least one new detail.")
