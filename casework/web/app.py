@@ -6,19 +6,31 @@ its settings and engine once at creation; tests build one per database.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, text
+from starlette.routing import compile_path
 
 from casework.config import Settings, get_settings
 from casework.db import get_engine
 from casework.web import api, webhooks
 from casework.web.api import reports as api_reports
 from casework.web.pages import reports as report_pages
+
+
+@lru_cache(maxsize=8)
+def _operations(app: FastAPI) -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
+    """Each path of the OpenAPI document as a pattern, with its methods."""
+    return tuple(
+        (compile_path(path)[0], tuple(operations))
+        for path, operations in app.openapi().get("paths", {}).items()
+    )
 
 
 def create_app(
@@ -58,6 +70,25 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(api_reports.router)
     app.include_router(report_pages.router)
+
+    @app.middleware("http")
+    async def _allow_every_method(request: Request, call_next: Any) -> Response:
+        """A 405's Allow header lists every method the path has, as the OpenAPI says.
+
+        Each method of a path is its own route, and Starlette names only the first
+        route it matched; the document the API publishes knows them all.
+        """
+        response: Response = await call_next(request)
+        if response.status_code == 405:
+            methods = sorted(
+                method.upper()
+                for pattern, operations in _operations(app)
+                if pattern.match(request.url.path)
+                for method in operations
+            )
+            if methods:
+                response.headers["Allow"] = ", ".join(methods)
+        return response
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:

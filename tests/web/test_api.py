@@ -665,3 +665,10 @@ def test_factories_and_api_agree_on_the_cast(world: World) -> None:
     detail = world.get("adviser", f"/api/v1/cases/{world.refs['none']}").json()
     assert detail["contact"]["name"] == "Unallocated Family"
     assert detail["allocation"] is None and detail["provider"] is None
+
+
+def test_a_405_names_every_method_the_path_has(world: World) -> None:
+    """The Allow header matches the OpenAPI document (GET and POST on /cases)."""
+    answer = world.client.put("/api/v1/cases", headers=world.headers("adviser"))
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "GET, POST"
