@@ -1479,12 +1479,6 @@ def row_settings(request: pytest.FixtureRequest, settings: Settings) -> Iterator
     yield closed
 
 
-def test_the_table_has_enough_rows_and_unique_names() -> None:
-    names = [row.name for row in ROWS]
-    assert len(names) == len(set(names))
-    assert len(ROWS) >= 40
-
-
 @pytest.mark.parametrize(
     ("row", "row_settings"),
     [(r, r) for r in ROWS],
