@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlmodel import col, select
+
 from casework import cases
 from casework.models import AgreementItem
 from tests.conftest import ADVISER, at
@@ -61,7 +63,7 @@ def test_agreed_actions_are_recorded_and_carried_out_from_the_case_page(web: Web
     )
     assert done.status_code == 303, done.text
     with web.session() as s:
-        items = s.query(AgreementItem).order_by(AgreementItem.number).all()  # type: ignore[attr-defined]
+        items = list(s.execute(select(AgreementItem).order_by(col(AgreementItem.number))).scalars())
         assert [(i.number, i.done_on, bool(i.ended_reason)) for i in items] == [
             (0, None, True),
             (1, dt.date(2026, 12, 7), False),

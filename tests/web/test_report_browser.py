@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from casework import auth, cases
-from casework import deadlines as dl
 from casework.config import load_settings
 from casework.db import make_engine, session_scope, upgrade
 from casework.web import assets
@@ -68,7 +67,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             yield Live(base_url, settings, engine, clock)
     finally:
         engine.dispose()
-        dl.set_closure_days([])
 
 
 @pytest.fixture(scope="module")
