@@ -530,3 +530,28 @@ def test_a_letter_without_the_reg_32_information_is_flagged(
         detail = cases.case_detail(fresh, case.reference, actor=ADVISER, now=at("2026-11-09"))
     assert any("may extend the time to appeal" in w for w in detail.warnings)
     assert dl.fmt(D(2026, 11, 9)) == "Monday 9 November 2026"
+
+
+def test_a_clock_the_sweep_marked_missed_is_met_when_the_act_was_in_time(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """Decision 1 Sep 2026: the family must say by Sun 1 Nov. It declined on Fri 30 Oct,
+    but nobody typed it in; the sweep on Mon 2 Nov marks the clock missed. Recorded on
+    Tue 3 Nov with the real date, the clock was met: the law looks at the act, not the
+    typing."""
+    from casework.reminders import sweep
+
+    case = create_case(session, settings, decision_date=D(2026, 9, 1), now=at("2026-10-20"))
+    advance(session, settings, case, "advise", now=at("2026-10-21"))
+    sweep(engine, at("2026-11-02", "09:00"), settings)
+    assert last(engine, case.reference, "contact_adviser")[0] == "missed"
+    advance(session, settings, case, "decline", now=at("2026-11-03"), declined_on="2026-10-30")
+    status, due, reason = last(engine, case.reference, "contact_adviser")
+    assert (status, due) == ("met", D(2026, 11, 1))
+    with session_scope(engine) as fresh:
+        clock = next(
+            d
+            for d in cases.case_deadlines(fresh, cases.get_case(fresh, case.reference))
+            if d.kind == "contact_adviser"
+        )
+        assert clock.done_on == D(2026, 10, 30) and clock.next_action_at is None
