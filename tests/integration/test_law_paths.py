@@ -546,7 +546,7 @@ def test_a_clock_the_sweep_marked_missed_is_met_when_the_act_was_in_time(
     sweep(engine, at("2026-11-02", "09:00"), settings)
     assert last(engine, case.reference, "contact_adviser")[0] == "missed"
     advance(session, settings, case, "decline", now=at("2026-11-03"), declined_on="2026-10-30")
-    status, due, reason = last(engine, case.reference, "contact_adviser")
+    status, due, _reason = last(engine, case.reference, "contact_adviser")
     assert (status, due) == ("met", D(2026, 11, 1))
     with session_scope(engine) as fresh:
         clock = next(
