@@ -18,7 +18,7 @@ from casework.cases.allocation import (
     suggest,
     sync_providers,
 )
-from casework.cases.context import SYSTEM, Actor, TransitionContext
+from casework.cases.context import Actor, TransitionContext
 from casework.cases.effects import (
     EVENTS,
     EventSpec,
@@ -65,7 +65,6 @@ __all__ = [
     "DECISION_TYPES",
     "EVENTS",
     "INTAKE_CHANNELS",
-    "SYSTEM",
     "VIEW_EVENT",
     "Actor",
     "CaseDetail",

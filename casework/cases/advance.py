@@ -21,12 +21,12 @@ from casework.cases.effects import (
     spec_for,
 )
 from casework.cases.errors import Conflict, TransitionRefused
-from casework.cases.fields import EventField, parse_event_data
+from casework.cases.fields import parse_event_data
 from casework.cases.unit import case_transaction, load_case, record_change, require_aware
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.models import Case
-from casework.states import FINAL_STATES, CaseKind, TransitionNotAllowed, flow_for
+from casework.states import CaseKind, TransitionNotAllowed, flow_for
 
 # Why a step the flow knows is not possible yet, in words, with what to do first.
 _GUARD_WORDS: dict[str, str] = {
@@ -96,11 +96,6 @@ def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> Tran
     else:
         tail = "Nothing more can be recorded: the case is closed."
     return TransitionRefused(f"Cannot record \u201c{label}\u201d: {reason}. {tail}", allowed)
-
-
-def fields_for(case: Case, event: str) -> tuple[EventField, ...]:
-    spec = spec_for(case.kind, event)
-    return spec.fields if spec else ()
 
 
 def advance(
@@ -181,7 +176,3 @@ def advance(
             )
         session.commit()
     return case
-
-
-def is_open(case: Case) -> bool:
-    return case.state not in FINAL_STATES

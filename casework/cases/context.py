@@ -25,10 +25,6 @@ class Actor:
         return self.role == "provider"
 
 
-# The scheduler's own changes (marking a clock missed, queueing a digest).
-SYSTEM = Actor(id="system:scheduler", role="system", channel="scheduler")
-
-
 @dataclass(kw_only=True)
 class TransitionContext:
     """A change about to be committed, as the notice rules see it."""

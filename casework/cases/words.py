@@ -88,20 +88,12 @@ def state_words(state: str | None) -> str:
     return STATE_WORDS.get(state or "", "Not yet open")
 
 
-def choice_words(value: str | None) -> str:
-    return CHOICE_WORDS.get(value or "", value or "")
-
-
 def actor_words(actor_id: str) -> str:
     """'user:alice@example.org' -> 'alice@example.org'; the scheduler in words."""
     if actor_id.startswith("system:"):
         return "by the scheduler"
     kind, _, who = actor_id.partition(":")
     return who if kind in ("user", "token") and who else actor_id
-
-
-def date_words(day: dt.date | None) -> str:
-    return dl.fmt(day) if day else ""
 
 
 def moment_words(moment: dt.datetime | None) -> str:
