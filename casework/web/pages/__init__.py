@@ -26,7 +26,7 @@ from casework.config import Settings
 from casework.web import assets
 from casework.web.deps import SESSION_COOKIE, NotSignedIn
 from casework.web.errors import http_status
-from casework.web.pages import case, dashboard, intake, manager, sign_in
+from casework.web.pages import case, common, dashboard, intake, manager, sign_in
 from casework.web.pages.common import PageError, redirect, render
 from casework.web.security import CsrfFailed, SecurityHeadersMiddleware
 
@@ -52,6 +52,8 @@ def _wants_json(request: Request) -> bool:
 def install(app: FastAPI) -> None:
     """Add the pages, the assets, the error pages and the security headers."""
     settings: Settings = app.state.settings
+    # Templates change on disk only while developing; elsewhere skip the per-render check.
+    common.templates_reload(settings.environment == "development")
     if settings.environment != "test":
         warning = assets.ensure_assets(quiet=True)
         if warning:

@@ -82,6 +82,13 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def templates_reload(on: bool) -> None:
+    """Whether templates are re-read when they change on disk (development only)."""
+    _env.auto_reload = on
+
+
 _env.globals.update(
     state_labels=STATE_LABELS,
     state_colours=STATE_COLOURS,
