@@ -160,6 +160,13 @@ def case_detail(
         actions=allowed_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
     )
+    if actor.is_provider:
+        from casework.cases.provider_view import for_provider
+
+        own = session.get(Provider, actor.provider_id)
+        if own is None:
+            raise not_found(reference)
+        return for_provider(detail, own)
     if with_views:
         detail.view_count = int(
             session.execute(

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import col
 
+from casework.cases.provider_view import notices_condition
 from casework.models import Case, Notice, NoticeStatus
 from casework.web.api.common import (
     ApiRoute,
@@ -16,7 +17,6 @@ from casework.web.api.common import (
     Limit,
     Offset,
     is_provider,
-    of_provider_cases,
     page_of,
     visible_case,
 )
@@ -40,8 +40,8 @@ def list_notices(
     """Newest first. Provider staff see only the notices sent to their provider."""
     conditions: list[ColumnElement[bool]] = []
     if is_provider(user):
-        conditions.append(of_provider_cases(Notice.case_id, user))
-        conditions.append(col(Notice.recipient_role) == "provider")
+        assert user.provider_id is not None
+        conditions.append(notices_condition(user.provider_id))
     if case is not None:
         found = visible_case(session, user, case)
         conditions.append(col(Notice.case_id) == found.id)

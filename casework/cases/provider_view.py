@@ -1,0 +1,206 @@
+"""What provider staff see of a case: an explicit list, in one place, for the portal and the API.
+
+Confidential by listing, not by hiding: a provider's view is built from the fields
+named here and nothing else, so a field added to a case later stays with the IAS
+until someone decides a provider needs it. Staff of the provider the case is
+allocated to see: the case facts a mediator needs, the family's contact once they
+have accepted the case, their own allocation (with its note, never the reason the
+adviser gave for choosing them), the clocks they must meet, the steps of the
+mediation and what was agreed, and the notices sent to them. Never: adviser-only
+notes, another provider's allocation or decline reason or notices, IAS staff
+addresses, the view log, or the adviser's warnings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+from sqlmodel import col
+
+from casework.cases.views import CaseDetail
+from casework.models import Allocation, AllocationStatus, Case, CaseEvent, Notice, Provider
+from casework.states import FINAL_STATES
+
+# The case's own fields a provider sees.
+CASE_FIELDS: tuple[str, ...] = (
+    "id",
+    "reference",
+    "kind",
+    "state",
+    "version",
+    "intake_channel",
+    "opened_at",
+    "updated_at",
+    "summary",
+    "child_name",
+    "decision_date",
+    "decision_type",
+    "health_care",
+    "health_only",
+    "placement_only",
+    "provider_id",
+    "la_told_on",
+    "icb_told_on",
+    "meeting_on",
+    "meeting_time",
+    "meeting_held_on",
+    "meeting_outcome",
+    "agreement",
+    "not_arranged_reported_on",
+    "certificate_on",
+    "certificate_type",
+    "second_certificate_on",
+)
+# The clocks a provider must meet (or that tell it when the meeting must be held).
+CLOCKS: frozenset[str] = frozenset(
+    {
+        "allocation_acceptance",
+        "scheduled_meeting",
+        "mediation_meeting",
+        "certificate_after_meeting",
+        "dr_meeting",
+    }
+)
+# The steps of a case a provider sees in its history, and the data of each.
+EVENTS: frozenset[str] = frozenset(
+    {
+        "choose_mediation",
+        "record_icb_told",
+        "schedule_meeting",
+        "record_meeting",
+        "report_not_arranged",
+        "issue_certificate",
+        "add_agreement_item",
+        "agreement_item_done",
+        "allocate",
+        "allocate_provider",
+        "accept_allocation",
+        "decline_allocation",
+        "withdraw",
+        "close",
+    }
+)
+EVENT_DATA: frozenset[str] = frozenset(
+    {
+        "la_told_on",
+        "icb_told_on",
+        "meeting_on",
+        "meeting_time",
+        "meeting_held_on",
+        "outcome",
+        "agreement",
+        "told_on",
+        "certificate_on",
+        "certificate_type",
+        "second_certificate",
+        "item",
+        "description",
+        "body",
+        "due",
+        "done_on",
+    }
+)
+# Who recorded a step, as a provider reads it: never an IAS member's address.
+IAS = "the IAS service"
+
+
+def notices_condition(provider_id: int) -> ColumnElement[bool]:
+    """The notices a provider's staff may list: those sent to it, on cases it holds."""
+    address = select(col(Provider.email)).where(col(Provider.id) == provider_id)
+    held = select(col(Case.id)).where(col(Case.provider_id) == provider_id)
+    return (
+        col(Notice.case_id).in_(held)
+        & (col(Notice.recipient_role) == "provider")
+        & (col(Notice.to_address) == address.scalar_subquery())
+    )
+
+
+def _own_event(event: CaseEvent, provider: Provider) -> bool:
+    """An allocation step concerns this provider only if it was this provider's."""
+    data = event.data or {}
+    if event.event == "allocate_provider":
+        return data.get("provider") == provider.code
+    if event.event in ("accept_allocation", "decline_allocation"):
+        return data.get("provider_id") == provider.id
+    return True
+
+
+def _event(event: CaseEvent, provider: Provider) -> CaseEvent:
+    data: dict[str, Any] = {k: v for k, v in (event.data or {}).items() if k in EVENT_DATA}
+    return CaseEvent(
+        id=event.id,
+        case_id=event.case_id,
+        at=event.at,
+        actor=IAS if event.channel != "portal" else provider.name,
+        event=event.event,
+        from_state=event.from_state,
+        to_state=event.to_state,
+        data=data,
+        channel=event.channel,
+        note="",
+    )
+
+
+def _allocation(allocation: Allocation | None, provider: Provider) -> Allocation | None:
+    if allocation is None or allocation.provider_id != provider.id:
+        return None
+    return Allocation(
+        id=allocation.id,
+        case_id=allocation.case_id,
+        provider_id=allocation.provider_id,
+        status=allocation.status,
+        allocated_at=allocation.allocated_at,
+        allocated_by=IAS,
+        responded_at=allocation.responded_at,
+        responded_by=allocation.responded_by,
+        note=allocation.note,
+        override_reason="",
+    )
+
+
+def for_provider(detail: CaseDetail, provider: Provider) -> CaseDetail:
+    """The case as the staff of ``provider`` may see it (the case must be allocated to it).
+
+    Every object returned is a fresh copy that belongs to no database session, so
+    leaving a field out can never be written back.
+    """
+    case = Case(**{name: getattr(detail.case, name) for name in CASE_FIELDS})
+    allocation = _allocation(detail.allocation, provider)
+    active = (
+        detail.case.state not in FINAL_STATES
+        and allocation is not None
+        and allocation.status == AllocationStatus.accepted
+    )
+    return replace(
+        detail,
+        case=case,
+        family=detail.family if active else None,
+        provider=provider,
+        allocation=allocation,
+        allocation_provider=provider if allocation is not None else None,
+        deadlines=[
+            d
+            for d in detail.deadlines
+            if d.kind in CLOCKS
+            # Another provider's answer to an earlier allocation is not this one's clock.
+            and (
+                d.kind != "allocation_acceptance"
+                or (allocation is not None and d.opened_at >= allocation.allocated_at)
+            )
+        ],
+        events=[
+            _event(e, provider)
+            for e in detail.events
+            if e.event in EVENTS and _own_event(e, provider)
+        ],
+        notices=[
+            n
+            for n in detail.notices
+            if n.recipient_role == "provider" and n.to_address == provider.email
+        ],
+        warnings=[],
+        view_count=0,
+        recent_views=[],
+    )
