@@ -314,6 +314,17 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.data_dir / 'casework.db'}"
 
+    def served_at(self, host: str, port: int) -> Settings:
+        """These settings for a server listening on ``host:port``.
+
+        Links in messages point at the public URL; unless one was configured
+        (``CASEWORK_PUBLIC_URL``), that is the address being served.
+        """
+        if "public_url" in self.model_fields_set:
+            return self
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        return self.model_copy(update={"public_url": f"http://{shown}:{port}"})
+
     @property
     def calendars(self) -> dl.Calendars:
         """The statutory and service calendars for this service's closure days.

@@ -124,7 +124,7 @@ def serve(
     from casework.web.app import create_app
 
     logs.configure()
-    settings = get_settings()
+    settings = get_settings().served_at(host, port)
     engine = ready_engine(settings)
     with session_scope(engine) as session:
         cases.sync_providers(session, settings)

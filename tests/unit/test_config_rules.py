@@ -111,3 +111,16 @@ def test_the_shipped_configuration_loads() -> None:
     settings = load_settings(environment="test")
     assert len(settings.reminders.rules) > 20
     assert settings.notices.events
+
+
+def test_links_point_at_the_served_port_unless_a_public_url_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from casework.config import load_settings
+
+    monkeypatch.delenv("CASEWORK_PUBLIC_URL", raising=False)
+    assert load_settings(environment="test").served_at("127.0.0.1", 8765).public_url == (
+        "http://127.0.0.1:8765"
+    )
+    configured = load_settings(environment="test", public_url="https://cases.example.org")
+    assert configured.served_at("0.0.0.0", 8765).public_url == "https://cases.example.org"
