@@ -4,7 +4,8 @@ A backup is taken while threads keep opening cases through the use case, then
 restored into a fresh database (on PostgreSQL: another database, under another
 schema name). Every case committed before the backup began must be there with all
 its events and notices; nothing that was not committed may be; the manifest's row
-counts and checksum must describe exactly the dump that was restored.
+counts and checksum must describe exactly the dump that was restored, and the
+restored audit trail must verify.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import pytest
 from sqlalchemy import Engine, make_url, select, text
 from typer.testing import CliRunner, Result
 
+from casework import audit, cases, db
 from casework import backup as backups
-from casework import cases, db
 from casework.cli import app
 from casework.config import Settings, get_settings
 from casework.db import database_revisions, make_engine, session_scope
@@ -157,6 +158,11 @@ def test_backup_under_write_load_restores_every_committed_case(
         assert manifest.row_counts["case_events"] == len(events)
         assert manifest.row_counts["notices"] == len(notices)
         assert sorted(database_revisions(target)) == manifest.revision
+        # The restored audit trail is every case's whole chain, and it verifies.
+        with target.connect() as conn:
+            trail = audit.find_breaks(conn)
+        assert trail.breaks == []
+        assert trail.sealed == len(events)
     finally:
         target.dispose()
 
