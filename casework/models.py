@@ -224,6 +224,9 @@ class CaseEvent(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     channel: str = Field(max_length=20)
     note: str = Field(default="", sa_type=Text)
+    # SHA-256 of this row and of the previous row's hash on the case (casework.audit);
+    # empty only on rows written before the chain existed.
+    hash: str | None = Field(default=None, max_length=64)
 
 
 class Deadline(SQLModel, table=True):

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Row
 
 from casework import deadlines as dl
 from casework import urgency
+from casework.audit import seal_rows
 from casework.config import ReminderRule, Settings
 from casework.models import (
     MISSED_OUTSTANDING,
@@ -312,6 +313,8 @@ def _process_batch(
             missed,
         )
     if events:
+        # Sealed into each case's audit chain like every row the use cases write.
+        seal_rows(conn, events)
         conn.execute(CaseEvent.__table__.insert(), events)  # type: ignore[attr-defined]
 
 

@@ -14,11 +14,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
 
+from casework import audit
 from casework import deadlines as dl
 from casework.cases.context import Actor, TransitionContext
 from casework.cases.errors import Conflict, NotFound, ValidationFailed
@@ -51,7 +52,7 @@ def case_transaction(session: Session, reference: str) -> Iterator[None]:
     except (StaleDataError, OperationalError) as exc:
         session.rollback()
         if isinstance(exc, OperationalError) and not any(
-            word in str(exc.orig).lower() for word in ("locked", "busy")
+            word in str(exc.orig).lower() for word in ("locked", "busy", "deadlock")
         ):
             raise
         raise Conflict(
@@ -86,7 +87,12 @@ def audit_event(
     note: str = "",
     channel: str | None = None,
 ) -> CaseEvent:
-    """The one audit row a change appends; every writer builds it here."""
+    """The one audit row a change appends; every writer builds it here.
+
+    Its place in the case's hash chain is sealed when it is written
+    (:func:`casework.audit.seal_new_rows`, installed below): only then is the row
+    before it known, including one added earlier in the same transaction.
+    """
     return CaseEvent(
         case_id=case.id,  # type: ignore[arg-type]
         at=at,
@@ -98,6 +104,11 @@ def audit_event(
         channel=channel or actor.channel,
         note=note,
     )
+
+
+# Every audit row any session writes is sealed into its case's chain.
+if not event.contains(Session, "before_flush", audit.seal_new_rows):
+    event.listen(Session, "before_flush", audit.seal_new_rows)
 
 
 # Statements built once: building a select() costs more Python time than running it.

@@ -19,7 +19,7 @@ from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.effects import EventSpec, live_allocation
 from casework.cases.errors import ValidationFailed
-from casework.cases.unit import load_case, not_found
+from casework.cases.unit import audit_event, load_case, not_found
 from casework.letters import case_page_warnings_for
 from casework.models import (
     AgreementItem,
@@ -196,22 +196,10 @@ def record_view(session: Session, case: Case, actor: Actor, now: dt.datetime) ->
     read snapshot first and, having waited behind another writer, finds it stale and
     fails ("database is locked") instead of writing.
     """
-    case_id, state = case.id, case.state
+    state = case.state
     session.commit()
     session.connection(execution_options={"claim": True})
-    session.add(
-        CaseEvent(
-            case_id=case_id,  # type: ignore[arg-type]
-            at=now,
-            actor=actor.id,
-            event=VIEW_EVENT,
-            from_state=state,
-            to_state=state,
-            data={},
-            channel=actor.channel,
-            note="",
-        )
-    )
+    session.add(audit_event(case, actor=actor, event=VIEW_EVENT, at=now, from_state=state))
     session.commit()
 
 

@@ -3,8 +3,10 @@
 Every command takes ``--json``; refusals exit non-zero with one line saying what to
 do (see :mod:`casework.cli.common` for the exit codes). The commands live by area:
 :mod:`~casework.cli.cases` (cases and deadlines), :mod:`~casework.cli.users` (people
-and API tokens) and :mod:`~casework.cli.ops` (database, calendar, serving, the
-scheduler, the outbox). Registration order here is the order ``--help`` lists them.
+and API tokens), :mod:`~casework.cli.ops` (database, calendar, serving, the
+scheduler, the outbox), :mod:`~casework.cli.backup` (backup and restore) and
+:mod:`~casework.cli.audit` (verifying the audit trail). Registration order here is
+the order ``--help`` lists them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import typer
 
 from casework.cli import cases, ops
+from casework.cli.audit import audit_app
+from casework.cli.backup import backup_cmd, restore_cmd
 from casework.cli.reports import report_app
 from casework.cli.users import user_app
 
@@ -31,6 +35,9 @@ app.command("tick")(ops.tick)
 app.command("digest")(ops.digest)
 app.command("worker")(ops.worker)
 app.add_typer(ops.notices_app, name="notices")
+app.command("backup")(backup_cmd)
+app.command("restore")(restore_cmd)
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -43,6 +43,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "casework.notify": ("casework.cases", "casework.reminders", *DOORS),
     "casework.scheduler": ("casework.cases", *DOORS),
     "casework.auth": DOORS,
+    # Backups copy records; they know no use case and no web page.
+    "casework.backup": ("casework.cases", "casework.notify", "casework.scheduler", *DOORS),
+    # The audit chain seals and checks records; the use cases install it, not the reverse.
+    "casework.audit": ("casework.cases", "casework.notify", "casework.scheduler", *DOORS),
     "casework.web": ("casework.cli",),
 }
 

@@ -1,0 +1,63 @@
+"""``audit verify``: prove the audit trail was not altered behind casework's back.
+
+The chain and its check live in :mod:`casework.audit`; this door only puts the
+first broken row of each case into words and exits 1 when there is one.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from casework import audit, cases
+from casework.cases.words import moment_words
+from casework.cli.common import JsonOpt, emit, handles_errors
+from casework.config import get_settings
+from casework.db import get_engine
+
+audit_app = typer.Typer(help="The audit trail and its seals.", no_args_is_help=True)
+
+
+def _sentence(found: audit.ChainBreak) -> str:
+    return (
+        f"{found.reference}: \u201c{cases.event_label(found.event)}\u201d recorded"
+        f" {moment_words(found.at)}: {found.why}"
+    )
+
+
+@audit_app.command("verify")
+@handles_errors
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Walk every case's audit chain; name the first row of each that does not match."""
+    engine = get_engine(get_settings())
+    with engine.connect() as connection:
+        result = audit.find_breaks(connection)
+    payload = {
+        "rows": result.rows,
+        "sealed": result.sealed,
+        "cases": result.cases,
+        "breaks": [
+            {
+                "reference": b.reference,
+                "event": b.event,
+                "at": b.at.isoformat(),
+                "what": _sentence(b),
+            }
+            for b in result.breaks
+        ],
+    }
+    if result.breaks:
+        lines = [f"the audit trail of {len(result.breaks)} case(s) does not verify:"]
+        lines += [f"  {_sentence(b)}" for b in result.breaks]
+    else:
+        lines = [
+            f"the audit trail verifies: {result.sealed:,} sealed rows"
+            f" across {result.cases:,} cases"
+            + (
+                f" ({result.rows - result.sealed:,} older rows written before sealing began)"
+                if result.rows != result.sealed
+                else ""
+            )
+        ]
+    emit(payload, as_json, "\n".join(lines))
+    if result.breaks:
+        raise typer.Exit(1)

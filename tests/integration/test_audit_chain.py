@@ -1,0 +1,181 @@
+"""The audit trail is sealed, row by row, on SQLite and PostgreSQL; tampering is found.
+
+Every ``case_events`` row carries the SHA-256 of itself and of the row before it on
+the same case. These tests write a case's history through the use cases (changes
+and views), check that it verifies, then alter and remove rows with plain SQL, as
+someone with database access would, and check that ``audit verify`` names the
+first row that no longer matches, in words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+from typer.testing import CliRunner, Result
+
+from casework import audit, cases, db
+from casework.cli import app
+from casework.config import Settings, get_settings
+from casework.models import Case
+from tests.conftest import ADVISER, MANAGER, at
+from tests.factories import advance, create_case
+
+
+def _history(session: Session, settings: Settings) -> tuple[Case, Case]:
+    first = create_case(session, settings, name="Chain Family One")
+    advance(session, settings, first, "advise", now=at("2026-11-10"))
+    cases.record_view(session, first, MANAGER, at("2026-11-10", "11:00"))
+    advance(session, settings, first, "decline", now=at("2026-11-11"))
+    second = create_case(session, settings, name="Chain Family Two")
+    cases.record_view(session, second, ADVISER, at("2026-11-12"))
+    return first, second
+
+
+def _verify(engine: Engine) -> audit.Verification:
+    with engine.connect() as connection:
+        return audit.find_breaks(connection)
+
+
+def _event_ids(engine: Engine, case: Case) -> list[int]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text("SELECT id FROM case_events WHERE case_id = :c ORDER BY id"), {"c": case.id}
+            ).scalars()
+        )
+
+
+def test_every_row_is_sealed_and_the_trail_verifies(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    _first, _second = _history(session, settings)
+    result = _verify(engine)
+    assert result.breaks == []
+    assert result.cases == 2
+    assert result.rows == result.sealed == 6
+    with engine.connect() as conn:
+        hashes = list(conn.execute(text("SELECT hash FROM case_events")).scalars())
+    assert all(h and len(h) == 64 for h in hashes)
+    assert len(set(hashes)) == len(hashes)
+
+
+def test_a_row_changed_behind_the_apps_back_is_named(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    first, _second = _history(session, settings)
+    advise_id = _event_ids(engine, first)[1]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE case_events SET actor = 'user:someone.else@example.org' WHERE id = :i"),
+            {"i": advise_id},
+        )
+    result = _verify(engine)
+    assert [(b.reference, b.event) for b in result.breaks] == [(first.reference, "advise")]
+    assert result.breaks[0].at == at("2026-11-10")
+
+
+def test_a_removed_row_breaks_the_chain_at_the_next_one(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    first, _second = _history(session, settings)
+    view_id = _event_ids(engine, first)[2]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM case_events WHERE id = :i"), {"i": view_id})
+    result = _verify(engine)
+    assert [(b.reference, b.event) for b in result.breaks] == [(first.reference, "decline")]
+
+
+def test_a_removed_seal_is_reported(engine: Engine, session: Session, settings: Settings) -> None:
+    _first, second = _history(session, settings)
+    last_of_second = _event_ids(engine, second)[-1]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE case_events SET hash = NULL WHERE id = :i"), {"i": last_of_second}
+        )
+    result = _verify(engine)
+    assert [(b.reference, b.event) for b in result.breaks] == [(second.reference, "viewed")]
+    assert "seal" in result.breaks[0].why
+
+
+def test_the_chain_starts_at_the_first_sealed_row(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """Rows written before the migration have no seal; the chain begins after them."""
+    case = create_case(session, settings, name="Older Family")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE case_events SET hash = NULL WHERE case_id = :c"), {"c": case.id})
+    advance(session, settings, case, "advise", now=at("2026-11-10"))
+    cases.record_view(session, case, MANAGER, at("2026-11-10", "12:00"))
+    result = _verify(engine)
+    assert result.breaks == []
+    assert (result.rows, result.sealed) == (3, 2)
+
+
+def _forget_cached_settings_and_engine() -> None:
+    if get_settings.cache_info().currsize:
+        settings = get_settings()
+        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
+    get_settings.cache_clear()
+    db._cached_engine.cache_clear()
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    _forget_cached_settings_and_engine()
+    monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
+    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
+    yield CliRunner()
+    _forget_cached_settings_and_engine()
+
+
+def _run(runner: CliRunner, *args: str, expect: int = 0) -> Result:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == expect, (result.stdout, result.stderr, result.exception)
+    return result
+
+
+def test_audit_verify_says_in_words_which_row_was_altered(
+    cli: CliRunner, engine: Engine, session: Session, settings: Settings
+) -> None:
+    first, _second = _history(session, settings)
+    assert (
+        "the audit trail verifies: 6 sealed rows across 2 cases"
+        in _run(cli, "audit", "verify").stdout
+    )
+    decline_id = _event_ids(engine, first)[-1]
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE case_events SET note = 'rewritten' WHERE id = :i"), {"i": decline_id}
+        )
+    out = _run(cli, "audit", "verify", expect=1).stdout
+    assert first.reference in out
+    assert cases.event_label("decline") in out
+    assert "Wednesday 11 November 2026 at 10:00am" in out
+    assert "decline" not in out.replace(cases.event_label("decline"), "")
+    data = json.loads(_run(cli, "audit", "verify", "--json", expect=1).stdout)
+    assert [b["reference"] for b in data["breaks"]] == [first.reference]
+
+
+def test_the_sweeps_own_rows_keep_the_chain_whole(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The sweep writes 'deadline missed' rows in bulk; they are sealed like the rest, and a
+    step recorded after them chains onto them."""
+    from casework.reminders import sweep
+
+    case = create_case(session, settings, decision_date=dt.date(2026, 9, 1), now=at("2026-10-20"))
+    advance(session, settings, case, "advise", now=at("2026-10-21"))
+    sweep(engine, at("2026-11-02", "09:00"), settings)
+    advance(session, settings, case, "decline", now=at("2026-11-03"), declined_on="2026-10-30")
+    result = _verify(engine)
+    assert result.breaks == []
+    with engine.connect() as connection:
+        missed = connection.execute(
+            text("SELECT hash FROM case_events WHERE event = 'deadline_missed'")
+        ).all()
+    assert missed and all(row.hash for row in missed)
