@@ -234,3 +234,61 @@ def list_deadlines(
 
 def count_cases(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(Case)).scalar_one())
+
+
+# Words for the data an audit row carries that is not an event's own field.
+DATA_WORDS: dict[str, str] = {
+    "kind": "Kind of request",
+    "decision_date": "Date of the LA's decision letter",
+    "decision_type": "What the LA decided",
+    "health_care": "Health care in issue",
+    "placement_only": "Appeal only about the school or college named",
+    "reg32_info_given": "The decision letter gave the mediation information",
+    "provider": "Provider",
+    "override_reason": "Reason for choosing this provider",
+    "reason": "Reason",
+    "item": "Agreed action",
+    "description": "What was agreed",
+    "body": "Who must act",
+    "matter": "Time limit that applies",
+    "due": "Due by",
+    "done_on": "Carried out on",
+    "deadline": "Clock",
+    "due_date": "Due",
+    "second_certificate": "Second certificate",
+    "icb_told_la_on": "The date the ICB told the LA what was agreed",
+    "agreement_done_on": "The date the agreed actions were carried out",
+}
+# Keys that are references for the machine, not facts for a person.
+_HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
+
+
+def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[str, str]]:
+    """An audit row's data as (words, value) pairs: labels from the event's own fields."""
+    from casework.cases.effects import event_fields
+    from casework.cases.words import CHOICE_WORDS, DEADLINE_WORDS, DECISION_TYPE_WORDS
+
+    labels = {f.name: f.label for f in event_fields(kind, event)}
+    out: list[tuple[str, str]] = []
+    for key, value in data.items():
+        if key in _HIDDEN_DATA or value in (None, "", False):
+            continue
+        text = str(value)
+        if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
+            try:
+                text = dl.fmt(dt.date.fromisoformat(value))
+            except ValueError:
+                text = value
+        elif value is True:
+            text = "Yes"
+        elif isinstance(value, str):
+            text = (
+                CHOICE_WORDS.get(value)
+                or DECISION_TYPE_WORDS.get(value)
+                or DEADLINE_WORDS.get(value)
+                or value
+            )
+        out.append(
+            (labels.get(key) or DATA_WORDS.get(key) or key.replace("_", " ").capitalize(), text)
+        )
+    return out

@@ -134,3 +134,23 @@ def test_intake_lists_every_problem_at_once_and_records_the_reg_32_answer(web: W
     assert opened.status_code == 303, opened.text
     reference = opened.headers["location"].split("/cases/")[1].split("?")[0]
     assert reload(web, reference).reg32_info_given is False
+
+
+def test_the_timeline_names_each_detail_in_words(web: Web) -> None:
+    """No field name reaches the page: a decline shows its date under its label."""
+    case = make_case(web, provider="solution-talk", mediating=True)
+    with web.session() as s:
+        cases.advance(
+            s,
+            case.reference,
+            "decline",
+            now=at("2026-11-12"),
+            actor=ADVISER,
+            settings=web.settings,
+            data={"declined_on": "2026-11-11"},
+        )
+    html = web.browser("adviser").get(f"/cases/{case.reference}").text
+    assert "The date the family said it does not want (or no longer wants) mediation" in html
+    assert "Wednesday 11 November 2026" in html
+    for code in ("declined_on", "la_told_on", "override_reason", "provider_id"):
+        assert code not in html.split("<main")[1], code

@@ -9,7 +9,6 @@ their templates need.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,12 +47,9 @@ from casework.web.pages.common import (
     render,
 )
 from casework.web.pages.labels import (
-    CHOICE_LABELS,
     DEADLINE_LABELS,
-    DECISION_TYPE_LABELS,
     DONE_MESSAGES,
     STATE_LABELS,
-    fmt_date,
     fmt_datetime,
 )
 
@@ -109,21 +105,6 @@ def record_view(session: Session, case: Case, user: User, now: dt.datetime, chan
     cases.record_view(session, case, auth.actor_for(user, channel), now)
 
 
-def _event_detail(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    for key, value in data.items():
-        if key == "note" or value in (None, "", False):
-            continue
-        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            value = fmt_date(dt.date.fromisoformat(value))
-        elif value is True:
-            value = "yes"
-        elif isinstance(value, str):
-            value = CHOICE_LABELS.get(value, DECISION_TYPE_LABELS.get(value, value))
-        out.append((key.replace("_", " ").capitalize(), str(value)))
-    return out
-
-
 def _event_entry(e: CaseEvent, kind: str | None = None) -> TimelineEntry:
     change = ""
     if e.from_state and e.to_state and e.from_state != e.to_state:
@@ -136,7 +117,7 @@ def _event_entry(e: CaseEvent, kind: str | None = None) -> TimelineEntry:
         title=cases.event_label(e.event, kind),
         who=actor_words(e.actor),
         channel=e.channel,
-        detail=_event_detail(e.data or {}),
+        detail=cases.event_details(kind, e.event, e.data or {}) if kind else [],
         note=e.note,
         change=change,
     )
