@@ -17,6 +17,7 @@ from casework.cli import cases, ops
 from casework.cli.audit import audit_app
 from casework.cli.backup import backup_cmd, restore_cmd
 from casework.cli.reports import report_app
+from casework.cli.sar import sar_app
 from casework.cli.users import user_app
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(cases.case_app, name="case")
 app.add_typer(ops.calendar_app, name="calendar")
 app.add_typer(user_app, name="user")
 app.add_typer(report_app, name="report")
+app.add_typer(sar_app, name="sar")
 app.command("deadlines")(cases.deadlines_cmd)
 app.command("serve")(ops.serve)
 app.command("tick")(ops.tick)
