@@ -26,6 +26,9 @@ from typing import Any
 from casework import deadlines as dl
 
 DEFAULT_ICB_NAME = "the NHS Integrated Care Board (ICB)"
+# A meeting recorded this many days or more before the day it was arranged for is
+# probably a mistyped date: the adviser is asked to check it.
+EARLY_MEETING_DAYS = 7
 _APPEAL_TAIL = "appeal must reach the Tribunal by "
 
 
@@ -348,6 +351,17 @@ def case_page_warnings(facts: LetterFacts, today: dt.date) -> list[str]:
         warnings.append(
             f"The appeal deadline passed on {_with_5pm(due)}. The Tribunal decides whether to"
             " accept a late appeal."
+        )
+    if (
+        facts.meeting_on is not None
+        and facts.meeting_held_on is not None
+        and (facts.meeting_on - facts.meeting_held_on).days >= EARLY_MEETING_DAYS
+    ):
+        warnings.append(
+            f"The meeting is recorded as held on {dl.fmt(facts.meeting_held_on)},"
+            f" {(facts.meeting_on - facts.meeting_held_on).days} days before the date it was"
+            f" arranged for ({dl.fmt(facts.meeting_on)}). If that is a mistake, record the"
+            " meeting again with the right date: the certificate's clock counts from it."
         )
     if facts.health_only and facts.la_told_on is not None and facts.icb_told_on is None:
         warnings.append(

@@ -555,3 +555,25 @@ def test_a_clock_the_sweep_marked_missed_is_met_when_the_act_was_in_time(
             if d.kind == "contact_adviser"
         )
         assert clock.done_on == D(2026, 10, 30) and clock.next_action_at is None
+
+
+def test_a_meeting_recorded_well_before_its_arranged_date_is_questioned(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """Arranged for Mon 30 Nov, recorded as held on Fri 20 Nov: probably a typing slip."""
+    case = mediating(session, settings)
+    advance(
+        session, settings, case, "schedule_meeting", now=at("2026-11-13"), meeting_on="2026-11-30"
+    )
+    advance(
+        session,
+        settings,
+        case,
+        "record_meeting",
+        now=at("2026-11-30"),
+        meeting_held_on="2026-11-20",
+        outcome="none",
+    )
+    with session_scope(engine) as fresh:
+        detail = cases.case_detail(fresh, case.reference, actor=ADVISER, now=at("2026-11-30"))
+    assert any("10 days before the date it was arranged for" in w for w in detail.warnings)
