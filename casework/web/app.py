@@ -13,14 +13,16 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine, text
 from starlette.routing import compile_path
 
 from casework.config import Settings, get_settings
 from casework.db import get_engine
-from casework.web import api, webhooks
+from casework.web import api, assets, webhooks
 from casework.web.api import reports as api_reports
+from casework.web.pages import OptionalStaticFiles
 from casework.web.pages import reports as report_pages
 
 
@@ -58,7 +60,9 @@ def create_app(
         lifespan=lifespan,
         title="casework",
         version="0.1.0",
-        docs_url="/api/docs",
+        # The docs page is served below with its assets from the app itself.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/api/v1/openapi.json",
     )
     app.state.settings = settings
@@ -89,6 +93,23 @@ def create_app(
             if methods:
                 response.headers["Allow"] = ", ".join(methods)
         return response
+
+    app.mount(
+        "/assets/swagger",
+        OptionalStaticFiles(directory=assets.SWAGGER_DIST, check_dir=False),
+        name="swagger",
+    )
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """The API's documentation, its scripts and styles served by casework (no CDN)."""
+        return get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="casework API",
+            swagger_js_url="/assets/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/assets/swagger/swagger-ui.css",
+            swagger_favicon_url="/assets/swagger/favicon-32x32.png",
+        )
 
     @app.get("/health", tags=["health"])
     def health() -> JSONResponse:

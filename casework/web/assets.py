@@ -21,6 +21,8 @@ WEB_DIR = Path(__file__).resolve().parent
 GOVUK_DIST = WEB_DIR / "node_modules" / "govuk-frontend" / "dist" / "govuk"
 GOVUK_CSS = GOVUK_DIST / "govuk-frontend.min.css"
 STATIC_DIR = WEB_DIR / "static"
+# The API's documentation page, served from the app (never a CDN) so it works offline.
+SWAGGER_DIST = WEB_DIR / "node_modules" / "swagger-ui-dist"
 
 
 def assets_present() -> bool:

@@ -672,3 +672,15 @@ def test_a_405_names_every_method_the_path_has(world: World) -> None:
     answer = world.client.put("/api/v1/cases", headers=world.headers("adviser"))
     assert answer.status_code == 405
     assert answer.headers["allow"] == "GET, POST"
+
+
+def test_the_api_docs_page_loads_its_assets_from_the_app(world: World) -> None:
+    """Offline and under the app's own address: no CDN."""
+    page = world.client.get("/api/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "http://" not in page.text.replace(
+        "http://testserver", ""
+    )
+    assert "/assets/swagger/swagger-ui-bundle.js" in page.text
+    bundle = world.client.get("/assets/swagger/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000
