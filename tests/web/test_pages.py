@@ -670,3 +670,17 @@ def test_missing_assets_are_a_404_not_a_500(web: Web) -> None:
     response = web.browser().get("/assets/govuk/no-such-file.css")
     assert response.status_code == 404
     assert web.browser().get("/static/casework.css").status_code == 200
+
+
+def test_unknown_addresses_and_form_addresses_get_pages_not_json(web: Web) -> None:
+    browser = web.browser("adviser")
+    missing = browser.get("/no-such-page")
+    assert missing.status_code == 404
+    assert "text/html" in missing.headers["content-type"] and "Page not found" in missing.text
+    case = make_case(web)
+    back = browser.get(f"/cases/{case.reference}/events/advise")
+    assert back.status_code == 303 and back.headers["location"] == f"/cases/{case.reference}"
+    wrong = browser.client.put("/cases/new")
+    assert wrong.status_code == 405 and "text/html" in wrong.headers["content-type"]
+    api = browser.get("/api/v1/no-such-thing")
+    assert api.status_code == 404 and api.headers["content-type"].startswith("application/json")

@@ -14,11 +14,13 @@ the portal (:mod:`casework.web.portal`, added by the app beside these pages) and
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 
 from casework import cases
@@ -34,6 +36,24 @@ from casework.web.security import CsrfFailed, SecurityHeadersMiddleware
 router = APIRouter(include_in_schema=False)
 for _screen in (sign_in, dashboard, intake, case, manager):
     router.include_router(_screen.router)
+
+
+# Words for the errors the web server itself gives.
+_HTTP_WORDS: dict[int, tuple[str, str]] = {
+    404: (
+        "Page not found",
+        "If you typed the address, check it is correct. If you followed a link, the page"
+        " may have moved: go to your cases and find it from there.",
+    ),
+    405: (
+        "That cannot be done from this address",
+        "This address answers a form. Go back to the page with the form and send it again.",
+    ),
+}
+# A case's form addresses, and the case page they belong to.
+_FORM_OWNER = re.compile(
+    r"^(/(?:portal/)?cases/[A-Za-z0-9-]+)/(?:events|allocate|facts|agreements)"
+)
 
 
 class OptionalStaticFiles(StaticFiles):
@@ -125,6 +145,33 @@ def install(app: FastAPI) -> None:
             "error.html",
             {"page_title": "That cannot be done", "message": str(exc)},
             status_code=http_status(exc),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """Unknown addresses and wrong methods get a page a person can act on.
+
+        The API and the webhooks keep their JSON. A form's address opened as a page
+        (a sign-in that returned to it after a session ended mid-form) goes back to
+        the case the form belongs to.
+        """
+        if _wants_json(request) or request.url.path.startswith(("/api/", "/webhooks/")):
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
+        if exc.status_code == 405 and request.method == "GET":
+            owner = _FORM_OWNER.match(request.url.path)
+            if owner:
+                return redirect(owner.group(1))
+        title, message = _HTTP_WORDS.get(
+            exc.status_code,
+            ("Sorry, that did not work", "Go back and try again, or go to your cases."),
+        )
+        return render(
+            request,
+            "error.html",
+            {"page_title": title, "message": message},
+            status_code=exc.status_code,
         )
 
     app.add_middleware(SecurityHeadersMiddleware)
