@@ -684,3 +684,15 @@ def test_unknown_addresses_and_form_addresses_get_pages_not_json(web: Web) -> No
     assert wrong.status_code == 405 and "text/html" in wrong.headers["content-type"]
     api = browser.get("/api/v1/no-such-thing")
     assert api.status_code == 404 and api.headers["content-type"].startswith("application/json")
+
+
+def test_a_page_with_form_errors_says_so_in_its_title(web: Web) -> None:
+    case = make_case(web)
+    browser = web.browser("adviser")
+    refused = browser.post(
+        f"/cases/{case.reference}/events/withdraw", {"version": str(case.version), "reason": ""}
+    )
+    assert refused.status_code == 422
+    assert "<title>Error: " in refused.text
+    fine = browser.get(f"/cases/{case.reference}")
+    assert "<title>Error: " not in fine.text
