@@ -373,6 +373,7 @@ def test_a_stale_form_is_a_409_conflict_and_changes_nothing(web: Web) -> None:
     )
     assert response.status_code == 409
     assert "Someone else changed this case" in response.text
+    assert "family withdrew" in response.text  # what was typed is kept in its form
     after = reload(web, case.reference)
     assert after.state == "advised" and after.version == moved.version
     assert [e.event for e in events_of(web, case.reference)] == [e.event for e in before]

@@ -292,9 +292,13 @@ def refusal_page(
             status_code=409,
             banner=(
                 f"Someone else changed this case while you were looking at it. {exc} "
-                "Nothing you entered was saved: check the case below and try again."
+                "Nothing you entered was saved: what you typed is kept in the form below;"
+                " check the case and send it again."
             ),
             banner_title="Someone else changed this case",
+            # What was typed stays in its form, open, so nothing has to be typed again.
+            open_event=open_event,
+            values=values,
         )
     return render_case(
         request,
