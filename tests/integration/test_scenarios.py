@@ -312,10 +312,15 @@ def test_a_mediated_case_from_request_to_appeal_lodged(
         "2026-11-10",
         "11:00",
         life.allocate("link"),
-        family("provider_allocated"),
         provider("allocation_notice"),
     )
-    life.do("2026-11-11", "15:00", life.provider_answers("link", accept=True))
+    # The family hears who will run mediation once the provider has accepted.
+    life.do(
+        "2026-11-11",
+        "15:00",
+        life.provider_answers("link", accept=True),
+        family("provider_allocated"),
+    )
     life.do(
         "2026-11-12",
         "10:00",
@@ -466,10 +471,15 @@ def test_a_withdrawn_case_is_told_once_and_then_hears_nothing(life: Life) -> Non
         "2026-11-10",
         "11:00",
         life.allocate("link"),
-        family("provider_allocated"),
         provider("allocation_notice"),
     )
-    life.do("2026-11-11", "15:00", life.provider_answers("link", accept=True))
+    # The family hears who will run mediation once the provider has accepted.
+    life.do(
+        "2026-11-11",
+        "15:00",
+        life.provider_answers("link", accept=True),
+        family("provider_allocated"),
+    )
     life.do(
         "2026-11-12",
         "10:00",
@@ -509,7 +519,6 @@ def test_a_provider_that_does_not_answer_in_2_working_days_is_escalated(life: Li
         "2026-11-10",
         "11:00",
         life.allocate("link"),
-        family("provider_allocated"),
         provider("allocation_notice"),
     )
     # Link finally declines; the adviser is told and allocates KIDS (Mon 16 Nov), which
@@ -524,10 +533,15 @@ def test_a_provider_that_does_not_answer_in_2_working_days_is_escalated(life: Li
         "2026-11-16",
         "10:00",
         life.allocate("kids"),
-        family("provider_allocated"),
         provider("allocation_notice"),
     )
-    life.do("2026-11-17", "10:00", life.provider_answers("kids", accept=True))
+    # Only KIDS, which accepted, is ever named to the family.
+    life.do(
+        "2026-11-17",
+        "10:00",
+        life.provider_answers("kids", accept=True),
+        family("provider_allocated"),
+    )
     life.finish("2026-11-30")
 
     assert life.clocks() == [

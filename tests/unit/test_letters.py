@@ -328,6 +328,7 @@ EVENT_STATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("mediation", "open"): ("requested",),
     ("mediation", "advise"): ("advised",),
     ("mediation", "allocate_provider"): ("requested", "advised", "mediating"),
+    ("mediation", "accept_allocation"): ("requested", "advised", "mediating"),
     ("mediation", "decline_allocation"): ("requested", "advised"),
     ("mediation", "choose_mediation"): ("mediating",),
     ("mediation", "record_icb_told"): ("mediating",),
@@ -349,6 +350,7 @@ EVENT_STATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("disagreement", "open"): ("requested",),
     ("disagreement", "advise"): ("advised",),
     ("disagreement", "allocate_provider"): ("allocated",),
+    ("disagreement", "accept_allocation"): ("allocated",),
     ("disagreement", "decline_allocation"): ("advised", "allocated"),
     ("disagreement", "schedule_meeting"): ("allocated",),
     ("disagreement", "withdraw"): ("requested", "advised", "allocated", "meeting_held"),
@@ -771,7 +773,7 @@ def test_when_the_decision_letter_lacked_the_reg_32_information_the_family_is_to
 def test_the_la_must_arrange_the_meeting_within_30_days() -> None:
     snap = _snap("mediating (")
     for template, event in (
-        ("provider_allocated", "allocate_provider"),
+        ("provider_allocated", "accept_allocation"),
         ("mediation_chosen", "choose_mediation"),
     ):
         text = _letter(template, event, snap)
