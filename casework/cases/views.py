@@ -7,12 +7,14 @@ looked at a case is part of reading it, so it lives here too.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Subquery, func, select
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
+from casework import urgency
 from casework.cases.access import check_actor_may_see
 from casework.cases.advance import allowed_events
 from casework.cases.agreements import items_of
@@ -22,6 +24,7 @@ from casework.cases.errors import ValidationFailed
 from casework.cases.unit import load_case, not_found
 from casework.letters import case_page_warnings_for
 from casework.models import (
+    MISSED_OUTSTANDING,
     AgreementItem,
     Allocation,
     Case,
@@ -59,6 +62,90 @@ CASE_FACTS = (
     "close_outcome",
     "withdrawn_reason",
 )
+
+
+# --- Late duties: the one rule every list and page shows ---------------------------------
+
+# A clock whose act is still to be done: open, or missed by the sweep and not yet done
+# (nor stopped by the case leaving the state that needed it). A missed duty never
+# drops out of a list because the sweep marked it missed or a manager acknowledged
+# its escalation; only doing the act, or the case moving on, ends it.
+LATE_OUTSTANDING: ColumnElement[bool] = (col(Deadline.status) == DeadlineStatus.missed) & (
+    col(Deadline.closed_reason) == MISSED_OUTSTANDING
+)
+STILL_DUE: ColumnElement[bool] = (col(Deadline.status) == DeadlineStatus.open) | LATE_OUTSTANDING
+
+
+def late_and_outstanding(deadline: Deadline) -> bool:
+    """Missed and not done yet (:data:`LATE_OUTSTANDING`, row by row)."""
+    return deadline.status == DeadlineStatus.missed and deadline.closed_reason == MISSED_OUTSTANDING
+
+
+def still_due(deadline: Deadline) -> bool:
+    return deadline.status == DeadlineStatus.open or late_and_outstanding(deadline)
+
+
+def clock_urgency(
+    deadline: Deadline, now: dt.datetime, *, calendars: dl.Calendars, soon_days: int
+) -> urgency.UrgencyStatus | None:
+    """Red, amber or green for a clock still due; None once done, cancelled or ended."""
+    if late_and_outstanding(deadline):
+        return urgency.assess_late(due_date=deadline.due_date, now=now)
+    if deadline.status != DeadlineStatus.open:
+        return None
+    return urgency.assess(
+        kind=deadline.kind,
+        due_date=deadline.due_date,
+        due_at=deadline.due_at,
+        now=now,
+        calendars=calendars,
+        soon_days=soon_days,
+    )
+
+
+def done_late(deadline: Deadline, *, calendars: dl.Calendars) -> str:
+    """'done late by 2 working days' for a clock done after its due date, else ''."""
+    if (
+        deadline.status != DeadlineStatus.missed
+        or deadline.done_on is None
+        or deadline.done_on <= deadline.due_date
+    ):
+        return ""
+    return urgency.done_late_text(
+        kind=deadline.kind,
+        due_date=deadline.due_date,
+        done_on=deadline.done_on,
+        calendars=calendars,
+    )
+
+
+def next_deadlines(session: Session, case_ids: Sequence[int]) -> dict[int, Deadline]:
+    """The most urgent clock still due of each case (late first), in ONE query."""
+    if not case_ids:
+        return {}
+    rows = session.execute(
+        select(Deadline)
+        .where(col(Deadline.case_id).in_(case_ids), STILL_DUE)
+        .order_by(col(Deadline.case_id), col(Deadline.due_at), col(Deadline.id))
+    ).scalars()
+    soonest: dict[int, Deadline] = {}
+    for d in rows:
+        soonest.setdefault(d.case_id, d)
+    return soonest
+
+
+def next_due_by_case() -> Subquery:
+    """Per case, the due moment of its most urgent clock still due (a subquery).
+
+    Ordering by it puts late cases first (their moment has passed), then the soonest
+    due, then cases with nothing due; lists sort on it in SQL, so paging stays right.
+    """
+    return (
+        select(col(Deadline.case_id).label("case_id"), func.min(Deadline.due_at).label("next_due"))
+        .where(STILL_DUE)
+        .group_by(col(Deadline.case_id))
+        .subquery("next_due")
+    )
 
 
 @dataclass
@@ -129,11 +216,12 @@ def case_detail(
         session.get(Provider, allocation.provider_id) if allocation is not None else None
     )
     deadlines = case_deadlines(session, case)
-    # Open clocks first, soonest first; then the closed ones in the order they opened.
+    # Clocks still due first (late ones lead), soonest first; then the finished ones
+    # in the order they opened.
     deadlines.sort(
         key=lambda d: (
-            d.status != DeadlineStatus.open,
-            d.due_at if d.status == DeadlineStatus.open else dt.datetime.min.replace(tzinfo=dt.UTC),
+            not still_due(d),
+            d.due_at if still_due(d) else dt.datetime.min.replace(tzinfo=dt.UTC),
             d.id or 0,
         )
     )

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from casework import cases
 from casework.models import Case, Deadline, Person, Provider, Role
 from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
@@ -87,9 +88,12 @@ def dashboard(
                 func.lower(Person.name).contains(q.lower(), autoescape=True),
             )
             query = query.where(col(Case.id).in_(matching))
-    rows = session.execute(
-        query.order_by(col(Case.id).desc()).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
-    ).all()
+    # Most urgent first: late duties, then the soonest due, then cases with nothing due.
+    next_due = cases.next_due_by_case()
+    query = query.outerjoin(next_due, next_due.c.case_id == Case.id).order_by(
+        next_due.c.next_due.is_(None), next_due.c.next_due, col(Case.id).desc()
+    )
+    rows = session.execute(query.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).all()
     has_next = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     soonest = next_deadlines(session, [c.id for c, _ in rows if c.id is not None])
