@@ -109,6 +109,7 @@ def started(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list
     monkeypatch.setattr(assets, "ensure_assets", lambda quiet=False: None)
     record: list[str] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: record.append("serve"))
+    monkeypatch.setattr("casework.cli.ops.run_server", lambda *a, **k: record.append("serve"))
     monkeypatch.setattr(scheduler, "run_worker", lambda *a, **k: record.append("worker"))
     monkeypatch.setattr("casework.logs.configure", lambda *a, **k: None)
     yield record
