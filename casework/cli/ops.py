@@ -192,6 +192,7 @@ def prepare_start(
 ) -> str:
     """Everything ``serve`` does before listening; returns the message to print after."""
     now = dt.datetime.now(dt.UTC)
+    url = f"http://{host}:{port}/"
     credentials: list[str] = []
     first: tuple[str, str] | None = None
     with session_scope(engine) as session:
@@ -206,9 +207,16 @@ def prepare_start(
             email = admin_email.strip() or settings.team.manager_email
             admin = auth.first_admin(session, email=email, now=now)
             if admin is not None:
-                first = (admin.email, auth.set_password_url(settings, admin))
+                # The link must open where this server listens unless a public
+                # address was configured (CASEWORK_PUBLIC_URL).
+                linked = (
+                    settings
+                    if "public_url" in settings.model_fields_set
+                    else settings.model_copy(update={"public_url": url})
+                )
+                first = (admin.email, auth.set_password_url(linked, admin))
     return startup_message(
-        url=f"http://{host}:{port}/",
+        url=url,
         database=engine.url.render_as_string(hide_password=True),
         first_admin=first,
         demo_credentials=credentials,

@@ -45,6 +45,9 @@ def test_a_fresh_install_prints_a_link_to_create_the_first_admin(
     # Not used yet: the next start offers a fresh link to the same admin, no second user.
     again = prepare_start(settings, engine, host="127.0.0.1", port=8000, demo=False)
     assert "head@ias.example.org" in again
+    assert _link_in(message).startswith("http://127.0.0.1:8000/set-password/")
+    elsewhere = prepare_start(settings, engine, host="127.0.0.1", port=8765, demo=False)
+    assert _link_in(elsewhere).startswith("http://127.0.0.1:8765/set-password/")
     assert len(_users(engine)) == 1
 
     client = TestClient(create_app(settings, engine), follow_redirects=False)
