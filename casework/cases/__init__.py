@@ -64,9 +64,9 @@ from casework.cases.views import (
     list_cases,
     list_deadlines,
     next_deadlines,
-    next_due_by_case,
     record_view,
     still_due,
+    urgent_first,
 )
 
 __all__ = [
@@ -118,7 +118,6 @@ __all__ = [
     "list_deadlines",
     "live_allocation",
     "next_deadlines",
-    "next_due_by_case",
     "open_case",
     "parse_event_data",
     "provider_events",
@@ -130,4 +129,5 @@ __all__ = [
     "suggest",
     "sync_providers",
     "update_case_facts",
+    "urgent_first",
 ]

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from casework import cases
-from casework.models import MISSED_OUTSTANDING, Deadline, Notice
+from casework.models import MISSED_OUTSTANDING, Case, Deadline, Notice
 from casework.reminders import sweep
 from tests.conftest import ADVISER, at
 from tests.web.conftest import Web, make_case, reload
@@ -166,3 +166,34 @@ def test_the_dashboard_lists_late_cases_first_then_the_soonest_due(web: Web) -> 
         for r in (calm, newest)
     }
     assert order[1:] == sorted(due_of, key=lambda r: due_of[r])
+
+
+def test_paging_across_late_due_and_nothing_due_gives_each_case_once(web: Web) -> None:
+    """Page by page (one case a page) the list is the same as in one page."""
+    late = _held_meeting_case(web)
+    due = _certificate_clock(web, late).due_date
+    later = dt.datetime.combine(due + dt.timedelta(days=1), dt.time(9), tzinfo=dt.UTC)
+    sweep(web.engine, later, web.settings)
+    calm = make_case(web).reference
+    gone = make_case(web).reference
+    with web.session() as s:
+        cases.advance(
+            s,
+            gone,
+            "withdraw",
+            now=later,
+            actor=ADVISER,
+            settings=web.settings,
+            data={"reason": "resolved"},
+        )
+    query = select(Case)  # every case, whatever its state
+    with web.session() as s:
+        whole = [r[0].reference for r in cases.urgent_first(s, query, limit=10, offset=0)]
+        paged = [
+            r[0].reference
+            for n in range(4)
+            for r in cases.urgent_first(s, query, limit=1, offset=n)
+        ]
+    assert whole == paged[:3] and len(paged) == 3
+    assert whole[0] == late and whole[-1] == gone  # nothing due comes last
+    assert calm in whole
