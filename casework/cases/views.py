@@ -153,10 +153,12 @@ def urgent_first(session: Session, query: Any, *, limit: int, offset: int) -> li
 
     The order: cases with a missed duty not yet done (longest late first), then cases
     by their soonest open clock (an open clock past its moment is late too), then
-    cases with nothing due; newest first among equals. Each part walks an index in order (the clocks
-    by status and due moment, the cases by id) and stops once the page is full, so the
-    first pages of 100,000 cases cost what a list ordered by id costs; a GROUP BY over
-    every clock would cost a hundred times more on every look at the dashboard.
+    cases with nothing due, newest first. Equally urgent cases keep the order their
+    clocks started: the index's own order, where a tie-break on anything else would
+    make each page read every clock due at the same moment. Each part walks an index
+    in order (the clocks by status and due moment, the cases by id) and stops once the
+    page is full, so the first pages of 100,000 cases cost what a list ordered by id
+    costs; a GROUP BY over every clock would cost a hundred times more on each look.
     """
     d: Any = aliased(Deadline)
     other: Any = aliased(Deadline)
@@ -171,10 +173,10 @@ def urgent_first(session: Session, query: Any, *, limit: int, offset: int) -> li
     parts: list[Any] = [
         query.join(d, d.case_id == Case.id)
         .where(_late_outstanding(d), first_late)
-        .order_by(d.due_at, col(Case.id).desc()),
+        .order_by(d.due_at, d.id),
         query.join(d, d.case_id == Case.id)
         .where(d.status == DeadlineStatus.open, first_open, ~any_late)
-        .order_by(d.due_at, col(Case.id).desc()),
+        .order_by(d.due_at, d.id),
         query.where(nothing_due).order_by(col(Case.id).desc()),
     ]
     rows: list[Any] = []
