@@ -411,3 +411,26 @@ def set_password_url(settings: Settings, user: User) -> str:
     return (
         f"{settings.public_url.rstrip('/')}/set-password/{make_set_password_token(settings, user)}"
     )
+
+
+def first_admin(session: Session, *, email: str, now: dt.datetime) -> User | None:
+    """The administrator to invite while nobody can sign in yet (a fresh install).
+
+    A database with no users gets one admin with no password, who chooses one through
+    a one-time link. Until someone has a password, each start offers that admin a new
+    link, since the last one may have scrolled away or expired. Once anyone can sign
+    in, None: accounts are then given out by an administrator.
+    """
+    if session.execute(select(col(User.id)).where(col(User.password_hash) != "").limit(1)).first():
+        return None
+    waiting = session.execute(
+        select(User)
+        .where(col(User.role) == Role.admin, col(User.active).is_(True))
+        .order_by(col(User.id))
+        .limit(1)
+    ).scalar_one_or_none()
+    if waiting is not None:
+        return waiting
+    if session.execute(select(col(User.id)).limit(1)).first():
+        return None
+    return create_user(session, email=email, role=Role.admin, now=now, name="Administrator")

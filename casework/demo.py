@@ -386,11 +386,23 @@ def _stories(now: dt.datetime) -> list[tuple[str, Callable[[_Story], object]]]:
 
 def load_demo(session: Session, settings: Settings, now: dt.datetime) -> list[str]:
     """Create what is missing; return lines to print (new credentials, what was loaded)."""
-    now = now.astimezone(dt.UTC)
+    return ensure_demo_users(session, settings, now) + load_demo_cases(session, settings, now)
+
+
+def ensure_demo_users(session: Session, settings: Settings, now: dt.datetime) -> list[str]:
+    """The demo accounts that were missing, as lines with their one-time passwords."""
     cases.sync_providers(session, settings)
-    lines = _ensure_users(session, settings, now)
+    lines = _ensure_users(session, settings, now.astimezone(dt.UTC))
     if lines:
         lines.append("(these passwords are shown once: note them now)")
+    return lines
+
+
+def load_demo_cases(session: Session, settings: Settings, now: dt.datetime) -> list[str]:
+    """The demo cases, once; lines saying what was loaded or skipped."""
+    now = now.astimezone(dt.UTC)
+    cases.sync_providers(session, settings)
+    lines: list[str] = []
     if _already_loaded(session):
         return lines
     loaded: list[str] = []

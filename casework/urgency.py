@@ -86,5 +86,28 @@ def assess(
     return UrgencyStatus(Urgency.on_track, text)
 
 
+def assess_late(*, due_date: dt.date, now: dt.datetime) -> UrgencyStatus:
+    """A clock already marked missed whose act is not done yet: red until it is done.
+
+    The sweep marks a passed clock missed within a minute; the duty itself does not go
+    away, so it stays red (with how long it has been late) on every screen.
+    """
+    late = (dl.local_date(now) - due_date).days
+    text = "overdue since today" if late <= 0 else f"overdue by {_plural(late, 'day')}"
+    return UrgencyStatus(Urgency.overdue, text)
+
+
+def done_late_text(
+    *, kind: str, due_date: dt.date, done_on: dt.date, calendars: dl.Calendars
+) -> str:
+    """'done late by 3 working days': counted on the clock's own calendar."""
+    calendar = calendars.for_clock(kind)
+    late = calendar.working_days_between(due_date, done_on)
+    if late <= 0:
+        # Done on a day after the due date that is not a working day (a weekend).
+        return f"done late, on {dl.fmt(done_on)}"
+    return f"done late by {_plural(late, calendar.day_word)}"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"

@@ -7,12 +7,16 @@ looked at a case is part of reading it, so it lives here too.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
+from casework import urgency
 from casework.cases.access import check_actor_may_see
 from casework.cases.advance import allowed_events
 from casework.cases.agreements import items_of
@@ -22,6 +26,7 @@ from casework.cases.errors import ValidationFailed
 from casework.cases.unit import audit_event, load_case, not_found
 from casework.letters import case_page_warnings_for
 from casework.models import (
+    MISSED_OUTSTANDING,
     AgreementItem,
     Allocation,
     Case,
@@ -59,6 +64,137 @@ CASE_FACTS = (
     "close_outcome",
     "withdrawn_reason",
 )
+
+
+# --- Late duties: the one rule every list and page shows ---------------------------------
+
+# A clock whose act is still to be done: open, or missed by the sweep and not yet done
+# (nor stopped by the case leaving the state that needed it). A missed duty never
+# drops out of a list because the sweep marked it missed or a manager acknowledged
+# its escalation; only doing the act, or the case moving on, ends it.
+LATE_OUTSTANDING: ColumnElement[bool] = (col(Deadline.status) == DeadlineStatus.missed) & (
+    col(Deadline.closed_reason) == MISSED_OUTSTANDING
+)
+STILL_DUE: ColumnElement[bool] = (col(Deadline.status) == DeadlineStatus.open) | LATE_OUTSTANDING
+
+
+def late_and_outstanding(deadline: Deadline) -> bool:
+    """Missed and not done yet (:data:`LATE_OUTSTANDING`, row by row)."""
+    return deadline.status == DeadlineStatus.missed and deadline.closed_reason == MISSED_OUTSTANDING
+
+
+def still_due(deadline: Deadline) -> bool:
+    return deadline.status == DeadlineStatus.open or late_and_outstanding(deadline)
+
+
+def clock_urgency(
+    deadline: Deadline, now: dt.datetime, *, calendars: dl.Calendars, soon_days: int
+) -> urgency.UrgencyStatus | None:
+    """Red, amber or green for a clock still due; None once done, cancelled or ended."""
+    if late_and_outstanding(deadline):
+        return urgency.assess_late(due_date=deadline.due_date, now=now)
+    if deadline.status != DeadlineStatus.open:
+        return None
+    return urgency.assess(
+        kind=deadline.kind,
+        due_date=deadline.due_date,
+        due_at=deadline.due_at,
+        now=now,
+        calendars=calendars,
+        soon_days=soon_days,
+    )
+
+
+def done_late(deadline: Deadline, *, calendars: dl.Calendars) -> str:
+    """'done late by 2 working days' for a clock done after its due date, else ''."""
+    if (
+        deadline.status != DeadlineStatus.missed
+        or deadline.done_on is None
+        or deadline.done_on <= deadline.due_date
+    ):
+        return ""
+    return urgency.done_late_text(
+        kind=deadline.kind,
+        due_date=deadline.due_date,
+        done_on=deadline.done_on,
+        calendars=calendars,
+    )
+
+
+def next_deadlines(session: Session, case_ids: Sequence[int]) -> dict[int, Deadline]:
+    """The most urgent clock still due of each case (late first), in ONE query."""
+    if not case_ids:
+        return {}
+    rows = session.execute(
+        select(Deadline)
+        .where(col(Deadline.case_id).in_(case_ids), STILL_DUE)
+        .order_by(col(Deadline.case_id), col(Deadline.due_at), col(Deadline.id))
+    ).scalars()
+    soonest: dict[int, Deadline] = {}
+    for d in rows:
+        soonest.setdefault(d.case_id, d)
+    return soonest
+
+
+def _late_outstanding(d: Any) -> ColumnElement[bool]:
+    return (d.status == DeadlineStatus.missed) & (d.closed_reason == MISSED_OUTSTANDING)
+
+
+def _still_due(d: Any) -> ColumnElement[bool]:
+    return (d.status == DeadlineStatus.open) | _late_outstanding(d)
+
+
+def _before(other: Any, d: Any) -> ColumnElement[bool]:
+    return (other.due_at < d.due_at) | ((other.due_at == d.due_at) & (other.id < d.id))
+
+
+def urgent_first(session: Session, query: Any, *, limit: int, offset: int) -> list[Any]:
+    """One page of ``query`` (cases, already filtered), the most urgent first.
+
+    The order: cases with a missed duty not yet done (longest late first), then cases
+    by their soonest open clock (an open clock past its moment is late too), then
+    cases with nothing due, newest first. Equally urgent cases keep the order their
+    clocks started: the index's own order, where a tie-break on anything else would
+    make each page read every clock due at the same moment. Each part walks an index
+    in order (the clocks by status and due moment, the cases by id) and stops once the
+    page is full, so the first pages of 100,000 cases cost what a list ordered by id
+    costs; a GROUP BY over every clock would cost a hundred times more on each look.
+    """
+    d: Any = aliased(Deadline)
+    other: Any = aliased(Deadline)
+    first_late = ~exists().where(
+        other.case_id == d.case_id, _late_outstanding(other), _before(other, d)
+    )
+    any_late = exists().where(other.case_id == d.case_id, _late_outstanding(other))
+    first_open = ~exists().where(
+        other.case_id == d.case_id, other.status == DeadlineStatus.open, _before(other, d)
+    )
+    nothing_due = ~exists().where(other.case_id == Case.id, _still_due(other))
+    parts: list[Any] = [
+        query.join(d, d.case_id == Case.id)
+        .where(_late_outstanding(d), first_late)
+        .order_by(d.due_at, d.id),
+        query.join(d, d.case_id == Case.id)
+        .where(d.status == DeadlineStatus.open, first_open, ~any_late)
+        .order_by(d.due_at, d.id),
+        query.where(nothing_due).order_by(col(Case.id).desc()),
+    ]
+    rows: list[Any] = []
+    skip = offset
+    for part in parts:
+        got = list(session.execute(part.limit(limit - len(rows)).offset(skip)).all())
+        rows += got
+        if len(rows) >= limit:
+            break
+        if got:
+            skip = 0
+        elif skip:
+            # This part ends before the page starts: skip what it holds.
+            held = session.execute(
+                select(func.count()).select_from(part.order_by(None).subquery())
+            ).scalar_one()
+            skip = max(0, skip - int(held))
+    return rows
 
 
 @dataclass
@@ -129,11 +265,12 @@ def case_detail(
         session.get(Provider, allocation.provider_id) if allocation is not None else None
     )
     deadlines = case_deadlines(session, case)
-    # Open clocks first, soonest first; then the closed ones in the order they opened.
+    # Clocks still due first (late ones lead), soonest first; then the finished ones
+    # in the order they opened.
     deadlines.sort(
         key=lambda d: (
-            d.status != DeadlineStatus.open,
-            d.due_at if d.status == DeadlineStatus.open else dt.datetime.min.replace(tzinfo=dt.UTC),
+            not still_due(d),
+            d.due_at if still_due(d) else dt.datetime.min.replace(tzinfo=dt.UTC),
             d.id or 0,
         )
     )

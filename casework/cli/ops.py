@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+import socket
+from typing import Annotated, Any
 
 import typer
+from sqlalchemy import Engine
 
-from casework import cases
+from casework import auth, cases
 from casework import deadlines as dl
 from casework.cli.common import (
     AtOpt,
@@ -21,7 +23,7 @@ from casework.cli.common import (
     parse_date,
     ready_engine,
 )
-from casework.config import get_settings
+from casework.config import Settings, get_settings
 from casework.db import get_engine, session_scope, upgrade
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -106,6 +108,53 @@ def calendar_appeal_deadline(
     emit(payload, as_json, f"{dl.fmt(clock.due)}, 5pm\n{clock.explanation}\n({clock.citation})")
 
 
+def boxed(lines: list[str]) -> str:
+    """Lines in a plain box, so they stand out of the log lines around them."""
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])
+
+
+def startup_message(
+    *,
+    url: str,
+    database: str,
+    first_admin: tuple[str, str] | None = None,
+    demo_credentials: list[str] | None = None,
+) -> str:
+    """What ``serve`` prints once the server is listening: where it is, how to get in.
+
+    ``first_admin`` is (email, one-time link) when nobody can sign in yet. The demo
+    credentials come last, boxed, so they are the last thing on the screen at start-up
+    rather than scrolled away under the log.
+    """
+    parts = [f"casework is running at {url}  (database: {database})"]
+    if first_admin is not None:
+        email, link = first_admin
+        parts.append(
+            "Nobody can sign in yet. Open this link to choose the password of the first"
+            f" administrator ({email}); it works once, within 7 days:\n  {link}\n"
+            "Then sign in as that administrator and add your colleagues"
+            " (casework user add --help). Restarting prints a new link until then."
+        )
+    if demo_credentials:
+        parts.append(boxed(["Demo accounts: sign in at " + url, "", *demo_credentials]))
+    return "\n".join(parts)
+
+
+def run_server(app: Any, *, host: str, port: int, message: str) -> None:
+    """Run uvicorn and print ``message`` once it is listening (after its start-up log)."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:
+                typer.echo(message)
+
+    _Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
+
+
 @handles_errors
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -116,29 +165,62 @@ def serve(
     scheduler: Annotated[
         bool, typer.Option(help="Run the reminder scheduler in this process too.")
     ] = True,
+    admin_email: Annotated[
+        str,
+        typer.Option(
+            help="The first administrator's email, on a database with no users"
+            " (default: the manager's address in config)."
+        ),
+    ] = "",
 ) -> None:
     """Run the web app and the scheduler together: the embedded default."""
-    import uvicorn
-
     from casework import logs
     from casework.web.app import create_app
 
     logs.configure()
     settings = get_settings().served_at(host, port)
     engine = ready_engine(settings)
+    message = prepare_start(
+        settings, engine, host=host, port=port, demo=demo, admin_email=admin_email
+    )
+    web_app = create_app(settings, engine, with_scheduler=scheduler)
+    run_server(web_app, host=host, port=port, message=message)
+
+
+def prepare_start(
+    settings: Settings, engine: Engine, *, host: str, port: int, demo: bool, admin_email: str = ""
+) -> str:
+    """Everything ``serve`` does before listening; returns the message to print after."""
+    now = dt.datetime.now(dt.UTC)
+    url = f"http://{host}:{port}/"
+    credentials: list[str] = []
+    first: tuple[str, str] | None = None
     with session_scope(engine) as session:
         cases.sync_providers(session, settings)
         if demo:
-            from casework.demo import load_demo
+            from casework.demo import ensure_demo_users, load_demo_cases
 
-            for line in load_demo(session, settings, now=dt.datetime.now(dt.UTC)):
+            credentials = ensure_demo_users(session, settings, now)
+            for line in load_demo_cases(session, settings, now):
                 typer.echo(line)
-    web_app = create_app(settings, engine, with_scheduler=scheduler)
-    typer.echo(
-        f"casework is running at http://{host}:{port}/"
-        f"  (database: {engine.url.render_as_string(hide_password=True)})"
+        else:
+            email = admin_email.strip() or settings.team.manager_email
+            admin = auth.first_admin(session, email=email, now=now)
+            if admin is not None:
+                # The link must open where this server listens unless a public
+                # address was configured (CASEWORK_PUBLIC_URL).
+                linked = (
+                    settings
+                    if "public_url" in settings.model_fields_set
+                    else settings.model_copy(update={"public_url": url})
+                )
+                first = (admin.email, auth.set_password_url(linked, admin))
+    return startup_message(
+        url=url,
+        database=engine.url.render_as_string(hide_password=True),
+        first_admin=first,
+        demo_credentials=credentials,
     )
-    uvicorn.run(web_app, host=host, port=port, log_level="info")
 
 
 @handles_errors

@@ -98,15 +98,13 @@ def _forget_cached_settings_and_engine() -> None:
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """What serve and worker would have started (the server and the scheduler loop)."""
-    import uvicorn
-
     from casework import scheduler
 
     _forget_cached_settings_and_engine()
     monkeypatch.setattr(assets, "ensure_assets", lambda quiet=False: None)
     monkeypatch.setattr("casework.logs.configure", lambda *a, **k: None)
     record: list[str] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: record.append("serve"))
+    monkeypatch.setattr("casework.cli.ops.run_server", lambda *a, **k: record.append("serve"))
     monkeypatch.setattr(scheduler, "run_worker", lambda *a, **k: record.append("worker"))
     yield record
     _forget_cached_settings_and_engine()

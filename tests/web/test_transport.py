@@ -97,8 +97,6 @@ def _forget_cached_settings_and_engine() -> None:
 @pytest.fixture
 def started(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Production environment on this test's database; records what would have started."""
-    import uvicorn
-
     from casework import scheduler
 
     _forget_cached_settings_and_engine()
@@ -108,7 +106,7 @@ def started(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list
     monkeypatch.setenv("CASEWORK_PUBLIC_URL", "http://casework.example.org")
     monkeypatch.setattr(assets, "ensure_assets", lambda quiet=False: None)
     record: list[str] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: record.append("serve"))
+    monkeypatch.setattr("casework.cli.ops.run_server", lambda *a, **k: record.append("serve"))
     monkeypatch.setattr(scheduler, "run_worker", lambda *a, **k: record.append("worker"))
     monkeypatch.setattr("casework.logs.configure", lambda *a, **k: None)
     yield record

@@ -30,7 +30,6 @@ from casework.models import (
     Case,
     CaseEvent,
     Deadline,
-    DeadlineStatus,
     Notice,
     Person,
     Provider,
@@ -59,6 +58,7 @@ class DeadlineRow:
     deadline: Deadline
     label: str
     rag: RagStatus | None
+    done_late: str = ""
 
 
 @dataclass
@@ -166,7 +166,12 @@ def build_case_view(
         with_views=True,
     )
     deadlines = [
-        DeadlineRow(d, DEADLINE_LABELS.get(d.kind, d.kind), rag_for(d, now, settings))
+        DeadlineRow(
+            d,
+            DEADLINE_LABELS.get(d.kind, d.kind),
+            rag_for(d, now, settings),
+            cases.done_late(d, calendars=settings.calendars),
+        )
         for d in detail.deadlines
     ]
     timeline = [_event_entry(e, detail.case.kind) for e in detail.events]
@@ -194,18 +199,8 @@ def build_case_view(
 
 
 def next_deadlines(session: Session, case_ids: Sequence[int]) -> dict[int, Deadline]:
-    """The soonest open deadline of each case, in ONE query for the whole page."""
-    if not case_ids:
-        return {}
-    rows = session.execute(
-        select(Deadline)
-        .where(col(Deadline.case_id).in_(case_ids), col(Deadline.status) == DeadlineStatus.open)
-        .order_by(col(Deadline.case_id), col(Deadline.due_at))
-    ).scalars()
-    soonest: dict[int, Deadline] = {}
-    for d in rows:
-        soonest.setdefault(d.case_id, d)
-    return soonest
+    """The most urgent clock still due of each case (:func:`casework.cases.next_deadlines`)."""
+    return cases.next_deadlines(session, case_ids)
 
 
 def done_message(done: str) -> str:

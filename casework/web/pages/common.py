@@ -20,11 +20,11 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 from starlette.datastructures import FormData
 
-from casework import cases, urgency
+from casework import cases
 from casework.cases.fields import EventField
 from casework.config import Settings
 from casework.contacts import display_phone
-from casework.models import Case, Deadline, DeadlineStatus, Role, User, UserSession
+from casework.models import Case, Deadline, Role, User, UserSession
 from casework.web import assets
 from casework.web.pages.labels import (
     CHOICE_LABELS,
@@ -57,20 +57,19 @@ class RagStatus:
 
 
 def rag_for(deadline: Deadline, now: dt.datetime, settings: Settings) -> RagStatus | None:
-    """The RAG status of an open deadline (None for met, missed-and-closed or cancelled).
+    """The RAG status of a clock still due (None once done, cancelled or ended).
 
-    The rule is :func:`casework.urgency.assess`, the same the digest uses.
+    The rule is :func:`casework.cases.clock_urgency`: a missed duty not yet done
+    stays red on every page until it is done or the case moves on.
     """
-    if deadline.status != DeadlineStatus.open:
-        return None
-    status = urgency.assess(
-        kind=deadline.kind,
-        due_date=deadline.due_date,
-        due_at=deadline.due_at,
-        now=now,
+    status = cases.clock_urgency(
+        deadline,
+        now,
         calendars=settings.calendars,
         soon_days=settings.due_soon_service_days,
     )
+    if status is None:
+        return None
     return RagStatus(status.colour, status.label, status.countdown)
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from casework import cases
 from casework.models import Case, Deadline, Person, Provider, Role
 from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
@@ -73,7 +74,8 @@ def dashboard(
     query = (
         query.where(col(Case.state) == state)
         if state
-        else query.where(col(Case.state).in_(OPEN_STATES))
+        # NOT IN the final states: the planner then walks the clocks' index in order.
+        else query.where(col(Case.state).not_in([s.value for s in FINAL_STATES]))
     )
     if q:
         if _REFERENCE_LIKE.match(q):
@@ -87,9 +89,8 @@ def dashboard(
                 func.lower(Person.name).contains(q.lower(), autoescape=True),
             )
             query = query.where(col(Case.id).in_(matching))
-    rows = session.execute(
-        query.order_by(col(Case.id).desc()).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
-    ).all()
+    # Most urgent first (late duties, then the soonest due), ordered in SQL.
+    rows = cases.urgent_first(session, query, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
     has_next = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     soonest = next_deadlines(session, [c.id for c, _ in rows if c.id is not None])

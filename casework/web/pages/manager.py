@@ -93,8 +93,11 @@ def manager_get(
         select(Deadline, col(Case.reference), col(Case.state), col(Provider.name))
         .join(Case, col(Case.id) == Deadline.case_id)
         .outerjoin(Provider, col(Provider.id) == Case.provider_id)
-        .where(col(Deadline.status) == DeadlineStatus.open, col(Deadline.due_date) <= horizon)
-        .order_by(col(Deadline.due_at))
+        .where(
+            ((col(Deadline.status) == DeadlineStatus.open) & (col(Deadline.due_date) <= horizon))
+            | cases.LATE_OUTSTANDING
+        )
+        .order_by(col(Deadline.due_at), col(Deadline.id))
         .limit(MANAGER_LIMIT + 1)
     ).all()
     risks = [
