@@ -207,13 +207,9 @@ def prepare_start(
             email = admin_email.strip() or settings.team.manager_email
             admin = auth.first_admin(session, email=email, now=now)
             if admin is not None:
-                # The link must open where this server listens unless a public
-                # address was configured (CASEWORK_PUBLIC_URL).
-                linked = (
-                    settings
-                    if "public_url" in settings.model_fields_set
-                    else settings.model_copy(update={"public_url": url})
-                )
+                # The link opens where this server listens unless a public address
+                # was configured (CASEWORK_PUBLIC_URL).
+                linked = settings.served_at(host, port)
                 first = (admin.email, auth.set_password_url(linked, admin))
     return startup_message(
         url=url,
