@@ -14,7 +14,6 @@ from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.effects import (
     EventSpec,
-    Step,
     check_may_record,
     check_provider_accepted,
     event_label,
@@ -22,7 +21,7 @@ from casework.cases.effects import (
 )
 from casework.cases.errors import Conflict, TransitionRefused
 from casework.cases.fields import parse_event_data
-from casework.cases.unit import case_transaction, load_case, record_change, require_aware
+from casework.cases.unit import Step, case_transaction, load_case, record_change, require_aware
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.models import Case

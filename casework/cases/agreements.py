@@ -10,7 +10,6 @@ replaces these (reg 42(5)). Each item is its own clock, met when recorded as don
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm.attributes import flag_modified
@@ -22,6 +21,7 @@ from casework.cases.errors import NotFound, TransitionRefused, ValidationFailed
 from casework.cases.fields import EventField, check_date, coerce
 from casework.cases.unit import (
     Clocks,
+    Step,
     case_transaction,
     load_case,
     record_change,
@@ -30,9 +30,6 @@ from casework.cases.unit import (
 from casework.config import Settings
 from casework.models import AgreementItem, Case, DeadlineStatus
 from casework.states import FINAL_STATES
-
-if TYPE_CHECKING:
-    from casework.cases.effects import Step
 
 BODIES = {"la": "the LA", "icb": "the ICB"}
 OTHER_ACTION_WEEKS = 2
@@ -217,8 +214,6 @@ def add_agreement_item(
     settings: Settings,
 ) -> AgreementItem:
     """Record one more agreed action from the meeting, with its own clock."""
-    from casework.cases.effects import Step
-
     now = require_aware(now)
     today = dl.local_date(now)
     with case_transaction(session, reference):

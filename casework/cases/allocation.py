@@ -28,9 +28,16 @@ from sqlmodel import Session, col
 from casework import deadlines as dl
 from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
-from casework.cases.effects import EVENTS, Step, live_allocation
+from casework.cases.effects import EVENTS, live_allocation
 from casework.cases.errors import NotFound, NotPermitted, TransitionRefused, ValidationFailed
-from casework.cases.unit import Clocks, case_transaction, load_case, record_change, require_aware
+from casework.cases.unit import (
+    Clocks,
+    Step,
+    case_transaction,
+    load_case,
+    record_change,
+    require_aware,
+)
 from casework.cases.words import state_words
 from casework.config import AllocationRules, Settings
 from casework.deadlines import DeadlineKind

@@ -26,11 +26,10 @@ from casework import deadlines as dl
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
 from casework.cases.fields import NOTE, EventField
-from casework.cases.unit import Clocks
+from casework.cases.unit import Step
 from casework.cases.words import CHOICE_WORDS
-from casework.config import Settings
 from casework.deadlines import DeadlineKind
-from casework.models import AgreementItem, Allocation, AllocationStatus, Case, Person, Provider
+from casework.models import Allocation, AllocationStatus, Case
 from casework.states import CaseKind, CaseState
 
 MEETING_OUTCOMES = ("agreement", "partial", "none")
@@ -53,54 +52,6 @@ CERTIFICATE_CLOCKS = (
     DeadlineKind.certificate_not_arranged,
     DeadlineKind.certificate_after_meeting,
 )
-
-
-@dataclass(kw_only=True)
-class Step:
-    """One event being applied: what a handler reads and changes."""
-
-    session: Session
-    case: Case
-    family: Person | None
-    provider: Provider | None
-    data: dict[str, Any]
-    clocks: Clocks
-    now: dt.datetime
-    today: dt.date
-    settings: Settings
-    actor: Actor
-    from_state: str
-    # Agreed actions recorded by this step (reg 42), for the letters it causes.
-    items: list[AgreementItem] = field(default_factory=list)
-
-    @classmethod
-    def begin(
-        cls,
-        session: Session,
-        case: Case,
-        *,
-        now: dt.datetime,
-        settings: Settings,
-        actor: Actor,
-        family: Person | None = None,
-        provider: Provider | None = None,
-        data: dict[str, Any] | None = None,
-        clocks: Clocks | None = None,
-    ) -> Step:
-        """A change to ``case`` recorded ``now``: its clocks loaded, its state noted."""
-        return cls(
-            session=session,
-            case=case,
-            family=family,
-            provider=provider,
-            data=data if data is not None else {},
-            clocks=clocks if clocks is not None else Clocks(session, case, now),
-            now=now,
-            today=dl.local_date(now),
-            settings=settings,
-            actor=actor,
-            from_state=case.state,
-        )
 
 
 Handler = Callable[[Step], None]

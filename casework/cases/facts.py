@@ -10,11 +10,11 @@ from sqlmodel import Session
 from casework import deadlines as dl
 from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
-from casework.cases.effects import Step, _icb_told
+from casework.cases.effects import _icb_told
 from casework.cases.errors import TransitionRefused, ValidationFailed
 from casework.cases.fields import EventField, check_date, check_order, coerce
 from casework.cases.intake import DECISION_DATE, DECISION_TYPES
-from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import Step, audit_event, case_transaction, load_case, require_aware
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.deadlines import DeadlineKind

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlmodel import col
 
-from casework.cases.views import CaseDetail
+from casework.cases.detail import CaseDetail
 from casework.models import Allocation, AllocationStatus, Case, CaseEvent, Notice, Provider
 from casework.states import FINAL_STATES
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, event, select
@@ -301,3 +302,51 @@ def record_change(
         ),
     )
     return audit
+
+
+@dataclass(kw_only=True)
+class Step:
+    """One event being applied: what a handler reads and changes."""
+
+    session: Session
+    case: Case
+    family: Person | None
+    provider: Provider | None
+    data: dict[str, Any]
+    clocks: Clocks
+    now: dt.datetime
+    today: dt.date
+    settings: Settings
+    actor: Actor
+    from_state: str
+    # Agreed actions recorded by this step (reg 42), for the letters it causes.
+    items: list[AgreementItem] = field(default_factory=list)
+
+    @classmethod
+    def begin(
+        cls,
+        session: Session,
+        case: Case,
+        *,
+        now: dt.datetime,
+        settings: Settings,
+        actor: Actor,
+        family: Person | None = None,
+        provider: Provider | None = None,
+        data: dict[str, Any] | None = None,
+        clocks: Clocks | None = None,
+    ) -> Step:
+        """A change to ``case`` recorded ``now``: its clocks loaded, its state noted."""
+        return cls(
+            session=session,
+            case=case,
+            family=family,
+            provider=provider,
+            data=data if data is not None else {},
+            clocks=clocks if clocks is not None else Clocks(session, case, now),
+            now=now,
+            today=dl.local_date(now),
+            settings=settings,
+            actor=actor,
+            from_state=case.state,
+        )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, select
@@ -21,14 +20,14 @@ from casework.cases.access import check_actor_may_see
 from casework.cases.advance import allowed_events
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
-from casework.cases.effects import EventSpec, live_allocation
+from casework.cases.detail import CaseDetail
+from casework.cases.effects import live_allocation
 from casework.cases.errors import ValidationFailed
+from casework.cases.provider_view import for_provider
 from casework.cases.unit import audit_event, load_case, not_found
 from casework.letters import case_page_warnings_for
 from casework.models import (
     MISSED_OUTSTANDING,
-    AgreementItem,
-    Allocation,
     Case,
     CaseEvent,
     Deadline,
@@ -197,25 +196,6 @@ def urgent_first(session: Session, query: Any, *, limit: int, offset: int) -> li
     return rows
 
 
-@dataclass
-class CaseDetail:
-    """Everything known about a case that the person asking may see."""
-
-    case: Case
-    family: Person | None
-    provider: Provider | None
-    allocation: Allocation | None
-    allocation_provider: Provider | None
-    deadlines: list[Deadline]
-    agreement_items: list[AgreementItem]
-    events: list[CaseEvent]
-    notices: list[Notice]
-    actions: list[tuple[str, EventSpec]]
-    warnings: list[str]
-    view_count: int = 0
-    recent_views: list[CaseEvent] = field(default_factory=list)
-
-
 def get_case(session: Session, reference: str) -> Case:
     case = session.execute(
         select(Case).where(col(Case.reference) == reference.strip().upper())
@@ -298,8 +278,6 @@ def case_detail(
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
     )
     if actor.is_provider:
-        from casework.cases.provider_view import for_provider
-
         own = session.get(Provider, actor.provider_id)
         if own is None:
             raise not_found(reference)

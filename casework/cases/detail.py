@@ -1,0 +1,36 @@
+"""The one read model of a case: what every door renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from casework.cases.effects import EventSpec
+from casework.models import (
+    AgreementItem,
+    Allocation,
+    Case,
+    CaseEvent,
+    Deadline,
+    Notice,
+    Person,
+    Provider,
+)
+
+
+@dataclass
+class CaseDetail:
+    """Everything known about a case that the person asking may see."""
+
+    case: Case
+    family: Person | None
+    provider: Provider | None
+    allocation: Allocation | None
+    allocation_provider: Provider | None
+    deadlines: list[Deadline]
+    agreement_items: list[AgreementItem]
+    events: list[CaseEvent]
+    notices: list[Notice]
+    actions: list[tuple[str, EventSpec]]
+    warnings: list[str]
+    view_count: int = 0
+    recent_views: list[CaseEvent] = field(default_factory=list)
