@@ -47,6 +47,7 @@ from casework.cases.intake import (
     check_intake,
     open_case,
 )
+from casework.cases.notes import add_note, log_call, notes_of
 from casework.cases.views import (
     LATE_OUTSTANDING,
     STILL_DUE,
@@ -93,6 +94,7 @@ __all__ = [
     "ValidationFailed",
     "acknowledge_escalation",
     "add_agreement_item",
+    "add_note",
     "advance",
     "allocate",
     "allowed_events",
@@ -118,7 +120,9 @@ __all__ = [
     "list_cases",
     "list_deadlines",
     "live_allocation",
+    "log_call",
     "next_deadlines",
+    "notes_of",
     "open_case",
     "parse_event_data",
     "provider_events",

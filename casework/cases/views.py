@@ -23,6 +23,7 @@ from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.effects import EventSpec, live_allocation
 from casework.cases.errors import ValidationFailed
+from casework.cases.notes import notes_of
 from casework.cases.unit import audit_event, load_case, not_found
 from casework.letters import case_page_warnings_for
 from casework.models import (
@@ -31,6 +32,7 @@ from casework.models import (
     Allocation,
     Case,
     CaseEvent,
+    CaseNote,
     Deadline,
     DeadlineStatus,
     Notice,
@@ -214,6 +216,8 @@ class CaseDetail:
     warnings: list[str]
     view_count: int = 0
     recent_views: list[CaseEvent] = field(default_factory=list)
+    # Notes and calls, newest first; a provider's view keeps only the shared ones.
+    notes: list[CaseNote] = field(default_factory=list)
 
 
 def get_case(session: Session, reference: str) -> Case:
@@ -296,6 +300,7 @@ def case_detail(
         notices=notices,
         actions=allowed_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
+        notes=notes_of(session, case),
     )
     if actor.is_provider:
         from casework.cases.provider_view import for_provider
@@ -395,6 +400,12 @@ DATA_WORDS: dict[str, str] = {
     "second_certificate": "Second certificate",
     "icb_told_la_on": "The date the ICB told the LA what was agreed",
     "agreement_done_on": "The date the agreed actions were carried out",
+    "text": "Note",
+    "shared": "Shared with the provider",
+    "call_on": "The date of the call",
+    "direction": "Call",
+    "who": "Who was on the call",
+    "summary": "What was said",
 }
 # Keys that are references for the machine, not facts for a person.
 _HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
