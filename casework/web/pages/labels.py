@@ -57,6 +57,8 @@ DONE_MESSAGES: dict[str, str] = {
     "acknowledged": "Escalation acknowledged.",
     "agreed": "Agreed action recorded. Its clock has started.",
     "agreement_done": "Agreed action recorded as carried out.",
+    "note": "Note saved.",
+    "call": "Call logged.",
     "password": "Password set. You can now sign in.",
 }
 
