@@ -18,6 +18,7 @@ from casework.cases.allocation import (
     suggest,
     sync_providers,
 )
+from casework.cases.contact import update_contact
 from casework.cases.context import Actor, TransitionContext
 from casework.cases.effects import (
     EVENTS,
@@ -134,5 +135,6 @@ __all__ = [
     "suggest",
     "sync_providers",
     "update_case_facts",
+    "update_contact",
     "urgent_first",
 ]

@@ -743,6 +743,7 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "acknowledge_escalation": "Escalation acknowledged",
     "add_note": "Note written",
     "log_call": "Call logged",
+    "update_contact": "Family contact corrected",
     "view": "Case viewed",
 }
 

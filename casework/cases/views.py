@@ -406,6 +406,17 @@ DATA_WORDS: dict[str, str] = {
     "direction": "Call",
     "who": "Who was on the call",
     "summary": "What was said",
+    "name": "Family contact's name",
+    "name_was": "Name before",
+    "phone": "Telephone number",
+    "phone_was": "Telephone number before",
+    "email": "Email address",
+    "email_was": "Email address before",
+    "preferred_channels": "Notices by",
+    "preferred_channels_was": "Notices by, before",
+    "sms_consent": "Consent to text messages",
+    "sms_consent_was": "Consent to text messages, before",
+    "notices_readdressed": "Notices not yet sent, re-addressed",
 }
 # Keys that are references for the machine, not facts for a person.
 _HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
