@@ -129,3 +129,40 @@ def test_the_api_gives_the_adviser_every_note_and_the_provider_the_shared_ones(
     assert [(n["text"], n["recorded_by"]) for n in seen["provider_a"]] == [
         (SHARED, "the IAS service")
     ]
+
+
+def test_the_family_contact_is_corrected_from_the_case_page(web: Web) -> None:
+    case = make_case(web)
+    browser = web.browser("adviser")
+    page = browser.get(f"/cases/{case.reference}").text
+    assert "Correct the family&#39;s contact" in page or "Correct the family's contact" in page
+    form = {
+        "version": str(case.version),
+        "name": "Jo Smith",
+        "phone": "0161 12",
+        "email": "jo.family@example.org",
+        "preferred_channels": ["sms", "email"],
+        "sms_consent": "yes",
+        "reason": "Married name; new number",
+    }
+    refused = browser.post(f"/cases/{case.reference}/contact", form)
+    assert refused.status_code == 422
+    assert "Telephone number: &#39;0161 12&#39; is not a valid number" in refused.text
+    assert 'href="#contact-phone"' in refused.text
+    assert 'value="Jo Smith"' in refused.text  # what was typed is kept
+    saved = browser.post(f"/cases/{case.reference}/contact", form | {"phone": "07911 123456"})
+    assert saved.status_code == 303, saved.text
+    html = browser.get(f"/cases/{case.reference}?done=contact").text
+    assert "Family contact corrected." in html
+    assert "Jo Smith" in html and "07911 123456" in html
+    assert "Name before" in html and "Married name; new number" in html
+    with web.session() as s:
+        family = cases.family_of(s, cases.get_case(s, case.reference))
+        assert family is not None
+        assert (family.name, family.phone) == ("Jo Smith", "+447911123456")
+    no_reason = browser.post(
+        f"/cases/{case.reference}/contact",
+        form | {"phone": "07911 123456", "name": "Jo Jones", "reason": "", "version": ""},
+    )
+    assert no_reason.status_code == 422
+    assert "Why the contact is being changed: this is needed." in no_reason.text

@@ -473,3 +473,53 @@ def case_call_post(
             render_case=case_page,
         )
     return redirect(f"/cases/{quote(case.reference)}?done=call#notes")
+
+
+@router.post("/cases/{reference}/contact")
+def case_contact_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """Correct the family's contact, with a reason; queued notices follow the new details."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {
+        n: form_text(form, n) for n in ("name", "phone", "email", "sms_consent", "reason")
+    }
+    values["preferred_channels"] = [
+        c for c in form.getlist("preferred_channels") if isinstance(c, str)
+    ]
+    try:
+        version = form_version(form)
+        if version is not None and version != case.version:
+            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+        cases.update_contact(
+            session,
+            case.reference,
+            name=values["name"],
+            phone=values["phone"],
+            email=values["email"],
+            preferred_channels=",".join(values["preferred_channels"]),
+            sms_consent=values["sms_consent"] == "yes" if values["sms_consent"] else None,
+            reason=values["reason"],
+            now=now,
+            actor=auth.actor_for(user, "web"),
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event="contact",
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(case.reference)}?done=contact")
