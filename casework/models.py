@@ -304,6 +304,34 @@ class AgreementItem(SQLModel, table=True):
     deadline: Deadline | None = Relationship(sa_relationship=relationship(Deadline))
 
 
+class CaseNote(SQLModel, table=True):
+    """A note or a logged call on a case, written by IAS staff.
+
+    ``shared`` notes are meant for the provider the case is with; every other one stays
+    with the IAS. A call carries the day it happened (``call_on``), its direction (in:
+    someone rang the IAS; out: the IAS rang them) and who was on the line.
+    """
+
+    __tablename__ = "case_notes"
+    __table_args__ = (
+        CheckConstraint("kind IN ('note', 'call')", name="ck_case_notes_kind"),
+        CheckConstraint(
+            "direction IS NULL OR direction IN ('in', 'out')", name="ck_case_notes_direction"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=10)
+    text: str = Field(sa_type=Text)
+    shared: bool = False
+    call_on: dt.date | None = None
+    direction: str | None = Field(default=None, max_length=3)
+    who: str = Field(default="", max_length=200)
+    recorded_at: dt.datetime = utc_column(nullable=False)
+    recorded_by: str = Field(max_length=320)
+
+
 class ReferenceCounter(SQLModel, table=True):
     """Per-prefix, per-year counters behind human references like MED-2026-0042."""
 

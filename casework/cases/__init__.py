@@ -18,6 +18,7 @@ from casework.cases.allocation import (
     suggest,
     sync_providers,
 )
+from casework.cases.contact import update_contact
 from casework.cases.context import Actor, TransitionContext
 from casework.cases.effects import (
     EVENTS,
@@ -47,6 +48,7 @@ from casework.cases.intake import (
     check_intake,
     open_case,
 )
+from casework.cases.notes import add_note, log_call, notes_of
 from casework.cases.views import (
     LATE_OUTSTANDING,
     STILL_DUE,
@@ -93,6 +95,7 @@ __all__ = [
     "ValidationFailed",
     "acknowledge_escalation",
     "add_agreement_item",
+    "add_note",
     "advance",
     "allocate",
     "allowed_events",
@@ -118,7 +121,9 @@ __all__ = [
     "list_cases",
     "list_deadlines",
     "live_allocation",
+    "log_call",
     "next_deadlines",
+    "notes_of",
     "open_case",
     "parse_event_data",
     "provider_events",
@@ -130,5 +135,6 @@ __all__ = [
     "suggest",
     "sync_providers",
     "update_case_facts",
+    "update_contact",
     "urgent_first",
 ]

@@ -10,6 +10,7 @@ from casework.models import (
     Allocation,
     Case,
     CaseEvent,
+    CaseNote,
     Deadline,
     Notice,
     Person,
@@ -34,3 +35,5 @@ class CaseDetail:
     warnings: list[str]
     view_count: int = 0
     recent_views: list[CaseEvent] = field(default_factory=list)
+    # Notes and calls, newest first; a provider's view keeps only the shared ones.
+    notes: list[CaseNote] = field(default_factory=list)

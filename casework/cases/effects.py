@@ -692,6 +692,9 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "add_agreement_item": "Agreed action recorded",
     "agreement_item_done": "Agreed action carried out",
     "acknowledge_escalation": "Escalation acknowledged",
+    "add_note": "Note written",
+    "log_call": "Call logged",
+    "update_contact": "Family contact corrected",
     "view": "Case viewed",
 }
 

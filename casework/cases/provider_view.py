@@ -6,7 +6,8 @@ until someone decides a provider needs it. Staff of the provider the case is
 allocated to see: the case facts a mediator needs, the family's contact once they
 have accepted the case, their own allocation (with its note, never the reason the
 adviser gave for choosing them), the clocks they must meet, the steps of the
-mediation and what was agreed, and the notices sent to them. Never: adviser-only
+mediation and what was agreed, the notes and calls the adviser shared with them,
+and the notices sent to them. Never: adviser-only
 notes, another provider's allocation or decline reason or notices, IAS staff
 addresses, the view log, or the adviser's warnings.
 """
@@ -20,7 +21,15 @@ from sqlalchemy import ColumnElement, select
 from sqlmodel import col
 
 from casework.cases.detail import CaseDetail
-from casework.models import Allocation, AllocationStatus, Case, CaseEvent, Notice, Provider
+from casework.models import (
+    Allocation,
+    AllocationStatus,
+    Case,
+    CaseEvent,
+    CaseNote,
+    Notice,
+    Provider,
+)
 from casework.states import FINAL_STATES
 
 # The case's own fields a provider sees.
@@ -102,6 +111,18 @@ EVENT_DATA: frozenset[str] = frozenset(
         "done_on",
     }
 )
+# A note or call the adviser marked shared with the provider, and of it only these.
+NOTE_FIELDS: tuple[str, ...] = (
+    "id",
+    "case_id",
+    "kind",
+    "text",
+    "shared",
+    "call_on",
+    "direction",
+    "who",
+    "recorded_at",
+)
 # Who recorded a step, as a provider reads it: never an IAS member's address.
 IAS = "the IAS service"
 
@@ -141,6 +162,10 @@ def _event(event: CaseEvent, provider: Provider) -> CaseEvent:
         channel=event.channel,
         note="",
     )
+
+
+def _note(note: CaseNote) -> CaseNote:
+    return CaseNote(**{name: getattr(note, name) for name in NOTE_FIELDS}, recorded_by=IAS)
 
 
 def _allocation(allocation: Allocation | None, provider: Provider) -> Allocation | None:
@@ -200,6 +225,8 @@ def for_provider(detail: CaseDetail, provider: Provider) -> CaseDetail:
             for n in detail.notices
             if n.recipient_role == "provider" and n.to_address == provider.email
         ],
+        # Only notes the adviser marked shared; an adviser-only note never leaves the IAS.
+        notes=[_note(n) for n in detail.notes if n.shared],
         warnings=[],
         view_count=0,
         recent_views=[],

@@ -23,6 +23,7 @@ from casework.cases.context import Actor
 from casework.cases.detail import CaseDetail
 from casework.cases.effects import live_allocation
 from casework.cases.errors import ValidationFailed
+from casework.cases.notes import notes_of
 from casework.cases.provider_view import for_provider
 from casework.cases.unit import audit_event, load_case, not_found
 from casework.letters import case_page_warnings_for
@@ -276,6 +277,7 @@ def case_detail(
         notices=notices,
         actions=allowed_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
+        notes=notes_of(session, case),
     )
     if actor.is_provider:
         own = session.get(Provider, actor.provider_id)
@@ -373,6 +375,23 @@ DATA_WORDS: dict[str, str] = {
     "second_certificate": "Second certificate",
     "icb_told_la_on": "The date the ICB told the LA what was agreed",
     "agreement_done_on": "The date the agreed actions were carried out",
+    "text": "Note",
+    "shared": "Shared with the provider",
+    "call_on": "The date of the call",
+    "direction": "Call",
+    "who": "Who was on the call",
+    "summary": "What was said",
+    "name": "Family contact's name",
+    "name_was": "Name before",
+    "phone": "Telephone number",
+    "phone_was": "Telephone number before",
+    "email": "Email address",
+    "email_was": "Email address before",
+    "preferred_channels": "Notices by",
+    "preferred_channels_was": "Notices by, before",
+    "sms_consent": "Consent to text messages",
+    "sms_consent_was": "Consent to text messages, before",
+    "notices_readdressed": "Notices not yet sent, re-addressed",
 }
 # Keys that are references for the machine, not facts for a person.
 _HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})

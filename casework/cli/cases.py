@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from casework import cases
+from casework import deadlines as dl
 from casework.cases import words
 from casework.cli.common import (
     AtOpt,
@@ -347,6 +348,73 @@ def case_agreement_done(
         )
         data = case_dict(session, cases.get_case(session, reference))
         emit(data, as_json, lambda: case_text(data))
+
+
+@case_app.command("note")
+@handles_errors
+def case_note(
+    reference: str,
+    text: Annotated[str, typer.Option(help="The note.")],
+    shared: Annotated[
+        bool, typer.Option(help="Share it with the provider running mediation.")
+    ] = False,
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a note on a case (IAS only unless --shared)."""
+    now = parse_at(at)
+    with open_session() as (session, _settings):
+        note = cases.add_note(
+            session, reference, text=text, shared=shared, now=now, actor=cli_actor()
+        )
+        who = "the IAS and the provider" if note.shared else "the IAS only"
+        emit(
+            {"reference": reference.strip().upper(), "id": note.id, "shared": note.shared},
+            as_json,
+            f"Note saved on {reference.strip().upper()}, for {who}.",
+        )
+
+
+@case_app.command("call")
+@handles_errors
+def case_call(
+    reference: str,
+    on: Annotated[str, typer.Option(help="The day the call happened, YYYY-MM-DD.")],
+    direction: Annotated[str, typer.Option(help="in: they called the IAS; out: the IAS called.")],
+    who: Annotated[str, typer.Option(help="Who was on the call, e.g. mother, LA officer.")],
+    summary: Annotated[str, typer.Option(help="What was said.")],
+    shared: Annotated[
+        bool, typer.Option(help="Share it with the provider running mediation.")
+    ] = False,
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Log a call on a case, dated the day it happened."""
+    now = parse_at(at)
+    with open_session() as (session, _settings):
+        call = cases.log_call(
+            session,
+            reference,
+            call_on=on,
+            direction=direction,
+            who=who,
+            summary=summary,
+            shared=shared,
+            now=now,
+            actor=cli_actor(),
+        )
+        day = dl.fmt(call.call_on) if call.call_on else ""
+        emit(
+            {
+                "reference": reference.strip().upper(),
+                "id": call.id,
+                "call_on": call.call_on,
+                "direction": call.direction,
+                "shared": call.shared,
+            },
+            as_json,
+            f"Call logged on {reference.strip().upper()} ({day}).",
+        )
 
 
 @case_app.command("show")

@@ -251,6 +251,92 @@ def test_bad_event_data_names_the_field(cli: Run) -> None:
     assert "no case with the reference" in one_line_error(unknown)
 
 
+def test_notes_and_calls_from_the_cli(cli: Run) -> None:
+    """A note, a shared note and a call, each one line back; a bad date or direction refused."""
+    from sqlmodel import Session
+
+    from casework import cases
+    from casework.config import get_settings
+    from casework.db import get_engine
+
+    reference = open_case(cli)
+    note = cli("case", "note", reference, "--text", "Mother prefers email", "--at", "2026-11-10")
+    assert note.stdout.strip() == f"Note saved on {reference}, for the IAS only."
+    shared = as_json(
+        cli(
+            "case",
+            "note",
+            reference,
+            "--text",
+            "Morning meetings only",
+            "--shared",
+            "--json",
+            "--at",
+            "2026-11-10",
+        )
+    )
+    assert shared["shared"] is True
+    call = cli(
+        "case",
+        "call",
+        reference,
+        "--on",
+        "2026-11-10",
+        "--direction",
+        "out",
+        "--who",
+        "LA officer",
+        "--summary",
+        "Chased the decision letter",
+        "--at",
+        "2026-11-11T09:00",
+    )
+    assert call.stdout.strip() == f"Call logged on {reference} (Tuesday 10 November 2026)."
+    future = cli(
+        "case",
+        "call",
+        reference,
+        "--on",
+        "2026-11-12",
+        "--direction",
+        "in",
+        "--who",
+        "mother",
+        "--summary",
+        "Asked for news",
+        "--at",
+        "2026-11-11T09:00",
+        expect=2,
+    )
+    assert "The date of the call (Thursday 12 November 2026) is after today" in one_line_error(
+        future
+    )
+    sideways = cli(
+        "case",
+        "call",
+        reference,
+        "--on",
+        "2026-11-10",
+        "--direction",
+        "sideways",
+        "--who",
+        "mother",
+        "--summary",
+        "x",
+        "--at",
+        "2026-11-11T09:00",
+        expect=2,
+    )
+    assert one_line_error(sideways).startswith("error: Who rang:")
+    with Session(get_engine(get_settings())) as s:
+        notes = cases.notes_of(s, cases.get_case(s, reference))
+        assert [(n.kind, n.shared, n.recorded_by) for n in notes] == [
+            ("call", False, "cli:alice.adviser"),
+            ("note", True, "cli:alice.adviser"),
+            ("note", False, "cli:alice.adviser"),
+        ]
+
+
 def test_a_stale_expected_version_exits_4(cli: Run) -> None:
     reference = open_case(cli)
     cli("case", "advance", reference, "advise", "--expected-version", "1", "--at", "2026-11-10")

@@ -26,6 +26,9 @@ from tests.web.conftest import Web, make_case, provider_actor
 DECLINE_REASON = "Collis has a conflict with the school governors"
 OVERRIDE_REASON = "Family asked for Solution Talk after a bad experience"
 ADVISER_NOTE = "Mother mentioned a safeguarding referral last year"
+ADVISER_ONLY_NOTE = "Father asked us not to tell the school about his job loss"
+ADVISER_ONLY_CALL = "LA officer said off the record the panel is minded to refuse"
+SHARED_NOTE = "The family would prefer a meeting after school hours"
 ADVISER_EMAIL = "alice.adviser@ias.example.org"
 CHILD = "Robin Example"
 
@@ -70,6 +73,20 @@ def seen(web: Web) -> Seen:
             override_reason=OVERRIDE_REASON,
         )
         cases.record_view(s, cases.get_case(s, ref), ADVISER, at("2026-11-10", "13:30"))
+        cases.add_note(s, ref, text=ADVISER_ONLY_NOTE, now=at("2026-11-10", "13:35"), actor=ADVISER)
+        cases.log_call(
+            s,
+            ref,
+            call_on="2026-11-10",
+            direction="in",
+            who="LA officer",
+            summary=ADVISER_ONLY_CALL,
+            now=at("2026-11-10", "13:40"),
+            actor=ADVISER,
+        )
+        cases.add_note(
+            s, ref, text=SHARED_NOTE, shared=True, now=at("2026-11-10", "13:45"), actor=ADVISER
+        )
         cases.respond_to_allocation(
             s,
             ref,
@@ -122,6 +139,8 @@ def seen(web: Web) -> Seen:
         DECLINE_REASON,  # another provider's decline reason
         OVERRIDE_REASON,  # why the adviser chose this provider
         ADVISER_NOTE,  # adviser-only notes
+        ADVISER_ONLY_NOTE,  # a case note not marked shared
+        ADVISER_ONLY_CALL,  # a logged call not marked shared
         ADVISER_EMAIL,  # IAS staff addresses
         "Collis",  # another provider's allocation and notices
         "viewed",  # the view log
@@ -130,6 +149,8 @@ def seen(web: Web) -> Seen:
         "decline-reason",
         "override-reason",
         "adviser-note",
+        "adviser-only-case-note",
+        "adviser-only-call",
         "staff-address",
         "other-provider",
         "view-log",
@@ -149,8 +170,9 @@ def test_what_a_provider_never_sees(seen: Seen, withheld: str) -> None:
         ("the 30-day clock", "mediation_meeting", "Mediation meeting held"),
         ("its own allocation", '"status":"accepted"', "Solution Talk"),
         ("the family's contact once accepted", "jo.family@example.org", "jo.family@example.org"),
+        ("a note the adviser shared", SHARED_NOTE, SHARED_NOTE),
     ],
-    ids=["child", "meeting", "meeting-clock", "allocation", "family-contact"],
+    ids=["child", "meeting", "meeting-clock", "allocation", "family-contact", "shared-note"],
 )
 def test_what_a_provider_sees(seen: Seen, listed: str, api_form: str, portal_form: str) -> None:
     assert api_form in seen.api, listed

@@ -201,6 +201,21 @@ class EventOut(BaseModel):
     note: str
 
 
+class NoteOut(BaseModel):
+    """A note or logged call; provider tokens get only those the adviser shared."""
+
+    kind: str = Field(description="note or call")
+    text: str
+    shared: bool = Field(description="Shared with the provider running mediation")
+    call_on: dt.date | None = Field(default=None, description="The day the call happened")
+    direction: str | None = Field(
+        default=None, description="in: they called the IAS; out: the IAS called them"
+    )
+    who: str = Field(default="", description="Who was on the call")
+    recorded_at: dt.datetime
+    recorded_by: str
+
+
 class EventFieldOut(BaseModel):
     name: str
     type: str = Field(description="date (YYYY-MM-DD), bool, text, time (HH:MM) or choice")
@@ -246,6 +261,9 @@ class CaseDetailOut(CaseSummaryOut):
     warnings: list[str] = Field(
         default_factory=list,
         description="What the law makes late or uncertain on this case, in words",
+    )
+    notes: list[NoteOut] = Field(
+        default_factory=list, description="Notes and calls on the case, newest first"
     )
 
 

@@ -27,6 +27,7 @@ from casework.web.api.schemas import (
     DeadlineOut,
     EventFieldOut,
     EventOut,
+    NoteOut,
     ProviderOut,
 )
 
@@ -215,6 +216,19 @@ def case_detail(
             for name, spec in view.actions
         ],
         warnings=view.warnings,
+        notes=[
+            NoteOut(
+                kind=n.kind,
+                text=n.text,
+                shared=n.shared,
+                call_on=n.call_on,
+                direction=n.direction,
+                who=n.who,
+                recorded_at=n.recorded_at,
+                recorded_by=n.recorded_by,
+            )
+            for n in view.notes
+        ],
     )
 
 

@@ -390,3 +390,136 @@ def case_agreement_done_post(
             render_case=case_page,
         )
     return redirect(f"/cases/{quote(case.reference)}?done=agreement_done#agreed")
+
+
+@router.post("/cases/{reference}/notes")
+def case_note_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """Write a note on the case, for the IAS only or shared with the provider."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {n: form_text(form, n) for n in ("text", "visibility")}
+    try:
+        cases.add_note(
+            session,
+            case.reference,
+            text=values["text"],
+            shared=values["visibility"] == "shared",
+            now=now,
+            actor=auth.actor_for(user, "web"),
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event="note",
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(case.reference)}?done=note#notes")
+
+
+@router.post("/cases/{reference}/calls")
+def case_call_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """Log a call on the day it happened."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {
+        n: form_text(form, n) for n in ("direction", "who", "summary", "visibility")
+    }
+    values["call_on_parts"] = date_parts(form, "call_on")
+    try:
+        call_on = date_from_parts(values["call_on_parts"], "call_on", "The date of the call")
+        cases.log_call(
+            session,
+            case.reference,
+            call_on=call_on,
+            direction=values["direction"],
+            who=values["who"],
+            summary=values["summary"],
+            shared=values["visibility"] == "shared",
+            now=now,
+            actor=auth.actor_for(user, "web"),
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event="call",
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(case.reference)}?done=call#notes")
+
+
+@router.post("/cases/{reference}/contact")
+def case_contact_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """Correct the family's contact, with a reason; queued notices follow the new details."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {
+        n: form_text(form, n) for n in ("name", "phone", "email", "sms_consent", "reason")
+    }
+    values["preferred_channels"] = [
+        c for c in form.getlist("preferred_channels") if isinstance(c, str)
+    ]
+    try:
+        version = form_version(form)
+        if version is not None and version != case.version:
+            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+        cases.update_contact(
+            session,
+            case.reference,
+            name=values["name"],
+            phone=values["phone"],
+            email=values["email"],
+            preferred_channels=",".join(values["preferred_channels"]),
+            sms_consent=values["sms_consent"] == "yes" if values["sms_consent"] else None,
+            reason=values["reason"],
+            now=now,
+            actor=auth.actor_for(user, "web"),
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event="contact",
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(case.reference)}?done=contact")

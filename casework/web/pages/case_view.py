@@ -29,6 +29,7 @@ from casework.models import (
     Allocation,
     Case,
     CaseEvent,
+    CaseNote,
     Deadline,
     Notice,
     Person,
@@ -89,6 +90,7 @@ class CaseView:
     actions: list[tuple[str, str, tuple[EventField, ...]]]
     warnings: list[str] = field(default_factory=list)
     agreement_items: list[AgreementItem] = field(default_factory=list)
+    notes: list[CaseNote] = field(default_factory=list)
 
 
 def load_case(session: Session, reference: str) -> tuple[Case, Person | None] | None:
@@ -195,6 +197,7 @@ def build_case_view(
         ],
         warnings=detail.warnings,
         agreement_items=detail.agreement_items,
+        notes=detail.notes,
     )
 
 

@@ -22,6 +22,7 @@ from starlette.datastructures import FormData
 
 from casework import cases
 from casework.cases.fields import EventField
+from casework.cases.words import actor_words
 from casework.config import Settings
 from casework.contacts import display_phone
 from casework.models import Case, Deadline, Role, User, UserSession
@@ -101,6 +102,7 @@ _env.globals.update(
     fmt_date=fmt_date,
     fmt_datetime=fmt_datetime,
     display_phone=display_phone,
+    actor_words=actor_words,
 )
 
 

@@ -57,6 +57,9 @@ DONE_MESSAGES: dict[str, str] = {
     "acknowledged": "Escalation acknowledged.",
     "agreed": "Agreed action recorded. Its clock has started.",
     "agreement_done": "Agreed action recorded as carried out.",
+    "note": "Note saved.",
+    "call": "Call logged.",
+    "contact": "Family contact corrected. Notices not yet sent will use the new details.",
     "password": "Password set. You can now sign in.",
 }
 

@@ -1,0 +1,214 @@
+"""Correcting how we reach the family: name, phone, email, notice channels, SMS consent.
+
+A wrong number found after intake must be fixed before the next reminder goes, so a
+correction re-validates like intake does and re-addresses the family's notices not
+yet sent. Each correction gives a reason and is audited with the old and the new
+value of every field it changed, in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm.attributes import flag_modified
+from sqlmodel import Session, col
+
+from casework.cases.access import check_actor_may_see
+from casework.cases.context import Actor
+from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
+from casework.cases.intake import INTAKE_WORDS, MAX_SHORT_TEXT, NOTICE_CHANNELS
+from casework.cases.notes import IAS_ROLES
+from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.contacts import ContactError, is_mobile, normalise_email, normalise_phone
+from casework.models import Notice, NoticeStatus, Person
+
+REASON_MAX = 500
+CONSENT_WORDS = {True: "given", False: "withdrawn"}
+NOT_REACHABLE = (
+    "skipped: the family's contact details were changed and this way no longer reaches them"
+)
+
+
+def _checked(
+    family: Person,
+    *,
+    name: str | None,
+    phone: str | None,
+    email: str | None,
+    preferred_channels: str | None,
+    sms_consent: bool | None,
+) -> dict[str, Any]:
+    """The new contact, every field validated; problems named in words, all at once."""
+    errors: dict[str, str] = {}
+
+    def fail(field: str, message: str) -> None:
+        errors.setdefault(field, f"{INTAKE_WORDS[field]}: {message}")
+
+    new: dict[str, Any] = {
+        "name": family.name,
+        "phone": family.phone,
+        "email": family.email,
+        "preferred_channels": family.preferred_channels,
+        "sms_consent": family.sms_consent,
+    }
+    if name is not None:
+        new["name"] = name.strip()
+        if not new["name"]:
+            fail("name", "this is needed.")
+        elif len(new["name"]) > MAX_SHORT_TEXT:
+            fail("name", f"keep it under {MAX_SHORT_TEXT:,} characters.")
+    if phone is not None:
+        try:
+            new["phone"] = normalise_phone(phone)
+        except ContactError as exc:
+            fail("phone", exc.message + ".")
+    if email is not None:
+        try:
+            new["email"] = normalise_email(email)
+        except ContactError as exc:
+            fail("email", exc.message + ".")
+    if preferred_channels is not None:
+        chosen = [c.strip() for c in preferred_channels.split(",") if c.strip()]
+        if not chosen or any(c not in NOTICE_CHANNELS for c in chosen):
+            fail("preferred_channels", "choose text message, email or both.")
+        else:
+            # Stored in one order whatever order they were ticked in.
+            new["preferred_channels"] = ",".join(c for c in NOTICE_CHANNELS if c in chosen)
+    if sms_consent is not None:
+        new["sms_consent"] = bool(sms_consent)
+    if new["preferred_channels"] == "email" and not new["email"] and "email" not in errors:
+        fail("email", "give an address for email notices, or choose text messages.")
+    if errors:
+        first = next(iter(errors))
+        raise ValidationFailed(" ".join(errors.values()), field=first)
+    return new
+
+
+def _usable(channel: str, family: Person) -> str:
+    if channel == "sms":
+        if family.sms_consent and family.phone and is_mobile(family.phone):
+            return family.phone
+        return ""
+    return family.email
+
+
+def _readdress_unsent(session: Session, case_id: int, family: Person) -> int:
+    """Point the family's queued notices at the new details; returns how many changed.
+
+    A notice whose channel no longer reaches the family moves to the other channel
+    (unless the same message is already waiting there), as a reminder of a legal
+    deadline must reach them somehow; if neither reaches them it is skipped, saying why.
+    """
+    queued = list(
+        session.execute(
+            select(Notice).where(
+                col(Notice.case_id) == case_id,
+                col(Notice.recipient_role) == "family",
+                col(Notice.status) == NoticeStatus.queued,
+            )
+        ).scalars()
+    )
+    waiting = {(n.template, n.deadline_id, n.not_before, n.channel) for n in queued}
+    changed = 0
+    for notice in queued:
+        channel = notice.channel
+        other = "email" if channel == "sms" else "sms"
+        twin = (notice.template, notice.deadline_id, notice.not_before, other)
+        # The family's chosen ways first, then whatever still reaches them.
+        order = [c for c in (channel, other) if c in family.channels] + [channel, other]
+        found = [
+            (c, address)
+            for c in order
+            if (address := _usable(c, family)) and (c == channel or twin not in waiting)
+        ]
+        if not found:
+            notice.status = NoticeStatus.skipped
+            notice.last_error = NOT_REACHABLE
+            changed += 1
+            continue
+        new_channel, address = found[0]
+        if (new_channel, address) != (channel, notice.to_address):
+            notice.channel, notice.to_address = new_channel, address
+            changed += 1
+    return changed
+
+
+def update_contact(
+    session: Session,
+    reference: str,
+    *,
+    reason: str,
+    now: dt.datetime,
+    actor: Actor,
+    name: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    preferred_channels: str | None = None,
+    sms_consent: bool | None = None,
+) -> Person:
+    """Correct the family's contact; a field left as None keeps its value."""
+    now = require_aware(now)
+    why = (reason or "").strip()
+    with case_transaction(session, reference):
+        with session.no_autoflush:
+            case, family, _provider = load_case(session, reference)
+            check_actor_may_see(case, actor)
+            if actor.role not in IAS_ROLES:
+                raise NotPermitted(
+                    "The family's contact is kept by the IAS adviser; ask them to correct it."
+                )
+            if family is None:
+                raise TransitionRefused(f"{case.reference} has no family contact to correct.")
+            new = _checked(
+                family,
+                name=name,
+                phone=phone,
+                email=email,
+                preferred_channels=preferred_channels,
+                sms_consent=sms_consent,
+            )
+            if not why:
+                raise ValidationFailed(
+                    "Why the contact is being changed: this is needed.", field="reason"
+                )
+            if len(why) > REASON_MAX:
+                raise ValidationFailed(
+                    f"Why the contact is being changed: keep it to {REASON_MAX} characters or"
+                    " fewer.",
+                    field="reason",
+                )
+            data: dict[str, Any] = {}
+            for field, value in new.items():
+                old = getattr(family, field)
+                if value == old:
+                    continue
+                if field == "sms_consent":
+                    data[field], data[f"{field}_was"] = CONSENT_WORDS[value], CONSENT_WORDS[old]
+                else:
+                    data[field], data[f"{field}_was"] = value, old
+                setattr(family, field, value)
+            if not data:
+                raise ValidationFailed(
+                    "Nothing to change: the contact details given are the ones held."
+                )
+            readdressed = _readdress_unsent(session, case.id, family)  # type: ignore[arg-type]
+            if readdressed:
+                data["notices_readdressed"] = readdressed
+            case.updated_at = now
+            flag_modified(case, "updated_at")
+            session.add(
+                audit_event(
+                    case,
+                    actor=actor,
+                    event="update_contact",
+                    at=now,
+                    from_state=case.state,
+                    data=data,
+                    note=why,
+                )
+            )
+        session.commit()
+    session.refresh(family)
+    return family
