@@ -22,6 +22,7 @@ from sqlmodel import Session, col
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.errors import NotFound, NotPermitted, ValidationFailed
+from casework.cases.notes import notes_of
 from casework.cases.unit import audit_event, require_aware
 from casework.cases.views import case_deadlines, case_events, event_details
 from casework.cases.words import DEADLINE_WORDS, actor_words, moment_words, state_words
@@ -155,6 +156,17 @@ def _case_record(session: Session, case: Case) -> dict[str, Any]:
                 "done_on": _json(d.done_on),
             }
             for d in case_deadlines(session, case)
+        ],
+        "notes_and_calls": [
+            {
+                "kind": n.kind,
+                "text": n.text,
+                "call_on": _json(n.call_on),
+                "direction": n.direction,
+                "who": n.who,
+                "written_at": _json(n.recorded_at),
+            }
+            for n in notes_of(session, case)
         ],
         "agreed": [
             {

@@ -34,6 +34,16 @@ def test_a_persons_export_holds_their_cases_and_nobody_elses(
     second = create_case(session, settings, now=at("2026-11-10"), **A)
     other = create_case(session, settings, child_name="Bea Bystander", **B)
     advance(session, settings, first, "advise", now=at("2026-11-10"), note="rang back")
+    cases.log_call(
+        session,
+        first.reference,
+        call_on="2026-11-10",
+        direction="in",
+        who="Alex",
+        summary="asked about the meeting venue",
+        now=at("2026-11-10", "12:00"),
+        actor=MANAGER,
+    )
     advance(session, settings, other, "advise", now=at("2026-11-10"), note="Blake's note")
     cases.record_view(session, cases.get_case(session, first.reference), MANAGER, at("2026-11-11"))
     run_once(engine, settings, at("2026-11-11", "10:00"))  # the messages go out (to the outbox)
@@ -47,7 +57,14 @@ def test_a_persons_export_holds_their_cases_and_nobody_elses(
         first.reference,
         second.reference,
     }
-    for mine in (A["name"], "+447911123123", A["email"], "Ash Applicant", "rang back"):
+    for mine in (
+        A["name"],
+        "+447911123123",
+        A["email"],
+        "Ash Applicant",
+        "rang back",
+        "asked about the meeting venue",
+    ):
         assert mine in text, mine
     for theirs in (
         B["name"],
