@@ -37,7 +37,7 @@ from casework.cases.errors import (
     ValidationFailed,
 )
 from casework.cases.escalations import acknowledge_escalation
-from casework.cases.facts import update_case_facts
+from casework.cases.facts import change_adviser, update_case_facts
 from casework.cases.fields import EventField, parse_event_data
 from casework.cases.intake import (
     DECISION_TYPES,
@@ -51,7 +51,10 @@ from casework.cases.views import (
     LATE_OUTSTANDING,
     STILL_DUE,
     VIEW_EVENT,
+    CaseCriteria,
     CaseDetail,
+    FoundCase,
+    FoundCases,
     case_deadlines,
     case_detail,
     case_events,
@@ -60,6 +63,7 @@ from casework.cases.views import (
     done_late,
     event_details,
     family_of,
+    find_cases,
     get_case,
     late_and_outstanding,
     list_cases,
@@ -78,11 +82,14 @@ __all__ = [
     "STILL_DUE",
     "VIEW_EVENT",
     "Actor",
+    "CaseCriteria",
     "CaseDetail",
     "CaseworkError",
     "Conflict",
     "EventField",
     "EventSpec",
+    "FoundCase",
+    "FoundCases",
     "Intake",
     "IntakeInvalid",
     "NotFound",
@@ -100,6 +107,7 @@ __all__ = [
     "case_deadlines",
     "case_detail",
     "case_events",
+    "change_adviser",
     "check_intake",
     "check_override",
     "clock_urgency",
@@ -111,6 +119,7 @@ __all__ = [
     "event_label",
     "facts_of",
     "family_of",
+    "find_cases",
     "find_provider",
     "get_case",
     "items_of",
