@@ -604,12 +604,14 @@ def find_cases(
     if criteria.sort == "urgency":
         rows = urgent_first(session, query, limit=limit, offset=offset)
     else:
-        order = {
+        order: dict[str, Any] = {
             "newest": col(Case.id).desc(),
             "oldest": col(Case.id).asc(),
             "reference": col(Case.reference).asc(),
-        }[criteria.sort]
-        rows = list(session.execute(query.order_by(order).limit(limit).offset(offset)).all())
+        }
+        rows = list(
+            session.execute(query.order_by(order[criteria.sort]).limit(limit).offset(offset)).all()
+        )
     return FoundCases([FoundCase(case, name or "") for case, name in rows], total)
 
 

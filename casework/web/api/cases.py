@@ -105,10 +105,10 @@ def list_cases(
         settings=settings,
     )
     providers = providers_by_id(session)
-    upcoming = next_deadlines(session, [r.case.id for r in found.rows])
+    upcoming = next_deadlines(session, [r.case.id for r in found.rows if r.case.id is not None])
     today = dl.local_date(now)
     items = [
-        CaseSummaryOut(**summary_fields(r.case, providers, upcoming.get(r.case.id), today))
+        CaseSummaryOut(**summary_fields(r.case, providers, upcoming.get(r.case.id or 0), today))
         for r in found.rows
     ]
     return CasePageOut(items=items, total=found.total, limit=limit, offset=offset)
