@@ -327,3 +327,23 @@ def test_the_owner_is_set_at_intake_and_changed_with_an_audit_row(web: Web) -> N
         )
     assert found(web, adviser="bob.adviser@ias.example.org") == {case.reference}
     assert reload(web, theirs.reference).adviser == "alice.adviser@ias.example.org"
+
+
+def test_the_case_page_shows_and_changes_the_owner(web: Web) -> None:
+    case = make_case(web)
+    browser = web.browser("adviser")
+    html = browser.get(f"/cases/{case.reference}").text
+    assert "alice.adviser@ias.example.org" in html.split('id="owner"', 1)[1]
+    bad = browser.post(f"/cases/{case.reference}/adviser", {"adviser": "nobody"})
+    assert bad.status_code in (400, 422)
+    assert "Adviser:" in bad.text
+    assert reload(web, case.reference).adviser == "alice.adviser@ias.example.org"
+    done = browser.post(
+        f"/cases/{case.reference}/adviser",
+        {"adviser": "bob.adviser@ias.example.org", "note": "Alice is on leave"},
+    )
+    assert done.status_code == 303
+    assert reload(web, case.reference).adviser == "bob.adviser@ias.example.org"
+    page = browser.get(done.headers["location"]).text
+    assert "The case has a new owning adviser." in page
+    assert "Owning adviser changed" in page
