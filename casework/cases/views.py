@@ -6,6 +6,7 @@ looked at a case is part of reading it, so it lives here too.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -466,20 +467,24 @@ def check_criteria(criteria: CaseCriteria) -> CaseCriteria:
     return criteria
 
 
-def _phone_forms(q: str) -> tuple[str, str]:
-    """The E.164 number ``q`` spells, if it parses as one, and its digits (as stored)."""
+def _phone_matches(q: str) -> list[ColumnElement[bool]]:
+    """A family phone matching ``q``: the number it spells, or the digits typed.
+
+    Numbers are stored as E.164 (+447911123456). A whole number in any format is
+    normalised; a part matches the stored digits, and a leading part typed the UK
+    way (07911 12) matches the start of the stored number.
+    """
     from casework.contacts import ContactError, normalise_phone
 
     digits = re.sub(r"\D", "", q)
     if len(digits) < 4 or re.search(r"[A-Za-z@]", q):
-        return "", ""
-    try:
-        e164 = normalise_phone(q)
-    except ContactError:
-        e164 = ""
-    # Stored numbers are +44...; a fragment typed the UK way starts with its 0.
-    stored_digits = "44" + digits[1:] if digits.startswith("0") else digits
-    return e164, stored_digits
+        return []
+    found: list[ColumnElement[bool]] = [col(Person.phone).contains(digits, autoescape=True)]
+    with contextlib.suppress(ContactError):  # not a whole number: the digits still match
+        found.append(col(Person.phone) == normalise_phone(q))
+    if digits.startswith("0") and not digits.startswith("00"):
+        found.append(col(Person.phone).startswith("+44" + digits[1:], autoescape=True))
+    return found
 
 
 def _search(q: str) -> ColumnElement[bool]:
@@ -491,11 +496,7 @@ def _search(q: str) -> ColumnElement[bool]:
         func.lower(col(Person.name)).contains(needle, autoescape=True),
         func.lower(col(Person.email)).contains(needle, autoescape=True),
     ]
-    e164, digits = _phone_forms(q)
-    if e164:
-        person.append(col(Person.phone) == e164)
-    if digits:
-        person.append(col(Person.phone).contains(digits, autoescape=True))
+    person += _phone_matches(q)
     family = select(col(Person.case_id)).where(col(Person.role) == "family", or_(*person))
     return or_(
         col(Case.reference).contains(q.upper(), autoescape=True),
