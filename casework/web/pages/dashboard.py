@@ -96,7 +96,7 @@ def criteria_from(params: dict[str, str], user: User) -> cases.CaseCriteria:
     """The form's fields as criteria; "mine" is the signed-in person's own cases."""
     adviser = params.get("adviser", "")
     return cases.CaseCriteria(
-        q=params.get("q", "")[:200],
+        q=params.get("q", "")[:100],
         state=params.get("state", ""),
         kind=params.get("kind", ""),
         provider=params.get("provider", ""),
