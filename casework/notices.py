@@ -330,7 +330,9 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
         else None,
         provider_name=provider.name if provider is not None else None,
         provider_email=provider.email if provider is not None else None,
-        adviser_email=case.adviser,
+        # The team's mailbox, not the owning adviser's: an owner on leave must not
+        # leave a late duty unseen (the owner is for finding cases).
+        adviser_email=None,
     )
     context = base_context(facts, settings)
     context.update(_event_context(ctx))

@@ -185,7 +185,6 @@ def _claim(conn: Any, now: dt.datetime, batch: int) -> list[Row[Any]]:
             c.c.reference,
             c.c.kind.label("case_kind"),
             c.c.state,
-            c.c.adviser,
             family.c.name,
             family.c.phone,
             family.c.email,
@@ -344,7 +343,8 @@ def _notices_for(
         family=family,
         provider_name=row.provider_name,
         provider_email=row.provider_email,
-        adviser_email=row.adviser,
+        # The team's mailbox, as for event notices (see notices.queue_event_notices).
+        adviser_email=None,
     )
     context = base_context(facts, settings) | deadline_context(
         row.kind, row.due_date, row.explanation, row.citation

@@ -38,7 +38,7 @@ from casework.cases.errors import (
     ValidationFailed,
 )
 from casework.cases.escalations import acknowledge_escalation
-from casework.cases.facts import update_case_facts
+from casework.cases.facts import change_adviser, update_case_facts
 from casework.cases.fields import EventField, parse_event_data
 from casework.cases.intake import (
     DECISION_TYPES,
@@ -49,6 +49,7 @@ from casework.cases.intake import (
     open_case,
 )
 from casework.cases.notes import add_note, log_call, notes_of
+from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
 from casework.cases.views import (
     LATE_OUTSTANDING,
     STILL_DUE,
@@ -80,11 +81,14 @@ __all__ = [
     "STILL_DUE",
     "VIEW_EVENT",
     "Actor",
+    "CaseCriteria",
     "CaseDetail",
     "CaseworkError",
     "Conflict",
     "EventField",
     "EventSpec",
+    "FoundCase",
+    "FoundCases",
     "Intake",
     "IntakeInvalid",
     "NotFound",
@@ -103,6 +107,7 @@ __all__ = [
     "case_deadlines",
     "case_detail",
     "case_events",
+    "change_adviser",
     "check_intake",
     "check_override",
     "clock_urgency",
@@ -114,6 +119,7 @@ __all__ = [
     "event_label",
     "facts_of",
     "family_of",
+    "find_cases",
     "find_provider",
     "get_case",
     "items_of",

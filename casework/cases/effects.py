@@ -686,6 +686,7 @@ EVENTS: dict[tuple[CaseKind, str], EventSpec] = {
 OTHER_EVENT_LABELS: dict[str, str] = {
     "open": "Case opened",
     "update": "Case details corrected",
+    "change_adviser": "Owning adviser changed",
     "allocate_provider": "Provider allocated",
     "accept_allocation": "Provider accepted the case",
     "decline_allocation": "Provider declined the case",

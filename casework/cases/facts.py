@@ -177,3 +177,53 @@ def update_case_facts(
             )
         session.commit()
     return case
+
+
+def change_adviser(
+    session: Session,
+    reference: str,
+    adviser: str,
+    *,
+    now: dt.datetime,
+    actor: Actor,
+    reason: str = "",
+) -> Case:
+    """Hand a case to another adviser (or take it): one audited change, old and new owner.
+
+    Allowed on closed cases too, so a reopened or queried case has someone to answer
+    for it. Provider staff never own IAS cases.
+    """
+    from casework.contacts import ContactError, normalise_email
+
+    now = require_aware(now)
+    with case_transaction(session, reference):
+        case, _, _ = load_case(session, reference)
+        check_actor_may_see(case, actor)
+        if actor.is_provider:
+            raise TransitionRefused("The IAS decides which adviser owns a case.")
+        try:
+            new = normalise_email(adviser or "").lower()
+        except ContactError as exc:
+            raise ValidationFailed(f"Adviser: {exc.message}.", field="adviser") from exc
+        if not new:
+            raise ValidationFailed(
+                "Adviser: give the email address the adviser signs in with.", field="adviser"
+            )
+        if new == (case.adviser or ""):
+            raise ValidationFailed(f"Adviser: {new} already owns this case.", field="adviser")
+        previous = case.adviser or ""
+        case.adviser = new
+        case.updated_at = now
+        session.add(
+            audit_event(
+                case,
+                actor=actor,
+                event="change_adviser",
+                at=now,
+                from_state=case.state,
+                data={"adviser": new, "previous_adviser": previous},
+                note=reason.strip(),
+            )
+        )
+        session.commit()
+    return case

@@ -71,6 +71,8 @@ class Intake:
     preferred_channels: str = "sms,email"
     sms_consent: bool = True
     reg32_info_given: bool | None = None
+    # The owning adviser's email; empty means the signed-in person opening the case.
+    adviser: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,21 @@ def check_intake(intake: Intake, *, today: dt.date) -> CheckedIntake:
     )
 
 
+def owning_adviser(intake: Intake, actor: Actor) -> str | None:
+    """Whoever takes the call owns the case unless the intake names someone else.
+
+    A script or the scheduler opening a case owns nothing, so the case waits unowned
+    in the list until a manager assigns it.
+    """
+    named = (intake.adviser or "").strip().lower()
+    if named:
+        return named[:320]
+    kind, _, who = actor.id.partition(":")
+    if kind == "user" and who and not actor.is_provider:
+        return who.lower()
+    return None
+
+
 def next_reference(session: Session, prefix: str, year: int) -> str:
     """MED-2026-0042: a per-prefix, per-year counter that two intakes can't share."""
     bump = (
@@ -221,6 +238,7 @@ def open_case(
             health_care=checked.health_care,
             placement_only=checked.placement_only,
             reg32_info_given=checked.reg32_info_given,
+            adviser=owning_adviser(intake, actor),
         )
         session.add(case)
         session.flush()

@@ -392,6 +392,8 @@ DATA_WORDS: dict[str, str] = {
     "sms_consent": "Consent to text messages",
     "sms_consent_was": "Consent to text messages, before",
     "notices_readdressed": "Notices not yet sent, re-addressed",
+    "adviser": "Owning adviser",
+    "previous_adviser": "Previous owning adviser",
 }
 # Keys that are references for the machine, not facts for a person.
 _HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})

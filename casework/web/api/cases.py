@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime as dt
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import func, or_, select
-from sqlalchemy.sql import ColumnElement
-from sqlmodel import col
 
 from casework import cases
 from casework import deadlines as dl
 from casework.auth import actor_for
-from casework.models import Case, Person
 from casework.states import CaseKind, CaseState
 from casework.web.api.common import (
     ApiRoute,
@@ -23,13 +20,10 @@ from casework.web.api.common import (
     RoleRefused,
     end_read,
     forbid_provider,
-    is_provider,
-    page_of,
     visible_case,
 )
 from casework.web.api.schemas import CaseDetailOut, CasePageOut, CaseSummaryOut, EventIn, IntakeIn
 from casework.web.api.views import (
-    SUMMARY_COLUMNS,
     case_detail,
     check_version,
     next_deadlines,
@@ -43,57 +37,81 @@ router = APIRouter(route_class=ApiRoute)
 
 # No date on a SEND record predates the SEND Regulations 2014 coming into force, and
 # none is years ahead; bounding them keeps nonsense (year 1, year 9999) out of the clocks.
-@router.get("/cases", response_model=CasePageOut, summary="List cases, newest first")
+@router.get("/cases", response_model=CasePageOut, summary="Find cases, newest first")
 def list_cases(
     user: ApiUser,
     session: SessionDep,
     now: NowDep,
+    settings: SettingsDep,
     limit: Limit = 50,
     offset: Offset = 0,
-    state: Annotated[CaseState | None, Query(description="Only cases in this state")] = None,
+    state: Annotated[
+        CaseState | None, Query(description="Only cases in this state (default: every state)")
+    ] = None,
     kind: Annotated[CaseKind | None, Query(description="mediation or disagreement")] = None,
     q: Annotated[
         str | None,
-        Query(max_length=100, description="Part of a reference or of the family's name"),
+        Query(
+            max_length=100,
+            description="Part of a reference, a family or child's name, a phone number"
+            " (any format) or an email address",
+        ),
     ] = None,
+    provider: Annotated[
+        str | None,
+        Query(max_length=64, description="The provider's code; 'none' for unallocated cases"),
+    ] = None,
+    urgency: Annotated[
+        Literal["late", "due_soon", "on_track"] | None,
+        Query(description="How urgent the case's most urgent clock is"),
+    ] = None,
+    adviser: Annotated[
+        str | None,
+        Query(max_length=320, description="The owning adviser's email; 'me' for your own"),
+    ] = None,
+    decision_type: Annotated[
+        str | None, Query(max_length=32, description="What the LA decided")
+    ] = None,
+    opened_from: Annotated[dt.date | None, Query(description="Opened on or after")] = None,
+    opened_to: Annotated[dt.date | None, Query(description="Opened on or before")] = None,
+    sort: Annotated[
+        Literal["newest", "oldest", "reference", "urgency"],
+        Query(description="Order: newest first unless asked"),
+    ] = "newest",
 ) -> CasePageOut:
-    """Cases this token can see, newest first, with each one's next open deadline."""
-    conditions: list[ColumnElement[bool]] = []
-    if is_provider(user):
-        conditions.append(col(Case.provider_id) == user.provider_id)
-    if state is not None:
-        conditions.append(col(Case.state) == state.value)
-    if kind is not None:
-        conditions.append(col(Case.kind) == kind.value)
-    if q and q.strip():
-        if "\x00" in q:
-            raise cases.ValidationFailed("q: must not contain NUL characters", field="q")
-        needle = q.strip().lower()
-        family = select(col(Person.case_id)).where(
-            col(Person.role) == "family",
-            func.lower(col(Person.name)).contains(needle, autoescape=True),
-        )
-        conditions.append(
-            or_(
-                func.lower(col(Case.reference)).contains(needle, autoescape=True),
-                col(Case.id).in_(family),
-            )
-        )
-    rows, total = page_of(
+    """Cases this token can see matching every filter given, each with its next deadline.
+
+    Without ``state`` every state is listed, closed and withdrawn cases too.
+    """
+    criteria = cases.CaseCriteria(
+        q=q or "",
+        state=state.value if state is not None else "all",
+        kind=kind.value if kind is not None else "",
+        provider=provider or "",
+        urgency=urgency or "",
+        adviser=user.email if adviser == "me" else (adviser or ""),
+        decision_type=decision_type or "",
+        opened_from=opened_from,
+        opened_to=opened_to,
+        sort=sort,
+    )
+    found = cases.find_cases(
         session,
-        select(*SUMMARY_COLUMNS).order_by(col(Case.id).desc()),
-        Case,
-        conditions,
-        limit,
-        offset,
+        criteria,
+        limit=limit,
+        offset=offset,
+        actor=actor_for(user, "api"),
+        now=now,
+        settings=settings,
     )
     providers = providers_by_id(session)
-    upcoming = next_deadlines(session, [r.id for r in rows])
+    upcoming = next_deadlines(session, [r.case.id for r in found.rows if r.case.id is not None])
     today = dl.local_date(now)
     items = [
-        CaseSummaryOut(**summary_fields(r, providers, upcoming.get(r.id), today)) for r in rows
+        CaseSummaryOut(**summary_fields(r.case, providers, upcoming.get(r.case.id or 0), today))
+        for r in found.rows
     ]
-    return CasePageOut(items=items, total=total, limit=limit, offset=offset)
+    return CasePageOut(items=items, total=found.total, limit=limit, offset=offset)
 
 
 @router.post(

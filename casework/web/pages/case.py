@@ -302,6 +302,46 @@ def case_facts_post(
     return redirect(f"/cases/{quote(case.reference)}?done=facts")
 
 
+@router.post("/cases/{reference}/adviser")
+def case_adviser_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {
+        "adviser": form_text(form, "adviser"),
+        "note": form_text(form, "note"),
+    }
+    try:
+        cases.change_adviser(
+            session,
+            case.reference,
+            values["adviser"],
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            reason=values["note"],
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event="adviser",
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(case.reference)}?done=adviser")
+
+
 @router.post("/cases/{reference}/agreements")
 def case_agreement_post(
     request: Request,

@@ -1,18 +1,26 @@
-"""The adviser's case list: open cases by state, searchable, each with its next clock."""
+"""The adviser's case list: open cases by state, searched and filtered, each with its next clock.
+
+The filtering is :func:`casework.cases.find_cases`; this door reads the form and draws.
+"""
 
 from __future__ import annotations
 
-import re
+import csv
+import datetime as dt
+import io
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import cases
-from casework.models import Case, Deadline, Person, Provider, Role
+from casework.auth import actor_for
+from casework.cases.words import DECISION_TYPE_WORDS, KIND_WORDS, STATE_WORDS
+from casework.deadlines import LONDON, fmt
+from casework.models import Case, Deadline, Provider, Role, User
 from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import next_deadlines
@@ -25,13 +33,34 @@ from casework.web.pages.common import (
     state_counts,
 )
 from casework.web.pages.labels import DEADLINE_LABELS
+from casework.web.pages.manager import require_manager
 
 router = APIRouter(include_in_schema=False)
 
 
 PAGE_SIZE = 25
 OPEN_STATES = [s.value for s in CaseState if s not in FINAL_STATES]
-_REFERENCE_LIKE = re.compile(r"^[A-Za-z]{1,10}-\d[\d-]*$")
+CSV_MAX_ROWS = 10_000
+URGENCY_WORDS = {"late": "Late", "due_soon": "Due soon", "on_track": "On track"}
+SORT_WORDS = {
+    "urgency": "Most urgent first",
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "reference": "By reference",
+}
+# The filters a list is asked with, in the order the form and the URLs carry them.
+FILTERS = (
+    "q",
+    "state",
+    "kind",
+    "provider",
+    "urgency",
+    "adviser",
+    "decision_type",
+    "opened_from",
+    "opened_to",
+    "sort",
+)
 
 
 @dataclass
@@ -48,96 +77,210 @@ def provider_names(session: Session) -> dict[int, str]:
     return {p.id: p.name for p in session.execute(select(Provider)).scalars() if p.id is not None}
 
 
+def provider_list(session: Session) -> list[Provider]:
+    return list(session.execute(select(Provider).order_by(col(Provider.name))).scalars())
+
+
+def _day(raw: str, words: str, name: str) -> dt.date | None:
+    if not raw:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise cases.ValidationFailed(
+            f"{words}: give a real date, for example 2026-11-02.", field=name
+        ) from None
+
+
+def criteria_from(params: dict[str, str], user: User) -> cases.CaseCriteria:
+    """The form's fields as criteria; "mine" is the signed-in person's own cases."""
+    adviser = params.get("adviser", "")
+    return cases.CaseCriteria(
+        q=params.get("q", "")[:100],
+        state=params.get("state", ""),
+        kind=params.get("kind", ""),
+        provider=params.get("provider", ""),
+        urgency=params.get("urgency", ""),
+        adviser=user.email if adviser == "mine" else adviser,
+        decision_type=params.get("decision_type", ""),
+        opened_from=_day(params.get("opened_from", ""), "Opened from", "opened_from"),
+        opened_to=_day(params.get("opened_to", ""), "Opened to", "opened_to"),
+        sort=params.get("sort", "") or "urgency",
+    )
+
+
+def _params(request: Request) -> dict[str, str]:
+    return {k: request.query_params.get(k, "").strip() for k in FILTERS}
+
+
+def _query_string(params: dict[str, str], **extra: str) -> str:
+    kept = {k: v for k, v in params.items() if v and not (k == "sort" and v == "urgency")}
+    kept.update({k: v for k, v in extra.items() if v})
+    return urlencode(kept)
+
+
 @router.get("/")
 def dashboard(
     request: Request,
     session: SessionDep,
     now: NowDep,
     signed_in: PageUserDep,
-    state: str = "",
-    q: str = "",
     page: int = 1,
 ) -> Response:
     user = signed_in[0]
     if user.role == Role.provider:
         return redirect("/portal")
     require_staff(signed_in)
-    state = state.strip()
-    q = q.strip()[:100]
+    params = _params(request)
     page = max(1, min(page, 10_000))
-    if state and state not in CaseState.__members__:
-        state = ""
+    settings = request.app.state.settings
     counts = state_counts(request.app, session)
-    query = select(Case, col(Person.name)).outerjoin(
-        Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family")
-    )
-    query = (
-        query.where(col(Case.state) == state)
-        if state
-        # NOT IN the final states: the planner then walks the clocks' index in order.
-        else query.where(col(Case.state).not_in([s.value for s in FINAL_STATES]))
-    )
-    if q:
-        if _REFERENCE_LIKE.match(q):
-            # A reference: the unique index answers it.
-            query = query.where(col(Case.reference).startswith(q.upper(), autoescape=True))
-        else:
-            # A name: filter the people first (one pass, no index can serve a
-            # substring), then keep the cases whose family matched.
-            matching = select(col(Person.case_id)).where(
-                col(Person.role) == "family",
-                func.lower(Person.name).contains(q.lower(), autoescape=True),
-            )
-            query = query.where(col(Case.id).in_(matching))
-    # Most urgent first (late duties, then the soonest due), ordered in SQL.
-    rows = cases.urgent_first(session, query, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
-    has_next = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    soonest = next_deadlines(session, [c.id for c, _ in rows if c.id is not None])
-    names = provider_names(session)
+    error = ""
+    found = cases.FoundCases([], 0)
+    filtered = any(v for k, v in params.items() if k not in ("state", "sort"))
+    # Unfiltered, the sidebar's counts per state already hold the total.
+    known_total: int | None = None
+    if not filtered and params["state"] in ("", *CaseState.__members__):
+        states = [params["state"]] if params["state"] else OPEN_STATES
+        known_total = sum(counts.get(s, 0) for s in states)
+    try:
+        found = cases.find_cases(
+            session,
+            criteria_from(params, user),
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+            actor=actor_for(user, "web"),
+            now=now,
+            settings=settings,
+            count=known_total is None,
+        )
+    except cases.ValidationFailed as exc:
+        error = str(exc)
+    soonest = next_deadlines(session, [r.case.id for r in found.rows if r.case.id is not None])
+    providers = provider_list(session)
+    names = {p.id: p.name for p in providers}
     table = []
-    for case, family_name in rows:
+    for row in found.rows:
+        case = row.case
         d = soonest.get(case.id) if case.id is not None else None
         table.append(
             DashboardRow(
                 case=case,
-                family_name=family_name or "",
+                family_name=row.family_name,
                 provider_name=names.get(case.provider_id, "") if case.provider_id else "",
                 deadline=d,
                 deadline_label=DEADLINE_LABELS.get(d.kind, d.kind) if d else "",
-                rag=rag_for(d, now, request.app.state.settings) if d else None,
+                rag=rag_for(d, now, settings) if d else None,
             )
         )
-    if q:
-        total = None
-    elif state:
-        total = counts.get(state, 0)
-    else:
-        total = sum(n for s, n in counts.items() if s in OPEN_STATES)
-    pages = None if total is None else max(1, -(-total // PAGE_SIZE))
+    total = found.total if known_total is None else known_total
+    pages = max(1, -(-total // PAGE_SIZE))
 
     def page_url(n: int) -> str:
-        params = {k: v for k, v in (("state", state), ("q", q)) if v}
-        if n > 1:
-            params["page"] = str(n)
-        return "/" + ("?" + urlencode(params) if params else "")
+        query = _query_string(params, page=str(n) if n > 1 else "")
+        return "/" + ("?" + query if query else "")
 
+    state = params["state"] if params["state"] in CaseState.__members__ else ""
     return render(
         request,
         "dashboard.html",
         {
-            "page_title": "Cases",
+            "page_title": ("Error: " if error else "") + "Cases",
+            "error": error,
             "rows": table,
             "state": state,
-            "q": q,
+            "q": params["q"],
+            "params": params,
+            "filtered": filtered,
             "page": page,
             "pages": pages,
             "total": total,
-            "has_next": has_next,
+            "has_next": page < pages,
             "page_url": page_url,
+            "csv_url": "/cases.csv" + ("?" + query if (query := _query_string(params)) else ""),
+            "may_download": user.role in (Role.manager, Role.admin),
             "counts": counts,
             "open_states": OPEN_STATES,
             "all_states": [s.value for s in CaseState],
             "open_total": sum(n for s, n in counts.items() if s in OPEN_STATES),
+            "providers": providers,
+            "kind_words": KIND_WORDS,
+            "urgency_words": URGENCY_WORDS,
+            "decision_type_words": DECISION_TYPE_WORDS,
+            "sort_words": SORT_WORDS,
+        },
+    )
+
+
+CSV_COLUMNS = (
+    "Reference",
+    "Kind of request",
+    "State",
+    "Family contact",
+    "Child or young person",
+    "Provider",
+    "Owning adviser",
+    "Opened",
+    "What the LA decided",
+    "Date of the LA's decision letter",
+    "Next deadline",
+    "Due",
+)
+
+
+def _cell(value: str) -> str:
+    """A spreadsheet must not run a name typed as "=HYPERLINK(...)" as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@router.get("/cases.csv")
+def cases_csv(
+    request: Request, session: SessionDep, now: NowDep, signed_in: PageUserDep
+) -> Response:
+    """The list on screen, every page of it, for a manager's spreadsheet; never the notes."""
+    user = require_manager(signed_in)
+    params = _params(request)
+    found = cases.find_cases(
+        session,
+        criteria_from(params, user),
+        limit=CSV_MAX_ROWS,
+        offset=0,
+        actor=actor_for(user, "web"),
+        now=now,
+        settings=request.app.state.settings,
+    )
+    soonest = next_deadlines(session, [r.case.id for r in found.rows if r.case.id is not None])
+    names = provider_names(session)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for row in found.rows:
+        case = row.case
+        d = soonest.get(case.id) if case.id is not None else None
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    case.reference,
+                    KIND_WORDS.get(case.kind, ""),
+                    STATE_WORDS.get(case.state, ""),
+                    row.family_name,
+                    case.child_name,
+                    names.get(case.provider_id, "") if case.provider_id else "Not allocated",
+                    case.adviser or "",
+                    fmt(case.opened_at.astimezone(LONDON).date()),
+                    DECISION_TYPE_WORDS.get(case.decision_type or "", ""),
+                    fmt(case.decision_date) if case.decision_date else "",
+                    DEADLINE_LABELS.get(d.kind, "") if d else "Nothing due",
+                    fmt(d.due_date) if d else "",
+                )
+            ]
+        )
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="cases-{now:%Y-%m-%d}.csv"',
+            "Cache-Control": "no-store",
         },
     )

@@ -52,6 +52,7 @@ DONE_MESSAGES: dict[str, str] = {
     "opened": "Case opened. Its clocks have started and the family will be told.",
     "allocated": "Provider allocated. They have been asked to accept.",
     "facts": "Case details updated.",
+    "adviser": "The case has a new owning adviser.",
     "accepted": "Allocation accepted.",
     "declined": "Allocation declined. The case has gone back to the adviser.",
     "acknowledged": "Escalation acknowledged.",
