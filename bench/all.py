@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import importlib.util
 import io
+import itertools
 import os
 import statistics
 import sys
@@ -114,7 +115,7 @@ def transitions(db: str, engine: Engine, label: str, size: Sizes) -> list[Row]:
     )
     _, uc = r.total(r.use_case)
     _, plain = r.total(r.plain)
-    return [
+    rows = [
         Row(db, "transition vs the same writes in plain SQL", rate(uc), rate(plain),
             f"{r.ratio:.2f}x", ">= 0.50x", r.ratio >= bench.MIN_RATIO),
         Row(db, "statements per transition (max)", str(r.max_statements), "", "",
@@ -124,6 +125,82 @@ def transitions(db: str, engine: Engine, label: str, size: Sizes) -> list[Row]:
         Row(db, "plain SQL wrote the same rows", "yes" if r.same_writes else "NO", "", "",
             "yes", r.same_writes),
     ]  # fmt: skip
+    ours = 1e6 / uc
+    path = "transition vs SpiffWorkflow's load-run-save, per step"
+    try:
+        spiff = spiff_step_seconds(engine, size.transitions_cases) * 1e6
+    except ImportError as exc:
+        rows.append(Row(db, path, per(ours, "µs"), f"not run ({exc.name} missing)", "",
+                        "<= 0.5x", None))  # fmt: skip
+    else:
+        rows.append(Row(db, path, per(ours, "µs"), per(spiff, "µs"), f"{ours / spiff:.2f}x",
+                        "<= 0.5x", ours / spiff <= 0.5))  # fmt: skip
+    return rows
+
+
+SPIFF_STEPS = ("advise", "decide", "certificate")
+
+
+def _spiff_bpmn() -> bytes:
+    """The mediation path as BPMN: one user task per transition the casework bench runs."""
+    ids = ["start", *SPIFF_STEPS, "end"]
+    nodes = ['<bpmn:startEvent id="start"/>', '<bpmn:endEvent id="end"/>'] + [
+        f'<bpmn:userTask id="{s}" name="{s}"/>' for s in SPIFF_STEPS
+    ]
+    flows = [
+        f'<bpmn:sequenceFlow id="f_{a}_{b}" sourceRef="{a}" targetRef="{b}"/>'
+        for a, b in itertools.pairwise(ids)
+    ]
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d"'
+        ' targetNamespace="http://bpmn.io/schema/bpmn">'
+        f'<bpmn:process id="mediation" isExecutable="true">{"".join(nodes + flows)}'
+        "</bpmn:process></bpmn:definitions>"
+    ).encode()
+
+
+def spiff_step_seconds(engine: Engine, n: int) -> float:
+    """Seconds per step of SpiffWorkflow's load-run-save, each step its own transaction.
+
+    ``n`` workflows are stored serialized in their own table in the same database; each
+    step selects one, deserializes it, completes its ready user task, runs the engine
+    steps, serializes it and updates the row: what a workflow engine that keeps its state
+    in the database pays per transition.
+    """
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+    from SpiffWorkflow.bpmn.parser import BpmnParser
+    from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+    from SpiffWorkflow.util.task import TaskState
+    from sqlalchemy import text
+
+    parser = BpmnParser()
+    parser.add_bpmn_str(_spiff_bpmn())
+    spec = parser.get_spec("mediation")
+    serializer = BpmnWorkflowSerializer()
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_spiff (id INTEGER PRIMARY KEY, state TEXT NOT NULL)"))
+        for i in range(n):
+            workflow = BpmnWorkflow(spec)
+            workflow.do_engine_steps()
+            conn.execute(
+                text("INSERT INTO bench_spiff (id, state) VALUES (:id, :state)"),
+                {"id": i, "state": serializer.serialize_json(workflow)},
+            )
+    load = text("SELECT state FROM bench_spiff WHERE id = :id")
+    save = text("UPDATE bench_spiff SET state = :state WHERE id = :id")
+    started = time.perf_counter()
+    for step in SPIFF_STEPS:
+        for i in range(n):
+            with engine.begin() as conn:
+                workflow = serializer.deserialize_json(conn.execute(load, {"id": i}).scalar_one())
+                task = workflow.get_next_task(state=TaskState.READY, manual=True)
+                assert task is not None and task.task_spec.name == step
+                task.data["by"] = "adviser"
+                task.run()
+                workflow.do_engine_steps()
+                conn.execute(save, {"id": i, "state": serializer.serialize_json(workflow)})
+    return (time.perf_counter() - started) / (n * len(SPIFF_STEPS))
 
 
 def _fired(done: dict[str, Any]) -> None:
