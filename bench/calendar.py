@@ -16,23 +16,20 @@ other import.
 
 from __future__ import annotations
 
-import os
+# isort: off
+# isort: on
+import datetime as dt
+import gc
+import random
+import statistics
 import sys
+import time
+from collections.abc import Callable
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import holidays
+import numpy as np
 
-import datetime as dt  # noqa: E402
-import gc  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-
-import holidays  # noqa: E402
-import numpy as np  # noqa: E402
-
-from casework import deadlines  # noqa: E402
+from casework import deadlines
 
 CALLS = 200_000
 REPEATS = 5
@@ -77,9 +74,12 @@ def per_item(times: list[float], items: int, unit: float = 1e6) -> tuple[float, 
     return min(times) / items * unit, statistics.median(times) / items * unit
 
 
-def main() -> int:
-    """Time each approach on the same inputs, check agreement, print the figures."""
-    starts, ns = make_inputs(CALLS, SEED)
+def main(calls: int = CALLS, figures: dict[str, float] | None = None) -> int:
+    """Time each approach on the same inputs, check agreement, print the figures.
+
+    ``figures`` also gets the best µs per call of casework and of numpy's scalar call.
+    """
+    starts, ns = make_inputs(calls, SEED)
     pairs = list(zip(starts, ns, strict=True))
     starts64 = np.array(starts, dtype="datetime64[D]")
     ns_arr = np.array(ns, dtype=np.int64)
@@ -127,14 +127,14 @@ def main() -> int:
     zero = [i for i, n in enumerate(ns) if n == 0]
     zero_diff = sum(ours[i] != theirs[i] for i in zero)
 
-    cw_best, cw_med = per_item(t_cw, CALLS)
-    np_best, np_med = per_item(t_np, CALLS)
-    npd_best, npd_med = per_item(t_np_dates, CALLS)
-    vec_best, vec_med = per_item(t_vec, CALLS, unit=1e9)
-    empty_best, empty_med = per_item(t_empty, CALLS)
+    cw_best, cw_med = per_item(t_cw, calls)
+    np_best, np_med = per_item(t_np, calls)
+    npd_best, npd_med = per_item(t_np_dates, calls)
+    vec_best, vec_med = per_item(t_vec, calls, unit=1e9)
+    empty_best, empty_med = per_item(t_empty, calls)
 
     print(f"casework add_working_days vs numpy.busday_offset — python {sys.version.split()[0]},")
-    print(f"numpy {np.__version__}, holidays {holidays.__version__}; {CALLS:,} calls,")
+    print(f"numpy {np.__version__}, holidays {holidays.__version__}; {calls:,} calls,")
     print(f"n uniform 0..39, starts uniform {FIRST}..{LAST}; {REPEATS} repeats (best / median)")
     print()
     print("one-off build")
@@ -166,6 +166,8 @@ def main() -> int:
         print(f"  DIFFER start={starts[i]} n={ns[i]} casework={ours[i]} numpy={theirs[i]}")
 
     ratio = np_best / cw_best
+    if figures is not None:
+        figures.update(casework_us=cw_best, numpy_us=np_best, disagree=len(disagree))
     verdict = "MET" if cw_best <= np_best else "NOT MET"
     print()
     print(

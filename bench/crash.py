@@ -23,41 +23,38 @@ Run: ``.venv/bin/python bench/crash.py [--kills 32] [--notices 2000]
 
 from __future__ import annotations
 
+# isort: off
+import _common  # first: it takes this folder off sys.path before anything else loads
+# isort: on
+
+import argparse
+import contextlib
+import datetime as dt
 import os
+import random
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-PROJECT_ROOT = os.path.dirname(_HERE)
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, PROJECT_ROOT)
+from sqlalchemy import Engine, func, select
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import random  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections import Counter  # noqa: E402
-from typing import Any  # noqa: E402
-from urllib.parse import parse_qs, urlsplit  # noqa: E402
+from casework.cases import sync_providers
+from casework.config import load_settings
+from casework.db import make_engine, session_scope, upgrade
+from casework.models import Notice, NoticeStatus
+from casework.notices import insert_notices, outbox_row
+from tests.fakes.sendgrid_server import SendGridFake
+from tests.fakes.twilio_server import TwilioFake
 
-from sqlalchemy import Engine, func, select, text  # noqa: E402
-
-from casework.cases import sync_providers  # noqa: E402
-from casework.config import load_settings  # noqa: E402
-from casework.db import make_engine, session_scope, upgrade  # noqa: E402
-from casework.models import Notice, NoticeStatus  # noqa: E402
-from casework.notices import insert_notices, outbox_row  # noqa: E402
-from tests.fakes.sendgrid_server import SendGridFake  # noqa: E402
-from tests.fakes.twilio_server import TwilioFake  # noqa: E402
-
-POSTGRES_URL = os.environ.get(
-    "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = _common.POSTGRES_URL
+PROJECT_ROOT = _common.PROJECT_ROOT
 WORKER = os.path.join(PROJECT_ROOT, "tests", "integration", "worker_proc.py")
 SENDER = "+447700900000"
 NOTICES: Any = Notice.__table__  # type: ignore[attr-defined]
@@ -147,19 +144,39 @@ def main() -> int:
     parser.add_argument("--provider-delay", type=float, default=0.03)
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
-    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    rng = random.Random(seed)
+    return campaign(args.backend, args.kills, args.notices, args.provider_delay, args.seed)
 
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    tmp = tempfile.TemporaryDirectory()
-    admin = None
-    if args.backend == "postgresql":
-        admin = make_engine(POSTGRES_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    else:
-        url = f"sqlite:///{tmp.name}/crash.db"
+
+def campaign(
+    backend: str,
+    kills_wanted: int,
+    notices: int,
+    provider_delay: float,
+    seed: int | None = None,
+    figures: dict[str, int] | None = None,
+) -> int:
+    """Prints the campaign's outcome; ``figures`` also gets its counts. 0 when the bound held."""
+    seed = seed if seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    with contextlib.ExitStack() as stack:
+        if backend == "postgresql":
+            url = stack.enter_context(_common.postgres_schema())
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+            url = f"sqlite:///{tmp}/crash.db"
+        return _campaign(url, backend, kills_wanted, notices, provider_delay, seed, rng, figures)
+
+
+def _campaign(
+    url: str,
+    backend: str,
+    kills_wanted: int,
+    notices: int,
+    provider_delay: float,
+    seed: int,
+    rng: random.Random,
+    figures: dict[str, int] | None,
+) -> int:
     engine = make_engine(url)
     try:
         upgrade(engine)
@@ -167,10 +184,10 @@ def main() -> int:
         with session_scope(engine) as session:
             sync_providers(session, defaults)
         now = dt.datetime.now(dt.UTC)
-        queue(engine, args.notices, now)
+        queue(engine, notices, now)
         with SendGridFake() as sendgrid, TwilioFake() as twilio:
             for fake in (sendgrid, twilio):
-                fake.delay_next(args.provider_delay, count=10_000_000)
+                fake.delay_next(provider_delay, count=10_000_000)
             env = {k: v for k, v in os.environ.items() if k not in ("TWILIO_REGION", "TWILIO_EDGE")}
             env.update(
                 {
@@ -204,7 +221,7 @@ def main() -> int:
             assert server.stdout.readline().strip() == "ready"
             started = time.monotonic()
             kills = 0
-            for _ in range(args.kills):
+            for _ in range(kills_wanted):
                 before = len(sendgrid.requests) + len(twilio.requests)
                 server.stdin.write(dt.datetime.now(dt.UTC).isoformat() + "\n")
                 server.stdin.flush()
@@ -253,7 +270,7 @@ def main() -> int:
         lost = len(ids - set(seen)) + 0
         duplicates = sum(n - 1 for n in seen.values())
         print(
-            f"crash campaign [{args.backend}], default settings "
+            f"crash campaign [{backend}], default settings "
             f"(dispatch_concurrency={defaults.dispatch_concurrency}, "
             f"lease {defaults.dispatch_lease_seconds:g} s, "
             f"heartbeat {defaults.dispatch_heartbeat_seconds:g} s), seed {seed}"
@@ -267,14 +284,18 @@ def main() -> int:
         )
         print(f"  longest hold:    {sampler.longest:.1f} s")
         print(f"  wall time:       {elapsed:.1f} s (drain exit {drain.returncode})")
+        if figures is not None:
+            figures.update(
+                kills=kills,
+                notices=len(ids),
+                lost=lost,
+                not_sent=not_sent,
+                duplicates=duplicates,
+                in_flight=sum(in_flight),
+            )
         return 0 if lost == 0 and not_sent == 0 and duplicates <= sum(in_flight) else 1
     finally:
         engine.dispose()
-        if admin is not None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
-        tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -31,51 +31,45 @@ project root is added so that ``tests.fakes`` imports.
 
 from __future__ import annotations
 
+# isort: off
+import _common  # first: it takes this folder off sys.path before anything else loads
+# isort: on
+
+import argparse
+import base64
+import cProfile
+import datetime as dt
+import http.client
+import importlib
+import io
+import json
 import os
+import pstats
+import statistics
+import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-PROJECT_ROOT = os.path.dirname(_HERE)
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-sys.path.insert(0, PROJECT_ROOT)
+from sqlalchemy import Engine, func, select, text
 
-import argparse  # noqa: E402
-import base64  # noqa: E402
-import cProfile  # noqa: E402
-import datetime as dt  # noqa: E402
-import http.client  # noqa: E402
-import importlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import pstats  # noqa: E402
-import sqlite3  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
-from urllib.parse import urlencode, urlsplit  # noqa: E402
+from casework import cases
+from casework import deadlines as dl
+from casework.config import Settings, load_settings
+from casework.db import session_scope
+from casework.models import Notice, NoticeStatus, new_public_id
+from casework.notices import insert_notices
+from casework.notify.base import OutgoingMessage
+from casework.notify.dispatch import build_channels, dispatch, worker_id
+from casework.notify.render import render
 
-from sqlalchemy import Engine, func, select, text  # noqa: E402
-
-from casework import cases  # noqa: E402
-from casework import deadlines as dl  # noqa: E402
-from casework.config import Settings, load_settings  # noqa: E402
-from casework.db import make_engine, session_scope, upgrade  # noqa: E402
-from casework.models import Notice, NoticeStatus, new_public_id  # noqa: E402
-from casework.notices import insert_notices  # noqa: E402
-from casework.notify.base import OutgoingMessage  # noqa: E402
-from casework.notify.dispatch import build_channels, dispatch, worker_id  # noqa: E402
-from casework.notify.render import render  # noqa: E402
-
-POSTGRES_URL = os.environ.get(
-    "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = _common.POSTGRES_URL
+PROJECT_ROOT = _common.PROJECT_ROOT
 TARGET_PER_SECOND = 200.0
 SENDER = "+447700900000"
 NOW = dt.datetime(2026, 11, 10, 10, 0, tzinfo=dl.LONDON).astimezone(dt.UTC)  # no quiet hours
@@ -100,12 +94,8 @@ sg.stop(); tw.stop()
 """
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
+ms = _common.ms
+verdict = _common.verdict
 
 
 @dataclass
@@ -447,8 +437,16 @@ class Figures:
 
 
 def bench_backend(
-    engine: Engine, label: str, fakes: Fakes, n: int, repeats: int, profile: bool
+    engine: Engine,
+    label: str,
+    fakes: Fakes,
+    n: int,
+    repeats: int,
+    profile: bool,
+    *,
+    diagnose: bool = True,
 ) -> Figures:
+    """The figures of one backend; ``diagnose=False`` skips the why-run even on a miss."""
     fig = Figures(label)
     settings = settings_for(fakes, engine.url.render_as_string(hide_password=False))
     queue_notices(engine, settings, n)
@@ -460,7 +458,7 @@ def bench_backend(
             requeue(engine)
         fig.runs.append(run_dispatch(engine, settings, n))
     best = max(r.sent / r.seconds for r in fig.runs)
-    if best < TARGET_PER_SECOND or profile:
+    if diagnose and (best < TARGET_PER_SECOND or profile):
         # The diagnostics run on the first DIAGNOSTIC_NOTICES notices only.
         diag = min(n, DIAGNOSTIC_NOTICES)
         requeue(engine, diag)
@@ -531,49 +529,12 @@ def print_figures(fig: Figures, n: int) -> None:
 # --- Backends -------------------------------------------------------------------------------
 
 
-@contextmanager
-def sqlite_engine() -> Iterator[tuple[Engine, str]]:
-    with tempfile.TemporaryDirectory(prefix="casework-bench-dispatch-") as tmp:
-        engine = make_engine(f"sqlite:///{tmp}/bench.db")
-        try:
-            upgrade(engine)
-            yield engine, f"SQLite {sqlite3.sqlite_version} (file, WAL, synchronous=NORMAL)"
-        finally:
-            engine.dispose()
+def sqlite_engine() -> Any:
+    return _common.sqlite_engine("casework-bench-dispatch-")
 
 
-def postgres_unavailable() -> str | None:
-    try:
-        import psycopg
-
-        url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # any failure to connect means: skip, with the reason
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return f"{type(exc).__name__}: {first}"
-    return None
-
-
-@contextmanager
-def postgres_engine() -> Iterator[tuple[Engine, str]]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    engine = make_engine(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
-    try:
-        upgrade(engine)
-        with engine.connect() as conn:
-            version = conn.exec_driver_sql("SHOW server_version").scalar()
-            sync = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
-        yield engine, f"PostgreSQL {version} (schema {schema}, synchronous_commit={sync})"
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+postgres_unavailable = _common.postgres_unavailable
+postgres_engine = _common.postgres_engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -594,18 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         f"casework dispatch bench: {args.notices:,} notices per run, {args.repeats} runs per"
         " backend, one worker (this process); the fakes run in a process of their own"
     )
-    runners: list[tuple[str, Callable[[], Any]]] = []
-    if args.backend in ("sqlite", "both"):
-        runners.append(("sqlite", sqlite_engine))
-    if args.backend in ("postgresql", "both"):
-        reason = postgres_unavailable()
-        if reason is None:
-            runners.append(("postgresql", postgres_engine))
-        else:
-            print(
-                f"\n== PostgreSQL: SKIPPED - no server at {POSTGRES_URL} ({reason});"
-                " set CASEWORK_TEST_POSTGRES_URL to run it"
-            )
+    runners = _common.backends(args.backend, "casework-bench-dispatch-")
     with fakes_process() as fakes:
         figures = []
         sdk: dict[str, float] = {}

@@ -24,31 +24,29 @@ Run: ``.venv/bin/python bench/reports.py [--repeats 5] [--backend sqlite|postgre
 
 from __future__ import annotations
 
-import os
-import sys
+# isort: off
+import _common  # first: it takes this folder off sys.path before anything else loads
+# isort: on
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import argparse
+import datetime as dt
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from typing import Any  # noqa: E402
+from sqlalchemy import Engine, text
 
-from sqlalchemy import Engine, text  # noqa: E402
-
-from casework import reports  # noqa: E402
-from casework.cases import sync_providers  # noqa: E402
-from casework.config import load_settings  # noqa: E402
-from casework.db import make_engine, session_scope, upgrade  # noqa: E402
-from casework.models import MISSED_OUTSTANDING  # noqa: E402
-from casework.reports.queries import timeliness_counts_query  # noqa: E402
+from casework import reports
+from casework.cases import sync_providers
+from casework.config import load_settings
+from casework.db import make_engine, session_scope, upgrade
+from casework.models import MISSED_OUTSTANDING
+from casework.reports.queries import timeliness_counts_query
 
 CASES = 100_000
 CLOCKS_PER_CASE = 6
@@ -66,9 +64,7 @@ KINDS = [
 TIMELINESS_TARGET_MS = 500.0
 RATIO_TARGET = 2.0
 
-POSTGRES_URL = os.environ.get(
-    "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = _common.POSTGRES_URL
 
 CASE_COLUMNS = (
     "id, reference, public_id, kind, state, version, intake_channel, opened_at, updated_at,"
@@ -241,27 +237,18 @@ def database(backend: str, tmp: str) -> Iterator[Engine | None]:
         yield engine
         engine.dispose()
         return
-    try:
-        admin = make_engine(POSTGRES_URL)
-        with admin.begin() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        print(f"postgresql: skipped, no server at {POSTGRES_URL} ({type(exc).__name__})")
+    reason = _common.postgres_unavailable()
+    if reason is not None:
+        print(f"postgresql: skipped, no server at {POSTGRES_URL} ({reason.split(':')[0]})")
         yield None
         return
-    schema = f"bench_reports_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    engine = make_engine(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with _common.postgres_schema("bench_reports") as url:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -270,7 +257,10 @@ def timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def run(backend: str, repeats: int, tmp: str) -> list[str]:
+def run(
+    backend: str, repeats: int, tmp: str, figures: list[tuple[str, float, float]] | None = None
+) -> list[str]:
+    """Prints each report's figures; ``figures`` also gets (report, median ms, hand-SQL ms)."""
     failures: list[str] = []
     settings = load_settings(environment="test")
     with database(backend, tmp) as engine:
@@ -336,6 +326,8 @@ def run(backend: str, repeats: int, tmp: str) -> list[str]:
                     b.append(timed(theirs))
                 ma, mb = statistics.median(a), statistics.median(b)
                 ratio = ma / mb if mb else float("inf")
+                if figures is not None:
+                    figures.append((name, ma, mb))
                 print(
                     f"  {name:<22} report: best {min(a):7.1f} ms, median {ma:7.1f} ms | "
                     f"hand-written SQL: best {min(b):7.1f} ms, median {mb:7.1f} ms |"

@@ -46,44 +46,38 @@ Like ``bench/transitions.py``, this folder is dropped from ``sys.path`` first, o
 
 from __future__ import annotations
 
+# isort: off
+import _common  # first: it takes this folder off sys.path before anything else loads
+# isort: on
+
+import argparse
+import cProfile
+import datetime as dt
+import io
+import json
 import os
-import sys
+import pstats
+import secrets
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+from sqlalchemy import Engine, event, insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import datetime as dt  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import pstats  # noqa: E402
-import secrets  # noqa: E402
-import sqlite3  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+from casework import deadlines as dl
+from casework.cases import sync_providers
+from casework.config import Settings, load_settings
+from casework.db import session_scope
+from casework.models import Case, Person, Provider
+from casework.notices import NoticeRules, ReminderRule
+from casework.reminders import sweep
 
-from sqlalchemy import Engine, event, insert, select, text  # noqa: E402
-from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: E402
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert  # noqa: E402
-
-from casework import deadlines as dl  # noqa: E402
-from casework.cases import sync_providers  # noqa: E402
-from casework.config import Settings, load_settings  # noqa: E402
-from casework.db import make_engine, session_scope, upgrade  # noqa: E402
-from casework.models import Case, Person, Provider  # noqa: E402
-from casework.notices import NoticeRules, ReminderRule  # noqa: E402
-from casework.reminders import sweep  # noqa: E402
-
-POSTGRES_URL = os.environ.get(
-    "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = _common.POSTGRES_URL
 TOTAL_DEADLINES = 1_000_000
 DUE_EVERY = 1_000  # every 1,000th id is due: 1,000 due rows
 FUTURE_EVERY = 10  # ids ending in 1: open, next moment later in the year
@@ -100,12 +94,8 @@ PROVIDERS: Any = Provider.__table__  # type: ignore[attr-defined]
 SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DATETIME on SQLite
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
+ms = _common.ms
+verdict = _common.verdict
 
 
 # --- The data ------------------------------------------------------------------------------
@@ -545,8 +535,16 @@ def explain(engine: Engine, statement: str, params: Any, *, analyze: bool) -> st
 
 
 def bench_backend(
-    backend: str, engine: Engine, label: str, settings: Settings, repeats: int, profile: bool
+    backend: str,
+    engine: Engine,
+    label: str,
+    settings: Settings,
+    repeats: int,
+    profile: bool,
+    *,
+    diagnose: bool = True,
 ) -> Figures:
+    """The figures of one backend; ``diagnose=False`` skips the why-run even on a miss."""
     fig = Figures(backend, label)
     print(f"\n== {label}: building {TOTAL_DEADLINES:,} deadlines ...", flush=True)
     fig.build_seconds, fig.counts = build(engine, settings)
@@ -605,7 +603,7 @@ def bench_backend(
         or fig.med(fig.sweep) > TARGET_RATIO * fig.med(fig.plain)
         or fig.med(fig.idle) * 1000 >= TARGET_IDLE_MS
     )
-    if missed or profile:
+    if diagnose and (missed or profile):
         profile_sweep(engine, settings, fig)
     return fig
 
@@ -914,49 +912,12 @@ def print_figures(fig: Figures) -> None:
 # --- Backends -------------------------------------------------------------------------------
 
 
-@contextmanager
-def sqlite_engine() -> Iterator[tuple[Engine, str]]:
-    with tempfile.TemporaryDirectory(prefix="casework-bench-sweep-") as tmp:
-        engine = make_engine(f"sqlite:///{tmp}/bench.db")
-        try:
-            upgrade(engine)
-            yield engine, f"SQLite {sqlite3.sqlite_version} (file, WAL, synchronous=NORMAL)"
-        finally:
-            engine.dispose()
+def sqlite_engine() -> Any:
+    return _common.sqlite_engine("casework-bench-sweep-")
 
 
-def postgres_unavailable() -> str | None:
-    try:
-        import psycopg
-
-        url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # any failure to connect means: skip, with the reason
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return f"{type(exc).__name__}: {first}"
-    return None
-
-
-@contextmanager
-def postgres_engine() -> Iterator[tuple[Engine, str]]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    engine = make_engine(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
-    try:
-        upgrade(engine)
-        with engine.connect() as conn:
-            version = conn.exec_driver_sql("SHOW server_version").scalar()
-            sync = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
-        yield engine, f"PostgreSQL {version} (schema {schema}, synchronous_commit={sync})"
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+postgres_unavailable = _common.postgres_unavailable
+postgres_engine = _common.postgres_engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -975,28 +936,12 @@ def main(argv: list[str] | None = None) -> int:
         f"casework sweep bench: {TOTAL_DEADLINES:,} deadlines, {len(due_ids()):,} due at {NOW}"
         f" ({', '.join(DUE_KINDS)}); {args.repeats} timed repeats"
     )
-    runners: list[tuple[str, Callable[[], Any]]] = []
-    if args.backend in ("sqlite", "both"):
-        runners.append(("sqlite", sqlite_engine))
-    if args.backend in ("postgresql", "both"):
-        reason = postgres_unavailable()
-        if reason is None:
-            runners.append(("postgresql", postgres_engine))
-        else:
-            print(
-                f"\n== PostgreSQL: SKIPPED - no server at {POSTGRES_URL} ({reason});"
-                " set CASEWORK_TEST_POSTGRES_URL to run it"
-            )
+    runners = _common.backends(args.backend, "casework-bench-sweep-")
     for backend, make in runners:
         with make() as (engine, label):
             fig = bench_backend(backend, engine, label, settings, args.repeats, args.profile)
         print_figures(fig)
-    load = os.getloadavg()[0]
-    print(
-        f"\n(total run {time.perf_counter() - started:.0f}s; load average {load_before:.1f} at the"
-        f" start, {load:.1f} at the end on {os.cpu_count()} CPUs: anything else running skews"
-        " these figures)"
-    )
+    _common.print_load(started, load_before)
     return 0
 
 

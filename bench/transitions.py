@@ -39,41 +39,34 @@ Like ``bench/calendar.py``, this folder is dropped from ``sys.path`` first, or
 
 from __future__ import annotations
 
+# isort: off
+import _common  # first: it takes this folder off sys.path before anything else loads
+# isort: on
+
+import argparse
+import cProfile
+import datetime as dt
+import gc
+import json
 import os
-import sys
+import pstats
+import secrets
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+from sqlalchemy import Engine, event, text
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import datetime as dt  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import pstats  # noqa: E402
-import secrets  # noqa: E402
-import sqlite3  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections import Counter, defaultdict  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from typing import Any  # noqa: E402
+from casework import cases
+from casework import deadlines as dl
+from casework.cases.effects import CERTIFICATE_CLOCKS
+from casework.config import Settings, load_settings
+from casework.db import session_scope
+from casework.deadlines import Clock, DeadlineKind
+from casework.models import Allocation, Case, CaseEvent, Deadline, Notice, Person
 
-from sqlalchemy import Engine, event, text  # noqa: E402
-
-from casework import cases  # noqa: E402
-from casework import deadlines as dl  # noqa: E402
-from casework.config import Settings, load_settings  # noqa: E402
-from casework.db import make_engine, session_scope, upgrade  # noqa: E402
-from casework.deadlines import Clock, DeadlineKind  # noqa: E402
-from casework.models import Allocation, Case, CaseEvent, Deadline, Notice, Person  # noqa: E402
-
-POSTGRES_URL = os.environ.get(
-    "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = _common.POSTGRES_URL
 # 1,000 cases keep the whole run near 1 minute on an idle 2-core machine and under
 # 2 minutes with other work on it; --cases 2000 takes about twice as long.
 DEFAULT_CASES = 1000
@@ -498,7 +491,7 @@ class PlainSQL:
                     appeal_due=self.day(appeal.due),
                 )
                 data.update(certificate_on=today.isoformat(), certificate_type="declined")
-                meet = tuple(cases.CERTIFICATE_KINDS)
+                meet = tuple(CERTIFICATE_CLOCKS)
                 opened.append(appeal)
             else:
                 raise ConflictError(f"{name} not allowed from {state}")
@@ -788,7 +781,7 @@ def profile_use_case(
     advance_key = next(
         k
         for k in stats
-        if k[2] == "advance" and k[0].endswith(os.path.join("casework", "services.py"))
+        if k[2] == "advance" and k[0].endswith(os.path.join("casework", "cases", "advance.py"))
     )
     loop_time = stats[loop_key][3]
     advance_tt, advance_ct = stats[advance_key][2], stats[advance_key][3]
@@ -806,53 +799,12 @@ def profile_use_case(
 # --- Backends ---------------------------------------------------------------------------
 
 
-@contextmanager
-def sqlite_engine() -> Iterator[tuple[Engine, str]]:
-    with tempfile.TemporaryDirectory(prefix="casework-bench-") as tmp:
-        engine = make_engine(f"sqlite:///{tmp}/bench.db")
-        try:
-            upgrade(engine)
-            with engine.connect() as conn:
-                mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-                sync = int(conn.exec_driver_sql("PRAGMA synchronous").scalar() or 0)
-            sync_name = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(sync, str(sync))
-            yield engine, f"SQLite {sqlite3.sqlite_version} (file, {mode}, synchronous={sync_name})"
-        finally:
-            engine.dispose()
+def sqlite_engine() -> Any:
+    return _common.sqlite_engine("casework-bench-")
 
 
-def postgres_unavailable() -> str | None:
-    try:
-        import psycopg
-
-        url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:  # any failure to connect means: skip, with the reason
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return f"{type(exc).__name__}: {first}"
-    return None
-
-
-@contextmanager
-def postgres_engine() -> Iterator[tuple[Engine, str]]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    engine = make_engine(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
-    try:
-        upgrade(engine)
-        with engine.connect() as conn:
-            version = conn.exec_driver_sql("SHOW server_version").scalar()
-            sync = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
-        yield engine, f"PostgreSQL {version} (schema {schema}, synchronous_commit={sync})"
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+postgres_unavailable = _common.postgres_unavailable
+postgres_engine = _common.postgres_engine
 
 
 # --- One backend, end to end ------------------------------------------------------------
@@ -1186,18 +1138,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
-    runners: list[tuple[str, Callable[[], Any]]] = []
-    if args.backend in ("sqlite", "both"):
-        runners.append(("sqlite", sqlite_engine))
-    if args.backend in ("postgresql", "both"):
-        reason = postgres_unavailable()
-        if reason is None:
-            runners.append(("postgresql", postgres_engine))
-        else:
-            print(
-                f"\n== PostgreSQL: SKIPPED - no server at {POSTGRES_URL} ({reason});"
-                " set CASEWORK_TEST_POSTGRES_URL to run it"
-            )
+    runners = _common.backends(args.backend, "casework-bench-")
 
     results: list[Result] = []
     diagnosis: list[str] = []
@@ -1213,12 +1154,7 @@ def main(argv: list[str] | None = None) -> int:
         print("== Why targets were missed")
         for line in dict.fromkeys(diagnosis):
             print(f"   - {line}")
-    load = os.getloadavg()[0]
-    print(
-        f"\n(total run {time.perf_counter() - started:.0f}s; load average {load_before:.1f} at the"
-        f" start, {load:.1f} at the end on {os.cpu_count()} CPUs: anything else running skews"
-        " these figures)"
-    )
+    _common.print_load(started, load_before)
     return 0
 
 

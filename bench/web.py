@@ -30,39 +30,38 @@ neighbour ``bench/calendar.py`` would shadow the standard library's ``calendar``
 
 from __future__ import annotations
 
+# isort: off
+import _common  # first: it takes this folder off sys.path before anything else loads
+# isort: on
+
+import argparse
+import asyncio
+import datetime as dt
+import json
 import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import httpx
+from sqlalchemy import Connection, Engine, insert, text
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import secrets  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-from sqlalchemy import Connection, Engine, insert, text  # noqa: E402
-
-from casework import auth, cases  # noqa: E402
-from casework.config import PROJECT_ROOT, load_settings  # noqa: E402
-from casework.db import make_engine, session_scope, upgrade  # noqa: E402
-from casework.deadlines import DeadlineKind  # noqa: E402
-from casework.models import (  # noqa: E402
+from casework import auth, cases
+from casework.config import PROJECT_ROOT, load_settings
+from casework.db import make_engine, session_scope, upgrade
+from casework.deadlines import DeadlineKind
+from casework.models import (
     Allocation,
     Case,
     CaseEvent,
@@ -70,8 +69,8 @@ from casework.models import (  # noqa: E402
     Person,
     ReferenceCounter,
 )
-from casework.states import CaseKind, CaseState  # noqa: E402
-from casework.web.deps import SESSION_COOKIE  # noqa: E402
+from casework.states import CaseKind, CaseState
+from casework.web.deps import SESSION_COOKIE
 
 POSTGRES_URL = os.environ.get(
     "CASEWORK_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -525,7 +524,7 @@ def prepare(engine: Engine, n_cases: int, now: dt.datetime) -> tuple[list[str], 
     return refs, token, cookie
 
 
-def run_one(label: str, url: str, engine: Engine, args: argparse.Namespace) -> None:
+def run_one(label: str, url: str, engine: Engine, args: argparse.Namespace) -> list[Result]:
     now = dt.datetime.now(dt.UTC)
     print(f"\n== {label}: {engine.url.render_as_string(hide_password=True)}")
     refs, token, cookie = prepare(engine, args.cases, now)
@@ -559,6 +558,7 @@ def run_one(label: str, url: str, engine: Engine, args: argparse.Namespace) -> N
                 )
             )
     report(label, results, args.clients)
+    return results
 
 
 @contextmanager
@@ -574,32 +574,17 @@ def sqlite_database() -> Iterator[tuple[str, Engine]]:
 
 
 def postgres_unavailable() -> str | None:
-    try:
-        probe = make_engine(POSTGRES_URL)
-        with probe.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        probe.dispose()
-    except Exception as exc:  # any failure to connect means: skip, with the reason
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-    return None
+    return _common.postgres_unavailable(POSTGRES_URL)
 
 
 @contextmanager
 def postgres_database() -> Iterator[tuple[str, Engine]]:
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    engine = make_engine(url)
-    try:
-        yield url, engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with _common.postgres_schema(server=POSTGRES_URL) as url:
+        engine = make_engine(url)
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 def main() -> None:
