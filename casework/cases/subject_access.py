@@ -24,13 +24,13 @@ from casework.cases.context import Actor
 from casework.cases.errors import NotFound, NotPermitted, ValidationFailed
 from casework.cases.notes import notes_of
 from casework.cases.unit import audit_event, require_aware
-from casework.cases.views import case_deadlines, case_events, event_details
+from casework.cases.views import CASE_FACTS, case_deadlines, case_events, event_details
 from casework.cases.words import DEADLINE_WORDS, actor_words, moment_words, state_words
 from casework.contacts import ContactError, normalise_email, normalise_phone
 from casework.models import Case, DeliveryEvent, Notice, Person
 
 MAY_EXPORT = frozenset({"manager", "admin"})
-# The case's own fields in the export (everything a family's record holds).
+# The case's own fields in the export: who and what it is, then every fact it holds.
 CASE_FIELDS = (
     "reference",
     "kind",
@@ -41,27 +41,8 @@ CASE_FIELDS = (
     "child_name",
     "decision_date",
     "decision_type",
-    "health_care",
-    "health_only",
-    "placement_only",
-    "reg32_info_given",
-    "advised_on",
-    "chose_on",
-    "la_told_on",
-    "icb_told_on",
-    "declined_on",
-    "meeting_on",
-    "meeting_time",
-    "meeting_held_on",
-    "meeting_outcome",
-    "agreement",
-    "not_arranged_reported_on",
-    "certificate_on",
-    "certificate_type",
-    "second_certificate_on",
     "appeal_due",
-    "close_outcome",
-    "withdrawn_reason",
+    *CASE_FACTS,
 )
 
 
