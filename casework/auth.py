@@ -154,6 +154,28 @@ def _end_every_session(session: Session, user: User, now: dt.datetime) -> None:
     )
 
 
+def live_sessions(session: Session, user: User, *, now: dt.datetime) -> list[UserSession]:
+    """The user's sessions that could still be used, newest first."""
+    return list(
+        session.execute(
+            select(UserSession)
+            .where(
+                col(UserSession.user_id) == user.id,
+                col(UserSession.ended_at).is_(None),
+                col(UserSession.expires_at) > now,
+                col(UserSession.epoch) == user.session_epoch,
+            )
+            .order_by(col(UserSession.created_at).desc())
+        ).scalars()
+    )
+
+
+def sign_out_everywhere(session: Session, user: User, *, now: dt.datetime) -> None:
+    """An administrator ends every session of a user (a lost laptop, a shared screen)."""
+    _end_every_session(session, user, now)
+    session.commit()
+
+
 def set_password(session: Session, user: User, password: str, *, now: dt.datetime) -> None:
     """A new password ends every session: whoever knew the old one is signed out."""
     user.password_hash = hash_password(password)

@@ -177,7 +177,7 @@ def enable(email: Annotated[str, typer.Argument(help="The user's email address."
 @user_app.command("role")
 def role(
     email: Annotated[str, typer.Argument(help="The user's email address.")],
-    role: Annotated[str, typer.Option(help="adviser, manager, provider or admin.")],
+    role: Annotated[str, typer.Option(help="adviser, manager, provider, admin or commissioner.")],
     provider: Annotated[
         str | None, typer.Option(help="Provider staff only: the provider's code or name.")
     ] = None,
@@ -197,3 +197,29 @@ def role(
             typer.echo(f"{user.email} is now {user.role}; they are signed out everywhere")
         else:
             typer.echo(f"{user.email} is already {user.role}; nothing changed")
+
+
+@user_app.command("sessions")
+def sessions(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """The user's sessions still in use: when each began, was last used and ends."""
+    from casework.cases.words import moment_words
+
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        live = auth.live_sessions(session, user, now=dt.datetime.now(dt.UTC))
+        if not live:
+            typer.echo(f"{user.email} is not signed in anywhere")
+        for row in live:
+            typer.echo(
+                f"signed in {moment_words(row.created_at)}; last used"
+                f" {moment_words(row.last_seen_at)}; ends {moment_words(row.expires_at)}"
+            )
+
+
+@user_app.command("sign-out")
+def sign_out(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """End every session of the user now (they can sign in again)."""
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        auth.sign_out_everywhere(session, user, now=dt.datetime.now(dt.UTC))
+        typer.echo(f"{user.email} is signed out everywhere")

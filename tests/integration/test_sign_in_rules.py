@@ -285,3 +285,22 @@ def test_cli_refusals_say_what_to_do_and_change_nothing(
     assert "role must be one of" in bad_role.stderr
     assert _live(engine, tokens) == [True, True]
     assert _attempt(engine, EMAIL, PASSWORD) == "signed in"
+
+
+def test_an_administrator_sees_and_ends_a_users_sessions(
+    casework: Any, engine: Engine, alice: User
+) -> None:
+    # The CLI asks about now, so these sessions start now.
+    now = dt.datetime.now(dt.UTC)
+    with session_scope(engine) as s:
+        fresh = s.get(User, alice.id)
+        assert fresh is not None
+        tokens = [auth.start_session(s, fresh, now=now).token for _ in range(2)]
+    listed = casework("user", "sessions", EMAIL)
+    assert listed.stdout.count("signed in ") == 2
+    assert ":00Z" not in listed.stdout and "+00:00" not in listed.stdout  # times in words
+    done = casework("user", "sign-out", EMAIL)
+    assert "signed out everywhere" in done.stdout
+    assert _live(engine, tokens, now) == [False, False]
+    assert "not signed in anywhere" in casework("user", "sessions", EMAIL).stdout
+    assert _attempt(engine, EMAIL, PASSWORD) == "signed in"  # they may sign in again
