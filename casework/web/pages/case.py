@@ -7,6 +7,7 @@ given is not confirmed to exist; their pages are the portal's.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -109,6 +110,41 @@ def case_get(
 ) -> Response:
     user = require_staff(signed_in, case_page=True)
     return case_page(request, session, user, now, reference, done=done, record=True)
+
+
+def _recorded(
+    request: Request,
+    session: Session,
+    now: dt.datetime,
+    user: User,
+    reference: str,
+    action: Callable[[], object],
+    *,
+    open_event: str,
+    values: dict[str, Any],
+    done: str,
+) -> Response:
+    """Run one use case from a case-page form (post/redirect/get).
+
+    A refusal brings the case page back with the message beside its field and what
+    was typed still in the form; nothing the use case began is kept.
+    """
+    try:
+        action()
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event=open_event,
+            values=values,
+            render_case=case_page,
+        )
+    return redirect(f"/cases/{quote(reference)}?done={done}")
 
 
 @router.post("/cases/{reference}/events/{event}")
@@ -266,7 +302,8 @@ def case_facts_post(
         "note": form_text(form, "note"),
         "decision_date_parts": date_parts(form, "decision_date"),
     }
-    try:
+
+    def attempt() -> None:
         version = form_version(form)
         if version is not None and version != case.version:
             raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
@@ -286,20 +323,18 @@ def case_facts_post(
             decision_type=decision_type,
             note=values["note"],
         )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event="facts",
-            values=values,
-            render_case=case_page,
-        )
-    return redirect(f"/cases/{quote(case.reference)}?done=facts")
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="facts",
+        values=values,
+        done="facts",
+    )
 
 
 @router.post("/cases/{reference}/adviser")
@@ -317,7 +352,8 @@ def case_adviser_post(
         "adviser": form_text(form, "adviser"),
         "note": form_text(form, "note"),
     }
-    try:
+
+    def attempt() -> None:
         cases.change_adviser(
             session,
             case.reference,
@@ -326,20 +362,18 @@ def case_adviser_post(
             actor=auth.actor_for(user, "web"),
             reason=values["note"],
         )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event="adviser",
-            values=values,
-            render_case=case_page,
-        )
-    return redirect(f"/cases/{quote(case.reference)}?done=adviser")
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="adviser",
+        values=values,
+        done="adviser",
+    )
 
 
 @router.post("/cases/{reference}/agreements")
@@ -356,7 +390,8 @@ def case_agreement_post(
     case: Case = _staff_case(session, signed_in, reference)[0]
     values: dict[str, Any] = {n: form_text(form, n) for n in ("description", "body", "matter")}
     values["agreed_due_on_parts"] = date_parts(form, "agreed_due_on")
-    try:
+
+    def attempt() -> None:
         due = date_from_parts(
             values["agreed_due_on_parts"],
             "agreed_due_on",
@@ -373,20 +408,18 @@ def case_agreement_post(
             actor=auth.actor_for(user, "web"),
             settings=request.app.state.settings,
         )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event="add_agreement_item",
-            values=values,
-            render_case=case_page,
-        )
-    return redirect(f"/cases/{quote(case.reference)}?done=agreed#agreed")
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="add_agreement_item",
+        values=values,
+        done="agreed#agreed",
+    )
 
 
 @router.post("/cases/{reference}/agreements/{number}/done")
@@ -403,7 +436,8 @@ def case_agreement_done_post(
     user = require_staff(signed_in, case_page=True)
     case: Case = _staff_case(session, signed_in, reference)[0]
     values: dict[str, Any] = {"done_on_parts": date_parts(form, "done_on")}
-    try:
+
+    def attempt() -> None:
         done_on = date_from_parts(
             values["done_on_parts"], "done_on", "The date the agreed action was carried out"
         )
@@ -416,20 +450,18 @@ def case_agreement_done_post(
             actor=auth.actor_for(user, "web"),
             settings=request.app.state.settings,
         )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event=f"agreement_done_{number}",
-            values=values,
-            render_case=case_page,
-        )
-    return redirect(f"/cases/{quote(case.reference)}?done=agreement_done#agreed")
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event=f"agreement_done_{number}",
+        values=values,
+        done="agreement_done#agreed",
+    )
 
 
 @router.post("/cases/{reference}/notes")
@@ -445,7 +477,8 @@ def case_note_post(
     user = require_staff(signed_in, case_page=True)
     case: Case = _staff_case(session, signed_in, reference)[0]
     values: dict[str, Any] = {n: form_text(form, n) for n in ("text", "visibility")}
-    try:
+
+    def attempt() -> None:
         cases.add_note(
             session,
             case.reference,
@@ -454,20 +487,18 @@ def case_note_post(
             now=now,
             actor=auth.actor_for(user, "web"),
         )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event="note",
-            values=values,
-            render_case=case_page,
-        )
-    return redirect(f"/cases/{quote(case.reference)}?done=note#notes")
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="note",
+        values=values,
+        done="note#notes",
+    )
 
 
 @router.post("/cases/{reference}/calls")
@@ -486,7 +517,8 @@ def case_call_post(
         n: form_text(form, n) for n in ("direction", "who", "summary", "visibility")
     }
     values["call_on_parts"] = date_parts(form, "call_on")
-    try:
+
+    def attempt() -> None:
         call_on = date_from_parts(values["call_on_parts"], "call_on", "The date of the call")
         cases.log_call(
             session,
@@ -499,20 +531,18 @@ def case_call_post(
             now=now,
             actor=auth.actor_for(user, "web"),
         )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event="call",
-            values=values,
-            render_case=case_page,
-        )
-    return redirect(f"/cases/{quote(case.reference)}?done=call#notes")
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="call",
+        values=values,
+        done="call#notes",
+    )
 
 
 @router.post("/cases/{reference}/contact")
@@ -533,7 +563,8 @@ def case_contact_post(
     values["preferred_channels"] = [
         c for c in form.getlist("preferred_channels") if isinstance(c, str)
     ]
-    try:
+
+    def attempt() -> None:
         version = form_version(form)
         if version is not None and version != case.version:
             raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
@@ -549,17 +580,15 @@ def case_contact_post(
             now=now,
             actor=auth.actor_for(user, "web"),
         )
-    except cases.CaseworkError as exc:
-        session.rollback()
-        return refusal_page(
-            request,
-            session,
-            user,
-            now,
-            reference,
-            exc,
-            open_event="contact",
-            values=values,
-            render_case=case_page,
-        )
-    return redirect(f"/cases/{quote(case.reference)}?done=contact")
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="contact",
+        values=values,
+        done="contact",
+    )
