@@ -72,6 +72,12 @@ DEADLINE_STATUS_WORDS: dict[str, str] = {
     "missed": "Late",
     "cancelled": "No longer applies",
 }
+ALLOCATION_WORDS: dict[str, str] = {
+    "offered": "offered, waiting for an answer",
+    "accepted": "accepted",
+    "declined": "declined",
+    "ended": "no longer with them",
+}
 CHANNEL_WORDS: dict[str, str] = {
     "cli": "the command line",
     "web": "the web app",
@@ -93,7 +99,7 @@ def actor_words(actor_id: str) -> str:
     if actor_id.startswith("system:"):
         return "by the scheduler"
     kind, _, who = actor_id.partition(":")
-    return who if kind in ("user", "token") and who else actor_id
+    return who if kind in ("user", "token", "cli") and who else actor_id
 
 
 def moment_words(moment: dt.datetime | None) -> str:

@@ -129,7 +129,8 @@ def case_text(data: dict[str, Any]) -> str:
         lines.append(f"  LA decision: {_day(data['decision_date'])} ({what})")
     provider = data.get("provider")
     lines.append(
-        f"  Provider: {provider['name']} ({data['allocation_status']})"
+        f"  Provider: {provider['name']}"
+        f" ({words.ALLOCATION_WORDS[data['allocation_status'] or 'ended']})"
         if provider
         else "  Provider: none"
     )
@@ -154,11 +155,11 @@ def case_text(data: dict[str, Any]) -> str:
     lines.append("  History:")
     for e in data["events"]:
         at = words.moment_words(dt.datetime.fromisoformat(e["at"]))
-        moved = (
-            f"{words.state_words(e['from'])} -> {words.state_words(e['to'])}"
-            if e["from"] != e["to"]
-            else ""
-        )
+        moved = ""
+        if e["from"] is None:
+            moved = words.state_words(e["to"])
+        elif e["from"] != e["to"]:
+            moved = f"{words.state_words(e['from'])} -> {words.state_words(e['to'])}"
         note = f"  note: {e['note']}" if e["note"] else ""
         lines.append(
             f"    {at}  {e['label']}  {moved}  {words.actor_words(e['actor'])}"
