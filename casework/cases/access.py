@@ -14,4 +14,7 @@ def check_actor_may_see(case: Case, actor: Actor) -> None:
     reference guessed in a URL reveals nothing.
     """
     if actor.is_provider and case.provider_id != actor.provider_id:
-        raise NotFound(f"There is no case with the reference {case.reference!r}.")
+        raise NotFound(
+            f"There is no case with the reference {case.reference!r}."
+            " Check the reference (it looks like MED-2026-0042), or search for the family."
+        )

@@ -133,7 +133,10 @@ CASE_FAMILY_PROVIDER = (
 
 
 def not_found(reference: str) -> NotFound:
-    return NotFound(f"There is no case with the reference {reference.strip()!r}.")
+    return NotFound(
+        f"There is no case with the reference {reference.strip()!r}."
+        " Check the reference (it looks like MED-2026-0042), or search for the family."
+    )
 
 
 def load_case(session: Session, reference: str) -> tuple[Case, Person | None, Provider | None]:

@@ -97,7 +97,7 @@ def state_words(state: str | None) -> str:
 def actor_words(actor_id: str) -> str:
     """'user:alice@example.org' -> 'alice@example.org'; the scheduler in words."""
     if actor_id.startswith("system:"):
-        return "by the scheduler"
+        return "the scheduler"
     kind, _, who = actor_id.partition(":")
     return who if kind in ("user", "token", "cli") and who else actor_id
 

@@ -51,7 +51,7 @@ def audit_verify(as_json: JsonOpt = False) -> None:
     else:
         lines = [
             f"the audit trail verifies: {result.sealed:,} sealed rows"
-            f" across {result.cases:,} cases"
+            f" across {result.cases:,} case{'' if result.cases == 1 else 's'}"
             + (
                 f" ({result.rows - result.sealed:,} older rows written before sealing began)"
                 if result.rows != result.sealed
