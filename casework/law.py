@@ -12,6 +12,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -136,6 +137,18 @@ def parse_law(raw: Mapping[str, Any]) -> Law:
 
 
 def load_law(path: Path | None = None) -> Law:
-    """Read and check ``law.toml`` (the project's own unless ``path`` is given)."""
-    with (path or DEFAULT_PATH).open("rb") as fh:
+    """Read and check ``law.toml`` (the project's own unless ``path`` is given).
+
+    The project's own file is read once per process: every case page and agreed action
+    asks for it, and it changes only with a release.
+    """
+    if path is None:
+        return _project_law()
+    with path.open("rb") as fh:
+        return parse_law(tomllib.load(fh))
+
+
+@lru_cache(maxsize=1)
+def _project_law() -> Law:
+    with DEFAULT_PATH.open("rb") as fh:
         return parse_law(tomllib.load(fh))
