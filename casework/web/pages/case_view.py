@@ -338,11 +338,8 @@ def post_case_event(
     try:
         version = form_version(form)
         if spec is None:
-            # Not offered now: the version check first, so a stale form says "changed".
-            if version is not None and version != case.version:
-                raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
-            # Not possible for this person now: the use case says why, before any
-            # field of the form is read.
+            # Not possible for this person now: the use case says why (a stale form,
+            # "changed by someone else", first), before any field of the form is read.
             raw: dict[str, str] = {}
         else:
             raw = event_form_values(form, spec.fields, typed)
