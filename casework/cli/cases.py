@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from sqlmodel import Session
 
 from casework import cases
 from casework import deadlines as dl
@@ -21,6 +22,7 @@ from casework.cli.common import (
     parse_date,
 )
 from casework.cli.render import case_dict, case_text, deadline_dict
+from casework.models import Case
 
 case_app = typer.Typer(help="Open, advance and inspect cases.", no_args_is_help=True)
 
@@ -85,6 +87,12 @@ def case_open(
         emit(case_dict(session, case), as_json, case.reference)
 
 
+def _show(session: Session, case: Case, as_json: bool) -> None:
+    """The case as it now stands: JSON for scripts, words for people."""
+    data = case_dict(session, case)
+    emit(data, as_json, lambda: case_text(data))
+
+
 def _parse_sets(values: list[str]) -> dict[str, str]:
     data: dict[str, str] = {}
     for item in values:
@@ -124,8 +132,7 @@ def case_advance(
             note=note,
             expected_version=expected_version,
         )
-        data = case_dict(session, case)
-        emit(data, as_json, lambda: case_text(data))
+        _show(session, case, as_json)
 
 
 @case_app.command("events")
@@ -209,8 +216,7 @@ def case_allocate(
             excluded=exclude or (),
         )
         case = cases.get_case(session, reference)
-        data = case_dict(session, case)
-        emit(data, as_json, lambda: case_text(data))
+        _show(session, case, as_json)
 
 
 @case_app.command("respond")
@@ -236,8 +242,7 @@ def case_respond(
             settings=settings,
             note=note,
         )
-        data = case_dict(session, cases.get_case(session, reference))
-        emit(data, as_json, lambda: case_text(data))
+        _show(session, cases.get_case(session, reference), as_json)
 
 
 @case_app.command("update")
@@ -285,8 +290,7 @@ def case_update(
             agreement_done_on=agreement_done_on,
             note=note,
         )
-        data = case_dict(session, case)
-        emit(data, as_json, lambda: case_text(data))
+        _show(session, case, as_json)
 
 
 @case_app.command("agree")
@@ -319,8 +323,7 @@ def case_agree(
             actor=cli_actor(),
             settings=settings,
         )
-        data = case_dict(session, cases.get_case(session, reference))
-        emit(data, as_json, lambda: case_text(data))
+        _show(session, cases.get_case(session, reference), as_json)
 
 
 @case_app.command("agreement-done")
@@ -346,8 +349,7 @@ def case_agreement_done(
             actor=cli_actor(),
             settings=settings,
         )
-        data = case_dict(session, cases.get_case(session, reference))
-        emit(data, as_json, lambda: case_text(data))
+        _show(session, cases.get_case(session, reference), as_json)
 
 
 @case_app.command("note")
@@ -422,8 +424,7 @@ def case_call(
 def case_show(reference: str, as_json: JsonOpt = False) -> None:
     """State, contact, allocation, deadlines with explanations, and the history."""
     with open_session() as (session, _settings):
-        data = case_dict(session, cases.get_case(session, reference))
-        emit(data, as_json, lambda: case_text(data))
+        _show(session, cases.get_case(session, reference), as_json)
 
 
 @case_app.command("list")
