@@ -172,6 +172,7 @@ def advance(
                 provider=provider,
                 clocks=clocks,
                 agreement_items=step.items,
+                attachments=step.attachments,
             )
         session.commit()
     return case

@@ -19,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col
 
@@ -109,6 +109,7 @@ def store_document(
     series: str = "",
     certificate_number: str | None = None,
     verification_code: str | None = None,
+    issued_on: dt.date | None = None,
 ) -> Document:
     """Add ``content`` as the next version of ``(case, kind, series)``; supersede the last.
 
@@ -132,25 +133,35 @@ def store_document(
         )
     now = require_aware(now)
     previous = current_document(session, case, kind, series)
-    document = Document(
-        case_id=case.id,  # type: ignore[arg-type]
-        kind=kind,
-        series=series,
-        version=previous.version + 1 if previous is not None else 1,
-        file_name=file_name,
-        media_type=media_type,
-        size=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        created_by=actor.id,
-        created_at=now,
-        content=content,
-        certificate_number=certificate_number,
-        verification_code=verification_code,
-    )
-    session.add(document)
-    session.flush()
+    # Inserted through the connection, not added to the session: the event making
+    # the document may be mid-change (advance flushes the case once, at commit), and
+    # the new id is needed now, for the audit row and for a notice attaching it.
+    new_id = session.execute(
+        insert(Document)
+        .values(
+            case_id=case.id,
+            kind=kind,
+            series=series,
+            version=previous.version + 1 if previous is not None else 1,
+            file_name=file_name,
+            media_type=media_type,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            created_by=actor.id,
+            created_at=now,
+            superseded_by=None,
+            content=content,
+            certificate_number=certificate_number,
+            verification_code=verification_code,
+            issued_on=issued_on,
+        )
+        .returning(col(Document.id))
+    ).scalar_one()
     if previous is not None:
-        previous.superseded_by = document.id
+        previous.superseded_by = new_id
+    document = session.get(Document, new_id)
+    if document is None:  # pragma: no cover - the row was inserted just above
+        raise NotFound(f"document {new_id} vanished in its own transaction")
     return document
 
 
