@@ -8,13 +8,15 @@ template, or a code or ISO date leaking into it, fails here.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from casework import cases
@@ -26,10 +28,15 @@ from casework.cases.certificates import (
 )
 from casework.cases.documents import get_document, list_case_documents
 from casework.cases.errors import NotFound, NotPermitted
-from casework.config import Settings
+from casework.config import Settings, load_settings
 from casework.models import Case, Document, Notice
+from casework.notify.base import Attachment, DeliveryError, OutgoingMessage
+from casework.notify.dispatch import dispatch
+from casework.notify.twilio_sms import TwilioSmsChannel
 from tests.conftest import ADVISER, at
 from tests.factories import advance, allocate_to, create_case
+from tests.fakes.sendgrid_server import SendGridFake
+from tests.fakes.twilio_server import TwilioFake
 
 D = dt.date
 NUMBER = re.compile(r"^MC-2026-\d{6}$")
@@ -373,3 +380,75 @@ def test_the_family_email_carries_the_certificate_and_the_sms_does_not(
     by_channel = {n.channel: n for n in notices}
     assert by_channel["email"].document_id == doc.id
     assert by_channel["sms"].document_id is None
+
+
+@pytest.fixture
+def sendgrid_fake() -> Iterator[SendGridFake]:
+    with SendGridFake() as fake:
+        yield fake
+
+
+def test_sendgrid_receives_the_stored_certificate_as_an_attachment(
+    engine: Engine, session: Session, settings: Settings, sendgrid_fake: SendGridFake
+) -> None:
+    """Through the dispatcher, the real SDK and the loopback fake: the bytes SendGrid got
+    are the stored document's (same SHA-256), named without personal data."""
+    case = new_case(session, settings)
+    advance(session, settings, case, "decline", now=at("2026-11-20"), declined_on="2026-11-20")
+    advance(
+        session,
+        settings,
+        case,
+        "issue_certificate",
+        now=at("2026-11-24"),
+        certificate_on="2026-11-24",
+    )
+    [doc] = certificates(session, case)
+    keyed = load_settings(
+        environment="test",
+        sendgrid_api_key=sendgrid_fake.api_key,
+        sendgrid_host=sendgrid_fake.url,
+        sendgrid_from="noreply@casework.example.org",
+        provider_timeout_seconds=5,
+    )
+    session.commit()
+    dispatch(engine, at("2026-11-24", "10:05"), keyed)
+    [sent] = sendgrid_fake.attachments()
+    assert sent["to"] == "jo.family@example.org"
+    assert sent["filename"] == doc.file_name and sent["type"] == "application/pdf"
+    assert sent["disposition"] == "attachment"
+    assert hashlib.sha256(sent["content"]).hexdigest() == doc.sha256
+    assert "Verification code" in pdf_text(sent["content"])
+    session.expire_all()
+    email = session.execute(
+        select(Notice).where(
+            col(Notice.case_id) == case.id,
+            col(Notice.template) == "certificate_issued",
+            col(Notice.channel) == "email",
+        )
+    ).scalar_one()
+    assert email.status == "sent" and email.document_id == doc.id
+
+
+def test_a_text_message_never_carries_a_document() -> None:
+    with TwilioFake() as fake:
+        channel = TwilioSmsChannel(
+            account_sid=fake.account_sid,
+            auth_token=fake.auth_token,
+            from_number="+447700900000",
+            base_url=fake.url,
+            timeout=5,
+        )
+        message = OutgoingMessage(
+            notice_id="nt_1",
+            channel="sms",
+            to="+447700900123",
+            body="Your certificate has been issued.",
+            attachments=(
+                Attachment("certificate-MC-2026-000001-v1.pdf", "application/pdf", b"%PDF"),
+            ),
+        )
+        with pytest.raises(DeliveryError, match="cannot carry a document") as refused:
+            channel.send(message)
+        assert refused.value.permanent
+        assert fake.requests == []
