@@ -265,15 +265,25 @@ def make_certificate(
     )
 
 
+def reissuable_kinds(actor: Actor) -> frozenset[str]:
+    """The certificates this person may correct (what the pages offer a form for)."""
+    if actor.is_provider:
+        return frozenset({SITUATIONS["mediation_held"].kind})
+    if actor.role in ("adviser", "manager", "admin"):
+        return frozenset(s.kind for s in SITUATIONS.values())
+    return frozenset()
+
+
 def _may_reissue(actor: Actor, kind: str) -> None:
     """The one who issues a kind of certificate corrects it: see effects' permission rule."""
-    if actor.is_provider and kind != SITUATIONS["mediation_held"].kind:
+    if kind in reissuable_kinds(actor):
+        return
+    if actor.is_provider:
         raise NotPermitted(
             "Cannot reissue this certificate: it is the IAS adviser's; a mediator reissues"
             " only the certificate after a meeting."
         )
-    if actor.role not in ("adviser", "manager", "provider", "admin"):
-        raise NotPermitted("Cannot reissue a certificate: that is the IAS adviser's step.")
+    raise NotPermitted("Cannot reissue a certificate: that is the IAS adviser's step.")
 
 
 def reissue_certificate(
@@ -429,3 +439,67 @@ def certificate_document(session: Session, case: Case, number: str) -> Document 
         if found is not None:
             return found
     return None
+
+
+class GuessLimiter:
+    """At most ``limit`` checks per client address per ``window``: guessing codes is slow.
+
+    A simple per-process counter (each web worker keeps its own, and a restart clears
+    it): with 28**8 codes per number, 20 tries per 10 minutes per address leaves a
+    guesser nowhere near a match, and the Tribunal checking a few certificates never
+    meets it. A deployment behind a proxy must pass the real client address through.
+    """
+
+    def __init__(self, limit: int = 20, window: dt.timedelta = dt.timedelta(minutes=10)) -> None:
+        self.limit = limit
+        self.window = window
+        self._tries: dict[str, list[dt.datetime]] = {}
+
+    def allow(self, client: str, now: dt.datetime) -> bool:
+        """Count one check by ``client`` at ``now``; False once it is over the limit."""
+        since = now - self.window
+        recent = [t for t in self._tries.get(client, []) if t > since]
+        if len(recent) >= self.limit:
+            self._tries[client] = recent
+            return False
+        recent.append(now)
+        self._tries[client] = recent
+        if len(self._tries) > 10_000:  # forget idle addresses so memory stays small
+            self._tries = {k: v for k, v in self._tries.items() if v and v[-1] > since}
+        return True
+
+    def wait_minutes(self, client: str, now: dt.datetime) -> int:
+        tries = self._tries.get(client) or [now]
+        left = tries[0] + self.window - now
+        return max(1, -(-int(left.total_seconds()) // 60))
+
+
+class TooManyChecks(ValidationFailed):
+    """The limit of checks from one address was reached; try again later."""
+
+
+def check_certificate(
+    session: Session,
+    number: str,
+    code: str,
+    *,
+    client: str,
+    now: dt.datetime,
+    limiter: GuessLimiter,
+) -> Verification:
+    """The public check (``/verify``): both fields needed, guesses limited per address."""
+    errors = []
+    if not normalise_number(number):
+        errors.append(("Enter the certificate number, for example MC-2026-000123", "number"))
+    if not normalise_code(code):
+        errors.append(("Enter the verification code, for example K7QW-3MXD", "code"))
+    if errors:
+        message, field = errors[0]
+        raise ValidationFailed(message, field)
+    if not limiter.allow(client, now):
+        raise TooManyChecks(
+            "Too many certificates were checked from this connection. Try again in"
+            f" {limiter.wait_minutes(client, now)} minutes.",
+            "number",
+        )
+    return verify_certificate(session, number, code)
