@@ -356,6 +356,12 @@ def test_a_correction_supersedes_and_the_verify_check_says_so(
     last = cases.case_events(session, case)[-1]
     assert last.event == "reissue_certificate" and last.data["document_id"] == current.id
     assert cases.event_label("reissue_certificate") == "Certificate reissued (correction)"
+    [sent] = session.execute(
+        select(Notice).where(
+            col(Notice.case_id) == case.id, col(Notice.template) == "certificate_reissued"
+        )
+    ).scalars()
+    assert (sent.channel, sent.document_id, sent.recipient_role) == ("email", current.id, "family")
 
 
 def test_the_family_email_carries_the_certificate_and_the_sms_does_not(
