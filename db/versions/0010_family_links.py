@@ -1,7 +1,7 @@
 """family links: the family's own page (a secret link per case) and its one-time codes
 
 Revision ID: 0010_family_links
-Revises: 0009
+Revises: 0010_documents (the docs branch merged in; the lead re-chains)
 Create Date: 2026-11-30 14:30:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0010_family_links"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010_documents"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
