@@ -291,6 +291,9 @@ class Settings(BaseSettings):
     # The family page names the case's adviser and gives the service's phone and email;
     # the adviser's own address only when the service chooses to publish it.
     family_page_shows_adviser_email: bool = False
+    # Texts carry the page's link too (a family with no email still finds its page); it
+    # makes a family text two GSM-7 parts instead of one. False keeps texts to one part.
+    family_link_in_sms: bool = True
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:

@@ -494,7 +494,7 @@ def _deliver(
         # link the adviser revoked is never sent again (the token is stored nowhere).
         with engine.connect() as conn:
             link = live_family_link_url(conn, row.case_id, settings)
-        if link:
+        if link and (row.channel != "sms" or settings.family_link_in_sms):
             context["family_link"] = link
     try:
         subject, body = render(row.template, row.channel, context)

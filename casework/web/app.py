@@ -50,7 +50,11 @@ def create_app(
         if with_scheduler:
             from casework.scheduler import start_background
 
-            scheduler = start_background(settings, engine, app.state.scheduler_status)
+            from casework.cases.family import apply_sms_opt_outs
+
+            scheduler = start_background(
+                settings, engine, app.state.scheduler_status, apply_sms_opt_outs
+            )
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)
