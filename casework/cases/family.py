@@ -40,7 +40,13 @@ from casework.cases.context import Actor
 from casework.cases.documents import DocumentInfo, documents_of, get_document
 from casework.cases.errors import NotFound, NotPermitted, TransitionRefused, ValidationFailed
 from casework.cases.notes import IAS_ROLES, log_call
-from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import (
+    audit_event,
+    case_transaction,
+    load_case,
+    record_change,
+    require_aware,
+)
 from casework.cases.words import moment_words
 from casework.config import Settings
 from casework.contacts import display_phone, is_mobile
@@ -134,22 +140,25 @@ def issue_link(
     now = require_aware(now)
     _check_adviser(actor)
     with case_transaction(session, reference):
-        case, _family, _provider = load_case(session, reference)
+        case, family, _provider = load_case(session, reference)
         revoked = 0
         for old in _live_links(session, case):
             old.revoked_at, old.revoked_by = now, actor.id
             revoked += 1
         link = _new_link(case, now=now, actor=actor, settings=settings)
         session.add(link)
-        session.add(
-            audit_event(
-                case,
-                actor=actor,
-                event="issue_family_link",
-                at=now,
-                from_state=case.state,
-                data={"links_stopped": revoked},
-            )
+        # The family is sent the new link at once (the notice configured for this event;
+        # the dispatcher writes the link in, so the token is stored nowhere).
+        record_change(
+            session,
+            case,
+            actor=actor,
+            event="issue_family_link",
+            at=now,
+            from_state=case.state,
+            settings=settings,
+            data={"links_stopped": revoked},
+            family=family,
         )
         session.commit()
     return family_page_url(settings, family_token(settings.secret_key, link.nonce))

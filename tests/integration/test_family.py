@@ -631,3 +631,39 @@ def test_every_family_notice_is_sent_with_the_link_and_a_revoked_link_is_not(
             ).scalars()
         )
         assert advice and all("/family/" not in n.body for n in advice)
+
+
+def test_the_cli_sends_a_new_link_and_stops_it(
+    database_url: str, engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tests.integration.test_cli import _forget_cached_settings_and_engine
+
+    with session_scope(engine) as s:
+        cases.sync_providers(s, settings)
+        reference = create_case(s, settings, now=OPEN).reference
+        old = first_token(s, settings, reference)
+    _forget_cached_settings_and_engine()
+    monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
+    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
+    monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
+    from casework.cli import app
+
+    runner = CliRunner()
+    try:
+        sent = runner.invoke(app, ["case", "family-link", reference, "--at", "2026-11-09T11:00"])
+        assert sent.exit_code == 0, sent.output
+        assert "older links no longer work" in sent.stdout and "/family/" not in sent.stdout
+        stopped = runner.invoke(app, ["case", "family-link", reference, "--stop", "--json"])
+        assert stopped.exit_code == 0, stopped.output
+        assert '"stopped": 1' in stopped.stdout
+        refused = runner.invoke(app, ["case", "family-link", reference, "--stop"])
+        assert refused.exit_code == 2 and "issue a new one" in refused.stderr
+    finally:
+        _forget_cached_settings_and_engine()
+    with session_scope(engine) as s:
+        with pytest.raises(cases.NotFound):
+            fam.open_link(s, old, now=LATER, settings=settings)
+        events = [e.event for e in cases.case_events(s, cases.get_case(s, reference))]
+        assert events[-2:] == ["issue_family_link", "revoke_family_link"]

@@ -347,7 +347,26 @@ EVENT_STATES: dict[tuple[str, str], tuple[str, ...]] = {
         "appeal_ready",
     ),
     ("mediation", "close"): ("appeal_ready",),
-    # The family asks for a call back on its page, in any state its link works in.
+    # A new link to the family's page, and a call back asked for on it: any state the
+    # link works in.
+    ("mediation", "issue_family_link"): (
+        "requested",
+        "advised",
+        "mediating",
+        "declined",
+        "certificate_issued",
+        "appeal_ready",
+        "closed",
+        "withdrawn",
+    ),
+    ("disagreement", "issue_family_link"): (
+        "requested",
+        "advised",
+        "allocated",
+        "meeting_held",
+        "closed",
+        "withdrawn",
+    ),
     ("mediation", "family_call_back"): (
         "requested",
         "advised",

@@ -279,3 +279,33 @@ def test_no_address_carries_anything_but_the_token(web: Web) -> None:
         if link.startswith("/family/"):
             assert case.reference not in link and "@" not in link
             assert re.fullmatch(r"/family/[A-Za-z0-9_-]+(/[a-z-]+(/\d+)?)?", link), link
+
+
+def test_the_adviser_sends_a_new_link_or_stops_it_from_the_case_page(web: Web) -> None:
+    case = make_case(web)
+    old = link_of(web, case.reference)
+    adviser = web.browser("adviser")
+    page = adviser.get(f"/cases/{case.reference}")
+    assert "Send the family a new link" in page.text
+    sent = adviser.post(f"/cases/{case.reference}/family-link", {"action": "new"})
+    assert sent.status_code == 303
+    assert "A new link to the family" in adviser.get(sent.headers["location"]).text
+    assert web.browser().get(old).status_code == 404
+    new = link_of(web, case.reference)
+    assert web.browser().get(new).status_code == 200
+    with web.session() as s:
+        told = list(
+            s.execute(select(Notice).where(col(Notice.template) == "family_link")).scalars()
+        )
+        assert {n.channel for n in told} == {"sms", "email"}
+    stopped = adviser.post(f"/cases/{case.reference}/family-link", {"action": "stop"})
+    assert stopped.status_code == 303
+    assert web.browser().get(new).status_code == 404
+    # Nothing left to stop: the refusal is shown on the case page, in words.
+    again = adviser.post(f"/cases/{case.reference}/family-link", {"action": "stop"})
+    assert again.status_code in (409, 422) and "issue a new one" in again.text
+    # Provider staff cannot reach the case page's form at all.
+    provider = web.browser("provider_a")
+    assert (
+        provider.post(f"/cases/{case.reference}/family-link", {"action": "new"}).status_code == 404
+    )
