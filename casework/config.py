@@ -282,6 +282,21 @@ class Settings(BaseSettings):
     quiet_hours_end: dt.time = dt.time(8, 0)
     # A clock is "due soon" (amber) within this many service days (pages and digest).
     due_soon_service_days: int = Field(default=3, ge=0)
+    # The family's own page: its link stops working this many days after the case is
+    # closed or withdrawn; a one-time code lasts family_code_minutes and allows
+    # family_code_tries wrong answers, then the page waits family_code_wait_minutes.
+    family_link_days_after_closure: int = Field(default=90, ge=0)
+    family_code_minutes: int = Field(default=10, gt=0)
+    family_code_tries: int = Field(default=5, gt=0)
+    family_code_wait_minutes: int = Field(default=15, gt=0)
+    # How long the family stays signed in to its page after entering a code.
+    family_session_minutes: int = Field(default=60, gt=0)
+    # The family page names the case's adviser and gives the service's phone and email;
+    # the adviser's own address only when the service chooses to publish it.
+    family_page_shows_adviser_email: bool = False
+    # Texts carry the page's link too (a family with no email still finds its page); it
+    # makes a family text two GSM-7 parts instead of one. False keeps texts to one part.
+    family_link_in_sms: bool = True
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:

@@ -606,3 +606,43 @@ class ApiToken(SQLModel, table=True):
     created_at: dt.datetime = utc_column(nullable=False)
     last_used_at: dt.datetime | None = utc_column()
     revoked_at: dt.datetime | None = utc_column()
+
+
+class FamilyLink(SQLModel, table=True):
+    """The family's own page for one case: a secret link, revocable by the adviser.
+
+    The URL token is never stored: it is the HMAC of ``nonce`` under the service's
+    secret key (so every notice can carry it again), and only its SHA-256 is kept to
+    find the link from a URL. A database copied without the secret key opens no page.
+    ``locked_until`` is the wait after too many wrong codes.
+    """
+
+    __tablename__ = "family_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    nonce: str = Field(max_length=64)
+    token_hash: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    created_at: dt.datetime = utc_column(nullable=False)
+    created_by: str = Field(max_length=320)
+    revoked_at: dt.datetime | None = utc_column()
+    revoked_by: str | None = Field(default=None, max_length=320)
+    locked_until: dt.datetime | None = utc_column()
+
+
+class FamilyCode(SQLModel, table=True):
+    """A one-time code sent to the family to open its page; only its keyed hash is kept."""
+
+    __tablename__ = "family_codes"
+    __table_args__ = (
+        CheckConstraint("channel IN ('sms', 'email')", name="ck_family_codes_channel"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    link_id: int = Field(foreign_key="family_links.id", index=True)
+    code_hash: str = Field(max_length=64)
+    channel: str = Field(max_length=10)
+    sent_at: dt.datetime = utc_column(nullable=False)
+    expires_at: dt.datetime = utc_column(nullable=False)
+    tries: int = 0
+    used_at: dt.datetime | None = utc_column()

@@ -12,13 +12,16 @@ child's name, never SEN or health detail.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -26,7 +29,7 @@ from casework import deadlines as dl
 from casework import letters
 from casework.config import EventNoticeRule, ReminderRule, Settings
 from casework.contacts import is_mobile
-from casework.models import Notice, NoticeStatus
+from casework.models import FamilyLink, Notice, NoticeStatus
 
 log = logging.getLogger("casework.notices")
 
@@ -71,6 +74,54 @@ class NoticeRules:
             default_at=settings.reminders.default_at,
             closure_day_escalation=tuple(settings.reminders.closure_day_escalation),
         )
+
+
+# --- The family's own page -----------------------------------------------------------
+
+
+def family_token(secret_key: str, nonce: str) -> str:
+    """The URL token of a family link: HMAC of its stored nonce under the secret key.
+
+    Random to anyone without the key (the nonce is random), never stored itself, and
+    rebuilt whenever a notice to the family is rendered.
+    """
+    digest = hmac.new(secret_key.encode(), f"family-link:{nonce}".encode(), hashlib.sha256)
+    return base64_url(digest.digest())[:32]
+
+
+def base64_url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def token_hash(token: str) -> str:
+    """What is stored to find a link from its URL: SHA-256 of the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def family_page_url(settings: Settings, token: str) -> str:
+    """The family page's address: the public URL and the random token, nothing else."""
+    return f"{settings.public_url.rstrip('/')}/family/{token}"
+
+
+def live_family_link_url(bind: Session | Connection, case_id: int, settings: Settings) -> str:
+    """The address of the case's newest unrevoked family link, or "" when it has none.
+
+    A link whose stored hash no longer matches the token rebuilt from its nonce (the
+    secret key was changed) is not offered: it would open nothing.
+    """
+    table = FamilyLink.__table__  # type: ignore[attr-defined]
+    row = bind.execute(
+        select(table.c.nonce, table.c.token_hash)
+        .where(table.c.case_id == case_id, table.c.revoked_at.is_(None))
+        .order_by(table.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return ""
+    token = family_token(settings.secret_key, row.nonce)
+    if not hmac.compare_digest(token_hash(token), row.token_hash):
+        return ""
+    return family_page_url(settings, token)
 
 
 # --- Quiet hours -----------------------------------------------------------------------

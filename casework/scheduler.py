@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
@@ -23,6 +24,11 @@ from casework.notify.dispatch import build_channels, dispatch
 from casework.notify.receipts import apply_stored_receipts
 from casework.reminders import sweep
 
+# Work a door hands the scheduler to run after each dispatch: the use cases that act on
+# what delivery learnt (a family that replied STOP: casework.cases.apply_sms_opt_outs).
+# The scheduler sits below the use cases, so it is given them rather than importing them.
+AfterDispatch = Callable[[Engine, dt.datetime, Settings], Any]
+
 log = logging.getLogger("casework.scheduler")
 
 SWEEP_SECONDS = 60
@@ -31,7 +37,12 @@ RECEIPTS_SECONDS = 5
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 300}
 
 
-def run_once(engine: Engine, settings: Settings, now: dt.datetime | None = None) -> dict[str, Any]:
+def run_once(
+    engine: Engine,
+    settings: Settings,
+    now: dt.datetime | None = None,
+    after_dispatch: AfterDispatch | None = None,
+) -> dict[str, Any]:
     """Stored receipts, one sweep, one dispatch as of ``now``: what `casework tick` runs.
 
     Receipts go first so a notice the provider already reported on is up to date
@@ -47,11 +58,13 @@ def run_once(engine: Engine, settings: Settings, now: dt.datetime | None = None)
         channels=_channels(settings),
         concurrency=settings.dispatch_concurrency,
     )
+    after = after_dispatch(engine, now, settings) if after_dispatch is not None else None
     return {
         "at": now.isoformat(),
         "receipts": receipts.as_dict(),
         "sweep": swept.as_dict(),
         "dispatch": sent.as_dict(),
+        "after_dispatch": after,
     }
 
 
@@ -86,7 +99,12 @@ def _sweep_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> No
     status["last_sweep_result"] = result.as_dict()
 
 
-def _dispatch_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
+def _dispatch_job(
+    engine: Engine,
+    settings: Settings,
+    status: dict[str, Any],
+    after_dispatch: AfterDispatch | None = None,
+) -> None:
     now = dt.datetime.now(dt.UTC)
     result = dispatch(
         engine,
@@ -95,6 +113,8 @@ def _dispatch_job(engine: Engine, settings: Settings, status: dict[str, Any]) ->
         channels=_channels(settings),
         concurrency=settings.dispatch_concurrency,
     )
+    if after_dispatch is not None:
+        after_dispatch(engine, now, settings)
     status["last_dispatch"] = now.isoformat()
     status["last_dispatch_result"] = result.as_dict()
 
@@ -132,7 +152,11 @@ def _listen(event: JobEvent) -> None:
 
 
 def configure(
-    scheduler: BaseScheduler, engine: Engine, settings: Settings, status: dict[str, Any]
+    scheduler: BaseScheduler,
+    engine: Engine,
+    settings: Settings,
+    status: dict[str, Any],
+    after_dispatch: AfterDispatch | None = None,
 ) -> BaseScheduler:
     scheduler.add_listener(_listen, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
     args = (engine, settings, status)
@@ -151,7 +175,7 @@ def configure(
         "interval",
         seconds=DISPATCH_SECONDS,
         id="dispatch",
-        args=args,
+        args=(*args, after_dispatch),
         replace_existing=True,
         next_run_time=now,
     )
@@ -190,20 +214,27 @@ def configure(
     return scheduler
 
 
-def start_background(settings: Settings, engine: Engine, status: dict[str, Any]) -> BaseScheduler:
+def start_background(
+    settings: Settings,
+    engine: Engine,
+    status: dict[str, Any],
+    after_dispatch: AfterDispatch | None = None,
+) -> BaseScheduler:
     """The scheduler inside `casework serve` (one process: the embedded default)."""
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
-    configure(scheduler, engine, settings, status)
+    configure(scheduler, engine, settings, status, after_dispatch)
     scheduler.start()
     status["running"] = True
     status["mode"] = "in-process"
     return scheduler
 
 
-def run_worker(settings: Settings, engine: Engine) -> None:
+def run_worker(
+    settings: Settings, engine: Engine, after_dispatch: AfterDispatch | None = None
+) -> None:
     """`casework worker`: a dedicated process; run as many as needed against PostgreSQL."""
     status: dict[str, Any] = {"running": True, "mode": "worker"}
     scheduler = BlockingScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
-    configure(scheduler, engine, settings, status)
+    configure(scheduler, engine, settings, status, after_dispatch)
     log.info("worker started: sweep every %ss, dispatch every %ss", SWEEP_SECONDS, DISPATCH_SECONDS)
     scheduler.start()

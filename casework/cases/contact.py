@@ -25,6 +25,8 @@ from casework.contacts import ContactError, is_mobile, normalise_email, normalis
 from casework.models import Notice, NoticeStatus, Person
 
 REASON_MAX = 500
+# The role of the family acting on its own page (casework.cases.family).
+FAMILY_ROLE = "family"
 CONSENT_WORDS = {True: "given", False: "withdrawn"}
 NOT_REACHABLE = (
     "skipped: the family's contact details were changed and this way no longer reaches them"
@@ -155,7 +157,15 @@ def update_contact(
         with session.no_autoflush:
             case, family, _provider = load_case(session, reference)
             check_actor_may_see(case, actor)
-            if actor.role not in IAS_ROLES:
+            if actor.role == FAMILY_ROLE:
+                # On its own page the family chooses how it hears from us; a new number
+                # or address is checked with them by the adviser first.
+                if name is not None or phone is not None or email is not None:
+                    raise NotPermitted(
+                        "Your name, phone number and email address are changed by your"
+                        " adviser: call us and we will update them."
+                    )
+            elif actor.role not in IAS_ROLES:
                 raise NotPermitted(
                     "The family's contact is kept by the IAS adviser; ask them to correct it."
                 )

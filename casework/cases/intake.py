@@ -251,6 +251,10 @@ def open_case(
             sms_consent=checked.sms_consent,
         )
         session.add(family)
+        # Every family gets its own page from the start: the link goes in its notices.
+        from casework.cases.family import first_link  # family -> contact -> intake
+
+        first_link(session, case, now=now, actor=actor, settings=settings)
         data = {
             "kind": checked.kind.value,
             "decision_date": checked.decision_date,

@@ -21,7 +21,14 @@ from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, ValidationFailed
 from casework.cases.fields import EventField, check_date, coerce
-from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import (
+    audit_event,
+    case_transaction,
+    load_case,
+    record_change,
+    require_aware,
+)
+from casework.config import Settings
 from casework.models import Case, CaseNote
 
 # Who may write notes and log calls: the IAS service's own staff.
@@ -56,7 +63,9 @@ def _text(raw: str, field: str, words: str, limit: int = TEXT_MAX) -> str:
     return text
 
 
-def _check_staff(actor: Actor) -> None:
+def _check_staff(actor: Actor, *, family_may: bool = False) -> None:
+    if family_may and actor.role == "family":
+        return
     if actor.role not in IAS_ROLES:
         raise NotPermitted(
             "Notes and calls are written by the IAS service's staff; ask the case's adviser."
@@ -73,12 +82,14 @@ def _write(
     actor: Actor,
     now: dt.datetime,
     check: Callable[[Case], None] | None = None,
+    settings: Settings | None = None,
+    family_may: bool = False,
 ) -> CaseNote:
     with case_transaction(session, reference):
         with session.no_autoflush:
             case, _family, _provider = load_case(session, reference)
             check_actor_may_see(case, actor)
-            _check_staff(actor)
+            _check_staff(actor, family_may=family_may)
             if check is not None:
                 check(case)
             note = CaseNote(
@@ -88,16 +99,30 @@ def _write(
                 **fields,
             )
             session.add(note)
-            session.add(
-                audit_event(
+            audit_data = {**data, "shared": bool(fields["shared"])}
+            if settings is not None:
+                # With settings, the notices configured for this event go out with it.
+                record_change(
+                    session,
                     case,
                     actor=actor,
                     event=event,
                     at=now,
                     from_state=case.state,
-                    data={**data, "shared": bool(fields["shared"])},
+                    settings=settings,
+                    data=audit_data,
                 )
-            )
+            else:
+                session.add(
+                    audit_event(
+                        case,
+                        actor=actor,
+                        event=event,
+                        at=now,
+                        from_state=case.state,
+                        data=audit_data,
+                    )
+                )
         session.commit()
     session.refresh(note)
     return note
@@ -137,8 +162,15 @@ def log_call(
     shared: bool = False,
     now: dt.datetime,
     actor: Actor,
+    event: str = "log_call",
+    settings: Settings | None = None,
 ) -> CaseNote:
-    """Log a telephone call about a case on the day it happened."""
+    """Log a telephone call about a case on the day it happened.
+
+    The family's own page logs a request for a call back here too (``event``
+    "family_call_back", with ``settings`` so the adviser is told by the notice
+    configured for it): the adviser finds it where every call is, in the call log.
+    """
     now = require_aware(now)
     today = dl.local_date(now)
     if call_on in (None, ""):
@@ -175,9 +207,11 @@ def log_call(
         session,
         reference,
         fields,
-        event="log_call",
+        event=event,
         data={"call_on": day, "direction": DIRECTIONS[way], "who": person, "summary": body},
         actor=actor,
         now=now,
         check=not_before_opening,
+        settings=settings,
+        family_may=event == "family_call_back",
     )

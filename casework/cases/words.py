@@ -94,6 +94,12 @@ CHANNEL_WORDS: dict[str, str] = {
     "helpline": "the helpline",
     "email": "email",
     "sms": "text message",
+    "family": "the family's own page",
+}
+# Who the family is in the audit trail: acting on its own page, or by replying STOP.
+FAMILY_ACTOR_WORDS: dict[str, str] = {
+    "family:page": "the family",
+    "family:stop": "the family (replied STOP)",
 }
 
 
@@ -105,6 +111,8 @@ def actor_words(actor_id: str) -> str:
     """'user:alice@example.org' -> 'alice@example.org'; the scheduler in words."""
     if actor_id.startswith("system:"):
         return "the scheduler"
+    if actor_id in FAMILY_ACTOR_WORDS:
+        return FAMILY_ACTOR_WORDS[actor_id]
     kind, _, who = actor_id.partition(":")
     return who if kind in ("user", "token", "cli") and who else actor_id
 

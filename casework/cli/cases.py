@@ -419,6 +419,39 @@ def case_call(
         )
 
 
+@case_app.command("family-link")
+@handles_errors
+def case_family_link(
+    reference: str,
+    stop: Annotated[
+        bool, typer.Option("--stop", help="Stop the link working, without a new one.")
+    ] = False,
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send the family a new link to its own page (older links stop), or --stop the link."""
+    from casework.cases import family
+
+    now = parse_at(at)
+    ref = reference.strip().upper()
+    with open_session() as (session, settings):
+        if stop:
+            stopped = family.revoke_link(session, reference, now=now, actor=cli_actor())
+            emit(
+                {"reference": ref, "stopped": stopped},
+                as_json,
+                f"The family's page link on {ref} no longer works.",
+            )
+            return
+        family.issue_link(session, reference, now=now, actor=cli_actor(), settings=settings)
+        emit(
+            {"reference": ref, "sent": True},
+            as_json,
+            f"A new link to the family's page on {ref} is on its way to them;"
+            " older links no longer work.",
+        )
+
+
 @case_app.command("show")
 @handles_errors
 def case_show(reference: str, as_json: JsonOpt = False) -> None:

@@ -222,10 +222,11 @@ def prepare_start(
 @handles_errors
 def tick(at: AtOpt = None, as_json: JsonOpt = False) -> None:
     """Run one sweep and one dispatch as of --at: catch up, or test a moment."""
+    from casework.cases.family import apply_sms_opt_outs
     from casework.scheduler import run_once
 
     settings = get_settings()
-    result = run_once(ready_engine(settings), settings, parse_at(at))
+    result = run_once(ready_engine(settings), settings, parse_at(at), apply_sms_opt_outs)
 
     def text() -> str:
         sw, dp = result["sweep"], result["dispatch"]
@@ -255,12 +256,13 @@ def digest(at: AtOpt = None, as_json: JsonOpt = False) -> None:
 def worker() -> None:
     """Run the scheduler as its own process (sweep and dispatch on intervals)."""
     from casework import logs
+    from casework.cases.family import apply_sms_opt_outs
     from casework.scheduler import run_worker
 
     logs.configure()
     settings = get_settings()
     engine = ready_engine(settings)
-    run_worker(settings, engine)
+    run_worker(settings, engine, apply_sms_opt_outs)
 
 
 @notices_app.command("list")

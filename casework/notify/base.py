@@ -67,11 +67,15 @@ class FailureKind(StrEnum):
     ``credential_rejected``: the provider refused *our* key or token. Nothing is wrong
     with the recipient; every notice on the channel would fail the same way, so the
     notices wait (and are retried) while the manager is alarmed once.
+    ``opted_out``: the recipient told the provider to stop (an SMS reply of STOP):
+    the notice fails like a permanent one, and the family's consent to that channel
+    ends, so the same notice goes by their next channel instead.
     """
 
     permanent = "permanent"
     transient = "transient"
     credential_rejected = "credential_rejected"
+    opted_out = "opted_out"
 
 
 class DeliveryError(Exception):

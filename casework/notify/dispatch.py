@@ -50,7 +50,12 @@ from sqlalchemy import Connection, Engine, case, select, update
 
 from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Document, Notice, NoticeStatus
-from casework.notices import in_quiet_hours, insert_notices, next_sms_moment
+from casework.notices import (
+    in_quiet_hours,
+    insert_notices,
+    live_family_link_url,
+    next_sms_moment,
+)
 from casework.notify.base import (
     Attachment,
     Channel,
@@ -81,6 +86,8 @@ CREDENTIAL_MAX_WAIT = dt.timedelta(minutes=15)
 # another try, so one bad notice cannot spin a sender.
 RELEASE_DELAY = dt.timedelta(seconds=30)
 FINISHED_DEADLINE = ("met", "cancelled")
+# The delivery event status of a send refused because the recipient opted out.
+OPTED_OUT = "opted_out"
 
 _N: Any = Notice.__table__  # type: ignore[attr-defined]
 _EVENTS: Any = DeliveryEvent.__table__  # type: ignore[attr-defined]
@@ -472,7 +479,9 @@ def _deliver(
         )
         result.skipped += 1
         return
-    if row.channel == "sms" and in_quiet_hours(now, settings):
+    # A one-time code was asked for a moment ago by the family itself, and lasts
+    # minutes: it is sent at once, whatever the hour.
+    if row.channel == "sms" and kind != "code" and in_quiet_hours(now, settings):
         _finish(
             engine,
             row.id,
@@ -486,8 +495,16 @@ def _deliver(
         )
         result.deferred += 1
         return
+    context = dict(row.context or {})
+    if row.recipient_role == "family" and row.case_id is not None and kind != "code":
+        # Every notice to a family carries the link to its own page, rebuilt now so a
+        # link the adviser revoked is never sent again (the token is stored nowhere).
+        with engine.connect() as conn:
+            link = live_family_link_url(conn, row.case_id, settings)
+        if link and (row.channel != "sms" or settings.family_link_in_sms):
+            context["family_link"] = link
     try:
-        subject, body = render(row.template, row.channel, dict(row.context or {}))
+        subject, body = render(row.template, row.channel, context)
     except RenderError as exc:
         _fail(engine, row, now, me, str(exc), settings, result, None, attempts=row.attempts)
         return
@@ -624,6 +641,13 @@ def _failed_send(
         _hold_for_credentials(engine, row, now, me, exc, provider, settings, rng, result)
         return
     attempts = row.attempts + 1
+    if exc.kind is FailureKind.opted_out:
+        # Failed like a permanent error (the adviser hears of it); the stored
+        # "opted_out" event is what the family's consent change is made from
+        # (casework.cases.family.apply_sms_opt_outs, run after every dispatch).
+        opted = _event(row.id, now, "attempt", OPTED_OUT, f"{exc.code or ''} {exc}".strip())
+        _fail(engine, row, now, me, str(exc), settings, result, opted, attempts=attempts)
+        return
     if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
         reason = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
         _fail(engine, row, now, me, reason, settings, result, attempt_event, attempts=attempts)

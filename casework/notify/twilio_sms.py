@@ -46,6 +46,9 @@ PERMANENT_ERROR_CODES: Mapping[int, str] = {
     21612: "Twilio cannot send an SMS from our number to this number",
     21614: "The number is not a mobile number, so it cannot receive SMS",
 }
+# The recipient replied STOP: not a fault to retry or report, but their choice, which
+# the family's consent must follow (FailureKind.opted_out).
+_OPTED_OUT_CODES = frozenset({21610})
 _RATE_LIMIT_CODES = frozenset({429, 20429})
 _CREDENTIAL_CODES = frozenset({20003})
 
@@ -214,7 +217,7 @@ class TwilioSmsChannel:
         if code is not None and code in PERMANENT_ERROR_CODES:
             return DeliveryError(
                 f"{PERMANENT_ERROR_CODES[code]} ({code})",
-                kind=FailureKind.permanent,
+                kind=FailureKind.opted_out if code in _OPTED_OUT_CODES else FailureKind.permanent,
                 code=code_text,
             )
         if status in (401, 403) or code in _CREDENTIAL_CODES:

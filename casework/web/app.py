@@ -48,9 +48,12 @@ def create_app(
         # never schedule, because APScheduler job stores must not be shared.
         scheduler = None
         if with_scheduler:
+            from casework.cases.family import apply_sms_opt_outs
             from casework.scheduler import start_background
 
-            scheduler = start_background(settings, engine, app.state.scheduler_status)
+            scheduler = start_background(
+                settings, engine, app.state.scheduler_status, apply_sms_opt_outs
+            )
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)

@@ -90,6 +90,10 @@ class TwilioFake(LoopbackFake):
         with self._lock:
             self._rejections[number] = FakeResponse.json(status, _error(status, code, message))
 
+    def replied_stop(self, number: str) -> None:
+        """``number`` texted STOP: every send to it fails with Twilio's 21610."""
+        self.reject_to(number, code=21610)
+
     def fail_next(
         self,
         status: int,

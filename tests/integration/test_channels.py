@@ -299,7 +299,7 @@ class TestTwilioSms:
     ) -> None:
         twilio_fake.reject_to(FAMILY_MOBILE, code=21610)
         error = send_failing(texter, sms())
-        assert (error.kind, error.code) == ("permanent", "21610")
+        assert (error.kind, error.code) == ("opted_out", "21610")
         assert "replied STOP" in str(error)
 
     def test_another_client_error_is_not_retried(self, twilio_fake: TwilioFake) -> None:

@@ -19,6 +19,7 @@ GMT, so London time equals UTC throughout.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -200,7 +201,18 @@ class Life:
             ]
 
     def bodies(self, template: str, channel: str) -> list[str]:
-        return [n.body for _, n in self.sent if (n.template, n.channel) == (template, channel)]
+        """The texts as sent, each checked to end with the family page's link, then
+        without it (its token is random), so the words can be compared exactly."""
+        out = []
+        for _, n in self.sent:
+            if (n.template, n.channel) != (template, channel):
+                continue
+            body = n.body
+            if n.recipient_role == "family" and channel == "sms":
+                assert re.search(r" Your page: \S+/family/[A-Za-z0-9_-]{32}$", body), body
+                body = re.sub(r" Your page: \S+$", "", body)
+            out.append(body)
+        return out
 
     # -- the use cases, as the web app and CLI call them ------------------------------------
 

@@ -347,6 +347,44 @@ EVENT_STATES: dict[tuple[str, str], tuple[str, ...]] = {
         "appeal_ready",
     ),
     ("mediation", "close"): ("appeal_ready",),
+    # A new link to the family's page, and a call back asked for on it: any state the
+    # link works in.
+    ("mediation", "issue_family_link"): (
+        "requested",
+        "advised",
+        "mediating",
+        "declined",
+        "certificate_issued",
+        "appeal_ready",
+        "closed",
+        "withdrawn",
+    ),
+    ("disagreement", "issue_family_link"): (
+        "requested",
+        "advised",
+        "allocated",
+        "meeting_held",
+        "closed",
+        "withdrawn",
+    ),
+    ("mediation", "family_call_back"): (
+        "requested",
+        "advised",
+        "mediating",
+        "declined",
+        "certificate_issued",
+        "appeal_ready",
+        "closed",
+        "withdrawn",
+    ),
+    ("disagreement", "family_call_back"): (
+        "requested",
+        "advised",
+        "allocated",
+        "meeting_held",
+        "closed",
+        "withdrawn",
+    ),
     ("disagreement", "open"): ("requested",),
     ("disagreement", "advise"): ("advised",),
     ("disagreement", "allocate_provider"): ("allocated",),
@@ -543,6 +581,8 @@ def test_the_sweep_covers_every_template_and_every_event_notice_in_config() -> N
         "escalation_delivery_failed",  # no case state: test_render covers them
         "escalation_credentials_rejected",  # an operator alarm, about no case
         "monthly_report",  # to commissioners, about no case
+        "family_code",  # a sign-in code: nothing of the case (test_render covers it)
+        "family_opted_out",  # a delivery outcome, not a case state (test_render)
     }
     assert wanted <= rendered, sorted(wanted - rendered)
     for rule in RULES.events:

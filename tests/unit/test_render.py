@@ -204,6 +204,31 @@ def monthly_report_context() -> dict:
     }
 
 
+def family_code_context() -> dict:
+    """``cases.family.request_code``: the service's name, the code and its minutes, nothing else.
+
+    ``reference`` is empty: the code message must not carry the case reference.
+    """
+    return {
+        "notice_kind": "code",
+        "reference": "",
+        "service_name": SETTINGS.service.name,
+        "code": "493027",
+        "minutes": 10,
+    }
+
+
+def opted_out_context(next_channel: str) -> dict:
+    """``cases.family.apply_sms_opt_outs``: the adviser's alert after the family replied STOP."""
+    return {
+        "notice_kind": "escalation",
+        "reference": REFERENCE,
+        "case_link": f"https://casework.example.org/cases/{REFERENCE}",
+        "next_channel": next_channel,
+        "service_name": SETTINGS.service.name,
+    }
+
+
 # Events a disagreement-resolution case can have (states.DisagreementFlow + allocation).
 DISAGREEMENT_EVENTS = {
     "open",
@@ -245,6 +270,16 @@ def contexts_for(name: str) -> list[tuple[str, dict]]:
                 SETTINGS,
             )
             found.append((f"escalate.credential_alarm_row ({provider})", row["context"]))
+    if name == "family_code":
+        found.append(("cases.family.request_code", family_code_context()))
+    if name == "family_opted_out":
+        for next_channel in ("email", ""):
+            found.append(
+                (
+                    f"cases.family.apply_sms_opt_outs ({next_channel or 'none'})",
+                    opted_out_context(next_channel),
+                )
+            )
     if name == "daily_digest":
         found.append(("reminders.queue_digest", digest_context()))
     if name == "monthly_report":
@@ -316,6 +351,11 @@ def test_an_sms_carries_only_the_reference_dates_and_the_call_back_number(name: 
         }
         _, body = render(name, "sms", ctx)
         where = f"{name} from {source}: {body!r}"
+        if name == "family_code":
+            # A code says nothing of the case: not even its reference or the helpline.
+            assert REFERENCE not in body and ctx["code"] in body, where
+            assert "http" not in body and "@" not in body, where
+            continue
         assert not re.search(r"\bJo\b", body), where
         for forbidden in ("Kai", "Whitfield", "Okonkwo", "Oakwood", "EHC", "assessment"):
             assert forbidden not in body, where
@@ -445,3 +485,40 @@ SEGMENT_CASES = {
 @pytest.mark.parametrize(("text", "segments"), SEGMENT_CASES.values(), ids=SEGMENT_CASES.keys())
 def test_sms_segments(text: str, segments: int) -> None:
     assert sms_segments(text) == segments
+
+
+# --- The family page's link ----------------------------------------------------------------
+
+FAMILY_LINK = "https://casework.example.org/family/" + "x" * 32
+FAMILY_TEMPLATES = sorted(
+    {r.template for r in RULES.events if r.recipient == "family"}
+    | {r.template for rules in RULES.reminders.values() for r in rules if r.recipient == "family"}
+)
+
+
+@pytest.mark.parametrize("name", FAMILY_TEMPLATES)
+def test_every_family_notice_carries_the_link_to_its_page(name: str) -> None:
+    """The dispatcher adds ``family_link``; every family template prints it on every channel.
+
+    A text with the link stays GSM-7 and at most two parts; without it, one (above).
+    """
+    channels = [c for n, c in ALL if n == name]
+    for source, ctx in contexts_for(name):
+        for channel in channels:
+            _, body = render(name, channel, ctx | {"family_link": FAMILY_LINK})
+            assert FAMILY_LINK in body, f"{name}.{channel} from {source}"
+            if channel == "sms":
+                assert sms_segments(body) <= 2, f"{name} from {source}: {body!r}"
+                assert all(is_gsm7(ch) for ch in body), body
+            # Without a link (revoked, none issued) nothing is left dangling.
+            _, plain = render(name, channel, ctx)
+            assert "/family/" not in plain and "own page" not in plain
+
+
+def test_the_code_message_carries_the_code_and_nothing_of_the_case() -> None:
+    ctx = family_code_context()
+    subject, body = render("family_code", "email", ctx)
+    assert "493027" in body and "10 minutes" in body
+    assert REFERENCE not in subject + body and "mediation" not in (subject + body).lower()
+    _, text = render("family_code", "sms", ctx)
+    assert "493027" in text and sms_segments(text) == 1

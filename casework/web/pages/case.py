@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import auth, cases
-from casework.cases import allocation
+from casework.cases import allocation, family
 from casework.config import Settings
 from casework.law import load_law
 from casework.models import Case, Provider, User, UserSession
@@ -643,4 +643,39 @@ def case_certificate_reissue(
         open_event=f"reissue-{number.upper()}",
         values=values,
         done="reissued#documents",
+    )
+
+
+@router.post("/cases/{reference}/family-link")
+def case_family_link_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """Send the family a new link to its page (the old one stops), or stop the link."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    action = form_text(form, "action")
+    settings: Settings = request.app.state.settings
+
+    def attempt() -> None:
+        actor = auth.actor_for(user, "web")
+        if action == "stop":
+            family.revoke_link(session, case.reference, now=now, actor=actor)
+        else:
+            family.issue_link(session, case.reference, now=now, actor=actor, settings=settings)
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="family_link",
+        values={},
+        done="family_link_stopped" if action == "stop" else "family_link_sent",
     )

@@ -63,6 +63,10 @@ DONE_MESSAGES: dict[str, str] = {
     "call": "Call logged.",
     "contact": "Family contact corrected. Notices not yet sent will use the new details.",
     "password": "Password set. You can now sign in.",
+    "family_link_sent": "A new link to the family's page is on its way to them. Older links no"
+    " longer work.",
+    "family_link_stopped": "The family's page link no longer works. Send a new link when the"
+    " family needs one.",
 }
 
 
