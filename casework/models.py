@@ -156,6 +156,13 @@ class Case(SQLModel, table=True):
     declined_on: dt.date | None = None
     meeting_on: dt.date | None = None
     meeting_time: str | None = Field(default=None, max_length=10)
+    # Where the meeting is: an address or a video link (it goes into the invitation).
+    meeting_place: str | None = Field(default=None, max_length=500)
+    # The calendar invitation's numbers: which meeting of this case it is (part of its
+    # stable UID) and how many times it changed (its SEQUENCE). Kept here, written in
+    # the transaction that changes the meeting, so the next change cannot reuse one.
+    meeting_number: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    meeting_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     meeting_held_on: dt.date | None = None
     meeting_outcome: str | None = Field(default=None, max_length=20)
     agreement: str | None = Field(default=None, sa_type=Text)
@@ -183,10 +190,24 @@ class Person(SQLModel, table=True):
     email: str = Field(default="", max_length=320)
     preferred_channels: str = Field(default="sms,email", max_length=40)
     sms_consent: bool = True
+    # The postal address, for a family that hears from us by letter.
+    address_line_1: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
+    address_line_2: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
+    address_town: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
+    address_postcode: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
 
     @property
     def channels(self) -> list[str]:
         return [c for c in self.preferred_channels.split(",") if c]
+
+    @property
+    def postal_lines(self) -> list[str]:
+        """The address as the envelope window shows it: name first, postcode last."""
+        lines = [self.address_line_1, self.address_line_2, self.address_town]
+        body = [line.strip() for line in lines if line.strip()]
+        if not body or not self.address_postcode.strip():
+            return []
+        return [self.name, *body, self.address_postcode.strip().upper()]
 
 
 class Allocation(SQLModel, table=True):
@@ -351,6 +372,8 @@ class NoticeStatus(StrEnum):
     delivered = "delivered"  # a receipt says it reached the person
     failed = "failed"  # permanent failure, undelivered or bounced, or retries exhausted
     skipped = "skipped"  # no longer useful (moment passed, clock met, case closed)
+    to_post = "to_post"  # a letter printed into the documents, waiting for staff to post it
+    posted = "posted"  # staff put the letter in the post (posted_on)
 
 
 class Notice(SQLModel, table=True):
@@ -364,7 +387,7 @@ class Notice(SQLModel, table=True):
     __tablename__ = "notices"
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(NoticeStatus)})", name="ck_notices_status"),
-        CheckConstraint("channel IN ('sms', 'email')", name="ck_notices_channel"),
+        CheckConstraint("channel IN ('sms', 'email', 'post')", name="ck_notices_channel"),
         Index(
             "ix_notices_ready",
             "not_before",
@@ -378,6 +401,12 @@ class Notice(SQLModel, table=True):
             sqlite_where=text("status = 'sending'"),
         ),
         Index("ix_notices_case", "case_id", "created_at"),
+        Index(
+            "ix_notices_to_post",
+            "created_at",
+            postgresql_where=text("status = 'to_post'"),
+            sqlite_where=text("status = 'to_post'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -407,6 +436,10 @@ class Notice(SQLModel, table=True):
     # Escalations (notices to advisers and managers) are acknowledged in the web app.
     acknowledged_at: dt.datetime | None = utc_column()
     acknowledged_by: str | None = Field(default=None, max_length=320)
+    # Letters (channel "post"): the printed letter, and who posted it on which day.
+    document_id: int | None = None
+    posted_on: dt.date | None = None
+    posted_by: str | None = Field(default=None, max_length=320)
 
 
 class DeliveryEvent(SQLModel, table=True):

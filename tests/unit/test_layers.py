@@ -15,7 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "casework"
 
 # Pure: no casework import at all. Dates and states come in as arguments.
-PURE = ("casework.deadlines", "casework.states", "casework.law", "casework.contacts")
+PURE = (
+    "casework.deadlines",
+    "casework.states",
+    "casework.law",
+    "casework.contacts",
+    "casework.invitations",
+)
 # The doors: nothing below them may import them.
 DOORS = ("casework.web", "casework.cli")
 # Each layer and the casework modules it must never import.
