@@ -269,6 +269,9 @@ class Settings(BaseSettings):
     # Webhook bodies above these sizes are refused (413) before they are read.
     webhook_max_bytes_twilio: int = Field(default=1_000_000, gt=0)
     webhook_max_bytes_sendgrid: int = Field(default=10_000_000, gt=0)
+    # A document (certificate, invitation, letter) larger than this is refused: they
+    # are a few pages, so a bigger one is a bug, and it would swell every backup.
+    document_max_bytes: int = Field(default=5_000_000, gt=0)
     reminders: ReminderSettings = Field(default_factory=ReminderSettings)
     notices: NoticeSettings = Field(default_factory=NoticeSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)

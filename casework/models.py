@@ -21,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -351,6 +352,61 @@ class CaseNote(SQLModel, table=True):
     who: str = Field(default="", max_length=200)
     recorded_at: dt.datetime = utc_column(nullable=False)
     recorded_by: str = Field(max_length=320)
+
+
+class DocumentKind(StrEnum):
+    """What a stored document is; the words for each live in ``cases.words``."""
+
+    # One kind per certificate situation, so who may read it is a list of kinds:
+    # the provider's mediator issues the one after a meeting, the adviser the others.
+    certificate_declined = "certificate_declined"
+    certificate_not_arranged = "certificate_not_arranged"
+    certificate_mediation_held = "certificate_mediation_held"
+    meeting_invitation = "meeting_invitation"
+    letter = "letter"
+
+
+CERTIFICATE_KINDS: tuple[str, ...] = (
+    DocumentKind.certificate_declined,
+    DocumentKind.certificate_not_arranged,
+    DocumentKind.certificate_mediation_held,
+)
+
+
+class Document(SQLModel, table=True):
+    """A file casework made (a certificate, an invitation, a letter), kept as it was sent.
+
+    Append-only: the content is never rewritten. A correction is a new row with the
+    next ``version`` in the same ``series`` (a certificate's number, a meeting), and
+    the row it replaces gets ``superseded_by`` pointing at it, so a certificate
+    someone holds can always be checked against what was issued. The bytes live in
+    the database (bytea / BLOB) so a backup of the database is a backup of them.
+    """
+
+    __tablename__ = "documents"
+    __table_args__ = (
+        UniqueConstraint("case_id", "kind", "series", "version", name="uq_documents_version"),
+        UniqueConstraint("certificate_number", "version", name="uq_documents_certificate"),
+        Index("ix_documents_case", "case_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id")
+    kind: str = Field(max_length=40)
+    # What versions count within: a certificate's number, a meeting, a notice.
+    series: str = Field(default="", max_length=64)
+    version: int = 1
+    file_name: str = Field(max_length=200)
+    media_type: str = Field(max_length=100)
+    size: int
+    sha256: str = Field(max_length=64)
+    created_by: str = Field(max_length=320)
+    created_at: dt.datetime = utc_column(nullable=False)
+    superseded_by: int | None = Field(default=None, foreign_key="documents.id")
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # Certificates only: the number printed on it and the code that proves it genuine.
+    certificate_number: str | None = Field(default=None, max_length=32, index=True)
+    verification_code: str | None = Field(default=None, max_length=16)
 
 
 class ReferenceCounter(SQLModel, table=True):

@@ -111,6 +111,10 @@ EVENT_DATA: frozenset[str] = frozenset(
         "done_on",
     }
 )
+# The documents a provider reads (of its own cases): its mediator's certificate and
+# the meeting invitation. The adviser's certificates and the family's letters stay
+# with the IAS.
+DOCUMENT_KINDS: frozenset[str] = frozenset({"certificate_mediation_held", "meeting_invitation"})
 # A note or call the adviser marked shared with the provider, and of it only these.
 NOTE_FIELDS: tuple[str, ...] = (
     "id",

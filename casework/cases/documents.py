@@ -1,0 +1,228 @@
+"""The document store: certificates, invitations and letters, append-only, every read audited.
+
+A document is created by the use case whose event needs it, in that event's
+transaction (:func:`store_document` never commits), so a certificate is never
+recorded without its PDF nor a PDF kept for a certificate that was not recorded.
+Content is never rewritten: a correction is a new version in the same series and
+the old row only learns which row superseded it.
+
+Reading a document's bytes is like opening the case: :func:`get_document` writes an
+audit row (who, when, which document) before handing them over, and provider staff
+read only their own cases' documents of the kinds listed in
+:data:`casework.cases.provider_view.DOCUMENT_KINDS`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import defer
+from sqlmodel import Session, col
+
+from casework.cases.access import check_actor_may_see
+from casework.cases.context import Actor
+from casework.cases.errors import NotFound, ValidationFailed
+from casework.cases.provider_view import DOCUMENT_KINDS
+from casework.cases.unit import audit_event, load_case, require_aware
+from casework.config import Settings
+from casework.models import Case, Document, DocumentKind
+
+DOWNLOAD_EVENT = "download_document"
+
+# File names go into Content-Disposition headers and email attachments: plain
+# letters, digits, dots and dashes only, and never a name (no personal data).
+_SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}\.[a-z0-9]{2,5}$")
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """A document as a list shows it: everything but the bytes and the verification code."""
+
+    id: int
+    case_id: int
+    kind: str
+    series: str
+    version: int
+    file_name: str
+    media_type: str
+    size: int
+    sha256: str
+    created_by: str
+    created_at: dt.datetime
+    superseded_by: int | None
+    certificate_number: str | None
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_by is None
+
+
+def info_of(document: Document) -> DocumentInfo:
+    return DocumentInfo(
+        id=document.id,  # type: ignore[arg-type]
+        case_id=document.case_id,
+        kind=document.kind,
+        series=document.series,
+        version=document.version,
+        file_name=document.file_name,
+        media_type=document.media_type,
+        size=document.size,
+        sha256=document.sha256,
+        created_by=document.created_by,
+        created_at=document.created_at,
+        superseded_by=document.superseded_by,
+        certificate_number=document.certificate_number,
+    )
+
+
+def current_document(session: Session, case: Case, kind: str, series: str = "") -> Document | None:
+    """The version of ``series`` no later one has superseded, if any."""
+    return session.execute(
+        select(Document)
+        .options(defer(Document.content))  # type: ignore[arg-type]
+        .where(
+            col(Document.case_id) == case.id,
+            col(Document.kind) == kind,
+            col(Document.series) == series,
+            col(Document.superseded_by).is_(None),
+        )
+        .order_by(col(Document.version).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def store_document(
+    session: Session,
+    case: Case,
+    kind: str,
+    content: bytes,
+    media_type: str,
+    file_name: str,
+    actor: Actor,
+    *,
+    now: dt.datetime,
+    settings: Settings,
+    series: str = "",
+    certificate_number: str | None = None,
+    verification_code: str | None = None,
+) -> Document:
+    """Add ``content`` as the next version of ``(case, kind, series)``; supersede the last.
+
+    Runs inside the caller's transaction and does not commit: the caller's event (and
+    its audit row, which should name the document id) commits both or neither. The
+    new row is flushed so its id is known (for the audit row and for a notice that
+    attaches it).
+    """
+    if kind not in DocumentKind.__members__.values():
+        raise ValidationFailed(f"casework keeps no documents of the kind {kind!r}")
+    if not content:
+        raise ValidationFailed("a document cannot be empty")
+    if len(content) > settings.document_max_bytes:
+        raise ValidationFailed(
+            f"the document is {len(content):,} bytes; documents are limited to"
+            f" {settings.document_max_bytes:,} bytes (CASEWORK_DOCUMENT_MAX_BYTES)"
+        )
+    if not _SAFE_FILE_NAME.match(file_name):
+        raise ValidationFailed(
+            f"the file name {file_name!r} must be letters, digits, dots and dashes only"
+        )
+    now = require_aware(now)
+    previous = current_document(session, case, kind, series)
+    document = Document(
+        case_id=case.id,  # type: ignore[arg-type]
+        kind=kind,
+        series=series,
+        version=previous.version + 1 if previous is not None else 1,
+        file_name=file_name,
+        media_type=media_type,
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        created_by=actor.id,
+        created_at=now,
+        content=content,
+        certificate_number=certificate_number,
+        verification_code=verification_code,
+    )
+    session.add(document)
+    session.flush()
+    if previous is not None:
+        previous.superseded_by = document.id
+    return document
+
+
+def _visible(actor: Actor, kind: str) -> bool:
+    return not actor.is_provider or kind in DOCUMENT_KINDS
+
+
+def documents_of(session: Session, case: Case, actor: Actor) -> list[DocumentInfo]:
+    """The case's documents this person may read, newest first (no bytes loaded).
+
+    The caller has already checked that ``actor`` may see ``case``.
+    """
+    rows = session.execute(
+        select(Document)
+        .options(defer(Document.content))  # type: ignore[arg-type]
+        .where(col(Document.case_id) == case.id)
+        .order_by(col(Document.created_at).desc(), col(Document.id).desc())
+    ).scalars()
+    return [info_of(d) for d in rows if _visible(actor, d.kind)]
+
+
+def list_case_documents(session: Session, reference: str, actor: Actor) -> list[DocumentInfo]:
+    """``casework case documents REF``: the case's documents, as ``actor`` may see them."""
+    case, _family, _provider = load_case(session, reference)
+    check_actor_may_see(case, actor)
+    return documents_of(session, case, actor)
+
+
+def _no_such_document(document_id: int) -> NotFound:
+    return NotFound(
+        f"There is no document number {document_id}. Check the number on the case's documents list."
+    )
+
+
+def get_document(session: Session, document_id: int, actor: Actor, now: dt.datetime) -> Document:
+    """One document's bytes, after recording who fetched it (like a view of the case).
+
+    Another provider's document, or one of a kind provider staff do not read, reads
+    exactly like a document that does not exist. The audit row is committed before
+    the bytes are returned, so a download that cannot be recorded is not served.
+    """
+    now = require_aware(now)
+    document = session.get(Document, document_id)
+    if document is None:
+        raise _no_such_document(document_id)
+    case = session.get(Case, document.case_id)
+    if case is None:
+        raise _no_such_document(document_id)
+    try:
+        check_actor_may_see(case, actor)
+    except NotFound:
+        raise _no_such_document(document_id) from None
+    if not _visible(actor, document.kind):
+        raise _no_such_document(document_id)
+    state = case.state
+    # As record_view: reads committed first, then an IMMEDIATE write on SQLite.
+    session.commit()
+    session.connection(execution_options={"claim": True})
+    session.add(
+        audit_event(
+            case,
+            actor=actor,
+            event=DOWNLOAD_EVENT,
+            at=now,
+            from_state=state,
+            data={
+                "document_id": document.id,
+                "kind": document.kind,
+                "version": document.version,
+                "file_name": document.file_name,
+            },
+        )
+    )
+    session.commit()
+    return document

@@ -1,0 +1,119 @@
+"""The document store: append-only versions, the size limit, audited downloads, who reads what."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from casework import cases
+from casework.cases.documents import (
+    DOWNLOAD_EVENT,
+    get_document,
+    list_case_documents,
+    store_document,
+)
+from casework.cases.errors import NotFound, ValidationFailed
+from casework.config import Settings
+from casework.models import CaseEvent, Document
+from casework.pdf import PdfRenderError, render_html, render_pdf
+from tests.conftest import ADVISER, at
+from tests.factories import create_case
+
+PROVIDER = cases.Actor(
+    id="user:kim@solutiontalk.example.org", role="provider", channel="portal", provider_id=999
+)
+
+
+def _store(session: Session, settings: Settings, case, kind: str, body: bytes) -> Document:  # type: ignore[no-untyped-def]
+    doc = store_document(
+        session,
+        case,
+        kind,
+        body,
+        "application/pdf",
+        f"{kind}-v1.pdf",
+        ADVISER,
+        now=at("2026-11-20"),
+        settings=settings,
+        series="S1",
+    )
+    session.commit()
+    return doc
+
+
+def test_a_new_version_supersedes_the_last_and_keeps_its_bytes(
+    session: Session, settings: Settings
+) -> None:
+    case = create_case(session, settings)
+    first = _store(session, settings, case, "letter", b"first")
+    second = _store(session, settings, case, "letter", b"second")
+    session.refresh(first)
+    assert (first.version, second.version) == (1, 2)
+    assert first.superseded_by == second.id and second.superseded_by is None
+    assert first.content == b"first" and first.sha256 == hashlib.sha256(b"first").hexdigest()
+    assert (second.size, second.created_by, second.media_type) == (6, ADVISER.id, "application/pdf")
+
+
+def test_too_big_empty_or_named_files_are_refused(session: Session, settings: Settings) -> None:
+    case = create_case(session, settings)
+    small = settings.model_copy(update={"document_max_bytes": 10})
+    with pytest.raises(ValidationFailed, match="limited to 10 bytes"):
+        store_document(
+            session, case, "letter", b"x" * 11, "application/pdf", "a.pdf", ADVISER,
+            now=at("2026-11-20"), settings=small,
+        )  # fmt: skip
+    with pytest.raises(ValidationFailed, match="empty"):
+        store_document(
+            session, case, "letter", b"", "application/pdf", "a.pdf", ADVISER,
+            now=at("2026-11-20"), settings=settings,
+        )  # fmt: skip
+    with pytest.raises(ValidationFailed, match="letters, digits"):
+        store_document(
+            session, case, "letter", b"x", "application/pdf", "Jo Family.pdf", ADVISER,
+            now=at("2026-11-20"), settings=settings,
+        )  # fmt: skip
+
+
+def test_every_download_is_audited(session: Session, settings: Settings) -> None:
+    case = create_case(session, settings)
+    doc = _store(session, settings, case, "letter", b"hello")
+    got = get_document(session, doc.id, ADVISER, at("2026-11-21"))  # type: ignore[arg-type]
+    assert got.content == b"hello"
+    get_document(session, doc.id, ADVISER, at("2026-11-22"))  # type: ignore[arg-type]
+    rows = session.execute(
+        select(CaseEvent).where(
+            col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == DOWNLOAD_EVENT
+        )
+    ).scalars()
+    downloads = list(rows)
+    assert len(downloads) == 2
+    assert downloads[0].actor == ADVISER.id and downloads[0].data["document_id"] == doc.id
+    assert cases.event_label(DOWNLOAD_EVENT) == "Document downloaded"
+
+
+def test_a_provider_reads_neither_other_cases_nor_adviser_kinds(
+    session: Session, settings: Settings
+) -> None:
+    case = create_case(session, settings)
+    letter = _store(session, settings, case, "letter", b"family letter")
+    with pytest.raises(NotFound):  # not its case
+        get_document(session, letter.id, PROVIDER, at("2026-11-21"))  # type: ignore[arg-type]
+    with pytest.raises(NotFound):
+        list_case_documents(session, case.reference, PROVIDER)
+    assert [d.id for d in list_case_documents(session, case.reference, ADVISER)] == [letter.id]
+    with pytest.raises(NotFound):
+        get_document(session, 999999, ADVISER, at("2026-11-21"))
+
+
+def test_the_renderer_makes_a_tagged_pdf_and_fetches_nothing() -> None:
+    pdf = render_pdf("smoke.html", {"title": "A test"})
+    assert pdf.startswith(b"%PDF")
+    with pytest.raises(PdfRenderError, match="fetch"):
+        render_pdf("smoke.html", {"title": "x", "image": "https://example.org/a.png"})
+    with pytest.raises(PdfRenderError, match="fetch"):
+        render_pdf("smoke.html", {"title": "x", "image": "file:///etc/passwd"})
+    with pytest.raises(PdfRenderError, match="no document template"):
+        render_html("missing.html", {})
