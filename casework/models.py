@@ -195,7 +195,9 @@ class Person(SQLModel, table=True):
     address_line_1: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     address_line_2: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     address_town: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
-    address_postcode: str = Field(default="", max_length=10, sa_column_kwargs={"server_default": ""})
+    address_postcode: str = Field(
+        default="", max_length=10, sa_column_kwargs={"server_default": ""}
+    )
 
     @property
     def channels(self) -> list[str]:

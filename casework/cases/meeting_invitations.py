@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from casework import deadlines as dl
 from casework import invitations as ics
-from casework.cases.documents import store_document
 from casework.cases.unit import Step
 from casework.config import Settings
 from casework.models import Case, Document, Person, Provider
@@ -62,7 +61,8 @@ def how_to_rearrange(case: Case, provider: Provider | None, settings: Settings) 
     if provider is not None:
         reach = " or ".join(x for x in (provider.phone, provider.email) if x)
         lines.append(
-            f"To rearrange or cancel it, contact {provider.name}" + (f" on {reach}." if reach else ".")
+            f"To rearrange or cancel it, contact {provider.name}"
+            + (f" on {reach}." if reach else ".")
         )
     lines.append(
         f"Questions about your case: {service.name}, {service.helpline}, {service.email}."
@@ -106,6 +106,9 @@ def invite_for(
 
 
 def _store(step: Step, *, cancelled: bool) -> Document:
+    # Imported here: documents -> provider_view -> detail -> effects -> this module.
+    from casework.cases.documents import store_document
+
     case = step.case
     invite = invite_for(
         case, step.family, step.provider, step.settings, step.now, cancelled=cancelled

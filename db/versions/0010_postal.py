@@ -8,7 +8,7 @@ meeting's number on the case (part of the invitation's stable UID) and the seque
 bumped on every change.
 
 Revision ID: 0010_postal
-Revises: 0009
+Revises: 0010_documents (merged from the docs branch; the lead re-chains)
 Create Date: 2026-11-30 14:15:00.000000
 """
 
@@ -19,14 +19,13 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0010_postal"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010_documents"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _OLD_STATUS = "status IN ('queued', 'sending', 'sent', 'delivered', 'failed', 'skipped')"
 _NEW_STATUS = (
-    "status IN ('queued', 'sending', 'sent', 'delivered', 'failed', 'skipped',"
-    " 'to_post', 'posted')"
+    "status IN ('queued', 'sending', 'sent', 'delivered', 'failed', 'skipped', 'to_post', 'posted')"
 )
 
 
