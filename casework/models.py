@@ -203,15 +203,6 @@ class Person(SQLModel, table=True):
     def channels(self) -> list[str]:
         return [c for c in self.preferred_channels.split(",") if c]
 
-    @property
-    def postal_lines(self) -> list[str]:
-        """The address as the envelope window shows it: name first, postcode last."""
-        lines = [self.address_line_1, self.address_line_2, self.address_town]
-        body = [line.strip() for line in lines if line.strip()]
-        if not body or not self.address_postcode.strip():
-            return []
-        return [self.name, *body, self.address_postcode.strip().upper()]
-
 
 class Allocation(SQLModel, table=True):
     """A provider's offer of a case; the latest non-ended row is the live allocation."""
