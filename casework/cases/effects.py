@@ -737,6 +737,7 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "log_call": "Call logged",
     "update_contact": "Family contact corrected",
     "view": "Case viewed",
+    "letter_posted": "Letter posted",
     "download_document": "Document downloaded",
     "reissue_certificate": "Certificate reissued (correction)",
 }
