@@ -178,6 +178,9 @@ class ServiceContacts(BaseModel):
     website: str = ""
     # Where families are sent to appeal: the Tribunal's public guidance page.
     tribunal_guidance_url: str = "https://www.gov.uk/courts-tribunals/first-tier-tribunal-special-educational-needs-and-disability"
+    # The local authority whose decisions the service's families appeal (printed on
+    # certificates); empty for "The local authority for <area>".
+    local_authority: str = ""
     # How letters name the health commissioner; empty for "the NHS Integrated Care Board".
     icb_name: str = ""
     # The service's postal address, printed at the top of every letter, one line each.

@@ -400,6 +400,8 @@ class Document(SQLModel, table=True):
     # Certificates only: the number printed on it and the code that proves it genuine.
     certificate_number: str | None = Field(default=None, max_length=32, index=True)
     verification_code: str | None = Field(default=None, max_length=16)
+    # The date of issue printed on it (kept by a correction, which reprints it).
+    issued_on: dt.date | None = None
 
 
 class ReferenceCounter(SQLModel, table=True):
@@ -437,6 +439,11 @@ class Notice(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(NoticeStatus)})", name="ck_notices_status"),
         CheckConstraint("channel IN ('sms', 'email', 'post')", name="ck_notices_channel"),
+        # A text message never carries a document: an email attaches one, a letter is one.
+        CheckConstraint(
+            "document_id IS NULL OR channel IN ('email', 'post')",
+            name="ck_notices_document_email",
+        ),
         Index(
             "ix_notices_ready",
             "not_before",
@@ -482,11 +489,14 @@ class Notice(SQLModel, table=True):
     sent_at: dt.datetime | None = utc_column()
     delivered_at: dt.datetime | None = utc_column()
     escalated: bool = False
+    # A document sent with the email (a certificate, an invitation), or the letter
+    # itself (channel "post"): a reference, so the outbox holds no copy and the bytes
+    # sent or printed are exactly the stored ones.
+    document_id: int | None = Field(default=None, foreign_key="documents.id")
     # Escalations (notices to advisers and managers) are acknowledged in the web app.
     acknowledged_at: dt.datetime | None = utc_column()
     acknowledged_by: str | None = Field(default=None, max_length=320)
-    # Letters (channel "post"): the printed letter, and who posted it on which day.
-    document_id: int | None = None
+    # Letters (channel "post"): who posted it, on which day.
     posted_on: dt.date | None = None
     posted_by: str | None = Field(default=None, max_length=320)
 

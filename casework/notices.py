@@ -274,6 +274,7 @@ def outbox_row(
         "last_error": reason,
         "created_at": now,
         "escalated": False,
+        "document_id": None,
     }
 
 
@@ -366,6 +367,8 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
     context = base_context(facts, settings)
     context.update(_event_context(ctx))
     stamp = ctx.now.strftime("%Y%m%dT%H%M%S%f")
+    # recipient role -> the stored document its emails carry (a certificate to the family).
+    attachments: dict[str, int] = dict(getattr(ctx, "attachments", None) or {})
     rows = []
     for rule in rules:
         for channel, address in addresses_for(rule.recipient, rule.channels, facts, settings):
@@ -373,20 +376,24 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
                 f"case:{case.id}:event:{ctx.event}:{stamp}"
                 f":{rule.template}:{rule.recipient}:{channel}"
             )
-            rows.append(
-                notice_row(
-                    key=key,
-                    facts=facts,
-                    template=rule.template,
-                    recipient=rule.recipient,
-                    channel=channel,
-                    address=address,
-                    context=context | {"notice_kind": "event"},
-                    not_before=ctx.now,
-                    now=ctx.now,
-                    settings=settings,
-                )
+            row = notice_row(
+                key=key,
+                facts=facts,
+                template=rule.template,
+                recipient=rule.recipient,
+                channel=channel,
+                address=address,
+                context=context | {"notice_kind": "event"},
+                not_before=ctx.now,
+                now=ctx.now,
+                settings=settings,
             )
+            # Only an email carries the document; a text message says where to find it.
+            document_id = attachments.get(rule.recipient) if channel == "email" else None
+            row["document_id"] = document_id
+            if document_id is not None:
+                row["context"] = row["context"] | {"attached": True}
+            rows.append(row)
     return insert_notices(session, rows)
 
 

@@ -18,8 +18,22 @@ from casework.cases.allocation import (
     suggest,
     sync_providers,
 )
+from casework.cases.certificates import (
+    GuessLimiter,
+    Verification,
+    check_certificate,
+    reissuable_kinds,
+    reissue_certificate,
+    verify_certificate,
+)
 from casework.cases.contact import update_contact
 from casework.cases.context import Actor, TransitionContext
+from casework.cases.detail import DocumentInfo
+from casework.cases.documents import (
+    get_document,
+    list_case_documents,
+    store_document,
+)
 from casework.cases.effects import (
     EVENTS,
     EventSpec,
@@ -85,10 +99,12 @@ __all__ = [
     "CaseDetail",
     "CaseworkError",
     "Conflict",
+    "DocumentInfo",
     "EventField",
     "EventSpec",
     "FoundCase",
     "FoundCases",
+    "GuessLimiter",
     "Intake",
     "IntakeInvalid",
     "NotFound",
@@ -97,6 +113,7 @@ __all__ = [
     "TransitionContext",
     "TransitionRefused",
     "ValidationFailed",
+    "Verification",
     "acknowledge_escalation",
     "add_agreement_item",
     "add_note",
@@ -108,6 +125,7 @@ __all__ = [
     "case_detail",
     "case_events",
     "change_adviser",
+    "check_certificate",
     "check_intake",
     "check_override",
     "clock_urgency",
@@ -122,8 +140,10 @@ __all__ = [
     "find_cases",
     "find_provider",
     "get_case",
+    "get_document",
     "items_of",
     "late_and_outstanding",
+    "list_case_documents",
     "list_cases",
     "list_deadlines",
     "live_allocation",
@@ -135,12 +155,16 @@ __all__ = [
     "provider_events",
     "record_agreement_item_done",
     "record_view",
+    "reissuable_kinds",
+    "reissue_certificate",
     "respond_to_allocation",
     "spec_for",
     "still_due",
+    "store_document",
     "suggest",
     "sync_providers",
     "update_case_facts",
     "update_contact",
     "urgent_first",
+    "verify_certificate",
 ]

@@ -173,6 +173,7 @@ def advance(
                 provider=provider,
                 clocks=clocks,
                 agreement_items=step.items,
+                attachments=step.attachments,
             )
         session.commit()
     return case

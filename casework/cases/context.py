@@ -42,3 +42,5 @@ class TransitionContext:
     provider: Provider | None = None
     # What was agreed at mediation, for letters that say who must act by when.
     agreement_items: list[AgreementItem] = field(default_factory=list)
+    # Recipient role -> id of the stored document its emails carry (e.g. the certificate).
+    attachments: dict[str, int] = field(default_factory=dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from casework.cases.effects import EventSpec
@@ -16,6 +17,29 @@ from casework.models import (
     Person,
     Provider,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """A document as a list shows it: everything but the bytes and the verification code."""
+
+    id: int
+    case_id: int
+    kind: str
+    series: str
+    version: int
+    file_name: str
+    media_type: str
+    size: int
+    sha256: str
+    created_by: str
+    created_at: dt.datetime
+    superseded_by: int | None
+    certificate_number: str | None
+
+    @property
+    def current(self) -> bool:
+        return self.superseded_by is None
 
 
 @dataclass
@@ -37,3 +61,5 @@ class CaseDetail:
     recent_views: list[CaseEvent] = field(default_factory=list)
     # Notes and calls, newest first; a provider's view keeps only the shared ones.
     notes: list[CaseNote] = field(default_factory=list)
+    # Certificates, invitations and letters, newest first, without their bytes.
+    documents: list[DocumentInfo] = field(default_factory=list)

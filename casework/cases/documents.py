@@ -17,14 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col
 
 from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
+from casework.cases.detail import DocumentInfo
 from casework.cases.errors import NotFound, ValidationFailed
 from casework.cases.provider_view import DOCUMENT_KINDS
 from casework.cases.unit import audit_event, load_case, require_aware
@@ -36,29 +36,6 @@ DOWNLOAD_EVENT = "download_document"
 # File names go into Content-Disposition headers and email attachments: plain
 # letters, digits, dots and dashes only, and never a name (no personal data).
 _SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}\.[a-z0-9]{2,5}$")
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentInfo:
-    """A document as a list shows it: everything but the bytes and the verification code."""
-
-    id: int
-    case_id: int
-    kind: str
-    series: str
-    version: int
-    file_name: str
-    media_type: str
-    size: int
-    sha256: str
-    created_by: str
-    created_at: dt.datetime
-    superseded_by: int | None
-    certificate_number: str | None
-
-    @property
-    def current(self) -> bool:
-        return self.superseded_by is None
 
 
 def info_of(document: Document) -> DocumentInfo:
@@ -109,6 +86,7 @@ def store_document(
     series: str = "",
     certificate_number: str | None = None,
     verification_code: str | None = None,
+    issued_on: dt.date | None = None,
 ) -> Document:
     """Add ``content`` as the next version of ``(case, kind, series)``; supersede the last.
 
@@ -132,25 +110,35 @@ def store_document(
         )
     now = require_aware(now)
     previous = current_document(session, case, kind, series)
-    document = Document(
-        case_id=case.id,  # type: ignore[arg-type]
-        kind=kind,
-        series=series,
-        version=previous.version + 1 if previous is not None else 1,
-        file_name=file_name,
-        media_type=media_type,
-        size=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        created_by=actor.id,
-        created_at=now,
-        content=content,
-        certificate_number=certificate_number,
-        verification_code=verification_code,
-    )
-    session.add(document)
-    session.flush()
+    # Inserted through the connection, not added to the session: the event making
+    # the document may be mid-change (advance flushes the case once, at commit), and
+    # the new id is needed now, for the audit row and for a notice attaching it.
+    new_id = session.execute(
+        insert(Document)
+        .values(
+            case_id=case.id,
+            kind=kind,
+            series=series,
+            version=previous.version + 1 if previous is not None else 1,
+            file_name=file_name,
+            media_type=media_type,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            created_by=actor.id,
+            created_at=now,
+            superseded_by=None,
+            content=content,
+            certificate_number=certificate_number,
+            verification_code=verification_code,
+            issued_on=issued_on,
+        )
+        .returning(col(Document.id))
+    ).scalar_one()
     if previous is not None:
-        previous.superseded_by = document.id
+        previous.superseded_by = new_id
+    document = session.get(Document, new_id)
+    if document is None:  # pragma: no cover - the row was inserted just above
+        raise NotFound(f"document {new_id} vanished in its own transaction")
     return document
 
 
@@ -158,18 +146,23 @@ def _visible(actor: Actor, kind: str) -> bool:
     return not actor.is_provider or kind in DOCUMENT_KINDS
 
 
-def documents_of(session: Session, case: Case, actor: Actor) -> list[DocumentInfo]:
-    """The case's documents this person may read, newest first (no bytes loaded).
-
-    The caller has already checked that ``actor`` may see ``case``.
-    """
+def all_documents(session: Session, case: Case) -> list[DocumentInfo]:
+    """Every document of the case, newest first, without their bytes (for the read model)."""
     rows = session.execute(
         select(Document)
         .options(defer(Document.content))  # type: ignore[arg-type]
         .where(col(Document.case_id) == case.id)
         .order_by(col(Document.created_at).desc(), col(Document.id).desc())
     ).scalars()
-    return [info_of(d) for d in rows if _visible(actor, d.kind)]
+    return [info_of(d) for d in rows]
+
+
+def documents_of(session: Session, case: Case, actor: Actor) -> list[DocumentInfo]:
+    """The case's documents this person may read, newest first (no bytes loaded).
+
+    The caller has already checked that ``actor`` may see ``case``.
+    """
+    return [d for d in all_documents(session, case) if _visible(actor, d.kind)]
 
 
 def list_case_documents(session: Session, reference: str, actor: Actor) -> list[DocumentInfo]:

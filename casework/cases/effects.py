@@ -446,6 +446,7 @@ def _issue_certificate(step: Step) -> None:
         step.clocks.meet(
             [DeadlineKind.certificate_after_meeting], done_on=issued, reason="certificate issued"
         )
+        _certificate_document(step, "mediation_held", issued, second=True)
         return
     decision = need_decision_date(case, "Issuing the certificate")
     derived = certificate_type_of(case)
@@ -465,6 +466,36 @@ def _issue_certificate(step: Step) -> None:
     clock = dl.appeal_clock(decision, issued)
     case.appeal_due = clock.due
     step.clocks.open(clock)
+    _certificate_document(step, chosen, issued, second=False)
+
+
+def _certificate_document(
+    step: Step, certificate_type: str, issued: dt.date, *, second: bool
+) -> None:
+    """The certificate as a PDF, stored in this event's transaction and sent to the family.
+
+    Its number and document id go into the event's audit row, so the timeline links
+    the event to the exact file issued.
+    """
+    # Imported here: the document store reads the provider's list of document kinds,
+    # whose module imports this one.
+    from casework.cases.certificates import make_certificate
+
+    document = make_certificate(
+        step.session,
+        step.case,
+        step.family,
+        step.provider,
+        certificate_type=certificate_type,
+        issued_on=issued,
+        second=second,
+        actor=step.actor,
+        now=step.now,
+        settings=step.settings,
+    )
+    step.data["certificate_number"] = document.certificate_number
+    step.data["document_id"] = document.id
+    step.attachments["family"] = document.id  # type: ignore[assignment]
 
 
 def _close(step: Step) -> None:

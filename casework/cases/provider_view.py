@@ -231,6 +231,7 @@ def for_provider(detail: CaseDetail, provider: Provider) -> CaseDetail:
         ],
         # Only notes the adviser marked shared; an adviser-only note never leaves the IAS.
         notes=[_note(n) for n in detail.notes if n.shared],
+        documents=[d for d in detail.documents if d.kind in DOCUMENT_KINDS],
         warnings=[],
         view_count=0,
         recent_views=[],

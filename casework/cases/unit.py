@@ -268,6 +268,7 @@ def record_change(
     provider: Provider | None = None,
     clocks: Clocks | None = None,
     agreement_items: list[AgreementItem] | None = None,
+    attachments: Mapping[str, int] | None = None,
 ) -> CaseEvent:
     """Append the change's audit row and queue the notices it causes, in its transaction.
 
@@ -302,6 +303,7 @@ def record_change(
             opened=clocks.opened if clocks is not None else [],
             provider=provider,
             agreement_items=agreement_items or [],
+            attachments=dict(attachments or {}),
         ),
     )
     return audit
@@ -324,6 +326,8 @@ class Step:
     from_state: str
     # Agreed actions recorded by this step (reg 42), for the letters it causes.
     items: list[AgreementItem] = field(default_factory=list)
+    # Documents this step made, by the recipient whose emails carry them.
+    attachments: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def begin(

@@ -21,6 +21,7 @@ from casework.cases.advance import allowed_events
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.detail import CaseDetail
+from casework.cases.documents import all_documents
 from casework.cases.effects import live_allocation
 from casework.cases.errors import ValidationFailed
 from casework.cases.notes import notes_of
@@ -278,6 +279,7 @@ def case_detail(
         actions=allowed_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
         notes=notes_of(session, case),
+        documents=all_documents(session, case),
     )
     if actor.is_provider:
         own = session.get(Provider, actor.provider_id)

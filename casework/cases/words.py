@@ -78,6 +78,13 @@ ALLOCATION_WORDS: dict[str, str] = {
     "declined": "declined",
     "ended": "no longer with them",
 }
+DOCUMENT_KIND_WORDS: dict[str, str] = {
+    "certificate_declined": "Mediation certificate: the family decided not to pursue mediation",
+    "certificate_not_arranged": "Mediation certificate: mediation could not be arranged in 30 days",
+    "certificate_mediation_held": "Mediation certificate: mediation took place",
+    "meeting_invitation": "Meeting invitation (calendar file)",
+    "letter": "Letter to post",
+}
 CHANNEL_WORDS: dict[str, str] = {
     "cli": "the command line",
     "web": "the web app",
@@ -109,3 +116,14 @@ def moment_words(moment: dt.datetime | None) -> str:
     local = moment.astimezone(dl.LONDON)
     hour = local.hour % 12 or 12
     return f"{dl.fmt(local.date())} at {hour}:{local.minute:02d}{'am' if local.hour < 12 else 'pm'}"
+
+
+def document_words(kind: str) -> str:
+    return DOCUMENT_KIND_WORDS.get(kind, "Document")
+
+
+def size_words(size: int) -> str:
+    """'48 KB' / '1.2 MB': how big a download is, as GOV.UK attachment links say."""
+    if size < 1_000_000:
+        return f"{max(1, round(size / 1000))} KB"
+    return f"{size / 1_000_000:.1f} MB"

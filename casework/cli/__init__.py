@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from casework.cli import cases, ops
+from casework.cli import cases, documents, ops
 from casework.cli.audit import audit_app
 from casework.cli.backup import backup_cmd, restore_cmd
 from casework.cli.letters import letters_app
@@ -27,7 +27,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(ops.db_app, name="db")
+cases.case_app.command("documents")(documents.case_documents)
+cases.case_app.command("reissue-certificate")(documents.case_reissue_certificate)
 app.add_typer(cases.case_app, name="case")
+app.add_typer(documents.document_app, name="document")
 app.add_typer(ops.calendar_app, name="calendar")
 app.add_typer(user_app, name="user")
 app.add_typer(report_app, name="report")

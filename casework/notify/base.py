@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
+    "Attachment",
     "Channel",
     "DeliveryError",
     "FailureKind",
@@ -25,6 +26,15 @@ __all__ = [
     "SendResult",
     "parse_retry_after",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with an email, exactly the bytes the document store holds."""
+
+    file_name: str
+    media_type: str
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,8 @@ class OutgoingMessage:
     to: str  # E.164 phone or email address
     body: str
     subject: str | None = None
+    # Email only (a text message carries no document; the SMS adapter refuses one).
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,13 @@ from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Document, Notice, NoticeStatus
 from casework.notices import in_quiet_hours, insert_notices, next_sms_moment
 from casework.notify import letter
-from casework.notify.base import Channel, DeliveryError, FailureKind, OutgoingMessage
+from casework.notify.base import (
+    Attachment,
+    Channel,
+    DeliveryError,
+    FailureKind,
+    OutgoingMessage,
+)
 from casework.notify.escalate import (
     alarm_opened_at,
     close_alarms,
@@ -83,6 +89,7 @@ FINISHED_DEADLINE = ("met", "cancelled")
 
 _N: Any = Notice.__table__  # type: ignore[attr-defined]
 _EVENTS: Any = DeliveryEvent.__table__  # type: ignore[attr-defined]
+_DOCS: Any = Document.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -493,12 +500,14 @@ def _deliver(
     except RenderError as exc:
         _fail(engine, row, now, me, str(exc), settings, result, None, attempts=row.attempts)
         return
+    attachments = _attachments(engine, row)
     message = OutgoingMessage(
         notice_id=row.public_id,
         channel=row.channel,
         to=row.to_address,
         body=body,
         subject=subject or None,
+        attachments=attachments,
     )
     channel = channels[row.channel]
     try:
@@ -631,6 +640,23 @@ def _print_letter(
         return
     result.printed += 1
     result.by_channel["post:letter"] += 1
+
+
+def _attachments(engine: Engine, row: Any) -> tuple[Attachment, ...]:
+    """The stored document an email carries, read at sending time (the outbox keeps
+    only its id, so what is sent is byte for byte what the store holds)."""
+    document_id = getattr(row, "document_id", None)
+    if document_id is None or row.channel != "email":
+        return ()
+    with engine.connect() as conn:
+        doc = conn.execute(
+            select(_DOCS.c.file_name, _DOCS.c.media_type, _DOCS.c.content).where(
+                _DOCS.c.id == document_id
+            )
+        ).first()
+    if doc is None:
+        return ()
+    return (Attachment(doc.file_name, doc.media_type, bytes(doc.content)),)
 
 
 RECORD_TRIES = 3

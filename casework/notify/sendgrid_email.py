@@ -8,6 +8,7 @@ so the dispatcher never imports the SDK. See ``integration-notes.md`` section 1.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import math
@@ -18,7 +19,16 @@ from typing import Any
 
 import sendgrid
 from python_http_client import exceptions as sg_errors
-from sendgrid.helpers.mail import CustomArg, Mail
+from sendgrid.helpers.mail import (
+    Attachment,
+    ContentId,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    Mail,
+)
 from sendgrid.helpers.mail.exceptions import SendGridException
 
 from casework.notify.base import (
@@ -149,6 +159,17 @@ class SendGridEmailChannel:
                 plain_text_content=message.body,
             )
             mail.add_custom_arg(CustomArg("notice_id", message.notice_id))
+            for index, item in enumerate(message.attachments):
+                # SendGrid takes attachments base64-encoded in the JSON body.
+                mail.add_attachment(
+                    Attachment(
+                        FileContent(base64.b64encode(item.content).decode("ascii")),
+                        FileName(item.file_name),
+                        FileType(item.media_type),
+                        Disposition("attachment"),
+                        ContentId(f"document-{index + 1}"),
+                    )
+                )
             body: dict[str, Any] = mail.get()
         except SendGridException as exc:
             raise DeliveryError(

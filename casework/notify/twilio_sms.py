@@ -172,6 +172,13 @@ class TwilioSmsChannel:
                 kind=FailureKind.permanent,
                 code="invalid_message",
             )
+        if message.attachments:
+            raise DeliveryError(
+                "A text message cannot carry a document; the notice was routed to the wrong"
+                " channel (documents go by email)",
+                kind=FailureKind.permanent,
+                code="invalid_message",
+            )
         params: dict[str, Any] = {"to": message.to, "body": message.body}
         if self.from_number:
             params["from_"] = self.from_number

@@ -41,6 +41,7 @@ from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import (
     build_case_view,
+    download,
     next_deadlines,
     post_case_event,
     record_view,
@@ -218,7 +219,10 @@ def portal_case_page(
         banner=banner,
         banner_title=banner_title,
         done=done,
-        extra={"awaiting_answer": allocation_status == AllocationStatus.offered},
+        extra={
+            "awaiting_answer": allocation_status == AllocationStatus.offered,
+            "reissuable": cases.reissuable_kinds(auth.actor_for(user, "portal")),
+        },
     )
 
 
@@ -313,3 +317,59 @@ def portal_event(
     if response.status_code == 303:
         forget_counts(request)
     return response
+
+
+@router.get("/cases/{reference}/documents/{document_id}")
+def portal_document(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    reference: str,
+    document_id: int,
+) -> Response:
+    """Download a document of one of the provider's cases, of a kind providers read."""
+    user = require_provider(signed_in, request)
+    case, _family = own_case(session, user, reference)
+    return download(session, user, now, case, document_id, "portal")
+
+
+@router.post("/cases/{reference}/certificates/{number}/reissue")
+def portal_certificate_reissue(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+    number: str,
+) -> Response:
+    """The mediator corrects its own certificate (the use case refuses any other)."""
+    user = require_provider(signed_in, request)
+    case, _family = own_case(session, user, reference)
+    reason = form_text(form, "reason")
+    try:
+        cases.reissue_certificate(
+            session,
+            case.reference,
+            number,
+            reason=reason,
+            now=now,
+            actor=auth.actor_for(user, "portal"),
+            settings=request.app.state.settings,
+        )
+    except cases.CaseworkError as exc:
+        session.rollback()
+        return refusal_page(
+            request,
+            session,
+            user,
+            now,
+            reference,
+            exc,
+            open_event=f"reissue-{number.upper()}",
+            values={"reason": reason},
+            render_case=portal_case_page,
+        )
+    forget_counts(request)
+    return redirect(f"/portal/cases/{quote(case.reference)}?done=reissued#documents")

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("content", sa.LargeBinary(), nullable=False),
         sa.Column("certificate_number", text(length=32), nullable=True),
         sa.Column("verification_code", text(length=16), nullable=True),
+        sa.Column("issued_on", sa.Date(), nullable=True),
         sa.ForeignKeyConstraint(["case_id"], ["cases.id"]),
         sa.ForeignKeyConstraint(["superseded_by"], ["documents.id"]),
         sa.PrimaryKeyConstraint("id"),
@@ -44,9 +45,19 @@ def upgrade() -> None:
     )
     op.create_index("ix_documents_case", "documents", ["case_id", "created_at"])
     op.create_index("ix_documents_certificate_number", "documents", ["certificate_number"])
+    with op.batch_alter_table("notices") as batch:
+        batch.add_column(sa.Column("document_id", sa.Integer(), nullable=True))
+        batch.create_foreign_key("fk_notices_document_id", "documents", ["document_id"], ["id"])
+        batch.create_check_constraint(
+            "ck_notices_document_email", "document_id IS NULL OR channel = 'email'"
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("notices") as batch:
+        batch.drop_constraint("ck_notices_document_email", type_="check")
+        batch.drop_constraint("fk_notices_document_id", type_="foreignkey")
+        batch.drop_column("document_id")
     op.drop_index("ix_documents_certificate_number", table_name="documents")
     op.drop_index("ix_documents_case", table_name="documents")
     op.drop_table("documents")

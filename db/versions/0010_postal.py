@@ -2,7 +2,8 @@
 
 A family with neither email nor SMS gets its notices as letters: the notice row gets
 the channel "post", two statuses ("to_post" until staff mark it posted, then
-"posted"), who posted it and when, and the letter document it prints. The meeting
+"posted"), who posted it and when; its document_id (from 0010_documents) may name
+the letter it printed. The meeting
 keeps its place (or video link) and two counters its calendar invitations need: the
 meeting's number on the case (part of the invitation's stable UID) and the sequence
 bumped on every change.
@@ -51,11 +52,15 @@ def upgrade() -> None:
     with op.batch_alter_table("notices", schema=None) as batch_op:
         batch_op.add_column(sa.Column("posted_on", sa.Date(), nullable=True))
         batch_op.add_column(sa.Column("posted_by", _text(320), nullable=True))
-        batch_op.add_column(sa.Column("document_id", sa.Integer(), nullable=True))
         batch_op.drop_constraint("ck_notices_channel", type_="check")
         batch_op.drop_constraint("ck_notices_status", type_="check")
+        batch_op.drop_constraint("ck_notices_document_email", type_="check")
         batch_op.create_check_constraint(
             "ck_notices_channel", "channel IN ('sms', 'email', 'post')"
+        )
+        # A letter is its document (notices.document_id comes from 0010_documents).
+        batch_op.create_check_constraint(
+            "ck_notices_document_email", "document_id IS NULL OR channel IN ('email', 'post')"
         )
         batch_op.create_check_constraint("ck_notices_status", _NEW_STATUS)
         batch_op.create_index(
@@ -73,9 +78,12 @@ def downgrade() -> None:
         batch_op.drop_index("ix_notices_to_post")
         batch_op.drop_constraint("ck_notices_channel", type_="check")
         batch_op.drop_constraint("ck_notices_status", type_="check")
+        batch_op.drop_constraint("ck_notices_document_email", type_="check")
         batch_op.create_check_constraint("ck_notices_channel", "channel IN ('sms', 'email')")
         batch_op.create_check_constraint("ck_notices_status", _OLD_STATUS)
-        batch_op.drop_column("document_id")
+        batch_op.create_check_constraint(
+            "ck_notices_document_email", "document_id IS NULL OR channel = 'email'"
+        )
         batch_op.drop_column("posted_by")
         batch_op.drop_column("posted_on")
     with op.batch_alter_table("cases", schema=None) as batch_op:

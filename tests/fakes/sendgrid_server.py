@@ -5,11 +5,15 @@ personalizations[].to[].email, subject, non-empty content, string custom_args) a
 answers like it: ``202`` with an empty body and ``X-Message-Id``, or a 4xx with
 ``{"errors": [{"message", "field", "help"}]}``. Messages taken from SendGrid's
 documented error responses; accepted messages are kept in :attr:`SendGridFake.messages`
-by message id so a test can later post Event Webhook events for them.
+by message id so a test can later post Event Webhook events for them. Attachments are
+checked as SendGrid checks them (base64 ``content``, a ``filename``) and
+:meth:`SendGridFake.attachments` decodes them, so a test can open the file sent.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 import time
@@ -45,6 +49,32 @@ def _valid_address(value: Any) -> bool:
     return bool(local) and "." in domain and " " not in value
 
 
+def _attachment_problems(attachments: Any) -> list[tuple[str, str | None]]:
+    """SendGrid's checks on ``attachments[]``: content base64, a file name, a known disposition."""
+    if not isinstance(attachments, list):
+        return [("Invalid type. Expected: array.", "attachments")]
+    problems: list[tuple[str, str | None]] = []
+    for index, item in enumerate(attachments):
+        where = f"attachments.{index}"
+        if not isinstance(item, dict):
+            problems.append(("Invalid type. Expected: object.", where))
+            continue
+        content = item.get("content")
+        try:
+            valid = isinstance(content, str) and bool(base64.b64decode(content, validate=True))
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            problems.append(("The attachment content must be base64 encoded.", f"{where}.content"))
+        if not isinstance(item.get("filename"), str) or not item["filename"]:
+            problems.append(("The attachment filename parameter is required.", f"{where}.filename"))
+        if item.get("disposition") not in (None, "attachment", "inline"):
+            problems.append(
+                ("The disposition must be either 'inline' or 'attachment'.", f"{where}.disposition")
+            )
+    return problems
+
+
 class SendGridFake(LoopbackFake):
     """SendGrid Mail Send over loopback. ``api_key`` is the only key it accepts."""
 
@@ -54,6 +84,25 @@ class SendGridFake(LoopbackFake):
         super().__init__(record=record)
         self.api_key = api_key
         self.messages: dict[str, dict[str, Any]] = {}
+
+    def attachments(self) -> list[dict[str, Any]]:
+        """Every attachment accepted, decoded: to, filename, type, disposition, content."""
+        with self._lock:
+            messages = list(self.messages.values())
+        out = []
+        for payload in messages:
+            to = payload["personalizations"][0]["to"][0]["email"]
+            for item in payload.get("attachments") or []:
+                out.append(
+                    {
+                        "to": to,
+                        "filename": item["filename"],
+                        "type": item.get("type"),
+                        "disposition": item.get("disposition"),
+                        "content": base64.b64decode(item["content"], validate=True),
+                    }
+                )
+        return out
 
     def reset(self) -> None:
         super().reset()
@@ -183,6 +232,9 @@ class SendGridFake(LoopbackFake):
                                 f"content.{index}.value",
                             )
                         )
+        attachments = payload.get("attachments")
+        if attachments is not None:
+            problems.extend(_attachment_problems(attachments))
         custom_args = payload.get("custom_args")
         if custom_args is not None:
             if not isinstance(custom_args, dict):

@@ -16,11 +16,12 @@ from casework.cases.documents import (
     store_document,
 )
 from casework.cases.errors import NotFound, ValidationFailed
+from casework.cases.provider_view import DOCUMENT_KINDS
 from casework.config import Settings
-from casework.models import CaseEvent, Document
+from casework.models import CaseEvent, Document, DocumentKind
 from casework.pdf import PdfRenderError, render_html, render_pdf
 from tests.conftest import ADVISER, at
-from tests.factories import create_case
+from tests.factories import allocate_to, create_case
 
 PROVIDER = cases.Actor(
     id="user:kim@solutiontalk.example.org", role="provider", channel="portal", provider_id=999
@@ -117,3 +118,34 @@ def test_the_renderer_makes_a_tagged_pdf_and_fetches_nothing() -> None:
         render_pdf("smoke.html", {"title": "x", "image": "file:///etc/passwd"})
     with pytest.raises(PdfRenderError, match="no document template"):
         render_html("missing.html", {})
+
+
+@pytest.mark.parametrize("kind", sorted(DocumentKind))
+def test_a_provider_reads_exactly_the_listed_kinds_of_its_own_cases(
+    session: Session, settings: Settings, kind: str
+) -> None:
+    """Confidential by listing: one case per kind, allocated to Solution Talk."""
+    case = create_case(session, settings)
+    cases.advance(
+        session, case.reference, "advise", now=at("2026-11-10"), actor=ADVISER, settings=settings
+    )
+    allocate_to(session, case.reference, "solution-talk", now=at("2026-11-10"), settings=settings)
+    own = cases.Actor(
+        id="user:kim@solution-talk.example.org",
+        role="provider",
+        channel="portal",
+        provider_id=cases.find_provider(session, "solution-talk").id,
+    )
+    doc = _store(session, settings, case, kind, b"bytes")
+    listed = kind in DOCUMENT_KINDS
+    assert listed == (kind in ("certificate_mediation_held", "meeting_invitation"))
+    seen = [d.id for d in list_case_documents(session, case.reference, own)]
+    detail = cases.case_detail(session, case.reference, actor=own, now=at("2026-11-21"))
+    assert seen == [d.id for d in detail.documents] == ([doc.id] if listed else [])
+    if listed:
+        assert get_document(session, doc.id, own, at("2026-11-21")).content == b"bytes"  # type: ignore[arg-type]
+    else:
+        with pytest.raises(NotFound):
+            get_document(session, doc.id, own, at("2026-11-21"))  # type: ignore[arg-type]
+    staff = cases.case_detail(session, case.reference, actor=ADVISER, now=at("2026-11-21"))
+    assert [d.id for d in staff.documents] == [doc.id]

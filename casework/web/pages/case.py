@@ -24,6 +24,7 @@ from casework.models import Case, Provider, User, UserSession
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import (
     build_case_view,
+    download,
     load_case,
     post_case_event,
     record_view,
@@ -91,6 +92,7 @@ def case_page(
         done=done,
         extra={
             "can_allocate": cases.can_allocate(case) is None,
+            "reissuable": cases.reissuable_kinds(auth.actor_for(user, "web")),
             "decision_types": list(DECISION_TYPE_LABELS.items()),
             "reg44_matters": [
                 (key, limit.description.rstrip(".")) for key, limit in load_law().reg44.items()
@@ -223,6 +225,7 @@ def allocate_page(
             "suggestion": suggestion,
             "providers": [(p.code, p.name) for p in providers],
             "can_allocate": cases.can_allocate(case) is None,
+            "reissuable": cases.reissuable_kinds(auth.actor_for(user, "web")),
             "errors": errors or {},
             "values": values or {},
             "banner": banner,
@@ -591,4 +594,53 @@ def case_contact_post(
         open_event="contact",
         values=values,
         done="contact",
+    )
+
+
+@router.get("/cases/{reference}/documents/{document_id}")
+def case_document_get(
+    session: SessionDep, now: NowDep, signed_in: PageUserDep, reference: str, document_id: int
+) -> Response:
+    """Download one of the case's documents; the download is in the case's audit trail."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    return download(session, user, now, case, document_id, "web")
+
+
+@router.post("/cases/{reference}/certificates/{number}/reissue")
+def case_certificate_reissue(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+    number: str,
+) -> Response:
+    """Correct a certificate: a new version from the case as it is now (same number)."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {"reason": form_text(form, "reason")}
+
+    def attempt() -> None:
+        cases.reissue_certificate(
+            session,
+            case.reference,
+            number,
+            reason=values["reason"],
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            settings=request.app.state.settings,
+        )
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event=f"reissue-{number.upper()}",
+        values=values,
+        done="reissued#documents",
     )

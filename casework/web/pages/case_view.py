@@ -91,6 +91,7 @@ class CaseView:
     warnings: list[str] = field(default_factory=list)
     agreement_items: list[AgreementItem] = field(default_factory=list)
     notes: list[CaseNote] = field(default_factory=list)
+    documents: list[cases.DocumentInfo] = field(default_factory=list)
 
 
 def load_case(session: Session, reference: str) -> tuple[Case, Person | None] | None:
@@ -198,6 +199,7 @@ def build_case_view(
         warnings=detail.warnings,
         agreement_items=detail.agreement_items,
         notes=detail.notes,
+        documents=detail.documents,
     )
 
 
@@ -246,6 +248,27 @@ def render_case_view(
             **(extra or {}),
         },
         status_code=status_code,
+    )
+
+
+def download(
+    session: Session, user: User, now: dt.datetime, case: Case, document_id: int, channel: str
+) -> Response:
+    """One document of ``case`` as a file download; the use case audits it first."""
+    try:
+        document = cases.get_document(session, document_id, auth.actor_for(user, channel), now)
+    except cases.NotFound:
+        raise not_found("document") from None
+    if document.case_id != case.id:
+        raise not_found("document")
+    return Response(
+        content=document.content,
+        media_type=document.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{document.file_name}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

@@ -49,6 +49,7 @@ DECISION_TYPE_LABELS = words.DECISION_TYPE_WORDS
 CHOICE_LABELS = words.CHOICE_WORDS
 KIND_LABELS = words.KIND_WORDS
 DONE_MESSAGES: dict[str, str] = {
+    "reissued": "Certificate reissued. The family is sent the corrected version.",
     "opened": "Case opened. Its clocks have started and the family will be told.",
     "allocated": "Provider allocated. They have been asked to accept.",
     "facts": "Case details updated.",

@@ -1,0 +1,181 @@
+"""Documents through the web doors: the case page and the portal list and serve them (every
+download audited), the mediator issues and corrects its certificate from the portal, and
+the public /verify page says genuine or not and nothing else."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import re
+from typing import Any
+
+from pypdf import PdfReader
+from sqlalchemy import select
+from sqlmodel import col
+
+from casework.cases.certificates import show_code
+from casework.models import Document
+from tests.web.conftest import Web, events_of, make_case, reload
+
+
+def _post_event(web: Web, who: str, url: str, data: dict[str, str]) -> Any:
+    reference = url.split("/cases/")[1].split("/")[0]
+    version = str(reload(web, reference).version)
+    return web.browser(who).post(url, {"version": version, **data})
+
+
+def mediator_certificate(web: Web) -> tuple[str, Document]:
+    """Solution Talk records the meeting and issues its certificate from the portal."""
+    reference = make_case(web, provider="solution-talk", accepted=True, mediating=True).reference
+    web.clock.now = web.clock.now.replace(hour=15)
+    base = f"/portal/cases/{reference}/events"
+    assert (
+        _post_event(
+            web,
+            "provider_a",
+            f"{base}/record_meeting",
+            {
+                "meeting_held_on-day": "12",
+                "meeting_held_on-month": "11",
+                "meeting_held_on-year": "2026",
+                "outcome": "none",
+            },
+        ).status_code
+        == 303
+    )
+    assert _post_event(web, "provider_a", f"{base}/issue_certificate", {}).status_code == 303
+    return reference, documents(web, reference)[-1]
+
+
+def adviser_certificate(web: Web) -> tuple[str, Document]:
+    """Allocated to Solution Talk; the family declines; the adviser issues the certificate."""
+    reference = make_case(web, provider="solution-talk", accepted=True, mediating=True).reference
+    base = f"/cases/{reference}/events"
+    assert _post_event(web, "adviser", f"{base}/decline", {}).status_code == 303
+    assert _post_event(web, "adviser", f"{base}/issue_certificate", {}).status_code == 303
+    return reference, documents(web, reference)[-1]
+
+
+def documents(web: Web, reference: str) -> list[Document]:
+    with web.session() as s:
+        case = reload(web, reference)
+        rows = list(
+            s.execute(
+                select(Document).where(col(Document.case_id) == case.id).order_by(col(Document.id))
+            ).scalars()
+        )
+        for row in rows:
+            s.expunge(row)
+        return rows
+
+
+def downloads(web: Web, reference: str) -> list[tuple[str, str, Any]]:
+    return [
+        (e.actor, e.channel, e.data.get("document_id"))
+        for e in events_of(web, reference)
+        if e.event == "download_document"
+    ]
+
+
+def test_the_mediator_issues_from_the_portal_and_downloads_its_certificate(web: Web) -> None:
+    reference, doc = mediator_certificate(web)
+    assert doc.kind == "certificate_mediation_held"
+    assert doc.created_by == "user:pat@solution-talk.example.org"
+    portal = web.browser("provider_a")
+    page = portal.get(f"/portal/cases/{reference}").text
+    assert "Mediation certificate: mediation took place" in page
+    assert f"/portal/cases/{reference}/documents/{doc.id}" in page
+    assert "pat@solution-talk" not in page.split('id="documents"')[1].split("</table>")[0]
+    got = portal.get(f"/portal/cases/{reference}/documents/{doc.id}")
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "application/pdf"
+    assert got.headers["content-disposition"] == f'attachment; filename="{doc.file_name}"'
+    assert hashlib.sha256(got.content).hexdigest() == doc.sha256
+    text = " ".join(PdfReader(io.BytesIO(got.content)).pages[0].extract_text().split())
+    assert "Issued by provider_a, mediator, Solution Talk" in text  # the user's name
+    assert downloads(web, reference) == [("user:pat@solution-talk.example.org", "portal", doc.id)]
+
+
+def test_the_case_page_lists_documents_and_every_download_is_audited(web: Web) -> None:
+    reference, doc = adviser_certificate(web)
+    adviser = web.browser("adviser")
+    page = adviser.get(f"/cases/{reference}").text
+    assert 'id="documents"' in page
+    assert "Mediation certificate: the family decided not to pursue mediation" in page
+    assert f"Number {doc.certificate_number}" in page
+    assert "certificate_declined" not in page
+    for _ in range(2):
+        got = adviser.get(f"/cases/{reference}/documents/{doc.id}")
+        assert got.status_code == 200 and got.content.startswith(b"%PDF")
+    assert downloads(web, reference) == [("user:alice.adviser@ias.example.org", "web", doc.id)] * 2
+    # A document of another case, through this case's address: not found.
+    _other, other_doc = adviser_certificate(web)
+    assert adviser.get(f"/cases/{reference}/documents/{other_doc.id}").status_code == 404
+
+
+def test_providers_get_404_for_adviser_kinds_and_other_providers_documents(web: Web) -> None:
+    reference, doc = adviser_certificate(web)
+    own = web.browser("provider_a")
+    page = own.get(f"/portal/cases/{reference}").text
+    assert f"/documents/{doc.id}" not in page
+    assert own.get(f"/portal/cases/{reference}/documents/{doc.id}").status_code == 404
+    mediated, mediator_doc = mediator_certificate(web)
+    other = web.browser("provider_b")
+    assert other.get(f"/portal/cases/{mediated}/documents/{mediator_doc.id}").status_code == 404
+    assert other.get(f"/cases/{mediated}/documents/{mediator_doc.id}").status_code == 404
+    assert downloads(web, reference) == [] and downloads(web, mediated) == []
+
+
+def test_the_adviser_corrects_a_certificate_and_verify_says_which_is_current(web: Web) -> None:
+    reference, first = adviser_certificate(web)
+    adviser = web.browser("adviser")
+    page = adviser.get(f"/cases/{reference}").text
+    action = f"/cases/{reference}/certificates/{first.certificate_number}/reissue"
+    assert action in page
+    refused = adviser.post(action, {"reason": ""})
+    assert refused.status_code == 422
+    assert "Say what was corrected" in refused.text
+    assert f'href="#reissue-{first.certificate_number}-reason"' in refused.text
+    done = adviser.post(action, {"reason": "wrong decision type"})
+    assert done.status_code == 303 and "done=reissued" in done.headers["location"]
+    old, new = documents(web, reference)[-2:]
+    assert old.superseded_by == new.id and new.version == 2
+    assert "Replaced by a correction" in adviser.get(f"/cases/{reference}").text
+
+    public = web.browser()
+    form = public.get("/verify")
+    assert form.status_code == 200 and "Check a mediation certificate" in form.text
+    number = first.certificate_number or ""
+    current = public.post("/verify", {"number": number, "code": new.verification_code}, csrf=None)
+    assert current.status_code == 200
+    assert "This certificate is genuine" in current.text
+    assert "Yes, this is the current version" in current.text
+    assert "The family decided not to pursue mediation" in current.text
+    for private in ("Jo Family", reference, "Manchester City Council", "alice"):
+        assert private not in current.text
+    stale = public.post(
+        "/verify", {"number": number.lower(), "code": show_code(first.verification_code or "")},
+        csrf=None,
+    )  # fmt: skip
+    assert "This certificate is genuine" in stale.text
+    assert "No, it was corrected" in stale.text
+    wrong = public.post("/verify", {"number": number, "code": "AAAA-AAAA"}, csrf=None)
+    assert "No certificate matches" in wrong.text and "genuine" not in wrong.text
+    empty = public.post("/verify", {"number": "", "code": ""}, csrf=None)
+    assert empty.status_code == 400
+    assert "<title>Error: " in empty.text and "Enter the certificate number" in empty.text
+
+
+def test_verify_slows_guessing_per_address(web: Web) -> None:
+    public = web.browser()
+    answers = [
+        public.post("/verify", {"number": "MC-2026-000001", "code": f"AAAA-AA{i:02d}"}, csrf=None)
+        for i in range(21)
+    ]
+    assert {a.status_code for a in answers[:20]} == {200}
+    assert answers[20].status_code == 429
+    assert re.search(r"Try again in \d+ minutes", answers[20].text)
+    web.clock.now += dt.timedelta(minutes=11)
+    later = public.post("/verify", {"number": "MC-2026-000001", "code": "AAAA-AAAA"}, csrf=None)
+    assert later.status_code == 200
