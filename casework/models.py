@@ -192,12 +192,10 @@ class Person(SQLModel, table=True):
     preferred_channels: str = Field(default="sms,email", max_length=40)
     sms_consent: bool = True
     # The postal address, for a family that hears from us by letter.
-    address_line_1: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
-    address_line_2: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
-    address_town: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
-    address_postcode: str = Field(
-        default="", max_length=10, sa_column_kwargs={"server_default": ""}
-    )
+    address_line_1: str = Field(default="", max_length=200)
+    address_line_2: str = Field(default="", max_length=200)
+    address_town: str = Field(default="", max_length=200)
+    address_postcode: str = Field(default="", max_length=10)
 
     @property
     def channels(self) -> list[str]:

@@ -41,6 +41,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("address_postcode", _text(10), nullable=False, server_default="")
         )
+    # The default only filled the rows already there; new rows get theirs from the model.
+    with op.batch_alter_table("people", schema=None) as batch_op:
+        for name in ("address_line_1", "address_line_2", "address_town", "address_postcode"):
+            batch_op.alter_column(name, server_default=None)
     with op.batch_alter_table("cases", schema=None) as batch_op:
         batch_op.add_column(sa.Column("meeting_place", _text(500), nullable=True))
         batch_op.add_column(
