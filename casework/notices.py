@@ -427,6 +427,13 @@ def _event_context(ctx: Any) -> dict[str, Any]:
         out["meeting_text"] = dl.fmt(case.meeting_on) + (
             f" at {case.meeting_time}" if case.meeting_time else ""
         )
+        out["meeting_place"] = getattr(case, "meeting_place", None) or ""
+    cancelled_on = letters.as_date(data.get("cancelled_meeting_on"))
+    if cancelled_on is not None:
+        out["cancelled_meeting_text"] = dl.fmt(cancelled_on)
+    provider = getattr(ctx, "provider", None)
+    if provider is not None:
+        out["provider_phone"] = provider.phone or ""
     appeal_explanation = None
     items = getattr(ctx, "agreement_items", None) or getattr(case, "agreement_items", None)
     for deadline in getattr(ctx, "opened", ()):
@@ -443,6 +450,6 @@ def _event_context(ctx: Any) -> dict[str, Any]:
         case, data, event=ctx.event, agreement_items=items, icb_name=icb_name
     )
     out |= letters.letter_context(facts, today, appeal_explanation=appeal_explanation)
-    if ctx.event in ("withdraw", "decline_allocation"):
+    if ctx.event in ("withdraw", "decline_allocation", "cancel_meeting"):
         out["reason"] = str(data.get("reason") or data.get("note") or "")
     return out

@@ -125,8 +125,11 @@ def _store(step: Step, *, cancelled: bool) -> Document:
         settings=step.settings,
         series=series_of(case),
     )
-    # The event's audit row names the file; the notices it queues attach it.
+    # The event's audit row names the file; the family's and the provider's emails
+    # carry it (a text message says only that the meeting changed).
     step.data[DATA_KEY] = document.id
+    step.attachments["family"] = document.id  # type: ignore[assignment]
+    step.attachments["provider"] = document.id  # type: ignore[assignment]
     return document
 
 

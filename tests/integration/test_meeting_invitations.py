@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from casework.cases.errors import TransitionRefused
-from casework.config import Settings
-from casework.models import Case, CaseEvent, Document
+from casework.config import Settings, load_settings
+from casework.models import Case, CaseEvent, Document, Notice
+from casework.notify.dispatch import dispatch
 from tests.conftest import ADVISER, at
 from tests.factories import advance, allocate_to, create_case
+from tests.fakes.sendgrid_server import SendGridFake
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -177,3 +181,65 @@ def test_a_meeting_with_no_time_is_an_all_day_entry(session: Session, settings: 
     assert event.decoded("DTSTART") == dt.date(2026, 12, 9)
     assert ADVISER.id  # the adviser scheduled it; the organiser is still the provider
     assert "solution" in str(event["ORGANIZER"]).lower()
+
+
+@pytest.fixture
+def sendgrid_fake() -> Iterator[SendGridFake]:
+    with SendGridFake() as fake:
+        yield fake
+
+
+def test_the_family_and_the_provider_get_each_version_by_email(
+    engine: Engine, session: Session, settings: Settings, sendgrid_fake: SendGridFake
+) -> None:
+    """Through the dispatcher, the SendGrid SDK and the loopback fake: the .ics each
+    email carried is the stored version, REQUEST then CANCEL, to the family and the
+    mediator; the text message carries none."""
+    keyed = load_settings(
+        environment="test",
+        sendgrid_api_key=sendgrid_fake.api_key,
+        sendgrid_host=sendgrid_fake.url,
+        sendgrid_from="noreply@casework.example.org",
+        provider_timeout_seconds=5,
+    )
+    case = mediating(session, settings)
+    schedule(session, settings, case, meeting_place="Town Hall, Albert Square")
+    dispatch(engine, at("2026-11-20", "10:05"), keyed)
+    advance(session, settings, case, "cancel_meeting", now=at("2026-11-25"), reason="ill")
+    dispatch(engine, at("2026-11-25", "10:05"), keyed)
+    request, cancel = invitations(session, case)
+    sent = sendgrid_fake.attachments()
+    ics = [a for a in sent if a["filename"].endswith(".ics")]
+    family = [a for a in ics if a["to"] == "jo.family@example.org"]
+    provider = [a for a in ics if a["to"] != "jo.family@example.org"]
+    assert len(family) == 2 and len(provider) == 2
+    assert provider[0]["to"] == "referrals@solution-talk.example.org"
+    for pair in (family, provider):
+        first, second = (Calendar.from_ical(a["content"]) for a in pair)
+        assert (str(first["METHOD"]), str(second["METHOD"])) == ("REQUEST", "CANCEL")
+        assert [hashlib.sha256(a["content"]).hexdigest() for a in pair] == [
+            request.sha256,
+            cancel.sha256,
+        ]
+        assert pair[0]["type"].startswith("text/calendar")
+    bodies = {
+        m["personalizations"][0]["to"][0]["email"] + ":" + m["subject"]: m
+        for m in sendgrid_fake.messages.values()
+    }
+    assert any("Your meeting is arranged" in k for k in bodies)
+    assert any("Meeting cancelled for" in k for k in bodies)
+    session.expire_all()
+    texts = session.execute(
+        select(Notice).where(col(Notice.case_id) == case.id, col(Notice.channel) == "sms")
+    ).scalars()
+    assert all(t.document_id is None for t in texts)
+    email = session.execute(
+        select(Notice).where(
+            col(Notice.case_id) == case.id,
+            col(Notice.template) == "meeting_confirmed",
+            col(Notice.channel) == "email",
+        )
+    ).scalar_one()
+    assert "Where: Town Hall, Albert Square" in email.body
+    assert "The calendar invitation is attached" in email.body
+    assert "To rearrange the meeting, contact Solution Talk" in email.body
