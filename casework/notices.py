@@ -393,6 +393,11 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
             row["document_id"] = document_id
             if document_id is not None:
                 row["context"] = row["context"] | {"attached": True}
+            elif channel == "post" and rule.recipient in attachments:
+                # A letter encloses the document when it can be printed (a certificate).
+                row["context"] = row["context"] | {
+                    "enclosure_document_id": attachments[rule.recipient]
+                }
             rows.append(row)
     return insert_notices(session, rows)
 

@@ -569,14 +569,17 @@ def _print_letter(
             attempts=row.attempts,
         )
         return
+    context = dict(row.context or {})
+    enclosure = _enclosure(engine, context.get("enclosure_document_id"))
     try:
-        subject, body = render(row.template, "email", dict(row.context or {}))
+        subject, body = render(row.template, "email", context | {"attached": bool(enclosure)})
         pdf = letter.letter_pdf(
             subject=subject,
             body=body,
             recipient=str(row.to_address).split("\n"),
             sender=settings.service.postal_address or [settings.service.name],
             day=dl.local_date(now),
+            enclosures=enclosure,
         )
     except (RenderError, PdfRenderError) as exc:
         _fail(engine, row, now, me, str(exc), settings, result, None, attempts=row.attempts)
@@ -640,6 +643,20 @@ def _print_letter(
         return
     result.printed += 1
     result.by_channel["post:letter"] += 1
+
+
+def _enclosure(engine: Engine, document_id: Any) -> tuple[bytes, ...]:
+    """The stored PDF a letter encloses (a certificate), or nothing: a calendar file
+    cannot be printed, and the letter's own words say where the meeting is."""
+    if not isinstance(document_id, int):
+        return ()
+    with engine.connect() as conn:
+        doc = conn.execute(
+            select(_DOCS.c.media_type, _DOCS.c.content).where(_DOCS.c.id == document_id)
+        ).first()
+    if doc is None or doc.media_type != letter.MEDIA_TYPE:
+        return ()
+    return (bytes(doc.content),)
 
 
 def _attachments(engine: Engine, row: Any) -> tuple[Attachment, ...]:

@@ -10,6 +10,7 @@ lines and a date in, PDF bytes out.
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Sequence
 
 from casework.pdf import render_pdf
@@ -39,9 +40,14 @@ def letter_pdf(
     recipient: Sequence[str],
     sender: Sequence[str],
     day: dt.date,
+    enclosures: Sequence[bytes] = (),
 ) -> bytes:
-    """The letter as a tagged PDF: sender and date, the window address, then the words."""
-    return render_pdf(
+    """The letter as a tagged PDF: sender and date, the window address, then the words.
+
+    ``enclosures`` (PDFs, e.g. the certificate the email would have attached) follow
+    the letter's pages, so one print run puts both in the envelope.
+    """
+    pdf = render_pdf(
         "letter.html",
         {
             "title": subject,
@@ -51,6 +57,16 @@ def letter_pdf(
             "paragraphs": paragraphs(body),
         },
     )
+    if not enclosures:
+        return pdf
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for part in (pdf, *enclosures):
+        writer.append(io.BytesIO(part))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def file_name(reference: str, notice_public_id: str) -> str:

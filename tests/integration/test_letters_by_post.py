@@ -22,7 +22,7 @@ from casework.notify.dispatch import dispatch
 from casework.notify.outbox import OutboxChannel
 from casework.notify.render import render
 from tests.conftest import at
-from tests.factories import create_case
+from tests.factories import advance, create_case
 
 OPEN = at("2026-12-01", "10:00")  # a Tuesday
 MM = 72 / 25.4  # PDF points per millimetre
@@ -189,3 +189,36 @@ def test_no_letter_without_a_postal_address(
     }
     dispatch(engine, OPEN, settings, channels=channels)
     assert family_notices(engine, "post") == []
+
+
+def test_a_certificate_by_post_is_enclosed_with_its_letter(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The email would have attached the certificate; the letter prints it after itself."""
+    case = create_case(session, settings, now=OPEN, email="", preferred_channels="post", **ADDRESS)
+    advance(session, settings, case, "advise", now=at("2026-12-01", "11:00"))
+    advance(
+        session, settings, case, "decline", now=at("2026-12-01", "12:00"), declined_on="2026-12-01"
+    )
+    advance(
+        session,
+        settings,
+        case,
+        "issue_certificate",
+        now=at("2026-12-02", "10:00"),
+        certificate_on="2026-12-02",
+    )
+    dispatch(engine, at("2026-12-02", "10:05"), settings)
+    [letter] = [n for n in family_notices(engine, "post") if n.template == "certificate_issued"]
+    assert letter.status == "to_post" and "enclosure_document_id" in letter.context
+    with session_scope(engine) as s:
+        certificate = s.get(Document, letter.context["enclosure_document_id"])
+        assert certificate is not None and certificate.media_type == "application/pdf"
+        certificate_pages = len(PdfReader(io.BytesIO(certificate.content)).pages)
+        certificate_number = certificate.certificate_number
+    pages = PdfReader(io.BytesIO(document(engine, letter.document_id).content)).pages
+    assert len(pages) > certificate_pages
+    assert "Tuesday 2 December 2026" not in pages[0].extract_text()  # letters say the day
+    assert "Wednesday 2 December 2026" in pages[0].extract_text()
+    enclosed = " ".join(p.extract_text() for p in pages[-certificate_pages:])
+    assert certificate_number and certificate_number in enclosed
