@@ -9,7 +9,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 from sqlmodel import col
 
-from casework.models import CaseEvent, Notice
+from casework.models import Case, CaseEvent, Notice
 from casework.notify.dispatch import dispatch
 from tests.conftest import at
 from tests.factories import create_case
@@ -117,3 +117,61 @@ def test_provider_staff_cannot_see_letters(web: Web) -> None:
 def test_print_with_nothing_waiting_says_so(web: Web) -> None:
     page = web.browser("adviser").post("/letters/print")
     assert page.status_code == 409 and "no letters waiting" in page.text
+
+
+def test_intake_and_the_contact_form_take_a_postal_address(web: Web) -> None:
+    browser = web.browser("adviser")
+    form = {
+        "kind": "mediation",
+        "channel": "helpline",
+        "name": "Sam Parent",
+        "phone": "0161 496 0000",
+        "email": "",
+        "preferred_channels": ["post"],
+        "sms_consent": "no",
+        "health_care": "no",
+        "placement_only": "no",
+    }
+    refused = browser.post("/cases/new", form)
+    assert refused.status_code == 422
+    assert "Address line 1: this is needed for letters by post." in refused.text
+    assert 'href="#address_postcode"' in refused.text
+    opened = browser.post(
+        "/cases/new",
+        form
+        | {
+            "address_line_1": "12 Acacia Avenue",
+            "address_town": "Manchester",
+            "address_postcode": "m19 2ab",
+        },
+    )
+    assert opened.status_code == 303, opened.text
+    reference = opened.headers["location"].split("/")[2].split("?")[0]
+    page = browser.get(f"/cases/{reference}").text
+    assert "12 Acacia Avenue" in page and "M19 2AB" in page
+    with web.session() as s:
+        [notice] = s.execute(select(Notice).where(col(Notice.recipient_role) == "family")).scalars()
+        assert notice.channel == "post"
+        version = s.execute(
+            select(Case.version).where(col(Case.reference) == reference)
+        ).scalar_one()
+
+    changed = browser.post(
+        f"/cases/{reference}/contact",
+        {
+            "version": str(version),
+            "name": "Sam Parent",
+            "phone": "0161 496 0000",
+            "email": "",
+            "preferred_channels": ["post"],
+            "sms_consent": "no",
+            "address_line_1": "3 New Street",
+            "address_line_2": "",
+            "address_town": "Salford",
+            "address_postcode": "M5 4WT",
+            "reason": "The family moved",
+        },
+    )
+    assert changed.status_code == 303, changed.text
+    page = browser.get(f"/cases/{reference}").text
+    assert "3 New Street" in page and "Address line 1 before" in page
