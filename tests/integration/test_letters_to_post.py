@@ -150,3 +150,44 @@ def test_the_cli_lists_prints_and_marks_posted(
     assert again.exit_code == 3 and "marked posted already" in again.stderr
     [row] = events_of(session, first, "letter_posted")
     assert row.actor == "cli:alice.adviser"
+
+
+def test_the_cli_opens_a_case_for_a_family_that_hears_by_post(
+    engine: Engine, session: Session, runner: CliRunner
+) -> None:
+    base = [
+        "case",
+        "open",
+        "--kind",
+        "mediation",
+        "--name",
+        "Sam Parent",
+        "--channel",
+        "helpline",
+        "--phone",
+        "0161 496 0000",
+        "--channels",
+        "post",
+        "--at",
+        "2026-12-01T10:00",
+    ]
+    refused = runner.invoke(app, [*base, "--address-line-1", "12 Acacia Avenue"])
+    assert refused.exit_code == 2
+    assert "Town or city: this is needed for letters by post." in refused.stderr
+    opened = runner.invoke(
+        app,
+        [
+            *base,
+            "--address-line-1",
+            "12 Acacia Avenue",
+            "--town",
+            "Manchester",
+            "--postcode",
+            "m19 2ab",
+        ],
+    )
+    assert opened.exit_code == 0, opened.stderr
+    session.rollback()  # a fresh read: the CLI wrote through its own connection
+    [notice] = session.execute(select(Notice)).scalars()
+    assert notice.channel == "post"
+    assert notice.to_address.splitlines()[-1] == "M19 2AB"
