@@ -262,6 +262,7 @@ def make_certificate(
         certificate_number=number,
         verification_code=code,
         issued_on=issued_on,
+        new_series=True,
     )
 
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlmodel import Session, col
 
 from casework.cases.access import check_actor_may_see
@@ -87,13 +88,15 @@ def store_document(
     certificate_number: str | None = None,
     verification_code: str | None = None,
     issued_on: dt.date | None = None,
+    new_series: bool = False,
 ) -> Document:
     """Add ``content`` as the next version of ``(case, kind, series)``; supersede the last.
 
     Runs inside the caller's transaction and does not commit: the caller's event (and
     its audit row, which should name the document id) commits both or neither. The
     new row is flushed so its id is known (for the audit row and for a notice that
-    attaches it).
+    attaches it). ``new_series`` says the series was just created (a new certificate
+    number), so there is no earlier version to look up.
     """
     if kind not in DocumentKind.__members__.values():
         raise ValidationFailed(f"casework keeps no documents of the kind {kind!r}")
@@ -109,36 +112,36 @@ def store_document(
             f"the file name {file_name!r} must be letters, digits, dots and dashes only"
         )
     now = require_aware(now)
-    previous = current_document(session, case, kind, series)
+    previous = None if new_series else current_document(session, case, kind, series)
     # Inserted through the connection, not added to the session: the event making
     # the document may be mid-change (advance flushes the case once, at commit), and
     # the new id is needed now, for the audit row and for a notice attaching it.
+    values: dict[str, Any] = {
+        "case_id": case.id,
+        "kind": kind,
+        "series": series,
+        "version": previous.version + 1 if previous is not None else 1,
+        "file_name": file_name,
+        "media_type": media_type,
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "created_by": actor.id,
+        "created_at": now,
+        "superseded_by": None,
+        "content": content,
+        "certificate_number": certificate_number,
+        "verification_code": verification_code,
+        "issued_on": issued_on,
+    }
     new_id = session.execute(
-        insert(Document)
-        .values(
-            case_id=case.id,
-            kind=kind,
-            series=series,
-            version=previous.version + 1 if previous is not None else 1,
-            file_name=file_name,
-            media_type=media_type,
-            size=len(content),
-            sha256=hashlib.sha256(content).hexdigest(),
-            created_by=actor.id,
-            created_at=now,
-            superseded_by=None,
-            content=content,
-            certificate_number=certificate_number,
-            verification_code=verification_code,
-            issued_on=issued_on,
-        )
-        .returning(col(Document.id))
+        insert(Document).values(**values).returning(col(Document.id))
     ).scalar_one()
     if previous is not None:
         previous.superseded_by = new_id
-    document = session.get(Document, new_id)
-    if document is None:  # pragma: no cover - the row was inserted just above
-        raise NotFound(f"document {new_id} vanished in its own transaction")
+    # The row as written, attached to the session without reading it back.
+    document = Document(id=new_id, **values)
+    make_transient_to_detached(document)
+    session.add(document)
     return document
 
 

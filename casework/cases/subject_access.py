@@ -2,8 +2,9 @@
 
 Found by case reference, phone or email; every case of that family is included:
 the case and its facts, the contact held, every step of its history, every clock,
-what was agreed, every notice with its full text and each delivery status, and the
-log of who looked at the record. Staff appear as the audit trail names them; no
+what was agreed, every notice with its full text and each delivery status, every
+document made for the case (its certificates, as files), and the log of who looked
+at the record. Staff appear as the audit trail names them; no
 password, token or sign-in record is ever included. Each export is itself recorded
 in the case's audit trail.
 """
@@ -25,9 +26,15 @@ from casework.cases.errors import NotFound, NotPermitted, ValidationFailed
 from casework.cases.notes import notes_of
 from casework.cases.unit import audit_event, require_aware
 from casework.cases.views import CASE_FACTS, case_deadlines, case_events, event_details
-from casework.cases.words import DEADLINE_WORDS, actor_words, moment_words, state_words
+from casework.cases.words import (
+    DEADLINE_WORDS,
+    actor_words,
+    document_words,
+    moment_words,
+    state_words,
+)
 from casework.contacts import ContactError, normalise_email, normalise_phone
-from casework.models import Case, DeliveryEvent, Notice, Person
+from casework.models import Case, DeliveryEvent, Document, Notice, Person
 
 MAY_EXPORT = frozenset({"manager", "admin"})
 # The case's own fields in the export: who and what it is, then every fact it holds.
@@ -77,6 +84,18 @@ def find_subject(
     if not found:
         raise NotFound("No case holds that reference, phone number or email.")
     return found
+
+
+def _documents(session: Session, case: Case) -> list[Document]:
+    return list(
+        session.execute(
+            select(Document).where(col(Document.case_id) == case.id).order_by(col(Document.id))
+        ).scalars()
+    )
+
+
+def _document_path(case: Case, document: Document) -> str:
+    return f"documents/{case.reference}/{document.file_name}"
 
 
 def _case_record(session: Session, case: Case) -> dict[str, Any]:
@@ -175,6 +194,18 @@ def _case_record(session: Session, case: Case) -> dict[str, Any]:
             for n in notices
             if n.recipient_role == "family"
         ],
+        "documents": [
+            {
+                "what": document_words(d.kind),
+                "version": d.version,
+                "made_at": _json(d.created_at),
+                "replaced_by_a_correction": d.superseded_by is not None,
+                "certificate_number": d.certificate_number,
+                "file": _document_path(case, d),
+                "sha256": d.sha256,
+            }
+            for d in _documents(session, case)
+        ],
     }
 
 
@@ -190,6 +221,7 @@ def _summary(records: list[dict[str, Any]], made: dt.datetime) -> str:
             f"Case {case['reference']}: {record['state_in_words']}",
             f"  {len(record['history'])} steps recorded, {len(record['clocks'])} time limits,"
             f" {len(record['messages'])} messages sent to you,"
+            f" {len(record['documents'])} documents (in the documents folder),"
             f" {len(record['who_looked'])} times your record was looked at.",
             "",
         ]
@@ -221,6 +253,9 @@ def export_subject_access(
             ),
         )
         archive.writestr("summary.txt", _summary(records, now))
+        for case in found:
+            for document in _documents(session, case):
+                archive.writestr(_document_path(case, document), document.content)
     try:
         for case in found:
             session.add(

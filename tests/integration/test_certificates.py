@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import json
 import re
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,12 +30,13 @@ from casework.cases.certificates import (
 )
 from casework.cases.documents import get_document, list_case_documents
 from casework.cases.errors import NotFound, NotPermitted
+from casework.cases.subject_access import export_subject_access
 from casework.config import Settings, load_settings
 from casework.models import Case, Document, Notice
 from casework.notify.base import Attachment, DeliveryError, OutgoingMessage
 from casework.notify.dispatch import dispatch
 from casework.notify.twilio_sms import TwilioSmsChannel
-from tests.conftest import ADVISER, at
+from tests.conftest import ADVISER, MANAGER, at
 from tests.factories import advance, allocate_to, create_case
 from tests.fakes.sendgrid_server import SendGridFake
 from tests.fakes.twilio_server import TwilioFake
@@ -356,6 +359,12 @@ def test_a_correction_supersedes_and_the_verify_check_says_so(
     last = cases.case_events(session, case)[-1]
     assert last.event == "reissue_certificate" and last.data["document_id"] == current.id
     assert cases.event_label("reissue_certificate") == "Certificate reissued (correction)"
+    [sent] = session.execute(
+        select(Notice).where(
+            col(Notice.case_id) == case.id, col(Notice.template) == "certificate_reissued"
+        )
+    ).scalars()
+    assert (sent.channel, sent.document_id, sent.recipient_role) == ("email", current.id, "family")
 
 
 def test_the_family_email_carries_the_certificate_and_the_sms_does_not(
@@ -452,3 +461,29 @@ def test_a_text_message_never_carries_a_document() -> None:
             channel.send(message)
         assert refused.value.permanent
         assert fake.requests == []
+
+
+def test_a_subject_access_export_holds_the_certificate_files(
+    session: Session, settings: Settings
+) -> None:
+    case = new_case(session, settings)
+    advance(session, settings, case, "decline", now=at("2026-11-20"), declined_on="2026-11-20")
+    advance(
+        session,
+        settings,
+        case,
+        "issue_certificate",
+        now=at("2026-11-24"),
+        certificate_on="2026-11-24",
+    )
+    [doc] = certificates(session, case)
+    data = export_subject_access(
+        session, now=at("2026-11-25"), actor=MANAGER, reference=case.reference
+    )
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        record = json.loads(archive.read("record.json"))
+        [listed] = record["cases"][0]["documents"]
+        assert listed["file"] == f"documents/{case.reference}/{doc.file_name}"
+        assert listed["what"] == "Mediation certificate: the family decided not to pursue mediation"
+        assert hashlib.sha256(archive.read(listed["file"])).hexdigest() == doc.sha256
+        assert "1 documents" in archive.read("summary.txt").decode()

@@ -10,12 +10,14 @@ import io
 import re
 from typing import Any
 
+from fastapi.testclient import TestClient
 from pypdf import PdfReader
 from sqlalchemy import select
 from sqlmodel import col
 
+from casework import auth
 from casework.cases.certificates import show_code
-from casework.models import Document
+from casework.models import Document, User
 from tests.web.conftest import Web, events_of, make_case, reload
 
 
@@ -179,3 +181,33 @@ def test_verify_slows_guessing_per_address(web: Web) -> None:
     web.clock.now += dt.timedelta(minutes=11)
     later = public.post("/verify", {"number": "MC-2026-000001", "code": "AAAA-AAAA"}, csrf=None)
     assert later.status_code == 200
+
+
+def _token(web: Web, who: str) -> dict[str, str]:
+    with web.session() as s:
+        user = s.get(User, web.users[who].id)
+        assert user is not None
+        token = auth.create_api_token(s, user, name="tests", now=web.clock.now)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_api_lists_and_serves_documents_audited_and_scoped(web: Web) -> None:
+    reference, doc = adviser_certificate(web)
+    client = TestClient(web.app)
+    adviser = _token(web, "adviser")
+    listed = client.get(f"/api/v1/cases/{reference}/documents", headers=adviser)
+    assert listed.status_code == 200
+    [item] = listed.json()["items"]
+    assert (item["id"], item["sha256"], item["current"]) == (doc.id, doc.sha256, True)
+    assert "verification_code" not in item and "content" not in item
+    got = client.get(f"/api/v1/documents/{doc.id}", headers=adviser)
+    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == doc.sha256
+    assert downloads(web, reference) == [("user:alice.adviser@ias.example.org", "api", doc.id)]
+    for who in ("provider_a", "provider_b"):  # an adviser's certificate; Collis's not its case
+        headers = _token(web, who)
+        assert client.get(f"/api/v1/documents/{doc.id}", headers=headers).status_code == 404
+    own = client.get(f"/api/v1/cases/{reference}/documents", headers=_token(web, "provider_a"))
+    assert own.status_code == 200 and own.json()["items"] == []
+    other = client.get(f"/api/v1/cases/{reference}/documents", headers=_token(web, "provider_b"))
+    assert other.status_code == 404
+    assert len(downloads(web, reference)) == 1

@@ -1,4 +1,4 @@
-"""The REST API under ``/api/v1``: cases, events, allocation, deadlines and notices.
+"""The REST API under ``/api/v1``: cases, events, allocation, deadlines, notices, documents.
 
 For integrations (the LA's case system, a provider's own diary) and scripts. It is a
 thin edge over the same use cases as the pages and the CLI, with the same reach per
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from casework.web.api import allocation, cases, deadlines, notices
+from casework.web.api import allocation, cases, deadlines, documents, notices
 from casework.web.api.common import ERRORS, ApiRoute, bearer
 
 router = APIRouter(
@@ -35,7 +35,7 @@ router = APIRouter(
     responses=ERRORS,
     dependencies=[Depends(bearer)],
 )
-for _area in (cases, allocation, deadlines, notices):
+for _area in (cases, allocation, deadlines, notices, documents):
     router.include_router(_area.router)
 
 __all__ = ["router"]
