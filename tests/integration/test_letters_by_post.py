@@ -222,3 +222,41 @@ def test_a_certificate_by_post_is_enclosed_with_its_letter(
     assert "Wednesday 2 December 2026" in pages[0].extract_text()
     enclosed = " ".join(p.extract_text() for p in pages[-certificate_pages:])
     assert certificate_number and certificate_number in enclosed
+
+
+def test_a_bounce_reported_later_falls_back_to_a_letter(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The email was accepted, then SendGrid's receipt says it bounced: a letter follows."""
+    from casework.notify.receipts import apply_receipt
+
+    create_case(
+        session,
+        settings,
+        now=OPEN,
+        phone="0161 496 0000",
+        email="gone@example.org",
+        preferred_channels="email",
+        **ADDRESS,
+    )
+    dispatch(engine, OPEN, settings)
+    [email] = family_notices(engine)
+    assert email.status == "sent"
+    with engine.begin() as conn:
+        outcome = apply_receipt(
+            conn,
+            settings,
+            source="sendgrid",
+            notice_public_id=email.public_id,
+            provider_message_id=None,
+            status="bounce",
+            detail="550 no such user",
+            dedupe_key="bounce-1",
+            now=at("2026-12-01", "10:30"),
+        )
+    assert outcome == "failed-escalated"
+    [letter] = family_notices(engine, "post")
+    assert letter.status == "queued" and letter.template == email.template
+    dispatch(engine, at("2026-12-01", "10:31"), settings)
+    [letter] = family_notices(engine, "post")
+    assert letter.status == "to_post" and letter.document_id is not None
