@@ -183,6 +183,8 @@ class ServiceContacts(BaseModel):
     local_authority: str = ""
     # How letters name the health commissioner; empty for "the NHS Integrated Care Board".
     icb_name: str = ""
+    # The service's postal address, printed at the top of every letter, one line each.
+    postal_address: list[str] = Field(default_factory=list)
 
 
 class ProviderConfig(BaseModel):

@@ -6,6 +6,7 @@ on the appeal-deadline reminder, is a family that never hears.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
@@ -67,3 +68,50 @@ def display_phone(e164: str) -> str:
         return ""
     number = phonenumbers.parse(e164, None)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+# A UK postcode: outward code (area, district) and inward code (sector, unit).
+_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})$")
+ADDRESS_LINE_MAX = 200
+
+
+def normalise_postcode(raw: str) -> str:
+    """``M2 5DB`` from ``m25db``: the form Royal Mail prints, or a ContactError."""
+    text = re.sub(r"\s+", "", raw or "").upper()
+    if not text:
+        return ""
+    match = _POSTCODE.match(text)
+    if match is None:
+        raise ContactError(
+            "address_postcode", f"{raw!r} is not a UK postcode; give one such as M2 5DB"
+        )
+    return f"{match.group(1)} {match.group(2)}"
+
+
+def check_postal_address(
+    line_1: str, line_2: str, town: str, postcode: str, *, required: bool
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(the address normalised, problems by field): lines trimmed, postcode in print form.
+
+    ``required``: the family hears from us by post, so a letter must be deliverable:
+    the first line, the town and the postcode are needed.
+    """
+    values = {
+        "address_line_1": (line_1 or "").strip(),
+        "address_line_2": (line_2 or "").strip(),
+        "address_town": (town or "").strip(),
+        "address_postcode": "",
+    }
+    problems: dict[str, str] = {}
+    for name in ("address_line_1", "address_line_2", "address_town"):
+        if len(values[name]) > ADDRESS_LINE_MAX or "\n" in values[name]:
+            problems[name] = f"keep it to one line of {ADDRESS_LINE_MAX} characters or fewer"
+    try:
+        values["address_postcode"] = normalise_postcode(postcode)
+    except ContactError as exc:
+        problems["address_postcode"] = exc.message
+    if required:
+        for name in ("address_line_1", "address_town", "address_postcode"):
+            if not values[name] and name not in problems:
+                problems[name] = "this is needed for letters by post"
+    return values, problems

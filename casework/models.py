@@ -157,6 +157,13 @@ class Case(SQLModel, table=True):
     declined_on: dt.date | None = None
     meeting_on: dt.date | None = None
     meeting_time: str | None = Field(default=None, max_length=10)
+    # Where the meeting is: an address or a video link (it goes into the invitation).
+    meeting_place: str | None = Field(default=None, max_length=500)
+    # The calendar invitation's numbers: which meeting of this case it is (part of its
+    # stable UID) and how many times it changed (its SEQUENCE). Kept here, written in
+    # the transaction that changes the meeting, so the next change cannot reuse one.
+    meeting_number: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    meeting_sequence: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     meeting_held_on: dt.date | None = None
     meeting_outcome: str | None = Field(default=None, max_length=20)
     agreement: str | None = Field(default=None, sa_type=Text)
@@ -184,6 +191,11 @@ class Person(SQLModel, table=True):
     email: str = Field(default="", max_length=320)
     preferred_channels: str = Field(default="sms,email", max_length=40)
     sms_consent: bool = True
+    # The postal address, for a family that hears from us by letter.
+    address_line_1: str = Field(default="", max_length=200)
+    address_line_2: str = Field(default="", max_length=200)
+    address_town: str = Field(default="", max_length=200)
+    address_postcode: str = Field(default="", max_length=10)
 
     @property
     def channels(self) -> list[str]:
@@ -409,6 +421,8 @@ class NoticeStatus(StrEnum):
     delivered = "delivered"  # a receipt says it reached the person
     failed = "failed"  # permanent failure, undelivered or bounced, or retries exhausted
     skipped = "skipped"  # no longer useful (moment passed, clock met, case closed)
+    to_post = "to_post"  # a letter printed into the documents, waiting for staff to post it
+    posted = "posted"  # staff put the letter in the post (posted_on)
 
 
 class Notice(SQLModel, table=True):
@@ -422,10 +436,11 @@ class Notice(SQLModel, table=True):
     __tablename__ = "notices"
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(NoticeStatus)})", name="ck_notices_status"),
-        CheckConstraint("channel IN ('sms', 'email')", name="ck_notices_channel"),
-        # A text message never carries a document: only an email attaches one.
+        CheckConstraint("channel IN ('sms', 'email', 'post')", name="ck_notices_channel"),
+        # A text message never carries a document: an email attaches one, a letter is one.
         CheckConstraint(
-            "document_id IS NULL OR channel = 'email'", name="ck_notices_document_email"
+            "document_id IS NULL OR channel IN ('email', 'post')",
+            name="ck_notices_document_email",
         ),
         Index(
             "ix_notices_ready",
@@ -440,6 +455,12 @@ class Notice(SQLModel, table=True):
             sqlite_where=text("status = 'sending'"),
         ),
         Index("ix_notices_case", "case_id", "created_at"),
+        Index(
+            "ix_notices_to_post",
+            "created_at",
+            postgresql_where=text("status = 'to_post'"),
+            sqlite_where=text("status = 'to_post'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -466,12 +487,16 @@ class Notice(SQLModel, table=True):
     sent_at: dt.datetime | None = utc_column()
     delivered_at: dt.datetime | None = utc_column()
     escalated: bool = False
-    # A document sent with the email (a certificate, an invitation): a reference, so
-    # the outbox holds no copy and the bytes sent are exactly the stored ones.
+    # A document sent with the email (a certificate, an invitation), or the letter
+    # itself (channel "post"): a reference, so the outbox holds no copy and the bytes
+    # sent or printed are exactly the stored ones.
     document_id: int | None = Field(default=None, foreign_key="documents.id")
     # Escalations (notices to advisers and managers) are acknowledged in the web app.
     acknowledged_at: dt.datetime | None = utc_column()
     acknowledged_by: str | None = Field(default=None, max_length=320)
+    # Letters (channel "post"): who posted it, on which day.
+    posted_on: dt.date | None = None
+    posted_by: str | None = Field(default=None, max_length=320)
 
 
 class DeliveryEvent(SQLModel, table=True):

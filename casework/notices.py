@@ -161,6 +161,34 @@ class FamilyContact:
     email: str
     channels: tuple[str, ...]
     sms_consent: bool
+    # The envelope's address lines (name first, postcode last); empty: none on file.
+    postal: tuple[str, ...] = ()
+
+
+def postal_lines(name: str, line_1: str, line_2: str, town: str, postcode: str) -> tuple[str, ...]:
+    """The address a letter's window shows, or nothing when it is incomplete."""
+    body = [x.strip() for x in (line_1, line_2, town) if x and x.strip()]
+    if not (line_1 or "").strip() or not (postcode or "").strip():
+        return ()
+    return (name, *body, postcode.strip().upper())
+
+
+def family_contact(person: Any) -> FamilyContact:
+    """A family row as notice planning reads it."""
+    return FamilyContact(
+        person.name,
+        person.phone,
+        person.email,
+        tuple(person.channels),
+        person.sms_consent,
+        postal_lines(
+            person.name,
+            person.address_line_1,
+            person.address_line_2,
+            person.address_town,
+            person.address_postcode,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -183,7 +211,9 @@ def _family_channels(wanted: Sequence[str], family: FamilyContact) -> list[tuple
 
     If none of the rule's channels can reach the family (no consent to SMS, a
     landline, no email) we fall back to whatever can: a legal deadline reminder
-    must reach them somehow.
+    must reach them somehow. A family that asked for post, or that neither email
+    nor SMS reaches, gets a letter (channel ``post``, addressed to its postal
+    address): the dispatcher prints it for staff to post.
     """
 
     def usable(channel: str) -> str | None:
@@ -196,8 +226,11 @@ def _family_channels(wanted: Sequence[str], family: FamilyContact) -> list[tuple
     chosen = [(c, a) for c in wanted if c in family.channels and (a := usable(c))]
     if chosen:
         return chosen
+    post = [("post", "\n".join(family.postal))] if family.postal else []
+    if "post" in family.channels and post:
+        return post
     fallback = [(c, a) for c in ("email", "sms") if (a := usable(c))]
-    return fallback[:1]
+    return fallback[:1] or post
 
 
 def addresses_for(
@@ -375,11 +408,7 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
         reference=case.reference,
         kind=case.kind,
         state=ctx.to_state,
-        family=FamilyContact(
-            family.name, family.phone, family.email, tuple(family.channels), family.sms_consent
-        )
-        if family is not None
-        else None,
+        family=family_contact(family) if family is not None else None,
         provider_name=provider.name if provider is not None else None,
         provider_email=provider.email if provider is not None else None,
         # The team's mailbox, not the owning adviser's: an owner on leave must not
@@ -415,6 +444,11 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
             row["document_id"] = document_id
             if document_id is not None:
                 row["context"] = row["context"] | {"attached": True}
+            elif channel == "post" and rule.recipient in attachments:
+                # A letter encloses the document when it can be printed (a certificate).
+                row["context"] = row["context"] | {
+                    "enclosure_document_id": attachments[rule.recipient]
+                }
             rows.append(row)
     return insert_notices(session, rows)
 
@@ -449,6 +483,13 @@ def _event_context(ctx: Any) -> dict[str, Any]:
         out["meeting_text"] = dl.fmt(case.meeting_on) + (
             f" at {case.meeting_time}" if case.meeting_time else ""
         )
+        out["meeting_place"] = getattr(case, "meeting_place", None) or ""
+    cancelled_on = letters.as_date(data.get("cancelled_meeting_on"))
+    if cancelled_on is not None:
+        out["cancelled_meeting_text"] = dl.fmt(cancelled_on)
+    provider = getattr(ctx, "provider", None)
+    if provider is not None:
+        out["provider_phone"] = provider.phone or ""
     appeal_explanation = None
     items = getattr(ctx, "agreement_items", None) or getattr(case, "agreement_items", None)
     for deadline in getattr(ctx, "opened", ()):
@@ -465,6 +506,6 @@ def _event_context(ctx: Any) -> dict[str, Any]:
         case, data, event=ctx.event, agreement_items=items, icb_name=icb_name
     )
     out |= letters.letter_context(facts, today, appeal_explanation=appeal_explanation)
-    if ctx.event in ("withdraw", "decline_allocation"):
+    if ctx.event in ("withdraw", "decline_allocation", "cancel_meeting"):
         out["reason"] = str(data.get("reason") or data.get("note") or "")
     return out

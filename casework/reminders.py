@@ -55,6 +55,7 @@ from casework.notices import (
     insert_notices,
     notice_row,
     outbox_row,
+    postal_lines,
 )
 
 log = logging.getLogger("casework.reminders")
@@ -190,6 +191,10 @@ def _claim(conn: Any, now: dt.datetime, batch: int) -> list[Row[Any]]:
             family.c.email,
             family.c.preferred_channels,
             family.c.sms_consent,
+            family.c.address_line_1,
+            family.c.address_line_2,
+            family.c.address_town,
+            family.c.address_postcode,
             p.c.name.label("provider_name"),
             p.c.email.label("provider_email"),
         )
@@ -331,6 +336,13 @@ def _notices_for(
             row.email or "",
             tuple(c for c in (row.preferred_channels or "").split(",") if c),
             bool(row.sms_consent),
+            postal_lines(
+                row.name,
+                row.address_line_1 or "",
+                row.address_line_2 or "",
+                row.address_town or "",
+                row.address_postcode or "",
+            ),
         )
         if row.name is not None
         else None

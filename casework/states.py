@@ -95,6 +95,14 @@ class CaseFlow(StateMachine):
     def is_open(self) -> bool:
         return self.current_state_value not in FINAL_STATES
 
+    def meeting_arranged(self) -> bool:
+        """A meeting is arranged and not yet held: there is something to cancel."""
+        meeting_on = self._field("meeting_on")
+        if meeting_on is None:
+            return False
+        held = self._field("meeting_held_on")
+        return held is None or held < meeting_on
+
 
 class MediationFlow(CaseFlow):
     """requested → advised → mediating | declined → certificate_issued → appeal_ready → closed."""
@@ -118,6 +126,11 @@ class MediationFlow(CaseFlow):
         _.mediating.to.itself(cond="has_provider")
         | _.certificate_issued.to.itself(cond=["has_provider", "deemed_certificate"])
         | _.appeal_ready.to.itself(cond=["has_provider", "deemed_certificate"])
+    )
+    cancel_meeting = (
+        _.mediating.to.itself(cond="meeting_arranged")
+        | _.certificate_issued.to.itself(cond="meeting_arranged")
+        | _.appeal_ready.to.itself(cond="meeting_arranged")
     )
     record_meeting = (
         _.mediating.to.itself(cond="has_provider")
@@ -190,6 +203,7 @@ class DisagreementFlow(CaseFlow):
     # The provider declined the allocation: back to the adviser to allocate again.
     return_to_adviser = _.allocated.to(_.advised)
     schedule_meeting = _.allocated.to.itself(cond="has_provider")
+    cancel_meeting = _.allocated.to.itself(cond="meeting_arranged")
     record_meeting = _.allocated.to(_.meeting_held, cond="has_provider")
     close = _.meeting_held.to(_.closed)
     withdraw = (

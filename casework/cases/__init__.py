@@ -55,6 +55,7 @@ from casework.cases.escalations import acknowledge_escalation
 from casework.cases.facts import change_adviser, update_case_facts
 from casework.cases.fields import EventField, parse_event_data
 from casework.cases.intake import (
+    ADDRESS_FIELDS,
     DECISION_TYPES,
     INTAKE_CHANNELS,
     Intake,
@@ -88,6 +89,7 @@ from casework.cases.views import (
 )
 
 __all__ = [
+    "ADDRESS_FIELDS",
     "DECISION_TYPES",
     "EVENTS",
     "INTAKE_CHANNELS",

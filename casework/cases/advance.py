@@ -32,6 +32,7 @@ _GUARD_WORDS: dict[str, str] = {
     "choose_mediation": "allocate a provider first",
     "schedule_meeting": "allocate a provider first",
     "record_meeting": "allocate a provider first",
+    "cancel_meeting": "no meeting is arranged that has not yet been held",
     "allocate": "allocate a provider first",
     "issue_certificate": (
         "record the meeting, or the LA's report that it cannot arrange one within 30 days, first"

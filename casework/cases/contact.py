@@ -18,10 +18,22 @@ from sqlmodel import Session, col
 from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
-from casework.cases.intake import INTAKE_WORDS, MAX_SHORT_TEXT, NOTICE_CHANNELS
+from casework.cases.intake import (
+    ADDRESS_FIELDS,
+    CHANNEL_CHOICE,
+    INTAKE_WORDS,
+    MAX_SHORT_TEXT,
+    NOTICE_CHANNELS,
+)
 from casework.cases.notes import IAS_ROLES
 from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
-from casework.contacts import ContactError, is_mobile, normalise_email, normalise_phone
+from casework.contacts import (
+    ContactError,
+    check_postal_address,
+    is_mobile,
+    normalise_email,
+    normalise_phone,
+)
 from casework.models import Notice, NoticeStatus, Person
 
 REASON_MAX = 500
@@ -41,6 +53,7 @@ def _checked(
     email: str | None,
     preferred_channels: str | None,
     sms_consent: bool | None,
+    address: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The new contact, every field validated; problems named in words, all at once."""
     errors: dict[str, str] = {}
@@ -55,6 +68,7 @@ def _checked(
         "preferred_channels": family.preferred_channels,
         "sms_consent": family.sms_consent,
     }
+    new.update({f: getattr(family, f) for f in ADDRESS_FIELDS})
     if name is not None:
         new["name"] = name.strip()
         if not new["name"]:
@@ -74,7 +88,7 @@ def _checked(
     if preferred_channels is not None:
         chosen = [c.strip() for c in preferred_channels.split(",") if c.strip()]
         if not chosen or any(c not in NOTICE_CHANNELS for c in chosen):
-            fail("preferred_channels", "choose text message, email or both.")
+            fail("preferred_channels", CHANNEL_CHOICE)
         else:
             # Stored in one order whatever order they were ticked in.
             new["preferred_channels"] = ",".join(c for c in NOTICE_CHANNELS if c in chosen)
@@ -82,6 +96,18 @@ def _checked(
         new["sms_consent"] = bool(sms_consent)
     if new["preferred_channels"] == "email" and not new["email"] and "email" not in errors:
         fail("email", "give an address for email notices, or choose text messages.")
+    given = {f: (address or {}).get(f) for f in ADDRESS_FIELDS}
+    merged = {f: str(given[f] if given[f] is not None else new[f]) for f in ADDRESS_FIELDS}
+    checked, problems = check_postal_address(
+        merged["address_line_1"],
+        merged["address_line_2"],
+        merged["address_town"],
+        merged["address_postcode"],
+        required="post" in new["preferred_channels"].split(","),
+    )
+    new.update(checked)
+    for field, message in problems.items():
+        fail(field, message + ".")
     if errors:
         first = next(iter(errors))
         raise ValidationFailed(" ".join(errors.values()), field=first)
@@ -149,8 +175,13 @@ def update_contact(
     email: str | None = None,
     preferred_channels: str | None = None,
     sms_consent: bool | None = None,
+    address: dict[str, str] | None = None,
 ) -> Person:
-    """Correct the family's contact; a field left as None keeps its value."""
+    """Correct the family's contact; a field left as None keeps its value.
+
+    ``address`` holds any of the postal address fields (``address_line_1``,
+    ``address_line_2``, ``address_town``, ``address_postcode``) to change.
+    """
     now = require_aware(now)
     why = (reason or "").strip()
     with case_transaction(session, reference):
@@ -178,6 +209,7 @@ def update_contact(
                 email=email,
                 preferred_channels=preferred_channels,
                 sms_consent=sms_consent,
+                address=address,
             )
             if not why:
                 raise ValidationFailed(

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
+from casework.cases import meeting_invitations as invitations
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
 from casework.cases.fields import NOTE, EventField
@@ -118,6 +119,13 @@ MEETING_ON = EventField(
     when="future",
 )
 MEETING_TIME = EventField("meeting_time", "time", "The meeting's start time", "e.g. 10:00")
+MEETING_PLACE = EventField(
+    "meeting_place",
+    "text",
+    "Where the meeting is",
+    "an address, or the video call link; it goes into the calendar invitation",
+    max_length=500,
+)
 MEETING_HELD_ON = EventField(
     "meeting_held_on",
     "date",
@@ -158,6 +166,9 @@ CERTIFICATE_TYPE = EventField(
     "What the certificate certifies",
     "worked out from the case if left out",
     choices=CERTIFICATE_TYPES,
+)
+REASON_CANCEL = EventField(
+    "reason", "text", "Why the meeting is cancelled", required=True, max_length=2000
 )
 REASON_WITHDRAW = EventField(
     "reason", "text", "Why the family withdrew", required=True, max_length=2000
@@ -230,14 +241,26 @@ def _withdraw(step: Step) -> None:
     step.case.withdrawn_reason = step.data["reason"]
     step.clocks.cancel("case withdrawn")
     end_live_allocation(step.session, step.case, step.now)
+    # A meeting in the family's and the mediator's calendars is taken out of them.
+    invitations.cancel(step)
 
 
 def _schedule_meeting(step: Step) -> None:
     case = step.case
     step.clocks.cancel("meeting rearranged", [DeadlineKind.scheduled_meeting])
-    case.meeting_on = step.data["meeting_on"]
-    case.meeting_time = step.data.get("meeting_time") or None
+    invitations.arrange(
+        step,
+        step.data["meeting_on"],
+        step.data.get("meeting_time") or None,
+        step.data.get("meeting_place") or None,
+    )
+    assert case.meeting_on is not None
     step.clocks.open(dl.scheduled_meeting(case.meeting_on, case.meeting_time))
+
+
+def _cancel_meeting(step: Step) -> None:
+    step.clocks.cancel("meeting cancelled", [DeadlineKind.scheduled_meeting])
+    invitations.cancel(step)
 
 
 def _record_meeting_facts(step: Step) -> dt.date:
@@ -345,6 +368,7 @@ def _decline(step: Step) -> None:
         # the meeting clocks stop and the provider has nothing left to run.
         step.clocks.cancel("the family no longer wants mediation", MEDIATION_STAGE)
         end_live_allocation(step.session, case, step.now)
+        invitations.cancel(step)
     step.clocks.open(dl.certificate_after_decline(declined_on))
 
 
@@ -613,9 +637,17 @@ EVENTS: dict[tuple[CaseKind, str], EventSpec] = {
             M,
             "schedule_meeting",
             "Schedule meeting",
-            (MEETING_ON, MEETING_TIME),
+            (MEETING_ON, MEETING_TIME, MEETING_PLACE),
             roles=STAFF_AND_PROVIDER,
             effect=_schedule_meeting,
+        ),
+        EventSpec(
+            M,
+            "cancel_meeting",
+            "Cancel the meeting",
+            (REASON_CANCEL,),
+            roles=STAFF_AND_PROVIDER,
+            effect=_cancel_meeting,
         ),
         EventSpec(
             M,
@@ -672,9 +704,17 @@ EVENTS: dict[tuple[CaseKind, str], EventSpec] = {
             D,
             "schedule_meeting",
             "Schedule meeting",
-            (MEETING_ON, MEETING_TIME),
+            (MEETING_ON, MEETING_TIME, MEETING_PLACE),
             roles=STAFF_AND_PROVIDER,
             effect=_schedule_meeting,
+        ),
+        EventSpec(
+            D,
+            "cancel_meeting",
+            "Cancel the meeting",
+            (REASON_CANCEL,),
+            roles=STAFF_AND_PROVIDER,
+            effect=_cancel_meeting,
         ),
         EventSpec(
             D,
@@ -733,6 +773,7 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "family_call_back": "The family asked for a call back",
     "sms_opt_out": "The family stopped text messages (replied STOP)",
     "view": "Case viewed",
+    "letter_posted": "Letter posted",
     "download_document": "Document downloaded",
     "reissue_certificate": "Certificate reissued (correction)",
 }

@@ -16,14 +16,22 @@ from casework.cases.fields import MAX_SHORT_TEXT, MAX_TEXT, EventField, check_da
 from casework.cases.unit import Clocks, record_change, require_aware
 from casework.cases.words import DECISION_TYPE_WORDS
 from casework.config import Settings
-from casework.contacts import ContactError, normalise_email, normalise_phone
+from casework.contacts import (
+    ContactError,
+    check_postal_address,
+    normalise_email,
+    normalise_phone,
+)
 from casework.deadlines import DeadlineKind
 from casework.models import Case, Person, ReferenceCounter
 from casework.states import CaseKind, CaseState
 
 DECISION_TYPES = tuple(DECISION_TYPE_WORDS)
 INTAKE_CHANNELS = ("helpline", "email")
-NOTICE_CHANNELS = ("sms", "email")
+NOTICE_CHANNELS = ("sms", "email", "post")
+ADDRESS_FIELDS = ("address_line_1", "address_line_2", "address_town", "address_postcode")
+
+CHANNEL_CHOICE = "choose text message, email, post, or more than one."
 
 DECISION_DATE = EventField("decision_date", "date", "The date of the LA's decision letter")
 
@@ -41,6 +49,10 @@ INTAKE_WORDS: dict[str, str] = {
     "child_name": "Child or young person's name",
     "preferred_channels": "How the family wants to hear from us",
     "reg32_info_given": "The decision letter gave the mediation information",
+    "address_line_1": "Address line 1",
+    "address_line_2": "Address line 2",
+    "address_town": "Town or city",
+    "address_postcode": "Postcode",
 }
 
 
@@ -73,6 +85,11 @@ class Intake:
     reg32_info_given: bool | None = None
     # The owning adviser's email; empty means the signed-in person opening the case.
     adviser: str = ""
+    # The postal address: needed when the family hears from us by post.
+    address_line_1: str = ""
+    address_line_2: str = ""
+    address_town: str = ""
+    address_postcode: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,7 @@ class CheckedIntake:
     channels: tuple[str, ...]
     sms_consent: bool
     reg32_info_given: bool | None
+    address: dict[str, str]
 
 
 def check_intake(intake: Intake, *, today: dt.date) -> CheckedIntake:
@@ -154,9 +172,18 @@ def check_intake(intake: Intake, *, today: dt.date) -> CheckedIntake:
         )
     channels = tuple(c.strip() for c in (intake.preferred_channels or "").split(",") if c.strip())
     if not channels or any(c not in NOTICE_CHANNELS for c in channels):
-        fail("preferred_channels", "choose text message, email or both.")
+        fail("preferred_channels", CHANNEL_CHOICE)
     elif channels == ("email",) and not email and "email" not in errors:
         fail("email", "give an address for email notices, or choose text messages.")
+    address, problems = check_postal_address(
+        intake.address_line_1,
+        intake.address_line_2,
+        intake.address_town,
+        intake.address_postcode,
+        required="post" in channels,
+    )
+    for field_name, message in problems.items():
+        fail(field_name, message + ".")
     if errors:
         raise IntakeInvalid(errors)
     return CheckedIntake(
@@ -174,6 +201,7 @@ def check_intake(intake: Intake, *, today: dt.date) -> CheckedIntake:
         channels=channels,
         sms_consent=bool(intake.sms_consent),
         reg32_info_given=intake.reg32_info_given,
+        address=address,
     )
 
 
@@ -249,6 +277,10 @@ def open_case(
             email=checked.email,
             preferred_channels=",".join(checked.channels),
             sms_consent=checked.sms_consent,
+            address_line_1=checked.address["address_line_1"],
+            address_line_2=checked.address["address_line_2"],
+            address_town=checked.address["address_town"],
+            address_postcode=checked.address["address_postcode"],
         )
         session.add(family)
         # Every family gets its own page from the start: the link goes in its notices.

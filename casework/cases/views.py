@@ -396,9 +396,22 @@ DATA_WORDS: dict[str, str] = {
     "notices_readdressed": "Notices not yet sent, re-addressed",
     "adviser": "Owning adviser",
     "previous_adviser": "Previous owning adviser",
+    "posted_on": "Posted on",
+    "letter": "Letter",
+    "cancelled_meeting_on": "The meeting cancelled was on",
+    "address_line_1": "Address line 1",
+    "address_line_1_was": "Address line 1 before",
+    "address_line_2": "Address line 2",
+    "address_line_2_was": "Address line 2 before",
+    "address_town": "Town or city",
+    "address_town_was": "Town or city before",
+    "address_postcode": "Postcode",
+    "address_postcode_was": "Postcode before",
 }
 # Keys that are references for the machine, not facts for a person.
-_HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
+_HIDDEN_DATA = frozenset(
+    {"note", "provider_id", "notice", "template", "document_id", "invitation_document_id"}
+)
 
 
 def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ import typer
 from casework.cli import cases, documents, ops
 from casework.cli.audit import audit_app
 from casework.cli.backup import backup_cmd, restore_cmd
+from casework.cli.letters import letters_app
 from casework.cli.reports import report_app
 from casework.cli.sar import sar_app
 from casework.cli.users import user_app
@@ -40,6 +41,7 @@ app.command("tick")(ops.tick)
 app.command("digest")(ops.digest)
 app.command("worker")(ops.worker)
 app.add_typer(ops.notices_app, name="notices")
+app.add_typer(letters_app, name="letters")
 app.command("backup")(backup_cmd)
 app.command("restore")(restore_cmd)
 app.add_typer(audit_app, name="audit")

@@ -47,7 +47,7 @@ def case_open(
         bool, typer.Option(help="Appeal only about the school or college named.")
     ] = False,
     channels: Annotated[
-        str, typer.Option(help="Notice channels: sms, email or sms,email.")
+        str, typer.Option(help="Notice channels: any of sms, email, post, comma-separated.")
     ] = "sms,email",
     no_sms_consent: Annotated[
         bool, typer.Option("--no-sms-consent", help="The family does not want SMS.")
@@ -61,6 +61,10 @@ def case_open(
             help="Whether the LA's decision letter gave the mediation information (reg 32).",
         ),
     ] = None,
+    address_line_1: Annotated[str, typer.Option(help="Postal address, first line.")] = "",
+    address_line_2: Annotated[str, typer.Option(help="Postal address, second line.")] = "",
+    town: Annotated[str, typer.Option(help="Postal address, town or city.")] = "",
+    postcode: Annotated[str, typer.Option(help="Postal address, postcode.")] = "",
     at: AtOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -81,6 +85,10 @@ def case_open(
         preferred_channels=channels,
         sms_consent=not no_sms_consent,
         reg32_info_given=reg32_info_given,
+        address_line_1=address_line_1,
+        address_line_2=address_line_2,
+        address_town=town,
+        address_postcode=postcode,
     )
     with open_session() as (session, settings):
         case = cases.open_case(session, intake, now=now, actor=cli_actor(), settings=settings)

@@ -35,6 +35,7 @@ goes out in quiet hours (21:00-08:00 London).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import random
@@ -48,6 +49,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, case, select, update
 
+from casework import deadlines as dl
 from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Document, Notice, NoticeStatus
 from casework.notices import (
@@ -56,6 +58,7 @@ from casework.notices import (
     live_family_link_url,
     next_sms_moment,
 )
+from casework.notify import letter
 from casework.notify.base import (
     Attachment,
     Channel,
@@ -68,10 +71,12 @@ from casework.notify.escalate import (
     close_alarms,
     credential_alarm_row,
     delivery_failed_row,
+    letter_fallback_row,
     open_credential_alarm,
 )
 from casework.notify.outbox import OutboxChannel
 from casework.notify.render import RenderError, render
+from casework.pdf import PdfRenderError
 
 log = logging.getLogger("casework.dispatch")
 
@@ -109,6 +114,7 @@ class DispatchResult:
     taken_over: int = 0  # an outcome not written because another worker had the notice
     finished_on_reclaim: int = 0  # reclaimed with a provider id: recorded sent, not resent
     errors: int = 0  # notices (or claims) whose processing raised; released
+    printed: int = 0  # letters made into PDFs, waiting for staff to post them
     by_channel: Counter[str] = field(default_factory=Counter)
 
     def merge(self, other: DispatchResult) -> None:
@@ -479,6 +485,9 @@ def _deliver(
         )
         result.skipped += 1
         return
+    if row.channel == "post":
+        _print_letter(engine, row, now, me, settings, result)
+        return
     # A one-time code was asked for a moment ago by the family itself, and lasts
     # minutes: it is sent at once, whatever the hour.
     if row.channel == "sms" and kind != "code" and in_quiet_hours(now, settings):
@@ -544,6 +553,127 @@ def _deliver(
         log.warning("sent after claim was taken over", extra={"notice_id": row.public_id})
     result.sent += 1
     result.by_channel[f"{row.channel}:{sent.provider}"] += 1
+
+
+class _LostClaim(Exception):
+    """Another worker took the notice while its letter was printed: write nothing."""
+
+
+def _print_letter(
+    engine: Engine,
+    row: Any,
+    now: dt.datetime,
+    me: str,
+    settings: Settings,
+    result: DispatchResult,
+) -> None:
+    """A notice by post: its email's words as a letter PDF, kept as a document, to post.
+
+    The PDF, the document row and the notice moving to "to post" are one
+    transaction, so the letters page never lists a letter without its PDF. The
+    notice leaves the queue here; staff print and post it and say so.
+    """
+    if row.case_id is None:
+        _fail(
+            engine,
+            row,
+            now,
+            me,
+            "a letter needs a case",
+            settings,
+            result,
+            None,
+            attempts=row.attempts,
+        )
+        return
+    context = dict(row.context or {})
+    enclosure = _enclosure(engine, context.get("enclosure_document_id"))
+    try:
+        subject, body = render(row.template, "email", context | {"attached": bool(enclosure)})
+        pdf = letter.letter_pdf(
+            subject=subject,
+            body=body,
+            recipient=str(row.to_address).split("\n"),
+            sender=settings.service.postal_address or [settings.service.name],
+            day=dl.local_date(now),
+            enclosures=enclosure,
+        )
+    except (RenderError, PdfRenderError) as exc:
+        _fail(engine, row, now, me, str(exc), settings, result, None, attempts=row.attempts)
+        return
+    if len(pdf) > settings.document_max_bytes:
+        _fail(
+            engine,
+            row,
+            now,
+            me,
+            "the letter is larger than a document may be",
+            settings,
+            result,
+            None,
+            attempts=row.attempts,
+        )
+        return
+    reference = str((row.context or {}).get("reference") or "case")
+    documents = Document.__table__  # type: ignore[attr-defined]
+    try:
+        with engine.begin() as conn:
+            document_id = conn.execute(
+                documents.insert()
+                .values(
+                    case_id=row.case_id,
+                    kind="letter",
+                    series=f"notice-{row.public_id}"[:64],
+                    version=1,
+                    file_name=letter.file_name(reference, row.public_id),
+                    media_type=letter.MEDIA_TYPE,
+                    size=len(pdf),
+                    sha256=hashlib.sha256(pdf).hexdigest(),
+                    created_by=f"system:{me}"[:320],
+                    created_at=now,
+                    superseded_by=None,
+                    content=pdf,
+                )
+                .returning(documents.c.id)
+            ).scalar_one()
+            changed = conn.execute(
+                update(_N)
+                .where(_ours(row.id, me))
+                .values(
+                    status=NoticeStatus.to_post,
+                    document_id=document_id,
+                    subject=subject[:300],
+                    body=body,
+                    provider="post",
+                    attempts=row.attempts + 1,
+                    last_error="",
+                    claimed_by=None,
+                )
+            ).rowcount
+            if not changed:
+                raise _LostClaim
+            conn.execute(
+                _EVENTS.insert(), [_event(row.id, now, "attempt", "to_post", "letter printed")]
+            )
+    except _LostClaim:
+        result.taken_over += 1
+        return
+    result.printed += 1
+    result.by_channel["post:letter"] += 1
+
+
+def _enclosure(engine: Engine, document_id: Any) -> tuple[bytes, ...]:
+    """The stored PDF a letter encloses (a certificate), or nothing: a calendar file
+    cannot be printed, and the letter's own words say where the meeting is."""
+    if not isinstance(document_id, int):
+        return ()
+    with engine.connect() as conn:
+        doc = conn.execute(
+            select(_DOCS.c.media_type, _DOCS.c.content).where(_DOCS.c.id == document_id)
+        ).first()
+    if doc is None or doc.media_type != letter.MEDIA_TYPE:
+        return ()
+    return (bytes(doc.content),)
 
 
 def _attachments(engine: Engine, row: Any) -> tuple[Attachment, ...]:
@@ -650,7 +780,18 @@ def _failed_send(
         return
     if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
         reason = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
-        _fail(engine, row, now, me, reason, settings, result, attempt_event, attempts=attempts)
+        _fail(
+            engine,
+            row,
+            now,
+            me,
+            reason,
+            settings,
+            result,
+            attempt_event,
+            attempts=attempts,
+            by_post=True,
+        )
         return
     ok = _finish(
         engine,
@@ -743,8 +884,12 @@ def _fail(
     attempt_event: dict[str, Any] | None,
     *,
     attempts: int,
+    by_post: bool = False,
 ) -> None:
     """Give up on a notice and tell a person who can reach the recipient another way.
+
+    ``by_post``: the channel refused it (not our template): a family that no email
+    or SMS of this message can reach any more gets it as a letter instead.
 
     Failing and queueing the escalation are one transaction, and both happen only
     while the claim is still ours: a crash between them cannot lose the escalation,
@@ -768,6 +913,10 @@ def _fail(
             return
         escalation = delivery_failed_row(row, now, reason, settings)
         new = insert_notices(conn, [escalation]) if escalation is not None else []
+        # Neither email nor SMS reaches the family: the same words go by post.
+        letter = letter_fallback_row(conn, row, now) if by_post else None
+        if letter is not None:
+            insert_notices(conn, [letter])
     result.failed += 1
     if new:
         result.escalated += 1

@@ -15,8 +15,8 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from casework.config import Settings
-from casework.models import DeliveryAlarm
-from casework.notices import outbox_row
+from casework.models import DeliveryAlarm, Notice, NoticeStatus, Person
+from casework.notices import outbox_row, postal_lines
 from casework.notify.render import render
 
 log = logging.getLogger("casework.escalate")
@@ -63,6 +63,73 @@ def delivery_failed_row(
         context=context,
         not_before=now,
         now=now,
+    )
+
+
+_DIGITAL = ("email", "sms")
+# A sibling notice in one of these may still reach the family: no letter yet.
+_MAY_STILL_ARRIVE = (
+    NoticeStatus.queued,
+    NoticeStatus.sending,
+    NoticeStatus.sent,
+    NoticeStatus.delivered,
+)
+
+
+def letter_fallback_row(conn: Connection, row: Any, now: dt.datetime) -> dict[str, Any] | None:
+    """A letter instead of a family notice that email and SMS could not deliver.
+
+    Called in the transaction that fails ``row`` permanently. The same message went
+    out on every channel the family uses (one notice each, created together); only
+    when none of them can still arrive, and the family has a postal address, is the
+    message queued again as a letter (channel ``post``) for the dispatcher to print.
+    One letter per message: its key is shared by the siblings, so the last of two
+    failures does not print a second.
+    """
+    if row.recipient_role != "family" or row.case_id is None or row.channel not in _DIGITAL:
+        return None
+    n = Notice.__table__  # type: ignore[attr-defined]
+    alive = conn.execute(
+        select(n.c.id)
+        .where(
+            n.c.case_id == row.case_id,
+            n.c.recipient_role == "family",
+            n.c.template == row.template,
+            n.c.created_at == row.created_at,
+            n.c.id != row.id,
+            n.c.status.in_([s.value for s in _MAY_STILL_ARRIVE]),
+        )
+        .limit(1)
+    ).first()
+    if alive is not None:
+        return None
+    p = Person.__table__  # type: ignore[attr-defined]
+    family = conn.execute(
+        select(p).where(p.c.case_id == row.case_id, p.c.role == "family").limit(1)
+    ).first()
+    if family is None:
+        return None
+    lines = postal_lines(
+        family.name,
+        family.address_line_1,
+        family.address_line_2,
+        family.address_town,
+        family.address_postcode,
+    )
+    if not lines:
+        return None
+    group = str(row.idempotency_key).rsplit(":", 1)[0]
+    return outbox_row(
+        key=f"{group}:post-after-failure",
+        case_id=row.case_id,
+        template=row.template,
+        recipient="family",
+        channel="post",
+        address="\n".join(lines),
+        context=dict(row.context or {}) | {"after_failure": True},
+        not_before=now,
+        now=now,
+        deadline_id=row.deadline_id,
     )
 
 

@@ -37,7 +37,7 @@ from twilio.request_validator import RequestValidator
 from casework.config import Settings
 from casework.models import DeliveryEvent, Notice, NoticeStatus, WebhookBatch
 from casework.notices import insert_notices
-from casework.notify.escalate import delivery_failed_row
+from casework.notify.escalate import delivery_failed_row, letter_fallback_row
 
 log = logging.getLogger("casework.receipts")
 
@@ -269,8 +269,10 @@ def apply_receipt(
     escalation = delivery_failed_row(
         notice, now, f"{source} reported {status}: {detail}".strip(), settings
     )
-    if escalation is not None:
-        insert_notices(conn, [escalation])
+    letter = letter_fallback_row(conn, notice, now)
+    rows = [r for r in (escalation, letter) if r is not None]
+    if rows:
+        insert_notices(conn, rows)
     return "failed-escalated"
 
 

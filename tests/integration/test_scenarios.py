@@ -344,6 +344,7 @@ def test_a_mediated_case_from_request_to_appeal_lodged(
         "10:00",
         life.event("schedule_meeting", meeting_on=D(2026, 12, 9), meeting_time="10:00"),
         family("meeting_confirmed"),
+        provider("meeting_arranged_provider"),  # the mediator gets the same invitation
     )
     life.do(
         "2026-12-09",
@@ -392,7 +393,7 @@ def test_a_mediated_case_from_request_to_appeal_lodged(
     assert all(
         "Monday 11 January 2027, 5pm" in b for b in life.bodies("family_appeal_reminder", "sms")
     )
-    assert len(life.sent) == 24
+    assert len(life.sent) == 25  # with the invitation to the provider
 
     if "twilio" in transport:
         # The same notices went over HTTP, each exactly once, through the real SDKs.

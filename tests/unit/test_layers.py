@@ -15,7 +15,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2] / "casework"
 
 # Pure: no casework import at all. Dates and states come in as arguments.
-PURE = ("casework.deadlines", "casework.states", "casework.law", "casework.contacts")
+PURE = (
+    "casework.deadlines",
+    "casework.states",
+    "casework.law",
+    "casework.contacts",
+    "casework.invitations",
+)
 # Renders documents from templates; knows no record, rule or channel (docs/layers.md).
 SELF_CONTAINED = ("casework.pdf",)
 # The doors: nothing below them may import them.

@@ -333,6 +333,7 @@ EVENT_STATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("mediation", "choose_mediation"): ("mediating",),
     ("mediation", "record_icb_told"): ("mediating",),
     ("mediation", "schedule_meeting"): ("mediating", "certificate_issued", "appeal_ready"),
+    ("mediation", "cancel_meeting"): ("mediating", "certificate_issued", "appeal_ready"),
     ("mediation", "add_agreement_item"): ("mediating", "certificate_issued", "appeal_ready"),
     ("mediation", "issue_certificate"): ("certificate_issued", "appeal_ready"),
     ("mediation", "mark_exempt"): ("appeal_ready",),
@@ -391,6 +392,7 @@ EVENT_STATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("disagreement", "accept_allocation"): ("allocated",),
     ("disagreement", "decline_allocation"): ("advised", "allocated"),
     ("disagreement", "schedule_meeting"): ("allocated",),
+    ("disagreement", "cancel_meeting"): ("allocated",),
     ("disagreement", "withdraw"): ("requested", "advised", "allocated", "meeting_held"),
 }
 
@@ -424,7 +426,7 @@ def _event_fits(event: str, snap: Snapshot) -> bool:
         return fields.get("certificate_on") is not None and not snap.label.endswith("later")
     if event == "add_agreement_item":
         return fields.get("meeting_held_on") is not None
-    if event == "schedule_meeting" and snap.state != "mediating":
+    if event in ("schedule_meeting", "cancel_meeting") and snap.state != "mediating":
         return "deemed" in snap.label and fields.get("meeting_held_on") is None
     if event == "choose_mediation":
         return snap.label.startswith("mediating (")
@@ -442,6 +444,9 @@ def _data_for(event: str, snap: Snapshot) -> dict[str, Any]:
         return {"icb_told_on": fields["icb_told_on"]}
     if event == "withdraw":
         return {"reason": "The family no longer wants our help"}
+    if event == "cancel_meeting":
+        meeting_on = snap.sent_on + dt.timedelta(days=7)
+        return {"reason": "The mediator is ill", "cancelled_meeting_on": meeting_on.isoformat()}
     if event == "close":
         return {"outcome": "no_appeal" if "later" in snap.label else "appeal_lodged"}
     if event == "add_agreement_item":

@@ -151,7 +151,8 @@ def event_notice_context(event: str, **fact_kw: Any) -> dict:
         case=case,
         event=event,
         opened=opened,
-        data={"reason": "The family and the school agreed a plan; no appeal needed"},
+        data={"reason": "The family and the school agreed a plan; no appeal needed"}
+        | ({"cancelled_meeting_on": LONGEST_DAY.isoformat()} if event == "cancel_meeting" else {}),
         now=SENT_AT,  # the certificate's day: every date above is still ahead
         settings=SETTINGS,
     )
@@ -236,6 +237,7 @@ DISAGREEMENT_EVENTS = {
     "allocate_provider",
     "decline_allocation",
     "schedule_meeting",
+    "cancel_meeting",
     "withdraw",
 }
 

@@ -46,6 +46,7 @@ MEDIATION_TABLE: dict[tuple[CaseState, str], CaseState] = {
     (S.advised, "decline"): S.declined,
     (S.advised, "withdraw"): S.withdrawn,
     (S.mediating, "schedule_meeting"): S.mediating,
+    (S.mediating, "cancel_meeting"): S.mediating,  # the invitation is withdrawn
     (S.mediating, "record_meeting"): S.mediating,  # the certificate still has to be issued
     (S.mediating, "report_not_arranged"): S.mediating,  # the meeting may still happen later
     (S.mediating, "issue_certificate"): S.certificate_issued,
@@ -57,6 +58,8 @@ MEDIATION_TABLE: dict[tuple[CaseState, str], CaseState] = {
     (S.certificate_issued, "record_meeting"): S.certificate_issued,
     (S.certificate_issued, "issue_certificate"): S.certificate_issued,
     (S.appeal_ready, "schedule_meeting"): S.appeal_ready,
+    (S.certificate_issued, "cancel_meeting"): S.certificate_issued,
+    (S.appeal_ready, "cancel_meeting"): S.appeal_ready,
     (S.appeal_ready, "record_meeting"): S.appeal_ready,
     (S.appeal_ready, "issue_certificate"): S.appeal_ready,
     (S.declined, "issue_certificate"): S.certificate_issued,
@@ -73,6 +76,7 @@ MEDIATION_EVENTS = (
     "record_icb_told",
     "decline",
     "schedule_meeting",
+    "cancel_meeting",
     "record_meeting",
     "report_not_arranged",
     "issue_certificate",
@@ -97,6 +101,7 @@ DISAGREEMENT_TABLE: dict[tuple[CaseState, str], CaseState] = {
     (S.advised, "allocate"): S.allocated,
     (S.advised, "withdraw"): S.withdrawn,
     (S.allocated, "schedule_meeting"): S.allocated,
+    (S.allocated, "cancel_meeting"): S.allocated,
     (S.allocated, "record_meeting"): S.meeting_held,
     (S.allocated, "return_to_adviser"): S.advised,
     (S.allocated, "withdraw"): S.withdrawn,
@@ -108,6 +113,7 @@ DISAGREEMENT_EVENTS = (
     "allocate",
     "return_to_adviser",
     "schedule_meeting",
+    "cancel_meeting",
     "record_meeting",
     "close",
     "withdraw",
@@ -131,6 +137,7 @@ class FakeCase:
     kind: str
     state: str
     provider_id: int | None = None
+    meeting_on: dt.date | None = None
     meeting_held_on: dt.date | None = None
     not_arranged_reported_on: dt.date | None = None
     health_care: bool = False
@@ -146,6 +153,7 @@ def permissive(kind: CaseKind, state: CaseState) -> FakeCase:
         kind=kind.value,
         state=state.value,
         provider_id=7,
+        meeting_on=dt.date(2026, 12, 9),  # arranged again after the one held on 4 Dec
         meeting_held_on=dt.date(2026, 12, 4),
         not_arranged_reported_on=None,
         health_care=True,

@@ -28,13 +28,23 @@ from casework.config import Settings
 from casework.web import assets
 from casework.web.deps import SESSION_COOKIE, NotSignedIn
 from casework.web.errors import http_status
-from casework.web.pages import case, common, dashboard, family, intake, manager, sign_in, verify
+from casework.web.pages import (
+    case,
+    common,
+    dashboard,
+    family,
+    intake,
+    letters,
+    manager,
+    sign_in,
+    verify,
+)
 from casework.web.pages.common import PageError, redirect, render
 from casework.web.security import CsrfFailed, SecurityHeadersMiddleware
 
 # Order matters: /cases/new (intake) must be matched before /cases/{reference}.
 router = APIRouter(include_in_schema=False)
-for _screen in (sign_in, dashboard, intake, case, manager, verify, family):
+for _screen in (sign_in, dashboard, intake, case, manager, letters, verify, family):
     router.include_router(_screen.router)
 
 

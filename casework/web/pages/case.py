@@ -561,7 +561,8 @@ def case_contact_post(
     user = require_staff(signed_in, case_page=True)
     case: Case = _staff_case(session, signed_in, reference)[0]
     values: dict[str, Any] = {
-        n: form_text(form, n) for n in ("name", "phone", "email", "sms_consent", "reason")
+        n: form_text(form, n)
+        for n in ("name", "phone", "email", "sms_consent", "reason", *cases.ADDRESS_FIELDS)
     }
     values["preferred_channels"] = [
         c for c in form.getlist("preferred_channels") if isinstance(c, str)
@@ -579,6 +580,7 @@ def case_contact_post(
             email=values["email"],
             preferred_channels=",".join(values["preferred_channels"]),
             sms_consent=values["sms_consent"] == "yes" if values["sms_consent"] else None,
+            address={f: values[f] for f in cases.ADDRESS_FIELDS},
             reason=values["reason"],
             now=now,
             actor=auth.actor_for(user, "web"),

@@ -130,7 +130,11 @@ def _nav_for(user: User | None, path: str) -> list[NavItem]:
     elif user.role == Role.commissioner:
         items = [NavItem("Reports", "/reports")]
     else:
-        items = [NavItem("Cases", "/"), NavItem("New case", "/cases/new")]
+        items = [
+            NavItem("Cases", "/"),
+            NavItem("New case", "/cases/new"),
+            NavItem("Letters to post", "/letters"),
+        ]
         if user.role in MANAGER_ROLES:
             items.append(NavItem("Late and at risk", "/manager"))
             items.append(NavItem("Reports", "/reports"))

@@ -77,6 +77,10 @@ def intake_post(
             "placement_only",
             "reg32_info_given",
             "summary",
+            "address_line_1",
+            "address_line_2",
+            "address_town",
+            "address_postcode",
         )
     }
     values["preferred_channels"] = [
@@ -107,6 +111,10 @@ def intake_post(
         preferred_channels=",".join(values["preferred_channels"]),
         sms_consent=_yes(values["sms_consent"]),
         reg32_info_given=None if reg32 == "" else _yes(reg32),
+        address_line_1=values["address_line_1"],
+        address_line_2=values["address_line_2"],
+        address_town=values["address_town"],
+        address_postcode=values["address_postcode"],
     )
     try:
         if errors:

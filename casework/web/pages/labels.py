@@ -57,6 +57,7 @@ DONE_MESSAGES: dict[str, str] = {
     "accepted": "Allocation accepted.",
     "declined": "Allocation declined. The case has gone back to the adviser.",
     "acknowledged": "Escalation acknowledged.",
+    "posted": "Letters recorded as posted. Each case's history says so.",
     "agreed": "Agreed action recorded. Its clock has started.",
     "agreement_done": "Agreed action recorded as carried out.",
     "note": "Note saved.",
