@@ -45,10 +45,13 @@ from casework.cases.intake import (
     INTAKE_CHANNELS,
     Intake,
     IntakeInvalid,
+    PossibleDuplicate,
     check_intake,
     open_case,
+    possible_duplicates,
 )
 from casework.cases.notes import add_note, log_call, notes_of
+from casework.cases.reopen import reopen_case
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
 from casework.cases.views import (
     LATE_OUTSTANDING,
@@ -93,6 +96,7 @@ __all__ = [
     "IntakeInvalid",
     "NotFound",
     "NotPermitted",
+    "PossibleDuplicate",
     "Suggestion",
     "TransitionContext",
     "TransitionRefused",
@@ -132,9 +136,11 @@ __all__ = [
     "notes_of",
     "open_case",
     "parse_event_data",
+    "possible_duplicates",
     "provider_events",
     "record_agreement_item_done",
     "record_view",
+    "reopen_case",
     "respond_to_allocation",
     "spec_for",
     "still_due",

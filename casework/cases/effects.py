@@ -697,6 +697,7 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "log_call": "Call logged",
     "update_contact": "Family contact corrected",
     "view": "Case viewed",
+    "reopen": "Case reopened",
 }
 
 

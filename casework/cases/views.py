@@ -394,7 +394,22 @@ DATA_WORDS: dict[str, str] = {
     "notices_readdressed": "Notices not yet sent, re-addressed",
     "adviser": "Owning adviser",
     "previous_adviser": "Previous owning adviser",
+    "decision_date_was": "Date of the LA's decision letter, before",
+    "decision_type_was": "What the LA decided, before",
+    "reg32_info_given_was": "The decision letter gave the mediation information, before",
+    "child_name": "Child or young person's name",
+    "child_name_was": "Child or young person's name, before",
+    "clocks_recomputed": "Clocks worked out again",
+    "returned_to": "Returned to",
+    "clocks_restored": "Clocks running again",
+    "clocks_late": "Clocks whose time has passed (shown as late)",
+    "warning": "Warning",
+    "close_outcome_was": "How the case had ended",
+    "withdrawn_reason_was": "Why it had been withdrawn",
+    "allocation": "The provider's allocation, now",
 }
+# Yes-or-no details whose "no" is itself worth saying (the letter did NOT inform).
+_SAY_NO = frozenset({"reg32_info_given", "reg32_info_given_was"})
 # Keys that are references for the machine, not facts for a person.
 _HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
 
@@ -402,14 +417,21 @@ _HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
 def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[str, str]]:
     """An audit row's data as (words, value) pairs: labels from the event's own fields."""
     from casework.cases.effects import event_fields
-    from casework.cases.words import CHOICE_WORDS, DEADLINE_WORDS, DECISION_TYPE_WORDS
+    from casework.cases.words import (
+        CHOICE_WORDS,
+        DEADLINE_WORDS,
+        DECISION_TYPE_WORDS,
+        STATE_WORDS,
+    )
 
     labels = {f.name: f.label for f in event_fields(kind, event)}
     out: list[tuple[str, str]] = []
     for key, value in data.items():
-        if key in _HIDDEN_DATA or value in (None, "", False):
+        if key in _HIDDEN_DATA or value in (None, ""):
             continue
-        text = str(value)
+        if value is False and key not in _SAY_NO:
+            continue
+        text = "No" if value is False else str(value)
         if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
             try:
                 text = dl.fmt(dt.date.fromisoformat(value))
@@ -417,6 +439,8 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
                 text = value
         elif value is True:
             text = "Yes"
+        elif isinstance(value, str) and key in ("from_state", "returned_to"):
+            text = STATE_WORDS.get(value, value)
         elif isinstance(value, str):
             text = (
                 CHOICE_WORDS.get(value)

@@ -13,6 +13,7 @@ from casework.cases import words
 from casework.cli.common import (
     AtOpt,
     JsonOpt,
+    account_actor,
     cli_actor,
     emit,
     fail,
@@ -269,11 +270,23 @@ def case_update(
             help="Whether the LA's decision letter gave the mediation information (reg 32).",
         ),
     ] = None,
-    note: Annotated[str, typer.Option(help="Why it changed.")] = "",
+    child_name: Annotated[
+        str | None, typer.Option(help="The child or young person's name.")
+    ] = None,
+    note: Annotated[
+        str,
+        typer.Option(
+            "--reason", "--note", help="Why it changed (needed to correct a detail held)."
+        ),
+    ] = "",
     at: AtOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add or correct facts after intake: the LA's decision, the ICB told, agreement done."""
+    """Add or correct facts after intake: the LA's decision, the ICB told, agreement done.
+
+    Correcting a detail already held needs --reason; clocks counted from a corrected
+    date are worked out again.
+    """
     now = parse_at(at)
     with open_session() as (session, settings):
         case = cases.update_case_facts(
@@ -285,10 +298,31 @@ def case_update(
             decision_date=decision_date,
             decision_type=decision_type,
             reg32_info_given=reg32_info_given,
+            child_name=child_name,
             icb_told_on=icb_told_on,
             icb_told_la_on=icb_told_la_on,
             agreement_done_on=agreement_done_on,
             note=note,
+        )
+        _show(session, case, as_json)
+
+
+@case_app.command("reopen")
+@handles_errors
+def case_reopen(
+    reference: str,
+    reason: Annotated[str, typer.Option(help="Why the case is being reopened.")] = "",
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reopen a closed or withdrawn case (a manager's step: set CASEWORK_ACTOR to your email).
+
+    The case goes back to the state it was in and the clocks that still run start again.
+    """
+    now = parse_at(at)
+    with open_session() as (session, _settings):
+        case = cases.reopen_case(
+            session, reference, reason=reason, now=now, actor=account_actor(session)
         )
         _show(session, case, as_json)
 

@@ -22,7 +22,14 @@ from casework.web.api.common import (
     forbid_provider,
     visible_case,
 )
-from casework.web.api.schemas import CaseDetailOut, CasePageOut, CaseSummaryOut, EventIn, IntakeIn
+from casework.web.api.schemas import (
+    CaseDetailOut,
+    CasePageOut,
+    CaseSummaryOut,
+    EventIn,
+    IntakeIn,
+    ReopenIn,
+)
 from casework.web.api.views import (
     case_detail,
     check_version,
@@ -210,4 +217,27 @@ def post_event(
     except cases.NotPermitted as exc:
         allowed = [name for name, _ in cases.allowed_events(case, actor)]
         raise RoleRefused(str(exc), allowed) from exc
+    return case_detail(session, user, case, now)
+
+
+@router.post(
+    "/cases/{reference}/reopen",
+    response_model=CaseDetailOut,
+    summary="Reopen a closed or withdrawn case (managers only)",
+)
+def reopen_case(
+    reference: Reference,
+    body: ReopenIn,
+    user: ApiUser,
+    session: SessionDep,
+    now: NowDep,
+) -> CaseDetailOut:
+    """The case returns to the state it was in before it was closed or withdrawn, and the
+    clocks that still run start again (a legal clock whose date has passed shows as late).
+    """
+    case = visible_case(session, user, reference)
+    end_read(session)
+    case = cases.reopen_case(
+        session, case.reference, reason=body.reason, now=now, actor=actor_for(user, "api")
+    )
     return case_detail(session, user, case, now)

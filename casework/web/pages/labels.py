@@ -62,6 +62,8 @@ DONE_MESSAGES: dict[str, str] = {
     "call": "Call logged.",
     "contact": "Family contact corrected. Notices not yet sent will use the new details.",
     "password": "Password set. You can now sign in.",
+    "reopened": "Case reopened. It is back where it was and its clocks that still run have"
+    " started again.",
 }
 
 
