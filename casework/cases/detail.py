@@ -37,3 +37,5 @@ class CaseDetail:
     recent_views: list[CaseEvent] = field(default_factory=list)
     # Notes and calls, newest first; a provider's view keeps only the shared ones.
     notes: list[CaseNote] = field(default_factory=list)
+    # Steps of this state not possible yet, with what to do first (words, why).
+    not_yet: list[tuple[str, str]] = field(default_factory=list)

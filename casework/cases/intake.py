@@ -248,6 +248,30 @@ def possible_duplicates(session: Session, intake: Intake) -> list[PossibleDuplic
     return out
 
 
+@dataclass(frozen=True)
+class IntakeReview:
+    """An intake that passed every rule, and the open cases it may duplicate."""
+
+    checked: CheckedIntake
+    duplicates: list[PossibleDuplicate]
+
+
+def review_intake(session: Session, intake: Intake, *, now: dt.datetime) -> IntakeReview:
+    """Check an intake before it is opened: every problem at once, or what will be opened
+    and the open cases it may duplicate. Nothing is written."""
+    now = require_aware(now)
+    checked = check_intake(intake, today=dl.local_date(now))
+    return IntakeReview(checked, possible_duplicates(session, intake))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A case opened, with the open cases it may duplicate (a warning, never a refusal)."""
+
+    case: Case
+    duplicates: list[PossibleDuplicate]
+
+
 def owning_adviser(intake: Intake, actor: Actor) -> str | None:
     """Whoever takes the call owns the case unless the intake names someone else.
 
@@ -286,9 +310,21 @@ def open_case(
     session: Session, intake: Intake, *, now: dt.datetime, actor: Actor, settings: Settings
 ) -> Case:
     """Record a new request and start its clocks; returns the committed case."""
+    return open_case_reviewed(session, intake, now=now, actor=actor, settings=settings).case
+
+
+def open_case_reviewed(
+    session: Session, intake: Intake, *, now: dt.datetime, actor: Actor, settings: Settings
+) -> Opened:
+    """Record a new request and start its clocks; with the open cases it may duplicate.
+
+    The duplicates are looked up before the new case exists (it would match itself)
+    and reported, not refused: two children of one family are two cases.
+    """
     now = require_aware(now)
     today = dl.local_date(now)
     checked = check_intake(intake, today=today)
+    duplicates = possible_duplicates(session, intake)
     prefix = (
         settings.reference_prefix_mediation
         if checked.kind == CaseKind.mediation
@@ -368,4 +404,4 @@ def open_case(
     except Exception:
         session.rollback()
         raise
-    return case
+    return Opened(case, duplicates)

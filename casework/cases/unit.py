@@ -324,6 +324,8 @@ class Step:
     from_state: str
     # Agreed actions recorded by this step (reg 42), for the letters it causes.
     items: list[AgreementItem] = field(default_factory=list)
+    # What the person should check, though the law allows it: shown, never refused.
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def begin(

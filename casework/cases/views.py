@@ -17,7 +17,7 @@ from sqlmodel import Session, col
 from casework import deadlines as dl
 from casework import urgency
 from casework.cases.access import check_actor_may_see
-from casework.cases.advance import allowed_events
+from casework.cases.advance import allowed_events, unavailable_events
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.detail import CaseDetail
@@ -276,6 +276,7 @@ def case_detail(
         events=case_events(session, case, include_views=views_in_history),
         notices=notices,
         actions=allowed_events(case, actor),
+        not_yet=unavailable_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
         notes=notes_of(session, case),
     )

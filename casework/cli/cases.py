@@ -84,8 +84,12 @@ def case_open(
         reg32_info_given=reg32_info_given,
     )
     with open_session() as (session, settings):
-        case = cases.open_case(session, intake, now=now, actor=cli_actor(), settings=settings)
-        emit(case_dict(session, case), as_json, case.reference)
+        opened = cases.open_case_reviewed(
+            session, intake, now=now, actor=cli_actor(), settings=settings
+        )
+        for duplicate in opened.duplicates:
+            typer.echo(f"warning: possible duplicate: {duplicate.words()}", err=True)
+        emit(case_dict(session, opened.case), as_json, opened.case.reference)
 
 
 def _show(session: Session, case: Case, as_json: bool) -> None:
@@ -122,7 +126,7 @@ def case_advance(
     """Move a case by EVENT (see `casework case events REF`)."""
     now = parse_at(at)
     with open_session() as (session, settings):
-        case = cases.advance(
+        recorded = cases.record_step(
             session,
             reference,
             event,
@@ -133,7 +137,9 @@ def case_advance(
             note=note,
             expected_version=expected_version,
         )
-        _show(session, case, as_json)
+        for warning in recorded.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        _show(session, recorded.case, as_json)
 
 
 @case_app.command("events")

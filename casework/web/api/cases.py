@@ -135,7 +135,11 @@ def create_case(
     settings: SettingsDep,
     response: Response,
 ) -> CaseDetailOut:
-    """Records the request, starts its clocks and queues the family's acknowledgement."""
+    """Records the request, starts its clocks and queues the family's acknowledgement.
+
+    ``warnings`` names any open case with the same phone number or email address
+    (a possible duplicate); the case is opened all the same.
+    """
     forbid_provider(user, "open cases")
     intake = cases.Intake(
         kind=body.kind,
@@ -153,11 +157,14 @@ def create_case(
         sms_consent=body.sms_consent,
         reg32_info_given=body.reg32_info_given,
     )
-    case = cases.open_case(
+    opened = cases.open_case_reviewed(
         session, intake, now=now, actor=actor_for(user, "api"), settings=settings
     )
-    response.headers["Location"] = f"/api/v1/cases/{case.reference}"
-    return case_detail(session, user, case, now)
+    response.headers["Location"] = f"/api/v1/cases/{opened.case.reference}"
+    out = case_detail(session, user, opened.case, now)
+    # A possible duplicate is a warning, not a refusal: two children, two cases.
+    out.warnings = [f"Possible duplicate: {d.words()}" for d in opened.duplicates] + out.warnings
+    return out
 
 
 @router.get(
@@ -203,7 +210,7 @@ def post_event(
     end_read(session)
     actor = actor_for(user, "api")
     try:
-        case = cases.advance(
+        recorded = cases.record_step(
             session,
             case.reference,
             body.event,
@@ -217,7 +224,10 @@ def post_event(
     except cases.NotPermitted as exc:
         allowed = [name for name, _ in cases.allowed_events(case, actor)]
         raise RoleRefused(str(exc), allowed) from exc
-    return case_detail(session, user, case, now)
+    out = case_detail(session, user, recorded.case, now)
+    # What the step asks the caller to check comes first; it was recorded all the same.
+    out.warnings = [*recorded.warnings, *out.warnings]
+    return out
 
 
 @router.post(

@@ -70,6 +70,7 @@ def case_page(
     banner_title: str = "",
     done: str = "",
     record: bool = False,
+    warned: bool = False,
 ) -> HTMLResponse:
     """The adviser's case page, optionally re-rendered with one form's errors."""
     found = load_case(session, reference)
@@ -89,6 +90,7 @@ def case_page(
         banner=banner,
         banner_title=banner_title,
         done=done,
+        warned=warned,
         extra={
             "can_allocate": cases.can_allocate(case) is None,
             "decision_types": list(DECISION_TYPE_LABELS.items()),
@@ -107,9 +109,12 @@ def case_get(
     signed_in: PageUserDep,
     reference: str,
     done: str = "",
+    warned: str = "",
 ) -> Response:
     user = require_staff(signed_in, case_page=True)
-    return case_page(request, session, user, now, reference, done=done, record=True)
+    return case_page(
+        request, session, user, now, reference, done=done, record=True, warned=warned == "1"
+    )
 
 
 def _recorded(
