@@ -419,6 +419,7 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
     """An audit row's data as (words, value) pairs: labels from the event's own fields."""
     from casework.cases.effects import event_fields
     from casework.cases.words import (
+        ALLOCATION_WORDS,
         CHOICE_WORDS,
         DEADLINE_WORDS,
         DECISION_TYPE_WORDS,
@@ -442,6 +443,8 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
             text = "Yes"
         elif isinstance(value, str) and key in ("from_state", "returned_to"):
             text = STATE_WORDS.get(value, value)
+        elif isinstance(value, str) and key == "allocation":
+            text = ALLOCATION_WORDS.get(value, value)
         elif isinstance(value, str):
             text = (
                 CHOICE_WORDS.get(value)

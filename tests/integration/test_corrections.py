@@ -239,3 +239,30 @@ def test_a_phone_in_another_format_or_the_same_email_of_an_open_case_is_a_possib
     assert [d.reference for d in by_email] == [first.reference]
     advance(session, settings, first, "withdraw", reason="duplicate")
     assert cases.possible_duplicates(session, intake(phone="07911123456")) == []
+
+
+def test_a_closed_case_reopens_to_appeal_ready_with_its_appeal_deadline(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    case = create_case(session, settings)
+    advance(session, settings, case, "advise")
+    advance(session, settings, case, "decline", declined_on="2026-11-10")
+    advance(session, settings, case, "issue_certificate", now=at("2026-11-11"))
+    advance(session, settings, case, "confirm_appeal_ready", now=at("2026-11-11"))
+    advance(session, settings, case, "close", now=at("2026-11-12"), outcome="no_appeal")
+    appeal_due = cases.get_case(session, case.reference).appeal_due
+    assert appeal_due is not None
+    cases.reopen_case(
+        session,
+        case.reference,
+        reason="the family now wants to appeal",
+        now=at("2026-11-13"),
+        actor=MANAGER,
+    )
+    with session_scope(engine) as fresh:
+        found = cases.get_case(fresh, case.reference)
+        assert found.state == "appeal_ready" and found.close_outcome is None
+        live = [d for d in cases.case_deadlines(fresh, found) if cases.still_due(d)]
+        assert [(d.kind, d.due_date) for d in live] == [("appeal", appeal_due)]
+    _event, data, _note = _last_event(engine, case.reference)
+    assert data["close_outcome_was"] == "no_appeal" and data["returned_to"] == "appeal_ready"
