@@ -12,7 +12,14 @@ from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.effects import _icb_told
 from casework.cases.errors import TransitionRefused, ValidationFailed
-from casework.cases.fields import MAX_SHORT_TEXT, EventField, check_date, check_order, coerce
+from casework.cases.fields import (
+    MAX_SHORT_TEXT,
+    MAX_TEXT,
+    EventField,
+    check_date,
+    check_order,
+    coerce,
+)
 from casework.cases.intake import DECISION_DATE, DECISION_TYPES, INTAKE_WORDS
 from casework.cases.unit import (
     Clocks,
@@ -63,7 +70,7 @@ def _date(spec: EventField, raw: dt.date | str | None, case: Case, today: dt.dat
 REASON_MAX = 500
 # The case's own details (not acts recorded on a day): changing a value already held is a
 # correction and needs a reason; a value learnt for the first time needs none.
-CORRECTABLE = ("decision_type", "decision_date", "reg32_info_given", "child_name")
+CORRECTABLE = ("decision_type", "decision_date", "reg32_info_given", "child_name", "summary")
 
 
 def _clock_words(deadline: Deadline) -> str:
@@ -94,6 +101,7 @@ def update_case_facts(
     decision_type: str | None = None,
     reg32_info_given: bool | None = None,
     child_name: str | None = None,
+    summary: str | None = None,
     icb_told_on: dt.date | str | None = None,
     icb_told_la_on: dt.date | str | None = None,
     agreement_done_on: dt.date | str | None = None,
@@ -165,6 +173,15 @@ def update_case_facts(
                         field="child_name",
                     )
                 correct("child_name", name)
+            if summary is not None and summary.strip() != (case.summary or ""):
+                text = summary.strip()
+                if len(text) > MAX_TEXT or "\x00" in text:
+                    raise ValidationFailed(
+                        f"{INTAKE_WORDS['summary']}: keep it under {MAX_TEXT:,} characters of"
+                        " ordinary text.",
+                        field="summary",
+                    )
+                correct("summary", text)
             if decision_date not in (None, ""):
                 day = coerce(DECISION_DATE, decision_date)
                 check_date(DECISION_DATE, day, today)

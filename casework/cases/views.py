@@ -400,6 +400,7 @@ DATA_WORDS: dict[str, str] = {
     "reg32_info_given_was": "The decision letter gave the mediation information, before",
     "child_name": "Child or young person's name",
     "child_name_was": "Child or young person's name, before",
+    "summary_was": "Summary, before",
     "clocks_recomputed": "Clocks worked out again",
     "returned_to": "Returned to",
     "clocks_restored": "Clocks running again",

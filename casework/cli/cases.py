@@ -279,6 +279,7 @@ def case_update(
     child_name: Annotated[
         str | None, typer.Option(help="The child or young person's name.")
     ] = None,
+    summary: Annotated[str | None, typer.Option(help="What the disagreement is about.")] = None,
     note: Annotated[
         str,
         typer.Option(
@@ -305,6 +306,7 @@ def case_update(
             decision_type=decision_type,
             reg32_info_given=reg32_info_given,
             child_name=child_name,
+            summary=summary,
             icb_told_on=icb_told_on,
             icb_told_la_on=icb_told_la_on,
             agreement_done_on=agreement_done_on,

@@ -211,3 +211,23 @@ def test_a_step_not_possible_yet_says_what_to_do_first(web: Web) -> None:
     page = web.browser("adviser").get(f"/cases/{case.reference}").text
     assert "Not possible yet" in page
     assert "<strong>Family chose mediation</strong>: Allocate a provider first." in page
+
+
+def test_the_childs_name_and_the_summary_are_corrected_with_a_reason(web: Web) -> None:
+    case = make_case(web, child_name="Robin", summary="About the assessment.")
+    browser = web.browser("adviser")
+    done = browser.post(
+        f"/cases/{case.reference}/facts",
+        {
+            "version": str(case.version),
+            "child_name": "Robyn",
+            "summary": "About the assessment and the school named.",
+            "note": "spelling, and the family added the school",
+        },
+    )
+    assert done.status_code == 303
+    case = reload(web, case.reference)
+    assert case.child_name == "Robyn" and case.summary.endswith("the school named.")
+    page = browser.get(f"/cases/{case.reference}").text
+    assert "Child or young person&#39;s name, before: Robin" in page
+    assert "Summary, before: About the assessment." in page

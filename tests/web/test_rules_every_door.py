@@ -408,3 +408,23 @@ def test_a_meeting_recorded_before_its_day_is_a_warning_at_every_door(doors: Doo
     assert words in web.browser("provider_a").get(portal.headers["location"]).text
     for ref in refs:
         assert reload(web, ref).meeting_held_on is not None
+
+
+def test_correcting_a_held_detail_without_a_reason_is_refused_at_every_door(
+    doors: Doors,
+) -> None:
+    """The API has no door to the case details; the CLI and the case page refuse alike."""
+    web = doors.web
+    case = make_case(web, child_name="Robin")
+    ref, version = case.reference, case.version
+    words = "Why the details are being corrected"
+    result = doors.cli("case", "update", ref, "--child-name", "Robyn")
+    assert result.exit_code == 2 and words in result.stderr
+    page = web.browser("adviser").post(
+        f"/cases/{ref}/facts", {"version": str(version), "child_name": "Robyn"}
+    )
+    assert page.status_code == 422 and words in page.text
+    _unchanged(web, ref, version)
+    result = doors.cli("case", "update", ref, "--child-name", "Robyn", "--reason", "misspelt")
+    assert result.exit_code == 0, result.stderr
+    assert reload(web, ref).child_name == "Robyn"

@@ -303,11 +303,13 @@ def case_facts_post(
     settings: Settings = request.app.state.settings
     case: Case = _staff_case(session, signed_in, reference)[0]
     values: dict[str, Any] = {
-        n: form_text(form, n) for n in ("decision_type", "note", "reg32_info_given", "child_name")
+        n: form_text(form, n)
+        for n in ("decision_type", "note", "reg32_info_given", "child_name", "summary")
     }
     values["decision_date_parts"] = date_parts(form, "decision_date")
     # A field not in the form (an older page) keeps its value.
     child_name = values["child_name"] if "child_name" in form else None
+    summary = values["summary"] if "summary" in form else None
 
     def attempt() -> None:
         version = form_version(form)
@@ -329,6 +331,7 @@ def case_facts_post(
             decision_type=decision_type,
             reg32_info_given={"yes": True, "no": False}.get(values["reg32_info_given"]),
             child_name=child_name,
+            summary=summary,
             note=values["note"],
         )
 
