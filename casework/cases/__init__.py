@@ -6,7 +6,17 @@ runs in one transaction with its audit event, and raises a :class:`CaseworkError
 subclass that says in words what to do next.
 """
 
-from casework.cases.advance import advance, allowed_events, describe_refusal, facts_of
+from casework.cases.advance import (
+    Preview,
+    Recorded,
+    advance,
+    allowed_events,
+    describe_refusal,
+    facts_of,
+    preview_event,
+    record_step,
+    unavailable_events,
+)
 from casework.cases.agreements import add_agreement_item, items_of, record_agreement_item_done
 from casework.cases.allocation import (
     Suggestion,
@@ -60,10 +70,17 @@ from casework.cases.intake import (
     INTAKE_CHANNELS,
     Intake,
     IntakeInvalid,
+    IntakeReview,
+    Opened,
+    PossibleDuplicate,
     check_intake,
     open_case,
+    open_case_reviewed,
+    possible_duplicates,
+    review_intake,
 )
 from casework.cases.notes import add_note, log_call, notes_of
+from casework.cases.reopen import reopen_case
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
 from casework.cases.views import (
     LATE_OUTSTANDING,
@@ -109,8 +126,13 @@ __all__ = [
     "GuessLimiter",
     "Intake",
     "IntakeInvalid",
+    "IntakeReview",
     "NotFound",
     "NotPermitted",
+    "Opened",
+    "PossibleDuplicate",
+    "Preview",
+    "Recorded",
     "Suggestion",
     "TransitionContext",
     "TransitionRefused",
@@ -153,18 +175,25 @@ __all__ = [
     "next_deadlines",
     "notes_of",
     "open_case",
+    "open_case_reviewed",
     "parse_event_data",
+    "possible_duplicates",
+    "preview_event",
     "provider_events",
     "record_agreement_item_done",
+    "record_step",
     "record_view",
     "reissuable_kinds",
     "reissue_certificate",
+    "reopen_case",
     "respond_to_allocation",
+    "review_intake",
     "spec_for",
     "still_due",
     "store_document",
     "suggest",
     "sync_providers",
+    "unavailable_events",
     "update_case_facts",
     "update_contact",
     "urgent_first",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm.attributes import flag_modified
@@ -21,10 +22,17 @@ from casework.cases.effects import (
 )
 from casework.cases.errors import Conflict, TransitionRefused
 from casework.cases.fields import parse_event_data
-from casework.cases.unit import Step, case_transaction, load_case, record_change, require_aware
-from casework.cases.words import state_words
+from casework.cases.unit import (
+    Step,
+    case_transaction,
+    live_deadlines,
+    load_case,
+    record_change,
+    require_aware,
+)
+from casework.cases.words import DEADLINE_WORDS, state_words
 from casework.config import Settings
-from casework.models import Case
+from casework.models import Allocation, AllocationStatus, Case
 from casework.states import CaseKind, TransitionNotAllowed, flow_for
 
 # Why a step the flow knows is not possible yet, in words, with what to do first.
@@ -74,6 +82,30 @@ def allowed_events(case: Case, actor: Actor | None = None) -> list[tuple[str, Ev
     return out
 
 
+def unavailable_events(case: Case, actor: Actor | None = None) -> list[tuple[str, str]]:
+    """Steps of this state not possible YET, as (words, what to do first), for this person.
+
+    A case page lists them beside the steps that are possible, so "Family chose
+    mediation" missing from the page is never a mystery: it says "allocate a provider
+    first". Only steps whose transition exists from the case's state and whose guard
+    does not hold are listed; a step the person may never record is left out.
+    """
+    flow = flow_for(case)
+    enabled = {e.id for e in flow.enabled_events()}
+    out: list[tuple[str, str]] = []
+    for event in flow.allowed_events:
+        if event.id in enabled or event.id not in _GUARD_WORDS:
+            continue
+        spec = spec_for(case.kind, event.id)
+        if spec is None or (actor is not None and actor.role not in spec.roles):
+            continue
+        why = _GUARD_WORDS[event.id]
+        if why.startswith("allocate") and actor is not None and actor.is_provider:
+            continue
+        out.append((spec.label, why[0].upper() + why[1:] + "."))
+    return out
+
+
 def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> TransitionRefused:
     """'Cannot issue certificate: the case is Mediating; record the meeting ... first.'
 
@@ -98,6 +130,145 @@ def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> Tran
     return TransitionRefused(f"Cannot record \u201c{label}\u201d: {reason}. {tail}", allowed)
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A step recorded, with what the person should check (warnings are not refusals)."""
+
+    case: Case
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a step would do, worked out by the use case itself and not committed."""
+
+    case_reference: str
+    event: str
+    label: str
+    state_before: str
+    state_after: str
+    clocks_stopped: list[str]
+    clocks_done: list[str]
+    allocation_ends: bool
+    warnings: list[str]
+
+
+def _apply(
+    session: Session,
+    reference: str,
+    event: str,
+    *,
+    now: dt.datetime,
+    actor: Actor,
+    settings: Settings,
+    data: Mapping[str, Any] | None,
+    note: str,
+    expected_version: int | None,
+) -> Step:
+    """Apply ``event`` in memory (nothing flushed): the caller commits or rolls back."""
+    case, family, provider = load_case(session, reference)
+    check_actor_may_see(case, actor)
+    if expected_version is not None and case.version != expected_version:
+        raise Conflict(
+            f"{case.reference} was changed by someone else (it is now"
+            f" {state_words(case.state)}); reload it and try again"
+        )
+    spec = spec_for(case.kind, event)
+    if spec is None:
+        raise describe_refusal(case, event, actor)
+    check_may_record(spec, actor, case)
+    if actor.is_provider:
+        check_provider_accepted(session, case)
+    today = dl.local_date(now)
+    from_state = case.state
+    try:
+        flow_for(case).send(event)
+    except TransitionNotAllowed:
+        raise describe_refusal(case, event, actor) from None
+    parsed = parse_event_data(
+        spec.fields, spec.label, data or {}, today=today, facts=facts_of(case)
+    )
+    step = Step.begin(
+        session,
+        case,
+        now=now,
+        settings=settings,
+        actor=actor,
+        family=family,
+        provider=provider,
+        data=parsed,
+    )
+    step.from_state = from_state
+    clocks = step.clocks
+    if spec.effect is not None:
+        spec.effect(step)
+    if note:
+        parsed.setdefault("note", note)
+    if step.warnings:
+        # Kept with the step, so the timeline says what was checked and when.
+        parsed["warning"] = " ".join(step.warnings)
+    case.updated_at = now
+    # Every event bumps the version, even one that changes no column (a fixed
+    # ``now``): the optimistic check must see every writer.
+    flag_modified(case, "updated_at")
+    record_change(
+        session,
+        case,
+        actor=actor,
+        event=event,
+        at=now,
+        from_state=from_state,
+        settings=settings,
+        data=parsed,
+        note=note or str(parsed.get("note", "")),
+        family=family,
+        provider=provider,
+        clocks=clocks,
+        agreement_items=step.items,
+        attachments=step.attachments,
+    )
+    return step
+
+
+def record_step(
+    session: Session,
+    reference: str,
+    event: str,
+    *,
+    now: dt.datetime,
+    actor: Actor,
+    settings: Settings,
+    data: Mapping[str, Any] | None = None,
+    note: str = "",
+    expected_version: int | None = None,
+) -> Recorded:
+    """Move a case by ``event``; the whole change commits, or nothing does.
+
+    Returns the case and the step's warnings: things the person should check that the
+    law does not forbid (a meeting recorded days before its scheduled date), which a
+    door shows without refusing.
+    """
+    now = require_aware(now)
+    with case_transaction(session, reference):
+        # Everything below only changes objects in memory; one flush at commit writes
+        # the case once (one version bump) and batches the rest. If the data turn out
+        # to be invalid after the transition, the rollback undoes it.
+        with session.no_autoflush:
+            step = _apply(
+                session,
+                reference,
+                event,
+                now=now,
+                actor=actor,
+                settings=settings,
+                data=data,
+                note=note,
+                expected_version=expected_version,
+            )
+        session.commit()
+    return Recorded(step.case, list(step.warnings))
+
+
 def advance(
     session: Session,
     reference: str,
@@ -111,69 +282,77 @@ def advance(
     expected_version: int | None = None,
 ) -> Case:
     """Move a case by ``event``: the whole change commits, or nothing does."""
+    return record_step(
+        session,
+        reference,
+        event,
+        now=now,
+        actor=actor,
+        settings=settings,
+        data=data,
+        note=note,
+        expected_version=expected_version,
+    ).case
+
+
+def preview_event(
+    session: Session,
+    reference: str,
+    event: str,
+    *,
+    now: dt.datetime,
+    actor: Actor,
+    settings: Settings,
+    data: Mapping[str, Any] | None = None,
+    expected_version: int | None = None,
+) -> Preview:
+    """What recording ``event`` would do, without doing it: for a "check before you
+    close" page.
+
+    It runs the very use case (every check, every clock rule) and rolls it back, so
+    what the page promises is what recording does; a refusal comes back exactly as
+    recording would give it.
+    """
     now = require_aware(now)
     with case_transaction(session, reference):
-        case, family, provider = load_case(session, reference)
-        check_actor_may_see(case, actor)
-        if expected_version is not None and case.version != expected_version:
-            raise Conflict(
-                f"{case.reference} was changed by someone else (it is now"
-                f" {state_words(case.state)}); reload it and try again"
-            )
-        spec = spec_for(case.kind, event)
-        if spec is None:
-            raise describe_refusal(case, event, actor)
-        check_may_record(spec, actor, case)
-        if actor.is_provider:
-            check_provider_accepted(session, case)
-        today = dl.local_date(now)
-        from_state = case.state
-        # Everything below only changes objects in memory; one flush at commit writes
-        # the case once (one version bump) and batches the rest. If the data turn out
-        # to be invalid after the transition, the rollback undoes it.
         with session.no_autoflush:
-            try:
-                flow_for(case).send(event)
-            except TransitionNotAllowed:
-                raise describe_refusal(case, event, actor) from None
-            parsed = parse_event_data(
-                spec.fields, spec.label, data or {}, today=today, facts=facts_of(case)
-            )
-            step = Step.begin(
+            live_before = {}
+            case, _family, _provider = load_case(session, reference)
+            state_before = case.state
+            for d in live_deadlines(session, case):
+                live_before[d.id] = (d.status, d.closed_reason)
+            step = _apply(
                 session,
-                case,
+                reference,
+                event,
                 now=now,
+                actor=actor,
                 settings=settings,
-                actor=actor,
-                family=family,
-                provider=provider,
-                data=parsed,
+                data=data,
+                note="",
+                expected_version=expected_version,
             )
-            step.from_state = from_state
-            clocks = step.clocks
-            if spec.effect is not None:
-                spec.effect(step)
-            if note:
-                parsed.setdefault("note", note)
-            case.updated_at = now
-            # Every event bumps the version, even one that changes no column (a fixed
-            # ``now``): the optimistic check must see every writer.
-            flag_modified(case, "updated_at")
-            record_change(
-                session,
-                case,
-                actor=actor,
+            stopped: list[str] = []
+            done: list[str] = []
+            for d in step.clocks.live:
+                if d.id not in live_before or (d.status, d.closed_reason) == live_before[d.id]:
+                    continue
+                words = f"{DEADLINE_WORDS.get(d.kind, d.kind)}, due {dl.fmt(d.due_date)}"
+                (done if d.done_on is not None else stopped).append(words)
+            allocation_ends = any(
+                isinstance(o, Allocation) and o.status == AllocationStatus.ended
+                for o in session.dirty
+            )
+            preview = Preview(
+                case_reference=step.case.reference,
                 event=event,
-                at=now,
-                from_state=from_state,
-                settings=settings,
-                data=parsed,
-                note=note or str(parsed.get("note", "")),
-                family=family,
-                provider=provider,
-                clocks=clocks,
-                agreement_items=step.items,
-                attachments=step.attachments,
+                label=event_label(event, step.case.kind),
+                state_before=state_before,
+                state_after=step.case.state,
+                clocks_stopped=stopped,
+                clocks_done=done,
+                allocation_ends=allocation_ends,
+                warnings=list(step.warnings),
             )
-        session.commit()
-    return case
+        session.rollback()
+    return preview

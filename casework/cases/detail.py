@@ -63,3 +63,5 @@ class CaseDetail:
     notes: list[CaseNote] = field(default_factory=list)
     # Certificates, invitations and letters, newest first, without their bytes.
     documents: list[DocumentInfo] = field(default_factory=list)
+    # Steps of this state not possible yet, with what to do first (words, why).
+    not_yet: list[tuple[str, str]] = field(default_factory=list)

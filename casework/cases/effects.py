@@ -272,6 +272,16 @@ def _record_meeting_facts(step: Step) -> dt.date:
             field="agreement",
         )
     held: dt.date = data["meeting_held_on"]
+    scheduled = case.meeting_on
+    if scheduled is not None and held < scheduled:
+        # Not a refusal: a meeting can be brought forward without anyone rescheduling
+        # it here. But a date typed a month out is more often a slip, so say so.
+        days = (scheduled - held).days
+        step.warnings.append(
+            f"The meeting is recorded as held on {dl.fmt(held)}, {days} day"
+            f"{'' if days == 1 else 's'} before the day it was scheduled for"
+            f" ({dl.fmt(scheduled)}). Check the date is right."
+        )
     case.meeting_held_on = held
     case.meeting_outcome = data["outcome"]
     case.agreement = data.get("agreement") or None
@@ -776,6 +786,7 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "letter_posted": "Letter posted",
     "download_document": "Document downloaded",
     "reissue_certificate": "Certificate reissued (correction)",
+    "reopen": "Case reopened",
 }
 
 

@@ -12,13 +12,27 @@ from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.effects import _icb_told
 from casework.cases.errors import TransitionRefused, ValidationFailed
-from casework.cases.fields import EventField, check_date, check_order, coerce
-from casework.cases.intake import DECISION_DATE, DECISION_TYPES
-from casework.cases.unit import Step, audit_event, case_transaction, load_case, require_aware
-from casework.cases.words import state_words
+from casework.cases.fields import (
+    MAX_SHORT_TEXT,
+    MAX_TEXT,
+    EventField,
+    check_date,
+    check_order,
+    coerce,
+)
+from casework.cases.intake import DECISION_DATE, DECISION_TYPES, INTAKE_WORDS
+from casework.cases.unit import (
+    Clocks,
+    Step,
+    audit_event,
+    case_transaction,
+    load_case,
+    require_aware,
+)
+from casework.cases.words import DEADLINE_WORDS, state_words
 from casework.config import Settings
 from casework.deadlines import DeadlineKind
-from casework.models import Case
+from casework.models import Case, Deadline
 from casework.states import FINAL_STATES, CaseKind, CaseState
 
 ICB_TOLD_ON = EventField(
@@ -53,6 +67,29 @@ def _date(spec: EventField, raw: dt.date | str | None, case: Case, today: dt.dat
     return day
 
 
+REASON_MAX = 500
+# The case's own details (not acts recorded on a day): changing a value already held is a
+# correction and needs a reason; a value learnt for the first time needs none.
+CORRECTABLE = ("decision_type", "decision_date", "reg32_info_given", "child_name", "summary")
+
+
+def _clock_words(deadline: Deadline) -> str:
+    return f"{DEADLINE_WORDS.get(deadline.kind, deadline.kind)}: due {dl.fmt(deadline.due_date)}"
+
+
+def _recompute(clocks: Clocks, kind: DeadlineKind, clock: dl.Clock, why: str) -> str:
+    """Cancel the live clock of ``kind`` and open it again from the corrected date.
+
+    The old clock is cancelled, not edited, so the deadline table and the timeline
+    show both; returns the change in words for the audit row.
+    """
+    old = clocks.of([kind])
+    clocks.cancel(why, [kind])
+    new = clocks.open(clock)
+    was = f" (was {dl.fmt(old[0].due_date)})" if old else ""
+    return f"{_clock_words(new)}{was}"
+
+
 def update_case_facts(
     session: Session,
     reference: str,
@@ -63,6 +100,8 @@ def update_case_facts(
     decision_date: dt.date | str | None = None,
     decision_type: str | None = None,
     reg32_info_given: bool | None = None,
+    child_name: str | None = None,
+    summary: str | None = None,
     icb_told_on: dt.date | str | None = None,
     icb_told_la_on: dt.date | str | None = None,
     agreement_done_on: dt.date | str | None = None,
@@ -70,13 +109,19 @@ def update_case_facts(
 ) -> Case:
     """Correct or add facts learnt after intake, each meeting its clock on the real day.
 
-    The family's 2-month window is recomputed from a corrected decision date; the old
-    clock is cancelled, not edited, so the history shows both.
+    A correction (a detail already held replaced by another) needs a reason: the audit
+    row keeps the old and the new value and the reason, so anyone reading the case
+    later sees what was believed before and why it changed. Clocks counted from a
+    corrected date are worked out again here, by the deadlines module: the family's
+    2-month window from the decision date and, once set, the appeal deadline (from the
+    decision date and the certificate). The old clock is cancelled, not edited, so the
+    history shows both, and the audit row says in words what each clock is now.
     """
     from casework.cases.agreements import items_of, mark_done
 
     now = require_aware(now)
     today = dl.local_date(now)
+    why = (note or "").strip()
     with case_transaction(session, reference):
         case, family, provider = load_case(session, reference)
         with session.no_autoflush:
@@ -90,6 +135,7 @@ def update_case_facts(
                     f"Cannot change {case.reference}: the case is {state_words(case.state)}."
                 )
             changed: dict[str, Any] = {}
+            recomputed: list[str] = []
             step = Step.begin(
                 session,
                 case,
@@ -100,37 +146,84 @@ def update_case_facts(
                 provider=provider,
             )
             clocks = step.clocks
+
+            def correct(field: str, value: Any) -> None:
+                old = getattr(case, field)
+                setattr(case, field, value)
+                changed[field] = value
+                if old not in (None, ""):
+                    changed[f"{field}_was"] = old
+
             if decision_type not in (None, ""):
                 if decision_type not in DECISION_TYPES:
                     raise ValidationFailed(
                         "What the LA decided: choose one of the LA decisions listed.",
                         field="decision_type",
                     )
-                case.decision_type = decision_type
-                changed["decision_type"] = decision_type
+                if decision_type != case.decision_type:
+                    correct("decision_type", decision_type)
             if reg32_info_given is not None and reg32_info_given != case.reg32_info_given:
-                case.reg32_info_given = reg32_info_given
-                changed["reg32_info_given"] = reg32_info_given
+                correct("reg32_info_given", reg32_info_given)
+            if child_name is not None and child_name.strip() != (case.child_name or ""):
+                name = child_name.strip()
+                if len(name) > MAX_SHORT_TEXT:
+                    raise ValidationFailed(
+                        f"{INTAKE_WORDS['child_name']}: keep it under {MAX_SHORT_TEXT:,}"
+                        " characters.",
+                        field="child_name",
+                    )
+                correct("child_name", name)
+            if summary is not None and summary.strip() != (case.summary or ""):
+                text = summary.strip()
+                if len(text) > MAX_TEXT or "\x00" in text:
+                    raise ValidationFailed(
+                        f"{INTAKE_WORDS['summary']}: keep it under {MAX_TEXT:,} characters of"
+                        " ordinary text.",
+                        field="summary",
+                    )
+                correct("summary", text)
             if decision_date not in (None, ""):
                 day = coerce(DECISION_DATE, decision_date)
                 check_date(DECISION_DATE, day, today)
                 if day != case.decision_date:
-                    if case.certificate_on is not None or case.appeal_due is not None:
+                    if case.certificate_on is not None and day > case.certificate_on:
                         raise ValidationFailed(
-                            "The date of the LA's decision letter: the appeal deadline is"
-                            " already set from it; withdraw the case and open a new one if the"
-                            " decision itself was wrong.",
+                            f"The date of the LA's decision letter: it cannot be after the"
+                            f" certificate ({dl.fmt(case.certificate_on)}); check both dates.",
                             field="decision_date",
                         )
-                    case.decision_date = day
-                    changed["decision_date"] = day
+                    correct("decision_date", day)
+                    reason = "decision date corrected"
                     if (
                         case.kind == CaseKind.mediation
                         and case.state in (CaseState.requested, CaseState.advised)
                         and not case.placement_only
                     ):
-                        clocks.cancel("decision date corrected", [DeadlineKind.contact_adviser])
-                        clocks.open(dl.contact_adviser_deadline(day))
+                        recomputed.append(
+                            _recompute(
+                                clocks,
+                                DeadlineKind.contact_adviser,
+                                dl.contact_adviser_deadline(day),
+                                reason,
+                            )
+                        )
+                    if case.appeal_due is not None:
+                        clock = dl.appeal_clock(day, case.certificate_on)
+                        recomputed.append(_recompute(clocks, DeadlineKind.appeal, clock, reason))
+                        case.appeal_due = clock.due
+            corrections = [f for f in CORRECTABLE if f"{f}_was" in changed]
+            if corrections and not why:
+                raise ValidationFailed(
+                    "Why the details are being corrected: this is needed when a detail"
+                    " already held is changed.",
+                    field="note",
+                )
+            if len(why) > REASON_MAX:
+                raise ValidationFailed(
+                    f"Why the details are being corrected: keep it to {REASON_MAX} characters"
+                    " or fewer.",
+                    field="note",
+                )
             if icb_told_on not in (None, ""):
                 if not case.health_care or case.state != CaseState.mediating:
                     raise TransitionRefused(
@@ -163,6 +256,8 @@ def update_case_facts(
                 changed["agreement_done_on"] = day
             if not changed:
                 raise ValidationFailed("Nothing to change: give at least one new detail.")
+            if recomputed:
+                changed["clocks_recomputed"] = "; ".join(recomputed)
             case.updated_at = now
             session.add(
                 audit_event(
@@ -172,7 +267,7 @@ def update_case_facts(
                     at=now,
                     from_state=case.state,
                     data=changed,
-                    note=note,
+                    note=why,
                 )
             )
         session.commit()

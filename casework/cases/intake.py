@@ -205,6 +205,101 @@ def check_intake(intake: Intake, *, today: dt.date) -> CheckedIntake:
     )
 
 
+@dataclass(frozen=True)
+class PossibleDuplicate:
+    """An open case reached by the same phone or email: maybe the same family again."""
+
+    reference: str
+    name: str
+    state: str
+    matched: str  # "phone", "email" or "phone and email", in words
+
+    def words(self) -> str:
+        from casework.cases.words import state_words
+
+        return (
+            f"{self.reference} ({self.name}, {state_words(self.state).lower()}) has the same"
+            f" {self.matched}."
+        )
+
+
+def possible_duplicates(session: Session, intake: Intake) -> list[PossibleDuplicate]:
+    """Open cases whose family has this intake's phone or email: a warning, not a refusal.
+
+    The phone is compared in its normalised (E.164) form, as every phone is stored,
+    so "07911 123456" and "+44 7911 123456" match; the email without regard to case.
+    A closed or withdrawn case is no duplicate: the family may well come back. A
+    number or address that cannot be read matches nothing (intake's own check says
+    what is wrong with it).
+    """
+    from sqlalchemy import func, or_, select
+
+    try:
+        phone = normalise_phone(intake.phone or "")
+    except ContactError:
+        phone = ""
+    try:
+        email = normalise_email(intake.email or "").lower()
+    except ContactError:
+        email = ""
+    matches = []
+    if phone:
+        matches.append(col(Person.phone) == phone)
+    if email:
+        matches.append(func.lower(col(Person.email)) == email)
+    if not matches:
+        return []
+    rows = session.execute(
+        select(
+            col(Case.reference),
+            col(Case.state),
+            col(Person.name),
+            col(Person.phone),
+            col(Person.email),
+        )
+        .join(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+        .where(col(Case.state).not_in([CaseState.closed, CaseState.withdrawn]), or_(*matches))
+        .order_by(col(Case.id))
+        .limit(20)
+    ).all()
+    out = []
+    for reference, state, name, their_phone, their_email in rows:
+        same = [
+            what
+            for what, hit in (
+                ("phone number", bool(phone) and their_phone == phone),
+                ("email address", bool(email) and (their_email or "").lower() == email),
+            )
+            if hit
+        ]
+        out.append(PossibleDuplicate(reference, name, state, " and ".join(same)))
+    return out
+
+
+@dataclass(frozen=True)
+class IntakeReview:
+    """An intake that passed every rule, and the open cases it may duplicate."""
+
+    checked: CheckedIntake
+    duplicates: list[PossibleDuplicate]
+
+
+def review_intake(session: Session, intake: Intake, *, now: dt.datetime) -> IntakeReview:
+    """Check an intake before it is opened: every problem at once, or what will be opened
+    and the open cases it may duplicate. Nothing is written."""
+    now = require_aware(now)
+    checked = check_intake(intake, today=dl.local_date(now))
+    return IntakeReview(checked, possible_duplicates(session, intake))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A case opened, with the open cases it may duplicate (a warning, never a refusal)."""
+
+    case: Case
+    duplicates: list[PossibleDuplicate]
+
+
 def owning_adviser(intake: Intake, actor: Actor) -> str | None:
     """Whoever takes the call owns the case unless the intake names someone else.
 
@@ -243,9 +338,21 @@ def open_case(
     session: Session, intake: Intake, *, now: dt.datetime, actor: Actor, settings: Settings
 ) -> Case:
     """Record a new request and start its clocks; returns the committed case."""
+    return open_case_reviewed(session, intake, now=now, actor=actor, settings=settings).case
+
+
+def open_case_reviewed(
+    session: Session, intake: Intake, *, now: dt.datetime, actor: Actor, settings: Settings
+) -> Opened:
+    """Record a new request and start its clocks; with the open cases it may duplicate.
+
+    The duplicates are looked up before the new case exists (it would match itself)
+    and reported, not refused: two children of one family are two cases.
+    """
     now = require_aware(now)
     today = dl.local_date(now)
     checked = check_intake(intake, today=today)
+    duplicates = possible_duplicates(session, intake)
     prefix = (
         settings.reference_prefix_mediation
         if checked.kind == CaseKind.mediation
@@ -333,4 +440,4 @@ def open_case(
     except Exception:
         session.rollback()
         raise
-    return case
+    return Opened(case, duplicates)

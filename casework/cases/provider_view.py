@@ -109,6 +109,9 @@ EVENT_DATA: frozenset[str] = frozenset(
         "body",
         "due",
         "done_on",
+        # What the step asked its recorder to check (a meeting held before its
+        # scheduled day): the provider recorded it, so it reads the warning too.
+        "warning",
     }
 )
 # The documents a provider reads (of its own cases): its mediator's certificate and

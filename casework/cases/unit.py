@@ -328,6 +328,8 @@ class Step:
     items: list[AgreementItem] = field(default_factory=list)
     # Documents this step made, by the recipient whose emails carry them.
     attachments: dict[str, int] = field(default_factory=dict)
+    # What the person should check, though the law allows it: shown, never refused.
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def begin(

@@ -17,7 +17,7 @@ from sqlmodel import Session, col
 from casework import deadlines as dl
 from casework import urgency
 from casework.cases.access import check_actor_may_see
-from casework.cases.advance import allowed_events
+from casework.cases.advance import allowed_events, unavailable_events
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.detail import CaseDetail
@@ -277,6 +277,7 @@ def case_detail(
         events=case_events(session, case, include_views=views_in_history),
         notices=notices,
         actions=allowed_events(case, actor),
+        not_yet=unavailable_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
         notes=notes_of(session, case),
         documents=all_documents(session, case),
@@ -407,7 +408,23 @@ DATA_WORDS: dict[str, str] = {
     "address_town_was": "Town or city before",
     "address_postcode": "Postcode",
     "address_postcode_was": "Postcode before",
+    "decision_date_was": "Date of the LA's decision letter, before",
+    "decision_type_was": "What the LA decided, before",
+    "reg32_info_given_was": "The decision letter gave the mediation information, before",
+    "child_name": "Child or young person's name",
+    "child_name_was": "Child or young person's name, before",
+    "summary_was": "Summary, before",
+    "clocks_recomputed": "Clocks worked out again",
+    "returned_to": "Returned to",
+    "clocks_restored": "Clocks running again",
+    "clocks_late": "Clocks whose time has passed (shown as late)",
+    "warning": "Warning",
+    "close_outcome_was": "How the case had ended",
+    "withdrawn_reason_was": "Why it had been withdrawn",
+    "allocation": "The provider's allocation, now",
 }
+# Yes-or-no details whose "no" is itself worth saying (the letter did NOT inform).
+_SAY_NO = frozenset({"reg32_info_given", "reg32_info_given_was"})
 # Keys that are references for the machine, not facts for a person.
 _HIDDEN_DATA = frozenset(
     {"note", "provider_id", "notice", "template", "document_id", "invitation_document_id"}
@@ -417,14 +434,22 @@ _HIDDEN_DATA = frozenset(
 def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[str, str]]:
     """An audit row's data as (words, value) pairs: labels from the event's own fields."""
     from casework.cases.effects import event_fields
-    from casework.cases.words import CHOICE_WORDS, DEADLINE_WORDS, DECISION_TYPE_WORDS
+    from casework.cases.words import (
+        ALLOCATION_WORDS,
+        CHOICE_WORDS,
+        DEADLINE_WORDS,
+        DECISION_TYPE_WORDS,
+        STATE_WORDS,
+    )
 
     labels = {f.name: f.label for f in event_fields(kind, event)}
     out: list[tuple[str, str]] = []
     for key, value in data.items():
-        if key in _HIDDEN_DATA or value in (None, "", False):
+        if key in _HIDDEN_DATA or value in (None, ""):
             continue
-        text = str(value)
+        if value is False and key not in _SAY_NO:
+            continue
+        text = "No" if value is False else str(value)
         if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
             try:
                 text = dl.fmt(dt.date.fromisoformat(value))
@@ -432,6 +457,10 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
                 text = value
         elif value is True:
             text = "Yes"
+        elif isinstance(value, str) and key in ("from_state", "returned_to"):
+            text = STATE_WORDS.get(value, value)
+        elif isinstance(value, str) and key == "allocation":
+            text = ALLOCATION_WORDS.get(value, value)
         elif isinstance(value, str):
             text = (
                 CHOICE_WORDS.get(value)

@@ -13,6 +13,7 @@ from casework.cases import words
 from casework.cli.common import (
     AtOpt,
     JsonOpt,
+    account_actor,
     cli_actor,
     emit,
     fail,
@@ -91,8 +92,12 @@ def case_open(
         address_postcode=postcode,
     )
     with open_session() as (session, settings):
-        case = cases.open_case(session, intake, now=now, actor=cli_actor(), settings=settings)
-        emit(case_dict(session, case), as_json, case.reference)
+        opened = cases.open_case_reviewed(
+            session, intake, now=now, actor=cli_actor(), settings=settings
+        )
+        for duplicate in opened.duplicates:
+            typer.echo(f"warning: possible duplicate: {duplicate.words()}", err=True)
+        emit(case_dict(session, opened.case), as_json, opened.case.reference)
 
 
 def _show(session: Session, case: Case, as_json: bool) -> None:
@@ -129,7 +134,7 @@ def case_advance(
     """Move a case by EVENT (see `casework case events REF`)."""
     now = parse_at(at)
     with open_session() as (session, settings):
-        case = cases.advance(
+        recorded = cases.record_step(
             session,
             reference,
             event,
@@ -140,7 +145,9 @@ def case_advance(
             note=note,
             expected_version=expected_version,
         )
-        _show(session, case, as_json)
+        for warning in recorded.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        _show(session, recorded.case, as_json)
 
 
 @case_app.command("events")
@@ -277,11 +284,24 @@ def case_update(
             help="Whether the LA's decision letter gave the mediation information (reg 32).",
         ),
     ] = None,
-    note: Annotated[str, typer.Option(help="Why it changed.")] = "",
+    child_name: Annotated[
+        str | None, typer.Option(help="The child or young person's name.")
+    ] = None,
+    summary: Annotated[str | None, typer.Option(help="What the disagreement is about.")] = None,
+    note: Annotated[
+        str,
+        typer.Option(
+            "--reason", "--note", help="Why it changed (needed to correct a detail held)."
+        ),
+    ] = "",
     at: AtOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add or correct facts after intake: the LA's decision, the ICB told, agreement done."""
+    """Add or correct facts after intake: the LA's decision, the ICB told, agreement done.
+
+    Correcting a detail already held needs --reason; clocks counted from a corrected
+    date are worked out again.
+    """
     now = parse_at(at)
     with open_session() as (session, settings):
         case = cases.update_case_facts(
@@ -293,10 +313,32 @@ def case_update(
             decision_date=decision_date,
             decision_type=decision_type,
             reg32_info_given=reg32_info_given,
+            child_name=child_name,
+            summary=summary,
             icb_told_on=icb_told_on,
             icb_told_la_on=icb_told_la_on,
             agreement_done_on=agreement_done_on,
             note=note,
+        )
+        _show(session, case, as_json)
+
+
+@case_app.command("reopen")
+@handles_errors
+def case_reopen(
+    reference: str,
+    reason: Annotated[str, typer.Option(help="Why the case is being reopened.")] = "",
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reopen a closed or withdrawn case (a manager's step: set CASEWORK_ACTOR to your email).
+
+    The case goes back to the state it was in and the clocks that still run start again.
+    """
+    now = parse_at(at)
+    with open_session() as (session, _settings):
+        case = cases.reopen_case(
+            session, reference, reason=reason, now=now, actor=account_actor(session)
         )
         _show(session, case, as_json)
 

@@ -111,6 +111,28 @@ def cli_actor() -> cases.Actor:
     return cases.Actor(id=f"cli:{name}", role="adviser", channel="cli")
 
 
+def account_actor(session: Session) -> cases.Actor:
+    """The CLI's actor with the role of the user account it names, for a manager's step.
+
+    ``CASEWORK_ACTOR`` set to a user's email (an active account) acts with that
+    account's role; anything else is the adviser :func:`cli_actor` gives, so a step
+    kept for managers is refused by the use case as it is at every other door.
+    """
+    from sqlalchemy import func, select
+
+    from casework.models import User
+
+    actor = cli_actor()
+    name = actor.id.partition(":")[2].strip().lower()
+    user = session.execute(
+        select(User).where(func.lower(User.email) == name, User.active.is_(True))  # type: ignore[attr-defined]
+    ).scalar_one_or_none()
+    session.rollback()
+    if user is None or user.role == "provider":
+        return actor
+    return cases.Actor(id=f"cli:{user.email}", role=user.role, channel="cli")
+
+
 def ready_engine(settings: Settings) -> Engine:
     """The engine, its schema current; a freshly migrated embedded database also gets the
     configured providers, exactly as `casework db upgrade` would load them."""

@@ -190,6 +190,7 @@ def portal_case_page(
     banner_title: str = "",
     done: str = "",
     record: bool = False,
+    warned: bool = False,
 ) -> HTMLResponse:
     """The provider's view of one of its cases (same shape as the adviser's case page)."""
     _provider_name(session, user, request)
@@ -219,6 +220,7 @@ def portal_case_page(
         banner=banner,
         banner_title=banner_title,
         done=done,
+        warned=warned,
         extra={
             "awaiting_answer": allocation_status == AllocationStatus.offered,
             "reissuable": cases.reissuable_kinds(auth.actor_for(user, "portal")),
@@ -234,9 +236,12 @@ def portal_case(
     signed_in: PageUserDep,
     reference: str,
     done: str = "",
+    warned: str = "",
 ) -> Response:
     user = require_provider(signed_in, request)
-    return portal_case_page(request, session, user, now, reference, done=done, record=True)
+    return portal_case_page(
+        request, session, user, now, reference, done=done, record=True, warned=warned == "1"
+    )
 
 
 @router.post("/cases/{reference}/allocation")

@@ -415,7 +415,16 @@ def test_every_command_speaks_json(cli: Run) -> None:
     other = open_case(cli)
     updated = as_json(
         cli(
-            "case", "update", other, "--decision-type", "cease_plan", "--at", "2026-11-10", "--json"
+            "case",
+            "update",
+            other,
+            "--decision-type",
+            "cease_plan",
+            "--reason",
+            "the LA's letter was misread",
+            "--at",
+            "2026-11-10",
+            "--json",
         )
     )
     assert updated["decision_type"] == "cease_plan"

@@ -403,6 +403,7 @@ class CaseLife(RuleBasedStateMachine):
                 settings=self.config,
                 decision_date=decision,
                 decision_type=decision_type,
+                note="the LA's letter was misread",
             ),
         )
 

@@ -299,6 +299,10 @@ def test_a_case_from_intake_to_certificate_and_the_appeal_deadline(
     page.get_by_label("Telephone number").fill("07911 123456")
     response = submit(page, "main")
     assert response is not None and response.status == 200
+    # Check your answers, then open the case.
+    assert page.locator("h1").inner_text() == "Check the details before opening the case"
+    with page.expect_navigation():
+        page.get_by_role("button", name="Open the case").click()
     reference = reference_in(page.url)
     assert "Case opened" in page.locator(".govuk-notification-banner").inner_text()
     assert "Requested" in page.locator("h1").inner_text()
@@ -467,3 +471,96 @@ def test_provider_staff_get_404_for_another_providers_case(live: Live, people: P
         assert page.locator("h1").inner_text() == "Page not found"
         assert case.reference not in page.locator("main").inner_text()
         other.check(page, "not found")
+
+
+def _narrow(person: Person) -> Page:
+    """A phone-width window (390 CSS pixels): GOV.UK pages must not scroll sideways."""
+    person.page.set_viewport_size({"width": 390, "height": 844})
+    return person.page
+
+
+def _no_sideways_scroll(page: Page) -> None:
+    wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert wide <= 0, f"{page.url} scrolls sideways by {wide}px at 390px"
+
+
+def test_intake_check_a_possible_duplicate_a_confirmed_withdrawal_and_a_managers_reopen(
+    live: Live, people: People
+) -> None:
+    """At phone width: the adviser checks the answers (warned of an open case with the same
+    number), withdraws the case after seeing which clocks stop, and a manager reopens it."""
+    with session_scope(live.engine) as session:
+        earlier = cases.open_case(
+            session,
+            cases.Intake(
+                kind="mediation",
+                name="Alex Earlier",
+                phone="07911 222333",
+                channel="helpline",
+                decision_date=DECISION_DATE,
+            ),
+            now=live.clock.now,
+            actor=cases.Actor(id="user:" + CAST["adviser"][0], role="adviser", channel="web"),
+            settings=live.settings,
+        ).reference
+
+    adviser = people["adviser"]
+    page = adviser.sign_in()
+    page = _narrow(adviser)
+    page.goto("/cases/new")
+    page.get_by_label("Parent's or young person's name").fill("Alex Again")
+    page.get_by_label("Telephone number").fill("+44 7911 222333")
+    fill_date(page, "decision_date", DECISION_DATE)
+    response = submit(page, "main")
+    assert response is not None and response.status == 200
+    assert page.locator("h1").inner_text() == "Check the details before opening the case"
+    warning = page.locator("#possible-duplicate")
+    assert warning.is_visible() and "open case" in warning.inner_text()
+    assert page.get_by_role("link", name=earlier).is_visible()
+    _no_sideways_scroll(page)
+    adviser.check(page, "intake check, possible duplicate, 390px")
+
+    # Change the name: back to the form with what was typed, then check again.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Change name").click()
+    assert page.get_by_label("Telephone number").input_value() == "+44 7911 222333"
+    page.get_by_label("Parent's or young person's name").fill("Alex Second")
+    submit(page, "main")
+    assert "Alex Second" in page.locator(".govuk-summary-list").inner_text()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Open the case").click()
+    reference = reference_in(page.url)
+    assert reference != earlier and "Case opened" in page.locator("main").inner_text()
+
+    # Withdraw: first the page of what will stop, then yes.
+    live.tick()
+    scope = open_event(page, "withdraw")
+    page.locator(f"{scope} textarea").fill("The family rang twice; this is the same request.")
+    response = submit(page, scope)
+    assert response is not None and response.status == 200
+    assert "goes from requested to withdrawn" in page.locator("main").inner_text()
+    stops = page.locator(".govuk-summary-list__row", has_text="Clocks that stop").inner_text()
+    assert "Family contacts the mediation adviser" in stops
+    _no_sideways_scroll(page)
+    adviser.check(page, "confirm withdrawal, 390px")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Yes, withdraw").click()
+    assert "Withdrawn" in page.locator("h1").inner_text()
+    assert page.locator("#event-reopen").count() == 0, "advisers are not offered a reopen"
+
+    # A manager reopens it, with a reason: back to Requested, the family's clock running.
+    live.tick()
+    manager = people["manager"]
+    board = manager.sign_in()
+    board = _narrow(manager)
+    board.goto(f"/cases/{reference}")
+    manager.check(board, "withdrawn case, manager, 390px")
+    scope = "#event-reopen"
+    board.locator("#reopen-reason").fill("Withdrawn on the wrong case: the earlier one was meant.")
+    submit(board, scope)
+    assert "Case reopened" in board.locator(".govuk-notification-banner").inner_text()
+    assert "Requested" in board.locator("h1").inner_text()
+    row = board.locator("#deadlines + table tr", has_text="Family contacts the mediation adviser")
+    assert row.filter(has_text="On track").count() == 1, row.all_inner_texts()
+    _no_sideways_scroll(board)
+    manager.check(board, "reopened case, 390px")

@@ -129,6 +129,7 @@ def test_intake_lists_every_problem_at_once_and_records_the_reg_32_answer(web: W
             "preferred_channels": "sms",
             "reg32_info_given": "no",
             "sms_consent": "yes",
+            "confirmed": "yes",
         },
     )
     assert opened.status_code == 303, opened.text

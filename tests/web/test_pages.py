@@ -183,7 +183,7 @@ def test_intake_form_opens_a_case(web: Web) -> None:
     browser = web.browser("adviser")
     page = browser.get("/cases/new")
     assert page.status_code == 200 and 'name="csrf_token"' in page.text
-    response = browser.post("/cases/new", intake_form())
+    response = browser.post("/cases/new", intake_form(confirmed="yes"))
     assert response.status_code == 303
     reference = response.headers["location"].split("/cases/")[1].split("?")[0]
     case = reload(web, reference)

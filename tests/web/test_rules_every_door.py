@@ -243,3 +243,188 @@ def test_the_cli_refuses_nonsense_in_one_line(doors: Doors, args: tuple[str, ...
     result = doors.cli(*args)
     assert result.exit_code == 2, result.stdout
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+
+
+def _withdrawn_case(web: Web) -> str:
+    case = make_case(web, provider="solution-talk", mediating=True)
+    with web.session() as s:
+        cases.advance(
+            s,
+            case.reference,
+            "withdraw",
+            now=NOW,
+            actor=auth.actor_for(web.users["adviser"], "cli"),
+            settings=web.settings,
+            data={"reason": "wrong family"},
+        )
+    return case.reference
+
+
+def test_only_a_manager_reopens_a_case_at_every_door(
+    doors: Doors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = doors.web
+    words = "Only a manager can reopen a case"
+    ref = _withdrawn_case(web)
+    version = reload(web, ref).version
+
+    result = doors.cli("case", "reopen", ref, "--reason", "wrong case")
+    assert result.exit_code == 2 and words in result.stderr
+    answer = doors.api.post(
+        f"/api/v1/cases/{ref}/reopen",
+        json={"reason": "wrong case"},
+        headers=doors.bearer("adviser"),
+    )
+    assert answer.status_code == 403 and words in answer.json()["error"]
+    page = web.browser("adviser").post(f"/cases/{ref}/reopen", {"reason": "wrong case"})
+    assert page.status_code == 403 and words in page.text
+    portal = web.browser("provider_a").post(f"/cases/{ref}/reopen", {"reason": "wrong case"})
+    assert portal.status_code == 404
+    _unchanged(web, ref, version)
+
+    # A manager, at each door in turn (withdrawn again between them).
+    monkeypatch.setenv("CASEWORK_ACTOR", web.users["manager"].email)
+    result = doors.cli("case", "reopen", ref, "--reason", "withdrawn by mistake", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert reload(web, ref).state == "mediating"
+
+    ref = _withdrawn_case(web)
+    with web.session() as s:
+        manager = s.get(User, web.users["manager"].id)
+        assert manager is not None
+        token = auth.create_api_token(s, manager, name="doors", now=NOW)
+    answer = doors.api.post(
+        f"/api/v1/cases/{ref}/reopen",
+        json={"reason": "withdrawn by mistake"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] == "mediating"
+
+    ref = _withdrawn_case(web)
+    page = web.browser("manager").post(f"/cases/{ref}/reopen", {"reason": "withdrawn by mistake"})
+    assert page.status_code == 303 and reload(web, ref).state == "mediating"
+
+
+def test_a_reopen_without_a_reason_is_refused_at_every_door(
+    doors: Doors, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = doors.web
+    ref = _withdrawn_case(web)
+    version = reload(web, ref).version
+    monkeypatch.setenv("CASEWORK_ACTOR", web.users["manager"].email)
+    words = "Why the case is being reopened"
+    result = doors.cli("case", "reopen", ref)
+    assert result.exit_code == 2 and words in result.stderr
+    with web.session() as s:
+        manager = s.get(User, web.users["manager"].id)
+        assert manager is not None
+        token = auth.create_api_token(s, manager, name="doors", now=NOW)
+    answer = doors.api.post(
+        f"/api/v1/cases/{ref}/reopen",
+        json={"reason": " "},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 422 and words in answer.json()["error"]
+    page = web.browser("manager").post(f"/cases/{ref}/reopen", {"reason": ""})
+    assert page.status_code == 422 and words in page.text
+    _unchanged(web, ref, version)
+
+
+def test_a_possible_duplicate_is_a_warning_at_every_door(doors: Doors) -> None:
+    web = doors.web
+    first = make_case(web, phone="07911 123456")
+    words = f"{first.reference}"
+
+    result = doors.cli(
+        "case", "open", "--kind", "mediation", "--name", "Sam", "--channel", "helpline",
+        "--phone", "+447911123456",
+    )  # fmt: skip
+    assert result.exit_code == 0 and "possible duplicate" in result.stderr
+    assert words in result.stderr
+    answer = doors.api.post(
+        "/api/v1/cases",
+        json={"kind": "mediation", "name": "Sam", "channel": "helpline", "phone": "07911123456"},
+        headers=doors.bearer("adviser"),
+    )
+    assert answer.status_code == 201
+    assert any("Possible duplicate" in w and words in w for w in answer.json()["warnings"])
+    page = web.browser("adviser").post(
+        "/cases/new",
+        {
+            "kind": "mediation",
+            "name": "Sam",
+            "channel": "helpline",
+            "phone": "07911 123456",
+            "preferred_channels": "sms",
+            "sms_consent": "yes",
+        },
+    )
+    assert page.status_code == 200 and f'href="/cases/{first.reference}"' in page.text
+
+
+def test_a_meeting_recorded_before_its_day_is_a_warning_at_every_door(doors: Doors) -> None:
+    web = doors.web
+    words = "before the day it was scheduled for"
+    refs = []
+    for _ in range(3):
+        case = make_case(web, provider="solution-talk", mediating=True)
+        with web.session() as s:
+            cases.advance(
+                s,
+                case.reference,
+                "schedule_meeting",
+                now=NOW,
+                actor=auth.actor_for(web.users["adviser"], "cli"),
+                settings=web.settings,
+                data={"meeting_on": "2026-11-30"},
+            )
+        refs.append(case.reference)
+    held = ["meeting_held_on=2026-11-12", "outcome=none"]
+    result = doors.cli(
+        "case", "advance", refs[0], "record_meeting", "--at", "2026-11-12T10:00Z",
+        "--set", held[0], "--set", held[1],
+    )  # fmt: skip
+    assert result.exit_code == 0 and words in result.stderr
+    answer = doors.api.post(
+        f"/api/v1/cases/{refs[1]}/events",
+        json={
+            "event": "record_meeting",
+            "data": {"meeting_held_on": "2026-11-12", "outcome": "none"},
+        },
+        headers=doors.bearer("adviser"),
+    )
+    assert answer.status_code == 200 and any(words in w for w in answer.json()["warnings"])
+    portal = web.browser("provider_a").post(
+        f"/portal/cases/{refs[2]}/events/record_meeting",
+        {
+            "meeting_held_on-day": "12",
+            "meeting_held_on-month": "11",
+            "meeting_held_on-year": "2026",
+            "outcome": "none",
+        },
+    )
+    assert portal.status_code == 303 and "warned=1" in portal.headers["location"]
+    assert words in web.browser("provider_a").get(portal.headers["location"]).text
+    for ref in refs:
+        assert reload(web, ref).meeting_held_on is not None
+
+
+def test_correcting_a_held_detail_without_a_reason_is_refused_at_every_door(
+    doors: Doors,
+) -> None:
+    """The API has no door to the case details; the CLI and the case page refuse alike."""
+    web = doors.web
+    case = make_case(web, child_name="Robin")
+    ref, version = case.reference, case.version
+    words = "Why the details are being corrected"
+    result = doors.cli("case", "update", ref, "--child-name", "Robyn")
+    assert result.exit_code == 2 and words in result.stderr
+    page = web.browser("adviser").post(
+        f"/cases/{ref}/facts", {"version": str(version), "child_name": "Robyn"}
+    )
+    assert page.status_code == 422 and words in page.text
+    _unchanged(web, ref, version)
+    result = doors.cli("case", "update", ref, "--child-name", "Robyn", "--reason", "misspelt")
+    assert result.exit_code == 0, result.stderr
+    assert reload(web, ref).child_name == "Robyn"

@@ -22,7 +22,14 @@ from casework.web.api.common import (
     forbid_provider,
     visible_case,
 )
-from casework.web.api.schemas import CaseDetailOut, CasePageOut, CaseSummaryOut, EventIn, IntakeIn
+from casework.web.api.schemas import (
+    CaseDetailOut,
+    CasePageOut,
+    CaseSummaryOut,
+    EventIn,
+    IntakeIn,
+    ReopenIn,
+)
 from casework.web.api.views import (
     case_detail,
     check_version,
@@ -128,7 +135,11 @@ def create_case(
     settings: SettingsDep,
     response: Response,
 ) -> CaseDetailOut:
-    """Records the request, starts its clocks and queues the family's acknowledgement."""
+    """Records the request, starts its clocks and queues the family's acknowledgement.
+
+    ``warnings`` names any open case with the same phone number or email address
+    (a possible duplicate); the case is opened all the same.
+    """
     forbid_provider(user, "open cases")
     intake = cases.Intake(
         kind=body.kind,
@@ -146,11 +157,14 @@ def create_case(
         sms_consent=body.sms_consent,
         reg32_info_given=body.reg32_info_given,
     )
-    case = cases.open_case(
+    opened = cases.open_case_reviewed(
         session, intake, now=now, actor=actor_for(user, "api"), settings=settings
     )
-    response.headers["Location"] = f"/api/v1/cases/{case.reference}"
-    return case_detail(session, user, case, now)
+    response.headers["Location"] = f"/api/v1/cases/{opened.case.reference}"
+    out = case_detail(session, user, opened.case, now)
+    # A possible duplicate is a warning, not a refusal: two children, two cases.
+    out.warnings = [f"Possible duplicate: {d.words()}" for d in opened.duplicates] + out.warnings
+    return out
 
 
 @router.get(
@@ -196,7 +210,7 @@ def post_event(
     end_read(session)
     actor = actor_for(user, "api")
     try:
-        case = cases.advance(
+        recorded = cases.record_step(
             session,
             case.reference,
             body.event,
@@ -210,4 +224,30 @@ def post_event(
     except cases.NotPermitted as exc:
         allowed = [name for name, _ in cases.allowed_events(case, actor)]
         raise RoleRefused(str(exc), allowed) from exc
+    out = case_detail(session, user, recorded.case, now)
+    # What the step asks the caller to check comes first; it was recorded all the same.
+    out.warnings = [*recorded.warnings, *out.warnings]
+    return out
+
+
+@router.post(
+    "/cases/{reference}/reopen",
+    response_model=CaseDetailOut,
+    summary="Reopen a closed or withdrawn case (managers only)",
+)
+def reopen_case(
+    reference: Reference,
+    body: ReopenIn,
+    user: ApiUser,
+    session: SessionDep,
+    now: NowDep,
+) -> CaseDetailOut:
+    """The case returns to the state it was in before it was closed or withdrawn, and the
+    clocks that still run start again (a legal clock whose date has passed shows as late).
+    """
+    case = visible_case(session, user, reference)
+    end_read(session)
+    case = cases.reopen_case(
+        session, case.reference, reason=body.reason, now=now, actor=actor_for(user, "api")
+    )
     return case_detail(session, user, case, now)

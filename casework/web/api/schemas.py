@@ -125,6 +125,14 @@ class EventIn(BaseModel):
     )
 
 
+class ReopenIn(BaseModel):
+    """Reopen a closed or withdrawn case (managers only): why, in words."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: LongText = Field(description="Why the case is being reopened")
+
+
 class AllocationIn(BaseModel):
     """Offer the case to a provider; differing from the suggestion needs override_reason."""
 

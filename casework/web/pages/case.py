@@ -71,6 +71,7 @@ def case_page(
     banner_title: str = "",
     done: str = "",
     record: bool = False,
+    warned: bool = False,
 ) -> HTMLResponse:
     """The adviser's case page, optionally re-rendered with one form's errors."""
     found = load_case(session, reference)
@@ -90,6 +91,7 @@ def case_page(
         banner=banner,
         banner_title=banner_title,
         done=done,
+        warned=warned,
         extra={
             "can_allocate": cases.can_allocate(case) is None,
             "reissuable": cases.reissuable_kinds(auth.actor_for(user, "web")),
@@ -109,9 +111,12 @@ def case_get(
     signed_in: PageUserDep,
     reference: str,
     done: str = "",
+    warned: str = "",
 ) -> Response:
     user = require_staff(signed_in, case_page=True)
-    return case_page(request, session, user, now, reference, done=done, record=True)
+    return case_page(
+        request, session, user, now, reference, done=done, record=True, warned=warned == "1"
+    )
 
 
 def _recorded(
@@ -301,10 +306,13 @@ def case_facts_post(
     settings: Settings = request.app.state.settings
     case: Case = _staff_case(session, signed_in, reference)[0]
     values: dict[str, Any] = {
-        "decision_type": form_text(form, "decision_type"),
-        "note": form_text(form, "note"),
-        "decision_date_parts": date_parts(form, "decision_date"),
+        n: form_text(form, n)
+        for n in ("decision_type", "note", "reg32_info_given", "child_name", "summary")
     }
+    values["decision_date_parts"] = date_parts(form, "decision_date")
+    # A field not in the form (an older page) keeps its value.
+    child_name = values["child_name"] if "child_name" in form else None
+    summary = values["summary"] if "summary" in form else None
 
     def attempt() -> None:
         version = form_version(form)
@@ -324,6 +332,9 @@ def case_facts_post(
             settings=settings,
             decision_date=decision_date,
             decision_type=decision_type,
+            reg32_info_given={"yes": True, "no": False}.get(values["reg32_info_given"]),
+            child_name=child_name,
+            summary=summary,
             note=values["note"],
         )
 
@@ -680,4 +691,44 @@ def case_family_link_post(
         open_event="family_link",
         values={},
         done="family_link_stopped" if action == "stop" else "family_link_sent",
+    )
+
+
+@router.post("/cases/{reference}/reopen")
+def case_reopen_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """A manager reopens a closed or withdrawn case; who may, and what comes back, is the
+    use case's (an adviser who posts this is refused there, as at every door)."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {"reason": form_text(form, "reason")}
+
+    def attempt() -> None:
+        version = form_version(form)
+        if version is not None and version != case.version:
+            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
+        cases.reopen_case(
+            session,
+            case.reference,
+            reason=values["reason"],
+            now=now,
+            actor=auth.actor_for(user, "web"),
+        )
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="reopen",
+        values=values,
+        done="reopened",
     )

@@ -92,6 +92,11 @@ class CaseView:
     agreement_items: list[AgreementItem] = field(default_factory=list)
     notes: list[CaseNote] = field(default_factory=list)
     documents: list[cases.DocumentInfo] = field(default_factory=list)
+    not_yet: list[tuple[str, str]] = field(default_factory=list)
+
+
+# Steps that end a case: the page asks "are you sure" (what stops) before recording them.
+CONFIRM_EVENTS = frozenset({"close", "withdraw"})
 
 
 def load_case(session: Session, reference: str) -> tuple[Case, Person | None] | None:
@@ -200,7 +205,17 @@ def build_case_view(
         agreement_items=detail.agreement_items,
         notes=detail.notes,
         documents=detail.documents,
+        not_yet=[(label, why) for label, why in detail.not_yet],
     )
+
+
+def latest_step_warning(view: CaseView) -> str:
+    """The warning the latest recorded step carried (for the page after the redirect)."""
+    for entry in view.timeline:
+        if entry.status:  # a notice, not a step
+            continue
+        return next((text for key, text in entry.detail if key == "Warning"), "")
+    return ""
 
 
 def next_deadlines(session: Session, case_ids: Sequence[int]) -> dict[int, Deadline]:
@@ -229,9 +244,14 @@ def render_case_view(
     banner: str = "",
     banner_title: str = "",
     done: str = "",
+    warned: bool = False,
     extra: Mapping[str, Any] | None = None,
 ) -> HTMLResponse:
-    """A case page (adviser's or portal's), optionally re-rendered with one form's errors."""
+    """A case page (adviser's or portal's), optionally re-rendered with one form's errors.
+
+    ``warned``: the step just recorded carried a warning (the use case's, kept on its
+    audit row); it is shown above the page so the person checks it now.
+    """
     return render(
         request,
         template,
@@ -245,6 +265,7 @@ def render_case_view(
             "banner": banner,
             "banner_title": banner_title,
             "done_message": done_message(done),
+            "step_warning": latest_step_warning(view) if warned else "",
             **(extra or {}),
         },
         status_code=status_code,
@@ -366,7 +387,21 @@ def post_case_event(
             raw: dict[str, str] = {}
         else:
             raw = event_form_values(form, spec.fields, typed)
-        cases.advance(
+        if event in CONFIRM_EVENTS and form.get("confirmed") != "yes":
+            # Closing or withdrawing is asked twice: first what it will do, worked out
+            # by the use case itself (nothing is recorded), then the record on "yes".
+            preview = cases.preview_event(
+                session,
+                case.reference,
+                event,
+                now=now,
+                actor=actor,
+                settings=request.app.state.settings,
+                data=raw,
+                expected_version=version,
+            )
+            return confirm_page(request, preview, form, done_url)
+        recorded = cases.record_step(
             session,
             case.reference,
             event,
@@ -389,4 +424,31 @@ def post_case_event(
             values=typed,
             render_case=render_case,
         )
-    return RedirectResponse(f"{done_url}?done={quote(event)}", status_code=303)
+    warned = "&warned=1" if recorded.warnings else ""
+    return RedirectResponse(f"{done_url}?done={quote(event)}{warned}", status_code=303)
+
+
+def confirm_page(
+    request: Request, preview: cases.Preview, form: Any, done_url: str
+) -> HTMLResponse:
+    """ "Check before you close": what the step will do, with the form sent again on yes.
+
+    Every field typed is carried as it was typed, so "yes" records exactly what was
+    checked and "Go back" loses nothing the person needs to type again.
+    """
+    carried = [
+        (name, value)
+        for name, value in form.multi_items()
+        if isinstance(value, str) and name not in ("csrf_token", "confirmed")
+    ]
+    return render(
+        request,
+        "confirm_step.html",
+        {
+            "page_title": f"Check before you record: {preview.label} ({preview.case_reference})",
+            "preview": preview,
+            "carried": carried,
+            "action": str(request.url.path),
+            "back_url": done_url,
+        },
+    )

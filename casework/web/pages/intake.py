@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from casework import auth, cases
 from casework import deadlines as dl
 from casework.config import Settings
+from casework.contacts import display_phone
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.common import (
     date_from_parts,
@@ -21,6 +22,7 @@ from casework.web.pages.common import (
     render,
     require_staff,
 )
+from casework.web.pages.labels import DECISION_TYPE_LABELS, KIND_LABELS
 from casework.web.security import CheckedForm
 
 router = APIRouter(include_in_schema=False)
@@ -52,37 +54,29 @@ def intake_get(request: Request, signed_in: PageUserDep) -> Response:
     )
 
 
-@router.post("/cases/new")
-def intake_post(
-    request: Request,
-    session: SessionDep,
-    now: NowDep,
-    signed_in: PageUserDep,
-    form: CheckedForm,
-) -> Response:
-    user = require_staff(signed_in)
-    settings: Settings = request.app.state.settings
-    values: dict[str, Any] = {
-        name: form_text(form, name)
-        for name in (
-            "kind",
-            "channel",
-            "name",
-            "phone",
-            "email",
-            "child_name",
-            "decision_type",
-            "sms_consent",
-            "health_care",
-            "placement_only",
-            "reg32_info_given",
-            "summary",
-            "address_line_1",
-            "address_line_2",
-            "address_town",
-            "address_postcode",
-        )
-    }
+_FIELDS = (
+    "kind",
+    "channel",
+    "name",
+    "phone",
+    "email",
+    "child_name",
+    "decision_type",
+    "sms_consent",
+    "health_care",
+    "placement_only",
+    "reg32_info_given",
+    "summary",
+    "address_line_1",
+    "address_line_2",
+    "address_town",
+    "address_postcode",
+)
+
+
+def _read(form: Any) -> tuple[dict[str, Any], cases.Intake, dict[str, str]]:
+    """What was typed (for the form again), the intake, and a date that could not be read."""
+    values: dict[str, Any] = {name: form_text(form, name) for name in _FIELDS}
     values["preferred_channels"] = [
         c for c in form.getlist("preferred_channels") if isinstance(c, str)
     ]
@@ -116,23 +110,128 @@ def intake_post(
         address_town=values["address_town"],
         address_postcode=values["address_postcode"],
     )
+    return values, intake, errors
+
+
+def _answers(checked: Any) -> list[tuple[str, str, str]]:
+    """The check-your-answers rows: (question, answer in words, the field to change)."""
+    yes_no = {True: "Yes", False: "No", None: "Not known yet"}
+    channel_words = {"sms": "Text message (SMS)", "email": "Email", "post": "Letter by post"}
+    return [
+        ("What the family wants", KIND_LABELS.get(checked.kind, ""), "kind"),
+        (
+            "How the request arrived",
+            "Email" if checked.channel == "email" else "Helpline",
+            "channel",
+        ),
+        ("Name", checked.name, "name"),
+        ("Telephone number", display_phone(checked.phone) if checked.phone else "", "phone"),
+        ("Email address", checked.email or "Not given", "email"),
+        ("Child's name", checked.child_name or "Not given", "child_name"),
+        (
+            "Notices by",
+            " and ".join(channel_words[c] for c in checked.channels),
+            "preferred_channels",
+        ),
+        ("Agreed to text messages", yes_no[checked.sms_consent], "sms_consent"),
+        (
+            "Date of the LA's decision letter",
+            dl.fmt(checked.decision_date) if checked.decision_date else "Not known yet",
+            "decision_date",
+        ),
+        (
+            "What the LA decided",
+            DECISION_TYPE_LABELS.get(checked.decision_type or "", "Not known yet"),
+            "decision_type",
+        ),
+        ("Health care in issue", yes_no[checked.health_care], "health_care"),
+        (
+            "Appeal only about the school or college named",
+            yes_no[checked.placement_only],
+            "placement_only",
+        ),
+        (
+            "The decision letter gave the mediation information",
+            yes_no[checked.reg32_info_given],
+            "reg32_info_given",
+        ),
+        ("Summary", checked.summary or "None", "summary"),
+        (
+            "Postal address",
+            ", ".join(v for v in checked.address.values() if v) or "Not given",
+            "address_line_1",
+        ),
+    ]
+
+
+def _form_page(
+    request: Request, values: dict[str, Any], errors: dict[str, str], status_code: int
+) -> Response:
+    return render(
+        request,
+        "case_new.html",
+        {
+            "page_title": "Open a case",
+            "values": values,
+            "errors": errors,
+        },
+        status_code=status_code,
+    )
+
+
+@router.post("/cases/new")
+def intake_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+) -> Response:
+    """The form, then "check your answers", then the case: opened only on the second post.
+
+    A post without ``confirmed`` (the form itself, or a script that skipped the
+    check) shows the answers to check; one with it opens the case.
+    """
+    user = require_staff(signed_in)
+    settings: Settings = request.app.state.settings
+    values, intake, errors = _read(form)
     try:
         if errors:
             # The date could not be read: still list every other problem at once.
             cases.check_intake(intake, today=dl.local_date(now))
-        else:
-            case = cases.open_case(
+        elif form.get("confirmed") == "yes":
+            opened = cases.open_case_reviewed(
                 session, intake, now=now, actor=auth.actor_for(user, "web"), settings=settings
             )
             forget_counts(request)
-            return redirect(f"/cases/{quote(case.reference)}?done=opened")
+            return redirect(f"/cases/{quote(opened.case.reference)}?done=opened")
+        else:
+            review = cases.review_intake(session, intake, now=now)
+            carried = [
+                (name, value)
+                for name, value in form.multi_items()
+                if isinstance(value, str) and name not in ("csrf_token", "confirmed")
+            ]
+            return render(
+                request,
+                "case_check.html",
+                {
+                    "page_title": "Check the details before opening the case",
+                    "answers": _answers(review.checked),
+                    "duplicates": review.duplicates,
+                    "carried": carried,
+                },
+            )
     except cases.IntakeInvalid as exc:
         errors = {**exc.errors, **errors}
     except cases.ValidationFailed as exc:
         errors[exc.field or "_form"] = str(exc)
-    return render(
-        request,
-        "case_new.html",
-        {"page_title": "Open a case", "values": values, "errors": errors},
-        status_code=422,
-    )
+    return _form_page(request, values, errors, 422)
+
+
+@router.post("/cases/new/change")
+def intake_change_post(request: Request, signed_in: PageUserDep, form: CheckedForm) -> Response:
+    """Back from "check your answers" to the form, with everything typed kept."""
+    require_staff(signed_in)
+    values, _intake, _errors = _read(form)
+    return _form_page(request, values, {}, 200)

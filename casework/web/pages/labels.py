@@ -68,6 +68,8 @@ DONE_MESSAGES: dict[str, str] = {
     " longer work.",
     "family_link_stopped": "The family's page link no longer works. Send a new link when the"
     " family needs one.",
+    "reopened": "Case reopened. It is back where it was and its clocks that still run have"
+    " started again.",
 }
 
 
