@@ -336,9 +336,15 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
     )
     context = base_context(facts, settings)
     context.update(_event_context(ctx))
+    # The family hears a provider's name only once it has accepted the case: an offer
+    # can be declined and passed on, and the family must not be told of one then another.
+    family_context = (
+        context if getattr(ctx, "provider_accepted", False) else context | {"provider_name": ""}
+    )
     stamp = ctx.now.strftime("%Y%m%dT%H%M%S%f")
     rows = []
     for rule in rules:
+        rule_context = family_context if rule.recipient == "family" else context
         for channel, address in addresses_for(rule.recipient, rule.channels, facts, settings):
             key = (
                 f"case:{case.id}:event:{ctx.event}:{stamp}"
@@ -352,7 +358,7 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
                     recipient=rule.recipient,
                     channel=channel,
                     address=address,
-                    context=context | {"notice_kind": "event"},
+                    context=rule_context | {"notice_kind": "event"},
                     not_before=ctx.now,
                     now=ctx.now,
                     settings=settings,
