@@ -49,6 +49,7 @@ from casework.cases.intake import (
     open_case,
 )
 from casework.cases.notes import add_note, log_call, notes_of
+from casework.cases.provider_view import ListedCase, provider_cases
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
 from casework.cases.views import (
     LATE_OUTSTANDING,
@@ -91,6 +92,7 @@ __all__ = [
     "FoundCases",
     "Intake",
     "IntakeInvalid",
+    "ListedCase",
     "NotFound",
     "NotPermitted",
     "Suggestion",
@@ -132,6 +134,7 @@ __all__ = [
     "notes_of",
     "open_case",
     "parse_event_data",
+    "provider_cases",
     "provider_events",
     "record_agreement_item_done",
     "record_view",
