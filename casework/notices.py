@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, insert
@@ -71,6 +72,47 @@ class NoticeRules:
             default_at=settings.reminders.default_at,
             closure_day_escalation=tuple(settings.reminders.closure_day_escalation),
         )
+
+
+# --- Why a notice was not sent, or failed ----------------------------------------------
+
+
+class NoticeReason(StrEnum):
+    """Why a notice was skipped or failed: the code stored at the head of ``last_error``.
+
+    Every writer of a skipped or failed notice stores ``"<code>: <detail>"``
+    (:func:`reason_text`); the pages read the code and show its words
+    (``casework.cases.words.NOTICE_REASON_WORDS``), never the stored text.
+    """
+
+    # Skipped: no longer useful or no longer reaching the family.
+    stale = "stale"  # its moment passed while the service was down
+    deadline_met = "deadline_met"
+    deadline_cancelled = "deadline_cancelled"
+    deadline_passed = "deadline_passed"
+    case_withdrawn = "case_withdrawn"
+    contact_changed = "contact_changed"
+    # Failed: the provider or the network said no.
+    number_invalid = "number_invalid"
+    not_a_mobile = "not_a_mobile"
+    opted_out = "opted_out"
+    undelivered = "undelivered"
+    bounced = "bounced"
+    dropped = "dropped"
+    rejected = "rejected"
+    gave_up = "gave_up"
+    unrenderable = "unrenderable"
+
+
+def reason_text(reason: NoticeReason, detail: str = "") -> str:
+    """What ``last_error`` holds: the code, then the detail for whoever investigates."""
+    return f"{reason.value}: {detail}".strip().rstrip(":")[:2000]
+
+
+def reason_of(last_error: str) -> NoticeReason | None:
+    """The code a stored ``last_error`` starts with, or None (a retry's transient note)."""
+    head = (last_error or "").split(":", 1)[0].strip()
+    return NoticeReason(head) if head in NoticeReason.__members__ else None
 
 
 # --- Quiet hours -----------------------------------------------------------------------

@@ -48,6 +48,7 @@ from casework.models import (
 from casework.notices import (
     CaseFacts,
     FamilyContact,
+    NoticeReason,
     NoticeRules,
     addresses_for,
     base_context,
@@ -55,6 +56,7 @@ from casework.notices import (
     insert_notices,
     notice_row,
     outbox_row,
+    reason_text,
 )
 
 log = logging.getLogger("casework.reminders")
@@ -366,7 +368,13 @@ def _notices_for(
                     settings=settings,
                     deadline_id=row.id,
                     status=NoticeStatus.skipped if stale else NoticeStatus.queued,
-                    reason="stale: its moment passed while the scheduler was down" if stale else "",
+                    reason=(
+                        reason_text(
+                            NoticeReason.stale, "its moment passed while the scheduler was down"
+                        )
+                        if stale
+                        else ""
+                    ),
                 )
             )
     return out

@@ -23,11 +23,13 @@ from casework.cases.notes import IAS_ROLES
 from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
 from casework.contacts import ContactError, is_mobile, normalise_email, normalise_phone
 from casework.models import Notice, NoticeStatus, Person
+from casework.notices import NoticeReason, reason_text
 
 REASON_MAX = 500
 CONSENT_WORDS = {True: "given", False: "withdrawn"}
-NOT_REACHABLE = (
-    "skipped: the family's contact details were changed and this way no longer reaches them"
+NOT_REACHABLE = reason_text(
+    NoticeReason.contact_changed,
+    "the family's contact details were changed and this way no longer reaches them",
 )
 
 

@@ -12,6 +12,7 @@ from casework.models import (
     CaseEvent,
     CaseNote,
     Deadline,
+    DeliveryEvent,
     Notice,
     Person,
     Provider,
@@ -37,3 +38,5 @@ class CaseDetail:
     recent_views: list[CaseEvent] = field(default_factory=list)
     # Notes and calls, newest first; a provider's view keeps only the shared ones.
     notes: list[CaseNote] = field(default_factory=list)
+    # Each notice's send attempts and delivery receipts, oldest first, by notice id.
+    deliveries: dict[int, list[DeliveryEvent]] = field(default_factory=dict)

@@ -248,6 +248,11 @@ def for_provider(detail: CaseDetail, provider: Provider) -> CaseDetail:
         and allocation is not None
         and allocation.status == AllocationStatus.accepted
     )
+    own_notices = [
+        n
+        for n in detail.notices
+        if n.recipient_role == "provider" and n.to_address == provider.email
+    ]
     return replace(
         detail,
         case=case,
@@ -270,11 +275,8 @@ def for_provider(detail: CaseDetail, provider: Provider) -> CaseDetail:
             for e in detail.events
             if e.event in EVENTS and _own_event(e, provider)
         ],
-        notices=[
-            n
-            for n in detail.notices
-            if n.recipient_role == "provider" and n.to_address == provider.email
-        ],
+        notices=own_notices,
+        deliveries={n.id: detail.deliveries.get(n.id, []) for n in own_notices if n.id},
         # Only notes the adviser marked shared; an adviser-only note never leaves the IAS.
         notes=[_note(n) for n in detail.notes if n.shared],
         warnings=[],

@@ -33,6 +33,7 @@ from casework.models import (
     CaseEvent,
     Deadline,
     DeadlineStatus,
+    DeliveryEvent,
     Notice,
     Person,
     Provider,
@@ -264,6 +265,14 @@ def case_detail(
                 .order_by(col(Notice.created_at))
             ).scalars()
         )
+    deliveries: dict[int, list[DeliveryEvent]] = {}
+    if notices:
+        for row in session.execute(
+            select(DeliveryEvent)
+            .where(col(DeliveryEvent.notice_id).in_([n.id for n in notices]))
+            .order_by(col(DeliveryEvent.at), col(DeliveryEvent.id))
+        ).scalars():
+            deliveries.setdefault(row.notice_id, []).append(row)
     items = items_of(session, case)
     detail = CaseDetail(
         case=case,
@@ -278,6 +287,7 @@ def case_detail(
         actions=allowed_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
         notes=notes_of(session, case),
+        deliveries=deliveries,
     )
     if actor.is_provider:
         own = session.get(Provider, actor.provider_id)
@@ -393,6 +403,7 @@ DATA_WORDS: dict[str, str] = {
     "sms_consent_was": "Consent to text messages, before",
     "notices_readdressed": "Notices not yet sent, re-addressed",
     "adviser": "Owning adviser",
+    "channel": "Sent by",
     "previous_adviser": "Previous owning adviser",
 }
 # Keys that are references for the machine, not facts for a person.
@@ -402,7 +413,12 @@ _HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
 def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[str, str]]:
     """An audit row's data as (words, value) pairs: labels from the event's own fields."""
     from casework.cases.effects import event_fields
-    from casework.cases.words import CHOICE_WORDS, DEADLINE_WORDS, DECISION_TYPE_WORDS
+    from casework.cases.words import (
+        CHANNEL_WORDS,
+        CHOICE_WORDS,
+        DEADLINE_WORDS,
+        DECISION_TYPE_WORDS,
+    )
 
     labels = {f.name: f.label for f in event_fields(kind, event)}
     out: list[tuple[str, str]] = []
@@ -422,6 +438,7 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
                 CHOICE_WORDS.get(value)
                 or DECISION_TYPE_WORDS.get(value)
                 or DEADLINE_WORDS.get(value)
+                or (CHANNEL_WORDS.get(value) if key == "channel" else None)
                 or value
             )
         out.append(

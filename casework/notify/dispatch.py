@@ -50,7 +50,13 @@ from sqlalchemy import Connection, Engine, case, select, update
 
 from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Notice, NoticeStatus
-from casework.notices import in_quiet_hours, insert_notices, next_sms_moment
+from casework.notices import (
+    NoticeReason,
+    in_quiet_hours,
+    insert_notices,
+    next_sms_moment,
+    reason_text,
+)
 from casework.notify.base import Channel, DeliveryError, FailureKind, OutgoingMessage
 from casework.notify.escalate import (
     alarm_opened_at,
@@ -78,6 +84,20 @@ FINISHED_DEADLINE = ("met", "cancelled")
 
 _N: Any = Notice.__table__  # type: ignore[attr-defined]
 _EVENTS: Any = DeliveryEvent.__table__  # type: ignore[attr-defined]
+
+
+# Twilio's refusals that say what is wrong with the number (its error codes).
+_SEND_FAILURES: dict[str, NoticeReason] = {
+    "21211": NoticeReason.number_invalid,
+    "21612": NoticeReason.number_invalid,
+    "21614": NoticeReason.not_a_mobile,
+    "21610": NoticeReason.opted_out,
+}
+
+
+def send_failure_reason(code: str | None) -> NoticeReason:
+    """Why a send was refused for good, from the provider's error code."""
+    return _SEND_FAILURES.get(code or "", NoticeReason.rejected)
 
 
 @dataclass
@@ -450,15 +470,22 @@ def _deliver(
     if row.deadline_id is not None and row.deadline_status in FINISHED_DEADLINE:
         # The clock was met or cancelled after this reminder was queued: it would
         # only confuse (healthchecks/Notify re-check status before sending too).
-        skip_reason = f"skipped: the deadline was {row.deadline_status} before sending"
+        skip_reason = reason_text(
+            NoticeReason.deadline_met
+            if row.deadline_status == "met"
+            else NoticeReason.deadline_cancelled,
+            f"the deadline was {row.deadline_status} before sending",
+        )
     elif (
         kind == "event" and row.case_state == "withdrawn" and row.template != "withdrawal_confirmed"
     ):
         # e.g. a meeting confirmation held overnight for quiet hours, then the family
         # withdrew: telling them about a meeting that will not happen only confuses.
-        skip_reason = "skipped: the case was withdrawn"
+        skip_reason = reason_text(NoticeReason.case_withdrawn, "the case was withdrawn")
     elif kind == "reminder" and row.deadline_status == "missed":
-        skip_reason = "skipped: the deadline passed before sending"
+        skip_reason = reason_text(
+            NoticeReason.deadline_passed, "the deadline passed before sending"
+        )
     if skip_reason is not None:
         _finish(
             engine, row.id, me, {"status": NoticeStatus.skipped, "last_error": skip_reason}, None
@@ -482,7 +509,18 @@ def _deliver(
     try:
         subject, body = render(row.template, row.channel, dict(row.context or {}))
     except RenderError as exc:
-        _fail(engine, row, now, me, str(exc), settings, result, None, attempts=row.attempts)
+        _fail(
+            engine,
+            row,
+            now,
+            me,
+            NoticeReason.unrenderable,
+            str(exc),
+            settings,
+            result,
+            None,
+            attempts=row.attempts,
+        )
         return
     message = OutgoingMessage(
         notice_id=row.public_id,
@@ -599,8 +637,13 @@ def _failed_send(
         return
     attempts = row.attempts + 1
     if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
-        reason = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
-        _fail(engine, row, now, me, reason, settings, result, attempt_event, attempts=attempts)
+        if exc.permanent:
+            code, reason = send_failure_reason(exc.code), str(exc)
+        else:
+            code, reason = NoticeReason.gave_up, f"gave up after {attempts} attempts: {exc}"
+        _fail(
+            engine, row, now, me, code, reason, settings, result, attempt_event, attempts=attempts
+        )
         return
     ok = _finish(
         engine,
@@ -687,6 +730,7 @@ def _fail(
     row: Any,
     now: dt.datetime,
     me: str,
+    code: NoticeReason,
     reason: str,
     settings: Settings,
     result: DispatchResult,
@@ -695,6 +739,9 @@ def _fail(
     attempts: int,
 ) -> None:
     """Give up on a notice and tell a person who can reach the recipient another way.
+
+    ``code`` says why in a word the pages translate; ``reason`` is the adapter's own
+    sentence, kept after it for whoever investigates and put in the escalation.
 
     Failing and queueing the escalation are one transaction, and both happen only
     while the claim is still ours: a crash between them cannot lose the escalation,
@@ -706,7 +753,7 @@ def _fail(
             .where(_ours(row.id, me))
             .values(
                 status=NoticeStatus.failed,
-                last_error=reason[:2000],
+                last_error=reason_text(code, reason),
                 escalated=True,
                 attempts=attempts,
             )
