@@ -48,6 +48,7 @@ from casework.cases.intake import (
     check_intake,
     open_case,
 )
+from casework.cases.messages import send_message
 from casework.cases.notes import add_note, log_call, notes_of
 from casework.cases.provider_view import ListedCase, provider_cases
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
@@ -139,6 +140,7 @@ __all__ = [
     "record_agreement_item_done",
     "record_view",
     "respond_to_allocation",
+    "send_message",
     "spec_for",
     "still_due",
     "suggest",

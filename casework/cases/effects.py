@@ -696,6 +696,7 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "add_note": "Note written",
     "log_call": "Call logged",
     "update_contact": "Family contact corrected",
+    "send_message": "Message sent to the family",
     "view": "Case viewed",
 }
 
