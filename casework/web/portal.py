@@ -220,7 +220,11 @@ def portal_case_page(
         banner=banner,
         banner_title=banner_title,
         done=done,
-        extra={"awaiting_answer": allocation_status == AllocationStatus.offered},
+        extra={
+            "awaiting_answer": allocation_status == AllocationStatus.offered,
+            # Not the adviser's page's title: each page says which one it is.
+            "page_title": f"Case {case.reference} in the provider portal",
+        },
     )
 
 

@@ -272,7 +272,7 @@ def render_case_view(
         request,
         template,
         {
-            "page_title": view.case.reference,
+            "page_title": f"Case {view.case.reference}",
             "view": view,
             "is_final": view.case.state in FINAL_STATES,
             "errors": errors or {},

@@ -96,6 +96,7 @@ _env.globals.update(
     state_colours=STATE_COLOURS,
     status_colours=STATUS_COLOURS,
     status_words=words.STATUS_WORDS,
+    words=words,
     deadline_labels=DEADLINE_LABELS,
     decision_type_labels=DECISION_TYPE_LABELS,
     kind_labels=KIND_LABELS,
