@@ -19,6 +19,7 @@ import hmac
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -122,6 +123,47 @@ def live_family_link_url(bind: Session | Connection, case_id: int, settings: Set
     if not hmac.compare_digest(token_hash(token), row.token_hash):
         return ""
     return family_page_url(settings, token)
+
+
+# --- Why a notice was not sent, or failed ----------------------------------------------
+
+
+class NoticeReason(StrEnum):
+    """Why a notice was skipped or failed: the code stored at the head of ``last_error``.
+
+    Every writer of a skipped or failed notice stores ``"<code>: <detail>"``
+    (:func:`reason_text`); the pages read the code and show its words
+    (``casework.cases.words.NOTICE_REASON_WORDS``), never the stored text.
+    """
+
+    # Skipped: no longer useful or no longer reaching the family.
+    stale = "stale"  # its moment passed while the service was down
+    deadline_met = "deadline_met"
+    deadline_cancelled = "deadline_cancelled"
+    deadline_passed = "deadline_passed"
+    case_withdrawn = "case_withdrawn"
+    contact_changed = "contact_changed"
+    # Failed: the provider or the network said no.
+    number_invalid = "number_invalid"
+    not_a_mobile = "not_a_mobile"
+    opted_out = "opted_out"
+    undelivered = "undelivered"
+    bounced = "bounced"
+    dropped = "dropped"
+    rejected = "rejected"
+    gave_up = "gave_up"
+    unrenderable = "unrenderable"
+
+
+def reason_text(reason: NoticeReason, detail: str = "") -> str:
+    """What ``last_error`` holds: the code, then the detail for whoever investigates."""
+    return f"{reason.value}: {detail}".strip().rstrip(":")[:2000]
+
+
+def reason_of(last_error: str) -> NoticeReason | None:
+    """The code a stored ``last_error`` starts with, or None (a retry's transient note)."""
+    head = (last_error or "").split(":", 1)[0].strip()
+    return NoticeReason(head) if head in NoticeReason.__members__ else None
 
 
 # --- Quiet hours -----------------------------------------------------------------------
@@ -417,11 +459,17 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
     )
     context = base_context(facts, settings)
     context.update(_event_context(ctx))
+    # The family hears a provider's name only once it has accepted the case: an offer
+    # can be declined and passed on, and the family must not be told of one then another.
+    family_context = (
+        context if getattr(ctx, "provider_accepted", False) else context | {"provider_name": ""}
+    )
     stamp = ctx.now.strftime("%Y%m%dT%H%M%S%f")
     # recipient role -> the stored document its emails carry (a certificate to the family).
     attachments: dict[str, int] = dict(getattr(ctx, "attachments", None) or {})
     rows = []
     for rule in rules:
+        rule_context = family_context if rule.recipient == "family" else context
         for channel, address in addresses_for(rule.recipient, rule.channels, facts, settings):
             key = (
                 f"case:{case.id}:event:{ctx.event}:{stamp}"
@@ -434,7 +482,7 @@ def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
                 recipient=rule.recipient,
                 channel=channel,
                 address=address,
-                context=context | {"notice_kind": "event"},
+                context=rule_context | {"notice_kind": "event"},
                 not_before=ctx.now,
                 now=ctx.now,
                 settings=settings,

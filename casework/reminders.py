@@ -48,6 +48,7 @@ from casework.models import (
 from casework.notices import (
     CaseFacts,
     FamilyContact,
+    NoticeReason,
     NoticeRules,
     addresses_for,
     base_context,
@@ -56,6 +57,7 @@ from casework.notices import (
     notice_row,
     outbox_row,
     postal_lines,
+    reason_text,
 )
 
 log = logging.getLogger("casework.reminders")
@@ -378,7 +380,13 @@ def _notices_for(
                     settings=settings,
                     deadline_id=row.id,
                     status=NoticeStatus.skipped if stale else NoticeStatus.queued,
-                    reason="stale: its moment passed while the scheduler was down" if stale else "",
+                    reason=(
+                        reason_text(
+                            NoticeReason.stale, "its moment passed while the scheduler was down"
+                        )
+                        if stale
+                        else ""
+                    ),
                 )
             )
     return out

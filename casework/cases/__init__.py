@@ -79,8 +79,10 @@ from casework.cases.intake import (
     possible_duplicates,
     review_intake,
 )
+from casework.cases.messages import send_message
 from casework.cases.notes import add_note, log_call, notes_of
 from casework.cases.reopen import reopen_case
+from casework.cases.provider_view import ListedCase, provider_cases
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
 from casework.cases.views import (
     LATE_OUTSTANDING,
@@ -127,6 +129,7 @@ __all__ = [
     "Intake",
     "IntakeInvalid",
     "IntakeReview",
+    "ListedCase",
     "NotFound",
     "NotPermitted",
     "Opened",
@@ -179,6 +182,7 @@ __all__ = [
     "parse_event_data",
     "possible_duplicates",
     "preview_event",
+    "provider_cases",
     "provider_events",
     "record_agreement_item_done",
     "record_step",
@@ -188,6 +192,7 @@ __all__ = [
     "reopen_case",
     "respond_to_allocation",
     "review_intake",
+    "send_message",
     "spec_for",
     "still_due",
     "store_document",

@@ -35,13 +35,15 @@ from casework.contacts import (
     normalise_phone,
 )
 from casework.models import Notice, NoticeStatus, Person
+from casework.notices import NoticeReason, reason_text
 
 REASON_MAX = 500
 # The role of the family acting on its own page (casework.cases.family).
 FAMILY_ROLE = "family"
 CONSENT_WORDS = {True: "given", False: "withdrawn"}
-NOT_REACHABLE = (
-    "skipped: the family's contact details were changed and this way no longer reaches them"
+NOT_REACHABLE = reason_text(
+    NoticeReason.contact_changed,
+    "the family's contact details were changed and this way no longer reaches them",
 )
 
 

@@ -40,6 +40,9 @@ class TransitionContext:
     settings: Settings
     opened: list[Deadline] = field(default_factory=list)
     provider: Provider | None = None
+    # Whether ``provider`` has accepted the case: until then the family is never told
+    # its name (an offer may be declined and passed on to another provider).
+    provider_accepted: bool = False
     # What was agreed at mediation, for letters that say who must act by when.
     agreement_items: list[AgreementItem] = field(default_factory=list)
     # Recipient role -> id of the stored document its emails carry (e.g. the certificate).

@@ -13,6 +13,7 @@ from casework.models import (
     CaseEvent,
     CaseNote,
     Deadline,
+    DeliveryEvent,
     Notice,
     Person,
     Provider,
@@ -65,3 +66,5 @@ class CaseDetail:
     documents: list[DocumentInfo] = field(default_factory=list)
     # Steps of this state not possible yet, with what to do first (words, why).
     not_yet: list[tuple[str, str]] = field(default_factory=list)
+    # Each notice's send attempts and delivery receipts, oldest first, by notice id.
+    deliveries: dict[int, list[DeliveryEvent]] = field(default_factory=dict)

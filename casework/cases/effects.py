@@ -782,6 +782,7 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "family_sign_in": "The family opened its page",
     "family_call_back": "The family asked for a call back",
     "sms_opt_out": "The family stopped text messages (replied STOP)",
+    "send_message": "Message sent to the family",
     "view": "Case viewed",
     "letter_posted": "Letter posted",
     "download_document": "Document downloaded",

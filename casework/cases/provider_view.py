@@ -14,13 +14,16 @@ addresses, the view log, or the adviser's warnings.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import datetime as dt
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
-from sqlmodel import col
+from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy import case as sql_case
+from sqlmodel import Session, col
 
 from casework.cases.detail import CaseDetail
+from casework.config import Settings
 from casework.models import (
     Allocation,
     AllocationStatus,
@@ -28,6 +31,7 @@ from casework.models import (
     CaseEvent,
     CaseNote,
     Notice,
+    Person,
     Provider,
 )
 from casework.states import FINAL_STATES
@@ -145,6 +149,52 @@ def notices_condition(provider_id: int) -> ColumnElement[bool]:
     )
 
 
+def still_listed(now: dt.datetime, settings: Settings) -> ColumnElement[bool]:
+    """The cases a provider's lists still hold: open ones, and ended ones for a while.
+
+    A case that ended (closed or withdrawn) more than ``provider_retention_days`` ago
+    drops out of the provider's lists in the portal and the API. The moment it ended
+    is its audit row moving into a final state (a later note on the closed case does
+    not count; a reopened case is open again).
+    """
+    final = [s.value for s in FINAL_STATES]
+    cutoff = now - dt.timedelta(days=settings.provider_retention_days)
+    ended_recently = exists().where(
+        col(CaseEvent.case_id) == Case.id,
+        col(CaseEvent.to_state).in_(final),
+        or_(col(CaseEvent.from_state).is_(None), col(CaseEvent.from_state).not_in(final)),
+        col(CaseEvent.at) >= cutoff,
+    )
+    return col(Case.state).not_in(final) | ended_recently
+
+
+@dataclass
+class ListedCase:
+    """One row of a provider's own case list: the case and the family contact's name."""
+
+    case: Case
+    family_name: str
+
+
+def provider_cases(
+    session: Session, provider_id: int, *, now: dt.datetime, settings: Settings, limit: int
+) -> list[ListedCase]:
+    """The provider's own cases, open first then newest first, as its portal lists them.
+
+    Only cases allocated to this provider, and of those only what :func:`still_listed`
+    keeps: an ended case leaves the list after the configured retention.
+    """
+    open_first = sql_case((col(Case.state).in_([s.value for s in FINAL_STATES]), 1), else_=0)
+    rows = session.execute(
+        select(Case, col(Person.name))
+        .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+        .where(col(Case.provider_id) == provider_id, still_listed(now, settings))
+        .order_by(open_first, col(Case.id).desc())
+        .limit(limit)
+    ).all()
+    return [ListedCase(case, name or "") for case, name in rows]
+
+
 def _own_event(event: CaseEvent, provider: Provider) -> bool:
     """An allocation step concerns this provider only if it was this provider's."""
     data = event.data or {}
@@ -205,6 +255,11 @@ def for_provider(detail: CaseDetail, provider: Provider) -> CaseDetail:
         and allocation is not None
         and allocation.status == AllocationStatus.accepted
     )
+    own_notices = [
+        n
+        for n in detail.notices
+        if n.recipient_role == "provider" and n.to_address == provider.email
+    ]
     return replace(
         detail,
         case=case,
@@ -227,11 +282,8 @@ def for_provider(detail: CaseDetail, provider: Provider) -> CaseDetail:
             for e in detail.events
             if e.event in EVENTS and _own_event(e, provider)
         ],
-        notices=[
-            n
-            for n in detail.notices
-            if n.recipient_role == "provider" and n.to_address == provider.email
-        ],
+        notices=own_notices,
+        deliveries={n.id: detail.deliveries.get(n.id, []) for n in own_notices if n.id},
         # Only notes the adviser marked shared; an adviser-only note never leaves the IAS.
         notes=[_note(n) for n in detail.notes if n.shared],
         documents=[d for d in detail.documents if d.kind in DOCUMENT_KINDS],

@@ -20,6 +20,7 @@ from casework import deadlines as dl
 from casework import urgency
 from casework.cases.context import Actor
 from casework.cases.errors import ValidationFailed
+from casework.cases.provider_view import still_listed
 from casework.cases.views import _late_outstanding, urgent_first
 from casework.config import Settings
 from casework.models import (
@@ -197,6 +198,8 @@ def case_conditions(
     where: list[ColumnElement[bool]] = []
     if actor.is_provider:
         where.append(col(Case.provider_id) == actor.provider_id)
+        # An ended case leaves a provider's lists after the configured retention.
+        where.append(still_listed(now, settings))
     state = c.state or ("all" if q else "open")
     if state == "open":
         # NOT IN the final states: the planner then walks the clocks' index in order.

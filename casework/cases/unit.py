@@ -29,6 +29,8 @@ from casework.deadlines import Clock, DeadlineKind
 from casework.models import (
     MISSED_OUTSTANDING,
     AgreementItem,
+    Allocation,
+    AllocationStatus,
     Case,
     CaseEvent,
     Deadline,
@@ -302,11 +304,29 @@ def record_change(
             settings=settings,
             opened=clocks.opened if clocks is not None else [],
             provider=provider,
+            provider_accepted=_has_accepted(session, case, provider),
             agreement_items=agreement_items or [],
             attachments=dict(attachments or {}),
         ),
     )
     return audit
+
+
+def _has_accepted(session: Session, case: Case, provider: Provider | None) -> bool:
+    """Whether ``provider`` holds an accepted allocation of ``case`` (as changed in memory).
+
+    The rows are read without flushing and their status judged in Python, so an
+    acceptance recorded by this very change (not yet flushed) counts.
+    """
+    if provider is None or provider.id is None or case.id is None:
+        return False
+    with session.no_autoflush:
+        rows = session.execute(
+            select(Allocation).where(
+                col(Allocation.case_id) == case.id, col(Allocation.provider_id) == provider.id
+            )
+        ).scalars()
+        return any(a.status == AllocationStatus.accepted for a in rows)
 
 
 @dataclass(kw_only=True)

@@ -34,6 +34,7 @@ from casework.models import (
     CaseEvent,
     Deadline,
     DeadlineStatus,
+    DeliveryEvent,
     Notice,
     Person,
     Provider,
@@ -265,6 +266,14 @@ def case_detail(
                 .order_by(col(Notice.created_at))
             ).scalars()
         )
+    deliveries: dict[int, list[DeliveryEvent]] = {}
+    if notices:
+        for row in session.execute(
+            select(DeliveryEvent)
+            .where(col(DeliveryEvent.notice_id).in_([n.id for n in notices]))
+            .order_by(col(DeliveryEvent.at), col(DeliveryEvent.id))
+        ).scalars():
+            deliveries.setdefault(row.notice_id, []).append(row)
     items = items_of(session, case)
     detail = CaseDetail(
         case=case,
@@ -281,6 +290,7 @@ def case_detail(
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
         notes=notes_of(session, case),
         documents=all_documents(session, case),
+        deliveries=deliveries,
     )
     if actor.is_provider:
         own = session.get(Provider, actor.provider_id)
@@ -396,6 +406,7 @@ DATA_WORDS: dict[str, str] = {
     "sms_consent_was": "Consent to text messages, before",
     "notices_readdressed": "Notices not yet sent, re-addressed",
     "adviser": "Owning adviser",
+    "channel": "Sent by",
     "previous_adviser": "Previous owning adviser",
     "posted_on": "Posted on",
     "letter": "Letter",
@@ -436,6 +447,7 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
     from casework.cases.effects import event_fields
     from casework.cases.words import (
         ALLOCATION_WORDS,
+        CHANNEL_WORDS,
         CHOICE_WORDS,
         DEADLINE_WORDS,
         DECISION_TYPE_WORDS,
@@ -466,6 +478,7 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
                 CHOICE_WORDS.get(value)
                 or DECISION_TYPE_WORDS.get(value)
                 or DEADLINE_WORDS.get(value)
+                or (CHANNEL_WORDS.get(value) if key == "channel" else None)
                 or value
             )
         out.append(

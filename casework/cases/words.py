@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 
 from casework import deadlines as dl
+from casework.models import NoticeStatus
+from casework.notices import NoticeReason, reason_of
 from casework.states import CaseKind, CaseState
 
 STATE_WORDS: dict[str, str] = {
@@ -101,6 +103,124 @@ FAMILY_ACTOR_WORDS: dict[str, str] = {
     "family:page": "the family",
     "family:stop": "the family (replied STOP)",
 }
+
+# What each notice is, by its template (one line in a list of what was sent).
+TEMPLATE_WORDS: dict[str, str] = {
+    "adviser_certificate_reminder": "Reminder to the advisers: a certificate is due",
+    "adviser_target_reminder": "Reminder to the advisers: a service target is due",
+    "agreement_recorded": "What was agreed at mediation",
+    "allocation_notice": "Case offered to the provider",
+    "case_closed": "Case closed",
+    "certificate_issued": "Certificate issued",
+    "daily_digest": "Daily summary of late and due duties",
+    "escalation_allocation_declined": "Alert: the provider declined the case",
+    "escalation_appeal_window_ended": "Alert: the appeal window has ended",
+    "escalation_credentials_rejected": "Alert: the text or email service refused our key",
+    "escalation_delivery_failed": "Alert: a message could not be delivered",
+    "escalation_missed": "Alert: a deadline was missed",
+    "escalation_near": "Alert: a deadline is near",
+    "exempt_appeal_deadline": "Appeal deadline (no certificate needed)",
+    "family_appeal_reminder": "Reminder to the family: the appeal deadline",
+    "family_meeting_reminder": "Reminder to the family: the meeting",
+    "family_window_reminder": "Reminder to the family: say whether you want mediation",
+    "mediation_chosen": "Mediation chosen: who arranges it and by when",
+    "meeting_confirmed": "Meeting arranged",
+    "monthly_report": "Monthly report",
+    "one_off_message": "Message from the adviser",
+    "options_after_advice": "The family's options after advice",
+    "provider_acceptance_reminder": "Reminder to the provider: answer the allocation",
+    "provider_allocated": "Which provider will run mediation",
+    "provider_certificate_reminder": "Reminder to the provider: a certificate is due",
+    "provider_meeting_limit_reminder": "Reminder to the provider: the meeting time limit",
+    "request_acknowledged": "Request received",
+    "withdrawal_confirmed": "Withdrawal confirmed",
+}
+RECIPIENT_WORDS: dict[str, str] = {
+    "family": "the family",
+    "provider": "the provider",
+    "adviser": "the advisers",
+    "manager": "the manager",
+}
+NOTICE_STATUS_WORDS: dict[str, str] = {
+    NoticeStatus.queued: "Waiting to send",
+    NoticeStatus.sending: "Sending",
+    NoticeStatus.sent: "Sent",
+    NoticeStatus.delivered: "Delivered",
+    NoticeStatus.failed: "Failed",
+    NoticeStatus.skipped: "Not sent",
+}
+# Why a notice was not sent or failed, in words (the codes are casework.notices').
+NOTICE_REASON_WORDS: dict[str, str] = {
+    NoticeReason.stale: "not sent: the reminder's moment passed while the service was down",
+    NoticeReason.deadline_met: "not sent: the deadline was met before it went out",
+    NoticeReason.deadline_cancelled: "not sent: the deadline stopped applying before it went out",
+    NoticeReason.deadline_passed: "not sent: the deadline passed before it went out",
+    NoticeReason.case_withdrawn: "not sent: the case was withdrawn before it went out",
+    NoticeReason.contact_changed: (
+        "not sent: after the family's contact details changed, neither their email address"
+        " nor a mobile number they agreed to be texted on could take it"
+    ),
+    NoticeReason.number_invalid: "failed: the phone number does not exist",
+    NoticeReason.not_a_mobile: "failed: the number cannot receive text messages (a landline?)",
+    NoticeReason.opted_out: "failed: the family replied STOP, so texts to this number are blocked",
+    NoticeReason.undelivered: "failed: the phone network could not deliver the text",
+    NoticeReason.bounced: "failed: the email bounced (the address does not take mail)",
+    NoticeReason.dropped: "failed: the email service would not send to this address",
+    NoticeReason.rejected: "failed: the delivery service refused the message",
+    NoticeReason.gave_up: "failed: the delivery service could not be reached after repeated tries",
+    NoticeReason.unrenderable: "failed: the message could not be written (a fault in its wording)",
+}
+# What each delivery record says: our attempts, and the receipts Twilio and SendGrid send.
+DELIVERY_STATUS_WORDS: dict[str, str] = {
+    "sent": "Handed to the delivery service",
+    "error": "The delivery service refused it",
+    "queued": "Queued by the delivery service",
+    "accepted": "Accepted by the delivery service",
+    "sending": "On its way",
+    "processed": "Accepted by the delivery service",
+    "deferred": "Delayed by the receiving mail server",
+    "delivered": "Delivered",
+    "undelivered": "Not delivered",
+    "failed": "Failed",
+    "canceled": "Cancelled",
+    "bounce": "Bounced",
+    "dropped": "Not sent by the email service",
+    "read": "Read",
+    "open": "Opened",
+    "click": "A link in it was followed",
+    "spamreport": "Reported as spam",
+    "unsubscribe": "Unsubscribed",
+}
+# A status tag anywhere on the pages: a clock's, a notice's or an allocation's.
+STATUS_WORDS: dict[str, str] = {
+    **NOTICE_STATUS_WORDS,
+    "open": "Open",
+    "met": "Met",
+    "missed": "Late",
+    "cancelled": "No longer applies",
+    "offered": "Offered",
+    "accepted": "Accepted",
+    "declined": "Declined",
+    "ended": "Ended",
+}
+
+
+def template_words(template: str) -> str:
+    return TEMPLATE_WORDS.get(template, "Message")
+
+
+def notice_reason_words(status: str, last_error: str) -> str:
+    """Why a notice was skipped or failed, in words; '' when it was neither."""
+    if status not in (NoticeStatus.skipped, NoticeStatus.failed):
+        return ""
+    reason = reason_of(last_error)
+    if reason is not None:
+        return NOTICE_REASON_WORDS[reason]
+    return "not sent" if status == NoticeStatus.skipped else "failed: the delivery service said no"
+
+
+def delivery_status_words(status: str) -> str:
+    return DELIVERY_STATUS_WORDS.get(status.lower(), "An update from the delivery service")
 
 
 def state_words(state: str | None) -> str:

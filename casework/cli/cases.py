@@ -427,6 +427,51 @@ def case_note(
         )
 
 
+@case_app.command("message")
+@handles_errors
+def case_message(
+    reference: str,
+    channel: Annotated[str, typer.Option(help="email, or sms for a text message.")],
+    text: Annotated[str, typer.Option(help="What to tell the family.")],
+    key: Annotated[
+        str, typer.Option(help="An idempotency key: the same key again sends nothing.")
+    ] = "",
+    at: AtOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send the family a one-off email or text message (through the notices)."""
+    now = parse_at(at)
+    with open_session() as (session, settings):
+        notice = cases.send_message(
+            session,
+            reference,
+            channel=channel,
+            text=text,
+            key=key,
+            now=now,
+            actor=cli_actor(),
+            settings=settings,
+        )
+        ref = reference.strip().upper()
+        how = words.CHANNEL_WORDS.get(notice.channel, notice.channel)
+        when = (
+            ""
+            if notice.not_before <= now
+            else f" It waits until {words.moment_words(notice.not_before)} (quiet hours)."
+        )
+        emit(
+            {
+                "reference": ref,
+                "notice": notice.public_id,
+                "channel": notice.channel,
+                "status": notice.status,
+                "not_before": notice.not_before,
+            },
+            as_json,
+            f"Message to the family of {ref} queued by {how}.{when}",
+        )
+
+
 @case_app.command("call")
 @handles_errors
 def case_call(

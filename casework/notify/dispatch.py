@@ -53,10 +53,12 @@ from casework import deadlines as dl
 from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Document, Notice, NoticeStatus
 from casework.notices import (
+    NoticeReason,
     in_quiet_hours,
     insert_notices,
     live_family_link_url,
     next_sms_moment,
+    reason_text,
 )
 from casework.notify import letter
 from casework.notify.base import (
@@ -97,6 +99,20 @@ OPTED_OUT = "opted_out"
 _N: Any = Notice.__table__  # type: ignore[attr-defined]
 _EVENTS: Any = DeliveryEvent.__table__  # type: ignore[attr-defined]
 _DOCS: Any = Document.__table__  # type: ignore[attr-defined]
+
+
+# Twilio's refusals that say what is wrong with the number (its error codes).
+_SEND_FAILURES: dict[str, NoticeReason] = {
+    "21211": NoticeReason.number_invalid,
+    "21612": NoticeReason.number_invalid,
+    "21614": NoticeReason.not_a_mobile,
+    "21610": NoticeReason.opted_out,
+}
+
+
+def send_failure_reason(code: str | None) -> NoticeReason:
+    """Why a send was refused for good, from the provider's error code."""
+    return _SEND_FAILURES.get(code or "", NoticeReason.rejected)
 
 
 @dataclass
@@ -470,15 +486,22 @@ def _deliver(
     if row.deadline_id is not None and row.deadline_status in FINISHED_DEADLINE:
         # The clock was met or cancelled after this reminder was queued: it would
         # only confuse (healthchecks/Notify re-check status before sending too).
-        skip_reason = f"skipped: the deadline was {row.deadline_status} before sending"
+        skip_reason = reason_text(
+            NoticeReason.deadline_met
+            if row.deadline_status == "met"
+            else NoticeReason.deadline_cancelled,
+            f"the deadline was {row.deadline_status} before sending",
+        )
     elif (
         kind == "event" and row.case_state == "withdrawn" and row.template != "withdrawal_confirmed"
     ):
         # e.g. a meeting confirmation held overnight for quiet hours, then the family
         # withdrew: telling them about a meeting that will not happen only confuses.
-        skip_reason = "skipped: the case was withdrawn"
+        skip_reason = reason_text(NoticeReason.case_withdrawn, "the case was withdrawn")
     elif kind == "reminder" and row.deadline_status == "missed":
-        skip_reason = "skipped: the deadline passed before sending"
+        skip_reason = reason_text(
+            NoticeReason.deadline_passed, "the deadline passed before sending"
+        )
     if skip_reason is not None:
         _finish(
             engine, row.id, me, {"status": NoticeStatus.skipped, "last_error": skip_reason}, None
@@ -515,7 +538,18 @@ def _deliver(
     try:
         subject, body = render(row.template, row.channel, context)
     except RenderError as exc:
-        _fail(engine, row, now, me, str(exc), settings, result, None, attempts=row.attempts)
+        _fail(
+            engine,
+            row,
+            now,
+            me,
+            NoticeReason.unrenderable,
+            str(exc),
+            settings,
+            result,
+            None,
+            attempts=row.attempts,
+        )
         return
     attachments = _attachments(engine, row)
     message = OutgoingMessage(
@@ -579,6 +613,7 @@ def _print_letter(
             row,
             now,
             me,
+            NoticeReason.unrenderable,
             "a letter needs a case",
             settings,
             result,
@@ -599,7 +634,18 @@ def _print_letter(
             enclosures=enclosure,
         )
     except (RenderError, PdfRenderError) as exc:
-        _fail(engine, row, now, me, str(exc), settings, result, None, attempts=row.attempts)
+        _fail(
+            engine,
+            row,
+            now,
+            me,
+            NoticeReason.unrenderable,
+            str(exc),
+            settings,
+            result,
+            None,
+            attempts=row.attempts,
+        )
         return
     if len(pdf) > settings.document_max_bytes:
         _fail(
@@ -607,6 +653,7 @@ def _print_letter(
             row,
             now,
             me,
+            NoticeReason.unrenderable,
             "the letter is larger than a document may be",
             settings,
             result,
@@ -776,15 +823,30 @@ def _failed_send(
         # "opted_out" event is what the family's consent change is made from
         # (casework.cases.family.apply_sms_opt_outs, run after every dispatch).
         opted = _event(row.id, now, "attempt", OPTED_OUT, f"{exc.code or ''} {exc}".strip())
-        _fail(engine, row, now, me, str(exc), settings, result, opted, attempts=attempts)
-        return
-    if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
-        reason = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
         _fail(
             engine,
             row,
             now,
             me,
+            NoticeReason.opted_out,
+            str(exc),
+            settings,
+            result,
+            opted,
+            attempts=attempts,
+        )
+        return
+    if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
+        if exc.permanent:
+            code, reason = send_failure_reason(exc.code), str(exc)
+        else:
+            code, reason = NoticeReason.gave_up, f"gave up after {attempts} attempts: {exc}"
+        _fail(
+            engine,
+            row,
+            now,
+            me,
+            code,
             reason,
             settings,
             result,
@@ -878,6 +940,7 @@ def _fail(
     row: Any,
     now: dt.datetime,
     me: str,
+    code: NoticeReason,
     reason: str,
     settings: Settings,
     result: DispatchResult,
@@ -888,6 +951,8 @@ def _fail(
 ) -> None:
     """Give up on a notice and tell a person who can reach the recipient another way.
 
+    ``code`` says why in a word the pages translate; ``reason`` is the adapter's own
+    sentence, kept after it for whoever investigates and put in the escalation.
     ``by_post``: the channel refused it (not our template): a family that no email
     or SMS of this message can reach any more gets it as a letter instead.
 
@@ -901,7 +966,7 @@ def _fail(
             .where(_ours(row.id, me))
             .values(
                 status=NoticeStatus.failed,
-                last_error=reason[:2000],
+                last_error=reason_text(code, reason),
                 escalated=True,
                 attempts=attempts,
             )
@@ -914,9 +979,9 @@ def _fail(
         escalation = delivery_failed_row(row, now, reason, settings)
         new = insert_notices(conn, [escalation]) if escalation is not None else []
         # Neither email nor SMS reaches the family: the same words go by post.
-        letter = letter_fallback_row(conn, row, now) if by_post else None
-        if letter is not None:
-            insert_notices(conn, [letter])
+        fallback = letter_fallback_row(conn, row, now) if by_post else None
+        if fallback is not None:
+            insert_notices(conn, [fallback])
     result.failed += 1
     if new:
         result.escalated += 1

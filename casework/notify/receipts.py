@@ -36,7 +36,7 @@ from twilio.request_validator import RequestValidator
 
 from casework.config import Settings
 from casework.models import DeliveryEvent, Notice, NoticeStatus, WebhookBatch
-from casework.notices import insert_notices
+from casework.notices import NoticeReason, insert_notices, reason_text
 from casework.notify.escalate import delivery_failed_row, letter_fallback_row
 
 log = logging.getLogger("casework.receipts")
@@ -69,6 +69,24 @@ SENDGRID_FAILURE = frozenset({"bounce", "dropped"})
 
 _TERMINAL = {"twilio": TWILIO_TERMINAL, "sendgrid": SENDGRID_TERMINAL}
 _FAILURE = {"twilio": TWILIO_FAILURE, "sendgrid": SENDGRID_FAILURE}
+
+# Twilio's delivery error codes that say what is wrong with the number.
+_RECEIPT_FAILURES: dict[str, NoticeReason] = {
+    "30005": NoticeReason.number_invalid,  # unknown destination handset
+    "30006": NoticeReason.not_a_mobile,  # landline or unreachable carrier
+    "21610": NoticeReason.opted_out,
+}
+
+
+def receipt_failure_reason(source: str, status: str, detail: str) -> NoticeReason:
+    """Why a receipt says the message did not arrive (bounce, drop, a Twilio error)."""
+    if source == "sendgrid":
+        return NoticeReason.bounced if status.lower() == "bounce" else NoticeReason.dropped
+    for code, reason in _RECEIPT_FAILURES.items():
+        if code in detail:
+            return reason
+    return NoticeReason.undelivered
+
 
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
@@ -262,7 +280,9 @@ def apply_receipt(
         .where(_N.c.id == notice.id)
         .values(
             status=NoticeStatus.failed,
-            last_error=f"{source}: {status} {detail}".strip()[:2000],
+            last_error=reason_text(
+                receipt_failure_reason(source, status, detail), f"{source}: {status} {detail}"
+            ),
             escalated=True,
         )
     )

@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import case as sql_case
 from sqlalchemy import select
 from sqlmodel import Session, col
 
@@ -37,7 +36,7 @@ from casework.models import (
     User,
     UserSession,
 )
-from casework.states import FINAL_STATES, CaseState
+from casework.states import CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import (
     build_case_view,
@@ -137,14 +136,17 @@ def portal_index(
 ) -> Response:
     user = require_provider(signed_in, request)
     provider_name = _provider_name(session, user, request)
-    open_first = sql_case((col(Case.state).in_([s.value for s in FINAL_STATES]), 1), else_=0)
-    rows = session.execute(
-        select(Case, col(Person.name))
-        .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
-        .where(col(Case.provider_id) == user.provider_id)
-        .order_by(open_first, col(Case.id).desc())
-        .limit(PORTAL_LIMIT)
-    ).all()
+    assert user.provider_id is not None
+    rows = [
+        (r.case, r.family_name)
+        for r in cases.provider_cases(
+            session,
+            user.provider_id,
+            now=now,
+            settings=request.app.state.settings,
+            limit=PORTAL_LIMIT,
+        )
+    ]
     ids = [c.id for c, _ in rows if c.id is not None]
     soonest = next_deadlines(session, ids)
     allocations = live_allocations(session, ids)
@@ -224,6 +226,8 @@ def portal_case_page(
         extra={
             "awaiting_answer": allocation_status == AllocationStatus.offered,
             "reissuable": cases.reissuable_kinds(auth.actor_for(user, "portal")),
+            # Not the adviser's page's title: each page says which one it is.
+            "page_title": f"Case {case.reference} in the provider portal",
         },
     )
 

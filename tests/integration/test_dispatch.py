@@ -293,7 +293,7 @@ def test_after_the_retry_budget_the_notice_fails_and_the_adviser_is_told(
     assert (last.failed, last.escalated, last.retried, last.sent) == (1, 1, 0, 1)
     n = notice(engine, "sms")
     assert (n.status, n.attempts, n.escalated) == ("failed", MAX_ATTEMPTS, True)
-    assert n.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts: ")
+    assert n.last_error.startswith(f"gave_up: gave up after {MAX_ATTEMPTS} attempts: ")
     assert [s for _, s, _ in attempts_of(engine, n.id)] == ["error"] * MAX_ATTEMPTS
     assert len(twilio_fake.requests) == MAX_ATTEMPTS
 
@@ -315,10 +315,10 @@ def test_after_the_retry_budget_the_notice_fails_and_the_adviser_is_told(
 
 
 @pytest.mark.parametrize(
-    ("channel", "status", "code", "reason"),
+    ("channel", "status", "code", "reason", "why"),
     [
-        ("sms", 400, 21211, "Twilio says the phone number is not valid (21211)"),
-        ("email", 400, None, "SendGrid refused the email (400): Bad Request"),
+        ("sms", 400, 21211, "Twilio says the phone number is not valid (21211)", "number_invalid"),
+        ("email", 400, None, "SendGrid refused the email (400): Bad Request", "rejected"),
     ],
 )
 def test_a_permanent_failure_is_not_retried_and_escalates_to_the_adviser(
@@ -331,6 +331,7 @@ def test_a_permanent_failure_is_not_retried_and_escalates_to_the_adviser(
     status: int,
     code: int | None,
     reason: str,
+    why: str,
 ) -> None:
     reference = open_request(session, keyed)
     if code is not None:
@@ -342,7 +343,7 @@ def test_a_permanent_failure_is_not_retried_and_escalates_to_the_adviser(
 
     n = notice(engine, channel)
     assert (n.status, n.attempts, n.escalated, n.sent_at) == ("failed", 1, True, None)
-    assert n.last_error == reason
+    assert n.last_error == f"{why}: {reason}"  # the code the pages put in words, then the detail
     ((source, state, _),) = attempts_of(engine, n.id)
     assert (source, state) == ("attempt", "error")
 

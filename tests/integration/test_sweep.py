@@ -207,7 +207,8 @@ def test_a_queued_reminder_is_skipped_when_its_clock_finishes_before_dispatch(
 
     (reminder,) = deadline_notices(engine, reference, "allocation_acceptance")
     assert reminder.status == "skipped"
-    assert reminder.last_error == f"skipped: the deadline was {how} before sending"
+    code = "deadline_met" if how == "met" else "deadline_cancelled"
+    assert reminder.last_error == f"{code}: the deadline was {how} before sending"
     assert reminder.sent_at is None and reminder.provider is None
     with session_scope(engine) as s:
         attempts = s.execute(

@@ -389,7 +389,7 @@ def test_a_case_from_intake_to_certificate_and_the_appeal_deadline(
     # The adviser sees the appeal deadline, how it was worked out, and the notices.
     page.reload()
     appeal = dl.appeal_clock(DECISION_DATE, START.astimezone(dl.LONDON).date())
-    deadlines = page.locator("#deadlines + table")
+    deadlines = page.locator("#deadlines + .casework-table-scroll table")
     row = deadlines.locator("tr", has_text="Appeal reaches the Tribunal")
     assert row.count() == 1
     row_text = " ".join(row.inner_text().split())
@@ -400,7 +400,7 @@ def test_a_case_from_intake_to_certificate_and_the_appeal_deadline(
     timeline = page.locator("#timeline + ol")
     notices = timeline.locator("li", has_text="Notice:")
     assert notices.count() > 0
-    sent = notices.filter(has=page.locator(".govuk-tag", has_text=re.compile("^sent$")))
+    sent = notices.filter(has=page.locator(".govuk-tag", has_text=re.compile("^Sent$")))
     assert sent.count() > 0, timeline.inner_text()
     assert timeline.locator("h3", has_text="Issue certificate").count() == 1
     assert timeline.locator("h3", has_text="Record meeting held").count() == 1

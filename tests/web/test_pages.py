@@ -257,7 +257,7 @@ def test_case_page_shows_notices_with_their_status(web: Web) -> None:
             Notice(
                 idempotency_key=f"test:{case.reference}",
                 case_id=case.id,
-                template="acknowledgement",
+                template="request_acknowledged",
                 recipient_role="family",
                 channel="sms",
                 to_address="+447911123456",
@@ -269,7 +269,7 @@ def test_case_page_shows_notices_with_their_status(web: Web) -> None:
         )
         s.commit()
     html = web.browser("adviser").get(f"/cases/{case.reference}").text
-    assert "Notice: acknowledgement" in html and "delivered" in html
+    assert "Notice: Request received" in html and "Delivered" in html
 
 
 def test_only_allowed_actions_are_offered(web: Web) -> None:

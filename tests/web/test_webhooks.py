@@ -277,7 +277,7 @@ def test_an_undelivered_sms_fails_and_escalates_to_the_adviser(hooks: Hooks) -> 
     assert hooks.applied(response) == ["failed-escalated"]
     sms = hooks.notice(hooks.sms)
     assert (sms.status, sms.delivered_at) == ("failed", None)
-    assert sms.last_error == "twilio: undelivered error 30006"
+    assert sms.last_error == "not_a_mobile: twilio: undelivered error 30006"
 
     (escalation,) = hooks.escalations()
     assert (escalation.recipient_role, escalation.channel, escalation.status) == (
@@ -391,7 +391,7 @@ def test_a_bounce_fails_the_email_and_escalates_to_the_adviser(hooks: Hooks) -> 
     assert hooks.applied(response) == ["failed-escalated"]
     email = hooks.notice(hooks.email)
     assert email.status == "failed"
-    assert email.last_error == f"sendgrid: bounce {reason}"
+    assert email.last_error == f"bounced: sendgrid: bounce {reason}"
     (escalation,) = hooks.escalations()
     assert (escalation.recipient_role, escalation.channel) == ("adviser", "email")
     assert escalation.context["failed_channel"] == "email"

@@ -9,6 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import col
 
+from casework import cases
+from casework.auth import actor_for
 from casework.cases.provider_view import notices_condition
 from casework.models import Case, Notice, NoticeStatus
 from casework.web.api.common import (
@@ -16,12 +18,15 @@ from casework.web.api.common import (
     ApiUser,
     Limit,
     Offset,
+    Reference,
+    end_read,
+    forbid_provider,
     is_provider,
     page_of,
     visible_case,
 )
-from casework.web.api.schemas import NoticeOut, NoticePageOut
-from casework.web.deps import SessionDep
+from casework.web.api.schemas import MessageIn, NoticeOut, NoticePageOut
+from casework.web.deps import NowDep, SessionDep, SettingsDep
 
 router = APIRouter(route_class=ApiRoute)
 
@@ -57,23 +62,59 @@ def list_notices(
         limit,
         offset,
     )
-    items = [
-        NoticeOut(
-            id=n.public_id,
-            reference=ref,
-            template=n.template,
-            recipient_role=n.recipient_role,
-            channel=n.channel,
-            to_address=n.to_address,
-            subject=n.subject,
-            status=n.status,
-            not_before=n.not_before,
-            attempts=n.attempts,
-            created_at=n.created_at,
-            sent_at=n.sent_at,
-            delivered_at=n.delivered_at,
-            last_error=n.last_error,
-        )
-        for n, ref in rows
-    ]
+    items = [notice_out(n, ref) for n, ref in rows]
     return NoticePageOut(items=items, total=total, limit=limit, offset=offset)
+
+
+def notice_out(n: Notice, ref: str | None) -> NoticeOut:
+    return NoticeOut(
+        id=n.public_id,
+        reference=ref,
+        template=n.template,
+        recipient_role=n.recipient_role,
+        channel=n.channel,
+        to_address=n.to_address,
+        subject=n.subject,
+        status=n.status,
+        not_before=n.not_before,
+        attempts=n.attempts,
+        created_at=n.created_at,
+        sent_at=n.sent_at,
+        delivered_at=n.delivered_at,
+        last_error=n.last_error,
+    )
+
+
+@router.post(
+    "/cases/{reference}/messages",
+    response_model=NoticeOut,
+    status_code=201,
+    summary="Send the family a one-off email or text message",
+)
+def post_message(
+    reference: Reference,
+    body: MessageIn,
+    user: ApiUser,
+    session: SessionDep,
+    now: NowDep,
+    settings: SettingsDep,
+) -> NoticeOut:
+    """Queue a message to the family through the notices (a text waits out the quiet hours).
+
+    Refused with 422 when the channel cannot reach the family (no email address; no
+    mobile number, or no consent to texts). Provider staff cannot send one.
+    """
+    case = visible_case(session, user, reference)
+    forbid_provider(user, "message the family")
+    end_read(session)
+    notice = cases.send_message(
+        session,
+        case.reference,
+        channel=body.channel,
+        text=body.text,
+        key=body.idempotency_key,
+        now=now,
+        actor=actor_for(user, "api"),
+        settings=settings,
+    )
+    return notice_out(notice, case.reference)

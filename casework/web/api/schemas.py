@@ -324,6 +324,21 @@ class NoticeOut(BaseModel):
     last_error: str
 
 
+class MessageIn(BaseModel):
+    """A one-off message to the family; it goes out like every other notice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["email", "sms"] = Field(description="email or sms (a text message)")
+    text: LongText = Field(description="What to tell the family")
+    idempotency_key: ShortText = Field(
+        "",
+        max_length=100,
+        description="Your key for this message: sending it again with the same key does"
+        " nothing (without one, the same text within a minute is sent once)",
+    )
+
+
 class NoticePageOut(BaseModel):
     items: list[NoticeOut]
     total: int

@@ -515,6 +515,45 @@ def case_note_post(
     )
 
 
+@router.post("/cases/{reference}/messages")
+def case_message_post(
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
+) -> Response:
+    """Send the family a one-off email or text message through the notices."""
+    user = require_staff(signed_in, case_page=True)
+    case: Case = _staff_case(session, signed_in, reference)[0]
+    values: dict[str, Any] = {n: form_text(form, n) for n in ("channel", "text", "message_key")}
+
+    def attempt() -> None:
+        cases.send_message(
+            session,
+            case.reference,
+            channel=values["channel"],
+            text=values["text"],
+            key=values["message_key"],
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            settings=request.app.state.settings,
+        )
+
+    return _recorded(
+        request,
+        session,
+        now,
+        user,
+        case.reference,
+        attempt,
+        open_event="message",
+        values=values,
+        done="message#timeline",
+    )
+
+
 @router.post("/cases/{reference}/calls")
 def case_call_post(
     request: Request,

@@ -20,10 +20,12 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import auth, cases
+from casework.cases import words
 from casework.cases.effects import EVENT_LABELS
 from casework.cases.fields import EventField
-from casework.cases.words import actor_words
+from casework.cases.words import actor_words, delivery_status_words, moment_words
 from casework.config import Settings
+from casework.contacts import display_phone
 from casework.models import (
     AgreementItem,
     Allocation,
@@ -31,11 +33,14 @@ from casework.models import (
     CaseEvent,
     CaseNote,
     Deadline,
+    DeliveryEvent,
     Notice,
     Person,
     Provider,
     User,
 )
+from casework.notify.render import RenderError
+from casework.notify.render import render as render_notice
 from casework.states import FINAL_STATES
 from casework.web.errors import http_status
 from casework.web.pages.common import (
@@ -50,7 +55,6 @@ from casework.web.pages.labels import (
     DEADLINE_LABELS,
     DONE_MESSAGES,
     STATE_LABELS,
-    fmt_datetime,
 )
 
 
@@ -63,6 +67,21 @@ class DeadlineRow:
 
 
 @dataclass
+class NoticeView:
+    """What the family (or a provider, or the team) was sent, as the adviser reads it."""
+
+    about: str
+    to: str
+    status: str
+    subject: str
+    body: str
+    # True when nothing went out (yet): the text is what it says, or would have said.
+    preview: bool
+    deliveries: list[tuple[str, str]] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
 class TimelineEntry:
     at: dt.datetime
     title: str
@@ -72,6 +91,7 @@ class TimelineEntry:
     note: str = ""
     status: str = ""
     change: str = ""
+    notice: NoticeView | None = None
 
 
 @dataclass
@@ -131,21 +151,39 @@ def _event_entry(e: CaseEvent, kind: str | None = None) -> TimelineEntry:
     )
 
 
-def _notice_entry(n: Notice) -> TimelineEntry:
-    detail = [("To", f"{n.recipient_role} by {n.channel}")]
-    if n.sent_at:
-        detail.append(("Sent", fmt_datetime(n.sent_at)))
-    if n.delivered_at:
-        detail.append(("Delivered", fmt_datetime(n.delivered_at)))
-    if n.status in ("failed",) and n.last_error:
-        detail.append(("Problem", n.last_error[:200]))
-    if n.not_before and n.status == "queued":
-        detail.append(("Not before", fmt_datetime(n.not_before)))
+def _notice_entry(n: Notice, deliveries: Sequence[DeliveryEvent]) -> TimelineEntry:
+    """A notice on the timeline: its words, its full text, every delivery step, and why not.
+
+    A notice is rendered when it is sent; one still waiting (or never sent) shows the
+    text it carries now, marked as such, so the adviser reads what the family would get.
+    """
+    subject, body, preview = n.subject, n.body, not n.body
+    if preview:
+        try:
+            subject, body = render_notice(n.template, n.channel, dict(n.context or {}))
+        except RenderError:
+            subject, body = "", ""
+    steps = [(moment_words(n.created_at), "Written")]
+    if n.status == "queued" and n.not_before > n.created_at:
+        steps.append((moment_words(n.not_before), "Not to be sent before"))
+    steps += [(moment_words(e.at), delivery_status_words(e.status)) for e in deliveries]
+    recipient = words.RECIPIENT_WORDS.get(n.recipient_role, "someone")
+    channel = words.CHANNEL_WORDS.get(n.channel, "message")
+    address = display_phone(n.to_address) if n.channel == "sms" else n.to_address
     return TimelineEntry(
         at=n.created_at,
-        title=f"Notice: {n.template.replace('_', ' ')}",
-        detail=detail,
+        title=f"Notice: {words.template_words(n.template)}",
         status=n.status,
+        notice=NoticeView(
+            about=words.template_words(n.template),
+            to=f"{recipient.capitalize()} by {channel} ({address})",
+            status=words.NOTICE_STATUS_WORDS.get(n.status, "Unknown"),
+            subject=subject,
+            body=body,
+            preview=preview,
+            deliveries=steps,
+            reason=words.notice_reason_words(n.status, n.last_error),
+        ),
     )
 
 
@@ -183,7 +221,7 @@ def build_case_view(
         for d in detail.deadlines
     ]
     timeline = [_event_entry(e, detail.case.kind) for e in detail.events]
-    timeline += [_notice_entry(n) for n in detail.notices]
+    timeline += [_notice_entry(n, detail.deliveries.get(n.id or 0, [])) for n in detail.notices]
     timeline.sort(key=lambda t: t.at, reverse=True)
     wanted = set(events) if events is not None else None
     return CaseView(
@@ -256,7 +294,7 @@ def render_case_view(
         request,
         template,
         {
-            "page_title": view.case.reference,
+            "page_title": f"Case {view.case.reference}",
             "view": view,
             "is_final": view.case.state in FINAL_STATES,
             "errors": errors or {},

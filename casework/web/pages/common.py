@@ -8,6 +8,7 @@ Handlers are edges in the sense of ``design.md``: they parse the form, pick ``no
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlmodel import Session, col
 from starlette.datastructures import FormData
 
 from casework import cases
+from casework.cases import words
 from casework.cases.fields import EventField
 from casework.cases.words import actor_words, document_words, size_words
 from casework.config import Settings
@@ -93,6 +95,8 @@ _env.globals.update(
     state_labels=STATE_LABELS,
     state_colours=STATE_COLOURS,
     status_colours=STATUS_COLOURS,
+    status_words=words.STATUS_WORDS,
+    words=words,
     deadline_labels=DEADLINE_LABELS,
     decision_type_labels=DECISION_TYPE_LABELS,
     kind_labels=KIND_LABELS,
@@ -105,6 +109,8 @@ _env.globals.update(
     actor_words=actor_words,
     document_words=document_words,
     size_words=size_words,
+    # A fresh idempotency key for a form that must act once however often it is sent.
+    new_form_key=lambda: secrets.token_urlsafe(16),
 )
 
 

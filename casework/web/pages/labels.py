@@ -62,6 +62,10 @@ DONE_MESSAGES: dict[str, str] = {
     "agreement_done": "Agreed action recorded as carried out.",
     "note": "Note saved.",
     "call": "Call logged.",
+    "message": (
+        "Message to the family written. It goes out with the other notices (a text message"
+        " waits for the morning in the quiet hours); its delivery shows in the timeline."
+    ),
     "contact": "Family contact corrected. Notices not yet sent will use the new details.",
     "password": "Password set. You can now sign in.",
     "family_link_sent": "A new link to the family's page is on its way to them. Older links no"

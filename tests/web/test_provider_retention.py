@@ -1,0 +1,124 @@
+"""An ended case drops out of its provider's lists after the provider retention, by each door.
+
+Solution Talk accepted two cases; one is withdrawn on Friday 20 November 2026.
+The withdrawn case stays in Solution Talk's portal list and API list for the
+configured 90 days, then drops out of both; the open case stays throughout. The
+family's phone and email never reach the provider once the case has ended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from fastapi.testclient import TestClient
+
+from casework import auth, cases
+from casework.config import Settings
+from casework.models import User
+from tests.conftest import ADVISER, at
+from tests.web.conftest import Web, make_case
+
+PHONE_TYPED = "07911 234987"
+PHONE_STORED = "+447911234987"
+EMAIL = "jo.retained@example.org"
+ENDED = at("2026-11-20")
+
+
+@pytest.fixture
+def refs(web: Web) -> tuple[str, str]:
+    ended = make_case(web, provider="solution-talk", mediating=True, phone=PHONE_TYPED, email=EMAIL)
+    still_open = make_case(web, provider="solution-talk", accepted=True)
+    with web.session() as s:
+        cases.advance(
+            s,
+            ended.reference,
+            "withdraw",
+            now=ENDED,
+            actor=ADVISER,
+            settings=web.settings,
+            data={"reason": "The school agreed the support"},
+        )
+    return ended.reference, still_open.reference
+
+
+def _api(web: Web) -> TestClient:
+    with web.session() as s:
+        user = s.get(User, web.users["provider_a"].id)
+        assert user is not None
+        token = auth.create_api_token(s, user, name="retention", now=web.clock.now)
+    return TestClient(web.app, headers={"Authorization": f"Bearer {token}"})
+
+
+def _api_refs(web: Web) -> list[str]:
+    answer = _api(web).get("/api/v1/cases", params={"limit": 100})
+    assert answer.status_code == 200, answer.text
+    return [item["reference"] for item in answer.json()["items"]]
+
+
+def _portal(web: Web) -> str:
+    page = web.browser("provider_a").get("/portal")
+    assert page.status_code == 200
+    return page.text
+
+
+def test_the_retention_is_90_days_unless_configured(settings: Settings) -> None:
+    assert settings.provider_retention_days == 90
+
+
+def test_an_ended_case_stays_in_the_portal_list_for_the_retention(
+    web: Web, refs: tuple[str, str]
+) -> None:
+    ended, still_open = refs
+    web.clock.now = ENDED + dt.timedelta(days=90)
+    page = _portal(web)
+    assert ended in page and still_open in page
+    web.clock.now = ENDED + dt.timedelta(days=90, hours=1)
+    page = _portal(web)
+    assert ended not in page
+    assert still_open in page
+
+
+def test_an_ended_case_stays_in_the_api_list_for_the_retention(
+    web: Web, refs: tuple[str, str]
+) -> None:
+    ended, still_open = refs
+    web.clock.now = ENDED + dt.timedelta(days=90)
+    assert sorted(_api_refs(web)) == sorted([ended, still_open])
+    web.clock.now = ENDED + dt.timedelta(days=90, hours=1)
+    assert _api_refs(web) == [still_open]
+    # A search cannot bring it back either.
+    found = _api(web).get("/api/v1/cases", params={"q": ended})
+    assert found.json()["items"] == []
+
+
+def test_a_shorter_configured_retention_drops_it_sooner(web: Web, refs: tuple[str, str]) -> None:
+    ended, still_open = refs
+    web.settings.provider_retention_days = 7
+    web.clock.now = ENDED + dt.timedelta(days=8)
+    assert ended not in _portal(web)
+    assert _api_refs(web) == [still_open]
+
+
+def test_the_family_contact_is_hidden_from_the_provider_once_the_case_ended(
+    web: Web, refs: tuple[str, str]
+) -> None:
+    ended, _ = refs
+    web.clock.now = ENDED + dt.timedelta(days=1)
+    for moment in (ENDED + dt.timedelta(days=1), ENDED + dt.timedelta(days=91)):
+        web.clock.now = moment
+        api = _api(web).get(f"/api/v1/cases/{ended}")
+        portal = web.browser("provider_a").get(f"/portal/cases/{ended}")
+        for answer in (api, portal):
+            assert answer.status_code == 200, answer.text
+            assert PHONE_STORED not in answer.text
+            assert "07911 234" not in answer.text
+            assert EMAIL not in answer.text
+
+
+def test_the_ias_still_lists_the_ended_case(web: Web, refs: tuple[str, str]) -> None:
+    ended, _ = refs
+    web.clock.now = ENDED + dt.timedelta(days=400)
+    page = web.browser("adviser").get("/", params={"q": ended})
+    assert page.status_code == 200
+    assert ended in page.text
