@@ -276,6 +276,11 @@ class Settings(BaseSettings):
     quiet_hours_end: dt.time = dt.time(8, 0)
     # A clock is "due soon" (amber) within this many service days (pages and digest).
     due_soon_service_days: int = Field(default=3, ge=0)
+    # Two-factor sign-in is always required of managers and administrators; these other
+    # roles must enrol too (at their next sign-in, before reaching any page).
+    mfa_also_required_for: list[Literal["adviser", "provider", "commissioner"]] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:
