@@ -71,7 +71,7 @@ _ROLE_REFUSED = (
 )
 
 
-def _require_admin(actor: Actor) -> None:
+def require_admin(actor: Actor) -> None:
     if actor.role != Role.admin:
         raise NotPermitted("Only an administrator can manage the people who sign in")
 
@@ -107,7 +107,7 @@ class UserSummary:
 
 def list_users(session: Session, *, actor: Actor, now: dt.datetime) -> list[UserSummary]:
     """Everyone who can sign in, by email, with their provider and live sessions."""
-    _require_admin(actor)
+    require_admin(actor)
     providers = {p.id: p.name for p in session.execute(select(Provider)).scalars()}
     users = list(session.execute(select(User).order_by(col(User.email))).scalars())
     live: dict[int, int] = {}
@@ -141,7 +141,7 @@ class UserDetail:
 
 def user_detail(session: Session, user_id: int, *, actor: Actor, now: dt.datetime) -> UserDetail:
     """One person as an administrator sees them: sessions, tokens and what was done."""
-    _require_admin(actor)
+    require_admin(actor)
     user = find_user(session, user_id)
     provider = session.get(Provider, user.provider_id) if user.provider_id else None
     tokens = list(
@@ -193,7 +193,7 @@ def add_user(
     now: dt.datetime,
 ) -> Invited:
     """Add a person; they choose a password through a one-time link (or one is given)."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     email = email.strip().lower()
     if "@" not in email or email.startswith("@") or email.endswith("@"):
@@ -233,7 +233,7 @@ def add_user(
 
 def disable_user(session: Session, user_id: int, *, actor: Actor, now: dt.datetime) -> User:
     """No more sign-ins; every session ends and every API token is revoked, at once."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     with staff_transaction(session):
         user = find_user(session, user_id)
@@ -258,7 +258,7 @@ def disable_user(session: Session, user_id: int, *, actor: Actor, now: dt.dateti
 
 def enable_user(session: Session, user_id: int, *, actor: Actor, now: dt.datetime) -> User:
     """Let a disabled person sign in again; their old sessions and tokens stay ended."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     with staff_transaction(session):
         user = find_user(session, user_id)
@@ -277,7 +277,7 @@ def reset_sign_in(
 ) -> Invited:
     """A forgotten password: the old one stops working, every session ends, and the person
     gets a new one-time link (valid 7 days, once). Any earlier link stops working."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     with staff_transaction(session):
         user = find_user(session, user_id)
@@ -296,7 +296,7 @@ def set_password(
     session: Session, user_id: int, password: str, *, actor: Actor, now: dt.datetime
 ) -> User:
     """An administrator sets a password (the CLI's prompt); every session ends."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     with staff_transaction(session):
         user = find_user(session, user_id)
@@ -322,7 +322,7 @@ def change_role(
 
     False when nothing changed (sessions kept, nothing audited).
     """
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     if role not in Role.__members__:
         raise ValidationFailed(_ROLE_REFUSED, field="role")
@@ -364,7 +364,7 @@ def issue_api_token(
     session: Session, user_id: int, *, name: str, actor: Actor, now: dt.datetime
 ) -> IssuedToken:
     """A bearer token acting as the user, scoped exactly like them; shown once."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     name = name.strip()
     if not name:
@@ -403,7 +403,7 @@ def revoke_api_token(
     session: Session, user_id: int, token_id: int, *, actor: Actor, now: dt.datetime
 ) -> ApiToken:
     """The token stops working at its next request."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     with staff_transaction(session):
         user = find_user(session, user_id)
@@ -430,7 +430,7 @@ def end_session(
     session: Session, user_id: int, session_id: int, *, actor: Actor, now: dt.datetime
 ) -> UserSession:
     """End one of the person's sessions (a shared screen, a lost phone)."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     with staff_transaction(session):
         user = find_user(session, user_id)
@@ -453,7 +453,7 @@ def end_session(
 
 def end_all_sessions(session: Session, user_id: int, *, actor: Actor, now: dt.datetime) -> User:
     """Sign the person out everywhere (they can sign in again)."""
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     with staff_transaction(session):
         user = find_user(session, user_id)
@@ -468,7 +468,7 @@ def reset_mfa(session: Session, user_id: int, *, actor: Actor, now: dt.datetime)
 
     Someone it is required of enrols again at their next sign-in.
     """
-    _require_admin(actor)
+    require_admin(actor)
     now = require_aware(now)
     with staff_transaction(session):
         user = find_user(session, user_id)
