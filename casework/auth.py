@@ -636,7 +636,12 @@ def authenticate_code(
     forgives the count and records the sign-in. Commits; the caller audits a
     recovery code's use.
     """
-    claimed = _claim_attempt(session, "", now, user_id=user.id)
+    # End whatever the session was reading first (reading the id may load the row): on
+    # SQLite a snapshot older than the claim's write could not be upgraded to write the
+    # result ("database is locked").
+    wanted = user.id
+    session.commit()
+    claimed = _claim_attempt(session, "", now, user_id=wanted)
     if claimed is None:
         raise SignInFailed(CODE_REFUSED)
     user_id, _hash, epoch = claimed
