@@ -25,7 +25,13 @@ from sqlmodel import Session, col
 
 from casework import auth
 from casework.cases.context import Actor
-from casework.cases.errors import Conflict, NotFound, NotPermitted, ValidationFailed
+from casework.cases.errors import (
+    CaseworkError,
+    Conflict,
+    NotFound,
+    NotPermitted,
+    ValidationFailed,
+)
 from casework.cases.unit import jsonable, require_aware
 from casework.config import Settings
 from casework.models import ApiToken, Provider, Role, StaffEvent, User, UserSession
@@ -33,12 +39,21 @@ from casework.models import ApiToken, Provider, Role, StaffEvent, User, UserSess
 
 @contextmanager
 def staff_transaction(session: Session) -> Iterator[None]:
-    """Roll back on any failure; a unique clash (two admins adding one email) reads as words."""
+    """Roll back on any failure; a unique clash (two admins adding one email) reads as words.
+
+    A refusal (every rule here is checked before anything is changed) leaves the
+    session's objects as they were: rolling back would expire them, and the page
+    that says "you cannot" still needs the signed-in person it shows in the header.
+    """
     try:
         yield
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("Someone else changed this person at the same moment; try again") from exc
+    except CaseworkError:
+        if session.new or session.dirty or session.deleted:
+            session.rollback()
+        raise
     except Exception:
         session.rollback()
         raise

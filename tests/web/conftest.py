@@ -180,6 +180,27 @@ def web(engine: Engine, session: Session, settings: Settings) -> Iterator[Web]:
     yield Web(app, engine, settings, clock, users)
 
 
+def form_sign_in(
+    web: Web, browser: Browser, email: str, password: str = PASSWORD, next_url: str = ""
+) -> httpx.Response:
+    """Sign in through the form as a person would, answering the code step when asked
+    (with the code their app would show now); the last response."""
+    page = browser.get("/sign-in")
+    response = browser.post(
+        "/sign-in",
+        {"email": email, "password": password, "next": next_url},
+        csrf=csrf_in(page.text),
+    )
+    if response.headers.get("location", "").startswith("/sign-in/code"):
+        step = browser.get(response.headers["location"])
+        response = browser.post(
+            "/sign-in/code",
+            {"code": sign_in_code(web.engine, email, web.clock), "next": next_url},
+            csrf=csrf_in(step.text),
+        )
+    return response
+
+
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
