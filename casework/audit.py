@@ -15,6 +15,11 @@ is refused, so the row it read last is the row it chains onto.
 
 Rows written before the chain existed have no hash; each case's chain starts at
 its first sealed row.
+
+User administration and sign-in security (``staff_events``: people added, disabled,
+given another role, tokens issued and revoked, sessions ended, two-factor sign-in
+turned on or reset) belong to no case, so they form one chain of their own, sealed
+the same way (:func:`staff_digest`) and walked by :func:`find_staff_breaks`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, inspect, select
 from sqlmodel import Session, col
 
-from casework.models import Case, CaseEvent
+from casework.models import Case, CaseEvent, StaffEvent
 
 _LAST_HASH = (
     select(col(CaseEvent.hash))
@@ -87,8 +92,72 @@ def _digest_of(row: Any, previous: str) -> str:
     )
 
 
+def staff_digest(
+    *,
+    at: dt.datetime,
+    actor: str,
+    event: str,
+    subject_id: int | None,
+    data: Mapping[str, Any] | None,
+    channel: str,
+    note: str | None,
+    previous: str,
+) -> str:
+    """SHA-256 of one staff audit row and the previous row's hash (canonical, as above)."""
+    content = {
+        "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "event": event,
+        "subject_id": subject_id,
+        "data": json.loads(json.dumps(dict(data or {}), default=str)),
+        "channel": channel,
+        "note": note or "",
+        "previous": previous,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _staff_digest_of(row: Any, previous: str) -> str:
+    return staff_digest(
+        at=row.at,
+        actor=row.actor,
+        event=row.event,
+        subject_id=row.subject_id,
+        data=row.data,
+        channel=row.channel,
+        note=row.note,
+        previous=previous,
+    )
+
+
+# Any constant: the key of the PostgreSQL transaction lock that serialises the staff chain.
+_STAFF_CHAIN_LOCK = 0x5747AFF
+
+
+def _seal_staff_rows(session: Session) -> None:
+    new = [o for o in session.new if isinstance(o, StaffEvent) and o.hash is None]
+    if not new:
+        return
+    new.sort(key=lambda o: inspect(o).insert_order)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # One writer at a time on the chain, held until this transaction ends.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_STAFF_CHAIN_LOCK})")
+    last = (
+        connection.execute(
+            select(col(StaffEvent.hash)).order_by(col(StaffEvent.id).desc()).limit(1)
+        ).scalar_one_or_none()
+        or ""
+    )
+    for row in new:
+        row.hash = _staff_digest_of(row, last)
+        last = row.hash
+
+
 def seal_new_rows(session: Session, _flush_context: Any, _instances: Any) -> None:
     """Give every audit row about to be inserted its place in its case's chain."""
+    _seal_staff_rows(session)
     new = [
         o
         for o in session.new
@@ -211,3 +280,32 @@ def find_breaks(connection: Connection) -> Verification:
         ).order_by(col(CaseEvent.case_id), col(CaseEvent.id))
     )
     return _walk(rows, references)
+
+
+@dataclass(frozen=True)
+class StaffChainBreak:
+    """The first staff audit row that does not match what was sealed."""
+
+    event: str
+    at: dt.datetime
+    why: str
+
+
+def find_staff_breaks(connection: Connection) -> tuple[int, StaffChainBreak | None]:
+    """Walk the staff audit chain: (rows walked, the first row that does not match)."""
+    rows = connection.execute(select(StaffEvent).order_by(col(StaffEvent.id)))
+    previous = ""
+    total = 0
+    for row in rows:
+        total += 1
+        if row.hash is None or row.hash != _staff_digest_of(row, previous):
+            return total, StaffChainBreak(
+                event=row.event,
+                at=row.at,
+                why=(
+                    "it does not match its seal: it, or a row before it, was changed or"
+                    " removed outside casework"
+                ),
+            )
+        previous = row.hash
+    return total, None

@@ -8,11 +8,23 @@ expires, and a new password, a disabled account or a new role ends every session
 
 A new user (or one who forgot their password) gets a one-time link instead of a
 password sent to them: a signed, expiring token that stops working once a password
-is set, because it is bound to the current password hash.
+is set, because it is bound to the current password hash and session epoch.
+
+Two-factor sign-in (TOTP, RFC 6238, through pyotp): the shared secret is stored
+encrypted with Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``) under a key
+derived from ``CASEWORK_SECRET_KEY``, so a copy of the database alone does not give
+anyone the codes; it is shown once, while the person enrols, and never again.
+Changing the secret key makes stored secrets unreadable: everyone enrolled then signs
+in with a recovery code or has their two-factor sign-in reset by an administrator,
+and enrols again. A code is accepted once (the last accepted time step is kept) and
+one step either side of now, for clocks a little out. Wrong codes count against the
+same pause as wrong passwords: 5 failed attempts of either kind, then 15 minutes.
+Recovery codes are 50 random bits each, so only their SHA-256 is kept, like tokens.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import hashlib
@@ -21,8 +33,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import (
     Connection,
@@ -43,7 +57,7 @@ from sqlmodel import Session, col
 
 from casework.cases import Actor, ValidationFailed
 from casework.config import Settings
-from casework.models import ApiToken, Role, User, UserSession
+from casework.models import ApiToken, RecoveryCode, Role, User, UserSession
 
 _hasher = PasswordHasher()
 
@@ -54,12 +68,21 @@ SESSION_ABSOLUTE = dt.timedelta(hours=12)
 MIN_PASSWORD_LENGTH = 12
 SET_PASSWORD_MAX_AGE = dt.timedelta(days=7)
 _SET_PASSWORD_SALT = "casework.set-password"
+_MFA_PENDING_SALT = "casework.mfa-pending"
+MFA_PENDING_MAX_AGE = dt.timedelta(minutes=5)
+RECOVERY_CODE_COUNT = 10
 
 
 # One answer for a wrong password, an unknown email, a disabled account and a paused
 # one: a different answer (or status) would tell a guesser which emails exist.
 SIGN_IN_REFUSED = (
     "Enter a correct email address and password."
+    " After 5 failed attempts, signing in is paused for 15 minutes"
+)
+
+
+CODE_REFUSED = (
+    "Enter a correct code from your authenticator app, or one of your recovery codes."
     " After 5 failed attempts, signing in is paused for 15 minutes"
 )
 
@@ -106,7 +129,7 @@ def create_user(
     provider: str | None = None,
 ) -> User:
     """Add a user; provider staff must name their provider, nobody else may."""
-    provider_id = _provider_binding(session, role, provider)
+    provider_id = provider_binding(session, role, provider)
     email = email.strip().lower()
     if session.execute(select(User).where(col(User.email) == email)).scalar_one_or_none():
         raise ValidationFailed(f"a user {email} already exists", field="email")
@@ -123,7 +146,7 @@ def create_user(
     return user
 
 
-def _provider_binding(session: Session, role: str, provider: str | None) -> int | None:
+def provider_binding(session: Session, role: str, provider: str | None) -> int | None:
     """The provider id a user with ``role`` is bound to: required for provider staff only."""
     if role not in Role.__members__:
         raise ValidationFailed(f"role must be one of {', '.join(Role)}", field="role")
@@ -138,7 +161,7 @@ def _provider_binding(session: Session, role: str, provider: str | None) -> int 
     return None
 
 
-def _end_every_session(session: Session, user: User, now: dt.datetime) -> None:
+def end_every_session(session: Session, user: User, now: dt.datetime) -> None:
     """End the user's sessions in the caller's transaction.
 
     Open sessions are marked ended (the record says when), and the epoch moves on so a
@@ -172,7 +195,7 @@ def live_sessions(session: Session, user: User, *, now: dt.datetime) -> list[Use
 
 def sign_out_everywhere(session: Session, user: User, *, now: dt.datetime) -> None:
     """An administrator ends every session of a user (a lost laptop, a shared screen)."""
-    _end_every_session(session, user, now)
+    end_every_session(session, user, now)
     session.commit()
 
 
@@ -181,14 +204,14 @@ def set_password(session: Session, user: User, password: str, *, now: dt.datetim
     user.password_hash = hash_password(password)
     user.failed_logins = 0
     user.locked_until = None
-    _end_every_session(session, user, now)
+    end_every_session(session, user, now)
     session.commit()
 
 
 def disable_user(session: Session, user: User, *, now: dt.datetime) -> None:
     """No more sign-ins, sessions or API use for this person."""
     user.active = False
-    _end_every_session(session, user, now)
+    end_every_session(session, user, now)
     session.commit()
 
 
@@ -208,12 +231,12 @@ def change_role(
     What a person may see changes with their role, so every session ends and they sign
     in again under the new one. Returns False when nothing changed (sessions kept).
     """
-    provider_id = _provider_binding(session, role, provider)
+    provider_id = provider_binding(session, role, provider)
     if user.role == role and user.provider_id == provider_id:
         return False
     user.role = role
     user.provider_id = provider_id
-    _end_every_session(session, user, now)
+    end_every_session(session, user, now)
     session.commit()
     return True
 
@@ -223,7 +246,9 @@ def _engine_of(session: Session) -> Engine:
     return bind.engine if isinstance(bind, Connection) else bind
 
 
-def _claim_attempt(session: Session, email: str, now: dt.datetime) -> tuple[int, str, int] | None:
+def _claim_attempt(
+    session: Session, email: str, now: dt.datetime, *, user_id: int | None = None
+) -> tuple[int, str, int] | None:
     """Count one attempt against the account before its password is checked.
 
     One UPDATE decides, so parallel guesses queue on the row: the attempt that brings
@@ -234,16 +259,18 @@ def _claim_attempt(session: Session, email: str, now: dt.datetime) -> tuple[int,
     so the count holds even if the caller's work is rolled back.
 
     Returns (user id, password hash, session epoch), or None for an unknown, disabled,
-    password-less or paused account.
+    password-less or paused account. The second step (a two-factor code) claims by
+    ``user_id`` against the same count.
     """
     users = cast(Table, User.__table__)  # type: ignore[attr-defined]
+    who = users.c.id == user_id if user_id is not None else users.c.email == email
     lock_over = and_(users.c.locked_until.is_not(None), users.c.locked_until <= now)
     counted = case((lock_over, 1), else_=users.c.failed_logins + 1)
     pause_until = literal(now + LOCKOUT, users.c.locked_until.type)
     statement = (
         update(users)
         .where(
-            users.c.email == email,
+            who,
             users.c.active == true(),
             users.c.password_hash != "",
             or_(
@@ -278,6 +305,12 @@ def authenticate(session: Session, email: str, password: str, *, now: dt.datetim
     except (VerificationError, InvalidHashError):
         raise SignInFailed() from None
     values: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+    if session.execute(
+        select(col(User.totp_enabled_at)).where(col(User.id) == user_id)
+    ).scalar_one_or_none():
+        # A code must follow: this attempt stays counted until the code is right, so
+        # a guesser who knows the password cannot reset the count between codes.
+        values = {}
     if _hasher.check_needs_rehash(password_hash):
         values["password_hash"] = _hasher.hash(password)
     # Only if nothing changed while the password was being checked: a reset, a disable
@@ -289,7 +322,7 @@ def authenticate(session: Session, email: str, password: str, *, now: dt.datetim
             col(User.session_epoch) == epoch,
             col(User.active) == true(),
         )
-        .values(**values)
+        .values(**(values or {"session_epoch": epoch}))
         .execution_options(synchronize_session=False)
     )
     user = session.get(User, user_id, populate_existing=True)
@@ -309,7 +342,9 @@ class SessionHandle:
     expires_at: dt.datetime
 
 
-def start_session(session: Session, user: User, *, now: dt.datetime) -> SessionHandle:
+def start_session(
+    session: Session, user: User, *, now: dt.datetime, user_agent: str = ""
+) -> SessionHandle:
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     row = UserSession(
@@ -320,6 +355,7 @@ def start_session(session: Session, user: User, *, now: dt.datetime) -> SessionH
         last_seen_at=now,
         expires_at=now + SESSION_IDLE,
         epoch=user.session_epoch,
+        user_agent=user_agent[:300],
     )
     session.add(row)
     session.commit()
@@ -405,7 +441,10 @@ def _set_password_serializer(settings: Settings) -> URLSafeTimedSerializer:
 
 
 def _hash_fingerprint(user: User) -> str:
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+    """Changes with the password and the session epoch: a link dies once a password is set
+    or an administrator resets the sign-in again (each reset moves the epoch on)."""
+    material = f"{user.password_hash}:{user.session_epoch}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def make_set_password_token(settings: Settings, user: User) -> str:
@@ -456,3 +495,209 @@ def first_admin(session: Session, *, email: str, now: dt.datetime) -> User | Non
     if session.execute(select(col(User.id)).limit(1)).first():
         return None
     return create_user(session, email=email, role=Role.admin, now=now, name="Administrator")
+
+
+# --- Two-factor sign-in (TOTP) and recovery codes ---------------------------------------
+
+
+def _fernet(settings: Settings) -> Fernet:
+    digest = hashlib.sha256(f"casework.totp:{settings.secret_key}".encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def new_totp_secret() -> str:
+    """A random base32 secret (160 bits, as RFC 4226 recommends)."""
+    return pyotp.random_base32(32)
+
+
+def seal_secret(settings: Settings, secret: str) -> str:
+    return _fernet(settings).encrypt(secret.encode()).decode()
+
+
+def open_secret(settings: Settings, sealed: str | None) -> str | None:
+    """The plain secret, or None when there is none or the secret key has changed."""
+    if not sealed:
+        return None
+    try:
+        return _fernet(settings).decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        return None
+
+
+def totp_uri(secret: str, *, email: str, issuer: str) -> str:
+    """The ``otpauth://`` address an authenticator app reads from the QR code."""
+    return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
+
+
+def matching_step(secret: str, code: str, now: dt.datetime) -> int | None:
+    """The time step ``code`` is right for (now, or one step either side), else None."""
+    code = "".join(code.split())
+    if not (code.isdigit() and len(code) == 6):
+        return None
+    totp = pyotp.TOTP(secret)
+    step = totp.timecode(now)
+    for offset in (0, -1, 1):
+        if secrets.compare_digest(totp.generate_otp(step + offset), code):
+            return step + offset
+    return None
+
+
+def normalise_recovery_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def new_recovery_codes(
+    session: Session, user: User, *, now: dt.datetime, count: int = RECOVERY_CODE_COUNT
+) -> list[str]:
+    """Replace the user's recovery codes in the caller's transaction; the codes, once."""
+    session.execute(
+        update(RecoveryCode)
+        .where(col(RecoveryCode.user_id) == user.id, col(RecoveryCode.used_at).is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    codes = []
+    for _ in range(count):
+        raw = base64.b32encode(secrets.token_bytes(7)).decode()[:10]
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+        session.add(
+            RecoveryCode(
+                user_id=user.id,  # type: ignore[arg-type]
+                code_hash=token_hash(normalise_recovery_code(raw)),
+                created_at=now,
+            )
+        )
+    return codes
+
+
+def recovery_codes_left(session: Session, user: User) -> int:
+    return len(
+        session.execute(
+            select(col(RecoveryCode.id)).where(
+                col(RecoveryCode.user_id) == user.id, col(RecoveryCode.used_at).is_(None)
+            )
+        ).all()
+    )
+
+
+def clear_mfa(session: Session, user: User, *, now: dt.datetime) -> None:
+    """Two-factor sign-in off, recovery codes spent, in the caller's transaction."""
+    user.totp_secret = None
+    user.totp_enabled_at = None
+    user.totp_last_step = None
+    session.execute(
+        update(RecoveryCode)
+        .where(col(RecoveryCode.user_id) == user.id, col(RecoveryCode.used_at).is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _pending_serializer(settings: Settings) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(settings.secret_key, salt=_MFA_PENDING_SALT)
+
+
+def mfa_pending_token(settings: Settings, user: User) -> str:
+    """Proof that the password was right, for the code step (5 minutes, this epoch)."""
+    return _pending_serializer(settings).dumps({"u": user.id, "e": user.session_epoch})
+
+
+def mfa_pending_user(session: Session, settings: Settings, token: str | None) -> User | None:
+    """The user half-way through signing in, or None if the proof is forged or stale."""
+    if not token:
+        return None
+    try:
+        payload: Any = _pending_serializer(settings).loads(
+            token, max_age=int(MFA_PENDING_MAX_AGE.total_seconds())
+        )
+    except BadSignature:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    user = session.get(User, payload.get("u"))
+    if user is None or not user.active or not user.mfa_on or payload.get("e") != user.session_epoch:
+        return None
+    return user
+
+
+@dataclass(frozen=True)
+class CodeAccepted:
+    user: User
+    recovery_code_used: bool
+    recovery_codes_left: int
+
+
+def authenticate_code(
+    session: Session, settings: Settings, user: User, code: str, *, now: dt.datetime
+) -> CodeAccepted:
+    """The second step: a TOTP code (each accepted once) or an unused recovery code.
+
+    Counted against the same pause as passwords (:func:`_claim_attempt`); a success
+    forgives the count and records the sign-in. Commits; the caller audits a
+    recovery code's use.
+    """
+    # End whatever the session was reading first (reading the id may load the row): on
+    # SQLite a snapshot older than the claim's write could not be upgraded to write the
+    # result ("database is locked").
+    wanted = user.id
+    session.commit()
+    claimed = _claim_attempt(session, "", now, user_id=wanted)
+    if claimed is None:
+        raise SignInFailed(CODE_REFUSED)
+    user_id, _hash, epoch = claimed
+    session.refresh(user)
+    if epoch != user.session_epoch or not user.mfa_on:
+        raise SignInFailed(CODE_REFUSED)
+    values: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
+    used_recovery = False
+    secret = open_secret(settings, user.totp_secret)
+    step = matching_step(secret, code, now) if secret else None
+    if step is not None:
+        # Only a step later than the last accepted one: a code overheard is spent.
+        done = session.execute(
+            update(User)
+            .where(
+                col(User.id) == user_id,
+                or_(col(User.totp_last_step).is_(None), col(User.totp_last_step) < step),
+            )
+            .values(totp_last_step=step, **values)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], done).rowcount != 1:
+            session.rollback()
+            raise SignInFailed(CODE_REFUSED)
+    else:
+        spent = session.execute(
+            update(RecoveryCode)
+            .where(
+                col(RecoveryCode.user_id) == user_id,
+                col(RecoveryCode.code_hash) == token_hash(normalise_recovery_code(code)),
+                col(RecoveryCode.used_at).is_(None),
+            )
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], spent).rowcount != 1:
+            session.rollback()
+            raise SignInFailed(CODE_REFUSED)
+        used_recovery = True
+        session.execute(
+            update(User)
+            .where(col(User.id) == user_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
+    session.refresh(user)
+    return CodeAccepted(user, used_recovery, recovery_codes_left(session, user))
+
+
+def revoke_api_tokens(session: Session, user: User, *, now: dt.datetime) -> int:
+    """Revoke every live token of the user in the caller's transaction; how many."""
+    done = session.execute(
+        update(ApiToken)
+        .where(col(ApiToken.user_id) == user.id, col(ApiToken.revoked_at).is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(cast(CursorResult[Any], done).rowcount)

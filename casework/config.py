@@ -302,6 +302,11 @@ class Settings(BaseSettings):
     # Texts carry the page's link too (a family with no email still finds its page); it
     # makes a family text two GSM-7 parts instead of one. False keeps texts to one part.
     family_link_in_sms: bool = True
+    # Two-factor sign-in is always required of managers and administrators; these other
+    # roles must enrol too (at their next sign-in, before reaching any page).
+    mfa_also_required_for: list[Literal["adviser", "provider", "commissioner"]] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:

@@ -596,6 +596,16 @@ class User(SQLModel, table=True):
     # Bumped whenever the password, the role or the active flag changes: a session
     # started under an older epoch is over, even one whose sign-in was in flight.
     session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Two-factor sign-in (TOTP). The secret is kept encrypted (casework.auth.seal_secret);
+    # it is set, unconfirmed, while the person enrols, and on once ``totp_enabled_at`` is.
+    totp_secret: str | None = Field(default=None, max_length=300)
+    totp_enabled_at: dt.datetime | None = utc_column()
+    # The last time step a code was accepted for: a code is never accepted twice.
+    totp_last_step: int | None = None
+
+    @property
+    def mfa_on(self) -> bool:
+        return self.totp_enabled_at is not None
 
 
 class UserSession(SQLModel, table=True):
@@ -617,6 +627,42 @@ class UserSession(SQLModel, table=True):
     ended_at: dt.datetime | None = utc_column()
     # The user's session epoch when the password was checked (see ``User.session_epoch``).
     epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # What the browser said it was, so an administrator can tell one session from another.
+    user_agent: str = Field(default="", max_length=300, sa_column_kwargs={"server_default": ""})
+
+
+class RecoveryCode(SQLModel, table=True):
+    """One-time codes for signing in without the authenticator app; only their SHA-256
+    is stored (each is 50 random bits, so a fast hash is enough, as for API tokens)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    code_hash: str = Field(max_length=64)
+    created_at: dt.datetime = utc_column(nullable=False)
+    used_at: dt.datetime | None = utc_column()
+
+
+class StaffEvent(SQLModel, table=True):
+    """Append-only audit of user administration and sign-in security, hash-chained.
+
+    Who added, disabled or re-enabled a person, changed their role, reset their sign-in
+    or two-factor sign-in, issued or revoked an API token or ended a session. One chain
+    for the whole table (:mod:`casework.audit`), as these rows belong to no case.
+    """
+
+    __tablename__ = "staff_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = utc_column(nullable=False)
+    actor: str = Field(max_length=320)
+    event: str = Field(max_length=40)
+    subject_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    channel: str = Field(max_length=20)
+    note: str = Field(default="", sa_type=Text)
+    hash: str | None = Field(default=None, max_length=64)
 
 
 class ApiToken(SQLModel, table=True):

@@ -81,8 +81,8 @@ from casework.cases.intake import (
 )
 from casework.cases.messages import send_message
 from casework.cases.notes import add_note, log_call, notes_of
-from casework.cases.reopen import reopen_case
 from casework.cases.provider_view import ListedCase, provider_cases
+from casework.cases.reopen import reopen_case
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
 from casework.cases.views import (
     LATE_OUTSTANDING,

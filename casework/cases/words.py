@@ -255,3 +255,74 @@ def size_words(size: int) -> str:
     if size < 1_000_000:
         return f"{max(1, round(size / 1000))} KB"
     return f"{size / 1_000_000:.1f} MB"
+
+
+# --- People who sign in -----------------------------------------------------------------
+
+ROLE_WORDS: dict[str, str] = {
+    "adviser": "Adviser",
+    "manager": "Manager",
+    "provider": "Provider staff",
+    "admin": "Administrator",
+    "commissioner": "Commissioner",
+}
+
+# What each staff audit row (casework.models.StaffEvent) says happened.
+STAFF_EVENT_WORDS: dict[str, str] = {
+    "user_added": "Added",
+    "user_disabled": "Disabled (signed out everywhere, API tokens revoked)",
+    "user_enabled": "Re-enabled",
+    "sign_in_reset": "Sign-in reset (new one-time link)",
+    "password_set": "Password changed",
+    "role_changed": "Role changed",
+    "token_issued": "API token issued",
+    "token_revoked": "API token revoked",
+    "session_ended": "Session ended by an administrator",
+    "sessions_ended": "Signed out everywhere by an administrator",
+    "mfa_enrolled": "Two-factor sign-in turned on",
+    "mfa_reset": "Two-factor sign-in reset",
+    "recovery_code_used": "Signed in with a recovery code",
+    "recovery_codes_renewed": "New recovery codes made",
+}
+
+
+def role_words(role: str) -> str:
+    return ROLE_WORDS.get(role, "Unknown role")
+
+
+def device_words(user_agent: str) -> str:
+    """'Firefox on Windows' from a browser's user agent; enough to tell sessions apart."""
+    ua = user_agent or ""
+    browser = next(
+        (
+            name
+            for key, name in (
+                ("Edg/", "Edge"),
+                ("OPR/", "Opera"),
+                ("Firefox/", "Firefox"),
+                ("Chrome/", "Chrome"),
+                ("Safari/", "Safari"),
+                ("python-httpx", "A script (httpx)"),
+                ("testclient", "A test browser"),
+            )
+            if key in ua
+        ),
+        "An unknown browser",
+    )
+    system = next(
+        (
+            name
+            for key, name in (
+                ("iPhone", "iPhone"),
+                ("iPad", "iPad"),
+                ("Android", "Android"),
+                ("Windows", "Windows"),
+                ("Mac OS X", "Mac"),
+                ("CrOS", "ChromeOS"),
+                ("Linux", "Linux"),
+            )
+            if key in ua
+        ),
+        "",
+    )
+    return f"{browser} on {system}" if system else browser

@@ -4,6 +4,10 @@ Passwords are typed at a hidden prompt (twice), never given as an argument, so
 they do not end up in shell history. ``--one-time-link`` instead prints a link the
 person opens to choose their own password (:func:`casework.auth.set_password_url`).
 API tokens are printed once; only their hash is stored.
+
+Every change goes through the same use cases as the admin pages
+(:mod:`casework.cases.users`), acting as an administrator (whoever runs the CLI has
+the server), so each is audited in the staff chain with the operator's name.
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import auth
-from casework.cases import CaseworkError, sync_providers
-from casework.cli.common import exit_code, fail
+from casework.cases import Actor, CaseworkError, sync_providers
+from casework.cases import users as user_cases
+from casework.cli.common import cli_actor, exit_code, fail
 from casework.config import Settings, get_settings
 from casework.db import SchemaNotCurrent, ensure_schema, get_engine, session_scope
 from casework.models import Provider, Role, User
 
 user_app = typer.Typer(help="People who sign in, and API tokens.", no_args_is_help=True)
+
+
+def _admin() -> Actor:
+    """The operator, acting as an administrator (the audit row names them)."""
+    return Actor(id=cli_actor().id, role="admin", channel="cli")
 
 
 @contextmanager
@@ -63,28 +73,27 @@ def add(
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     with _session() as (session, settings):
         try:
-            user = auth.create_user(
+            invited = user_cases.add_user(
                 session,
+                settings,
                 email=email,
                 role=role,
                 now=dt.datetime.now(dt.UTC),
                 password=password,
                 name=name,
                 provider=provider,
+                actor=_admin(),
             )
         except CaseworkError as exc:
-            session.rollback()
             fail(str(exc), exit_code(exc))
+        user = invited.user
         where = ""
         if user.provider_id is not None:
             p = session.get(Provider, user.provider_id)
             where = f" for {p.name}" if p else ""
         typer.echo(f"created {user.role} {user.email}{where}")
         if one_time_link:
-            typer.echo(
-                "Send this link to them (valid for 7 days, once):\n"
-                f"{auth.set_password_url(settings, user)}"
-            )
+            typer.echo(f"Send this link to them (valid for 7 days, once):\n{invited.link}")
 
 
 @user_app.command("link")
@@ -106,13 +115,14 @@ def token(
 ) -> None:
     """Create an API bearer token; it is printed once and cannot be shown again."""
     with _session() as (session, _settings):
-        user = session.execute(
-            select(User).where(col(User.email) == email.strip().lower())
-        ).scalar_one_or_none()
-        if user is None:
-            fail(f"no user {email}; create one with `casework user add`", 3)
-        value = auth.create_api_token(session, user, name=name, now=dt.datetime.now(dt.UTC))
-        typer.echo(value)
+        user = _user_named(session, email)
+        try:
+            issued = user_cases.issue_api_token(
+                session, _id(user), name=name, actor=_admin(), now=dt.datetime.now(dt.UTC)
+            )
+        except CaseworkError as exc:
+            fail(str(exc), exit_code(exc))
+        typer.echo(issued.value)
         typer.echo(
             "Store it now: it is not kept and cannot be shown again. Send it as"
             " 'Authorization: Bearer <token>'.",
@@ -129,7 +139,13 @@ def list_users() -> None:
         for u in users:
             where = f" ({providers.get(u.provider_id, '?')})" if u.provider_id else ""
             state = "" if u.active else " [inactive]"
-            typer.echo(f"{u.email:<40} {u.role}{where}{state}")
+            mfa = ", two-factor on" if u.mfa_on else ""
+            typer.echo(f"{u.email:<40} {u.role}{where}{mfa}{state}")
+
+
+def _id(user: User) -> int:
+    assert user.id is not None
+    return user.id
 
 
 def _user_named(session: Session, email: str) -> User:
@@ -149,20 +165,27 @@ def password(email: Annotated[str, typer.Argument(help="The user's email address
     with _session() as (session, _settings):
         user = _user_named(session, email)
         try:
-            auth.set_password(session, user, new, now=dt.datetime.now(dt.UTC))
+            user_cases.set_password(
+                session, _id(user), new, actor=_admin(), now=dt.datetime.now(dt.UTC)
+            )
         except CaseworkError as exc:
-            session.rollback()
             fail(str(exc), exit_code(exc))
         typer.echo(f"password changed for {user.email}; they are signed out everywhere")
 
 
 @user_app.command("disable")
 def disable(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
-    """Stop a user signing in or using API tokens; every session of the user ends."""
+    """Stop a user signing in; every session ends and every API token is revoked."""
     with _session() as (session, _settings):
         user = _user_named(session, email)
-        auth.disable_user(session, user, now=dt.datetime.now(dt.UTC))
-        typer.echo(f"disabled {user.email}; they are signed out everywhere")
+        try:
+            user_cases.disable_user(session, _id(user), actor=_admin(), now=dt.datetime.now(dt.UTC))
+        except CaseworkError as exc:
+            fail(str(exc), exit_code(exc))
+        typer.echo(
+            f"disabled {user.email}; they are signed out everywhere and their API tokens"
+            " are revoked"
+        )
 
 
 @user_app.command("enable")
@@ -170,7 +193,10 @@ def enable(email: Annotated[str, typer.Argument(help="The user's email address."
     """Let a disabled user sign in again."""
     with _session() as (session, _settings):
         user = _user_named(session, email)
-        auth.enable_user(session, user)
+        try:
+            user_cases.enable_user(session, _id(user), actor=_admin(), now=dt.datetime.now(dt.UTC))
+        except CaseworkError as exc:
+            fail(str(exc), exit_code(exc))
         typer.echo(f"enabled {user.email}")
 
 
@@ -186,11 +212,15 @@ def role(
     with _session() as (session, _settings):
         user = _user_named(session, email)
         try:
-            changed = auth.change_role(
-                session, user, role, now=dt.datetime.now(dt.UTC), provider=provider
+            changed = user_cases.change_role(
+                session,
+                _id(user),
+                role,
+                provider=provider,
+                actor=_admin(),
+                now=dt.datetime.now(dt.UTC),
             )
         except CaseworkError as exc:
-            session.rollback()
             fail(str(exc), exit_code(exc))
             return
         if changed:
@@ -221,5 +251,72 @@ def sign_out(email: Annotated[str, typer.Argument(help="The user's email address
     """End every session of the user now (they can sign in again)."""
     with _session() as (session, _settings):
         user = _user_named(session, email)
-        auth.sign_out_everywhere(session, user, now=dt.datetime.now(dt.UTC))
+        user_cases.end_all_sessions(session, _id(user), actor=_admin(), now=dt.datetime.now(dt.UTC))
         typer.echo(f"{user.email} is signed out everywhere")
+
+
+@user_app.command("reset")
+def reset(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Reset a forgotten sign-in: the password stops working; print a new one-time link."""
+    with _session() as (session, settings):
+        user = _user_named(session, email)
+        try:
+            invited = user_cases.reset_sign_in(
+                session, settings, _id(user), actor=_admin(), now=dt.datetime.now(dt.UTC)
+            )
+        except CaseworkError as exc:
+            fail(str(exc), exit_code(exc))
+        typer.echo(
+            f"{user.email} is signed out everywhere; send this link (valid for 7 days, once):"
+        )
+        typer.echo(invited.link)
+
+
+@user_app.command("tokens")
+def tokens(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """The user's API tokens: number, name, when made and last used, revoked or not."""
+    from casework.cases.words import moment_words
+
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        detail = user_cases.user_detail(
+            session, _id(user), actor=_admin(), now=dt.datetime.now(dt.UTC)
+        )
+        if not detail.tokens:
+            typer.echo(f"{user.email} has no API tokens")
+        for t in detail.tokens:
+            state = (
+                f"revoked {moment_words(t.revoked_at)}"
+                if t.revoked_at
+                else f"last used {moment_words(t.last_used_at) or 'never'}"
+            )
+            typer.echo(f"{t.id:>4}  {t.name}: made {moment_words(t.created_at)}; {state}")
+
+
+@user_app.command("revoke-token")
+def revoke_token(
+    email: Annotated[str, typer.Argument(help="The user's email address.")],
+    number: Annotated[int, typer.Argument(help="The token's number (`casework user tokens`).")],
+) -> None:
+    """Revoke one API token of the user: it stops working at its next request."""
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        try:
+            token = user_cases.revoke_api_token(
+                session, _id(user), number, actor=_admin(), now=dt.datetime.now(dt.UTC)
+            )
+        except CaseworkError as exc:
+            fail(str(exc), exit_code(exc))
+        typer.echo(f"revoked the token '{token.name}' of {user.email}")
+
+
+@user_app.command("reset-mfa")
+def reset_mfa(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
+    """Turn off a user's two-factor sign-in (a lost phone); they enrol again if required."""
+    with _session() as (session, _settings):
+        user = _user_named(session, email)
+        try:
+            user_cases.reset_mfa(session, _id(user), actor=_admin(), now=dt.datetime.now(dt.UTC))
+        except CaseworkError as exc:
+            fail(str(exc), exit_code(exc))
+        typer.echo(f"two-factor sign-in is off for {user.email}; they are signed out everywhere")

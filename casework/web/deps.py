@@ -15,6 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlmodel import Session
 
 from casework import auth
+from casework.cases import mfa
 from casework.config import Settings
 from casework.models import User, UserSession
 
@@ -45,12 +46,25 @@ class NotSignedIn(Exception):
     """Raised by page dependencies; the app turns it into a redirect to sign-in."""
 
 
+class MustEnrol(Exception):
+    """Two-factor sign-in is required of this person and not yet on: the app sends them
+    to enrol, whatever page they asked for."""
+
+
+ENROL_URL = "/account/two-factor"
+# What someone who must enrol may still reach: enrolment itself, and signing out.
+_BEFORE_ENROLMENT = (ENROL_URL, "/sign-out")
+
+
 def get_page_user(request: Request, session: SessionDep, now: NowDep) -> tuple[User, UserSession]:
     resolved = auth.resolve_session(session, request.cookies.get(SESSION_COOKIE), now=now)
     if resolved is None:
         raise NotSignedIn()
     request.state.user = resolved[0]
     request.state.csrf_token = resolved[1].csrf_token
+    settings: Settings = request.app.state.settings
+    if mfa.must_enrol(resolved[0], settings) and not request.url.path.startswith(_BEFORE_ENROLMENT):
+        raise MustEnrol()
     return resolved
 
 

@@ -3,14 +3,20 @@
 ``web`` builds the app on the test's database (SQLite and PostgreSQL legs), pins
 ``app.state.clock`` to a moment the test can move, and creates the cast: an
 adviser, a manager, an admin, and staff of two providers (Solution Talk and Collis
-Mediation). ``web.browser(user)`` is a TestClient already signed in as that user
+Mediation). Everyone two-factor sign-in is required of (the manager and the admin) is
+enrolled, with a secret known to the tests (:func:`mfa_secret`), so the sign-in helpers
+here and in the browser tests answer the code step like a person with their phone
+(:func:`sign_in_code`); tests of enrolment itself make their own un-enrolled people.
+``web.browser(user)`` is a TestClient already signed in as that user
 (a real server-side session, started directly so argon2 runs only in the sign-in
 tests); its ``post`` adds the session's CSRF token unless told not to.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,14 +24,15 @@ from functools import lru_cache
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, select
+from sqlmodel import Session, col
 
 from casework import auth, cases
-from casework.cases import find_provider
+from casework.cases import find_provider, mfa
 from casework.config import Settings
 from casework.db import session_scope
 from casework.models import Case, CaseEvent, User
@@ -36,6 +43,43 @@ from tests.factories import advance, allocate_to, create_case
 
 PASSWORD = "correct horse battery staple"
 START = at("2026-11-12", "10:00")
+
+
+def mfa_secret(email: str) -> str:
+    """The test cast's authenticator secret: fixed per person, so a test can make codes."""
+    return base64.b32encode(hashlib.sha256(email.encode()).digest()[:20]).decode()
+
+
+def enrol(session: Session, settings: Settings, user: User, now: dt.datetime) -> None:
+    """Two-factor sign-in on for ``user``, as if they had enrolled with their phone."""
+    user.totp_secret = auth.seal_secret(settings, mfa_secret(user.email))
+    user.totp_enabled_at = now
+    session.commit()
+
+
+def enrol_where_required(
+    session: Session, settings: Settings, users: list[User], now: dt.datetime
+) -> None:
+    for user in users:
+        if mfa.mfa_required(user, settings):
+            enrol(session, settings, user, now)
+
+
+def sign_in_code(engine: Engine, email: str, clock: Clock) -> str:
+    """A code the app will accept now for ``email``: each is accepted once, so when this
+    time step's code was used already (a second sign-in at a pinned moment), the next
+    step's (accepted too), or else the clock moves on 30 seconds, as a person would wait."""
+    with session_scope(engine) as s:
+        user = s.execute(select(User).where(col(User.email) == email)).scalar_one()
+        last = user.totp_last_step
+    totp = pyotp.TOTP(mfa_secret(email))
+    step = totp.timecode(clock.now)
+    if last is not None and last >= step + 1:
+        clock.now += dt.timedelta(seconds=30 * (last - step))
+        step = totp.timecode(clock.now)
+    if last is not None and last >= step:
+        step += 1
+    return totp.generate_otp(step)
 
 
 @lru_cache(maxsize=1)
@@ -132,7 +176,29 @@ def web(engine: Engine, session: Session, settings: Settings) -> Iterator[Web]:
         session.add(user)
         session.commit()
         users[key] = user
+    enrol_where_required(session, settings, list(users.values()), START)
     yield Web(app, engine, settings, clock, users)
+
+
+def form_sign_in(
+    web: Web, browser: Browser, email: str, password: str = PASSWORD, next_url: str = ""
+) -> httpx.Response:
+    """Sign in through the form as a person would, answering the code step when asked
+    (with the code their app would show now); the last response."""
+    page = browser.get("/sign-in")
+    response = browser.post(
+        "/sign-in",
+        {"email": email, "password": password, "next": next_url},
+        csrf=csrf_in(page.text),
+    )
+    if response.headers.get("location", "").startswith("/sign-in/code"):
+        step = browser.get(response.headers["location"])
+        response = browser.post(
+            "/sign-in/code",
+            {"code": sign_in_code(web.engine, email, web.clock), "next": next_url},
+            csrf=csrf_in(step.text),
+        )
+    return response
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -50,7 +50,14 @@ from tests.web.browser_support import (
     missing_browser,
     serve_axe,
 )
-from tests.web.conftest import CAST, PASSWORD, START, Clock
+from tests.web.conftest import (
+    CAST,
+    PASSWORD,
+    START,
+    Clock,
+    enrol_where_required,
+    sign_in_code,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, Response
@@ -116,7 +123,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     upgrade(engine)
     with session_scope(engine) as session:
         cases.sync_providers(session, settings)
-        for key, (email, role, provider) in CAST.items():
+        made = [
             auth.create_user(
                 session,
                 email=email,
@@ -126,6 +133,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 name=key.replace("_", " ").title(),
                 provider=provider,
             )
+            for key, (email, role, provider) in CAST.items()
+        ]
+        enrol_where_required(session, settings, made, START)
     clock = Clock(START)
     app = create_app(settings, engine)
     app.state.clock = clock
@@ -192,6 +202,14 @@ class Person:
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         with page.expect_navigation():
             page.get_by_role("button", name="Sign in", exact=True).click()
+        if "/sign-in/code" in page.url:  # two-factor sign-in: the code from their "phone"
+            if "sign-in code" not in self.live.checked:
+                self.check(page, "sign-in code")
+            page.get_by_label("Code").fill(
+                sign_in_code(self.live.engine, self.email, self.live.clock)
+            )
+            with page.expect_navigation():
+                page.get_by_role("button", name="Continue", exact=True).click()
         assert page.get_by_role("button", name=re.compile("^Sign out")).is_visible()
         return page
 
@@ -564,3 +582,117 @@ def test_intake_check_a_possible_duplicate_a_confirmed_withdrawal_and_a_managers
     assert row.filter(has_text="On track").count() == 1, row.all_inner_texts()
     _no_sideways_scroll(board)
     manager.check(board, "reopened case, 390px")
+
+
+# --- The administrator and two-factor sign-in -------------------------------------------------
+
+
+def _fits_a_phone(person: Person, page: Page, name: str) -> None:
+    """At 390 px wide: axe-clean and nothing makes the page scroll sideways."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        page.wait_for_load_state("load")
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"the {name} page scrolls sideways by {overflow}px at 390px"
+        person.check(page, f"{name} at 390px")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_an_admin_adds_a_user_issues_and_revokes_a_token_and_disables_them(
+    live: Live, people: People
+) -> None:
+    admin = people["admin"]
+    page = admin.sign_in()
+    page.get_by_role("link", name="Users").click()
+    assert page.locator("h1").inner_text() == "Users"
+    admin.check(page, "users")
+    _fits_a_phone(admin, page, "users")
+
+    page.get_by_role("link", name="Add a user").click()
+    admin.check(page, "add a user")
+    page.get_by_label("Email address").fill("casey.new@ias.example.org")
+    page.get_by_label("Name").fill("Casey New")
+    page.get_by_role("radio", name="Adviser", exact=True).check()
+    submit(page, "main")
+    assert "User added" in page.locator(".govuk-notification-banner").inner_text()
+    assert "/set-password/" in page.locator("#shown-once").inner_text()
+    admin.check(page, "user")
+    _fits_a_phone(admin, page, "user")
+
+    page.get_by_label("Issue a new token: what is it for?").fill("LA case system")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Issue token").click()
+    token = page.locator("#shown-once").inner_text().strip()
+    assert token.startswith("cw_")
+    admin.check(page, "user with a new token")
+    with page.expect_navigation():
+        page.get_by_role("button", name=re.compile("^Revoke")).click()
+    assert "API token revoked" in page.locator(".govuk-notification-banner").inner_text()
+    assert token not in page.content()
+
+    page.get_by_role("link", name="Disable user").click()
+    assert page.locator("h1").inner_text() == "Disable Casey New?"
+    admin.check(page, "disable a user")
+    _fits_a_phone(admin, page, "disable a user")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Disable user").click()
+    assert "User disabled" in page.locator(".govuk-notification-banner").inner_text()
+    assert "Disabled" in page.locator("dl").first.inner_text()
+    admin.check(page, "user")
+
+
+def test_a_new_manager_enrols_and_signs_in_with_a_code(
+    live: Live, browser: Browser, people: People
+) -> None:
+    import pyotp
+
+    email = "new.manager@ias.example.org"
+    with session_scope(live.engine) as session:
+        auth.create_user(
+            session, email=email, role="manager", now=START, password=PASSWORD, name="Nia"
+        )
+    nia = Person(live, browser, "manager")
+    nia.email = email
+    try:
+        page = nia.page
+        page.goto("/sign-in")
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        with page.expect_navigation():
+            page.get_by_role("button", name="Sign in", exact=True).click()
+        assert page.url.endswith("/account/two-factor")
+        assert page.get_by_role("img", name="QR code for your authenticator app").is_visible()
+        nia.check(page, "two-factor set-up")
+        _fits_a_phone(nia, page, "two-factor set-up")
+        # The check left "I cannot scan the QR code" open: the key to type is there.
+        secret = (page.locator("#secret").text_content() or "").replace(" ", "").strip()
+        page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).at(live.clock.now))
+        with page.expect_navigation():
+            page.get_by_role("button", name="Turn on two-factor sign-in").click()
+        codes = page.locator("#recovery-codes li").all_inner_texts()
+        assert len(codes) == 10
+        nia.check(page, "recovery codes")
+        _fits_a_phone(nia, page, "recovery codes")
+        with page.expect_navigation():
+            page.get_by_role("link", name="I have saved my recovery codes").click()
+        with page.expect_navigation():
+            page.get_by_role("button", name=re.compile("^Sign out")).click()
+
+        live.tick()  # a minute later: a new code
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        with page.expect_navigation():
+            page.get_by_role("button", name="Sign in", exact=True).click()
+        assert "/sign-in/code" in page.url
+        nia.check(page, "sign-in code")
+        _fits_a_phone(nia, page, "sign-in code")
+        page.get_by_label("Code").fill(pyotp.TOTP(secret).at(live.clock.now))
+        with page.expect_navigation():
+            page.get_by_role("button", name="Continue").click()
+        page.get_by_role("link", name="Late and at risk").click()
+        assert page.locator("h1").inner_text() == "Late and at risk"
+    finally:
+        nia.close()

@@ -72,7 +72,9 @@ def test_a_fresh_install_prints_a_link_to_create_the_first_admin(
             "csrf_token": csrf_in(sign_in.text),
         },
     )
-    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+    # An administrator must set up two-factor sign-in before reaching any page.
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == "/account/two-factor"
 
     # Someone can sign in now: no more links at start-up.
     later = prepare_start(settings, engine, host="127.0.0.1", port=8000, demo=False)

@@ -21,7 +21,7 @@ from casework.web import assets
 from casework.web.app import create_app
 from tests import caseload
 from tests.web.browser_support import ensure_axe, live_server, missing_browser
-from tests.web.conftest import PASSWORD, Clock
+from tests.web.conftest import PASSWORD, Clock, enrol_where_required
 from tests.web.test_browser import Live, Person, _cannot_run
 
 if TYPE_CHECKING:
@@ -57,8 +57,11 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     with session_scope(engine) as session:
         cases.sync_providers(session, settings)
         caseload.load(session)
-        for role, email in READERS.items():
+        readers = [
             auth.create_user(session, email=email, role=role, now=caseload.AS_OF, password=PASSWORD)
+            for role, email in READERS.items()
+        ]
+        enrol_where_required(session, settings, readers, caseload.AS_OF)
     clock = Clock(caseload.AS_OF)
     app = create_app(settings, engine)
     app.state.clock = clock

@@ -26,9 +26,11 @@ from starlette.staticfiles import StaticFiles
 from casework import cases
 from casework.config import Settings
 from casework.web import assets
-from casework.web.deps import SESSION_COOKIE, NotSignedIn
+from casework.web.deps import ENROL_URL, SESSION_COOKIE, MustEnrol, NotSignedIn
 from casework.web.errors import http_status
 from casework.web.pages import (
+    account,
+    admin,
     case,
     common,
     dashboard,
@@ -44,7 +46,7 @@ from casework.web.security import CsrfFailed, SecurityHeadersMiddleware
 
 # Order matters: /cases/new (intake) must be matched before /cases/{reference}.
 router = APIRouter(include_in_schema=False)
-for _screen in (sign_in, dashboard, intake, case, manager, letters, verify, family):
+for _screen in (sign_in, account, admin, dashboard, intake, case, manager, letters, verify, family):
     router.include_router(_screen.router)
 
 
@@ -119,6 +121,10 @@ def install(app: FastAPI) -> None:
         if request.cookies.get(SESSION_COOKIE):
             response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    @app.exception_handler(MustEnrol)
+    async def _must_enrol(request: Request, exc: MustEnrol) -> Response:
+        return redirect(ENROL_URL)
 
     @app.exception_handler(CsrfFailed)
     async def _csrf_failed(request: Request, exc: CsrfFailed) -> Response:

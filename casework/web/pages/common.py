@@ -144,6 +144,9 @@ def _nav_for(user: User | None, path: str) -> list[NavItem]:
         if user.role in MANAGER_ROLES:
             items.append(NavItem("Late and at risk", "/manager"))
             items.append(NavItem("Reports", "/reports"))
+        if user.role == Role.admin:
+            items.append(NavItem("Users", "/admin/users"))
+    items.append(NavItem("Two-factor sign-in", "/account/two-factor"))
     best = max(
         (i for i in items if path == i.href or (i.href != "/" and path.startswith(i.href))),
         key=lambda i: len(i.href),

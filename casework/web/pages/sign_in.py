@@ -1,4 +1,10 @@
-"""Signing in and out, and choosing a password from a one-time link."""
+"""Signing in and out, the two-factor code step, and choosing a password from a link.
+
+Signing in with two-factor sign-in on is two steps. A right password earns a signed,
+5-minute proof (a cookie scoped to /sign-in, bound to the user's session epoch), not
+a session; only a right code (or an unused recovery code) then starts the session.
+So no page, and no form, can be reached with the password alone.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
@@ -13,9 +20,10 @@ from sqlmodel import Session
 from starlette.datastructures import FormData
 
 from casework import auth, cases
+from casework.cases import mfa
 from casework.config import Settings
 from casework.models import Role, User
-from casework.web.deps import SESSION_COOKIE, NowDep, SessionDep
+from casework.web.deps import ENROL_URL, SESSION_COOKIE, NowDep, SessionDep
 from casework.web.pages.common import (
     PageError,
     form_text,
@@ -37,6 +45,8 @@ from casework.web.security import (
 )
 
 router = APIRouter(include_in_schema=False)
+
+MFA_PENDING_COOKIE = "casework_mfa_pending"
 
 
 def _signed_in_user(request: Request, session: Session, now: dt.datetime) -> User | None:
@@ -127,12 +137,37 @@ def sign_in_post(request: Request, session: SessionDep, now: NowDep, form: SignI
             errors={"email": str(exc)},
             status_code=401,
         )
+    settings: Settings = request.app.state.settings
+    if user.mfa_on:
+        target = "/sign-in/code" + (f"?{urlencode({'next': next_url})}" if next_url else "")
+        response = redirect(target)
+        response.set_cookie(
+            MFA_PENDING_COOKIE,
+            auth.mfa_pending_token(settings, user),
+            max_age=int(auth.MFA_PENDING_MAX_AGE.total_seconds()),
+            httponly=True,
+            secure=cookie_secure(settings),
+            samesite="strict",
+            path="/sign-in",
+        )
+        return response
+    return _signed_in(request, session, now, user, next_url)
+
+
+def _signed_in(
+    request: Request, session: Session, now: dt.datetime, user: User, next_url: str | None
+) -> Response:
+    """Start the session (both factors, where required, are done) and go on."""
+    settings: Settings = request.app.state.settings
     auth.end_session(session, request.cookies.get(SESSION_COOKIE), now=now)
-    handle = auth.start_session(session, user, now=now)
+    handle = auth.start_session(
+        session, user, now=now, user_agent=request.headers.get("user-agent", "")
+    )
     if next_url and user.role == Role.provider and not next_url.startswith("/portal"):
         next_url = None
+    if mfa.must_enrol(user, settings):
+        next_url = ENROL_URL
     response = redirect(next_url or home_for(user))
-    settings: Settings = request.app.state.settings
     response.set_cookie(
         SESSION_COOKIE,
         handle.token,
@@ -142,7 +177,84 @@ def sign_in_post(request: Request, session: SessionDep, now: NowDep, form: SignI
         path="/",
     )
     response.delete_cookie(SIGN_IN_CSRF_COOKIE, path="/sign-in")
+    response.delete_cookie(MFA_PENDING_COOKIE, path="/sign-in")
     return response
+
+
+def _code_page(
+    request: Request,
+    *,
+    next_url: str | None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    token = request.cookies.get(SIGN_IN_CSRF_COOKIE) or new_csrf_token()
+    response = render(
+        request,
+        "sign_in_code.html",
+        {
+            "page_title": "Enter your sign-in code",
+            "next": next_url or "",
+            "errors": errors or {},
+            "signin_csrf": token,
+        },
+        status_code=status_code,
+    )
+    settings: Settings = request.app.state.settings
+    response.set_cookie(
+        SIGN_IN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        secure=cookie_secure(settings),
+        samesite="strict",
+        path="/sign-in",
+    )
+    return response
+
+
+def _pending(request: Request, session: Session) -> User | None:
+    settings: Settings = request.app.state.settings
+    return auth.mfa_pending_user(session, settings, request.cookies.get(MFA_PENDING_COOKIE))
+
+
+def _start_again(next_url: str | None) -> Response:
+    params = {"expired": "1", **({"next": next_url} if next_url else {})}
+    response = redirect("/sign-in?" + urlencode(params))
+    response.delete_cookie(MFA_PENDING_COOKIE, path="/sign-in")
+    return response
+
+
+@router.get("/sign-in/code")
+def sign_in_code_get(request: Request, session: SessionDep, next: str | None = None) -> Response:
+    if _pending(request, session) is None:
+        return _start_again(safe_next(next))
+    return _code_page(request, next_url=safe_next(next))
+
+
+@router.post("/sign-in/code")
+def sign_in_code_post(
+    request: Request, session: SessionDep, now: NowDep, form: SignInForm
+) -> Response:
+    next_url = safe_next(form_text(form, "next"))
+    user = _pending(request, session)
+    if user is None:
+        return _start_again(next_url)
+    code = form_text(form, "code")
+    if not code:
+        return _code_page(
+            request,
+            next_url=next_url,
+            errors={"code": "Enter the 6-digit code from your authenticator app"},
+            status_code=422,
+        )
+    settings: Settings = request.app.state.settings
+    try:
+        accepted = mfa.sign_in_with_code(session, settings, user, code, now=now)
+    except auth.SignInFailed as exc:
+        return _code_page(request, next_url=next_url, errors={"code": str(exc)}, status_code=401)
+    if accepted.recovery_code_used:
+        next_url = f"{ENROL_URL}?codes_left={accepted.recovery_codes_left}"
+    return _signed_in(request, session, now, accepted.user, next_url)
 
 
 @router.post("/sign-out")
