@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0010_mfa"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010_postal"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

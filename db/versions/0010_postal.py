@@ -20,7 +20,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0010_postal"
-down_revision: str | None = "0010_documents"
+down_revision: str | None = "0010_family_links"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
