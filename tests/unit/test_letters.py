@@ -336,6 +336,8 @@ EVENT_STATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("mediation", "cancel_meeting"): ("mediating", "certificate_issued", "appeal_ready"),
     ("mediation", "add_agreement_item"): ("mediating", "certificate_issued", "appeal_ready"),
     ("mediation", "issue_certificate"): ("certificate_issued", "appeal_ready"),
+    # A correction of a certificate already issued: the case is where the certificate left it.
+    ("mediation", "reissue_certificate"): ("certificate_issued", "appeal_ready"),
     ("mediation", "mark_exempt"): ("appeal_ready",),
     # withdraw from any open state; close from appeal_ready: the letter is written
     # with what the case knew in the state it left.
@@ -588,6 +590,7 @@ def test_the_sweep_covers_every_template_and_every_event_notice_in_config() -> N
         "monthly_report",  # to commissioners, about no case
         "family_code",  # a sign-in code: nothing of the case (test_render covers it)
         "family_opted_out",  # a delivery outcome, not a case state (test_render)
+        "one_off_message",  # the adviser's own words (tests/web/test_family_message.py)
     }
     assert wanted <= rendered, sorted(wanted - rendered)
     for rule in RULES.events:

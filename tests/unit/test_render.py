@@ -282,6 +282,13 @@ def contexts_for(name: str) -> list[tuple[str, dict]]:
                     opted_out_context(next_channel),
                 )
             )
+    if name == "one_off_message":
+        # The adviser's own words, on the case's usual letterhead (cases.messages).
+        ctx = event_notice_context("advise") | {
+            "message_text": "Please call me back about the meeting next week.",
+            "notice_kind": "message",
+        }
+        found.append(("cases.messages.send_message", ctx))
     if name == "daily_digest":
         found.append(("reminders.queue_digest", digest_context()))
     if name == "monthly_report":

@@ -182,7 +182,10 @@ def test_the_dispatcher_delivers_it_by_text_and_by_email(
     assert TEXT in sendgrid.last.body["content"][0]["value"]
     morning = dispatch(engine, NEXT_MORNING, keyed)
     assert morning.sent == 1
-    assert twilio.last.body["Body"] == f"IAS Manchester: ref {ref}. {TEXT}"
+    assert twilio.last.body["Body"].startswith(
+        f"IAS Manchester: ref {ref}. {TEXT} Call 0161 209 8356"
+    )
+    assert "/family/" in twilio.last.body["Body"]  # every family notice links to its page
     assert {n.status for n in _messages(engine, ref)} == {"sent"}
 
 
