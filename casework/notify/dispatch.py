@@ -620,7 +620,20 @@ def _failed_send(
         # "opted_out" event is what the family's consent change is made from
         # (casework.cases.family.apply_sms_opt_outs, run after every dispatch).
         opted = _event(row.id, now, "attempt", OPTED_OUT, f"{exc.code or ''} {exc}".strip())
-        _fail(engine, row, now, me, str(exc), settings, result, opted, attempts=attempts)
+        # A family's adviser hears from that use case, in its words, once; anyone else's
+        # opt-out is an ordinary delivery failure.
+        _fail(
+            engine,
+            row,
+            now,
+            me,
+            str(exc),
+            settings,
+            result,
+            opted,
+            attempts=attempts,
+            escalate=row.recipient_role != "family",
+        )
         return
     if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
         reason = str(exc) if exc.permanent else f"gave up after {attempts} attempts: {exc}"
@@ -717,6 +730,7 @@ def _fail(
     attempt_event: dict[str, Any] | None,
     *,
     attempts: int,
+    escalate: bool = True,
 ) -> None:
     """Give up on a notice and tell a person who can reach the recipient another way.
 
@@ -740,7 +754,7 @@ def _fail(
         if not changed:
             result.taken_over += 1
             return
-        escalation = delivery_failed_row(row, now, reason, settings)
+        escalation = delivery_failed_row(row, now, reason, settings) if escalate else None
         new = insert_notices(conn, [escalation]) if escalation is not None else []
     result.failed += 1
     if new:
