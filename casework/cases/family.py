@@ -35,7 +35,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
-from casework.cases.contact import CONSENT_WORDS, _readdress_unsent, update_contact
+from casework.cases.contact import CONSENT_WORDS, readdress_unsent, update_contact
 from casework.cases.context import Actor
 from casework.cases.documents import DocumentInfo, documents_of, get_document
 from casework.cases.errors import NotFound, NotPermitted, TransitionRefused, ValidationFailed
@@ -920,7 +920,7 @@ def _apply_opt_out(session: Session, notice: Notice, now: dt.datetime, settings:
                 family.preferred_channels = ",".join(c for c in family.channels if c != "sms") or (
                     "email" if family.email else family.preferred_channels
                 )
-                moved = _readdress_unsent(session, case.id, family)  # type: ignore[arg-type]
+                moved = readdress_unsent(session, case.id, family)  # type: ignore[arg-type]
                 session.add(
                     audit_event(
                         case,

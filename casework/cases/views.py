@@ -394,6 +394,8 @@ DATA_WORDS: dict[str, str] = {
     "notices_readdressed": "Notices not yet sent, re-addressed",
     "adviser": "Owning adviser",
     "previous_adviser": "Previous owning adviser",
+    "links_stopped": "Older family page links stopped",
+    "code_sent_by": "Code sent by",
 }
 # Keys that are references for the machine, not facts for a person.
 _HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
