@@ -124,7 +124,7 @@ def _usable(channel: str, family: Person) -> str:
     return family.email
 
 
-def _readdress_unsent(session: Session, case_id: int, family: Person) -> int:
+def readdress_unsent(session: Session, case_id: int, family: Person) -> int:
     """Point the family's queued notices at the new details; returns how many changed.
 
     A notice whose channel no longer reaches the family moves to the other channel
@@ -237,7 +237,7 @@ def update_contact(
                 raise ValidationFailed(
                     "Nothing to change: the contact details given are the ones held."
                 )
-            readdressed = _readdress_unsent(session, case.id, family)  # type: ignore[arg-type]
+            readdressed = readdress_unsent(session, case.id, family)  # type: ignore[arg-type]
             if readdressed:
                 data["notices_readdressed"] = readdressed
             case.updated_at = now

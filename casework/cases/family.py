@@ -35,7 +35,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
-from casework.cases.contact import CONSENT_WORDS, _readdress_unsent, update_contact
+from casework.cases.contact import CONSENT_WORDS, readdress_unsent, update_contact
 from casework.cases.context import Actor
 from casework.cases.documents import DocumentInfo, documents_of, get_document
 from casework.cases.errors import NotFound, NotPermitted, TransitionRefused, ValidationFailed
@@ -564,6 +564,8 @@ class FamilyMeeting:
     date_text: str
     time_text: str
     place: str
+    # The calendar invitation to download, once one has been made for the meeting.
+    invitation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,13 +659,15 @@ def _deadlines(deadlines: list[Deadline], today: dt.date) -> list[FamilyDeadline
     return out
 
 
-def _meeting(case: Case) -> FamilyMeeting | None:
+def _meeting(case: Case, documents: list[DocumentInfo]) -> FamilyMeeting | None:
     if case.meeting_on is None or case.meeting_held_on is not None:
         return None
+    invitation = next((d for d in documents if d.kind == "meeting_invitation"), None)
     return FamilyMeeting(
         date_text=dl.fmt(case.meeting_on),
         time_text=_clock_words(case.meeting_time) if case.meeting_time else "to be confirmed",
         place="Your mediator will confirm where it is, or send you a video link.",
+        invitation_id=invitation.id if invitation is not None else None,
     )
 
 
@@ -740,6 +744,7 @@ def family_view(
         ).scalars()
     )
     step, who = NEXT_STEP_WORDS.get(case.state, ("Call us to find out.", "Your adviser"))
+    stored = family_documents(session, case)
     documents = [
         FamilyDocument(
             id=d.id,
@@ -748,7 +753,7 @@ def family_view(
             media_type=d.media_type,
             size_text=_size_words(d.size),
         )
-        for d in family_documents(session, case)
+        for d in stored
     ]
     return FamilyView(
         reference=case.reference,
@@ -757,7 +762,7 @@ def family_view(
         who_acts=who,
         appeal=_appeal(case, deadlines, today),
         deadlines=_deadlines(deadlines, today),
-        meeting=_meeting(case),
+        meeting=_meeting(case, stored),
         documents=documents,
         messages=_messages(session, case),
         adviser=_adviser(session, case, settings),
@@ -915,7 +920,7 @@ def _apply_opt_out(session: Session, notice: Notice, now: dt.datetime, settings:
                 family.preferred_channels = ",".join(c for c in family.channels if c != "sms") or (
                     "email" if family.email else family.preferred_channels
                 )
-                moved = _readdress_unsent(session, case.id, family)  # type: ignore[arg-type]
+                moved = readdress_unsent(session, case.id, family)  # type: ignore[arg-type]
                 session.add(
                     audit_event(
                         case,

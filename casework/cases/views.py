@@ -433,6 +433,8 @@ DATA_WORDS: dict[str, str] = {
     "close_outcome_was": "How the case had ended",
     "withdrawn_reason_was": "Why it had been withdrawn",
     "allocation": "The provider's allocation, now",
+    "links_stopped": "Older family page links stopped",
+    "code_sent_by": "Code sent by",
 }
 # Yes-or-no details whose "no" is itself worth saying (the letter did NOT inform).
 _SAY_NO = frozenset({"reg32_info_given", "reg32_info_given_was"})

@@ -823,6 +823,8 @@ def _failed_send(
         # "opted_out" event is what the family's consent change is made from
         # (casework.cases.family.apply_sms_opt_outs, run after every dispatch).
         opted = _event(row.id, now, "attempt", OPTED_OUT, f"{exc.code or ''} {exc}".strip())
+        # A family's adviser hears from that use case, in its words, once; anyone else's
+        # opt-out is an ordinary delivery failure.
         _fail(
             engine,
             row,
@@ -834,6 +836,7 @@ def _failed_send(
             result,
             opted,
             attempts=attempts,
+            escalate=row.recipient_role != "family",
         )
         return
     if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
@@ -948,6 +951,7 @@ def _fail(
     *,
     attempts: int,
     by_post: bool = False,
+    escalate: bool = True,
 ) -> None:
     """Give up on a notice and tell a person who can reach the recipient another way.
 
@@ -976,7 +980,7 @@ def _fail(
         if not changed:
             result.taken_over += 1
             return
-        escalation = delivery_failed_row(row, now, reason, settings)
+        escalation = delivery_failed_row(row, now, reason, settings) if escalate else None
         new = insert_notices(conn, [escalation]) if escalation is not None else []
         # Neither email nor SMS reaches the family: the same words go by post.
         fallback = letter_fallback_row(conn, row, now) if by_post else None

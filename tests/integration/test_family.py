@@ -381,7 +381,21 @@ def test_field_meeting(session: Session, settings: Settings, reference: str, tok
     meeting = view_of(session, settings, token, at("2026-11-11")).meeting
     assert meeting is not None
     assert (meeting.date_text, meeting.time_text) == ("Thursday 26 November 2026", "2:30pm")
-    assert meeting.place
+    assert meeting.place and meeting.invitation_id is None
+    invitation = store_document(
+        session,
+        cases.get_case(session, reference),
+        "meeting_invitation",
+        b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+        "text/calendar",
+        "meeting-1.ics",
+        ADVISER,
+        now=at("2026-11-11"),
+        settings=settings,
+    )
+    session.commit()
+    meeting = view_of(session, settings, token, at("2026-11-11")).meeting
+    assert meeting is not None and meeting.invitation_id == invitation.id
 
 
 def test_field_documents_lists_the_familys_kinds_and_downloads_are_audited(
@@ -582,6 +596,12 @@ def test_a_stop_reply_ends_sms_consent_tells_the_adviser_and_sends_by_email(
             select(Notice).where(col(Notice.template) == "family_opted_out")
         ).scalar_one()
         assert alert.recipient_role == "adviser" and alert.context["next_channel"] == "email"
+        # Told once, in the opt-out's own words, not also as a generic failure.
+        assert not list(
+            s.execute(
+                select(Notice).where(col(Notice.template) == "escalation_delivery_failed")
+            ).scalars()
+        )
     # The re-queued email goes out on the next dispatch; no text is tried again.
     before = len(twilio_fake.requests)
     dispatch(engine, OPEN, settings, concurrency=1)

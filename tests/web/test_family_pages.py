@@ -245,6 +245,9 @@ def test_the_family_changes_channels_and_asks_for_a_call_back(web: Web) -> None:
     # The adviser sees both in the case's history, made by "the family".
     history = web.browser("adviser").get(f"/cases/{case.reference}").text
     assert "The family asked for a call back" in history and "the family" in history
+    assert "The family opened its page" in history and "Code sent by" in history
+    for code in ("family_sign_in", "family:page", "code_sent_by", "family_call_back"):
+        assert code not in history
 
 
 def test_the_family_downloads_its_document(web: Web) -> None:
