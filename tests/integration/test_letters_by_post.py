@@ -260,3 +260,29 @@ def test_a_bounce_reported_later_falls_back_to_a_letter(
     dispatch(engine, at("2026-12-01", "10:31"), settings)
     [letter] = family_notices(engine, "post")
     assert letter.status == "to_post" and letter.document_id is not None
+
+
+def test_a_family_that_switches_to_post_gets_its_waiting_notice_as_one_letter(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The contact is corrected before the dispatcher ran: the email becomes a letter, once."""
+    from casework.cases.contact import update_contact
+    from tests.conftest import ADVISER
+
+    case = create_case(
+        session, settings, now=OPEN, phone="0161 496 0000", preferred_channels="email"
+    )
+    update_contact(
+        session,
+        case.reference,
+        reason="Moved; no email any more",
+        now=at("2026-12-01", "10:01"),
+        actor=ADVISER,
+        email="",
+        preferred_channels="post",
+        address=ADDRESS,
+    )
+    [letter] = family_notices(engine)
+    assert (letter.channel, letter.status) == ("post", "queued")
+    assert letter.to_address.splitlines()[-1] == "M19 2AB"
+    assert dispatch(engine, at("2026-12-01", "10:02"), settings).printed == 1
