@@ -103,6 +103,10 @@ def test_a_family_that_hears_by_post_gets_a_letter_to_post(
     assert (doc.kind, doc.media_type, doc.case_id) == ("letter", "application/pdf", case.id)
     assert doc.file_name.startswith(case.reference.lower()) and "jo" not in doc.file_name
 
+    # Tagged for a screen reader (PDF/UA): a structure tree, marked content, a language.
+    root: Any = PdfReader(io.BytesIO(doc.content)).trailer["/Root"]
+    assert "/StructTreeRoot" in root and root["/MarkInfo"]["/Marked"]
+    assert str(root["/Lang"]).startswith("en")
     text, where = text_positions(doc.content)
     # The window: the address block 20mm from the left and about 45mm from the top.
     x, top = where["Jo Family"]
