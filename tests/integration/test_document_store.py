@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import pytest
 from sqlalchemy import select
@@ -109,9 +110,14 @@ def test_a_provider_reads_neither_other_cases_nor_adviser_kinds(
         get_document(session, 999999, ADVISER, at("2026-11-21"))
 
 
-def test_the_renderer_makes_a_tagged_pdf_and_fetches_nothing() -> None:
-    pdf = render_pdf("smoke.html", {"title": "A test"})
+def test_the_renderer_makes_a_tagged_pdf_and_fetches_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="weasyprint"):
+        pdf = render_pdf("smoke.html", {"title": "A test"})
     assert pdf.startswith(b"%PDF")
+    # The stylesheet reached WeasyPrint intact (an escaped quote is a CSS parse error).
+    assert [r.getMessage() for r in caplog.records] == []
     with pytest.raises(PdfRenderError, match="fetch"):
         render_pdf("smoke.html", {"title": "x", "image": "https://example.org/a.png"})
     with pytest.raises(PdfRenderError, match="fetch"):

@@ -211,3 +211,30 @@ def test_the_api_lists_and_serves_documents_audited_and_scoped(web: Web) -> None
     other = client.get(f"/api/v1/cases/{reference}/documents", headers=_token(web, "provider_b"))
     assert other.status_code == 404
     assert len(downloads(web, reference)) == 1
+
+
+def test_the_portal_corrects_only_the_mediators_certificate(web: Web) -> None:
+    reference, doc = adviser_certificate(web)
+    portal = web.browser("provider_a")
+    assert "/reissue" not in portal.get(f"/portal/cases/{reference}").text
+    refused = portal.post(
+        f"/portal/cases/{reference}/certificates/{doc.certificate_number}/reissue",
+        {"reason": "typo"},
+    )
+    assert refused.status_code == 403
+    assert "a mediator reissues only the certificate after a meeting" in refused.text
+    assert len(documents(web, reference)) == 1
+
+    mediated, own = mediator_certificate(web)  # the clock moves on: a new session
+    portal = web.browser("provider_a")
+    shown = portal.get(f"/portal/cases/{mediated}")
+    assert shown.status_code == 200, shown.headers
+    page = shown.text
+    action = f"/portal/cases/{mediated}/certificates/{own.certificate_number}/reissue"
+    assert action in page
+    done = portal.post(action, {"reason": "meeting date corrected"})
+    assert done.status_code == 303 and "done=reissued" in done.headers["location"]
+    old, new = documents(web, mediated)
+    assert old.superseded_by == new.id and new.created_by == "user:pat@solution-talk.example.org"
+    trail = [e for e in events_of(web, mediated) if e.event == "reissue_certificate"]
+    assert [e.channel for e in trail] == ["portal"]
