@@ -7,6 +7,7 @@ shows it, and the words are the email's own.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 import pytest
@@ -83,7 +84,7 @@ class Refusing:
 
 
 def test_a_family_that_hears_by_post_gets_a_letter_to_post(
-    engine: Engine, session: Session, settings: Settings
+    engine: Engine, session: Session, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     case = create_case(session, settings, now=OPEN, email="", preferred_channels="post", **ADDRESS)
     [queued] = family_notices(engine)
@@ -95,8 +96,10 @@ def test_a_family_that_hears_by_post_gets_a_letter_to_post(
         "Manchester",
         "M19 2AB",
     ]
-    result = dispatch(engine, OPEN, settings)
+    with caplog.at_level(logging.WARNING, logger="weasyprint"):
+        result = dispatch(engine, OPEN, settings)
     assert result.printed == 1 and result.sent == 0
+    assert not [r for r in caplog.records if r.name.startswith("weasyprint")]
     [letter] = family_notices(engine)
     assert (letter.status, letter.provider, letter.posted_on) == ("to_post", "post", None)
     doc = document(engine, letter.document_id)
