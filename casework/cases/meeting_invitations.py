@@ -165,4 +165,3 @@ def cancel(step: Step) -> Document | None:
     case.meeting_on = None
     case.meeting_time = None
     return document
-
