@@ -35,7 +35,7 @@ from casework.contacts import (
     normalise_phone,
 )
 from casework.models import Notice, NoticeStatus, Person
-from casework.notices import NoticeReason, reason_text
+from casework.notices import NoticeReason, family_contact, reason_text
 
 REASON_MAX = 500
 # The role of the family acting on its own page (casework.cases.family).
@@ -121,6 +121,8 @@ def _usable(channel: str, family: Person) -> str:
         if family.sms_consent and family.phone and is_mobile(family.phone):
             return family.phone
         return ""
+    if channel == "post":
+        return "\n".join(family_contact(family).postal)
     return family.email
 
 
@@ -129,7 +131,8 @@ def readdress_unsent(session: Session, case_id: int, family: Person) -> int:
 
     A notice whose channel no longer reaches the family moves to the other channel
     (unless the same message is already waiting there), as a reminder of a legal
-    deadline must reach them somehow; if neither reaches them it is skipped, saying why.
+    deadline must reach them somehow: by post when neither email nor SMS does and an
+    address is held; if nothing reaches them it is skipped, saying why.
     """
     queued = list(
         session.execute(
@@ -144,14 +147,21 @@ def readdress_unsent(session: Session, case_id: int, family: Person) -> int:
     changed = 0
     for notice in queued:
         channel = notice.channel
-        other = "email" if channel == "sms" else "sms"
-        twin = (notice.template, notice.deadline_id, notice.not_before, other)
+        if channel == "post":
+            candidates = ["post", "email", "sms"]
+        else:
+            # A letter only when neither email nor SMS reaches the family any more.
+            candidates = [channel, "email" if channel == "sms" else "sms", "post"]
         # The family's chosen ways first, then whatever still reaches them.
-        order = [c for c in (channel, other) if c in family.channels] + [channel, other]
+        order = [c for c in candidates if c in family.channels] + candidates
         found = [
             (c, address)
             for c in order
-            if (address := _usable(c, family)) and (c == channel or twin not in waiting)
+            if (address := _usable(c, family))
+            and (
+                c == channel
+                or (notice.template, notice.deadline_id, notice.not_before, c) not in waiting
+            )
         ]
         if not found:
             notice.status = NoticeStatus.skipped
@@ -161,6 +171,8 @@ def readdress_unsent(session: Session, case_id: int, family: Person) -> int:
         new_channel, address = found[0]
         if (new_channel, address) != (channel, notice.to_address):
             notice.channel, notice.to_address = new_channel, address
+            # Two channels moving to one (both to post): the second is not a duplicate.
+            waiting.add((notice.template, notice.deadline_id, notice.not_before, new_channel))
             changed += 1
     return changed
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlsplit
 
-from casework import deadlines as dl
 from casework import invitations as ics
 from casework.cases.unit import Step
 from casework.config import Settings
@@ -166,15 +165,3 @@ def cancel(step: Step) -> Document | None:
     case.meeting_on = None
     case.meeting_time = None
     return document
-
-
-def meeting_words(case: Case) -> str:
-    """'Tuesday 1 December 2026 at 10:00, at the Town Hall' for pages and notices."""
-    if case.meeting_on is None:
-        return ""
-    out = dl.fmt(case.meeting_on)
-    if case.meeting_time:
-        out += f" at {case.meeting_time}"
-    if case.meeting_place:
-        out += f", {case.meeting_place}"
-    return out

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from casework.config import Settings
-from casework.models import DeliveryAlarm, Notice, NoticeStatus, Person
+from casework.models import Case, DeliveryAlarm, Notice, NoticeStatus, Person
 from casework.notices import outbox_row, postal_lines
 from casework.notify.render import render
 
@@ -88,6 +88,16 @@ def letter_fallback_row(conn: Connection, row: Any, now: dt.datetime) -> dict[st
     """
     if row.recipient_role != "family" or row.case_id is None or row.channel not in _DIGITAL:
         return None
+    if conn.dialect.name == "postgresql":
+        # The email and the SMS of one message can fail at the same moment in two
+        # senders: each would see the other still sending and neither would write the
+        # letter. Taking the case row's lock orders them: the second reads the first's
+        # committed failure. (SQLite already serialises the two writing transactions.)
+        # FOR NO KEY UPDATE: the escalation just inserted holds a KEY SHARE lock on the
+        # case (its foreign key); FOR UPDATE would wait on the other sender's, and it
+        # on ours: a deadlock.
+        c = Case.__table__  # type: ignore[attr-defined]
+        conn.execute(select(c.c.id).where(c.c.id == row.case_id).with_for_update(key_share=True))
     n = Notice.__table__  # type: ignore[attr-defined]
     alive = conn.execute(
         select(n.c.id)

@@ -7,6 +7,7 @@ shows it, and the words are the email's own.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 import pytest
@@ -83,7 +84,7 @@ class Refusing:
 
 
 def test_a_family_that_hears_by_post_gets_a_letter_to_post(
-    engine: Engine, session: Session, settings: Settings
+    engine: Engine, session: Session, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     case = create_case(session, settings, now=OPEN, email="", preferred_channels="post", **ADDRESS)
     [queued] = family_notices(engine)
@@ -95,14 +96,20 @@ def test_a_family_that_hears_by_post_gets_a_letter_to_post(
         "Manchester",
         "M19 2AB",
     ]
-    result = dispatch(engine, OPEN, settings)
+    with caplog.at_level(logging.WARNING, logger="weasyprint"):
+        result = dispatch(engine, OPEN, settings)
     assert result.printed == 1 and result.sent == 0
+    assert not [r for r in caplog.records if r.name.startswith("weasyprint")]
     [letter] = family_notices(engine)
     assert (letter.status, letter.provider, letter.posted_on) == ("to_post", "post", None)
     doc = document(engine, letter.document_id)
     assert (doc.kind, doc.media_type, doc.case_id) == ("letter", "application/pdf", case.id)
     assert doc.file_name.startswith(case.reference.lower()) and "jo" not in doc.file_name
 
+    # Tagged for a screen reader (PDF/UA): a structure tree, marked content, a language.
+    root: Any = PdfReader(io.BytesIO(doc.content)).trailer["/Root"]
+    assert "/StructTreeRoot" in root and root["/MarkInfo"]["/Marked"]
+    assert str(root["/Lang"]).startswith("en")
     text, where = text_positions(doc.content)
     # The window: the address block 20mm from the left and about 45mm from the top.
     x, top = where["Jo Family"]
@@ -260,3 +267,29 @@ def test_a_bounce_reported_later_falls_back_to_a_letter(
     dispatch(engine, at("2026-12-01", "10:31"), settings)
     [letter] = family_notices(engine, "post")
     assert letter.status == "to_post" and letter.document_id is not None
+
+
+def test_a_family_that_switches_to_post_gets_its_waiting_notice_as_one_letter(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The contact is corrected before the dispatcher ran: the email becomes a letter, once."""
+    from casework.cases.contact import update_contact
+    from tests.conftest import ADVISER
+
+    case = create_case(
+        session, settings, now=OPEN, phone="0161 496 0000", preferred_channels="email"
+    )
+    update_contact(
+        session,
+        case.reference,
+        reason="Moved; no email any more",
+        now=at("2026-12-01", "10:01"),
+        actor=ADVISER,
+        email="",
+        preferred_channels="post",
+        address=ADDRESS,
+    )
+    [letter] = family_notices(engine)
+    assert (letter.channel, letter.status) == ("post", "queued")
+    assert letter.to_address.splitlines()[-1] == "M19 2AB"
+    assert dispatch(engine, at("2026-12-01", "10:02"), settings).printed == 1

@@ -243,3 +243,26 @@ def test_the_family_and_the_provider_get_each_version_by_email(
     assert "Where: Town Hall, Albert Square" in email.body
     assert "The calendar invitation is attached" in email.body
     assert "To rearrange the meeting, contact Solution Talk" in email.body
+
+
+def test_the_withdrawal_email_carries_the_cancellation(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    case = mediating(session, settings)
+    schedule(session, settings, case)
+    advance(session, settings, case, "withdraw", now=at("2026-11-25"), reason="moved away")
+    _request, cancel = invitations(session, case)
+    session.expire_all()
+    email = session.execute(
+        select(Notice).where(
+            col(Notice.case_id) == case.id,
+            col(Notice.template) == "withdrawal_confirmed",
+            col(Notice.channel) == "email",
+        )
+    ).scalar_one()
+    assert email.document_id == cancel.id
+    session.commit()  # end the read: the dispatcher writes through its own connection
+    dispatch(engine, at("2026-11-25", "10:05"), settings)
+    session.expire_all()
+    sent = session.get(Notice, email.id)
+    assert sent is not None and "takes it out of your calendar" in sent.body

@@ -515,9 +515,11 @@ def test_provider_records_the_meeting_on_its_own_case(world: World) -> None:
     wrong_time = _error(
         world.post("kids", f"/api/v1/cases/{ref}/events", {"event": "issue_certificate"}), 409
     )
-    # The refusal offers provider staff their own next steps, never the adviser's.
+    # The refusal offers provider staff their own next steps, never the adviser's
+    # (a meeting is arranged now, so cancelling it is one of them).
     assert set(wrong_time["allowed"]) == {
         "schedule_meeting",
+        "cancel_meeting",
         "record_meeting",
         "report_not_arranged",
     }
