@@ -313,3 +313,22 @@ def test_correcting_the_day_the_la_was_told_moves_the_meetings_30_days(
         "Mediation meeting held: due Friday 11 December 2026 (was Saturday 12 December 2026)"
         in str(data["clocks_recomputed"])
     )
+
+
+# --- Steps not possible yet -----------------------------------------------------------------
+
+
+def test_a_step_waiting_on_another_says_which_and_a_done_or_unneeded_one_is_not_listed(
+    session: Session, settings: Settings
+) -> None:
+    case = create_case(session, settings)
+    advance(session, settings, case, "advise")
+    waiting = cases.unavailable_events(cases.get_case(session, case.reference), ADVISER)
+    assert ("Family chose mediation", "Allocate a provider first.") in waiting
+    allocate_to(
+        session, case.reference, "solution-talk", now=at("2026-11-10", "11:00"), settings=settings
+    )
+    advance(session, settings, case, "choose_mediation", now=at("2026-11-12"))
+    waiting = dict(cases.unavailable_events(cases.get_case(session, case.reference), ADVISER))
+    assert waiting["Issue certificate"].startswith("Record the meeting")
+    assert "The LA told the ICB" not in waiting, "no health care: the ICB step is not waiting"
