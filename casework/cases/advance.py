@@ -88,7 +88,8 @@ def unavailable_events(case: Case, actor: Actor | None = None) -> list[tuple[str
     A case page lists them beside the steps that are possible, so "Family chose
     mediation" missing from the page is never a mystery: it says "allocate a provider
     first". Only steps whose transition exists from the case's state and whose guard
-    does not hold are listed; a step the person may never record is left out.
+    waits on another step are listed; a step already done or not needed here (the ICB
+    on a case without health care) is not, nor one the person may never record.
     """
     flow = flow_for(case)
     enabled = {e.id for e in flow.enabled_events()}
@@ -100,6 +101,8 @@ def unavailable_events(case: Case, actor: Actor | None = None) -> list[tuple[str
         if spec is None or (actor is not None and actor.role not in spec.roles):
             continue
         why = _GUARD_WORDS[event.id]
+        if not why.endswith("first"):
+            continue  # not a step waiting on another, but one already done or not needed
         if why.startswith("allocate") and actor is not None and actor.is_provider:
             continue
         out.append((spec.label, why[0].upper() + why[1:] + "."))

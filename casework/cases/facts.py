@@ -50,6 +50,15 @@ ICB_TOLD_LA_ON = EventField(
     "The date the ICB told the LA what was agreed",
     not_before=(("meeting_held_on", "the day the meeting was held"),),
 )
+LA_TOLD_ON = EventField(
+    "la_told_on",
+    "date",
+    "The date the LA was told mediation is wanted",
+    not_before=(
+        ("decision_date", "the date of the LA's decision letter"),
+        ("chose_on", "the day the family chose mediation"),
+    ),
+)
 AGREEMENT_DONE_ON = EventField(
     "agreement_done_on",
     "date",
@@ -70,7 +79,14 @@ def _date(spec: EventField, raw: dt.date | str | None, case: Case, today: dt.dat
 REASON_MAX = 500
 # The case's own details (not acts recorded on a day): changing a value already held is a
 # correction and needs a reason; a value learnt for the first time needs none.
-CORRECTABLE = ("decision_type", "decision_date", "reg32_info_given", "child_name", "summary")
+CORRECTABLE = (
+    "decision_type",
+    "decision_date",
+    "reg32_info_given",
+    "child_name",
+    "summary",
+    "la_told_on",
+)
 
 
 def _clock_words(deadline: Deadline) -> str:
@@ -102,6 +118,7 @@ def update_case_facts(
     reg32_info_given: bool | None = None,
     child_name: str | None = None,
     summary: str | None = None,
+    la_told_on: dt.date | str | None = None,
     icb_told_on: dt.date | str | None = None,
     icb_told_la_on: dt.date | str | None = None,
     agreement_done_on: dt.date | str | None = None,
@@ -114,8 +131,10 @@ def update_case_facts(
     later sees what was believed before and why it changed. Clocks counted from a
     corrected date are worked out again here, by the deadlines module: the family's
     2-month window from the decision date and, once set, the appeal deadline (from the
-    decision date and the certificate). The old clock is cancelled, not edited, so the
-    history shows both, and the audit row says in words what each clock is now.
+    decision date and the certificate), and the mediation meeting's 30 days and the
+    LA's duty to tell the ICB from a corrected day the LA was told. The old clock is
+    cancelled, not edited, so the history shows both, and the audit row says in words
+    what each clock is now.
     """
     from casework.cases.agreements import items_of, mark_done
 
@@ -211,6 +230,40 @@ def update_case_facts(
                         clock = dl.appeal_clock(day, case.certificate_on)
                         recomputed.append(_recompute(clocks, DeadlineKind.appeal, clock, reason))
                         case.appeal_due = clock.due
+            if la_told_on not in (None, ""):
+                day = _date(LA_TOLD_ON, la_told_on, case, today)
+                if day != case.la_told_on:
+                    if case.state != CaseState.mediating or case.la_told_on is None:
+                        raise TransitionRefused(
+                            "The day the LA was told is corrected while mediation is being"
+                            " arranged; record “Family chose mediation” first."
+                        )
+                    if case.meeting_held_on is not None:
+                        raise ValidationFailed(
+                            "The date the LA was told mediation is wanted: the meeting has been"
+                            " held, so the clocks it started are over; it can no longer change.",
+                            field="la_told_on",
+                        )
+                    correct("la_told_on", day)
+                    reason = "the day the LA was told corrected"
+                    if clocks.of([DeadlineKind.mediation_meeting]) and not case.health_only:
+                        recomputed.append(
+                            _recompute(
+                                clocks,
+                                DeadlineKind.mediation_meeting,
+                                dl.mediation_meeting_deadline(day),
+                                reason,
+                            )
+                        )
+                    if clocks.of([DeadlineKind.icb_notified]):
+                        recomputed.append(
+                            _recompute(
+                                clocks,
+                                DeadlineKind.icb_notified,
+                                dl.icb_notification_deadline(day),
+                                reason,
+                            )
+                        )
             corrections = [f for f in CORRECTABLE if f"{f}_was" in changed]
             if corrections and not why:
                 raise ValidationFailed(

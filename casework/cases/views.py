@@ -425,6 +425,8 @@ DATA_WORDS: dict[str, str] = {
     "child_name": "Child or young person's name",
     "child_name_was": "Child or young person's name, before",
     "summary_was": "Summary, before",
+    "la_told_on": "The date the LA was told mediation is wanted",
+    "la_told_on_was": "The date the LA was told mediation is wanted, before",
     "clocks_recomputed": "Clocks worked out again",
     "returned_to": "Returned to",
     "clocks_restored": "Clocks running again",

@@ -268,6 +268,9 @@ def case_update(
         str | None, typer.Option(help="Date the LA sent its decision.")
     ] = None,
     decision_type: Annotated[str | None, typer.Option(help="The kind of LA decision.")] = None,
+    la_told_on: Annotated[
+        str | None, typer.Option(help="The day the LA was told mediation is wanted.")
+    ] = None,
     icb_told_on: Annotated[
         str | None, typer.Option(help="The day the LA told the ICB (health care in issue).")
     ] = None,
@@ -315,6 +318,7 @@ def case_update(
             reg32_info_given=reg32_info_given,
             child_name=child_name,
             summary=summary,
+            la_told_on=la_told_on,
             icb_told_on=icb_told_on,
             icb_told_la_on=icb_told_la_on,
             agreement_done_on=agreement_done_on,

@@ -266,3 +266,69 @@ def test_a_closed_case_reopens_to_appeal_ready_with_its_appeal_deadline(
         assert [(d.kind, d.due_date) for d in live] == [("appeal", appeal_due)]
     _event, data, _note = _last_event(engine, case.reference)
     assert data["close_outcome_was"] == "no_appeal" and data["returned_to"] == "appeal_ready"
+
+
+def test_correcting_the_day_the_la_was_told_moves_the_meetings_30_days(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    ref = create_case(session, settings).reference
+    case = cases.get_case(session, ref)
+    advance(session, settings, case, "advise", now=at("2026-11-10"))
+    allocate_to(session, ref, "solution-talk", now=at("2026-11-10", "11:00"), settings=settings)
+    advance(
+        session,
+        settings,
+        case,
+        "choose_mediation",
+        now=at("2026-11-12"),
+        chose_on="2026-11-11",
+        la_told_on="2026-11-12",
+        health_care="yes",
+    )
+    with pytest.raises(cases.ValidationFailed, match="Why the details are being corrected"):
+        cases.update_case_facts(
+            session,
+            ref,
+            now=at("2026-11-13"),
+            actor=ADVISER,
+            settings=settings,
+            la_told_on=D(2026, 11, 11),
+        )
+    cases.update_case_facts(
+        session,
+        ref,
+        now=at("2026-11-13"),
+        actor=ADVISER,
+        settings=settings,
+        la_told_on=D(2026, 11, 11),
+        note="the LA's email was sent the day before",
+    )
+    open_clocks = {k: d for k, s, d in _clocks(engine, ref) if s == DeadlineStatus.open}
+    # 11 Nov + 30 days = 11 Dec 2026; 3 working days after Wed 11 Nov = Mon 16 Nov 2026.
+    assert open_clocks["mediation_meeting"] == D(2026, 12, 11)
+    assert open_clocks["icb_notified"] == D(2026, 11, 16)
+    _event, data, _note = _last_event(engine, ref)
+    assert data["la_told_on_was"] == "2026-11-12"
+    assert (
+        "Mediation meeting held: due Friday 11 December 2026 (was Saturday 12 December 2026)"
+        in str(data["clocks_recomputed"])
+    )
+
+
+# --- Steps not possible yet -----------------------------------------------------------------
+
+
+def test_a_step_waiting_on_another_says_which_and_a_done_or_unneeded_one_is_not_listed(
+    session: Session, settings: Settings
+) -> None:
+    case = create_case(session, settings)
+    advance(session, settings, case, "advise")
+    waiting = cases.unavailable_events(cases.get_case(session, case.reference), ADVISER)
+    assert ("Family chose mediation", "Allocate a provider first.") in waiting
+    allocate_to(
+        session, case.reference, "solution-talk", now=at("2026-11-10", "11:00"), settings=settings
+    )
+    advance(session, settings, case, "choose_mediation", now=at("2026-11-12"))
+    waiting = dict(cases.unavailable_events(cases.get_case(session, case.reference), ADVISER))
+    assert waiting["Issue certificate"].startswith("Record the meeting")
+    assert "The LA told the ICB" not in waiting, "no health care: the ICB step is not waiting"

@@ -231,3 +231,23 @@ def test_the_childs_name_and_the_summary_are_corrected_with_a_reason(web: Web) -
     page = browser.get(f"/cases/{case.reference}").text
     assert "Child or young person&#39;s name, before: Robin" in page
     assert "Summary, before: About the assessment." in page
+
+
+def test_the_day_the_la_was_told_is_corrected_from_the_case_page(web: Web) -> None:
+    case = make_case(web, provider="solution-talk", mediating=True)  # LA told 10 Nov 2026
+    browser = web.browser("adviser")
+    assert 'id="facts-la_told_on-day"' in browser.get(f"/cases/{case.reference}").text
+    done = browser.post(
+        f"/cases/{case.reference}/facts",
+        {
+            "version": str(reload(web, case.reference).version),
+            "la_told_on-day": "11",
+            "la_told_on-month": "11",
+            "la_told_on-year": "2026",
+            "note": "the LA's email went on the 11th",
+        },
+    )
+    assert done.status_code == 303
+    assert reload(web, case.reference).la_told_on == dt.date(2026, 11, 11)
+    page = browser.get(f"/cases/{case.reference}").text
+    assert "Mediation meeting held: due Friday 11 December 2026" in page

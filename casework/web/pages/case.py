@@ -310,6 +310,7 @@ def case_facts_post(
         for n in ("decision_type", "note", "reg32_info_given", "child_name", "summary")
     }
     values["decision_date_parts"] = date_parts(form, "decision_date")
+    values["la_told_on_parts"] = date_parts(form, "la_told_on")
     # A field not in the form (an older page) keeps its value.
     child_name = values["child_name"] if "child_name" in form else None
     summary = values["summary"] if "summary" in form else None
@@ -320,6 +321,9 @@ def case_facts_post(
             raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
         decision_date = date_from_parts(
             values["decision_date_parts"], "decision_date", "The decision date"
+        )
+        la_told_on = date_from_parts(
+            values["la_told_on_parts"], "la_told_on", "The date the LA was told mediation is wanted"
         )
         decision_type = values["decision_type"] or None
         if decision_type == case.decision_type:
@@ -335,6 +339,7 @@ def case_facts_post(
             reg32_info_given={"yes": True, "no": False}.get(values["reg32_info_given"]),
             child_name=child_name,
             summary=summary,
+            la_told_on=la_told_on,
             note=values["note"],
         )
 

@@ -469,10 +469,10 @@ def post_case_event(
 def confirm_page(
     request: Request, preview: cases.Preview, form: Any, done_url: str
 ) -> HTMLResponse:
-    """ "Check before you close": what the step will do, with the form sent again on yes.
+    """Check before closing or withdrawing: what the step will do, and the form again.
 
-    Every field typed is carried as it was typed, so "yes" records exactly what was
-    checked and "Go back" loses nothing the person needs to type again.
+    Every field typed is carried as it was typed (hidden), so "yes" records exactly
+    what was checked; "no" is a link back to the case and records nothing.
     """
     carried = [
         (name, value)
