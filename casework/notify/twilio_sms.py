@@ -24,6 +24,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from casework.notices import NoticeReason
 from casework.notify.base import (
     DeliveryError,
     FailureKind,
@@ -45,6 +46,13 @@ PERMANENT_ERROR_CODES: Mapping[int, str] = {
     " until they reply START",
     21612: "Twilio cannot send an SMS from our number to this number",
     21614: "The number is not a mobile number, so it cannot receive SMS",
+}
+# What each of those says about the number, for the pages' words (casework.notices).
+PERMANENT_REASONS: Mapping[int, NoticeReason] = {
+    21211: NoticeReason.number_invalid,
+    21612: NoticeReason.number_invalid,
+    21614: NoticeReason.not_a_mobile,
+    21610: NoticeReason.opted_out,
 }
 _RATE_LIMIT_CODES = frozenset({429, 20429})
 _CREDENTIAL_CODES = frozenset({20003})
@@ -209,6 +217,7 @@ class TwilioSmsChannel:
                 f"{PERMANENT_ERROR_CODES[code]} ({code})",
                 kind=FailureKind.permanent,
                 code=code_text,
+                reason=PERMANENT_REASONS.get(code),
             )
         if status in (401, 403) or code in _CREDENTIAL_CODES:
             # 20003 "Authenticate": a rotated or wrong auth token. Every SMS would fail
