@@ -138,10 +138,15 @@ NOTE_FIELDS: tuple[str, ...] = (
 IAS = "the IAS service"
 
 
-def notices_condition(provider_id: int) -> ColumnElement[bool]:
-    """The notices a provider's staff may list: those sent to it, on cases it holds."""
+def notices_condition(
+    provider_id: int, *, now: dt.datetime, settings: Settings
+) -> ColumnElement[bool]:
+    """The notices a provider's staff may list: those sent to it, on cases it still lists
+    (:func:`still_listed`: an ended case's notices leave with the case)."""
     address = select(col(Provider.email)).where(col(Provider.id) == provider_id)
-    held = select(col(Case.id)).where(col(Case.provider_id) == provider_id)
+    held = select(col(Case.id)).where(
+        col(Case.provider_id) == provider_id, still_listed(now, settings)
+    )
     return (
         col(Notice.case_id).in_(held)
         & (col(Notice.recipient_role) == "provider")

@@ -96,12 +96,16 @@ class DeliveryError(Exception):
         kind: FailureKind,
         retry_after: float | None = None,
         code: str | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.kind = FailureKind(kind)
         self.retry_after = retry_after
         self.code = code
+        # The adapter's word for why a permanent failure happened (a
+        # ``casework.notices.NoticeReason`` value), or None: "refused", in general.
+        self.reason = reason
 
     @property
     def permanent(self) -> bool:
@@ -112,7 +116,7 @@ class DeliveryError(Exception):
         # ``args`` positionally; a worker pool passing errors between processes needs it.
         return (
             _rebuild_delivery_error,
-            (type(self), self.message, self.kind.value, self.retry_after, self.code),
+            (type(self), self.message, self.kind.value, self.retry_after, self.code, self.reason),
         )
 
     def __repr__(self) -> str:
@@ -128,8 +132,9 @@ def _rebuild_delivery_error(
     kind: str,
     retry_after: float | None,
     code: str | None,
+    reason: str | None = None,
 ) -> DeliveryError:
-    return cls(message, kind=FailureKind(kind), retry_after=retry_after, code=code)
+    return cls(message, kind=FailureKind(kind), retry_after=retry_after, code=code, reason=reason)
 
 
 @runtime_checkable

@@ -101,20 +101,6 @@ _EVENTS: Any = DeliveryEvent.__table__  # type: ignore[attr-defined]
 _DOCS: Any = Document.__table__  # type: ignore[attr-defined]
 
 
-# Twilio's refusals that say what is wrong with the number (its error codes).
-_SEND_FAILURES: dict[str, NoticeReason] = {
-    "21211": NoticeReason.number_invalid,
-    "21612": NoticeReason.number_invalid,
-    "21614": NoticeReason.not_a_mobile,
-    "21610": NoticeReason.opted_out,
-}
-
-
-def send_failure_reason(code: str | None) -> NoticeReason:
-    """Why a send was refused for good, from the provider's error code."""
-    return _SEND_FAILURES.get(code or "", NoticeReason.rejected)
-
-
 @dataclass
 class DispatchResult:
     claimed: int = 0
@@ -841,7 +827,9 @@ def _failed_send(
         return
     if exc.kind is FailureKind.permanent or attempts >= MAX_ATTEMPTS:
         if exc.permanent:
-            code, reason = send_failure_reason(exc.code), str(exc)
+            # The adapter's verdict on why, never a provider code read here.
+            code = NoticeReason(exc.reason) if exc.reason else NoticeReason.rejected
+            reason = str(exc)
         else:
             code, reason = NoticeReason.gave_up, f"gave up after {attempts} attempts: {exc}"
         _fail(

@@ -24,6 +24,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from casework.notices import NoticeReason
 from casework.notify.base import (
     DeliveryError,
     FailureKind,
@@ -49,6 +50,13 @@ PERMANENT_ERROR_CODES: Mapping[int, str] = {
 # The recipient replied STOP: not a fault to retry or report, but their choice, which
 # the family's consent must follow (FailureKind.opted_out).
 _OPTED_OUT_CODES = frozenset({21610})
+# What each of those says about the number, for the pages' words (casework.notices).
+PERMANENT_REASONS: Mapping[int, NoticeReason] = {
+    21211: NoticeReason.number_invalid,
+    21612: NoticeReason.number_invalid,
+    21614: NoticeReason.not_a_mobile,
+    21610: NoticeReason.opted_out,
+}
 _RATE_LIMIT_CODES = frozenset({429, 20429})
 _CREDENTIAL_CODES = frozenset({20003})
 
@@ -219,6 +227,7 @@ class TwilioSmsChannel:
                 f"{PERMANENT_ERROR_CODES[code]} ({code})",
                 kind=FailureKind.opted_out if code in _OPTED_OUT_CODES else FailureKind.permanent,
                 code=code_text,
+                reason=PERMANENT_REASONS.get(code),
             )
         if status in (401, 403) or code in _CREDENTIAL_CODES:
             # 20003 "Authenticate": a rotated or wrong auth token. Every SMS would fail

@@ -484,14 +484,19 @@ class TestTwilioSms:
 class TestDeliveryError:
     def test_it_survives_a_trip_between_processes(self) -> None:
         error = DeliveryError(
-            "Twilio is busy", kind=FailureKind.transient, retry_after=3.0, code="20429"
+            "Twilio is busy",
+            kind=FailureKind.transient,
+            retry_after=3.0,
+            code="20429",
+            reason="rejected",
         )
         copy = pickle.loads(pickle.dumps(error))
-        assert (str(copy), copy.kind, copy.retry_after, copy.code) == (
+        assert (str(copy), copy.kind, copy.retry_after, copy.code, copy.reason) == (
             "Twilio is busy",
             FailureKind.transient,
             3.0,
             "20429",
+            "rejected",
         )
 
     @pytest.mark.parametrize(

@@ -88,6 +88,7 @@ REQUIRED_CHECKS = {
     "portal case",
     "portal case with errors",
     "manager",
+    "case with a message",
 }
 DECISION_DATE = dt.date(2026, 11, 2)
 
@@ -423,6 +424,24 @@ def test_a_case_from_intake_to_certificate_and_the_appeal_deadline(
     assert timeline.locator("h3", has_text="Issue certificate").count() == 1
     assert timeline.locator("h3", has_text="Record meeting held").count() == 1
     adviser.check(page, "case")
+
+    # The adviser sends the family a one-off email; the timeline shows what it says.
+    live.tick()
+    scope = open_event(page, "message")
+    page.locator(f"{scope} input[type=radio][value=email]").check()
+    page.locator(f"{scope} textarea").fill("We will ring you on Monday about the certificate.")
+    submit(page, scope)
+    assert (
+        "Message to the family written" in page.locator(".govuk-notification-banner").inner_text()
+    )
+    message = page.locator("#timeline + ol li", has_text="Notice: Message from the adviser")
+    assert message.count() == 1
+    # The text as it will be sent, collapsed in a details component until asked for.
+    message.locator("summary").click()
+    text = message.locator(".casework-notice-text")
+    assert text.is_visible()
+    assert "We will ring you on Monday about the certificate." in text.inner_text()
+    adviser.check(page, "case with a message")
 
     # A manager's page of what is late or at risk.
     manager = people["manager"]

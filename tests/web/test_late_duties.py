@@ -52,7 +52,7 @@ def _row(html: str, reference: str) -> str:
 def _late_section(html: str) -> str:
     """The manager page's "Overdue" part, up to the "due soon" part."""
     start = html.index(">Overdue")
-    return html[start : html.index("Due within 3 working days", start)]
+    return html[start : html.index("Due within 3 service days", start)]
 
 
 RED = "govuk-tag--red"

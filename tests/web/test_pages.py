@@ -514,7 +514,7 @@ def test_manager_sees_late_and_at_risk_across_providers(web: Web) -> None:
     page = web.browser("manager").get("/manager")
     assert page.status_code == 200
     html = page.text
-    overdue, at_risk = html.split("Due within 3 working days", 1)
+    overdue, at_risk = html.split("Due within 3 service days", 1)
     assert late.reference in overdue
     assert soon.reference in at_risk and "KIDS" in at_risk
     assert fine.reference not in html.replace(fine.reference + "?", "")  # nothing for it

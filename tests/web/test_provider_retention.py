@@ -122,3 +122,17 @@ def test_the_ias_still_lists_the_ended_case(web: Web, refs: tuple[str, str]) -> 
     page = web.browser("adviser").get("/", params={"q": ended})
     assert page.status_code == 200
     assert ended in page.text
+
+
+def test_the_providers_notices_of_an_ended_case_leave_with_it(
+    web: Web, refs: tuple[str, str]
+) -> None:
+    ended, _ = refs
+    web.clock.now = ENDED + dt.timedelta(days=90)
+    listed = _api(web).get("/api/v1/notices", params={"case": ended, "limit": 100})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"], "Solution Talk was sent the allocation notice"
+    web.clock.now = ENDED + dt.timedelta(days=90, hours=1)
+    listed = _api(web).get("/api/v1/notices", params={"case": ended, "limit": 100})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"] == []

@@ -1,4 +1,5 @@
-"""No code reaches a page: the dashboard, the manager's page, the case page and the portal.
+"""No code reaches a page: the dashboard, the manager's page, the case page, the portal, the
+intake form and the reports.
 
 A case is walked far past its clocks, so the scheduler raises real reminders and
 escalations and misses real deadlines; then a notice of every template is added in
@@ -28,6 +29,7 @@ from tests.conftest import at
 from tests.web.conftest import Web, make_case
 
 LATER = at("2027-01-20", "10:00")
+PERIOD = "from=2026-01-01&to=2027-01-31"
 ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T")
 SNAKE_CASE = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")
 # Codes that are one lowercase word and never English in the words the pages use.
@@ -132,6 +134,11 @@ def pages(web: Web) -> dict[str, str]:
         "case page, nothing allocated": adviser.get(f"/cases/{waiting.reference}"),
         "portal": provider.get("/portal"),
         "portal case page": provider.get(f"/portal/cases/{seeded.reference}"),
+        "intake": adviser.get("/cases/new"),
+        "reports": manager.get(f"/reports?{PERIOD}"),
+        "timeliness report": manager.get(f"/reports/timeliness?{PERIOD}"),
+        "flow report": manager.get(f"/reports/flow?{PERIOD}"),
+        "SEN2 report": manager.get("/reports/sen2?year=2026"),
     }
     for name, answer in out.items():
         assert answer.status_code == 200, (name, answer.status_code)
@@ -157,6 +164,11 @@ def test_the_seeded_case_reaches_every_page(pages: dict[str, str]) -> None:
         "case page, nothing allocated",
         "portal",
         "portal case page",
+        "intake",
+        "reports",
+        "timeliness report",
+        "flow report",
+        "SEN2 report",
     ],
 )
 def test_no_code_reaches_the_page(pages: dict[str, str], name: str) -> None:

@@ -35,6 +35,8 @@ router = APIRouter(route_class=ApiRoute)
 def list_notices(
     user: ApiUser,
     session: SessionDep,
+    now: NowDep,
+    settings: SettingsDep,
     limit: Limit = 50,
     offset: Offset = 0,
     case: Annotated[
@@ -46,7 +48,7 @@ def list_notices(
     conditions: list[ColumnElement[bool]] = []
     if is_provider(user):
         assert user.provider_id is not None
-        conditions.append(notices_condition(user.provider_id))
+        conditions.append(notices_condition(user.provider_id, now=now, settings=settings))
     if case is not None:
         found = visible_case(session, user, case)
         conditions.append(col(Notice.case_id) == found.id)
