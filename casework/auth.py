@@ -304,13 +304,19 @@ def authenticate(session: Session, email: str, password: str, *, now: dt.datetim
         _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         raise SignInFailed() from None
-    values: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
-    if session.execute(
-        select(col(User.totp_enabled_at)).where(col(User.id) == user_id)
-    ).scalar_one_or_none():
-        # A code must follow: this attempt stays counted until the code is right, so
-        # a guesser who knows the password cannot reset the count between codes.
-        values = {}
+    # With two-factor sign-in on, a code must follow: this attempt stays counted until
+    # the code is right, so a guesser who knows the password cannot reset the count
+    # between codes. Decided inside the one UPDATE (no read first: on SQLite a read
+    # before the write could leave a snapshot too old to write from).
+    users = cast(Table, User.__table__)  # type: ignore[attr-defined]
+    password_only = users.c.totp_enabled_at.is_(None)
+    values: dict[str, object] = {
+        "failed_logins": case((password_only, 0), else_=users.c.failed_logins),
+        "locked_until": case((password_only, null()), else_=users.c.locked_until),
+        "last_login_at": case(
+            (password_only, literal(now, users.c.last_login_at.type)), else_=users.c.last_login_at
+        ),
+    }
     if _hasher.check_needs_rehash(password_hash):
         values["password_hash"] = _hasher.hash(password)
     # Only if nothing changed while the password was being checked: a reset, a disable
@@ -322,7 +328,7 @@ def authenticate(session: Session, email: str, password: str, *, now: dt.datetim
             col(User.session_epoch) == epoch,
             col(User.active) == true(),
         )
-        .values(**(values or {"session_epoch": epoch}))
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     user = session.get(User, user_id, populate_existing=True)
