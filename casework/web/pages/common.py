@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 
 from casework import cases
 from casework.cases.fields import EventField
-from casework.cases.words import actor_words
+from casework.cases.words import actor_words, role_words
 from casework.config import Settings
 from casework.contacts import display_phone
 from casework.models import Case, Deadline, Role, User, UserSession
@@ -103,6 +103,7 @@ _env.globals.update(
     fmt_datetime=fmt_datetime,
     display_phone=display_phone,
     actor_words=actor_words,
+    role_words=role_words,
 )
 
 
