@@ -29,6 +29,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -248,7 +249,7 @@ def _engine_of(session: Session) -> Engine:
 
 def _claim_attempt(
     session: Session, email: str, now: dt.datetime, *, user_id: int | None = None
-) -> tuple[int, str, int] | None:
+) -> tuple[int, str, int, str | None] | None:
     """Count one attempt against the account before its password is checked.
 
     One UPDATE decides, so parallel guesses queue on the row: the attempt that brings
@@ -258,9 +259,9 @@ def _claim_attempt(
     count. Runs in its own short transaction (``claim``: BEGIN IMMEDIATE on SQLite),
     so the count holds even if the caller's work is rolled back.
 
-    Returns (user id, password hash, session epoch), or None for an unknown, disabled,
-    password-less or paused account. The second step (a two-factor code) claims by
-    ``user_id`` against the same count.
+    Returns (user id, password hash, session epoch, sealed TOTP secret), or None for an
+    unknown, disabled, password-less or paused account. The second step (a two-factor
+    code) claims by ``user_id`` against the same count.
     """
     users = cast(Table, User.__table__)  # type: ignore[attr-defined]
     who = users.c.id == user_id if user_id is not None else users.c.email == email
@@ -282,11 +283,11 @@ def _claim_attempt(
             failed_logins=counted,
             locked_until=case((counted >= MAX_FAILED_LOGINS, pause_until), else_=null()),
         )
-        .returning(users.c.id, users.c.password_hash, users.c.session_epoch)
+        .returning(users.c.id, users.c.password_hash, users.c.session_epoch, users.c.totp_secret)
     )
     with _engine_of(session).connect().execution_options(claim=True) as conn, conn.begin():
         row = conn.execute(statement).first()
-    return None if row is None else (row[0], row[1], row[2])
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 def authenticate(session: Session, email: str, password: str, *, now: dt.datetime) -> User:
@@ -299,18 +300,24 @@ def authenticate(session: Session, email: str, password: str, *, now: dt.datetim
     if claimed is None:
         _spend_a_check(password)
         raise SignInFailed()
-    user_id, password_hash, epoch = claimed
+    user_id, password_hash, epoch, _secret = claimed
     try:
         _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         raise SignInFailed() from None
-    values: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
-    if session.execute(
-        select(col(User.totp_enabled_at)).where(col(User.id) == user_id)
-    ).scalar_one_or_none():
-        # A code must follow: this attempt stays counted until the code is right, so
-        # a guesser who knows the password cannot reset the count between codes.
-        values = {}
+    # With two-factor sign-in on, a code must follow: this attempt stays counted until
+    # the code is right, so a guesser who knows the password cannot reset the count
+    # between codes. Decided inside the one UPDATE (no read first: on SQLite a read
+    # before the write could leave a snapshot too old to write from).
+    users = cast(Table, User.__table__)  # type: ignore[attr-defined]
+    password_only = users.c.totp_enabled_at.is_(None)
+    values: dict[str, object] = {
+        "failed_logins": case((password_only, 0), else_=users.c.failed_logins),
+        "locked_until": case((password_only, null()), else_=users.c.locked_until),
+        "last_login_at": case(
+            (password_only, literal(now, users.c.last_login_at.type)), else_=users.c.last_login_at
+        ),
+    }
     if _hasher.check_needs_rehash(password_hash):
         values["password_hash"] = _hasher.hash(password)
     # Only if nothing changed while the password was being checked: a reset, a disable
@@ -322,7 +329,7 @@ def authenticate(session: Session, email: str, password: str, *, now: dt.datetim
             col(User.session_epoch) == epoch,
             col(User.active) == true(),
         )
-        .values(**(values or {"session_epoch": epoch}))
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     user = session.get(User, user_id, populate_existing=True)
@@ -628,36 +635,45 @@ class CodeAccepted:
 
 
 def authenticate_code(
-    session: Session, settings: Settings, user: User, code: str, *, now: dt.datetime
+    session: Session,
+    settings: Settings,
+    user: User,
+    code: str,
+    *,
+    now: dt.datetime,
+    on_recovery_code: Callable[[int], object] | None = None,
 ) -> CodeAccepted:
     """The second step: a TOTP code (each accepted once) or an unused recovery code.
 
     Counted against the same pause as passwords (:func:`_claim_attempt`); a success
-    forgives the count and records the sign-in. Commits; the caller audits a
-    recovery code's use.
+    forgives the count and records the sign-in. Commits. ``on_recovery_code`` (given
+    the number of codes left) adds the audit row of a recovery code's use to the same
+    transaction, so a code is never spent without its record.
     """
-    # End whatever the session was reading first (reading the id may load the row): on
-    # SQLite a snapshot older than the claim's write could not be upgraded to write the
-    # result ("database is locked").
-    wanted = user.id
+    # Read what is needed, then end whatever the session was reading: after the claim
+    # nothing is read before the first write, since on SQLite a snapshot older than
+    # another writer's commit cannot be written from ("database is locked").
+    wanted, expected_epoch = user.id, user.session_epoch
     session.commit()
     claimed = _claim_attempt(session, "", now, user_id=wanted)
     if claimed is None:
         raise SignInFailed(CODE_REFUSED)
-    user_id, _hash, epoch = claimed
-    session.refresh(user)
-    if epoch != user.session_epoch or not user.mfa_on:
+    user_id, _hash, epoch, sealed = claimed
+    if epoch != expected_epoch:
         raise SignInFailed(CODE_REFUSED)
     values: dict[str, object] = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
     used_recovery = False
-    secret = open_secret(settings, user.totp_secret)
+    secret = open_secret(settings, sealed)
     step = matching_step(secret, code, now) if secret else None
     if step is not None:
-        # Only a step later than the last accepted one: a code overheard is spent.
+        # Only a step later than the last accepted one: a code overheard is spent. Only
+        # while two-factor sign-in is still on and nothing reset the user meanwhile.
         done = session.execute(
             update(User)
             .where(
                 col(User.id) == user_id,
+                col(User.session_epoch) == epoch,
+                col(User.totp_enabled_at).is_not(None),
                 or_(col(User.totp_last_step).is_(None), col(User.totp_last_step) < step),
             )
             .values(totp_last_step=step, **values)
@@ -681,12 +697,21 @@ def authenticate_code(
             session.rollback()
             raise SignInFailed(CODE_REFUSED)
         used_recovery = True
-        session.execute(
+        done = session.execute(
             update(User)
-            .where(col(User.id) == user_id)
+            .where(
+                col(User.id) == user_id,
+                col(User.session_epoch) == epoch,
+                col(User.totp_enabled_at).is_not(None),
+            )
             .values(**values)
             .execution_options(synchronize_session=False)
         )
+        if cast(CursorResult[Any], done).rowcount != 1:
+            session.rollback()
+            raise SignInFailed(CODE_REFUSED)
+        if on_recovery_code is not None:
+            on_recovery_code(recovery_codes_left(session, user))
     session.commit()
     session.refresh(user)
     return CodeAccepted(user, used_recovery, recovery_codes_left(session, user))

@@ -395,6 +395,10 @@ def ensure_demo_users(session: Session, settings: Settings, now: dt.datetime) ->
     lines = _ensure_users(session, settings, now.astimezone(dt.UTC))
     if lines:
         lines.append("(these passwords are shown once: note them now)")
+        lines.append(
+            "(the manager and the admin set up two-factor sign-in with an authenticator app"
+            " at their first sign-in)"
+        )
     return lines
 
 

@@ -127,17 +127,16 @@ def sign_in_with_code(
     recovery code's use is audited, so a person who did not use one can be told.
     """
     now = require_aware(now)
-    accepted = auth.authenticate_code(session, settings, user, code, now=now)
-    if accepted.recovery_code_used:
-        with staff_transaction(session):
-            session.add(
-                staff_event(
-                    actor=auth.actor_for(accepted.user, "web"),
-                    event="recovery_code_used",
-                    at=now,
-                    subject=accepted.user,
-                    data={"codes_left": accepted.recovery_codes_left},
-                )
+
+    def record(codes_left: int) -> None:
+        session.add(
+            staff_event(
+                actor=auth.actor_for(user, "web"),
+                event="recovery_code_used",
+                at=now,
+                subject=user,
+                data={"codes_left": codes_left},
             )
-            session.commit()
-    return accepted
+        )
+
+    return auth.authenticate_code(session, settings, user, code, now=now, on_recovery_code=record)

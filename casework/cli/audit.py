@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from casework import audit, cases
-from casework.cases.words import moment_words
+from casework.cases.words import STAFF_EVENT_WORDS, moment_words
 from casework.cli.common import JsonOpt, emit, handles_errors
 from casework.config import get_settings
 from casework.db import get_engine
@@ -24,13 +24,20 @@ def _sentence(found: audit.ChainBreak) -> str:
     )
 
 
+def _staff_sentence(found: audit.StaffChainBreak) -> str:
+    what = STAFF_EVENT_WORDS.get(found.event, "a change")
+    return f"\u201c{what}\u201d recorded {moment_words(found.at)}: {found.why}"
+
+
 @audit_app.command("verify")
 @handles_errors
 def audit_verify(as_json: JsonOpt = False) -> None:
-    """Walk every case's audit chain; name the first row of each that does not match."""
+    """Walk every case's audit chain and the user-administration chain; name the first row
+    of each that does not match."""
     engine = get_engine(get_settings())
     with engine.connect() as connection:
         result = audit.find_breaks(connection)
+        staff_rows, staff_break = audit.find_staff_breaks(connection)
     payload = {
         "rows": result.rows,
         "sealed": result.sealed,
@@ -44,6 +51,16 @@ def audit_verify(as_json: JsonOpt = False) -> None:
             }
             for b in result.breaks
         ],
+        "staff": {
+            "rows": staff_rows,
+            "break": None
+            if staff_break is None
+            else {
+                "event": staff_break.event,
+                "at": staff_break.at.isoformat(),
+                "what": _staff_sentence(staff_break),
+            },
+        },
     }
     if result.breaks:
         lines = [f"the audit trail of {len(result.breaks)} case(s) does not verify:"]
@@ -58,6 +75,13 @@ def audit_verify(as_json: JsonOpt = False) -> None:
                 else ""
             )
         ]
+    if staff_break is not None:
+        lines.append(
+            "the audit trail of user administration does not verify:"
+            f" {_staff_sentence(staff_break)}"
+        )
+    else:
+        lines.append(f"the audit trail of user administration verifies: {staff_rows:,} rows")
     emit(payload, as_json, "\n".join(lines))
-    if result.breaks:
+    if result.breaks or staff_break is not None:
         raise typer.Exit(1)

@@ -232,7 +232,7 @@ def role(
 @user_app.command("sessions")
 def sessions(email: Annotated[str, typer.Argument(help="The user's email address.")]) -> None:
     """The user's sessions still in use: when each began, was last used and ends."""
-    from casework.cases.words import moment_words
+    from casework.cases.words import device_words, moment_words
 
     with _session() as (session, _settings):
         user = _user_named(session, email)
@@ -241,7 +241,8 @@ def sessions(email: Annotated[str, typer.Argument(help="The user's email address
             typer.echo(f"{user.email} is not signed in anywhere")
         for row in live:
             typer.echo(
-                f"signed in {moment_words(row.created_at)}; last used"
+                f"{device_words(row.user_agent)}: signed in {moment_words(row.created_at)};"
+                " last used"
                 f" {moment_words(row.last_seen_at)}; ends {moment_words(row.expires_at)}"
             )
 

@@ -491,3 +491,18 @@ def test_sessions_carry_the_device_they_were_started_on(engine: Engine, alice: U
     from casework.cases.words import device_words
 
     assert device_words(row.user_agent) == "Chrome on Windows"
+
+
+def test_audit_verify_walks_the_user_administration_chain_too(
+    casework: Any, engine: Engine, session: Session, alice: User
+) -> None:
+    user_cases.disable_user(session, alice.id or 0, actor=ADMIN, now=NOW)
+    user_cases.enable_user(session, alice.id or 0, actor=ADMIN, now=NOW)
+    ok = casework("audit", "verify").stdout
+    assert "the audit trail of user administration verifies: 2 rows" in ok
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE staff_events SET note = 'quietly' WHERE id = 1"))
+    out = casework("audit", "verify", expect=1).stdout
+    assert "user administration does not verify" in out
+    assert "Disabled" in out and "Thursday 12 November 2026 at 10:00am" in out
+    assert "user_disabled" not in out

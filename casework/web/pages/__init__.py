@@ -1,8 +1,10 @@
 """The adviser's pages, sign-in and sign-out, and the manager's page.
 
 Server-rendered GOV.UK Design System pages that work without JavaScript, one module
-per screen: :mod:`.sign_in`, :mod:`.dashboard`, :mod:`.intake`, :mod:`.case` and
-:mod:`.manager`, over :mod:`.common` (rendering, errors, forms), :mod:`.labels` (the
+per screen: :mod:`.sign_in` (with the two-factor code step), :mod:`.account` (setting
+up two-factor sign-in), :mod:`.admin` (the administrator's users, sessions and API
+tokens), :mod:`.dashboard`, :mod:`.intake`, :mod:`.case` and :mod:`.manager`, over
+:mod:`.common` (rendering, errors, forms), :mod:`.labels` (the
 words people read) and :mod:`.case_view` (the case as a page shows it, which the
 provider portal reuses). Refusals from the services (``CaseworkError``) come back as
 the same page with the message beside the field or in a banner, never as a 500.

@@ -24,7 +24,7 @@ from starlette.datastructures import FormData
 from casework import cases
 from casework.cases import words
 from casework.cases.fields import EventField
-from casework.cases.words import actor_words, document_words, size_words
+from casework.cases.words import actor_words, document_words, role_words, size_words
 from casework.config import Settings
 from casework.contacts import display_phone
 from casework.models import Case, Deadline, Role, User, UserSession
@@ -111,6 +111,7 @@ _env.globals.update(
     size_words=size_words,
     # A fresh idempotency key for a form that must act once however often it is sent.
     new_form_key=lambda: secrets.token_urlsafe(16),
+    role_words=role_words,
 )
 
 
