@@ -59,6 +59,8 @@ class DeadlineKind(StrEnum):
     dr_meeting = "dr_meeting"
     # Provider acceptance of an allocation (service target).
     allocation_acceptance = "allocation_acceptance"
+    # Answering a rectification or erasure request (UK GDPR art. 12(3)).
+    data_request = "data_request"
 
 
 @dataclass(frozen=True, slots=True)

@@ -697,6 +697,12 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "log_call": "Call logged",
     "update_contact": "Family contact corrected",
     "view": "Case viewed",
+    "viewed": "Case viewed",
+    "subject_access_export": "Everything held about the family exported (subject access)",
+    "redacted": "Personal details removed from earlier entries",
+    "legal_hold_set": "Legal hold placed",
+    "legal_hold_cleared": "Legal hold lifted",
+    "anonymised": "Personal data anonymised",
 }
 
 

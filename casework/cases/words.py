@@ -42,6 +42,7 @@ DEADLINE_WORDS: dict[str, str] = {
     "dr_allocation": "Provider allocated (service target)",
     "dr_meeting": "Meeting held (service target)",
     "allocation_acceptance": "Provider accepts the allocation",
+    "data_request": "Answer a request to correct or erase personal data",
 }
 DECISION_TYPE_WORDS: dict[str, str] = {
     "refuse_assessment": "Not to carry out an EHC needs assessment",
