@@ -90,6 +90,38 @@ CHANNEL_WORDS: dict[str, str] = {
     "sms": "text message",
 }
 
+ROLE_WORDS: dict[str, str] = {
+    "adviser": "IAS adviser",
+    "manager": "IAS manager",
+    "admin": "Administrator",
+    "provider": "Provider staff",
+    "commissioner": "Commissioner",
+}
+# What each kind of look at a case was, for "who has seen this case".
+LOOK_WORDS: dict[str, str] = {
+    "viewed": "Opened the case",
+    "subject_access_export": "Exported everything held about the family (subject access)",
+    "subject_access_download": "Downloaded the subject access export",
+}
+DATA_REQUEST_KIND_WORDS: dict[str, str] = {
+    "rectification": "Correct personal data",
+    "erasure": "Erase personal data",
+}
+DATA_REQUEST_STATUS_WORDS: dict[str, str] = {
+    "received": "Waiting for a manager's decision",
+    "approved": "Approved, to be carried out",
+    "refused": "Refused",
+    "done": "Carried out",
+}
+RETENTION_RECORD_WORDS: dict[str, str] = {
+    "case": "Closed case",
+    "notice_body": "Text of a notice",
+    "delivery_receipt": "Delivery receipt",
+    "view_audit": "Record of a look at a case",
+    "session": "Sign-in session",
+    "api_token_use": "When an API token was last used",
+}
+
 
 def state_words(state: str | None) -> str:
     return STATE_WORDS.get(state or "", "Not yet open")

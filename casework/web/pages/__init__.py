@@ -28,13 +28,13 @@ from casework.config import Settings
 from casework.web import assets
 from casework.web.deps import SESSION_COOKIE, NotSignedIn
 from casework.web.errors import http_status
-from casework.web.pages import case, common, dashboard, intake, manager, sign_in
+from casework.web.pages import case, common, dashboard, intake, manager, privacy, sign_in
 from casework.web.pages.common import PageError, redirect, render
 from casework.web.security import CsrfFailed, SecurityHeadersMiddleware
 
 # Order matters: /cases/new (intake) must be matched before /cases/{reference}.
 router = APIRouter(include_in_schema=False)
-for _screen in (sign_in, dashboard, intake, case, manager):
+for _screen in (sign_in, dashboard, intake, privacy, case, manager):
     router.include_router(_screen.router)
 
 
