@@ -54,7 +54,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, inspect, select
 from sqlmodel import Session, col
 
-from casework.models import Case, CaseEvent
+from casework.models import Case, CaseEvent, OpsEvent
 
 _LAST_HASH = (
     select(col(CaseEvent.hash))
@@ -201,8 +201,47 @@ def _digest_of(row: Any, previous: str) -> str:
     )
 
 
+OPS_LOG = "the operations log"
+
+
+def ops_digest(*, at: dt.datetime, actor: str, action: str, data: Any, previous: str) -> str:
+    """SHA-256 of one operations-log row and the hash of the row before it."""
+    content = {
+        "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "data": json.loads(json.dumps(dict(data or {}), default=str)),
+        "previous": previous,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _seal_ops(session: Session) -> None:
+    new = [o for o in session.new if isinstance(o, OpsEvent) and o.hash is None]
+    if not new:
+        return
+    new.sort(key=lambda o: inspect(o).insert_order)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # One writer at a time on the single chain.
+        connection.exec_driver_sql("LOCK TABLE ops_events IN SHARE ROW EXCLUSIVE MODE")
+    previous = (
+        connection.execute(
+            select(col(OpsEvent.hash)).order_by(col(OpsEvent.id).desc()).limit(1)
+        ).scalar_one_or_none()
+        or ""
+    )
+    for row in new:
+        row.hash = ops_digest(
+            at=row.at, actor=row.actor, action=row.action, data=row.data, previous=previous
+        )
+        previous = row.hash
+
+
 def seal_new_rows(session: Session, _flush_context: Any, _instances: Any) -> None:
     """Give every audit row about to be inserted its place in its case's chain."""
+    _seal_ops(session)
     new = [
         o
         for o in session.new
@@ -340,8 +379,29 @@ def redacted_ids(connection: Connection) -> frozenset[int]:
     return frozenset(found)
 
 
+def _ops_break(connection: Connection) -> ChainBreak | None:
+    """The first operations-log row that does not match its seal, if any."""
+    previous = ""
+    for row in connection.execute(select(OpsEvent).order_by(col(OpsEvent.id))):
+        if row.hash != ops_digest(
+            at=row.at, actor=row.actor, action=row.action, data=row.data, previous=previous
+        ):
+            return ChainBreak(
+                case_id=0,
+                reference=OPS_LOG,
+                event=row.action,
+                at=row.at,
+                why=(
+                    "it does not match its seal: it, or a row before it, was changed or"
+                    " removed outside casework"
+                ),
+            )
+        previous = row.hash or ""
+    return None
+
+
 def find_breaks(connection: Connection) -> Verification:
-    """Walk every case's chain in the order the rows were written."""
+    """Walk every case's chain in the order the rows were written, then the operations log."""
     references: dict[int, str] = {
         int(case_id or 0): reference
         for case_id, reference in connection.execute(select(col(Case.id), col(Case.reference)))
@@ -364,4 +424,8 @@ def find_breaks(connection: Connection) -> Verification:
             col(CaseEvent.personal_salt),
         ).order_by(col(CaseEvent.case_id), col(CaseEvent.id))
     )
-    return _walk(rows, references, redacted)
+    result = _walk(rows, references, redacted)
+    ops = _ops_break(connection)
+    if ops is not None:
+        result.breaks.append(ops)
+    return result

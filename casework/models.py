@@ -344,6 +344,21 @@ class CaseNote(SQLModel, table=True):
     recorded_by: str = Field(max_length=320)
 
 
+class OpsEvent(SQLModel, table=True):
+    """Append-only audit of operations on the whole service, not one case: a retention
+    plan or run, who did it and what it counted. Hash-chained like ``case_events``, in
+    one chain for the table (casework.audit); never holds a family's personal data."""
+
+    __tablename__ = "ops_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = utc_column(nullable=False)
+    actor: str = Field(max_length=320)
+    action: str = Field(max_length=40)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    hash: str | None = Field(default=None, max_length=64)
+
+
 class DataRequestStatus(StrEnum):
     received = "received"  # recorded by an adviser, waiting for a manager's decision
     approved = "approved"  # a manager agreed; the use case has still to carry it out

@@ -703,6 +703,8 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "legal_hold_set": "Legal hold placed",
     "legal_hold_cleared": "Legal hold lifted",
     "anonymised": "Personal data anonymised",
+    "retention_plan": "Retention plan looked at",
+    "retention_run": "Retention run",
 }
 
 

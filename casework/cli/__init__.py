@@ -17,6 +17,7 @@ from casework.cli import cases, ops
 from casework.cli.audit import audit_app
 from casework.cli.backup import backup_cmd, restore_cmd
 from casework.cli.reports import report_app
+from casework.cli.retention import retention_app
 from casework.cli.sar import sar_app
 from casework.cli.users import user_app
 
@@ -40,6 +41,7 @@ app.add_typer(ops.notices_app, name="notices")
 app.command("backup")(backup_cmd)
 app.command("restore")(restore_cmd)
 app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -255,12 +255,13 @@ def digest(at: AtOpt = None, as_json: JsonOpt = False) -> None:
 def worker() -> None:
     """Run the scheduler as its own process (sweep and dispatch on intervals)."""
     from casework import logs
+    from casework.cases.retention import run_scheduled
     from casework.scheduler import run_worker
 
     logs.configure()
     settings = get_settings()
     engine = ready_engine(settings)
-    run_worker(settings, engine)
+    run_worker(settings, engine, retention=run_scheduled)
 
 
 @notices_app.command("list")

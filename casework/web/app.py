@@ -48,9 +48,12 @@ def create_app(
         # never schedule, because APScheduler job stores must not be shared.
         scheduler = None
         if with_scheduler:
+            from casework.cases.retention import run_scheduled
             from casework.scheduler import start_background
 
-            scheduler = start_background(settings, engine, app.state.scheduler_status)
+            scheduler = start_background(
+                settings, engine, app.state.scheduler_status, retention=run_scheduled
+            )
         yield
         if scheduler is not None:
             scheduler.shutdown(wait=False)

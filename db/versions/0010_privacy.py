@@ -1,4 +1,5 @@
-"""privacy: audit rows guarded on PostgreSQL, personal digests, legal hold, data requests
+"""privacy: audit rows guarded on PostgreSQL, personal digests, legal hold, data requests,
+and an append-only operations log
 
 Revision ID: 0010_privacy
 Revises: 0009
@@ -70,6 +71,19 @@ BEGIN
     RETURN NEW;
 END
 $$;
+CREATE OR REPLACE FUNCTION casework_ops_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'casework: the operations log is append-only; its rows cannot be changed or deleted'
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER ops_events_append_only
+    BEFORE UPDATE OR DELETE ON ops_events
+    FOR EACH ROW EXECUTE FUNCTION casework_ops_guard();
+CREATE TRIGGER ops_events_no_truncate
+    BEFORE TRUNCATE ON ops_events
+    FOR EACH STATEMENT EXECUTE FUNCTION casework_ops_guard();
 CREATE TRIGGER case_events_append_only
     BEFORE UPDATE OR DELETE ON case_events
     FOR EACH ROW EXECUTE FUNCTION casework_audit_guard();
@@ -123,6 +137,16 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["deadline_id"], ["deadlines.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_table(
+        "ops_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=320), nullable=False),
+        sa.Column("action", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
     op.create_index("ix_data_requests_case_id", "data_requests", ["case_id"])
     op.create_index("ix_data_requests_status", "data_requests", ["status"])
     if op.get_bind().dialect.name != "postgresql":
@@ -137,6 +161,9 @@ def upgrade() -> None:
             f"GRANT UPDATE (data, note, actor, personal_salt) ON case_events TO {quoted}"
         )
         op.execute(f"GRANT USAGE ON SEQUENCE case_events_id_seq TO {quoted}")
+        op.execute(f"REVOKE ALL ON ops_events FROM {quoted}")
+        op.execute(f"GRANT SELECT, INSERT ON ops_events TO {quoted}")
+        op.execute(f"GRANT USAGE ON SEQUENCE ops_events_id_seq TO {quoted}")
 
 
 def downgrade() -> None:
@@ -144,9 +171,13 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS case_events_no_truncate ON case_events")
         op.execute("DROP TRIGGER IF EXISTS case_events_append_only ON case_events")
         op.execute("DROP FUNCTION IF EXISTS casework_audit_guard()")
+        op.execute("DROP TRIGGER IF EXISTS ops_events_no_truncate ON ops_events")
+        op.execute("DROP TRIGGER IF EXISTS ops_events_append_only ON ops_events")
+        op.execute("DROP FUNCTION IF EXISTS casework_ops_guard()")
     op.drop_index("ix_data_requests_status", table_name="data_requests")
     op.drop_index("ix_data_requests_case_id", table_name="data_requests")
     op.drop_table("data_requests")
+    op.drop_table("ops_events")
     op.execute("DELETE FROM deadlines WHERE kind = 'data_request'")
     with op.batch_alter_table("deadlines") as batch:
         batch.drop_constraint("ck_deadlines_kind", type_="check")

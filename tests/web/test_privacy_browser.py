@@ -91,5 +91,15 @@ def test_the_data_protection_pages_pass_axe_at_390px(live: Live, browser: Browse
         page.get_by_role("link", name="Who has seen this case").click()
         assert page.locator("h1").inner_text() == "Who has seen this case"
         _narrow_check(manager, page, "who has seen this case")
+        page.goto(f"/cases/{case.reference}/legal-hold")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Place a legal hold").click()
+        assert page.title().startswith("Error: ")
+        _narrow_check(manager, page, "legal hold with an error")
+        page.get_by_label("Why the case must be kept").fill("A claim has been notified")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Place a legal hold").click()
+        page.goto(f"/cases/{case.reference}/legal-hold")
+        _narrow_check(manager, page, "legal hold in place")
     finally:
         manager.close()

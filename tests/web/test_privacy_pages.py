@@ -10,7 +10,7 @@ import re
 
 from casework.cases.seen_by import who_has_seen
 from tests.conftest import MANAGER
-from tests.web.conftest import Web, make_case
+from tests.web.conftest import Web, events_of, make_case
 
 ISO = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -64,3 +64,40 @@ def test_the_read_model_names_a_subject_access_export(web: Web) -> None:
     ]
     assert (seen.looks[0].who, seen.looks[0].role) == ("manager", "IAS manager")
     assert seen.looks[0].through == "the command line"
+
+
+def test_a_manager_places_and_lifts_a_legal_hold_with_a_reason(web: Web) -> None:
+    case = make_case(web)
+    manager = web.browser("manager")
+    page = manager.get(f"/cases/{case.reference}/legal-hold").text
+    assert "Place a legal hold" in page
+    refused = manager.post(f"/cases/{case.reference}/legal-hold", {"action": "set", "reason": ""})
+    assert refused.status_code == 422
+    assert refused.text.count("Enter why the case must be kept") == 2  # summary and field
+    assert "<title>Error: " in refused.text
+    placed = manager.post(
+        f"/cases/{case.reference}/legal-hold",
+        {"action": "set", "reason": "Claim notified by the family's solicitor"},
+    )
+    assert placed.status_code == 303
+    assert placed.headers["location"].endswith("?done=legal_hold_set#data-protection")
+    shown = manager.get(f"/cases/{case.reference}/legal-hold").text
+    assert "Claim notified by the family&#39;s solicitor" in shown
+    assert "morgan.manager@ias.example.org" in shown
+    assert "Thursday 12 November 2026 at 10:00am" in shown
+    assert "Under a legal hold" in manager.get(f"/cases/{case.reference}").text
+    lifted = manager.post(
+        f"/cases/{case.reference}/legal-hold", {"action": "clear", "reason": "Claim settled"}
+    )
+    assert lifted.status_code == 303
+    trail = [e.event for e in events_of(web, case.reference) if e.event != "viewed"]
+    assert trail[-2:] == ["legal_hold_set", "legal_hold_cleared"]
+
+
+def test_only_managers_reach_the_legal_hold(web: Web) -> None:
+    case = make_case(web)
+    adviser = web.browser("adviser")
+    assert adviser.get(f"/cases/{case.reference}/legal-hold").status_code == 403
+    response = adviser.post(f"/cases/{case.reference}/legal-hold", {"action": "set", "reason": "x"})
+    assert response.status_code == 403
+    assert [e.event for e in events_of(web, case.reference)][-1] != "legal_hold_set"

@@ -62,6 +62,8 @@ DONE_MESSAGES: dict[str, str] = {
     "call": "Call logged.",
     "contact": "Family contact corrected. Notices not yet sent will use the new details.",
     "password": "Password set. You can now sign in.",
+    "legal_hold_set": "Legal hold placed. Retention will leave this case alone until it is lifted.",
+    "legal_hold_cleared": "Legal hold lifted. Retention applies to this case again.",
 }
 
 
