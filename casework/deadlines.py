@@ -370,6 +370,30 @@ def contact_adviser_deadline(decision_sent: dt.date) -> Clock:
     )
 
 
+def data_request_deadline(received_on: dt.date) -> Clock:
+    """Answering a request to correct or erase personal data: one month from receipt
+    (UK GDPR art. 12(3)); the ICO counts to the corresponding date of the next month."""
+    due = add_months(received_on, 1)
+    return Clock(
+        DeadlineKind.data_request,
+        due,
+        "UK GDPR art. 12(3)",
+        f"request received {_short(received_on)} + 1 month = {fmt(due)}",
+    )
+
+
+def data_request_extended(received_on: dt.date) -> Clock:
+    """The same request's deadline extended by two further months (art. 12(3): complex or
+    numerous requests), still counted from receipt."""
+    due = add_months(received_on, 3)
+    return Clock(
+        DeadlineKind.data_request,
+        due,
+        "UK GDPR art. 12(3) (extended by two months)",
+        f"request received {_short(received_on)} + 1 month + 2 months' extension = {fmt(due)}",
+    )
+
+
 def certificate_after_decline(told: dt.date) -> Clock:
     """Certificate when the family declines mediation: 3 working days after being told (reg 34)."""
     due = add_working_days(told, 3)

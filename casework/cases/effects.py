@@ -703,6 +703,11 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "legal_hold_set": "Legal hold placed",
     "legal_hold_cleared": "Legal hold lifted",
     "anonymised": "Personal data anonymised",
+    "data_request": "Request to correct or erase personal data recorded",
+    "data_request_approved": "Request about personal data approved",
+    "data_request_refused": "Request about personal data refused",
+    "data_request_extended": "Time to answer a request about personal data extended",
+    "data_request_done": "Request about personal data carried out",
     "retention_plan": "Retention plan looked at",
     "retention_run": "Retention run",
 }

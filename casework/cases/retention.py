@@ -451,6 +451,15 @@ def anonymise_case(
             .where(col(DeliveryEvent.notice_id).in_(notice_ids))
             .values(detail=MARKER)
         )
+        # Nothing still waiting can reach anyone now: it is not sent.
+        session.execute(
+            update(Notice)
+            .where(
+                col(Notice.id).in_(notice_ids),
+                col(Notice.status).in_([NoticeStatus.queued, NoticeStatus.sending]),
+            )
+            .values(status=NoticeStatus.skipped, last_error="personal data removed")
+        )
     for request in session.execute(
         select(DataRequest).where(col(DataRequest.case_id) == case_id)
     ).scalars():
