@@ -96,7 +96,7 @@ def record_request(
     *,
     kind: str,
     requested_by: str,
-    received_on: dt.date,
+    received_on: dt.date | None,
     what: str,
     actor: Actor,
     now: dt.datetime,
@@ -115,6 +115,8 @@ def record_request(
         )
     who = _text(requested_by, "requested_by", "who asked")[:200]
     asked = _text(what, "what", "what they asked for")
+    if received_on is None:
+        raise ValidationFailed("Enter the date the request was received.", field="received_on")
     if received_on > dl.local_date(now):
         raise ValidationFailed(
             "The date the request was received cannot be in the future.", field="received_on"

@@ -101,5 +101,30 @@ def test_the_data_protection_pages_pass_axe_at_390px(live: Live, browser: Browse
             page.get_by_role("button", name="Place a legal hold").click()
         page.goto(f"/cases/{case.reference}/legal-hold")
         _narrow_check(manager, page, "legal hold in place")
+
+        page.goto(f"/cases/{case.reference}")
+        page.get_by_role("link", name="Record a request to correct or erase personal data").click()
+        _narrow_check(manager, page, "record a request")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Record the request").click()
+        assert page.title().startswith("Error: ")
+        _narrow_check(manager, page, "record a request with errors")
+        page.get_by_label("Erase personal data").check()
+        page.get_by_label("Who asked").fill("The child's father, by email")
+        page.locator("#received_on-day").fill("10")
+        page.locator("#received_on-month").fill("11")
+        page.locator("#received_on-year").fill("2026")
+        page.get_by_label("What they asked for").fill("Delete everything about us")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Record the request").click()
+        page.goto("/data-requests")
+        _narrow_check(manager, page, "requests")
+        page.get_by_role("link", name=f"Erase personal data: {case.reference}").click()
+        _narrow_check(manager, page, "a request")
+        page.get_by_label("Approve").check()
+        with page.expect_navigation():
+            page.get_by_role("button", name="Save the decision").click()
+        assert page.get_by_role("button", name="Carry out the request").is_visible()
+        _narrow_check(manager, page, "an approved erasure")
     finally:
         manager.close()

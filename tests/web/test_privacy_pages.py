@@ -101,3 +101,78 @@ def test_only_managers_reach_the_legal_hold(web: Web) -> None:
     response = adviser.post(f"/cases/{case.reference}/legal-hold", {"action": "set", "reason": "x"})
     assert response.status_code == 403
     assert [e.event for e in events_of(web, case.reference)][-1] != "legal_hold_set"
+
+
+def _record_form(**overrides: str) -> dict[str, str]:
+    form = {
+        "kind": "rectification",
+        "requested_by": "The child's mother, by phone",
+        "received_on-day": "10",
+        "received_on-month": "11",
+        "received_on-year": "2026",
+        "what": "My email address is wrong",
+        "email": "new.address@example.org",
+    }
+    form.update(overrides)
+    return form
+
+
+def test_an_adviser_records_a_request_and_a_manager_decides_and_carries_it_out(web: Web) -> None:
+    case = make_case(web)
+    adviser = web.browser("adviser")
+    assert "Record a request to correct or erase" in adviser.get(f"/cases/{case.reference}").text
+    form_page = adviser.get(f"/cases/{case.reference}/data-requests/new")
+    assert form_page.status_code == 200
+    refused = adviser.post(f"/cases/{case.reference}/data-requests", _record_form(kind=""))
+    assert refused.status_code == 422 and "<title>Error: " in refused.text
+    assert "My email address is wrong" in refused.text  # what was typed is kept
+    bad_date = adviser.post(
+        f"/cases/{case.reference}/data-requests",
+        _record_form(**{"received_on-day": "31", "received_on-month": "2"}),
+    )
+    assert bad_date.status_code == 422 and 'href="#received_on"' in bad_date.text
+    saved = adviser.post(f"/cases/{case.reference}/data-requests", _record_form())
+    assert saved.status_code == 303
+    assert saved.headers["location"].endswith("?done=data_request#data-protection")
+    assert adviser.get("/data-requests").status_code == 403
+
+    manager = web.browser("manager")
+    listed = manager.get("/data-requests").text
+    assert f"Correct personal data: {case.reference}" in listed
+    assert "Waiting for a manager&#39;s decision" in listed
+    assert "answer due by Thursday 10 December 2026 (open)" in listed
+    page = manager.get("/data-requests/1").text
+    assert "new.address@example.org" in page and "Corrected email" in page
+    no_basis = manager.post("/data-requests/1/decide", {"decision": "refuse", "basis": ""})
+    assert no_basis.status_code == 422
+    assert "Enter the lawful basis for refusing" in no_basis.text
+    assert 'href="#basis"' in no_basis.text
+    assert manager.post("/data-requests/1/decide", {"decision": "approve"}).status_code == 303
+    done = manager.post("/data-requests/1/carry-out", {})
+    assert done.status_code == 303 and done.headers["location"] == "/data-requests/1?done=done"
+    page = manager.get("/data-requests/1?done=done").text
+    assert "Carried out" in page and "Corrected: email" in page
+    for code in ("rectification", "approved", "data_request"):
+        assert code not in page.split("<main", 1)[1], code
+    trail = [e.event for e in events_of(web, case.reference) if e.event != "viewed"]
+    assert trail[-4:] == [
+        "data_request",
+        "data_request_approved",
+        "update_contact",
+        "data_request_done",
+    ]
+
+
+def test_a_manager_extends_the_time_to_answer_once(web: Web) -> None:
+    case = make_case(web)
+    web.browser("adviser").post(
+        f"/cases/{case.reference}/data-requests", _record_form(kind="erasure")
+    )
+    manager = web.browser("manager")
+    assert manager.post("/data-requests/1/extend", {"reason": ""}).status_code == 422
+    extended = manager.post("/data-requests/1/extend", {"reason": "Records span four cases"})
+    assert extended.status_code == 303
+    page = manager.get("/data-requests/1").text
+    assert "Wednesday 10 February 2027" in page and "Records span four cases" in page
+    assert "Extend by two months" not in page
+    assert "cannot be undone" not in page  # not approved yet: no erasure button

@@ -64,6 +64,8 @@ DONE_MESSAGES: dict[str, str] = {
     "password": "Password set. You can now sign in.",
     "legal_hold_set": "Legal hold placed. Retention will leave this case alone until it is lifted.",
     "legal_hold_cleared": "Legal hold lifted. Retention applies to this case again.",
+    "data_request": "Request recorded. A manager will decide it; it must be answered within a"
+    " month.",
 }
 
 
