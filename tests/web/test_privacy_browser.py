@@ -91,6 +91,13 @@ def test_the_data_protection_pages_pass_axe_at_390px(live: Live, browser: Browse
         page.get_by_role("link", name="Who has seen this case").click()
         assert page.locator("h1").inner_text() == "Who has seen this case"
         _narrow_check(manager, page, "who has seen this case")
+        page.goto(f"/cases/{case.reference}")
+        page.get_by_role("link", name="Export everything held about the family").click()
+        _narrow_check(manager, page, "subject access export")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download the export").click()
+        assert download.value.suggested_filename == f"subject-access-{case.reference}.zip"
+
         page.goto(f"/cases/{case.reference}/legal-hold")
         with page.expect_navigation():
             page.get_by_role("button", name="Place a legal hold").click()

@@ -176,3 +176,45 @@ def test_a_manager_extends_the_time_to_answer_once(web: Web) -> None:
     assert "Wednesday 10 February 2027" in page and "Records span four cases" in page
     assert "Extend by two months" not in page
     assert "cannot be undone" not in page  # not approved yet: no erasure button
+
+
+def test_a_manager_downloads_the_subject_access_export_and_it_is_recorded(web: Web) -> None:
+    import io
+    import json
+    import zipfile
+
+    case = make_case(web, name="Sasha Subject", email="sasha@example.org")
+    other = make_case(web, name="Olive Otherfamily", email="olive@example.org")
+    manager = web.browser("manager")
+    assert "Export everything held about the family" in manager.get(f"/cases/{case.reference}").text
+    page = manager.get(f"/cases/{case.reference}/subject-access").text
+    assert "Download the export" in page
+    response = manager.post(f"/cases/{case.reference}/subject-access", {})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/zip"
+    assert (
+        response.headers["content-disposition"]
+        == f'attachment; filename="subject-access-{case.reference}.zip"'
+    )
+    assert response.headers["cache-control"] == "no-store"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        record = json.loads(archive.read("record.json"))
+        everything = " ".join(archive.read(n).decode() for n in archive.namelist())
+    assert [c["case"]["reference"] for c in record["cases"]] == [case.reference]
+    assert "Sasha Subject" in everything
+    for trace in ("Olive Otherfamily", "olive@example.org", other.reference):
+        assert trace not in everything
+    seen = manager.get(f"/cases/{case.reference}/seen-by").text
+    assert "Exported everything held about the family (subject access), through the web app" in seen
+    # Without the form's CSRF token nothing is exported.
+    assert manager.post(f"/cases/{case.reference}/subject-access", {}, csrf=None).status_code == 403
+
+
+def test_the_subject_access_export_is_for_managers_only(web: Web) -> None:
+    case = make_case(web)
+    adviser = web.browser("adviser")
+    assert adviser.get(f"/cases/{case.reference}/subject-access").status_code == 403
+    assert adviser.post(f"/cases/{case.reference}/subject-access", {}).status_code == 403
+    assert "/subject-access" not in adviser.get(f"/cases/{case.reference}").text
+    events = [e.event for e in events_of(web, case.reference)]
+    assert "subject_access_export" not in events

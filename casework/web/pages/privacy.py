@@ -16,6 +16,7 @@ from casework import auth
 from casework.cases import data_requests, legal_hold
 from casework.cases.errors import CaseworkError, NotFound, ValidationFailed
 from casework.cases.seen_by import who_has_seen
+from casework.cases.subject_access import export_subject_access
 from casework.cases.unit import load_case
 from casework.cases.words import (
     DATA_REQUEST_KIND_WORDS,
@@ -389,4 +390,46 @@ def data_request_carry_out(
         values={},
         default_field="_form",
         done="done",
+    )
+
+
+# --- Subject access ---------------------------------------------------------------------
+
+
+@router.get("/cases/{reference}/subject-access")
+def subject_access_get(
+    request: Request, session: SessionDep, signed_in: PageUserDep, reference: str
+) -> Response:
+    require_manager(signed_in)
+    try:
+        case, _family, _provider = load_case(session, reference)
+    except NotFound:
+        raise not_found() from None
+    return render(
+        request,
+        "subject_access.html",
+        {"page_title": "Export everything held about the family", "reference": case.reference},
+    )
+
+
+@router.post("/cases/{reference}/subject-access")
+def subject_access_download(
+    session: SessionDep, now: NowDep, signed_in: PageUserDep, form: CheckedForm, reference: str
+) -> Response:
+    """The ZIP as a download; the use case records the export on each of the family's cases."""
+    user = require_manager(signed_in)
+    try:
+        data = export_subject_access(
+            session, now=now, actor=auth.actor_for(user, "web"), reference=reference
+        )
+    except NotFound:
+        raise not_found() from None
+    name = f"subject-access-{reference.strip().upper()}.zip"
+    return Response(
+        content=data,
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
     )
