@@ -1,4 +1,5 @@
-"""The tamper-evident audit trail: every audit row sealed with a hash chain per case.
+"""The tamper-evident audit trail: every audit row sealed with a hash chain per case, and
+the operations log (``ops_events``: retention plans and runs) in one chain of its own.
 
 Each ``case_events`` row carries the SHA-256 of its own content and of the hash of
 the row before it on the same case. Altering, removing or re-ordering a row behind

@@ -339,6 +339,11 @@ def carry_out_request(
     request, case = _load(session, request_id)
     if request.status != DataRequestStatus.approved:
         raise TransitionRefused("Only an approved request can be carried out.")
+    if request.kind == "erasure" and case.legal_hold_reason is not None:
+        raise TransitionRefused(
+            f"{case.reference} is under a legal hold, so it cannot be erased: lift the hold"
+            " first, or refuse the request with the lawful basis (UK GDPR art. 17(3)(e))."
+        )
     family = _family(session, case)
     if request.kind == "rectification":
         if family is None:

@@ -101,11 +101,15 @@ ROLE_WORDS: dict[str, str] = {
 LOOK_WORDS: dict[str, str] = {
     "viewed": "Opened the case",
     "subject_access_export": "Exported everything held about the family (subject access)",
-    "subject_access_download": "Downloaded the subject access export",
 }
 DATA_REQUEST_KIND_WORDS: dict[str, str] = {
     "rectification": "Correct personal data",
     "erasure": "Erase personal data",
+}
+DATA_REQUEST_FIELD_WORDS: dict[str, str] = {
+    "name": "Corrected name",
+    "phone": "Corrected telephone",
+    "email": "Corrected email",
 }
 DATA_REQUEST_STATUS_WORDS: dict[str, str] = {
     "received": "Waiting for a manager's decision",

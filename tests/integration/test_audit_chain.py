@@ -323,3 +323,25 @@ def test_a_row_cannot_be_declared_redacted_by_editing_the_redaction_row(
         )
     result = _verify(engine)
     assert (first.reference, "redacted") in {(b.reference, b.event) for b in result.breaks}
+
+
+def test_the_operations_log_is_sealed_and_guarded(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    from casework.cases import retention
+
+    retention.plan(session, at=at("2026-11-20"), actor=MANAGER, settings=settings)
+    retention.run(session, at=at("2026-11-21"), actor=MANAGER, settings=settings)
+    assert _verify(engine).breaks == []
+    if engine.dialect.name == "postgresql":
+        assert "append-only" in _refused(engine, "DELETE FROM ops_events", {})
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE ops_events DISABLE TRIGGER USER"))
+        conn.execute(
+            text("UPDATE ops_events SET actor = 'cli:someone' WHERE action = 'retention_plan'")
+        )
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE ops_events ENABLE TRIGGER USER"))
+    found = _verify(engine).breaks
+    assert [(b.reference, b.event) for b in found] == [(audit.OPS_LOG, "retention_plan")]

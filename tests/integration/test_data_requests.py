@@ -287,3 +287,19 @@ def test_the_cli_records_decides_and_carries_out_in_words(
         assert code not in listed
     data: list[dict[str, Any]] = json.loads(_run(cli, "data-request", "list", "--json").stdout)
     assert data[0]["status"] == "done"
+
+
+def test_a_case_under_a_legal_hold_is_not_erased(session: Session, settings: Settings) -> None:
+    from casework.cases.legal_hold import set_legal_hold
+
+    case = create_case(session, settings, name=NAME)
+    request_id = _request(session, case.reference, "erasure")
+    requests.decide_request(session, request_id, approve=True, actor=MANAGER, now=at("2026-11-17"))
+    set_legal_hold(
+        session, case.reference, reason="Claim notified", actor=MANAGER, now=at("2026-11-17")
+    )
+    with pytest.raises(cases.TransitionRefused) as refused:
+        requests.carry_out_request(session, request_id, actor=MANAGER, now=at("2026-11-18"))
+    assert "legal hold" in str(refused.value)
+    session.expire_all()
+    assert cases.get_case(session, case.reference).anonymised_at is None

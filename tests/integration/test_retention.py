@@ -396,3 +396,35 @@ def test_the_worker_and_the_embedded_scheduler_hand_in_retention() -> None:
 
     for door in (inspect.getsource(ops.worker), inspect.getsource(web_app)):
         assert "retention=run_scheduled" in door
+
+
+def test_the_schedule_can_keep_a_kind_or_an_outcome_for_longer_or_shorter(
+    session: Session, settings: Settings
+) -> None:
+    fixture = _hand_listed(session, settings)
+    shorter = settings.model_copy(
+        update={
+            "retention": settings.retention.model_copy(
+                update={"case_years_by_outcome": {"withdrawn": 5}}
+            )
+        }
+    )
+    due = {
+        d.reference
+        for d in retention.plan(session, at=AT, actor=MANAGER, settings=shorter)
+        if d.record == "case"
+    }
+    assert due == {fixture["old"].reference, fixture["recent"].reference}
+    longer = settings.model_copy(
+        update={
+            "retention": settings.retention.model_copy(
+                update={"case_years_by_kind": {"mediation": 7}}
+            )
+        }
+    )
+    due = {
+        d.reference
+        for d in retention.plan(session, at=AT, actor=MANAGER, settings=longer)
+        if d.record == "case"
+    }
+    assert due == set()

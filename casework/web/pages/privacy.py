@@ -19,6 +19,7 @@ from casework.cases.seen_by import who_has_seen
 from casework.cases.subject_access import export_subject_access
 from casework.cases.unit import load_case
 from casework.cases.words import (
+    DATA_REQUEST_FIELD_WORDS,
     DATA_REQUEST_KIND_WORDS,
     DATA_REQUEST_STATUS_WORDS,
     DEADLINE_STATUS_WORDS,
@@ -255,7 +256,11 @@ def _request_page(
         {
             "page_title": f"{DATA_REQUEST_KIND_WORDS[r.kind]}: {row.reference}",
             "row": row,
-            "changes": [(_FIELD_WORDS[k], v) for k, v in r.changes.items() if k in _FIELD_WORDS],
+            "changes": [
+                (DATA_REQUEST_FIELD_WORDS[k], v)
+                for k, v in r.changes.items()
+                if k in DATA_REQUEST_FIELD_WORDS
+            ],
             "decided": decided,
             "values": values or {},
             "errors": errors or {},
