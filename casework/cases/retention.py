@@ -17,7 +17,9 @@ A case under a legal hold (:mod:`casework.cases.legal_hold`) is skipped, with al
 records. Plan and run are each recorded in the operations log (``ops_events``), with
 what they counted; each anonymised case also gets a row in its own audit trail.
 Records are anonymised once: a run finds nothing left to do for a record already done,
-so running twice, or after a missed day, is safe.
+so running twice, or after a missed day, is safe. Two kinds of record hold nothing worth
+keeping once past their date and are removed or emptied instead: ended sign-in sessions
+are deleted, and an API token forgets when it was last used.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ RECORD_TYPES = (
     "case",
     "notice_body",
     "delivery_receipt",
+    "provider_webhook",
     "view_audit",
     "session",
     "api_token_use",
@@ -211,7 +214,8 @@ def _due_receipts(
         .order_by(col(DeliveryEvent.id))
     ).all()
     due = [Due("delivery_receipt", int(i), ref, why) for i, cid, ref in rows if cid not in held]
-    # The raw webhook requests the receipts came in (phone numbers, addresses), once applied.
+    # The raw webhook requests the receipts came in (phone numbers, addresses), once applied:
+    # kept as long as the receipts.
     batches = session.execute(
         select(col(WebhookBatch.id))
         .where(
@@ -221,8 +225,7 @@ def _due_receipts(
         )
         .order_by(col(WebhookBatch.id))
     ).scalars()
-    # Webhook batches get ids of their own: negative, so one plan lists both kinds apart.
-    due += [Due("delivery_receipt", -int(i), None, why) for i in batches]
+    due += [Due("provider_webhook", int(i), None, why) for i in batches]
     return due
 
 
@@ -329,14 +332,14 @@ def run(session: Session, *, at: dt.datetime, actor: Actor, settings: Settings) 
             assert case is not None
             anonymise_case(session, case, actor=actor, now=at, why=f"retention: {d.reason}")
         _blank_notices(session, [d.id for d in by_kind["notice_body"]])
-        receipts = [d.id for d in by_kind["delivery_receipt"] if d.id > 0]
+        receipts = [d.id for d in by_kind["delivery_receipt"]]
         if receipts:
             session.execute(
                 update(DeliveryEvent)
                 .where(col(DeliveryEvent.id).in_(receipts))
                 .values(detail=MARKER)
             )
-        batches = [-d.id for d in by_kind["delivery_receipt"] if d.id < 0]
+        batches = [d.id for d in by_kind["provider_webhook"]]
         if batches:
             session.execute(
                 update(WebhookBatch)

@@ -121,6 +121,7 @@ RETENTION_RECORD_WORDS: dict[str, str] = {
     "case": "Closed case",
     "notice_body": "Text of a notice",
     "delivery_receipt": "Delivery receipt",
+    "provider_webhook": "Raw delivery report from the text or email provider",
     "view_audit": "Record of a look at a case",
     "session": "Sign-in session",
     "api_token_use": "When an API token was last used",

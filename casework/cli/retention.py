@@ -44,7 +44,7 @@ def _lines(due: list[retention.Due], verb: str, at_words: str) -> str:
     for d in due:
         what = RETENTION_RECORD_WORDS[d.record]
         where = f" of {d.reference}" if d.reference else ""
-        out.append(f"  {what}{where} (number {abs(d.id)}): {d.reason}")
+        out.append(f"  {what}{where} (number {d.id}): {d.reason}")
     return "\n".join(out)
 
 

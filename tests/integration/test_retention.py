@@ -168,7 +168,7 @@ def _hand_listed(session: Session, settings: Settings) -> dict[str, Any]:
                 ("case", int(old.id or 0)),
                 *[("notice_body", n) for n in recent_notices],
                 ("delivery_receipt", int(old_receipt.id or 0)),
-                ("delivery_receipt", -int(old_batch.id or 0)),
+                ("provider_webhook", int(old_batch.id or 0)),
                 ("view_audit", int(views[0] or 0)),
                 ("session", int(old_session.id or 0)),
                 ("api_token_use", int(old_token.id or 0)),
