@@ -205,6 +205,25 @@ def _digest_of(row: Any, previous: str) -> str:
 OPS_LOG = "the operations log"
 
 
+def app_role_grants(role: str) -> list[str]:
+    """The PostgreSQL statements that leave the app's own role able to read and append to
+    the audit tables, and to blank an audit row's personal fields (the redaction, which
+    the trigger further limits), but never to change or delete a row's history.
+
+    Run by migration ``0010_privacy`` when ``CASEWORK_DB_APP_ROLE`` is set; see README.
+    """
+    quoted = '"' + role.replace('"', '""') + '"'
+    return [
+        f"REVOKE ALL ON case_events FROM {quoted}",
+        f"GRANT SELECT, INSERT ON case_events TO {quoted}",
+        f"GRANT UPDATE (data, note, actor, personal_salt) ON case_events TO {quoted}",
+        f"GRANT USAGE ON SEQUENCE case_events_id_seq TO {quoted}",
+        f"REVOKE ALL ON ops_events FROM {quoted}",
+        f"GRANT SELECT, INSERT ON ops_events TO {quoted}",
+        f"GRANT USAGE ON SEQUENCE ops_events_id_seq TO {quoted}",
+    ]
+
+
 def ops_digest(*, at: dt.datetime, actor: str, action: str, data: Any, previous: str) -> str:
     """SHA-256 of one operations-log row and the hash of the row before it."""
     content = {

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from casework.audit import app_role_grants
+
 revision: str = "0010_privacy"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
@@ -154,16 +156,8 @@ def upgrade() -> None:
     op.execute(GUARD)
     role = os.environ.get("CASEWORK_DB_APP_ROLE", "").strip()
     if role:
-        quoted = '"' + role.replace('"', '""') + '"'
-        op.execute(f"REVOKE ALL ON case_events FROM {quoted}")
-        op.execute(f"GRANT SELECT, INSERT ON case_events TO {quoted}")
-        op.execute(
-            f"GRANT UPDATE (data, note, actor, personal_salt) ON case_events TO {quoted}"
-        )
-        op.execute(f"GRANT USAGE ON SEQUENCE case_events_id_seq TO {quoted}")
-        op.execute(f"REVOKE ALL ON ops_events FROM {quoted}")
-        op.execute(f"GRANT SELECT, INSERT ON ops_events TO {quoted}")
-        op.execute(f"GRANT USAGE ON SEQUENCE ops_events_id_seq TO {quoted}")
+        for statement in app_role_grants(role):
+            op.execute(statement)
 
 
 def downgrade() -> None:

@@ -345,3 +345,73 @@ def test_the_operations_log_is_sealed_and_guarded(
             conn.execute(text("ALTER TABLE ops_events ENABLE TRIGGER USER"))
     found = _verify(engine).breaks
     assert [(b.reference, b.event) for b in found] == [(audit.OPS_LOG, "retention_plan")]
+
+
+def test_the_apps_own_role_can_append_and_redact_but_never_rewrite_history(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The grants a separate app role gets (README: Protecting the audit trail)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("roles and grants are PostgreSQL's")
+    import uuid
+
+    from sqlalchemy.exc import ProgrammingError
+
+    first, _second = _history(session, settings)
+    advise_id = _event_ids(engine, first)[1]
+    role = f"casework_app_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        conn.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
+        conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
+        conn.execute(
+            text(
+                f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}"'
+                f' TO "{role}"'
+            )
+        )
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"'))
+        for statement in audit.app_role_grants(role):
+            conn.execute(text(statement))
+    try:
+        for sql in (
+            "UPDATE case_events SET event = 'withdraw' WHERE id = :i",
+            "DELETE FROM case_events WHERE id = :i",
+            "DELETE FROM ops_events WHERE id = :i",
+        ):
+            with pytest.raises(ProgrammingError) as refused, engine.begin() as conn:
+                conn.execute(text(f'SET LOCAL ROLE "{role}"'))
+                conn.execute(text(sql), {"i": advise_id})
+            assert "permission denied" in str(refused.value.orig)
+        # As the app role: a new audit row and a redaction both go through.
+        with engine.connect() as conn:
+            conn.execute(text(f'SET ROLE "{role}"'))
+            conn.commit()
+            with Session(bind=conn) as as_app:
+                assert as_app.execute(text("SELECT current_user")).scalar_one() == role
+                case = cases.get_case(as_app, first.reference)
+                cases.record_view(as_app, case, ADVISER, at("2026-11-13"))
+                redact_audit_rows(
+                    as_app,
+                    case,
+                    cases.case_events(as_app, case)[:2],
+                    actor=MANAGER,
+                    now=at("2026-11-14"),
+                    why="erasure",
+                )
+                as_app.commit()
+            conn.execute(text("RESET ROLE"))
+            conn.commit()
+        with engine.connect() as conn:
+            blanked = conn.execute(
+                text("SELECT count(*) FROM case_events WHERE actor = :m"), {"m": audit.REDACTED}
+            ).scalar_one()
+            redactions = conn.execute(
+                text("SELECT count(*) FROM case_events WHERE event = 'redacted'")
+            ).scalar_one()
+        assert (blanked, redactions) == (2, 1)
+        assert _verify(engine).breaks == []
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
