@@ -394,15 +394,22 @@ DATA_WORDS: dict[str, str] = {
     "notices_readdressed": "Notices not yet sent, re-addressed",
     "adviser": "Owning adviser",
     "previous_adviser": "Previous owning adviser",
+    "count": "Earlier entries with personal details removed",
+    "received_on": "Request received",
 }
 # Keys that are references for the machine, not facts for a person.
-_HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template"})
+_HIDDEN_DATA = frozenset({"note", "provider_id", "notice", "template", "rows", "request"})
 
 
 def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[str, str]]:
     """An audit row's data as (words, value) pairs: labels from the event's own fields."""
     from casework.cases.effects import event_fields
-    from casework.cases.words import CHOICE_WORDS, DEADLINE_WORDS, DECISION_TYPE_WORDS
+    from casework.cases.words import (
+        CHOICE_WORDS,
+        DATA_REQUEST_KIND_WORDS,
+        DEADLINE_WORDS,
+        DECISION_TYPE_WORDS,
+    )
 
     labels = {f.name: f.label for f in event_fields(kind, event)}
     out: list[tuple[str, str]] = []
@@ -422,6 +429,7 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
                 CHOICE_WORDS.get(value)
                 or DECISION_TYPE_WORDS.get(value)
                 or DEADLINE_WORDS.get(value)
+                or DATA_REQUEST_KIND_WORDS.get(value)
                 or value
             )
         out.append(

@@ -218,3 +218,25 @@ def test_the_subject_access_export_is_for_managers_only(web: Web) -> None:
     assert "/subject-access" not in adviser.get(f"/cases/{case.reference}").text
     events = [e.event for e in events_of(web, case.reference)]
     assert "subject_access_export" not in events
+
+
+def test_the_case_timeline_says_requests_and_redactions_in_words(web: Web) -> None:
+    case = make_case(web)
+    web.browser("adviser").post(
+        f"/cases/{case.reference}/data-requests", _record_form(kind="erasure")
+    )
+    manager = web.browser("manager")
+    manager.post("/data-requests/1/decide", {"decision": "approve"})
+    assert manager.post("/data-requests/1/carry-out", {}).status_code == 303
+    page = manager.get(f"/cases/{case.reference}").text
+    timeline = page.split('id="timeline"', 1)[1]
+    for words in (
+        "Request to correct or erase personal data recorded",
+        "Erase personal data",
+        "Personal details removed from earlier entries",
+        "Request about personal data carried out",
+        "(personal details removed)",
+    ):
+        assert words in timeline, words
+    for code in (">erasure<", "data_request", ">redacted", "Rows", "[1", "2026-11-10"):
+        assert code not in timeline, code
