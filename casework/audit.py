@@ -1,4 +1,5 @@
-"""The tamper-evident audit trail: every audit row sealed with a hash chain per case.
+"""The tamper-evident audit trail: every audit row sealed with a hash chain per case, and
+the operations log (``ops_events``: retention plans and runs) in one chain of its own.
 
 Each ``case_events`` row carries the SHA-256 of its own content and of the hash of
 the row before it on the same case. Altering, removing or re-ordering a row behind
@@ -20,6 +21,30 @@ User administration and sign-in security (``staff_events``: people added, disabl
 given another role, tokens issued and revoked, sessions ended, two-factor sign-in
 turned on or reset) belong to no case, so they form one chain of their own, sealed
 the same way (:func:`staff_digest`) and walked by :func:`find_staff_breaks`.
+
+Redaction without rewriting history. A row's personal fields (``data``, ``note`` and
+``actor``: what was said about the family, and who looked) are not hashed directly:
+the seal covers their salted SHA-256, kept in ``personal_digest``, with the salt in
+``personal_salt``. Everything else (case, moment, event, states, channel, the digest,
+the previous hash) is hashed as it is. Retention and erasure never edit or delete an
+audit row's history: they append a ``redacted`` row to the case's chain listing the
+ids of the rows whose personal fields they blank, then blank exactly those fields (to
+:data:`REDACTED`, dropping the salt so the digest can no longer be tested against a
+guessed name). Verification then
+
+* recomputes every row's seal from the stored digest, so a changed moment, event,
+  state or removed row is still found, redacted or not;
+* for a row listed by a redaction row, checks the personal fields hold nothing but
+  the marker (personal text put back, or a changed actor, is a break);
+* for every other row, checks the personal fields against their digest (a changed
+  note, detail or actor is a break).
+
+The list of redacted ids is itself sealed in the redaction row, so nobody can quietly
+declare a row redacted. On PostgreSQL a trigger (migration ``0010_privacy``) refuses
+any UPDATE or DELETE of an audit row except that one blanking, and only of rows a
+redaction row already lists. Rows sealed before the digest existed (``personal_digest``
+empty) keep their original seal over their full content; if one of them is redacted,
+its own seal can no longer be recomputed and only its link in the chain is checked.
 """
 
 from __future__ import annotations
@@ -27,15 +52,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, inspect, select
 from sqlmodel import Session, col
 
-from casework.models import Case, CaseEvent, StaffEvent
+from casework.models import Case, CaseEvent, OpsEvent, StaffEvent
 
 _LAST_HASH = (
     select(col(CaseEvent.hash))
@@ -77,7 +102,97 @@ def row_digest(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# What a redacted row's note and actor hold, and the event of a redaction row.
+REDACTED = "(personal details removed)"
+REDACTION_EVENT = "redacted"
+
+
+def personal_digest(
+    *, salt: str, actor: str, data: Mapping[str, Any] | None, note: str | None
+) -> str:
+    """Salted SHA-256 of a row's personal fields: what its seal covers instead of them."""
+    content = {
+        "salt": salt,
+        "actor": actor,
+        "data": json.loads(json.dumps(dict(data or {}), default=str)),
+        "note": note or "",
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def sealed_digest(
+    *,
+    case_id: int,
+    at: dt.datetime,
+    event: str,
+    from_state: str | None,
+    to_state: str | None,
+    channel: str,
+    personal: str,
+    previous: str,
+) -> str:
+    """SHA-256 of a row's non-personal content, its personal digest and the previous hash."""
+    content = {
+        "case_id": case_id,
+        "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "event": event,
+        "from_state": from_state,
+        "to_state": to_state,
+        "channel": channel,
+        "personal": personal,
+        "previous": previous,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _seal(row: Any, previous: str) -> str:
+    """Give a new row its salt, personal digest and seal (attributes or dict keys)."""
+
+    def get(key: str) -> Any:
+        return row[key] if isinstance(row, dict) else getattr(row, key)
+
+    def put(key: str, value: str) -> None:
+        if isinstance(row, dict):
+            row[key] = value
+        else:
+            setattr(row, key, value)
+
+    salt = secrets.token_hex(16)
+    personal = personal_digest(salt=salt, actor=get("actor"), data=get("data"), note=get("note"))
+    put("personal_salt", salt)
+    put("personal_digest", personal)
+    put(
+        "hash",
+        sealed_digest(
+            case_id=get("case_id"),
+            at=get("at"),
+            event=get("event"),
+            from_state=get("from_state"),
+            to_state=get("to_state"),
+            channel=get("channel"),
+            personal=personal,
+            previous=previous,
+        ),
+    )
+    return str(get("hash"))
+
+
 def _digest_of(row: Any, previous: str) -> str:
+    """The seal a stored row should carry: over its personal digest, or (older rows, sealed
+    before the digest existed) over its full content."""
+    if getattr(row, "personal_digest", None):
+        return sealed_digest(
+            case_id=row.case_id,
+            at=row.at,
+            event=row.event,
+            from_state=row.from_state,
+            to_state=row.to_state,
+            channel=row.channel,
+            personal=row.personal_digest,
+            previous=previous,
+        )
     return row_digest(
         case_id=row.case_id,
         at=row.at,
@@ -112,6 +227,41 @@ def staff_digest(
         "data": json.loads(json.dumps(dict(data or {}), default=str)),
         "channel": channel,
         "note": note or "",
+        "previous": previous,
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+OPS_LOG = "the operations log"
+
+
+def app_role_grants(role: str) -> list[str]:
+    """The PostgreSQL statements that leave the app's own role able to read and append to
+    the audit tables, and to blank an audit row's personal fields (the redaction, which
+    the trigger further limits), but never to change or delete a row's history.
+
+    Run by migration ``0010_privacy`` when ``CASEWORK_DB_APP_ROLE`` is set; see README.
+    """
+    quoted = '"' + role.replace('"', '""') + '"'
+    return [
+        f"REVOKE ALL ON case_events FROM {quoted}",
+        f"GRANT SELECT, INSERT ON case_events TO {quoted}",
+        f"GRANT UPDATE (data, note, actor, personal_salt) ON case_events TO {quoted}",
+        f"GRANT USAGE ON SEQUENCE case_events_id_seq TO {quoted}",
+        f"REVOKE ALL ON ops_events FROM {quoted}",
+        f"GRANT SELECT, INSERT ON ops_events TO {quoted}",
+        f"GRANT USAGE ON SEQUENCE ops_events_id_seq TO {quoted}",
+    ]
+
+
+def ops_digest(*, at: dt.datetime, actor: str, action: str, data: Any, previous: str) -> str:
+    """SHA-256 of one operations-log row and the hash of the row before it."""
+    content = {
+        "at": at.astimezone(dt.UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "action": action,
+        "data": json.loads(json.dumps(dict(data or {}), default=str)),
         "previous": previous,
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -155,9 +305,32 @@ def _seal_staff_rows(session: Session) -> None:
         last = row.hash
 
 
+def _seal_ops(session: Session) -> None:
+    new = [o for o in session.new if isinstance(o, OpsEvent) and o.hash is None]
+    if not new:
+        return
+    new.sort(key=lambda o: inspect(o).insert_order)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # One writer at a time on the single chain.
+        connection.exec_driver_sql("LOCK TABLE ops_events IN SHARE ROW EXCLUSIVE MODE")
+    previous = (
+        connection.execute(
+            select(col(OpsEvent.hash)).order_by(col(OpsEvent.id).desc()).limit(1)
+        ).scalar_one_or_none()
+        or ""
+    )
+    for row in new:
+        row.hash = ops_digest(
+            at=row.at, actor=row.actor, action=row.action, data=row.data, previous=previous
+        )
+        previous = row.hash
+
+
 def seal_new_rows(session: Session, _flush_context: Any, _instances: Any) -> None:
     """Give every audit row about to be inserted its place in its case's chain."""
     _seal_staff_rows(session)
+    _seal_ops(session)
     new = [
         o
         for o in session.new
@@ -168,8 +341,7 @@ def seal_new_rows(session: Session, _flush_context: Any, _instances: Any) -> Non
     new.sort(key=lambda o: inspect(o).insert_order)
     last = _chain_ends(session.connection(), {o.case_id for o in new})
     for row in new:
-        row.hash = _digest_of(row, last[row.case_id])
-        last[row.case_id] = row.hash
+        last[row.case_id] = _seal(row, last[row.case_id])
 
 
 def _chain_ends(connection: Connection, case_ids: Iterable[int]) -> dict[int, str]:
@@ -195,8 +367,7 @@ def seal_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
         return
     last = _chain_ends(connection, (row["case_id"] for row in rows))
     for row in rows:
-        row["hash"] = _digest_of(SimpleNamespace(**row), last[row["case_id"]])
-        last[row["case_id"]] = row["hash"]
+        last[row["case_id"]] = _seal(row, last[row["case_id"]])
 
 
 @dataclass(frozen=True)
@@ -218,7 +389,30 @@ class Verification:
     breaks: list[ChainBreak]
 
 
-def _walk(rows: Iterable[Any], references: Mapping[int, str]) -> Verification:
+def _personal_fault(row: Any, redacted: bool) -> str | None:
+    """Why a row's personal fields do not match what was sealed, or None when they do."""
+    if redacted:
+        if row.note != REDACTED or row.actor != REDACTED or dict(row.data or {}):
+            return (
+                "it was redacted, but personal details have been put back or changed"
+                " outside casework"
+            )
+        return None
+    if not row.personal_digest:
+        return None  # sealed before the digest existed: its seal covers these fields
+    if row.personal_salt is None or row.personal_digest != personal_digest(
+        salt=row.personal_salt, actor=row.actor, data=row.data, note=row.note
+    ):
+        return (
+            "who recorded it or what it says was changed outside casework"
+            " (it does not match its seal)"
+        )
+    return None
+
+
+def _walk(
+    rows: Iterable[Any], references: Mapping[int, str], redacted: frozenset[int] = frozenset()
+) -> Verification:
     breaks: list[ChainBreak] = []
     total = sealed = 0
     seen_cases: set[int] = set()
@@ -233,18 +427,23 @@ def _walk(rows: Iterable[Any], references: Mapping[int, str]) -> Verification:
         if broken:
             continue
         why = None
+        is_redacted = row.id in redacted
         if row.hash is None:
             if started:
                 why = "its seal has been removed"
         else:
             sealed += 1
             started = True
-            if row.hash != _digest_of(row, previous):
+            if is_redacted and not row.personal_digest:
+                pass  # an older row's seal covered the text now removed: only its link counts
+            elif row.hash != _digest_of(row, previous):
                 why = (
                     "it does not match its seal: it, or a row before it on this case, was"
                     " changed or removed outside casework"
                 )
             previous = row.hash
+        if why is None and row.hash is not None:
+            why = _personal_fault(row, is_redacted)
         if why is not None:
             broken = True
             breaks.append(
@@ -259,14 +458,47 @@ def _walk(rows: Iterable[Any], references: Mapping[int, str]) -> Verification:
     return Verification(rows=total, sealed=sealed, cases=len(seen_cases), breaks=breaks)
 
 
+def redacted_ids(connection: Connection) -> frozenset[int]:
+    """Every audit row a redaction row lists (read from the sealed redaction rows)."""
+    found: set[int] = set()
+    for (data,) in connection.execute(
+        select(col(CaseEvent.data)).where(col(CaseEvent.event) == REDACTION_EVENT)
+    ):
+        found.update(int(i) for i in (data or {}).get("rows", []))
+    return frozenset(found)
+
+
+def _ops_break(connection: Connection) -> ChainBreak | None:
+    """The first operations-log row that does not match its seal, if any."""
+    previous = ""
+    for row in connection.execute(select(OpsEvent).order_by(col(OpsEvent.id))):
+        if row.hash != ops_digest(
+            at=row.at, actor=row.actor, action=row.action, data=row.data, previous=previous
+        ):
+            return ChainBreak(
+                case_id=0,
+                reference=OPS_LOG,
+                event=row.action,
+                at=row.at,
+                why=(
+                    "it does not match its seal: it, or a row before it, was changed or"
+                    " removed outside casework"
+                ),
+            )
+        previous = row.hash or ""
+    return None
+
+
 def find_breaks(connection: Connection) -> Verification:
-    """Walk every case's chain in the order the rows were written."""
+    """Walk every case's chain in the order the rows were written, then the operations log."""
     references: dict[int, str] = {
         int(case_id or 0): reference
         for case_id, reference in connection.execute(select(col(Case.id), col(Case.reference)))
     }
+    redacted = redacted_ids(connection)
     rows = connection.execute(
         select(
+            col(CaseEvent.id),
             col(CaseEvent.case_id),
             col(CaseEvent.at),
             col(CaseEvent.actor),
@@ -277,9 +509,15 @@ def find_breaks(connection: Connection) -> Verification:
             col(CaseEvent.channel),
             col(CaseEvent.note),
             col(CaseEvent.hash),
+            col(CaseEvent.personal_digest),
+            col(CaseEvent.personal_salt),
         ).order_by(col(CaseEvent.case_id), col(CaseEvent.id))
     )
-    return _walk(rows, references)
+    result = _walk(rows, references, redacted)
+    ops = _ops_break(connection)
+    if ops is not None:
+        result.breaks.append(ops)
+    return result
 
 
 @dataclass(frozen=True)

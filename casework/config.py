@@ -228,6 +228,37 @@ class AllocationRules(BaseModel):
     conflicts: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class RetentionSchedule(BaseModel):
+    """How long each kind of record keeps its personal data (``[retention]`` in config).
+
+    When a record passes its date the daily retention run (casework.cases.retention)
+    replaces its personal data with a fixed marker; the facts, dates and clock outcomes
+    the reports and the statutory SEN2 return count stay. The defaults and the reason
+    for each are in config/defaults.toml.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_years_after_closure: int = Field(default=6, ge=1)
+    # Overrides by kind of case (mediation, disagreement) and, stronger, by how it ended
+    # (an outcome such as appeal_lodged, or withdrawn for a withdrawn case).
+    case_years_by_kind: dict[str, int] = Field(default_factory=dict)
+    case_years_by_outcome: dict[str, int] = Field(default_factory=dict)
+    notice_body_days: int = Field(default=365, ge=1)
+    delivery_receipt_days: int = Field(default=183, ge=1)
+    view_audit_years: int = Field(default=2, ge=1)
+    session_days: int = Field(default=30, ge=1)
+    api_token_use_days: int = Field(default=365, ge=1)
+    # Notes, calls and agreed actions (a case's documents) are part of the case record.
+    documents: Literal["follow_the_case"] = "follow_the_case"
+
+    def case_years(self, kind: str, outcome: str | None) -> int:
+        """Years after closure a case of this kind and outcome keeps its personal data."""
+        if outcome and outcome in self.case_years_by_outcome:
+            return self.case_years_by_outcome[outcome]
+        return self.case_years_by_kind.get(kind, self.case_years_after_closure)
+
+
 class Settings(BaseSettings):
     """Everything configurable. Env vars win over TOML, TOML over these defaults."""
 
@@ -307,6 +338,7 @@ class Settings(BaseSettings):
     mfa_also_required_for: list[Literal["adviser", "provider", "commissioner"]] = Field(
         default_factory=list
     )
+    retention: RetentionSchedule = Field(default_factory=RetentionSchedule)
 
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:

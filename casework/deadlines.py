@@ -59,6 +59,8 @@ class DeadlineKind(StrEnum):
     dr_meeting = "dr_meeting"
     # Provider acceptance of an allocation (service target).
     allocation_acceptance = "allocation_acceptance"
+    # Answering a rectification or erasure request (UK GDPR art. 12(3)).
+    data_request = "data_request"
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +367,30 @@ def contact_adviser_deadline(decision_sent: dt.date) -> Clock:
         due,
         "SEND Regulations 2014, reg 33",
         f"decision sent {_short(decision_sent)} + 2 months = {fmt(due)}",
+    )
+
+
+def data_request_deadline(received_on: dt.date) -> Clock:
+    """Answering a request to correct or erase personal data: one month from receipt
+    (UK GDPR art. 12(3)); the ICO counts to the corresponding date of the next month."""
+    due = add_months(received_on, 1)
+    return Clock(
+        DeadlineKind.data_request,
+        due,
+        "UK GDPR art. 12(3)",
+        f"request received {_short(received_on)} + 1 month = {fmt(due)}",
+    )
+
+
+def data_request_extended(received_on: dt.date) -> Clock:
+    """The same request's deadline extended by two further months (art. 12(3): complex or
+    numerous requests), still counted from receipt."""
+    due = add_months(received_on, 3)
+    return Clock(
+        DeadlineKind.data_request,
+        due,
+        "UK GDPR art. 12(3) (extended by two months)",
+        f"request received {_short(received_on)} + 1 month + 2 months' extension = {fmt(due)}",
     )
 
 

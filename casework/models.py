@@ -177,6 +177,14 @@ class Case(SQLModel, table=True):
     close_outcome: str | None = Field(default=None, max_length=32)
     withdrawn_reason: str | None = Field(default=None, sa_type=Text)
 
+    # A legal hold (a manager's, with the reason) keeps the case out of every
+    # retention run until it is cleared (casework.cases.retention).
+    legal_hold_reason: str | None = Field(default=None, sa_type=Text)
+    legal_hold_by: str | None = Field(default=None, max_length=320)
+    legal_hold_at: dt.datetime | None = utc_column()
+    # When its personal data was anonymised (retention or erasure); facts and clocks stay.
+    anonymised_at: dt.datetime | None = utc_column()
+
 
 class Person(SQLModel, table=True):
     """The family contact. Phone is E.164, validated at intake so notices can reach it."""
@@ -240,6 +248,10 @@ class CaseEvent(SQLModel, table=True):
     # SHA-256 of this row and of the previous row's hash on the case (casework.audit);
     # empty only on rows written before the chain existed.
     hash: str | None = Field(default=None, max_length=64)
+    # The personal fields (``data`` and ``note``) are sealed through their salted digest,
+    # so a redaction can blank them and the chain still verifies (casework.audit).
+    personal_digest: str | None = Field(default=None, max_length=64)
+    personal_salt: str | None = Field(default=None, max_length=32)
 
 
 class Deadline(SQLModel, table=True):
@@ -400,6 +412,63 @@ class Document(SQLModel, table=True):
     verification_code: str | None = Field(default=None, max_length=16)
     # The date of issue printed on it (kept by a correction, which reprints it).
     issued_on: dt.date | None = None
+
+
+class OpsEvent(SQLModel, table=True):
+    """Append-only audit of operations on the whole service, not one case: a retention
+    plan or run, who did it and what it counted. Hash-chained like ``case_events``, in
+    one chain for the table (casework.audit); never holds a family's personal data."""
+
+    __tablename__ = "ops_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = utc_column(nullable=False)
+    actor: str = Field(max_length=320)
+    action: str = Field(max_length=40)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    hash: str | None = Field(default=None, max_length=64)
+
+
+class DataRequestStatus(StrEnum):
+    received = "received"  # recorded by an adviser, waiting for a manager's decision
+    approved = "approved"  # a manager agreed; the use case has still to carry it out
+    refused = "refused"  # a manager refused, with the lawful basis
+    done = "done"  # carried out; the closing record says what was kept and why
+
+
+class DataRequest(SQLModel, table=True):
+    """A request to correct (UK GDPR art. 16) or erase (art. 17) what is held about a person.
+
+    ``changes`` holds the corrected contact details of a rectification; ``deadline_id``
+    is its one-month clock (art. 12(3)), a ``deadlines`` row like any other so the
+    sweep reminds and escalates it.
+    """
+
+    __tablename__ = "data_requests"
+    __table_args__ = (
+        CheckConstraint("kind IN ('rectification', 'erasure')", name="ck_data_requests_kind"),
+        CheckConstraint(
+            f"status IN ({_values(DataRequestStatus)})", name="ck_data_requests_status"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", index=True)
+    kind: str = Field(max_length=20)
+    requested_by: str = Field(max_length=200)
+    received_on: dt.date
+    what: str = Field(sa_type=Text)
+    changes: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    status: str = Field(default=DataRequestStatus.received, max_length=20, index=True)
+    recorded_by: str = Field(max_length=320)
+    recorded_at: dt.datetime = utc_column(nullable=False)
+    decided_by: str | None = Field(default=None, max_length=320)
+    decided_at: dt.datetime | None = utc_column()
+    refusal_basis: str = Field(default="", sa_type=Text)
+    extension_reason: str = Field(default="", sa_type=Text)
+    closing_record: str = Field(default="", sa_type=Text)
+    done_at: dt.datetime | None = utc_column()
+    deadline_id: int | None = Field(default=None, foreign_key="deadlines.id")
 
 
 class ReferenceCounter(SQLModel, table=True):

@@ -49,6 +49,7 @@ DEADLINE_LABELS: dict[str, str] = {
     "dr_allocation": "allocating a provider (service target)",
     "dr_meeting": "the disagreement-resolution meeting (service target)",
     "allocation_acceptance": "the provider's answer to the allocation",
+    "data_request": "the answer to a request to correct or erase personal data",
 }
 
 

@@ -1,4 +1,5 @@
-"""APScheduler wiring only: interval jobs for the sweep, the dispatcher and stored receipts.
+"""APScheduler wiring only: interval jobs for the sweep, the dispatcher and stored receipts;
+daily jobs for the digest, the monthly report and retention.
 
 The database is the coordinator, not APScheduler: the jobs keep no state of
 their own (in-memory job store), claim work with row-level locking, and are safe
@@ -142,6 +143,25 @@ def _monthly_report_job(engine: Engine, settings: Settings, status: dict[str, An
     status["last_monthly_report_queued"] = queue_monthly_report(engine, now, settings)
 
 
+# A daily task handed in by the door that starts the scheduler (the scheduler sits
+# below the use cases and may not import them): it takes the engine, the settings and
+# the moment, does its work in its own transaction and returns how much it did.
+DailyTask = Callable[[Engine, Settings, dt.datetime], int]
+
+
+def _retention_job(
+    engine: Engine, settings: Settings, status: dict[str, Any], task: DailyTask
+) -> None:
+    """Anonymise whatever has passed its retention date (casework.cases.retention).
+
+    Safe to repeat and to run in two workers at once: what is already anonymised is
+    not listed again, and a run that loses a race to another changes nothing.
+    """
+    now = dt.datetime.now(dt.UTC)
+    status["last_retention"] = now.isoformat()
+    status["last_retention_anonymised"] = task(engine, settings, now)
+
+
 def _listen(event: JobEvent) -> None:
     if event.code == EVENT_JOB_MISSED:
         log.warning("job %s missed its run time %s", event.job_id, event.scheduled_run_time)
@@ -157,6 +177,8 @@ def configure(
     settings: Settings,
     status: dict[str, Any],
     after_dispatch: AfterDispatch | None = None,
+    *,
+    retention: DailyTask | None = None,
 ) -> BaseScheduler:
     scheduler.add_listener(_listen, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR)
     args = (engine, settings, status)
@@ -211,6 +233,18 @@ def configure(
         args=args,
         replace_existing=True,
     )
+    if retention is not None:
+        # Retention, daily at 02:30 London time, when nobody is working on cases.
+        scheduler.add_job(
+            _retention_job,
+            "cron",
+            hour=2,
+            minute=30,
+            timezone="Europe/London",
+            id="retention",
+            args=(*args, retention),
+            replace_existing=True,
+        )
     return scheduler
 
 
@@ -219,10 +253,12 @@ def start_background(
     engine: Engine,
     status: dict[str, Any],
     after_dispatch: AfterDispatch | None = None,
+    *,
+    retention: DailyTask | None = None,
 ) -> BaseScheduler:
     """The scheduler inside `casework serve` (one process: the embedded default)."""
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
-    configure(scheduler, engine, settings, status, after_dispatch)
+    configure(scheduler, engine, settings, status, after_dispatch, retention=retention)
     scheduler.start()
     status["running"] = True
     status["mode"] = "in-process"
@@ -230,11 +266,15 @@ def start_background(
 
 
 def run_worker(
-    settings: Settings, engine: Engine, after_dispatch: AfterDispatch | None = None
+    settings: Settings,
+    engine: Engine,
+    after_dispatch: AfterDispatch | None = None,
+    *,
+    retention: DailyTask | None = None,
 ) -> None:
     """`casework worker`: a dedicated process; run as many as needed against PostgreSQL."""
     status: dict[str, Any] = {"running": True, "mode": "worker"}
     scheduler = BlockingScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
-    configure(scheduler, engine, settings, status, after_dispatch)
+    configure(scheduler, engine, settings, status, after_dispatch, retention=retention)
     log.info("worker started: sweep every %ss, dispatch every %ss", SWEEP_SECONDS, DISPATCH_SECONDS)
     scheduler.start()

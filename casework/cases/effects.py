@@ -788,6 +788,19 @@ OTHER_EVENT_LABELS: dict[str, str] = {
     "download_document": "Document downloaded",
     "reissue_certificate": "Certificate reissued (correction)",
     "reopen": "Case reopened",
+    "viewed": "Case viewed",
+    "subject_access_export": "Everything held about the family exported (subject access)",
+    "redacted": "Personal details removed from earlier entries",
+    "legal_hold_set": "Legal hold placed",
+    "legal_hold_cleared": "Legal hold lifted",
+    "anonymised": "Personal data anonymised",
+    "data_request": "Request to correct or erase personal data recorded",
+    "data_request_approved": "Request about personal data approved",
+    "data_request_refused": "Request about personal data refused",
+    "data_request_extended": "Time to answer a request about personal data extended",
+    "data_request_done": "Request about personal data carried out",
+    "retention_plan": "Retention plan looked at",
+    "retention_run": "Retention run",
 }
 
 

@@ -437,12 +437,23 @@ DATA_WORDS: dict[str, str] = {
     "allocation": "The provider's allocation, now",
     "links_stopped": "Older family page links stopped",
     "code_sent_by": "Code sent by",
+    "count": "Earlier entries with personal details removed",
+    "received_on": "Request received",
 }
 # Yes-or-no details whose "no" is itself worth saying (the letter did NOT inform).
 _SAY_NO = frozenset({"reg32_info_given", "reg32_info_given_was"})
 # Keys that are references for the machine, not facts for a person.
 _HIDDEN_DATA = frozenset(
-    {"note", "provider_id", "notice", "template", "document_id", "invitation_document_id"}
+    {
+        "note",
+        "provider_id",
+        "notice",
+        "template",
+        "document_id",
+        "invitation_document_id",
+        "rows",
+        "request",
+    }
 )
 
 
@@ -453,6 +464,7 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
         ALLOCATION_WORDS,
         CHANNEL_WORDS,
         CHOICE_WORDS,
+        DATA_REQUEST_KIND_WORDS,
         DEADLINE_WORDS,
         DECISION_TYPE_WORDS,
         STATE_WORDS,
@@ -483,6 +495,7 @@ def event_details(kind: str, event: str, data: dict[str, object]) -> list[tuple[
                 or DECISION_TYPE_WORDS.get(value)
                 or DEADLINE_WORDS.get(value)
                 or (CHANNEL_WORDS.get(value) if key == "channel" else None)
+                or DATA_REQUEST_KIND_WORDS.get(value)
                 or value
             )
         out.append(

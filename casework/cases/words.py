@@ -44,6 +44,7 @@ DEADLINE_WORDS: dict[str, str] = {
     "dr_allocation": "Provider allocated (service target)",
     "dr_meeting": "Meeting held (service target)",
     "allocation_acceptance": "Provider accepts the allocation",
+    "data_request": "Answer a request to correct or erase personal data",
 }
 DECISION_TYPE_WORDS: dict[str, str] = {
     "refuse_assessment": "Not to carry out an EHC needs assessment",
@@ -231,6 +232,44 @@ def delivery_status_words(status: str) -> str:
     return DELIVERY_STATUS_WORDS.get(status.lower(), "An update from the delivery service")
 
 
+ROLE_WORDS: dict[str, str] = {
+    "adviser": "IAS adviser",
+    "manager": "IAS manager",
+    "admin": "Administrator",
+    "provider": "Provider staff",
+    "commissioner": "Commissioner",
+}
+# What each kind of look at a case was, for "who has seen this case".
+LOOK_WORDS: dict[str, str] = {
+    "viewed": "Opened the case",
+    "subject_access_export": "Exported everything held about the family (subject access)",
+}
+DATA_REQUEST_KIND_WORDS: dict[str, str] = {
+    "rectification": "Correct personal data",
+    "erasure": "Erase personal data",
+}
+DATA_REQUEST_FIELD_WORDS: dict[str, str] = {
+    "name": "Corrected name",
+    "phone": "Corrected telephone",
+    "email": "Corrected email",
+}
+DATA_REQUEST_STATUS_WORDS: dict[str, str] = {
+    "received": "Waiting for a manager's decision",
+    "approved": "Approved, to be carried out",
+    "refused": "Refused",
+    "done": "Carried out",
+}
+RETENTION_RECORD_WORDS: dict[str, str] = {
+    "case": "Closed case",
+    "notice_body": "Text of a notice",
+    "delivery_receipt": "Delivery receipt",
+    "provider_webhook": "Raw delivery report from the text or email provider",
+    "view_audit": "Record of a look at a case",
+    "session": "Sign-in session",
+    "api_token_use": "When an API token was last used",
+}
+
+
 def state_words(state: str | None) -> str:
     return STATE_WORDS.get(state or "", "Not yet open")
 
@@ -265,15 +304,7 @@ def size_words(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
-# --- People who sign in -----------------------------------------------------------------
-
-ROLE_WORDS: dict[str, str] = {
-    "adviser": "Adviser",
-    "manager": "Manager",
-    "provider": "Provider staff",
-    "admin": "Administrator",
-    "commissioner": "Commissioner",
-}
+# --- People who sign in (their roles' words: ROLE_WORDS above) ----------------------------
 
 # What each staff audit row (casework.models.StaffEvent) says happened.
 STAFF_EVENT_WORDS: dict[str, str] = {

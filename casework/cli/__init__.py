@@ -16,8 +16,10 @@ import typer
 from casework.cli import cases, documents, ops
 from casework.cli.audit import audit_app
 from casework.cli.backup import backup_cmd, restore_cmd
+from casework.cli.data_requests import data_request_app
 from casework.cli.letters import letters_app
 from casework.cli.reports import report_app
+from casework.cli.retention import retention_app
 from casework.cli.sar import sar_app
 from casework.cli.users import user_app
 
@@ -45,6 +47,8 @@ app.add_typer(letters_app, name="letters")
 app.command("backup")(backup_cmd)
 app.command("restore")(restore_cmd)
 app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
+app.add_typer(data_request_app, name="data-request")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -257,12 +257,13 @@ def worker() -> None:
     """Run the scheduler as its own process (sweep and dispatch on intervals)."""
     from casework import logs
     from casework.cases.family import apply_sms_opt_outs
+    from casework.cases.retention import run_scheduled
     from casework.scheduler import run_worker
 
     logs.configure()
     settings = get_settings()
     engine = ready_engine(settings)
-    run_worker(settings, engine, apply_sms_opt_outs)
+    run_worker(settings, engine, apply_sms_opt_outs, retention=run_scheduled)
 
 
 @notices_app.command("list")

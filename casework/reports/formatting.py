@@ -42,6 +42,7 @@ CLOCK_LABELS: dict[str, str] = {
     "dr_allocation": "Provider allocated (service target)",
     "dr_meeting": "Meeting held (service target)",
     "allocation_acceptance": "Provider accepts the allocation (service target)",
+    "data_request": "Answer a request to correct or erase personal data (1 month)",
 }
 SERVICE_TARGETS = frozenset({"dr_advice", "dr_allocation", "dr_meeting", "allocation_acceptance"})
 

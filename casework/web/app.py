@@ -49,10 +49,15 @@ def create_app(
         scheduler = None
         if with_scheduler:
             from casework.cases.family import apply_sms_opt_outs
+            from casework.cases.retention import run_scheduled
             from casework.scheduler import start_background
 
             scheduler = start_background(
-                settings, engine, app.state.scheduler_status, apply_sms_opt_outs
+                settings,
+                engine,
+                app.state.scheduler_status,
+                apply_sms_opt_outs,
+                retention=run_scheduled,
             )
         yield
         if scheduler is not None:

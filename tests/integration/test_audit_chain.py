@@ -12,13 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 from typer.testing import CliRunner, Result
 
 from casework import audit, cases, db
+from casework.cases.redaction import redact_audit_rows
 from casework.cli import app
 from casework.config import Settings, get_settings
 from casework.models import Case
@@ -39,6 +42,22 @@ def _history(session: Session, settings: Settings) -> tuple[Case, Case]:
 def _verify(engine: Engine) -> audit.Verification:
     with engine.connect() as connection:
         return audit.find_breaks(connection)
+
+
+@contextmanager
+def behind_the_apps_back(engine: Engine) -> Iterator[Connection]:
+    """A connection that edits audit rows as someone with database access would.
+
+    On PostgreSQL the append-only trigger refuses that, so the superuser the tests run
+    as switches it off for the edit and on again after, as an attacker with the owner's
+    rights could; SQLite has no such guard.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE case_events DISABLE TRIGGER USER"))
+        yield conn
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE case_events ENABLE TRIGGER USER"))
 
 
 def _event_ids(engine: Engine, case: Case) -> list[int]:
@@ -69,7 +88,7 @@ def test_a_row_changed_behind_the_apps_back_is_named(
 ) -> None:
     first, _second = _history(session, settings)
     advise_id = _event_ids(engine, first)[1]
-    with engine.begin() as conn:
+    with behind_the_apps_back(engine) as conn:
         conn.execute(
             text("UPDATE case_events SET actor = 'user:someone.else@example.org' WHERE id = :i"),
             {"i": advise_id},
@@ -84,7 +103,7 @@ def test_a_removed_row_breaks_the_chain_at_the_next_one(
 ) -> None:
     first, _second = _history(session, settings)
     view_id = _event_ids(engine, first)[2]
-    with engine.begin() as conn:
+    with behind_the_apps_back(engine) as conn:
         conn.execute(text("DELETE FROM case_events WHERE id = :i"), {"i": view_id})
     result = _verify(engine)
     assert [(b.reference, b.event) for b in result.breaks] == [(first.reference, "decline")]
@@ -93,7 +112,7 @@ def test_a_removed_row_breaks_the_chain_at_the_next_one(
 def test_a_removed_seal_is_reported(engine: Engine, session: Session, settings: Settings) -> None:
     _first, second = _history(session, settings)
     last_of_second = _event_ids(engine, second)[-1]
-    with engine.begin() as conn:
+    with behind_the_apps_back(engine) as conn:
         conn.execute(
             text("UPDATE case_events SET hash = NULL WHERE id = :i"), {"i": last_of_second}
         )
@@ -107,7 +126,7 @@ def test_the_chain_starts_at_the_first_sealed_row(
 ) -> None:
     """Rows written before the migration have no seal; the chain begins after them."""
     case = create_case(session, settings, name="Older Family")
-    with engine.begin() as conn:
+    with behind_the_apps_back(engine) as conn:
         conn.execute(text("UPDATE case_events SET hash = NULL WHERE case_id = :c"), {"c": case.id})
     advance(session, settings, case, "advise", now=at("2026-11-10"))
     cases.record_view(session, case, MANAGER, at("2026-11-10", "12:00"))
@@ -148,7 +167,7 @@ def test_audit_verify_says_in_words_which_row_was_altered(
         in _run(cli, "audit", "verify").stdout
     )
     decline_id = _event_ids(engine, first)[-1]
-    with engine.begin() as conn:
+    with behind_the_apps_back(engine) as conn:
         conn.execute(
             text("UPDATE case_events SET note = 'rewritten' WHERE id = :i"), {"i": decline_id}
         )
@@ -179,3 +198,220 @@ def test_the_sweeps_own_rows_keep_the_chain_whole(
             text("SELECT hash FROM case_events WHERE event = 'deadline_missed'")
         ).all()
     assert missed and all(row.hash for row in missed)
+
+
+# --- The database refuses edits; redaction is recorded, not rewritten -------------------
+
+
+def _refused(engine: Engine, sql: str, params: dict[str, object]) -> str:
+    with pytest.raises(DBAPIError) as refused, engine.begin() as conn:
+        conn.execute(text(sql), params)
+    return str(refused.value.orig)
+
+
+def test_postgresql_refuses_to_change_or_delete_an_audit_row(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the append-only trigger is PostgreSQL's; SQLite relies on audit verify")
+    first, _second = _history(session, settings)
+    advise_id = _event_ids(engine, first)[1]
+    assert "cannot be changed" in _refused(
+        engine, "UPDATE case_events SET event = 'withdraw' WHERE id = :i", {"i": advise_id}
+    )
+    assert "cannot be deleted" in _refused(
+        engine, "DELETE FROM case_events WHERE id = :i", {"i": advise_id}
+    )
+    assert "cannot be deleted" in _refused(engine, "TRUNCATE case_events CASCADE", {})
+    # Blanking personal details is refused too, unless a redaction row lists the row.
+    assert "recorded redaction" in _refused(
+        engine,
+        "UPDATE case_events SET note = :m, actor = :a, data = '{}', personal_salt = NULL"
+        " WHERE id = :i",
+        {"i": advise_id, "m": audit.REDACTED, "a": audit.REDACTED},
+    )
+    assert "never rewritten" in _refused(
+        engine, "UPDATE case_events SET note = 'rewritten' WHERE id = :i", {"i": advise_id}
+    )
+    assert _verify(engine).breaks == []
+
+
+def _redact(session: Session, case: Case) -> list[int]:
+    """Redact every row of ``case`` written so far, as retention and erasure do."""
+    rows = cases.case_events(session, case, include_views=True)
+    redact_audit_rows(
+        session, case, rows, actor=MANAGER, now=at("2026-11-20"), why="test redaction"
+    )
+    session.commit()
+    return [r.id for r in rows if r.id is not None]
+
+
+def test_a_redacted_trail_still_verifies_and_holds_no_personal_details(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    first, second = _history(session, settings)
+    redacted = _redact(session, first)
+    cases.record_view(session, first, ADVISER, at("2026-11-21"))
+    result = _verify(engine)
+    assert result.breaks == []
+    assert result.rows == result.sealed == 6 + 2
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT id, actor, note, event, at FROM case_events WHERE case_id = :c ORDER BY id"
+            ),
+            {"c": first.id},
+        ).all()
+    blanked = [r for r in rows if r.id in redacted]
+    assert [r.event for r in blanked] == ["open", "advise", "viewed", "decline"]
+    assert all(r.actor == r.note == audit.REDACTED for r in blanked)
+    assert rows[-2].event == "redacted" and rows[-1].event == "viewed"
+    assert "morgan.manager" not in " ".join(r.actor for r in blanked)
+    # A second redaction of the same rows adds nothing.
+    assert (
+        redact_audit_rows(
+            session,
+            first,
+            cases.case_events(session, first, include_views=True)[:4],
+            actor=MANAGER,
+            now=at("2026-11-22"),
+            why="again",
+        )
+        is None
+    )
+    assert _verify(engine).breaks == []
+    assert second.reference not in {b.reference for b in _verify(engine).breaks}
+
+
+def test_a_redacted_row_altered_behind_the_apps_back_is_found(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    first, _second = _history(session, settings)
+    ids = _redact(session, first)
+    with behind_the_apps_back(engine) as conn:
+        conn.execute(
+            text("UPDATE case_events SET note = 'Chain Family One rang again' WHERE id = :i"),
+            {"i": ids[1]},
+        )
+    result = _verify(engine)
+    assert [(b.reference, b.event) for b in result.breaks] == [(first.reference, "advise")]
+    assert "put back" in result.breaks[0].why
+    with behind_the_apps_back(engine) as conn:
+        conn.execute(
+            text("UPDATE case_events SET note = :m, event = 'withdraw' WHERE id = :i"),
+            {"i": ids[1], "m": audit.REDACTED},
+        )
+    result = _verify(engine)
+    assert [(b.reference, b.event) for b in result.breaks] == [(first.reference, "withdraw")]
+    assert "does not match its seal" in result.breaks[0].why
+
+
+def test_a_row_cannot_be_declared_redacted_by_editing_the_redaction_row(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The list of redacted rows is sealed: widening it to hide an edit breaks the chain."""
+    first, second = _history(session, settings)
+    _redact(session, first)
+    target = _event_ids(engine, second)[0]
+    with behind_the_apps_back(engine) as conn:
+        rows = conn.execute(text("SELECT id, data FROM case_events WHERE event = 'redacted'")).one()
+        data = rows.data if isinstance(rows.data, dict) else json.loads(rows.data)
+        data["rows"].append(target)
+        conn.execute(
+            text("UPDATE case_events SET data = :d WHERE id = :i"),
+            {"d": json.dumps(data), "i": rows.id},
+        )
+    result = _verify(engine)
+    assert (first.reference, "redacted") in {(b.reference, b.event) for b in result.breaks}
+
+
+def test_the_operations_log_is_sealed_and_guarded(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    from casework.cases import retention
+
+    retention.plan(session, at=at("2026-11-20"), actor=MANAGER, settings=settings)
+    retention.run(session, at=at("2026-11-21"), actor=MANAGER, settings=settings)
+    assert _verify(engine).breaks == []
+    if engine.dialect.name == "postgresql":
+        assert "append-only" in _refused(engine, "DELETE FROM ops_events", {})
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE ops_events DISABLE TRIGGER USER"))
+        conn.execute(
+            text("UPDATE ops_events SET actor = 'cli:someone' WHERE action = 'retention_plan'")
+        )
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE ops_events ENABLE TRIGGER USER"))
+    found = _verify(engine).breaks
+    assert [(b.reference, b.event) for b in found] == [(audit.OPS_LOG, "retention_plan")]
+
+
+def test_the_apps_own_role_can_append_and_redact_but_never_rewrite_history(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The grants a separate app role gets (README: Protecting the audit trail)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("roles and grants are PostgreSQL's")
+    import uuid
+
+    from sqlalchemy.exc import ProgrammingError
+
+    first, _second = _history(session, settings)
+    advise_id = _event_ids(engine, first)[1]
+    role = f"casework_app_{uuid.uuid4().hex[:10]}"
+    with engine.begin() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        conn.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
+        conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"'))
+        conn.execute(
+            text(
+                f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}"'
+                f' TO "{role}"'
+            )
+        )
+        conn.execute(text(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"'))
+        for statement in audit.app_role_grants(role):
+            conn.execute(text(statement))
+    try:
+        for sql in (
+            "UPDATE case_events SET event = 'withdraw' WHERE id = :i",
+            "DELETE FROM case_events WHERE id = :i",
+            "DELETE FROM ops_events WHERE id = :i",
+        ):
+            with pytest.raises(ProgrammingError) as refused, engine.begin() as conn:
+                conn.execute(text(f'SET LOCAL ROLE "{role}"'))
+                conn.execute(text(sql), {"i": advise_id})
+            assert "permission denied" in str(refused.value.orig)
+        # As the app role: a new audit row and a redaction both go through.
+        with engine.connect() as conn:
+            conn.execute(text(f'SET ROLE "{role}"'))
+            conn.commit()
+            with Session(bind=conn) as as_app:
+                assert as_app.execute(text("SELECT current_user")).scalar_one() == role
+                case = cases.get_case(as_app, first.reference)
+                cases.record_view(as_app, case, ADVISER, at("2026-11-13"))
+                redact_audit_rows(
+                    as_app,
+                    case,
+                    cases.case_events(as_app, case)[:2],
+                    actor=MANAGER,
+                    now=at("2026-11-14"),
+                    why="erasure",
+                )
+                as_app.commit()
+            conn.execute(text("RESET ROLE"))
+            conn.commit()
+        with engine.connect() as conn:
+            blanked = conn.execute(
+                text("SELECT count(*) FROM case_events WHERE actor = :m"), {"m": audit.REDACTED}
+            ).scalar_one()
+            redactions = conn.execute(
+                text("SELECT count(*) FROM case_events WHERE event = 'redacted'")
+            ).scalar_one()
+        assert (blanked, redactions) == (2, 1)
+        assert _verify(engine).breaks == []
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))

@@ -40,6 +40,7 @@ from casework.web.pages import (
     intake,
     letters,
     manager,
+    privacy,
     sign_in,
     verify,
 )
@@ -48,7 +49,19 @@ from casework.web.security import CsrfFailed, SecurityHeadersMiddleware
 
 # Order matters: /cases/new (intake) must be matched before /cases/{reference}.
 router = APIRouter(include_in_schema=False)
-for _screen in (sign_in, account, admin, dashboard, intake, case, manager, letters, verify, family):
+for _screen in (
+    sign_in,
+    account,
+    admin,
+    dashboard,
+    intake,
+    privacy,
+    case,
+    manager,
+    letters,
+    verify,
+    family,
+):
     router.include_router(_screen.router)
 
 

@@ -74,6 +74,10 @@ DONE_MESSAGES: dict[str, str] = {
     " family needs one.",
     "reopened": "Case reopened. It is back where it was and its clocks that still run have"
     " started again.",
+    "legal_hold_set": "Legal hold placed. Retention will leave this case alone until it is lifted.",
+    "legal_hold_cleared": "Legal hold lifted. Retention applies to this case again.",
+    "data_request": "Request recorded. A manager will decide it; it must be answered within a"
+    " month.",
 }
 
 
