@@ -25,7 +25,7 @@ from casework.cases.unit import Step, case_transaction, load_case, record_change
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.models import Case
-from casework.states import CaseKind, TransitionNotAllowed, flow_for
+from casework.states import EVENTS, CaseKind, declared_from, enabled_events, target_of
 
 # Why a step the flow knows is not possible yet, in words, with what to do first.
 _GUARD_WORDS: dict[str, str] = {
@@ -58,10 +58,9 @@ def facts_of(case: Case) -> dict[str, dt.date | None]:
 
 def allowed_events(case: Case, actor: Actor | None = None) -> list[tuple[str, EventSpec]]:
     """The steps possible now (guards evaluated) that this person may record."""
-    flow = flow_for(case)
     out: list[tuple[str, EventSpec]] = []
-    for event in flow.enabled_events():
-        spec = spec_for(case.kind, event.id)
+    for event in enabled_events(case):
+        spec = spec_for(case.kind, event)
         if spec is None:
             continue
         if actor is not None:
@@ -69,7 +68,7 @@ def allowed_events(case: Case, actor: Actor | None = None) -> list[tuple[str, Ev
                 continue
             if spec.permission is not None and spec.permission(actor, case):
                 continue
-        out.append((event.id, spec))
+        out.append((event, spec))
     return out
 
 
@@ -78,14 +77,13 @@ def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> Tran
 
     The steps offered instead are the ones this person may record.
     """
-    flow = flow_for(case)
     allowed = [name for name, _ in allowed_events(case, actor)]
-    known = event in {e.id for e in flow.events}  # type: ignore[attr-defined]
+    known = event in EVENTS[CaseKind(case.kind)]
     label = event_label(event, case.kind)
     if not known:
         kind = "mediation" if case.kind == CaseKind.mediation else "disagreement-resolution"
         reason = f"that is not a step of a {kind} case"
-    elif event in [e.id for e in flow.allowed_events]:
+    elif declared_from(case.kind, case.state, event):
         reason = f"the case is {state_words(case.state)}; {_GUARD_WORDS.get(event, 'not yet')}"
     else:
         reason = f"the case is {state_words(case.state)}"
@@ -131,10 +129,12 @@ def advance(
         # the case once (one version bump) and batches the rest. If the data turn out
         # to be invalid after the transition, the rollback undoes it.
         with session.no_autoflush:
-            try:
-                flow_for(case).send(event)
-            except TransitionNotAllowed:
-                raise describe_refusal(case, event, actor) from None
+            # The flow's table (read from its machine once per process) and the
+            # machine's own guards: no machine is built per step.
+            target = target_of(case, event)
+            if target is None:
+                raise describe_refusal(case, event, actor)
+            case.state = target
             parsed = parse_event_data(
                 spec.fields, spec.label, data or {}, today=today, facts=facts_of(case)
             )
