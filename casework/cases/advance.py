@@ -21,7 +21,14 @@ from casework.cases.effects import (
 )
 from casework.cases.errors import Conflict, TransitionRefused
 from casework.cases.fields import parse_event_data
-from casework.cases.unit import Step, case_transaction, load_case, record_change, require_aware
+from casework.cases.unit import (
+    Clocks,
+    Step,
+    case_transaction,
+    load_case_with_clocks,
+    record_change,
+    require_aware,
+)
 from casework.cases.words import state_words
 from casework.config import Settings
 from casework.models import Case
@@ -110,7 +117,7 @@ def advance(
     """Move a case by ``event``: the whole change commits, or nothing does."""
     now = require_aware(now)
     with case_transaction(session, reference):
-        case, family, provider = load_case(session, reference)
+        case, family, provider, live = load_case_with_clocks(session, reference)
         check_actor_may_see(case, actor)
         if expected_version is not None and case.version != expected_version:
             raise Conflict(
@@ -147,6 +154,7 @@ def advance(
                 family=family,
                 provider=provider,
                 data=parsed,
+                clocks=Clocks(session, case, now, live),
             )
             step.from_state = from_state
             clocks = step.clocks
