@@ -28,6 +28,7 @@ from casework.cases.unit import (
     load_case_with_clocks,
     record_change,
     require_aware,
+    write_step,
 )
 from casework.cases.words import state_words
 from casework.config import Settings
@@ -181,5 +182,8 @@ def advance(
                 clocks=clocks,
                 agreement_items=step.items,
             )
+            # The step's rows as Core statements built once (the usual few rows);
+            # anything else a handler changed goes through the unit of work.
+            write_step(session, case, clocks)
         session.commit()
     return case

@@ -13,9 +13,11 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
@@ -281,6 +283,101 @@ class Clocks:
         elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
             deadline.next_action_at = None
             deadline.closed_reason = (deadline.closed_reason + f"; then {reason}")[:200]
+
+
+# --- The transition's writes as Core statements ----------------------------------------------
+
+_CASES: Any = Case.__table__  # type: ignore[attr-defined]
+_DEADLINES: Any = Deadline.__table__  # type: ignore[attr-defined]
+_EVENTS: Any = CaseEvent.__table__  # type: ignore[attr-defined]
+_INSERT_EVENT = _EVENTS.insert()
+_INSERT_DEADLINE = _DEADLINES.insert().returning(_DEADLINES.c.id)
+
+
+@lru_cache(maxsize=512)
+def _update_case(columns: tuple[str, ...]) -> Any:
+    """UPDATE of these columns, version-checked and bumped; built once per column set."""
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in columns}
+    values["version"] = bindparam("v_version")
+    return (
+        update(_CASES)
+        .where(_CASES.c.id == bindparam("w_id"), _CASES.c.version == bindparam("w_version"))
+        .values(values)
+    )
+
+
+@lru_cache(maxsize=512)
+def _update_deadline(columns: tuple[str, ...]) -> Any:
+    return (
+        update(_DEADLINES)
+        .where(_DEADLINES.c.id == bindparam("w_id"))
+        .values({name: bindparam(f"v_{name}") for name in columns})
+    )
+
+
+def _changed(obj: Any) -> tuple[str, ...]:
+    """The columns set on ``obj`` since it was loaded (its ORM history)."""
+    return tuple(sorted(k for k in sa_inspect(obj).committed_state if k != "version"))
+
+
+def _columns(obj: Any, table: Any) -> dict[str, Any]:
+    return {c.name: getattr(obj, c.name) for c in table.c if getattr(obj, c.name) is not None}
+
+
+def write_step(session: Session, case: Case, clocks: Clocks) -> bool:
+    """Write one step's changes with Core statements built once per process; False when
+    the step changed anything else (then the session's unit of work writes it all).
+
+    The ORM's flush costs more than the statements it sends: sorting the units of work,
+    per-object events, identity bookkeeping. A transition changes the same few rows
+    every time (the case, its clocks, one audit row), so they are written here: the
+    version-checked UPDATE of the case (a lost race raises StaleDataError, a Conflict,
+    as the ORM's would), the audit row sealed into its chain (:func:`audit.seal_rows`,
+    which on PostgreSQL locks the case row first), the clocks met or cancelled and the
+    clocks opened. The written objects then leave the session (still readable), so
+    the commit has nothing left to flush.
+    """
+    if session.deleted:
+        return False
+    live = {id(d) for d in clocks.live}
+    opened = {id(d) for d in clocks.opened}
+    audit_rows = []
+    for obj in session.new:
+        if isinstance(obj, CaseEvent) and obj.case_id == case.id:
+            audit_rows.append(obj)
+        elif not (isinstance(obj, Deadline) and id(obj) in opened):
+            return False
+    changed_clocks = []
+    for obj in session.dirty:
+        if isinstance(obj, Deadline) and id(obj) in live and id(obj) not in opened:
+            changed_clocks.append(obj)
+        elif obj is not case:
+            return False
+    conn = session.connection()
+    loaded_version = sa_inspect(case).committed_state.get("version", case.version)
+    columns = _changed(case)
+    params = {f"v_{name}": getattr(case, name) for name in columns}
+    params.update(v_version=loaded_version + 1, w_id=case.id, w_version=loaded_version)
+    if conn.execute(_update_case(columns), params).rowcount != 1:
+        raise StaleDataError(f"{case.reference} changed since it was read")
+    audit_rows.sort(key=lambda o: sa_inspect(o).insert_order)
+    rows = [_columns(o, _EVENTS) for o in audit_rows]
+    audit.seal_rows(conn, rows)
+    if rows:
+        conn.execute(_INSERT_EVENT, rows)
+    for deadline in changed_clocks:
+        names = _changed(deadline)
+        if names:
+            values = {f"v_{name}": getattr(deadline, name) for name in names}
+            conn.execute(_update_deadline(names), {"w_id": deadline.id, **values})
+    for deadline in clocks.opened:
+        deadline.id = conn.execute(_INSERT_DEADLINE, _columns(deadline, _DEADLINES)).scalar_one()
+    for obj, row in zip(audit_rows, rows, strict=True):
+        obj.hash = row["hash"]
+    for obj in [case, *changed_clocks, *clocks.opened, *audit_rows]:
+        session.expunge(obj)
+    case.version = loaded_version + 1
+    return True
 
 
 def record_change(

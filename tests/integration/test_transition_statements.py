@@ -11,14 +11,18 @@ audit row (1), the clocks met (1) and opened (1).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, event
+import pytest
+from sqlalchemy import Engine, event, text
 from sqlmodel import Session
 
+from casework import cases
+from casework.cases.unit import load_case_with_clocks
 from casework.config import Settings
 from tests.conftest import at
 from tests.factories import advance, allocate_to, create_case
@@ -86,3 +90,42 @@ def test_each_transition_is_at_most_8_statements_and_one_commit(
     )
     assert case.state == "mediating"
     assert any(s.startswith("INSERT INTO notices") for s in counted.statements)
+
+
+def test_a_writer_that_lost_the_race_is_refused_and_writes_nothing(
+    engine: Engine, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Core UPDATE is version-checked as the ORM's was: another writer between this
+    one's read and its write makes it a Conflict (PostgreSQL: no row matched the version;
+    SQLite: the stale snapshot is refused), and nothing of it is written."""
+    case = create_case(session, settings)
+    events_before = _events(engine, case.id)
+
+    def load_then_lose_the_race(session: Session, reference: str) -> Any:
+        loaded = load_case_with_clocks(session, reference)
+        with engine.begin() as other:  # someone else changes the case meanwhile
+            other.execute(
+                text("UPDATE cases SET version = version + 1 WHERE id = :id"), {"id": case.id}
+            )
+        return loaded
+
+    # The module, not the function of the same name the package exports.
+    advance_module = sys.modules["casework.cases.advance"]
+    monkeypatch.setattr(advance_module, "load_case_with_clocks", load_then_lose_the_race)
+    with pytest.raises(cases.Conflict):
+        advance(session, settings, case, "advise")
+    with engine.connect() as conn:
+        state, version = conn.execute(
+            text("SELECT state, version FROM cases WHERE id = :id"), {"id": case.id}
+        ).one()
+    assert (state, version) == ("requested", 2)
+    assert _events(engine, case.id) == events_before
+
+
+def _events(engine: Engine, case_id: int | None) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM case_events WHERE case_id = :id"), {"id": case_id}
+            ).scalar_one()
+        )
