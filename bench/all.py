@@ -376,6 +376,9 @@ def crash(db: str, size: Sizes) -> list[Row]:
             str(figures["duplicates"]), str(figures["in_flight"]), "", "<= in flight", held),
         Row(db, "  notices lost or left unsent", str(figures["lost"] + figures["not_sent"]), "",
             "", "0", figures["lost"] + figures["not_sent"] == 0),
+        Row(db, "  most in flight at one kill vs 2 x sender threads",
+            str(figures["most_at_one_kill"]), str(2 * figures["senders"]), "",
+            "<= 2 x senders", figures["most_at_one_kill"] <= 2 * figures["senders"]),
     ]  # fmt: skip
 
 

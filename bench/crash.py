@@ -10,7 +10,8 @@ process samples the notices table to see how long any notice stays claimed.
 
 Figures printed: kills, notices, lost (never accepted by a provider, or not ``sent``),
 duplicates (extra provider acceptances) against the stated bound (at most one per
-notice in flight at a crash), the most notices in flight at one kill, and the
+notice in flight at a crash: being sent, or sent with the result not yet written), the
+most notices in flight at one kill (at most twice the sender threads), and the
 longest hold (how long a notice stayed claimed without being renewed or finished:
 the lease plus the time until a live worker picks it up).
 
@@ -292,8 +293,11 @@ def _campaign(
                 not_sent=not_sent,
                 duplicates=duplicates,
                 in_flight=sum(in_flight),
+                most_at_one_kill=max(in_flight, default=0),
+                senders=defaults.dispatch_concurrency,
             )
-        return 0 if lost == 0 and not_sent == 0 and duplicates <= sum(in_flight) else 1
+        within = max(in_flight, default=0) <= 2 * defaults.dispatch_concurrency
+        return 0 if lost == 0 and not_sent == 0 and duplicates <= sum(in_flight) and within else 1
     finally:
         engine.dispose()
 

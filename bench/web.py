@@ -350,32 +350,35 @@ def server_cpu_seconds(pid: int) -> float | None:
 def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
     """The real app under uvicorn in a subprocess; yields (base URL, pid) once /health answers."""
     port = free_port()
+    # Served as production serves it: `casework serve` (its --workers spread connections
+    # and keep TCP_NODELAY), templates not re-checked on disk on every render.
     env = {
         **os.environ,
         "CASEWORK_DATABASE_URL": database_url,
-        "CASEWORK_ENVIRONMENT": "development",
+        "CASEWORK_ENVIRONMENT": "production",
+        "CASEWORK_SECRET_KEY": secrets.token_urlsafe(48),
+        "CASEWORK_PUBLIC_URL": "https://casework.bench.example",
         "PYTHONPATH": str(PROJECT_ROOT),
     }
     command = [
         sys.executable,
         "-m",
-        "uvicorn",
-        "casework.web.app:create_app",
-        "--factory",
+        "casework.cli",
+        "serve",
+        "--no-scheduler",
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
         "--workers",
         str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
     ]
-    proc = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+    proc = subprocess.Popen(
+        command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"uvicorn exited with {proc.returncode}")
@@ -385,7 +388,7 @@ def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("the app did not answer /health within 30 s")
+                raise RuntimeError("the app did not answer /health within 90 s")
             time.sleep(0.2)
         yield base, proc.pid
     finally:

@@ -45,6 +45,7 @@ from sqlalchemy import (
     Engine,
     Table,
     and_,
+    bindparam,
     case,
     literal,
     null,
@@ -369,21 +370,29 @@ def start_session(
     return SessionHandle(token, csrf, row.expires_at)
 
 
+# Every page asks this first: the session and its user in one statement, built once.
+_SESSION_AND_USER = (
+    select(UserSession, User)
+    .join(User, col(User.id) == col(UserSession.user_id))
+    .where(col(UserSession.token_hash) == bindparam("token_hash"))
+)
+
+
 def resolve_session(
     session: Session, token: str | None, *, now: dt.datetime
 ) -> tuple[User, UserSession] | None:
     """The signed-in user for a cookie token, sliding the idle expiry; None if not valid."""
     if not token:
         return None
-    row = session.execute(
-        select(UserSession).where(col(UserSession.token_hash) == token_hash(token))
-    ).scalar_one_or_none()
-    if row is None or row.ended_at is not None or row.expires_at <= now:
+    found = session.execute(_SESSION_AND_USER, {"token_hash": token_hash(token)}).first()
+    if found is None:
+        return None
+    row, user = found
+    if row.ended_at is not None or row.expires_at <= now:
         return None
     if now - row.created_at > SESSION_ABSOLUTE:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or not user.active or row.epoch != user.session_epoch:
+    if not user.active or row.epoch != user.session_epoch:
         return None
     if now - row.last_seen_at > dt.timedelta(minutes=1):
         row.last_seen_at = now

@@ -14,6 +14,8 @@ each event does to deadlines lives in ``services``.
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -22,12 +24,17 @@ from statemachine.exceptions import TransitionNotAllowed
 from statemachine.states import States
 
 __all__ = [
+    "TRANSITIONS",
     "CaseKind",
     "CaseState",
     "DisagreementFlow",
     "MediationFlow",
+    "Transition",
     "TransitionNotAllowed",
+    "declared_from",
+    "enabled_events",
     "flow_for",
+    "target_of",
 ]
 
 
@@ -228,3 +235,124 @@ def flow_for(case: Any) -> CaseFlow:
 
 def all_events(kind: CaseKind | str) -> list[str]:
     return [e.id for e in FLOWS[CaseKind(kind)].events]  # type: ignore[attr-defined]
+
+
+# --- The flows as plain tables -----------------------------------------------------------
+#
+# Binding a python-statemachine instance to a case and sending an event costs about
+# 300 µs; a transition's own database work costs less. So each flow's machine is read
+# once, at import, into a table {(flow, state, event): transitions} that the hot paths
+# look up. The machines above stay the single source of truth: the table is generated
+# from them, the guards it runs are the machines' own methods, and
+# ``tests/unit/test_transition_table.py`` proves the table answers as the machine does
+# for every state, event and combination of the facts the guards read.
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One declared transition: where it goes and the guards that must hold first."""
+
+    target: str
+    cond: tuple[str, ...] = ()
+    unless: tuple[str, ...] = ()
+
+
+class _Guards:
+    """The guard methods of a flow run on a bare object, without building a machine.
+
+    A subclass per flow copies the flow's guard functions (and ``_field``) as plain
+    methods; ``model`` is the case and ``current_state_value`` its state, which is all
+    the guards read.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.current_state_value = getattr(model, "state", None)
+
+
+def _guard_class(flow: type[CaseFlow]) -> type[_Guards]:
+    names = {
+        name
+        for klass in flow.__mro__
+        if klass not in (StateMachine, object) and issubclass(klass, CaseFlow)
+        for name, value in vars(klass).items()
+        if inspect.isfunction(value) and not name.startswith("__")
+    }
+    return type(f"{flow.__name__}Guards", (_Guards,), {n: getattr(flow, n) for n in names})
+
+
+def _table_of(flow: type[CaseFlow]) -> dict[tuple[str, str], tuple[Transition, ...]]:
+    """{(state, event): the transitions declared from that state on that event, in order}."""
+    table: dict[tuple[str, str], list[Transition]] = {}
+    for state in flow.states:  # type: ignore[attr-defined]
+        for t in state.transitions:
+            specs = list(t.cond)
+            for callbacks in (t.validators, t.before, t.on, t.after):
+                # Only convention names may appear, and no flow defines one: a table
+                # cannot run an action, so a machine that gains one must fail here.
+                for spec in callbacks:
+                    if not spec.is_convention or hasattr(flow, spec.func):
+                        raise TypeError(f"{flow.__name__}: transition action {spec.func!r}")
+            entry = Transition(
+                target=str(t.target.value),
+                cond=tuple(s.func for s in specs if s.expected_value),
+                unless=tuple(s.func for s in specs if not s.expected_value),
+            )
+            for event in t._events:
+                table.setdefault((str(state.value), event.id), []).append(entry)
+    for state in flow.states:  # type: ignore[attr-defined]
+        for hook in (f"on_enter_{state.id}", f"on_exit_{state.id}"):
+            if hasattr(flow, hook):
+                raise TypeError(f"{flow.__name__}: state action {hook!r}")
+    return {key: tuple(value) for key, value in table.items()}
+
+
+TRANSITIONS: dict[tuple[CaseKind, str, str], tuple[Transition, ...]] = {
+    (kind, state, event): transitions
+    for kind, flow in FLOWS.items()
+    for (state, event), transitions in _table_of(flow).items()
+}
+# Each flow's events in the machine's declaration order (the order steps are offered).
+EVENTS: dict[CaseKind, tuple[str, ...]] = {
+    kind: tuple(e.id for e in flow.events)  # type: ignore[attr-defined]
+    for kind, flow in FLOWS.items()
+}
+_GUARDS: dict[CaseKind, type[_Guards]] = {kind: _guard_class(flow) for kind, flow in FLOWS.items()}
+
+
+def _passes(guards: _Guards, transition: Transition) -> bool:
+    return all(getattr(guards, name)() for name in transition.cond) and not any(
+        getattr(guards, name)() for name in transition.unless
+    )
+
+
+def target_of(case: Any, event: str) -> str | None:
+    """The state ``event`` takes ``case`` to now, or None if it is not possible now.
+
+    The first declared transition whose guards hold wins, as in the machine.
+    """
+    kind = CaseKind(case.kind)
+    declared = TRANSITIONS.get((kind, case.state, event))
+    if not declared:
+        return None
+    guards = _GUARDS[kind](case)
+    for transition in declared:
+        if _passes(guards, transition):
+            return transition.target
+    return None
+
+
+def enabled_events(case: Any) -> list[str]:
+    """The events possible now from the case's state, guards evaluated (machine order)."""
+    kind = CaseKind(case.kind)
+    guards = _GUARDS[kind](case)
+    return [
+        event
+        for event in EVENTS[kind]
+        if any(_passes(guards, t) for t in TRANSITIONS.get((kind, case.state, event), ()))
+    ]
+
+
+def declared_from(kind: CaseKind | str, state: str, event: str) -> bool:
+    """Whether the flow declares ``event`` from ``state`` at all (guards aside)."""
+    return (CaseKind(kind), state, event) in TRANSITIONS

@@ -23,17 +23,20 @@ from casework.cases.effects import (
 from casework.cases.errors import Conflict, TransitionRefused
 from casework.cases.fields import parse_event_data
 from casework.cases.unit import (
+    Clocks,
     Step,
     case_transaction,
     live_deadlines,
     load_case,
+    load_case_with_clocks,
     record_change,
     require_aware,
+    write_step,
 )
 from casework.cases.words import DEADLINE_WORDS, state_words
 from casework.config import Settings
 from casework.models import Allocation, AllocationStatus, Case
-from casework.states import CaseKind, TransitionNotAllowed, flow_for
+from casework.states import EVENTS, CaseKind, declared_from, enabled_events, flow_for, target_of
 
 # Why a step the flow knows is not possible yet, in words, with what to do first.
 _GUARD_WORDS: dict[str, str] = {
@@ -67,10 +70,9 @@ def facts_of(case: Case) -> dict[str, dt.date | None]:
 
 def allowed_events(case: Case, actor: Actor | None = None) -> list[tuple[str, EventSpec]]:
     """The steps possible now (guards evaluated) that this person may record."""
-    flow = flow_for(case)
     out: list[tuple[str, EventSpec]] = []
-    for event in flow.enabled_events():
-        spec = spec_for(case.kind, event.id)
+    for event in enabled_events(case):
+        spec = spec_for(case.kind, event)
         if spec is None:
             continue
         if actor is not None:
@@ -78,7 +80,7 @@ def allowed_events(case: Case, actor: Actor | None = None) -> list[tuple[str, Ev
                 continue
             if spec.permission is not None and spec.permission(actor, case):
                 continue
-        out.append((event.id, spec))
+        out.append((event, spec))
     return out
 
 
@@ -114,14 +116,13 @@ def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> Tran
 
     The steps offered instead are the ones this person may record.
     """
-    flow = flow_for(case)
     allowed = [name for name, _ in allowed_events(case, actor)]
-    known = event in {e.id for e in flow.events}  # type: ignore[attr-defined]
+    known = event in EVENTS[CaseKind(case.kind)]
     label = event_label(event, case.kind)
     if not known:
         kind = "mediation" if case.kind == CaseKind.mediation else "disagreement-resolution"
         reason = f"that is not a step of a {kind} case"
-    elif event in [e.id for e in flow.allowed_events]:
+    elif declared_from(case.kind, case.state, event):
         reason = f"the case is {state_words(case.state)}; {_GUARD_WORDS.get(event, 'not yet')}"
     else:
         reason = f"the case is {state_words(case.state)}"
@@ -169,7 +170,7 @@ def _apply(
     expected_version: int | None,
 ) -> Step:
     """Apply ``event`` in memory (nothing flushed): the caller commits or rolls back."""
-    case, family, provider = load_case(session, reference)
+    case, family, provider, live = load_case_with_clocks(session, reference)
     check_actor_may_see(case, actor)
     if expected_version is not None and case.version != expected_version:
         raise Conflict(
@@ -184,10 +185,12 @@ def _apply(
         check_provider_accepted(session, case)
     today = dl.local_date(now)
     from_state = case.state
-    try:
-        flow_for(case).send(event)
-    except TransitionNotAllowed:
-        raise describe_refusal(case, event, actor) from None
+    # The flow's table (read from its machine once per process) and the machine's own
+    # guards: no machine is built per step.
+    target = target_of(case, event)
+    if target is None:
+        raise describe_refusal(case, event, actor)
+    case.state = target
     parsed = parse_event_data(
         spec.fields, spec.label, data or {}, today=today, facts=facts_of(case)
     )
@@ -200,6 +203,7 @@ def _apply(
         family=family,
         provider=provider,
         data=parsed,
+        clocks=Clocks(session, case, now, live),
     )
     step.from_state = from_state
     clocks = step.clocks
@@ -268,6 +272,9 @@ def record_step(
                 note=note,
                 expected_version=expected_version,
             )
+            # The step's rows as Core statements built once (the usual few rows);
+            # anything else a handler changed goes through the unit of work.
+            write_step(session, step.case, step.clocks)
         session.commit()
     return Recorded(step.case, list(step.warnings))
 

@@ -13,9 +13,11 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
@@ -115,22 +117,31 @@ if not event.contains(Session, "before_flush", audit.seal_new_rows):
 
 
 # Statements built once: building a select() costs more Python time than running it.
-_LIVE_DEADLINES = select(Deadline).where(
-    col(Deadline.case_id) == bindparam("case_id"),
-    (col(Deadline.status) == DeadlineStatus.open)
-    | (
-        (col(Deadline.status) == DeadlineStatus.missed)
-        & (
-            col(Deadline.next_action_at).is_not(None)
-            | (col(Deadline.closed_reason) == MISSED_OUTSTANDING)
-        )
-    ),
+_LIVE = (col(Deadline.status) == DeadlineStatus.open) | (
+    (col(Deadline.status) == DeadlineStatus.missed)
+    & (
+        col(Deadline.next_action_at).is_not(None)
+        | (col(Deadline.closed_reason) == MISSED_OUTSTANDING)
+    )
 )
+_LIVE_DEADLINES = select(Deadline).where(col(Deadline.case_id) == bindparam("case_id"), _LIVE)
 CASE_FAMILY_PROVIDER = (
     select(Case, Person, Provider)
     .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
     .outerjoin(Provider, col(Provider.id) == Case.provider_id)
     .where(col(Case.reference) == bindparam("reference"))
+)
+
+
+# A transition's one read: the case, its family contact, its provider and its live
+# clocks (one row per clock; the ORM's identity map keeps one Case).
+CASE_WITH_CLOCKS = (
+    select(Case, Person, Provider, Deadline)
+    .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+    .outerjoin(Provider, col(Provider.id) == Case.provider_id)
+    .outerjoin(Deadline, (col(Deadline.case_id) == Case.id) & _LIVE)
+    .where(col(Case.reference) == bindparam("reference"))
+    .order_by(col(Deadline.id))
 )
 
 
@@ -147,6 +158,21 @@ def load_case(session: Session, reference: str) -> tuple[Case, Person | None, Pr
     if row is None:
         raise not_found(reference)
     return row[0], row[1], row[2]
+
+
+def load_case_with_clocks(
+    session: Session, reference: str
+) -> tuple[Case, Person | None, Provider | None, list[Deadline]]:
+    """The case, its family contact, its provider and its live clocks in ONE query."""
+    rows = session.execute(CASE_WITH_CLOCKS, {"reference": reference.strip().upper()}).all()
+    if not rows:
+        raise not_found(reference)
+    case, family, provider, _ = rows[0]
+    clocks: dict[int, Deadline] = {}
+    for row in rows:
+        if row[3] is not None:
+            clocks.setdefault(id(row[3]), row[3])
+    return case, family, provider, list(clocks.values())
 
 
 def live_deadlines(session: Session, case: Case) -> list[Deadline]:
@@ -174,11 +200,18 @@ class Clocks:
     same outcome as one who recorded it at once.
     """
 
-    def __init__(self, session: Session, case: Case, now: dt.datetime) -> None:
+    def __init__(
+        self,
+        session: Session,
+        case: Case,
+        now: dt.datetime,
+        live: list[Deadline] | None = None,
+    ) -> None:
+        """``live``: the case's live clocks when already loaded with it."""
         self.session = session
         self.case = case
         self.now = now
-        self.live = live_deadlines(session, case)
+        self.live = live if live is not None else live_deadlines(session, case)
         self.opened: list[Deadline] = []
 
     def open(self, clock: Clock) -> Deadline:
@@ -252,6 +285,101 @@ class Clocks:
         elif deadline.status == DeadlineStatus.missed and _still_live(deadline):
             deadline.next_action_at = None
             deadline.closed_reason = (deadline.closed_reason + f"; then {reason}")[:200]
+
+
+# --- The transition's writes as Core statements ----------------------------------------------
+
+_CASES: Any = Case.__table__  # type: ignore[attr-defined]
+_DEADLINES: Any = Deadline.__table__  # type: ignore[attr-defined]
+_EVENTS: Any = CaseEvent.__table__  # type: ignore[attr-defined]
+_INSERT_EVENT = _EVENTS.insert()
+_INSERT_DEADLINE = _DEADLINES.insert().returning(_DEADLINES.c.id)
+
+
+@lru_cache(maxsize=512)
+def _update_case(columns: tuple[str, ...]) -> Any:
+    """UPDATE of these columns, version-checked and bumped; built once per column set."""
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in columns}
+    values["version"] = bindparam("v_version")
+    return (
+        update(_CASES)
+        .where(_CASES.c.id == bindparam("w_id"), _CASES.c.version == bindparam("w_version"))
+        .values(values)
+    )
+
+
+@lru_cache(maxsize=512)
+def _update_deadline(columns: tuple[str, ...]) -> Any:
+    return (
+        update(_DEADLINES)
+        .where(_DEADLINES.c.id == bindparam("w_id"))
+        .values({name: bindparam(f"v_{name}") for name in columns})
+    )
+
+
+def _changed(obj: Any) -> tuple[str, ...]:
+    """The columns set on ``obj`` since it was loaded (its ORM history)."""
+    return tuple(sorted(k for k in sa_inspect(obj).committed_state if k != "version"))
+
+
+def _columns(obj: Any, table: Any) -> dict[str, Any]:
+    return {c.name: getattr(obj, c.name) for c in table.c if getattr(obj, c.name) is not None}
+
+
+def write_step(session: Session, case: Case, clocks: Clocks) -> bool:
+    """Write one step's changes with Core statements built once per process; False when
+    the step changed anything else (then the session's unit of work writes it all).
+
+    The ORM's flush costs more than the statements it sends: sorting the units of work,
+    per-object events, identity bookkeeping. A transition changes the same few rows
+    every time (the case, its clocks, one audit row), so they are written here: the
+    version-checked UPDATE of the case (a lost race raises StaleDataError, a Conflict,
+    as the ORM's would), the audit row sealed into its chain (:func:`audit.seal_rows`,
+    which on PostgreSQL locks the case row first), the clocks met or cancelled and the
+    clocks opened. The written objects then leave the session (still readable), so
+    the commit has nothing left to flush.
+    """
+    if session.deleted:
+        return False
+    live = {id(d) for d in clocks.live}
+    opened = {id(d) for d in clocks.opened}
+    audit_rows = []
+    for obj in session.new:
+        if isinstance(obj, CaseEvent) and obj.case_id == case.id:
+            audit_rows.append(obj)
+        elif not (isinstance(obj, Deadline) and id(obj) in opened):
+            return False
+    changed_clocks = []
+    for obj in session.dirty:
+        if isinstance(obj, Deadline) and id(obj) in live and id(obj) not in opened:
+            changed_clocks.append(obj)
+        elif obj is not case:
+            return False
+    conn = session.connection()
+    loaded_version = sa_inspect(case).committed_state.get("version", case.version)
+    columns = _changed(case)
+    params = {f"v_{name}": getattr(case, name) for name in columns}
+    params.update(v_version=loaded_version + 1, w_id=case.id, w_version=loaded_version)
+    if conn.execute(_update_case(columns), params).rowcount != 1:
+        raise StaleDataError(f"{case.reference} changed since it was read")
+    audit_rows.sort(key=lambda o: sa_inspect(o).insert_order)
+    rows = [_columns(o, _EVENTS) for o in audit_rows]
+    audit.seal_rows(conn, rows)
+    if rows:
+        conn.execute(_INSERT_EVENT, rows)
+    for deadline in changed_clocks:
+        names = _changed(deadline)
+        if names:
+            values = {f"v_{name}": getattr(deadline, name) for name in names}
+            conn.execute(_update_deadline(names), {"w_id": deadline.id, **values})
+    for deadline in clocks.opened:
+        deadline.id = conn.execute(_INSERT_DEADLINE, _columns(deadline, _DEADLINES)).scalar_one()
+    for obj, row in zip(audit_rows, rows, strict=True):
+        obj.hash = row["hash"]
+    for obj in [case, *changed_clocks, *clocks.opened, *audit_rows]:
+        session.expunge(obj)
+    case.version = loaded_version + 1
+    return True
 
 
 def record_change(

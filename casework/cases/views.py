@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, bindparam, exists, func, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
@@ -239,10 +239,18 @@ def case_detail(
     with_notices: bool = True,
     with_views: bool = False,
     views_in_history: bool = False,
+    record: bool = False,
 ) -> CaseDetail:
-    """The case as ``actor`` may see it; another provider's case does not exist for them."""
+    """The case as ``actor`` may see it; another provider's case does not exist for them.
+
+    ``record``: this look is written to the case's audit trail in the same transaction
+    as the reads, committed before the detail is returned, so a page is shown only
+    once its view is recorded and the request commits once (see :func:`record_view`).
+    """
     case, family, provider = load_case(session, reference)
     check_actor_may_see(case, actor)
+    if record:
+        session.add(audit_event(case, actor=actor, event=VIEW_EVENT, at=now, from_state=case.state))
     allocation = live_allocation(session, case)
     allocation_provider = (
         session.get(Provider, allocation.provider_id) if allocation is not None else None
@@ -296,24 +304,23 @@ def case_detail(
         own = session.get(Provider, actor.provider_id)
         if own is None:
             raise not_found(reference)
-        return for_provider(detail, own)
-    if with_views:
-        detail.view_count = int(
-            session.execute(
-                select(func.count())
-                .select_from(CaseEvent)
-                .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == VIEW_EVENT)
-            ).scalar_one()
-        )
-        detail.recent_views = list(
-            session.execute(
-                select(CaseEvent)
-                .where(col(CaseEvent.case_id) == case.id, col(CaseEvent.event) == VIEW_EVENT)
-                .order_by(col(CaseEvent.id).desc())
-                .limit(10)
-            ).scalars()
-        )
+        detail = for_provider(detail, own)
+    elif with_views:
+        # The ten latest views and how many there are, in one statement.
+        recent = session.execute(_RECENT_VIEWS, {"case_id": case.id}).all()
+        detail.view_count = int(recent[0][1]) if recent else 0
+        detail.recent_views = [row[0] for row in recent]
+    if record:
+        session.commit()
     return detail
+
+
+_RECENT_VIEWS = (
+    select(CaseEvent, func.count().over())
+    .where(col(CaseEvent.case_id) == bindparam("case_id"), col(CaseEvent.event) == VIEW_EVENT)
+    .order_by(col(CaseEvent.id).desc())
+    .limit(10)
+)
 
 
 def record_view(session: Session, case: Case, actor: Actor, now: dt.datetime) -> None:

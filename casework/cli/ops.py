@@ -142,17 +142,103 @@ def startup_message(
     return "\n".join(parts)
 
 
-def run_server(app: Any, *, host: str, port: int, message: str) -> None:
+def run_server(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    message: str,
+    sockets: list[socket.socket] | None = None,
+) -> None:
     """Run uvicorn and print ``message`` once it is listening (after its start-up log)."""
     import uvicorn
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
-            if not self.should_exit:
+            if not self.should_exit and message:
                 typer.echo(message)
 
-    _Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
+    _Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run(sockets=sockets)
+
+
+def shared_listener(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` that other processes may bind too (SO_REUSEPORT).
+
+    Each web worker binds its own, and the kernel spreads new connections across them;
+    with one socket shared by every worker, the worker that wakes first takes each
+    connection, and keep-alive clients all end up on one process. The socket is made
+    with IPPROTO_TCP named: asyncio sets TCP_NODELAY only on a TCP socket that says so,
+    and a socket handed from process to process (uvicorn's ``--workers``) says protocol
+    0, so every response waited for the client's delayed ACK (Nagle, about 40 ms).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _web_worker(host: str, port: int, with_scheduler: bool, message: str) -> None:
+    """One of ``serve --workers N``: its own engine, app and listening socket."""
+    from casework import logs
+    from casework.web.app import create_app
+
+    logs.configure()
+    settings = get_settings().served_at(host, port)
+    app = create_app(settings, get_engine(settings), with_scheduler=with_scheduler)
+    run_server(app, host=host, port=port, message=message, sockets=[shared_listener(host, port)])
+
+
+def run_workers(host: str, port: int, *, workers: int, scheduler: bool, message: str) -> int:
+    """Run ``workers`` web processes on one port until they stop; their worst exit code.
+
+    The scheduler, if asked for, runs in the first worker only: APScheduler's job store
+    must not be shared. A SIGTERM (a process manager stopping the service) is passed on
+    to every worker, which finishes its requests and stops; when one worker ends, the
+    others are stopped too, so a process manager sees the service end and restarts it.
+    """
+    import multiprocessing
+    import signal
+    from multiprocessing.connection import wait
+
+    context = multiprocessing.get_context("spawn")
+    procs = [
+        context.Process(
+            target=_web_worker,
+            args=(host, port, scheduler and i == 0, message if i == 0 else ""),
+            name=f"casework-web-{i + 1}",
+        )
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+
+    asked_to_stop: list[bool] = []
+
+    def stop(*_args: Any) -> None:
+        asked_to_stop.append(True)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        wait([proc.sentinel for proc in procs])
+    except KeyboardInterrupt:  # Ctrl-C reached every worker too: let them finish
+        asked_to_stop.append(True)
+    finally:
+        ended_alone = not asked_to_stop
+        stop()
+        for proc in procs:
+            proc.join()
+        signal.signal(signal.SIGTERM, previous)
+    # uvicorn ends by re-raising the signal it stopped for: asked to stop, that is clean.
+    clean = {0} if ended_alone else {0, -signal.SIGTERM, -signal.SIGINT}
+    codes = [proc.exitcode or 0 for proc in procs]
+    return max((0 if code in clean else abs(code) or 1 for code in codes), default=0)
 
 
 @handles_errors
@@ -172,6 +258,14 @@ def serve(
             " (default: the manager's address in config)."
         ),
     ] = "",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Web processes sharing the port (one per CPU core); the scheduler runs"
+            " in the first.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the web app and the scheduler together: the embedded default."""
     from casework import logs
@@ -183,6 +277,12 @@ def serve(
     message = prepare_start(
         settings, engine, host=host, port=port, demo=demo, admin_email=admin_email
     )
+    if workers > 1:
+        engine.dispose()  # each worker opens its own connections
+        code = run_workers(host, port, workers=workers, scheduler=scheduler, message=message)
+        if code:
+            raise typer.Exit(code)
+        return
     web_app = create_app(settings, engine, with_scheduler=scheduler)
     run_server(web_app, host=host, port=port, message=message)
 

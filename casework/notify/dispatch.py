@@ -6,11 +6,19 @@ notice (the oldest due; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN
 IMMEDIATE`` on SQLite), commits the claim, sends it, and writes the outcome in one
 short transaction. No database session is held open across a provider call.
 
-The duplicate bound. A worker holds at most one claim per sender thread, and the
-first write after the provider accepts a message records the provider's id. So a
-crash (SIGKILL, power loss) can re-send only the notices in flight at that moment:
-**at most one duplicate per notice in flight at a crash**, at most
-``dispatch_concurrency`` per crashed worker. A reclaimed notice that already has a
+Claims and results are batched, not one commit per notice each: the senders take
+notices from a small queue the worker fills with ONE claim of up to one notice per
+sender, and an accepted send's outcome (the provider's id) waits in a buffer that is
+written, one transaction, once it holds one result per sender (and whenever a sender
+runs out of work). Claims stay alive by the lease heartbeat, never by a write per
+notice.
+
+The duplicate bound. A worker holds at most ``2 x dispatch_concurrency`` claims: at
+most one per sender being sent or waiting in the queue, and at most one per sender
+sent but not yet written (a claim is only made while fewer than that are held). A
+crash (SIGKILL, power loss) can re-send only those: **a crash re-sends at most the
+notices in flight plus the results not yet written, never more than twice the sender
+threads, and each at most once per crash**. A reclaimed notice that already has a
 provider id is finished, never resent. Neither SendGrid's v3 Mail Send nor Twilio's
 Messages API documents a request idempotency key, so none is sent; each request
 carries the notice's public id (``custom_args`` / the status callback URL), which
@@ -42,12 +50,12 @@ import random
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, or_, select, update
 
 from casework import deadlines as dl
 from casework.config import Settings
@@ -281,6 +289,12 @@ class _Budget:
         self._left = limit
         self._lock = threading.Lock()
 
+    def give_back(self, count: int) -> None:
+        """Claims taken from the budget but not made (nothing more was due)."""
+        if self._left is not None and count > 0:
+            with self._lock:
+                self._left += count
+
     def take(self) -> bool:
         if self._left is None:
             return True
@@ -351,6 +365,169 @@ def claim_one(
         ).first()
 
 
+def claim_batch(
+    engine: Engine, due_by: dt.datetime, at: dt.datetime, lease: dt.timedelta, me: str, n: int
+) -> list[Any]:
+    """Claim up to ``n`` notices in one transaction: dead workers' expired claims first,
+    then the oldest due (as :func:`claim_one`, ``n`` at a time)."""
+    d = Deadline.__table__  # type: ignore[attr-defined]
+    c = Case.__table__  # type: ignore[attr-defined]
+    with engine.connect().execution_options(claim=True) as conn, conn.begin():
+        _fast_commit(conn)
+        stale = (
+            select(_N.c.id)
+            .where(_N.c.status == NoticeStatus.sending, _N.c.claimed_at < at - lease)
+            .order_by(_N.c.claimed_at, _N.c.id)
+            .limit(n)
+        )
+        due = (
+            select(_N.c.id)
+            .where(_N.c.status == NoticeStatus.queued, _N.c.not_before <= due_by)
+            .order_by(_N.c.not_before, _N.c.id)
+        )
+        if conn.dialect.name == "postgresql":
+            stale = stale.with_for_update(skip_locked=True)
+            due = due.with_for_update(skip_locked=True)
+        ids = list(conn.execute(stale).scalars())
+        if len(ids) < n:
+            ids += conn.execute(due.limit(n - len(ids))).scalars()
+        if not ids:
+            return []
+        conn.execute(
+            update(_N)
+            .where(_N.c.id.in_(ids))
+            .values(status=NoticeStatus.sending, claimed_at=at, claimed_by=me)
+        )
+        rows = conn.execute(
+            select(_N, d.c.status.label("deadline_status"), c.c.state.label("case_state"))
+            .select_from(
+                _N.outerjoin(d, d.c.id == _N.c.deadline_id).outerjoin(c, c.c.id == _N.c.case_id)
+            )
+            .where(_N.c.id.in_(ids))
+        ).all()
+    order = {notice_id: i for i, notice_id in enumerate(ids)}
+    return sorted(rows, key=lambda row: order[row.id])
+
+
+class _Work:
+    """The worker's claimed notices, handed to its senders one at a time.
+
+    Claims are made in one transaction for up to one notice per sender, and only
+    while the worker holds fewer than ``2 x senders`` claims (queued here, being
+    sent, or sent with the outcome not yet written): that is the duplicate bound.
+    Claiming is serialised by a lock, so two senders never claim at once.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        now: dt.datetime,
+        clock: _Clock,
+        lease: dt.timedelta,
+        me: str,
+        senders: int,
+        budget: _Budget,
+        inflight: _InFlight,
+    ) -> None:
+        self._engine, self._now, self._clock, self._lease, self._me = engine, now, clock, lease, me
+        self._senders = senders
+        self._budget, self._inflight = budget, inflight
+        self._queue: deque[Any] = deque()
+        # Re-entrant: writing waiting results from here frees their claims (``done``).
+        self._lock = threading.RLock()
+        self._held = 0
+
+    @property
+    def limit(self) -> int:
+        return 2 * self._senders
+
+    def take(self, results: _Results) -> Any | None:
+        """The next notice to send, or None when nothing more is due this run."""
+        with self._lock:
+            if not self._queue:
+                if self._held >= self.limit:
+                    # Every claim this worker may hold is waiting for its write.
+                    for batch in results.take_all():
+                        results.write(batch)
+                room = min(self._senders, self.limit - self._held)
+                wanted = 0
+                while wanted < room and self._budget.take():
+                    wanted += 1
+                if wanted == 0:
+                    return None
+                rows = claim_batch(
+                    self._engine, self._now, self._clock(), self._lease, self._me, wanted
+                )
+                self._budget.give_back(wanted - len(rows))
+                for row in rows:
+                    self._inflight.add(row.id)
+                self._held += len(rows)
+                self._queue.extend(rows)
+            # Nothing due: this sender ends; one still sending claims again when it is
+            # done (what it does may queue more, such as an escalation due at once).
+            return self._queue.popleft() if self._queue else None
+
+    def done(self, count: int = 1) -> None:
+        """``count`` claims finished (outcome written, or released)."""
+        with self._lock:
+            self._held -= count
+
+
+class _Results:
+    """Accepted sends waiting for their write, written one batch per transaction."""
+
+    def __init__(self, engine: Engine, me: str, size: int, work_done: Any) -> None:
+        self._engine, self._me, self._size = engine, me, size
+        self._pending: list[_Sent] = []
+        self._lock = threading.Lock()
+        self._work_done = work_done
+        # What the writes found, whichever sender wrote them (merged into the run's result).
+        self.counts = DispatchResult()
+
+    def add(self, sent: _Sent) -> list[_Sent] | None:
+        """Keep ``sent``; a full batch to write comes back."""
+        with self._lock:
+            self._pending.append(sent)
+            if len(self._pending) < self._size:
+                return None
+            batch, self._pending = self._pending, []
+            return batch
+
+    def take_all(self) -> list[list[_Sent]]:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        return [batch] if batch else []
+
+    def write(self, batch: list[_Sent]) -> None:
+        """Write a batch's outcomes (retried on a fresh connection); then free its claims."""
+        try:
+            taken = _record_with_retries(self._engine, self._me, batch)
+        except Exception as exc:  # the database stayed away: the lease decides
+            log.warning("recording %d sent notices failed: %s", len(batch), type(exc).__name__)
+            with self._lock:
+                self.counts.errors += len(batch)
+        else:
+            for sent in batch:
+                if sent.row.id in taken:
+                    with self._lock:
+                        self.counts.resent_after_reclaim += 1
+                    log.warning(
+                        "sent after claim was taken over", extra={"notice_id": sent.row.public_id}
+                    )
+        finally:
+            self._work_done(batch)
+
+
+@dataclass
+class _Sent:
+    """A send the provider accepted, its outcome not written yet."""
+
+    row: Any
+    values: dict[str, Any]
+    event: dict[str, Any]
+    now: dt.datetime
+
+
 def dispatch(
     engine: Engine,
     now: dt.datetime,
@@ -378,12 +555,21 @@ def dispatch(
     result = DispatchResult()
     merge_lock = threading.Lock()
 
+    work = _Work(engine, now, clock, lease, me, senders, budget, inflight)
+
+    def written(batch: list[_Sent]) -> None:
+        for sent in batch:
+            inflight.discard(sent.row.id)
+        work.done(len(batch))
+
+    results = _Results(engine, me, senders, written)
+
     def sender() -> None:
         own = DispatchResult()
         try:
-            while budget.take():
+            while True:
                 try:
-                    row = claim_one(engine, now, clock(), lease, me)
+                    row = work.take(results)
                 except Exception as exc:  # database unreachable: end this run, retry next tick
                     log.warning("claim failed: %s", type(exc).__name__)
                     own.errors += 1
@@ -391,9 +577,9 @@ def dispatch(
                 if row is None:
                     return
                 own.claimed += 1
-                inflight.add(row.id)
+                accepted: _Sent | None = None
                 try:
-                    _deliver(engine, row, now, clock, settings, channels, me, rng, own)
+                    accepted = _deliver(engine, row, now, clock, settings, channels, me, rng, own)
                 except Exception as exc:
                     # This notice only: release it and go on with the next one.
                     log.warning(
@@ -403,9 +589,17 @@ def dispatch(
                     )
                     own.errors += 1
                     _release(engine, row.id, me, clock() + RELEASE_DELAY)
-                finally:
+                if accepted is None:
                     inflight.discard(row.id)
+                    work.done()
+                    continue
+                batch = results.add(accepted)
+                if batch is not None:
+                    results.write(batch)
         finally:
+            # Out of work (or failing): write what waits, this sender's and any other's.
+            for batch in results.take_all():
+                results.write(batch)
             with merge_lock:
                 result.merge(own)
 
@@ -416,6 +610,7 @@ def dispatch(
             with ThreadPoolExecutor(max_workers=senders, thread_name_prefix="sender") as pool:
                 for future in [pool.submit(sender) for _ in range(senders)]:
                     future.result()
+    result.merge(results.counts)
     return result
 
 
@@ -460,13 +655,15 @@ def _deliver(
     me: str,
     rng: random.Random,
     result: DispatchResult,
-) -> None:
+) -> _Sent | None:
+    """Send one claimed notice; an accepted send comes back for the batch write, any
+    other outcome is written here."""
     if row.provider_message_id:
         # Reclaimed after a crash between the provider's acceptance and the status
         # write: the provider has it, so it is sent. Sending again would duplicate it.
         _finish(engine, row.id, me, {"status": NoticeStatus.sent, "sent_at": now}, None)
         result.finished_on_reclaim += 1
-        return
+        return None
     kind = (row.context or {}).get("notice_kind", "event")
     skip_reason = None
     if row.deadline_id is not None and row.deadline_status in FINISHED_DEADLINE:
@@ -493,10 +690,10 @@ def _deliver(
             engine, row.id, me, {"status": NoticeStatus.skipped, "last_error": skip_reason}, None
         )
         result.skipped += 1
-        return
+        return None
     if row.channel == "post":
         _print_letter(engine, row, now, me, settings, result)
-        return
+        return None
     # A one-time code was asked for a moment ago by the family itself, and lasts
     # minutes: it is sent at once, whatever the hour.
     if row.channel == "sms" and kind != "code" and in_quiet_hours(now, settings):
@@ -512,7 +709,7 @@ def _deliver(
             None,
         )
         result.deferred += 1
-        return
+        return None
     context = dict(row.context or {})
     if row.recipient_role == "family" and row.case_id is not None and kind != "code":
         # Every notice to a family carries the link to its own page, rebuilt now so a
@@ -536,7 +733,7 @@ def _deliver(
             None,
             attempts=row.attempts,
         )
-        return
+        return None
     attachments = _attachments(engine, row)
     message = OutgoingMessage(
         notice_id=row.public_id,
@@ -551,12 +748,14 @@ def _deliver(
         sent = channel.send(message)
     except DeliveryError as exc:
         _failed_send(engine, row, now, me, exc, channel.name, settings, rng, result)
-        return
-    ok = _record_with_retries(
-        engine,
-        row,
-        me,
-        {
+        return None
+    result.sent += 1
+    result.by_channel[f"{row.channel}:{sent.provider}"] += 1
+    # Written with the next batch of results (see _Results): the claim stays ours,
+    # renewed by the heartbeat, until then.
+    return _Sent(
+        row=row,
+        values={
             "provider": sent.provider,
             "provider_message_id": sent.provider_message_id,
             "sent_at": now,
@@ -565,14 +764,11 @@ def _deliver(
             "last_error": "",
             "attempts": row.attempts + 1,
         },
-        _event(row.id, now, "attempt", "sent", f"{sent.provider} {sent.provider_message_id or ''}"),
-        now,
+        event=_event(
+            row.id, now, "attempt", "sent", f"{sent.provider} {sent.provider_message_id or ''}"
+        ),
+        now=now,
     )
-    if not ok:
-        result.resent_after_reclaim += 1
-        log.warning("sent after claim was taken over", extra={"notice_id": row.public_id})
-    result.sent += 1
-    result.by_channel[f"{row.channel}:{sent.provider}"] += 1
 
 
 class _LostClaim(Exception):
@@ -729,62 +925,85 @@ def _attachments(engine: Engine, row: Any) -> tuple[Attachment, ...]:
 RECORD_TRIES = 3
 
 
-def _record_with_retries(
-    engine: Engine,
-    row: Any,
-    me: str,
-    values: dict[str, Any],
-    event: dict[str, Any],
-    now: dt.datetime,
-) -> bool:
-    """Record an accepted send, trying again on a fresh connection if the write fails.
+def _record_with_retries(engine: Engine, me: str, batch: list[_Sent]) -> set[int]:
+    """Record accepted sends, trying again on a fresh connection if the write fails.
 
-    The provider already has the message: releasing the notice now would send it
+    The provider already has the messages: releasing the notices now would send them
     twice, so a dropped connection (a failover, a killed backend) is retried first.
-    Only when the database stays unreachable does the error reach the sender, and
-    the lease decides.
+    Only when the database stays unreachable does the error reach the caller, and
+    the lease decides. Returns the ids another worker had taken over.
     """
     for attempt in range(1, RECORD_TRIES + 1):
         try:
-            return _record_sent(engine, row, me, values, event, now)
+            return _record_sent(engine, me, batch)
         except Exception as exc:
             if attempt == RECORD_TRIES:
                 raise
-            log.warning("recording a sent notice failed, retrying: %s", type(exc).__name__)
+            log.warning("recording sent notices failed, retrying: %s", type(exc).__name__)
             time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _record_sent(
-    engine: Engine,
-    row: Any,
-    me: str,
-    values: dict[str, Any],
-    event: dict[str, Any],
-    now: dt.datetime,
-) -> bool:
-    """The provider accepted: store its id first, in one transaction with the status.
-
-    A receipt may have beaten us here (the webhook is fast, the commit was slow) and
-    already marked the notice delivered or failed: the provider id, text and attempt
-    are stored all the same and that later status is kept. Only a claim taken over
-    by another worker (``claimed_by`` changed) stops the write.
-    """
-    still_mine = (_N.c.id == row.id) & (_N.c.claimed_by == me)
-    # ``sent`` too: a retried write whose first try did commit must find its row.
-    live = _N.c.status.in_(
-        [NoticeStatus.sending, NoticeStatus.sent, NoticeStatus.delivered, NoticeStatus.failed]
+_SENT_VALUES = ("provider", "provider_message_id", "sent_at", "subject", "body", "last_error")
+# One statement for a whole batch (executemany): each row's own values, bound by name.
+_RECORD_SENT = (
+    update(_N)
+    .where(
+        _N.c.id == bindparam("notice"),
+        _N.c.claimed_by == bindparam("me"),
+        # ``sent`` too: a retried write whose first try did commit must find its row.
+        # (OR, not IN: an IN list is expanded per execution, which executemany refuses.)
+        or_(
+            *(
+                _N.c.status == status
+                for status in (
+                    NoticeStatus.sending,
+                    NoticeStatus.sent,
+                    NoticeStatus.delivered,
+                    NoticeStatus.failed,
+                )
+            )
+        ),
     )
-    status = case((_N.c.status == NoticeStatus.sending, NoticeStatus.sent), else_=_N.c.status)
-    with engine.begin() as conn:
+    .values(
+        status=case((_N.c.status == NoticeStatus.sending, NoticeStatus.sent), else_=_N.c.status),
+        attempts=bindparam("v_attempts"),
+        **{name: bindparam(f"v_{name}") for name in _SENT_VALUES},
+    )
+)
+
+
+def _record_sent(engine: Engine, me: str, batch: list[_Sent]) -> set[int]:
+    """The provider accepted: store its ids, the status and the attempt events, one
+    transaction for the batch.
+
+    A receipt may have beaten us here (the webhook is fast, the write waited for its
+    batch) and already marked a notice delivered or failed: the provider id, text and
+    attempt are stored all the same and that later status is kept. Only a claim taken
+    over by another worker (``claimed_by`` changed) stops a row's write.
+    """
+    ids = [sent.row.id for sent in batch]
+    with engine.connect().execution_options(claim=True) as conn, conn.begin():
         _fast_commit(conn)
-        changed = conn.execute(
-            update(_N).where(still_mine, live).values(status=status, **values)
-        ).rowcount
-        conn.execute(_EVENTS.insert(), [event])
-        if values["provider"] != "outbox":
-            close_alarms(conn, values["provider"], now)
-    return bool(changed)
+        ours = set(
+            conn.execute(select(_N.c.id).where(_N.c.id.in_(ids), _N.c.claimed_by == me)).scalars()
+        )
+        conn.execute(
+            _RECORD_SENT,
+            [
+                {
+                    "notice": sent.row.id,
+                    "me": me,
+                    "v_attempts": sent.values["attempts"],
+                    **{f"v_{name}": sent.values[name] for name in _SENT_VALUES},
+                }
+                for sent in batch
+            ],
+        )
+        conn.execute(_EVENTS.insert(), [sent.event for sent in batch])
+        for provider in sorted({sent.values["provider"] for sent in batch} - {"outbox"}):
+            close_alarms(conn, provider, batch[-1].now)
+    return set(ids) - ours
 
 
 def _failed_send(

@@ -8,8 +8,8 @@ a provider's reach is identical through either door.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from sqlmodel import Session
@@ -21,13 +21,37 @@ from casework.models import User, UserSession
 
 SESSION_COOKIE = "casework_session"
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 
 def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
+def records_reads(endpoint: _F) -> _F:
+    """Mark a route whose reading writes an audit row (a case page: who looked).
+
+    Its request runs in ONE transaction that begins as a writer (``claim``: BEGIN
+    IMMEDIATE on SQLite), so the reads and the view's audit row commit together.
+    A reader's transaction on SQLite takes its snapshot at its first read and, if
+    another writer commits before it writes, is refused ("database is locked");
+    beginning as the writer queues it behind the other instead. PostgreSQL ignores
+    the option.
+    """
+    endpoint.records_reads = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def begin_request_transaction(request: Request, session: Session) -> None:
+    """Begin the request's transaction now, as a writer if its route records reads."""
+    claims = getattr(request.scope.get("endpoint"), "records_reads", False)
+    if claims and not session.in_transaction():
+        session.connection(execution_options={"claim": True})
+
+
 def get_session(request: Request) -> Iterator[Session]:
     with Session(request.app.state.engine, expire_on_commit=False) as session:
+        begin_request_transaction(request, session)
         yield session
 
 
@@ -60,6 +84,8 @@ def get_page_user(request: Request, session: SessionDep, now: NowDep) -> tuple[U
     resolved = auth.resolve_session(session, request.cookies.get(SESSION_COOKIE), now=now)
     if resolved is None:
         raise NotSignedIn()
+    # Sliding the session's expiry commits (once a minute): begin the next one likewise.
+    begin_request_transaction(request, session)
     request.state.user = resolved[0]
     request.state.csrf_token = resolved[1].csrf_token
     settings: Settings = request.app.state.settings

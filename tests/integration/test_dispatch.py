@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, event, func, select, text, update
 from sqlmodel import Session, col
 
 from casework import cases
@@ -858,7 +858,9 @@ def test_a_worker_claims_only_what_its_senders_are_sending_oldest_first(
         engine, later, settings, channels={"sms": watching, "email": watching}, concurrency=4
     )
     assert result.sent == 20
-    assert max(watching.claimed_during_send) <= 4
+    # The duplicate bound: never more claims than twice the senders (one being sent or
+    # queued, one sent and waiting for its batch's write, per sender).
+    assert max(watching.claimed_during_send) <= 2 * 4
     assert max(watching.claimed_during_send) >= 2  # the senders really overlapped
 
     # With one sender, the order of sending is the order of queueing.
@@ -875,6 +877,43 @@ def test_a_worker_claims_only_what_its_senders_are_sending_oldest_first(
     dispatch(engine, later, settings, channels={"sms": one, "email": one}, concurrency=1)
     assert one.order == expected
     assert set(one.claimed_during_send) == {1}
+
+
+def test_claims_and_results_are_written_in_batches_within_the_duplicate_bound(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """Fewer commits than notices (one claim per batch, one write per batch of results),
+    and at no moment more claims than twice the sender threads: all a crash can re-send."""
+    for k in range(20):  # 40 notices
+        open_request(session, settings, now=OPEN + dt.timedelta(minutes=k))
+    later = OPEN + dt.timedelta(hours=1)
+    watching = Watching(engine, pause=0.01)
+    commits: list[int] = []
+
+    def listen(conn: Any) -> None:
+        commits.append(1)
+
+    event.listen(engine, "commit", listen)
+    try:
+        result = dispatch(
+            engine, later, settings, channels={"sms": watching, "email": watching}, concurrency=4
+        )
+    finally:
+        event.remove(engine, "commit", listen)
+    assert result.sent == 40 and result.resent_after_reclaim == 0
+    assert max(watching.claimed_during_send) <= 2 * 4
+    # Per notice one claim commit and one result commit before; now each is per batch
+    # (the heartbeat's renewals add a few on a slow machine).
+    assert len(commits) < 40, len(commits)
+    with engine.connect() as conn:
+        rows = conn.execute(select(Notice.status, Notice.provider_message_id)).all()
+        sent_events = conn.execute(
+            select(func.count())
+            .select_from(DeliveryEvent)
+            .where(col(DeliveryEvent.status) == "sent")
+        ).scalar_one()
+    assert {r.status for r in rows} == {"sent"} and all(r.provider_message_id for r in rows)
+    assert sent_events == 40
 
 
 def test_a_live_worker_renews_its_claim_while_a_send_takes_long(

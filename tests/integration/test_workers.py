@@ -303,8 +303,9 @@ def test_dispatchers_killed_mid_send_lose_nothing_and_duplicate_at_most_what_was
     assert lost == 0 and set(accepted) == set(notices)
     # The kills really landed mid-dispatch.
     assert sum(stranded_per_kill) > 0, "no kill left a claim behind: the test proved nothing"
-    # A crash strands only what the senders were sending: claims sized to the pool.
-    assert max(stranded_per_kill) <= concurrency, stranded_per_kill
+    # A crash strands only what the worker held: the notices in flight plus the results
+    # not yet written, never more than twice the sender threads.
+    assert max(stranded_per_kill) <= 2 * concurrency, stranded_per_kill
     # The stated bound: at most one duplicate per notice in flight at a crash.
     for public_id, extra in duplicates.items():
         assert extra <= in_flight_at_kill[public_id], (public_id, extra, seed)

@@ -21,13 +21,12 @@ from casework.cases import allocation, family
 from casework.config import Settings
 from casework.law import load_law
 from casework.models import Case, Provider, User, UserSession
-from casework.web.deps import NowDep, PageUserDep, SessionDep
+from casework.web.deps import NowDep, PageUserDep, SessionDep, records_reads
 from casework.web.pages.case_view import (
     build_case_view,
     download,
     load_case,
     post_case_event,
-    record_view,
     refusal_page,
     render_case_view,
 )
@@ -73,17 +72,22 @@ def case_page(
     record: bool = False,
     warned: bool = False,
 ) -> HTMLResponse:
-    """The adviser's case page, optionally re-rendered with one form's errors."""
-    found = load_case(session, reference)
-    if found is None:
-        raise not_found()
-    case, _family = found
-    if record:
-        record_view(session, case, user, now, "web")
+    """The adviser's case page, optionally re-rendered with one form's errors.
+
+    ``record``: the look is written to the case's audit trail in the request's one
+    transaction (the route is marked :func:`records_reads`).
+    """
+    try:
+        view = build_case_view(
+            session, reference, user, now, request.app.state.settings, record=record
+        )
+    except cases.NotFound:
+        raise not_found() from None
+    case = view.case
     return render_case_view(
         request,
         "case.html",
-        build_case_view(session, case, user, now, request.app.state.settings),
+        view,
         status_code=status_code,
         errors=errors,
         open_event=open_event,
@@ -104,6 +108,7 @@ def case_page(
 
 
 @router.get("/cases/{reference}")
+@records_reads
 def case_get(
     request: Request,
     session: SessionDep,

@@ -189,7 +189,7 @@ def _notice_entry(n: Notice, deliveries: Sequence[DeliveryEvent]) -> TimelineEnt
 
 def build_case_view(
     session: Session,
-    case: Case,
+    case: Case | str,
     user: User,
     now: dt.datetime,
     settings: Settings,
@@ -197,19 +197,22 @@ def build_case_view(
     channel: str = "web",
     with_notices: bool = True,
     events: Iterable[str] | None = None,
+    record: bool = False,
 ) -> CaseView:
     """The case page from the one read model of a case (:func:`casework.cases.case_detail`).
 
     ``events`` narrows the offered actions further (the portal offers a provider's
     steps only once it has accepted the case); who may record what is the use case's.
+    ``record`` writes this look to the audit trail in the reads' one transaction.
     """
     detail = cases.case_detail(
         session,
-        case.reference,
+        case if isinstance(case, str) else case.reference,
         actor=auth.actor_for(user, channel),
         now=now,
         with_notices=with_notices,
         with_views=True,
+        record=record,
     )
     deadlines = [
         DeadlineRow(

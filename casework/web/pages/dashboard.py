@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -25,6 +27,7 @@ from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
 from casework.web.pages.case_view import next_deadlines
 from casework.web.pages.common import (
+    COUNTS_TTL_SECONDS,
     RagStatus,
     rag_for,
     redirect,
@@ -79,6 +82,23 @@ def provider_names(session: Session) -> dict[int, str]:
 
 def provider_list(session: Session) -> list[Provider]:
     return list(session.execute(select(Provider).order_by(col(Provider.name))).scalars())
+
+
+def cached_providers(app: Any, session: Session) -> list[Provider]:
+    """The providers for the filter and the list, re-read at most every 15 seconds per app.
+
+    Providers change when the service's configuration is loaded, not from these pages;
+    the list's own rows are always live, only the names beside them may lag.
+    """
+    cached: tuple[float, list[Provider]] | None = getattr(app.state, "providers", None)
+    moment = time.monotonic()
+    if cached is not None and cached[0] > moment:
+        return cached[1]
+    providers = provider_list(session)
+    for provider in providers:  # detached: shared, read-only, by the requests that reuse them
+        session.expunge(provider)
+    app.state.providers = (moment + COUNTS_TTL_SECONDS, providers)
+    return providers
 
 
 def _day(raw: str, words: str, name: str) -> dt.date | None:
@@ -157,7 +177,7 @@ def dashboard(
     except cases.ValidationFailed as exc:
         error = str(exc)
     soonest = next_deadlines(session, [r.case.id for r in found.rows if r.case.id is not None])
-    providers = provider_list(session)
+    providers = cached_providers(request.app, session)
     names = {p.id: p.name for p in providers}
     table = []
     for row in found.rows:

@@ -1,0 +1,131 @@
+"""A transition costs at most 8 statements and exactly one commit, on both databases.
+
+Counted with SQLAlchemy's ``before_cursor_execute`` (transaction control not counted)
+and ``commit`` events on the engine, for the steps that write the most: a step that
+meets one clock and opens another and queues notices (choose mediation, decline,
+issue the certificate). The statements: the case with its family, provider and live
+clocks (1), the notices (1), the chain's end for the audit row (1; on PostgreSQL the
+case row is locked first, 1 more), the version-checked UPDATE of the case (1), the
+audit row (1), the clocks met (1) and opened (1).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, text
+from sqlmodel import Session
+
+from casework import cases
+from casework.cases.unit import load_case_with_clocks
+from casework.config import Settings
+from tests.conftest import at
+from tests.factories import advance, allocate_to, create_case
+
+MAX_STATEMENTS = 8
+TX_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@dataclass
+class Counted:
+    statements: list[str] = field(default_factory=list)
+    commits: int = 0
+
+
+@contextmanager
+def counting(engine: Engine) -> Iterator[Counted]:
+    seen = Counted()
+
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith(TX_CONTROL):
+            seen.statements.append(statement)
+
+    def committed(conn: Any) -> None:
+        seen.commits += 1
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "commit", committed)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "commit", committed)
+
+
+def _step(
+    engine: Engine, session: Session, settings: Settings, case: Any, name: str, **data: Any
+) -> tuple[Any, Counted]:
+    with counting(engine) as counted:
+        moved = advance(session, settings, case, name, now=at("2026-11-12"), **data)
+    assert counted.commits == 1, name
+    assert len(counted.statements) <= MAX_STATEMENTS, (name, counted.statements)
+    return moved, counted
+
+
+def test_each_transition_is_at_most_8_statements_and_one_commit(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    declined = create_case(session, settings)
+    case, _ = _step(engine, session, settings, declined, "advise")
+    case, counted = _step(engine, session, settings, case, "decline", declined_on="2026-11-12")
+    assert any(s.startswith("UPDATE deadlines") for s in counted.statements)
+    assert any(s.startswith("INSERT INTO deadlines") for s in counted.statements)
+    case, counted = _step(
+        engine, session, settings, case, "issue_certificate", certificate_on="2026-11-12"
+    )
+    assert case.state == "certificate_issued" and case.version == 4
+
+    mediating = create_case(session, settings)
+    advance(session, settings, mediating, "advise")
+    allocate_to(
+        session, mediating.reference, "collis", now=at("2026-11-10", "11:00"), settings=settings
+    )
+    case, counted = _step(
+        engine, session, settings, mediating, "choose_mediation", chose_on="2026-11-12"
+    )
+    assert case.state == "mediating"
+    assert any(s.startswith("INSERT INTO notices") for s in counted.statements)
+
+
+def test_a_writer_that_lost_the_race_is_refused_and_writes_nothing(
+    engine: Engine, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Core UPDATE is version-checked as the ORM's was: another writer between this
+    one's read and its write makes it a Conflict (PostgreSQL: no row matched the version;
+    SQLite: the stale snapshot is refused), and nothing of it is written."""
+    case = create_case(session, settings)
+    events_before = _events(engine, case.id)
+
+    def load_then_lose_the_race(session: Session, reference: str) -> Any:
+        loaded = load_case_with_clocks(session, reference)
+        with engine.begin() as other:  # someone else changes the case meanwhile
+            other.execute(
+                text("UPDATE cases SET version = version + 1 WHERE id = :id"), {"id": case.id}
+            )
+        return loaded
+
+    # The module, not the function of the same name the package exports.
+    advance_module = sys.modules["casework.cases.advance"]
+    monkeypatch.setattr(advance_module, "load_case_with_clocks", load_then_lose_the_race)
+    with pytest.raises(cases.Conflict):
+        advance(session, settings, case, "advise")
+    with engine.connect() as conn:
+        state, version = conn.execute(
+            text("SELECT state, version FROM cases WHERE id = :id"), {"id": case.id}
+        ).one()
+    assert (state, version) == ("requested", 2)
+    assert _events(engine, case.id) == events_before
+
+
+def _events(engine: Engine, case_id: int | None) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM case_events WHERE case_id = :id"), {"id": case_id}
+            ).scalar_one()
+        )
