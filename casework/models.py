@@ -697,7 +697,9 @@ class UserSession(SQLModel, table=True):
     # The user's session epoch when the password was checked (see ``User.session_epoch``).
     epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # What the browser said it was, so an administrator can tell one session from another.
-    user_agent: str = Field(default="", max_length=300, sa_column_kwargs={"server_default": ""})
+    user_agent: str = Field(
+        default="", max_length=300, sa_column_kwargs={"server_default": text("''")}
+    )
 
 
 class RecoveryCode(SQLModel, table=True):

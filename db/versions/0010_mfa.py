@@ -32,7 +32,7 @@ def upgrade() -> None:
             sa.Column(
                 "user_agent",
                 sqlmodel.sql.sqltypes.AutoString(length=300),
-                server_default="",
+                server_default=sa.text("''"),
                 nullable=False,
             )
         )

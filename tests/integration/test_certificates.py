@@ -325,7 +325,7 @@ def test_a_correction_supersedes_and_the_verify_check_says_so(
     number, old_code = first.certificate_number or "", first.verification_code or ""
     cases.update_case_facts(
         session, case.reference, now=at("2026-11-25"), actor=ADVISER, settings=settings,
-        decision_type="refuse_plan",
+        decision_type="refuse_plan", note="the LA refused a plan, not an assessment",
     )  # fmt: skip
     new = reissue_certificate(
         session,

@@ -13,6 +13,7 @@ from icalendar import Calendar
 from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
+from casework import cases
 from casework.cases.errors import TransitionRefused
 from casework.config import Settings, load_settings
 from casework.models import Case, CaseEvent, Document, Notice
@@ -29,6 +30,21 @@ def mediating(session: Session, settings: Settings) -> Case:
     advance(session, settings, case, "advise", now=at("2026-11-10"))
     allocate_to(
         session, case.reference, "solution-talk", now=at("2026-11-10", "11:00"), settings=settings
+    )
+    # Accepted: the family is told a provider's name only once it has accepted the case.
+    provider = cases.find_provider(session, "solution-talk")
+    cases.respond_to_allocation(
+        session,
+        case.reference,
+        accept=True,
+        now=at("2026-11-10", "12:00"),
+        actor=cases.Actor(
+            id="user:kim@solution-talk.example.org",
+            role="provider",
+            channel="portal",
+            provider_id=provider.id,
+        ),
+        settings=settings,
     )
     return advance(
         session, settings, case, "choose_mediation", now=at("2026-11-12"), health_care="no"
@@ -146,7 +162,7 @@ def test_rearranging_keeps_the_uid_and_bumps_the_sequence_then_cancel(
         third.id,
         None,
     )
-    session.refresh(case)
+    case = session.get(Case, case.id)  # the step wrote the case with Core: load it again
     assert case.meeting_on is None
     # A new meeting after a cancellation is a new calendar entry: new UID, sequence 0.
     schedule(session, settings, case, meeting_on="2026-12-14")
