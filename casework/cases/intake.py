@@ -353,6 +353,11 @@ def open_case_reviewed(
     today = dl.local_date(now)
     checked = check_intake(intake, today=today)
     duplicates = possible_duplicates(session, intake)
+    # The lookup's read ends here and the writes begin IMMEDIATE on SQLite (as
+    # record_view): a deferred transaction that read first would, after waiting behind
+    # another intake's commit, find its snapshot stale and fail "database is locked".
+    session.commit()
+    session.connection(execution_options={"claim": True})
     prefix = (
         settings.reference_prefix_mediation
         if checked.kind == CaseKind.mediation
