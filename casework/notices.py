@@ -145,6 +145,7 @@ class NoticeReason(StrEnum):
     deadline_passed = "deadline_passed"
     case_withdrawn = "case_withdrawn"
     contact_changed = "contact_changed"
+    anonymised = "anonymised"  # retention or an erasure removed the family's details
     # Failed: the provider or the network said no.
     number_invalid = "number_invalid"
     not_a_mobile = "not_a_mobile"

@@ -55,6 +55,7 @@ from casework.models import (
     UserSession,
     WebhookBatch,
 )
+from casework.notices import NoticeReason, reason_text
 from casework.states import FINAL_STATES
 
 # What anonymised personal text reads as (the same marker the audit trail uses).
@@ -461,7 +462,10 @@ def anonymise_case(
                 col(Notice.id).in_(notice_ids),
                 col(Notice.status).in_([NoticeStatus.queued, NoticeStatus.sending]),
             )
-            .values(status=NoticeStatus.skipped, last_error="personal data removed")
+            .values(
+                status=NoticeStatus.skipped,
+                last_error=reason_text(NoticeReason.anonymised, "personal data removed"),
+            )
         )
     for request in session.execute(
         select(DataRequest).where(col(DataRequest.case_id) == case_id)

@@ -169,6 +169,9 @@ NOTICE_REASON_WORDS: dict[str, str] = {
         "not sent: after the family's contact details changed, neither their email address"
         " nor a mobile number they agreed to be texted on could take it"
     ),
+    NoticeReason.anonymised: (
+        "not sent: the family's personal details were removed (retention or erasure)"
+    ),
     NoticeReason.number_invalid: "failed: the phone number does not exist",
     NoticeReason.not_a_mobile: "failed: the number cannot receive text messages (a landline?)",
     NoticeReason.opted_out: "failed: the family replied STOP, so texts to this number are blocked",

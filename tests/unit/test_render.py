@@ -96,6 +96,7 @@ _CLOCKS: dict[str, dl.Clock] = {
     "allocation_acceptance": dl.service_target(
         dl.DeadlineKind.allocation_acceptance, D(2026, 9, 28), 2, "allocated to Link Mediation"
     ),
+    "data_request": dl.data_request_deadline(D(2026, 8, 30)),
 }
 
 
