@@ -20,21 +20,33 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from casework import deadlines as dl
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.errors import NotFound, NotPermitted, ValidationFailed
 from casework.cases.notes import notes_of
 from casework.cases.unit import audit_event, require_aware
-from casework.cases.views import CASE_FACTS, case_deadlines, case_events, event_details
+from casework.cases.views import (
+    CASE_FACTS,
+    VIEW_EVENT,
+    case_deadlines,
+    case_events,
+    event_details,
+)
 from casework.cases.words import (
+    CHANNEL_WORDS,
+    DEADLINE_STATUS_WORDS,
     DEADLINE_WORDS,
+    NOTICE_STATUS_WORDS,
     actor_words,
     document_words,
     moment_words,
     state_words,
+    template_words,
 )
 from casework.contacts import ContactError, normalise_email, normalise_phone
 from casework.models import Case, DeliveryEvent, Document, Notice, Person
+from casework.pdf import render_pdf
 
 MAY_EXPORT = frozenset({"manager", "admin"})
 # The case's own fields in the export: who and what it is, then every fact it holds.
@@ -209,6 +221,78 @@ def _case_record(session: Session, case: Case) -> dict[str, Any]:
     }
 
 
+def _readable(session: Session, case: Case) -> dict[str, Any]:
+    """One case for the PDF summary: only words a person reads, never codes or ISO times.
+
+    The JSON beside it is the complete machine-readable record; this is the account a
+    parent can read (and a screen reader can read aloud: the PDF is tagged).
+    """
+    from casework.cases.effects import event_label
+
+    family = session.execute(select(Person).where(col(Person.case_id) == case.id)).scalars().first()
+    facts: list[tuple[str, str]] = [
+        ("Where the case is now", state_words(case.state)),
+        ("Opened", moment_words(case.opened_at)),
+    ]
+    if case.child_name:
+        facts.append(("Child or young person", case.child_name))
+    if case.decision_date:
+        facts.append(("Date of the council's decision letter", dl.fmt(case.decision_date)))
+    if family is not None:
+        facts.append(("Your name", family.name))
+        if family.phone:
+            facts.append(("Your telephone number", family.phone))
+        if family.email:
+            facts.append(("Your email address", family.email))
+    events = case_events(session, case, include_views=True)
+    notices = session.execute(
+        select(Notice)
+        .where(col(Notice.case_id) == case.id, col(Notice.recipient_role) == "family")
+        .order_by(col(Notice.id))
+    ).scalars()
+    notes = notes_of(session, case)
+    return {
+        "reference": case.reference,
+        "facts": facts,
+        "clocks": [
+            (
+                DEADLINE_WORDS.get(d.kind, "A time limit"),
+                dl.fmt(d.due_date),
+                DEADLINE_STATUS_WORDS.get(d.status, "Recorded"),
+            )
+            for d in case_deadlines(session, case)
+        ],
+        "history": [
+            (moment_words(e.at), event_label(e.event, case.kind), actor_words(e.actor))
+            for e in events
+            if e.event != VIEW_EVENT
+        ],
+        "messages": [
+            (
+                moment_words(n.created_at),
+                n.subject or template_words(n.template),
+                CHANNEL_WORDS.get(n.channel, "Another way"),
+                NOTICE_STATUS_WORDS.get(n.status, "Recorded"),
+            )
+            for n in notices
+        ],
+        "documents": [
+            f"{document_words(d.kind)}, version {d.version}, made {moment_words(d.created_at)}"
+            + (" (replaced by a correction)" if d.superseded_by is not None else "")
+            for d in _documents(session, case)
+        ],
+        "notes_text": (
+            f"{len(notes)} notes and calls are recorded on your case; record.json holds"
+            " their words."
+            if notes
+            else "None."
+        ),
+        "looks": [
+            (moment_words(e.at), actor_words(e.actor)) for e in events if e.event == VIEW_EVENT
+        ],
+    }
+
+
 def _summary(records: list[dict[str, Any]], made: dt.datetime) -> str:
     lines = [
         "Everything we hold about you",
@@ -237,8 +321,13 @@ def export_subject_access(
     reference: str | None = None,
     phone: str | None = None,
     email: str | None = None,
+    service_name: str = "Our service",
 ) -> bytes:
-    """The ZIP of everything held about the person; the export is recorded on each case."""
+    """The ZIP of everything held about the person; the export is recorded on each case.
+
+    It holds record.json (every detail, machine-readable), summary.pdf (the same in
+    words a parent reads, tagged for a screen reader), summary.txt and every document.
+    """
     now = require_aware(now)
     if actor.role not in MAY_EXPORT:
         raise NotPermitted("Only a manager can export what is held about a person.")
@@ -253,6 +342,18 @@ def export_subject_access(
             ),
         )
         archive.writestr("summary.txt", _summary(records, now))
+        archive.writestr(
+            "summary.pdf",
+            render_pdf(
+                "subject_access.html",
+                {
+                    "title": "Everything we hold about you",
+                    "service_name": service_name,
+                    "made_text": moment_words(now),
+                    "cases": [_readable(session, case) for case in found],
+                },
+            ),
+        )
         for case in found:
             for document in _documents(session, case):
                 archive.writestr(_document_path(case, document), document.content)

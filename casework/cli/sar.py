@@ -27,9 +27,15 @@ def sar_export(
     if out.exists():
         fail(f"{out} already exists: choose a new file name")
     actor = cases.Actor(id=cli_actor().id, role="manager", channel="cli")
-    with open_session() as (session, _settings):
+    with open_session() as (session, settings):
         data = export_subject_access(
-            session, now=parse_at(at), actor=actor, reference=case, phone=phone, email=email
+            session,
+            now=parse_at(at),
+            actor=actor,
+            reference=case,
+            phone=phone,
+            email=email,
+            service_name=settings.service.name,
         )
     out.write_bytes(data)
     typer.echo(f"wrote {out} ({len(data):,} bytes)")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import pytest
+from pypdf import PdfReader
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -23,8 +25,15 @@ B = {"name": "Blake Bystander", "phone": "07911 200300", "email": "blake@example
 
 
 def _unzip(data: bytes) -> str:
+    """Every file's text: the JSON and text files as they are, each PDF's extracted words."""
+
+    def text_of(name: str, content: bytes) -> str:
+        if name.endswith(".pdf"):
+            return " ".join(p.extract_text() for p in PdfReader(io.BytesIO(content)).pages)
+        return content.decode()
+
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return "\n".join(archive.read(name).decode() for name in archive.namelist())
+        return "\n".join(text_of(name, archive.read(name)) for name in archive.namelist())
 
 
 def test_a_persons_export_holds_their_cases_and_nobody_elses(
@@ -75,6 +84,18 @@ def test_a_persons_export_holds_their_cases_and_nobody_elses(
         "Blake's note",
     ):
         assert theirs not in text, theirs
+    # The readable account: a tagged PDF in words, with this family's cases and no other's.
+    pdf = PdfReader(io.BytesIO(zipfile.ZipFile(io.BytesIO(data)).read("summary.pdf")))
+    assert "/StructTreeRoot" in pdf.trailer["/Root"], "tagged for a screen reader"
+    words = " ".join(page.extract_text() for page in pdf.pages)
+    assert "Everything we hold about you" in words
+    assert "IAS Manchester made this on" in words or "made this on" in words
+    for mine in (first.reference, second.reference, A["name"], "Ash Applicant", "Call logged"):
+        assert mine in words, mine
+    for theirs in (B["name"], other.reference, "Bea Bystander"):
+        assert theirs not in words, theirs
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T", words), "no ISO timestamps, only words"
+    assert "advise" not in words.split(), "event names in words, not codes"
     first_record = next(c for c in record["cases"] if c["case"]["reference"] == first.reference)
     assert first_record["who_looked"], "the views of the record are part of it"
     assert first_record["messages"], "the messages sent to the family are part of it"

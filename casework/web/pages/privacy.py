@@ -419,13 +419,22 @@ def subject_access_get(
 
 @router.post("/cases/{reference}/subject-access")
 def subject_access_download(
-    session: SessionDep, now: NowDep, signed_in: PageUserDep, form: CheckedForm, reference: str
+    request: Request,
+    session: SessionDep,
+    now: NowDep,
+    signed_in: PageUserDep,
+    form: CheckedForm,
+    reference: str,
 ) -> Response:
     """The ZIP as a download; the use case records the export on each of the family's cases."""
     user = require_manager(signed_in)
     try:
         data = export_subject_access(
-            session, now=now, actor=auth.actor_for(user, "web"), reference=reference
+            session,
+            now=now,
+            actor=auth.actor_for(user, "web"),
+            reference=reference,
+            service_name=request.app.state.settings.service.name,
         )
     except NotFound:
         raise not_found() from None
