@@ -199,7 +199,9 @@ def test_a_manager_downloads_the_subject_access_export_and_it_is_recorded(web: W
     assert response.headers["cache-control"] == "no-store"
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         record = json.loads(archive.read("record.json"))
-        everything = " ".join(archive.read(n).decode() for n in archive.namelist())
+        everything = " ".join(
+            archive.read(n).decode() for n in archive.namelist() if not n.endswith(".pdf")
+        )
     assert [c["case"]["reference"] for c in record["cases"]] == [case.reference]
     assert "Sasha Subject" in everything
     for trace in ("Olive Otherfamily", "olive@example.org", other.reference):
