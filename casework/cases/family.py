@@ -666,7 +666,8 @@ def _meeting(case: Case, documents: list[DocumentInfo]) -> FamilyMeeting | None:
     return FamilyMeeting(
         date_text=dl.fmt(case.meeting_on),
         time_text=_clock_words(case.meeting_time) if case.meeting_time else "to be confirmed",
-        place="Your mediator will confirm where it is, or send you a video link.",
+        place=case.meeting_place
+        or "Your mediator will confirm where it is, or send you a video link.",
         invitation_id=invitation.id if invitation is not None else None,
     )
 

@@ -448,6 +448,19 @@ def _has_accepted(session: Session, case: Case, provider: Provider | None) -> bo
     """
     if provider is None or provider.id is None or case.id is None:
         return False
+    # A case has one live (offered or accepted) allocation at a time, and the step's
+    # handler has usually loaded it already: judged from memory, the step saves a query.
+    live = [
+        a
+        for a in session.identity_map.values()
+        if isinstance(a, Allocation)
+        and a.case_id == case.id
+        and a.status in (AllocationStatus.offered, AllocationStatus.accepted)
+    ]
+    if live:
+        return any(
+            a.provider_id == provider.id and a.status == AllocationStatus.accepted for a in live
+        )
     with session.no_autoflush:
         rows = session.execute(
             select(Allocation).where(

