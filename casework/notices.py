@@ -439,7 +439,16 @@ def _insert_notices(dialect: str) -> Any:
         stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["idempotency_key"])
     else:  # pragma: no cover - other databases: plain insert, duplicates raise
         stmt = insert(table)
-    return stmt.returning(table.c.id, table.c.status, table.c.template)
+    return stmt.returning(table.c.id, table.c.status, table.c.template).execution_options(
+        insertmanyvalues_page_size=NOTICE_ROWS_PER_STATEMENT
+    )
+
+
+# Rows per multi-row INSERT when a list of notices is written (SQLAlchemy's
+# "insertmanyvalues" pages the executemany). Why bounded: one INSERT of 1,000 notices
+# is 18,000 placeholders, which psycopg spends most of the sweep's time parsing and
+# its statement cache cannot hold; pages of a fixed size reuse one statement text.
+NOTICE_ROWS_PER_STATEMENT = 250
 
 
 # --- Notices caused by an event ----------------------------------------------------------

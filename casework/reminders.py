@@ -26,6 +26,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, select, update
@@ -59,6 +60,7 @@ from casework.notices import (
     postal_lines,
     reason_text,
 )
+from casework.notify.render import template_keys
 
 log = logging.getLogger("casework.reminders")
 
@@ -328,43 +330,75 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+# Kept in every deadline notice whatever its templates read: the sweep's own tests and
+# the outbox listing read ``rule`` and ``reference``, dispatch reads ``notice_kind``,
+# and ``due_date`` is how a notice learns it went out after its clock (``due_passed``).
+_ALWAYS_KEPT: frozenset[str] = frozenset(
+    {"notice_kind", "rule", "reference", "deadline_kind", "due_date", "due_passed"}
+)
+
+
+@lru_cache(maxsize=512)
+def _kept_keys(template: str) -> frozenset[str] | None:
+    """The context keys a notice of ``template`` carries (None: all of them).
+
+    Why: each notice used to carry a JSON copy of the whole case; the templates (every
+    channel, and the delivery-failure escalation that re-renders a failed notice's
+    context) are the complete list of what is read. Cached per process.
+    """
+    keys = template_keys(template)
+    return None if keys is None else keys | _ALWAYS_KEPT
+
+
+@lru_cache(maxsize=4096)
+def _deadline_context(
+    kind: str, due_date: dt.date, explanation: str, citation: str
+) -> dict[str, Any]:
+    """:func:`notices.deadline_context`, memoised: a batch repeats the same clocks'
+    dates and texts (formatting a date in words is most of its cost). Callers copy."""
+    return deadline_context(kind, due_date, explanation, citation)
+
+
+def _family(row: Row[Any]) -> FamilyContact | None:
+    if row.name is None:
+        return None
+    return FamilyContact(
+        row.name,
+        row.phone or "",
+        row.email or "",
+        tuple(c for c in (row.preferred_channels or "").split(",") if c),
+        bool(row.sms_consent),
+        postal_lines(
+            row.name,
+            row.address_line_1 or "",
+            row.address_line_2 or "",
+            row.address_town or "",
+            row.address_postcode or "",
+        ),
+    )
+
+
 def _notices_for(
     row: Row[Any], plan: Plan, now: dt.datetime, settings: Settings
 ) -> list[dict[str, Any]]:
-    family = (
-        FamilyContact(
-            row.name,
-            row.phone or "",
-            row.email or "",
-            tuple(c for c in (row.preferred_channels or "").split(",") if c),
-            bool(row.sms_consent),
-            postal_lines(
-                row.name,
-                row.address_line_1 or "",
-                row.address_line_2 or "",
-                row.address_town or "",
-                row.address_postcode or "",
-            ),
-        )
-        if row.name is not None
-        else None
-    )
     facts = CaseFacts(
         case_id=row.case_id,
         reference=row.reference,
         kind=row.case_kind,
         state=row.state,
-        family=family,
+        family=_family(row),
         provider_name=row.provider_name,
         provider_email=row.provider_email,
         # The team's mailbox, as for event notices (see notices.queue_event_notices).
         adviser_email=None,
     )
-    context = base_context(facts, settings) | deadline_context(
+    context = base_context(facts, settings) | _deadline_context(
         row.kind, row.due_date, row.explanation, row.citation
     )
     out = []
     for rule, stale in plan.notices:
+        kept = _kept_keys(rule.template)
+        ctx = context if kept is None else {k: v for k, v in context.items() if k in kept}
         for channel, address in addresses_for(rule.recipient, rule.channels, facts, settings):
             out.append(
                 notice_row(
@@ -374,22 +408,19 @@ def _notices_for(
                     recipient=rule.recipient,
                     channel=channel,
                     address=address,
-                    context=context | {"notice_kind": rule.kind, "rule": rule.id},
+                    context=ctx | {"notice_kind": rule.kind, "rule": rule.id},
                     not_before=now,
                     now=now,
                     settings=settings,
                     deadline_id=row.id,
                     status=NoticeStatus.skipped if stale else NoticeStatus.queued,
-                    reason=(
-                        reason_text(
-                            NoticeReason.stale, "its moment passed while the scheduler was down"
-                        )
-                        if stale
-                        else ""
-                    ),
+                    reason=_STALE_REASON if stale else "",
                 )
             )
     return out
+
+
+_STALE_REASON = reason_text(NoticeReason.stale, "its moment passed while the scheduler was down")
 
 
 def queue_digest(engine: Engine, now: dt.datetime, settings: Settings, *, limit: int = 40) -> int:
