@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 
 from casework import deadlines as dl
@@ -300,6 +301,25 @@ def _process_batch(
                 result.queued += 1
                 result.by_template[new.template] += 1
     d = Deadline.__table__  # type: ignore[attr-defined]
+    if conn.dialect.name == "postgresql":
+        # One statement for the whole batch (arrays, one placeholder per column); a
+        # pipelined executemany of a thousand UPDATEs was a tenth of the sweep.
+        conn.execute(
+            _unnest_update(),
+            {
+                "ids": [u["b_id"] for u in updates],
+                "nexts": [u["b_next"] for u in updates],
+                "statuses": [
+                    str(u["b_status"]) if u["b_closed_at"] is not None else None for u in updates
+                ],
+                "reasons": [
+                    str(u["b_closed_reason"]) if u["b_closed_at"] is not None else None
+                    for u in updates
+                ],
+                "closed": [u["b_closed_at"] for u in updates],
+            },
+        )
+        updates = []
     missed_ids = {u["b_id"] for u in updates if u["b_closed_at"] is not None}
     plain = [u for u in updates if u["b_id"] not in missed_ids]
     if plain:
@@ -324,6 +344,31 @@ def _process_batch(
         # Sealed into each case's audit chain like every row the use cases write.
         seal_rows(conn, events)
         conn.execute(CaseEvent.__table__.insert(), events)  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=1)
+def _unnest_update() -> Any:
+    """PostgreSQL: move every claimed clock on (and close the missed ones) in one UPDATE.
+
+    A clock still running gets NULL status, reason and closing time, which leave its
+    own untouched: the same writes as the two executemany UPDATEs used elsewhere.
+    """
+    d = Deadline.__table__  # type: ignore[attr-defined]
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+    def array(name: str, column: str) -> str:
+        return f"CAST(:{name} AS {d.c[column].type.compile(dialect=dialect)}[])"
+
+    return text(
+        f"UPDATE {d.name} AS d SET next_action_at = v.next,"
+        " status = COALESCE(v.status, d.status),"
+        " closed_reason = COALESCE(v.closed_reason, d.closed_reason),"
+        " closed_at = COALESCE(v.closed_at, d.closed_at)"
+        f" FROM unnest({array('ids', 'id')}, {array('nexts', 'next_action_at')},"
+        f" {array('statuses', 'status')}, {array('reasons', 'closed_reason')},"
+        f" {array('closed', 'closed_at')}) AS v(id, next, status, closed_reason, closed_at)"
+        " WHERE d.id = v.id"
+    )
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -25,9 +25,10 @@ from tests.factories import create_case
 
 # Statements (cursor executions, transaction control aside) one sweep may send,
 # whatever the number of due clocks up to the batch size, while the notices fit one
-# page: the claim, the notice INSERT, the UPDATE of clocks still running, the UPDATE
-# of missed ones, the chain ends (plus their row locks on PostgreSQL), the audit
-# INSERT, and an empty claim when the batch was full. Beyond one page of notices add
+# page: the claim, the notice INSERT, the UPDATE of clocks still running and the
+# UPDATE of missed ones (on PostgreSQL one UPDATE FROM unnest for both), the chain
+# ends (plus their row locks on PostgreSQL), the audit INSERT, and an empty claim when
+# the batch was full. Beyond one page of notices add
 # one INSERT per NOTICE_ROWS_PER_STATEMENT notices; beyond the batch size, all of it
 # again per batch.
 STATEMENT_BOUND = 8
