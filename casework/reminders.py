@@ -253,16 +253,22 @@ def _process_batch(
     notices: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
+    # plan_deadline is pure in (kind, status, due date and time) for one sweep's now,
+    # rules and calendar, and a batch is full of clocks sharing them: plan each once.
+    plans: dict[tuple[str, str, dt.date, dt.datetime], Plan] = {}
     for row in rows:
-        plan = plan_deadline(
-            kind=row.kind,
-            status=row.status,
-            due_date=row.due_date,
-            due_at=_aware(row.due_at),
-            now=now,
-            rules=rules,
-            service=service,
-        )
+        plan_key = (row.kind, row.status, row.due_date, row.due_at)
+        plan = plans.get(plan_key)
+        if plan is None:
+            plan = plans[plan_key] = plan_deadline(
+                kind=row.kind,
+                status=row.status,
+                due_date=row.due_date,
+                due_at=_aware(row.due_at),
+                now=now,
+                rules=rules,
+                service=service,
+            )
         status, closed_reason = row.status, row.closed_reason
         closed_at: dt.datetime | None = None
         if plan.mark_missed:
