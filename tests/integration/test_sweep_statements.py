@@ -11,6 +11,7 @@ creeping back in makes the larger sweep here send more statements than the small
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Engine, event, select
@@ -19,7 +20,9 @@ from sqlmodel import Session, col
 from casework.config import Settings
 from casework.models import CaseEvent, Notice
 from casework.notices import NOTICE_ROWS_PER_STATEMENT
-from casework.reminders import sweep
+from casework.notify.escalate import delivery_failed_row
+from casework.notify.render import render, template_keys, templates_available
+from casework.reminders import _ALWAYS_KEPT, sweep
 from tests.conftest import at
 from tests.factories import create_case
 
@@ -83,3 +86,47 @@ def test_statements_do_not_grow_with_the_due_clocks(
     }
     assert work[2] == work[9], work
     assert len(work[9]) <= STATEMENT_BOUND, work[9]
+
+
+def test_swept_notices_carry_what_their_templates_read_and_no_more(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """Each notice renders on every channel of its template and in the adviser's
+    "could not deliver" escalation (which re-renders a failed notice's context), and
+    carries no key of the case that none of those templates reads."""
+    _open_cases(session, settings, 2, "2026-11-09")
+    sweep(engine, LATE, settings)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                col(Notice.template),
+                col(Notice.channel),
+                col(Notice.context),
+                col(Notice.recipient_role),
+            ).where(col(Notice.deadline_id).is_not(None))
+        ).all()
+    assert len({r.template for r in rows}) >= 2, rows  # reminders and escalations
+    for row in rows:
+        context = dict(row.context)
+        kept = template_keys(row.template)
+        assert kept is not None
+        assert set(context) <= kept | _ALWAYS_KEPT, (row.template, set(context) - kept)
+        for channel in ("email", "sms"):
+            if (row.template, channel) in templates_available():
+                render(row.template, channel, context)
+        failed = delivery_failed_row(
+            SimpleNamespace(
+                id=1,
+                public_id="n1",
+                case_id=1,
+                recipient_role=row.recipient_role,
+                channel=row.channel,
+                template=row.template,
+                context=context,
+            ),
+            LATE,
+            "the address bounced",
+            settings,
+        )
+        if failed is not None:  # None: a failed notice to the manager is only logged
+            render(failed["template"], "email", failed["context"])
