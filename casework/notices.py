@@ -482,15 +482,18 @@ def _insert_notices(dialect: str) -> Any:
     else:  # pragma: no cover - other databases: plain insert, duplicates raise
         stmt = insert(table)
     return stmt.returning(table.c.id, table.c.status, table.c.template).execution_options(
-        insertmanyvalues_page_size=NOTICE_ROWS_PER_STATEMENT
+        insertmanyvalues_page_size=VALUES_ROWS_PER_STATEMENT
     )
 
 
-# Rows per multi-row INSERT when a list of notices is written (SQLAlchemy's
-# "insertmanyvalues" pages the executemany). Why bounded: one INSERT of 1,000 notices
-# is 18,000 placeholders, which psycopg spends most of the sweep's time parsing and
-# its statement cache cannot hold; pages of a fixed size reuse one statement text.
-NOTICE_ROWS_PER_STATEMENT = 250
+# Rows per INSERT when a list of notices is written. Why bounded: one INSERT of 1,000
+# notices was 18,000 placeholders, which psycopg spent most of the sweep's time parsing
+# and its statement cache could not hold. On PostgreSQL a page is one unnest INSERT
+# (18 placeholders, whatever the rows); elsewhere SQLAlchemy's "insertmanyvalues"
+# pages the executemany into multi-row VALUES of VALUES_ROWS_PER_STATEMENT rows
+# (18 placeholders a row, so at most 1,800 a statement).
+NOTICE_ROWS_PER_STATEMENT = 500
+VALUES_ROWS_PER_STATEMENT = 100
 
 
 # --- Notices caused by an event ----------------------------------------------------------

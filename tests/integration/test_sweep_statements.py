@@ -3,7 +3,8 @@
 The sweep is set-based: one query claims a batch of clocks joined to their case,
 family and provider; the notices, the clock updates and the sealed audit rows of
 missed clocks are each written with one statement (an executemany, which the driver
-runs as one call; notices in pages of ``NOTICE_ROWS_PER_STATEMENT`` rows). So up to
+runs as one call; notices in pages of ``VALUES_ROWS_PER_STATEMENT`` rows, or
+``NOTICE_ROWS_PER_STATEMENT`` on PostgreSQL). So up to
 the batch size the count does not grow with the clocks: a per-row lookup or write
 creeping back in makes the larger sweep here send more statements than the smaller.
 """
@@ -19,7 +20,7 @@ from sqlmodel import Session, col
 
 from casework.config import Settings
 from casework.models import CaseEvent, Notice
-from casework.notices import NOTICE_ROWS_PER_STATEMENT
+from casework.notices import VALUES_ROWS_PER_STATEMENT
 from casework.notify.escalate import delivery_failed_row
 from casework.notify.render import render, template_keys, templates_available
 from casework.reminders import _ALWAYS_KEPT, sweep
@@ -32,7 +33,8 @@ from tests.factories import create_case
 # UPDATE of missed ones (on PostgreSQL one UPDATE FROM unnest for both), the chain
 # ends (plus their row locks on PostgreSQL), the audit INSERT, and an empty claim when
 # the batch was full. Beyond one page of notices add
-# one INSERT per NOTICE_ROWS_PER_STATEMENT notices; beyond the batch size, all of it
+# one INSERT per VALUES_ROWS_PER_STATEMENT notices (NOTICE_ROWS_PER_STATEMENT on
+# PostgreSQL); beyond the batch size, all of it
 # again per batch.
 STATEMENT_BOUND = 8
 LATE = at("2027-09-01")  # every clock of a case opened in November 2026 has run out
@@ -74,7 +76,7 @@ def test_statements_do_not_grow_with_the_due_clocks(
             engine, lambda n=n: sweep(engine, LATE + dt.timedelta(days=n), settings)
         )
         written = _notice_count(engine) - before
-        assert 0 < written <= NOTICE_ROWS_PER_STATEMENT  # one page of notices each time
+        assert 0 < written <= VALUES_ROWS_PER_STATEMENT  # one page of notices each time
         counts[n] = statements
     with engine.connect() as conn:
         missed = conn.execute(
