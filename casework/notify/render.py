@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, meta
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -38,6 +38,56 @@ def _environment() -> Environment:
         keep_trailing_newline=False,
         trim_blocks=True,
     )
+
+
+# What a notice of a template may be rendered as besides its own channel: a letter by
+# post prints the email text, and a failed notice's context is carried into the
+# adviser's "could not deliver" escalation, which renders it again.
+_ALSO_RENDERED_WITH = ("escalation_delivery_failed.email.j2",)
+
+
+def _names_in(name: str, seen: set[str]) -> frozenset[str] | None:
+    """The context names ``name`` (and every template it pulls in) reads; None: unknowable."""
+    if name in seen:
+        return frozenset()
+    seen.add(name)
+    env = _environment()
+    assert env.loader is not None
+    source = env.loader.get_source(env, name)[0]
+    tree = env.parse(source)
+    names = set(meta.find_undeclared_variables(tree))
+    for ref in meta.find_referenced_templates(tree):
+        if ref is None:  # a computed include: cannot know what it reads
+            return None
+        more = _names_in(ref, seen)
+        if more is None:
+            return None
+        names |= more
+    return frozenset(names)
+
+
+@lru_cache(maxsize=256)
+def template_keys(template: str) -> frozenset[str] | None:
+    """Every context key any rendering of ``template``'s notices can read, or None.
+
+    Why: the sweep stores a notice's context as JSON, and copying the whole case into
+    each row cost most of its write time. A notice needs only what its templates read
+    (every channel, since a letter by post prints the email text and dispatch can fall
+    back from one channel to another) plus what a delivery-failure escalation renders
+    from it. None (keep everything) when a template pulls in a template by a computed
+    name. Cached per process: templates change only with a deploy.
+    """
+    names: set[str] = set()
+    files = [f"{template}.{ch}.j2" for ch in ("email", "sms")]
+    files = [f for f in files if (TEMPLATE_DIR / f).exists()]
+    if not files:
+        return None
+    for name in (*files, *_ALSO_RENDERED_WITH):
+        found = _names_in(name, set())
+        if found is None:
+            return None
+        names |= found
+    return frozenset(names)
 
 
 def render(template: str, channel: str, context: dict[str, Any]) -> tuple[str, str]:
