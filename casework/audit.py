@@ -255,6 +255,9 @@ def app_role_grants(role: str) -> list[str]:
         f"REVOKE ALL ON ops_events FROM {quoted}",
         f"GRANT SELECT, INSERT ON ops_events TO {quoted}",
         f"GRANT USAGE ON SEQUENCE ops_events_id_seq TO {quoted}",
+        f"REVOKE ALL ON staff_events FROM {quoted}",
+        f"GRANT SELECT, INSERT ON staff_events TO {quoted}",
+        f"GRANT USAGE ON SEQUENCE staff_events_id_seq TO {quoted}",
     ]
 
 

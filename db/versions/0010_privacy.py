@@ -80,6 +80,19 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege';
 END
 $$;
+CREATE OR REPLACE FUNCTION casework_staff_guard() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'casework: the staff audit trail is append-only; its rows cannot be changed or deleted'
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE TRIGGER staff_events_append_only
+    BEFORE UPDATE OR DELETE ON staff_events
+    FOR EACH ROW EXECUTE FUNCTION casework_staff_guard();
+CREATE TRIGGER staff_events_no_truncate
+    BEFORE TRUNCATE ON staff_events
+    FOR EACH STATEMENT EXECUTE FUNCTION casework_staff_guard();
 CREATE TRIGGER ops_events_append_only
     BEFORE UPDATE OR DELETE ON ops_events
     FOR EACH ROW EXECUTE FUNCTION casework_ops_guard();
@@ -168,6 +181,9 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER IF EXISTS ops_events_no_truncate ON ops_events")
         op.execute("DROP TRIGGER IF EXISTS ops_events_append_only ON ops_events")
         op.execute("DROP FUNCTION IF EXISTS casework_ops_guard()")
+        op.execute("DROP TRIGGER IF EXISTS staff_events_no_truncate ON staff_events")
+        op.execute("DROP TRIGGER IF EXISTS staff_events_append_only ON staff_events")
+        op.execute("DROP FUNCTION IF EXISTS casework_staff_guard()")
     op.drop_index("ix_data_requests_status", table_name="data_requests")
     op.drop_index("ix_data_requests_case_id", table_name="data_requests")
     op.drop_table("data_requests")

@@ -16,6 +16,7 @@ from typing import Any
 import pyotp
 import pytest
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 from typer.testing import CliRunner, Result
 
@@ -261,13 +262,22 @@ def test_the_staff_chain_verifies_and_finds_a_row_changed_behind_the_apps_back(
     user_cases.enable_user(session, alice.id, actor=ADMIN, now=NOW)
     with engine.connect() as connection:
         assert audit.find_staff_breaks(connection) == (3, None)
+    tamper = text(
+        "UPDATE staff_events SET actor = 'user:someone.else@example.org' WHERE event = :e"
+    )
+    if engine.dialect.name == "postgresql":
+        # The database itself refuses; only a superuser switching the trigger off can edit.
+        with pytest.raises(DBAPIError) as refused, engine.begin() as connection:
+            connection.execute(tamper, {"e": "user_disabled"})
+        assert "append-only" in str(refused.value.orig)
+        with pytest.raises(DBAPIError), engine.begin() as connection:
+            connection.execute(text("DELETE FROM staff_events"))
     with engine.begin() as connection:
-        connection.execute(
-            text(
-                "UPDATE staff_events SET actor = 'user:someone.else@example.org' WHERE event = :e"
-            ),
-            {"e": "user_disabled"},
-        )
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE staff_events DISABLE TRIGGER USER"))
+        connection.execute(tamper, {"e": "user_disabled"})
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE staff_events ENABLE TRIGGER USER"))
     with engine.connect() as connection:
         walked, found = audit.find_staff_breaks(connection)
     assert walked == 2 and found is not None and found.event == "user_disabled"
@@ -500,8 +510,12 @@ def test_audit_verify_walks_the_user_administration_chain_too(
     user_cases.enable_user(session, alice.id or 0, actor=ADMIN, now=NOW)
     ok = casework("audit", "verify").stdout
     assert "the audit trail of user administration verifies: 2 rows" in ok
-    with engine.begin() as connection:
+    with engine.begin() as connection:  # behind the app's back (a superuser, on PostgreSQL)
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE staff_events DISABLE TRIGGER USER"))
         connection.execute(text("UPDATE staff_events SET note = 'quietly' WHERE id = 1"))
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ALTER TABLE staff_events ENABLE TRIGGER USER"))
     out = casework("audit", "verify", expect=1).stdout
     assert "user administration does not verify" in out
     assert "Disabled" in out and "Thursday 12 November 2026 at 10:00am" in out
