@@ -57,20 +57,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, inspect, select
+from sqlalchemy import Connection, bindparam, inspect, select
 from sqlmodel import Session, col
 
 from casework.models import Case, CaseEvent, OpsEvent, StaffEvent
 
 # The last row of each case's chain, for many cases in one statement.
-_LAST_HASHES = select(col(CaseEvent.case_id), col(CaseEvent.hash)).where(
-    col(CaseEvent.id).in_(
-        select(func.max(col(CaseEvent.id)))
-        .where(col(CaseEvent.case_id).in_(bindparam("case_ids", expanding=True)))
-        .group_by(col(CaseEvent.case_id))
-    )
-)
 _CHAIN_ENDS_CHUNK = 500
+_LOCKED_CHAIN_ENDS = (
+    select(
+        col(Case.id),
+        select(col(CaseEvent.hash))
+        .where(col(CaseEvent.case_id) == col(Case.id))
+        .order_by(col(CaseEvent.id).desc())
+        .limit(1)
+        .correlate(Case)
+        .scalar_subquery(),
+    )
+    .where(col(Case.id).in_(bindparam("case_ids", expanding=True)))
+    .order_by(col(Case.id))
+    .with_for_update(of=Case)
+)
 
 
 def row_digest(
@@ -351,22 +358,19 @@ def seal_new_rows(session: Session, _flush_context: Any, _instances: Any) -> Non
 
 
 def _chain_ends(connection: Connection, case_ids: Iterable[int]) -> dict[int, str]:
-    """The last hash of each case's chain, with the chains held until this transaction ends."""
+    """The last hash of each case's chain, with the chains held until this transaction ends.
+
+    One statement per chunk of cases both locks them (PostgreSQL: FOR UPDATE of the case
+    rows, so one writer at a time per chain and the next writer reads the hash this one
+    adds) and reads each chain's last hash: a transition pays one statement for its seal,
+    the sweep one per 500 cases. SQLite needs no lock (its writers take turns, BEGIN
+    IMMEDIATE) and ignores the clause.
+    """
     ids = sorted(set(case_ids))
-    if connection.dialect.name == "postgresql":
-        # One writer at a time per chain: the next writer reads the hash this one adds.
-        connection.execute(
-            select(col(Case.id))
-            .where(col(Case.id).in_(ids))
-            .order_by(col(Case.id))
-            .with_for_update()
-        )
-    # One query per chunk of cases, not one per case: the sweep seals a batch of missed
-    # clocks over up to a thousand cases at once. Chunks keep each IN list short.
     ends: dict[int, str] = dict.fromkeys(ids, "")
     for start in range(0, len(ids), _CHAIN_ENDS_CHUNK):
         chunk = ids[start : start + _CHAIN_ENDS_CHUNK]
-        for case_id, digest in connection.execute(_LAST_HASHES, {"case_ids": chunk}):
+        for case_id, digest in connection.execute(_LOCKED_CHAIN_ENDS, {"case_ids": chunk}):
             ends[case_id] = digest or ""
     return ends
 

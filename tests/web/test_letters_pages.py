@@ -136,15 +136,15 @@ def test_intake_and_the_contact_form_take_a_postal_address(web: Web) -> None:
     assert refused.status_code == 422
     assert "Address line 1: this is needed for letters by post." in refused.text
     assert 'href="#address_postcode"' in refused.text
-    opened = browser.post(
-        "/cases/new",
-        form
-        | {
-            "address_line_1": "12 Acacia Avenue",
-            "address_town": "Manchester",
-            "address_postcode": "m19 2ab",
-        },
-    )
+    with_address = form | {
+        "address_line_1": "12 Acacia Avenue",
+        "address_town": "Manchester",
+        "address_postcode": "m19 2ab",
+    }
+    checked = browser.post("/cases/new", with_address)  # "check your answers" first
+    assert checked.status_code == 200, checked.text
+    assert "Postal address" in checked.text and "12 Acacia Avenue" in checked.text
+    opened = browser.post("/cases/new", with_address | {"confirmed": "yes"})
     assert opened.status_code == 303, opened.text
     reference = opened.headers["location"].split("/")[2].split("?")[0]
     page = browser.get(f"/cases/{reference}").text

@@ -56,7 +56,11 @@ def traffic_of(web: Web) -> Iterator[Traffic]:
 # is locked so two writers never chain onto one row), the live allocation, the clocks,
 # the notices, the agreed actions, the history, the notes and the latest views with their
 # count (7).
-CASE_PAGE_BUDGET = 12
+# The session, the case, the view's seal (lock and chain end in one) and its row, then one
+# query each for the allocation, clocks, notices, their deliveries, agreed actions,
+# history, notes, documents and recent views. A bound that stops a per-row query
+# creeping in, not the issue's goal of 3 (not met: see the closing note of issue 13).
+CASE_PAGE_BUDGET = 13
 
 
 def test_a_case_page_is_one_transaction_with_its_view_and_a_bounded_number_of_queries(
