@@ -51,11 +51,6 @@ def traffic_of(web: Web) -> Iterator[Traffic]:
         event.remove(web.engine, "commit", committed)
 
 
-# The case page: the session and its user (1), the case with its family and provider (1),
-# the audit chain's end and the view's row (2 on SQLite, 3 on PostgreSQL: the case row
-# is locked so two writers never chain onto one row), the live allocation, the clocks,
-# the notices, the agreed actions, the history, the notes and the latest views with their
-# count (7).
 # The session, the case, the view's seal (lock and chain end in one) and its row, then one
 # query each for the allocation, clocks, notices, their deliveries, agreed actions,
 # history, notes, documents and recent views. A bound that stops a per-row query

@@ -21,7 +21,7 @@ from casework.web.app import create_app
 from tests.conftest import ADVISER, at
 from tests.factories import advance, create_case
 from tests.web.browser_support import ensure_axe, live_server, missing_browser
-from tests.web.conftest import CAST, PASSWORD, START, Clock
+from tests.web.conftest import CAST, PASSWORD, START, Clock, enrol_where_required
 from tests.web.test_browser import Live, Person, _cannot_run
 
 if TYPE_CHECKING:
@@ -43,11 +43,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     upgrade(engine)
     with session_scope(engine) as session:
         cases.sync_providers(session, settings)
+        made = []
         for key in ("adviser", "manager"):
             email, role, _provider = CAST[key]
-            auth.create_user(
-                session, email=email, role=role, now=START, password=PASSWORD, name=key.title()
+            made.append(
+                auth.create_user(
+                    session, email=email, role=role, now=START, password=PASSWORD, name=key.title()
+                )
             )
+        # Managers sign in with a code: enrolled as if with their phone (tests.web.conftest).
+        enrol_where_required(session, settings, made, START)
     clock = Clock(START)
     app = create_app(settings, engine)
     app.state.clock = clock
