@@ -40,7 +40,7 @@ guessed name). Verification then
   note, detail or actor is a break).
 
 The list of redacted ids is itself sealed in the redaction row, so nobody can quietly
-declare a row redacted. On PostgreSQL a trigger (migration ``0010_privacy``) refuses
+declare a row redacted. On PostgreSQL a trigger (migration ``0014_privacy``) refuses
 any UPDATE or DELETE of an audit row except that one blanking, and only of rows a
 redaction row already lists. Rows sealed before the digest existed (``personal_digest``
 empty) keep their original seal over their full content; if one of them is redacted,
@@ -251,7 +251,7 @@ def app_role_grants(role: str) -> list[str]:
     the audit tables, and to blank an audit row's personal fields (the redaction, which
     the trigger further limits), but never to change or delete a row's history.
 
-    Run by migration ``0010_privacy`` when ``CASEWORK_DB_APP_ROLE`` is set; see README.
+    Run by migration ``0014_privacy`` when ``CASEWORK_DB_APP_ROLE`` is set; see README.
     """
     quoted = '"' + role.replace('"', '""') + '"'
     return [

@@ -597,7 +597,10 @@ def test_intake_check_a_possible_duplicate_a_confirmed_withdrawal_and_a_managers
     submit(board, scope)
     assert "Case reopened" in board.locator(".govuk-notification-banner").inner_text()
     assert "Requested" in board.locator("h1").inner_text()
-    row = board.locator("#deadlines + .casework-table-scroll table tr", has_text="Family contacts the mediation adviser")
+    row = board.locator(
+        "#deadlines + .casework-table-scroll table tr",
+        has_text="Family contacts the mediation adviser",
+    )
     assert row.filter(has_text="On track").count() == 1, row.all_inner_texts()
     _no_sideways_scroll(board)
     manager.check(board, "reopened case, 390px")

@@ -1,7 +1,7 @@
 """mfa: two-factor sign-in (TOTP and recovery codes), session devices, staff audit chain
 
-Revision ID: 0010_mfa
-Revises: 0009
+Revision ID: 0013_mfa
+Revises: 0012_postal
 Create Date: 2026-11-30 14:30:00.000000
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0010_mfa"
-down_revision: str | None = "0010_postal"
+revision: str = "0013_mfa"
+down_revision: str | None = "0012_postal"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,8 +1,8 @@
 """privacy: audit rows guarded on PostgreSQL, personal digests, legal hold, data requests,
 and an append-only operations log
 
-Revision ID: 0010_privacy
-Revises: 0009
+Revision ID: 0014_privacy
+Revises: 0013_mfa
 Create Date: 2026-11-30 14:20:00.000000
 
 On PostgreSQL a trigger refuses every UPDATE and DELETE (and TRUNCATE) of
@@ -26,8 +26,8 @@ from alembic import op
 
 from casework.audit import app_role_grants
 
-revision: str = "0010_privacy"
-down_revision: str | None = "0010_mfa"
+revision: str = "0014_privacy"
+down_revision: str | None = "0013_mfa"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """family links: the family's own page (a secret link per case) and its one-time codes
 
-Revision ID: 0010_family_links
-Revises: 0010_documents (the docs branch merged in; the lead re-chains)
+Revision ID: 0011_family_links
+Revises: 0010_documents
 Create Date: 2026-11-30 14:30:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0010_family_links"
+revision: str = "0011_family_links"
 down_revision: str | None = "0010_documents"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

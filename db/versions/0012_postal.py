@@ -8,8 +8,8 @@ keeps its place (or video link) and two counters its calendar invitations need: 
 meeting's number on the case (part of the invitation's stable UID) and the sequence
 bumped on every change.
 
-Revision ID: 0010_postal
-Revises: 0010_documents (merged from the docs branch; the lead re-chains)
+Revision ID: 0012_postal
+Revises: 0011_family_links
 Create Date: 2026-11-30 14:15:00.000000
 """
 
@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0010_postal"
-down_revision: str | None = "0010_family_links"
+revision: str = "0012_postal"
+down_revision: str | None = "0011_family_links"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
