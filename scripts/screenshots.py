@@ -75,7 +75,7 @@ def main() -> int:
             adviser = session.execute(
                 select(User).where(col(User.email) == ADVISER_EMAIL)
             ).scalar_one()
-            auth.set_password(session, adviser, PASSWORD)
+            auth.set_password(session, adviser, PASSWORD, now=MOMENT)
             reference = session.execute(
                 select(col(Case.reference))
                 .join(Person, col(Person.case_id) == Case.id)

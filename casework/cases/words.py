@@ -98,6 +98,7 @@ CHANNEL_WORDS: dict[str, str] = {
     "email": "email",
     "sms": "text message",
     "family": "the family's own page",
+    "post": "letter by post",
 }
 # Who the family is in the audit trail: acting on its own page, or by replying STOP.
 FAMILY_ACTOR_WORDS: dict[str, str] = {
