@@ -34,7 +34,7 @@ from casework import deadlines as dl
 from casework.cases.access import check_actor_may_see
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
-from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
+from casework.cases.errors import Conflict, NotPermitted, TransitionRefused, ValidationFailed
 from casework.cases.escalations import MANAGERS
 from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
 from casework.cases.words import DEADLINE_WORDS, state_words
@@ -127,9 +127,19 @@ def _restore_allocation(session: Session, case: Case, closing: CaseEvent) -> str
 
 
 def reopen_case(
-    session: Session, reference: str, *, reason: str, now: dt.datetime, actor: Actor
+    session: Session,
+    reference: str,
+    *,
+    reason: str,
+    now: dt.datetime,
+    actor: Actor,
+    expected_version: int | None = None,
 ) -> Case:
-    """Reopen a closed or withdrawn case (managers only), with a reason, in one transaction."""
+    """Reopen a closed or withdrawn case (managers only), with a reason, in one transaction.
+
+    ``expected_version`` is the case's version the person saw: a case someone else changed
+    since is refused (Conflict), so nobody reopens a case they have not seen as it is.
+    """
     now = require_aware(now)
     today = dl.local_date(now)
     why = (reason or "").strip()
@@ -137,6 +147,11 @@ def reopen_case(
         with session.no_autoflush:
             case, _family, _provider = load_case(session, reference)
             check_actor_may_see(case, actor)
+            if expected_version is not None and case.version != expected_version:
+                raise Conflict(
+                    f"{case.reference} was changed by someone else (it is now"
+                    f" {state_words(case.state)}); reload it and try again"
+                )
             if actor.role not in MANAGERS:
                 raise NotPermitted(
                     "Only a manager can reopen a case; ask your manager to reopen it."

@@ -168,6 +168,17 @@ def test_only_a_manager_reopens_and_a_reason_is_needed(
         cases.reopen_case(session, ref, reason="wrong case", now=at("2026-11-16"), actor=ADVISER)
     with pytest.raises(cases.ValidationFailed, match="Why the case is being reopened"):
         cases.reopen_case(session, ref, reason="  ", now=at("2026-11-16"), actor=MANAGER)
+    # A manager who saw the case before someone else changed it is told, not obeyed.
+    seen = cases.get_case(session, ref).version
+    with pytest.raises(cases.Conflict, match="changed by someone else"):
+        cases.reopen_case(
+            session,
+            ref,
+            reason="wrong case",
+            now=at("2026-11-16"),
+            actor=MANAGER,
+            expected_version=seen - 1,
+        )
     assert _last_event(engine, ref)[0] == "withdraw"
 
 

@@ -759,15 +759,13 @@ def case_reopen_post(
     values: dict[str, Any] = {"reason": form_text(form, "reason")}
 
     def attempt() -> None:
-        version = form_version(form)
-        if version is not None and version != case.version:
-            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
         cases.reopen_case(
             session,
             case.reference,
             reason=values["reason"],
             now=now,
             actor=auth.actor_for(user, "web"),
+            expected_version=form_version(form),
         )
 
     return _recorded(
