@@ -87,8 +87,15 @@ def html_to_pdf(html: str) -> bytes:
     """Tagged PDF/UA-1 bytes of ``html`` (its stylesheet inline); fetches nothing."""
     # WeasyPrint loads pango and cairo when imported; importing it here keeps
     # every command that makes no document (and the test collection) fast.
-    import weasyprint
-    from weasyprint.urls import FatalURLFetchingError
+    try:
+        import weasyprint
+        from weasyprint.urls import FatalURLFetchingError
+    except OSError as exc:  # pango is a system library, not a Python package
+        raise PdfRenderError(
+            "PDFs cannot be made on this machine: WeasyPrint needs pango (Debian:"
+            " apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0"
+            f" fonts-liberation). {exc}"
+        ) from exc
 
     try:
         document = weasyprint.HTML(string=html, url_fetcher=_no_fetch_fetcher())
