@@ -34,6 +34,7 @@ from casework.cases.unit import (
     Clocks,
     Step,
     case_transaction,
+    check_seen_version,
     load_case,
     record_change,
     require_aware,
@@ -345,6 +346,7 @@ def allocate(
     preferred: str | None = None,
     excluded: Sequence[str] = (),
     school: str = "",
+    expected_version: int | None = None,
 ) -> tuple[Allocation, Suggestion]:
     """Offer the case to a provider under the rules; it has a set time to accept or decline.
 
@@ -358,6 +360,7 @@ def allocate(
     with case_transaction(session, reference):
         case, family, _old = load_case(session, reference)
         check_actor_may_see(case, actor)
+        check_seen_version(case, expected_version)
         if actor.is_provider:
             raise NotPermitted(
                 "Provider staff cannot allocate cases; ask the IAS adviser to re-allocate."

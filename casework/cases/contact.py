@@ -26,7 +26,13 @@ from casework.cases.intake import (
     NOTICE_CHANNELS,
 )
 from casework.cases.notes import IAS_ROLES
-from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import (
+    audit_event,
+    case_transaction,
+    check_seen_version,
+    load_case,
+    require_aware,
+)
 from casework.contacts import (
     ContactError,
     check_postal_address,
@@ -190,6 +196,7 @@ def update_contact(
     preferred_channels: str | None = None,
     sms_consent: bool | None = None,
     address: dict[str, str] | None = None,
+    expected_version: int | None = None,
 ) -> Person:
     """Correct the family's contact; a field left as None keeps its value.
 
@@ -202,6 +209,7 @@ def update_contact(
         with session.no_autoflush:
             case, family, _provider = load_case(session, reference)
             check_actor_may_see(case, actor)
+            check_seen_version(case, expected_version)
             if actor.role == FAMILY_ROLE:
                 # On its own page the family chooses how it hears from us; a new number
                 # or address is checked with them by the adviser first.

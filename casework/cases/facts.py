@@ -26,6 +26,7 @@ from casework.cases.unit import (
     Step,
     audit_event,
     case_transaction,
+    check_seen_version,
     load_case,
     require_aware,
 )
@@ -123,6 +124,7 @@ def update_case_facts(
     icb_told_la_on: dt.date | str | None = None,
     agreement_done_on: dt.date | str | None = None,
     note: str = "",
+    expected_version: int | None = None,
 ) -> Case:
     """Correct or add facts learnt after intake, each meeting its clock on the real day.
 
@@ -145,6 +147,7 @@ def update_case_facts(
         case, family, provider = load_case(session, reference)
         with session.no_autoflush:
             check_actor_may_see(case, actor)
+            check_seen_version(case, expected_version)
             if actor.is_provider:
                 raise TransitionRefused(
                     "Case details are kept by the IAS adviser; ask them to correct it."

@@ -34,9 +34,15 @@ from casework import deadlines as dl
 from casework.cases.access import check_actor_may_see
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
-from casework.cases.errors import Conflict, NotPermitted, TransitionRefused, ValidationFailed
+from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
 from casework.cases.escalations import MANAGERS
-from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import (
+    audit_event,
+    case_transaction,
+    check_seen_version,
+    load_case,
+    require_aware,
+)
 from casework.cases.words import DEADLINE_WORDS, state_words
 from casework.deadlines import DeadlineKind
 from casework.models import (
@@ -147,11 +153,7 @@ def reopen_case(
         with session.no_autoflush:
             case, _family, _provider = load_case(session, reference)
             check_actor_may_see(case, actor)
-            if expected_version is not None and case.version != expected_version:
-                raise Conflict(
-                    f"{case.reference} was changed by someone else (it is now"
-                    f" {state_words(case.state)}); reload it and try again"
-                )
+            check_seen_version(case, expected_version)
             if actor.role not in MANAGERS:
                 raise NotPermitted(
                     "Only a manager can reopen a case; ask your manager to reopen it."

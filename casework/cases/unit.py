@@ -68,6 +68,22 @@ def case_transaction(session: Session, reference: str) -> Iterator[None]:
         raise
 
 
+def check_seen_version(case: Case, expected_version: int | None) -> None:
+    """Refuse a change made from a case as it was before someone else changed it.
+
+    ``expected_version`` is the version the person's form was drawn from (None: the
+    door has no form, as the CLI). Every use case that takes one checks it here, so
+    the rule and its words are the same through every door.
+    """
+    if expected_version is not None and case.version != expected_version:
+        from casework.cases.words import state_words
+
+        raise Conflict(
+            f"{case.reference} was changed by someone else (it is now"
+            f" {state_words(case.state)}); reload it and try again"
+        )
+
+
 def require_aware(now: dt.datetime) -> dt.datetime:
     """The moment of recording, in UTC; a naive time would be read in the wrong zone."""
     if now.tzinfo is None:

@@ -41,7 +41,7 @@ from casework.web.pages.common import (
     render,
     require_staff,
 )
-from casework.web.pages.labels import DECISION_TYPE_LABELS, STATE_LABELS
+from casework.web.pages.labels import DECISION_TYPE_LABELS
 from casework.web.security import CheckedForm
 
 router = APIRouter(include_in_schema=False)
@@ -271,9 +271,6 @@ def case_allocate_post(
     case: Case = _staff_case(session, signed_in, reference)[0]
     values = {n: form_text(form, n) for n in ("provider", "preferred", "note", "override_reason")}
     try:
-        version = form_version(form)
-        if version is not None and version != case.version:
-            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
         if not values["provider"]:
             raise cases.ValidationFailed("Choose the provider to allocate", field="provider")
         # The rules decide whether this choice needs a reason (it departs from the
@@ -288,6 +285,7 @@ def case_allocate_post(
             note=values["note"],
             override_reason=values["override_reason"],
             preferred=values["preferred"] or None,
+            expected_version=form_version(form),
         )
     except cases.CaseworkError as exc:
         session.rollback()
@@ -321,9 +319,6 @@ def case_facts_post(
     summary = values["summary"] if "summary" in form else None
 
     def attempt() -> None:
-        version = form_version(form)
-        if version is not None and version != case.version:
-            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
         decision_date = date_from_parts(
             values["decision_date_parts"], "decision_date", "The decision date"
         )
@@ -346,6 +341,7 @@ def case_facts_post(
             summary=summary,
             la_told_on=la_told_on,
             note=values["note"],
+            expected_version=form_version(form),
         )
 
     return _recorded(
@@ -629,9 +625,6 @@ def case_contact_post(
     ]
 
     def attempt() -> None:
-        version = form_version(form)
-        if version is not None and version != case.version:
-            raise cases.Conflict(f"{case.reference} is now {STATE_LABELS.get(case.state)}.")
         cases.update_contact(
             session,
             case.reference,
@@ -644,6 +637,7 @@ def case_contact_post(
             reason=values["reason"],
             now=now,
             actor=auth.actor_for(user, "web"),
+            expected_version=form_version(form),
         )
 
     return _recorded(
