@@ -152,7 +152,10 @@ def report(line: str) -> None:
 
 # --- 1. SIGKILL mid-dispatch, repeatedly, at the production thread count ------------------
 
-CRASH_CASES = 120  # 240 notices: about a third go out between the 32 kills
+# 800 notices. Batched dispatch sends faster than the per-notice one did: with 240 the
+# work could run out before the 32nd kill, and a run then finished between the check
+# that it was alive and its kill.
+CRASH_CASES = 400
 # The full campaign runs on PostgreSQL, the production database; the embedded SQLite
 # leg (one process, the dispatcher inside `casework serve`) runs a shorter one.
 KILLS = {"postgresql": 32, "sqlite": 8}
@@ -204,7 +207,10 @@ def alive(pid: int) -> bool:
 
 
 def kill_and_wait(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pytest.fail(f"dispatcher {pid} finished all its work before its kill: give it more")
     deadline = time.monotonic() + 10
     while alive(pid):
         assert time.monotonic() < deadline, f"dispatcher {pid} survived SIGKILL"
