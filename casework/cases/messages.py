@@ -21,6 +21,7 @@ from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, ValidationFailed
 from casework.cases.notes import IAS_ROLES
 from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.cases.words import CHANNEL_WORDS
 from casework.config import Settings
 from casework.contacts import is_mobile
 from casework.models import Notice, Person
@@ -28,7 +29,7 @@ from casework.notices import CaseFacts, FamilyContact, base_context, insert_noti
 
 TEMPLATE = "one_off_message"
 EVENT = "send_message"
-CHANNELS = {"email": "Email", "sms": "Text message"}
+CHANNELS = ("email", "sms")  # their words: casework.cases.words.CHANNEL_WORDS
 # A text of up to 4 parts; an email of a few paragraphs (longer belongs in a letter).
 TEXT_MAX = {"sms": 600, "email": 5000}
 KEY_MAX = 100
@@ -73,7 +74,8 @@ def check_message(channel: str, text: str) -> tuple[str, str]:
     limit = TEXT_MAX[way]
     if len(body) > limit:
         raise ValidationFailed(
-            f"Message: keep a {CHANNELS[way].lower()} to {limit:,} characters or fewer"
+            f"Message: keep {'an' if way == 'email' else 'a'} {CHANNEL_WORDS[way]} to"
+            f" {limit:,} characters or fewer"
             f" (it has {len(body):,}).",
             field="text",
         )

@@ -325,9 +325,8 @@ def case_facts_post(
         la_told_on = date_from_parts(
             values["la_told_on_parts"], "la_told_on", "The date the LA was told mediation is wanted"
         )
+        # An unchanged type is no correction: the use case records only what changed.
         decision_type = values["decision_type"] or None
-        if decision_type == case.decision_type:
-            decision_type = None
         cases.update_case_facts(
             session,
             case.reference,
