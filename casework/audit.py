@@ -375,11 +375,25 @@ def _chain_ends(connection: Connection, case_ids: Iterable[int]) -> dict[int, st
     return ends
 
 
-def seal_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Seal audit rows written in bulk without the ORM (the sweep's), in the order given."""
+def seal_rows(
+    connection: Connection,
+    rows: list[dict[str, Any]],
+    known: Mapping[int, str] | None = None,
+) -> None:
+    """Seal audit rows written without the ORM (the sweep's, a transition's), in order.
+
+    ``known``: each case's chain end, already read in this transaction by a statement
+    whose snapshot the write is bound to (SQLite only: a writer whose snapshot went
+    stale is refused, so the end it read is the end it chains onto). Without it, the
+    ends are read here, locking the case rows first on PostgreSQL (:func:`_chain_ends`).
+    """
     if not rows:
         return
-    last = _chain_ends(connection, (row["case_id"] for row in rows))
+    wanted = {row["case_id"] for row in rows}
+    if known is not None and wanted <= known.keys():
+        last = {case_id: known[case_id] or "" for case_id in wanted}
+    else:
+        last = _chain_ends(connection, wanted)
     for row in rows:
         last[row["case_id"]] = _seal(row, last[row["case_id"]])
 

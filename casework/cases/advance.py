@@ -7,11 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session
 
 from casework import deadlines as dl
 from casework.cases.access import check_actor_may_see
+from casework.cases.certificates import Prepared, RenderFirst, number_prefix
 from casework.cases.context import Actor
 from casework.cases.effects import (
     EventSpec,
@@ -33,7 +35,7 @@ from casework.cases.unit import (
     require_aware,
     write_step,
 )
-from casework.cases.words import DEADLINE_WORDS, state_words
+from casework.cases.words import DEADLINE_WORDS, actor_words, state_words
 from casework.config import Settings
 from casework.models import Allocation, AllocationStatus, Case
 from casework.states import EVENTS, CaseKind, declared_from, enabled_events, flow_for, target_of
@@ -51,6 +53,13 @@ _GUARD_WORDS: dict[str, str] = {
     "report_not_arranged": "the LA's report that it cannot arrange the meeting is already recorded",
     "record_icb_told": "the ICB is not involved, or the day it was told is already recorded",
 }
+
+
+# Steps that issue a certificate: their load also reads the actor's name and the
+# year's last certificate number. A step runs at most this many times when its
+# certificate must be rendered first or loses its number to another at the same moment.
+CERTIFICATE_EVENTS = frozenset({"issue_certificate"})
+_ATTEMPTS = 4
 
 
 def facts_of(case: Case) -> dict[str, dt.date | None]:
@@ -168,9 +177,26 @@ def _apply(
     data: Mapping[str, Any] | None,
     note: str,
     expected_version: int | None,
+    prepared: Any = None,
+    preview: bool = False,
 ) -> Step:
-    """Apply ``event`` in memory (nothing flushed): the caller commits or rolls back."""
-    case, family, provider, live = load_case_with_clocks(session, reference)
+    """Apply ``event`` in memory (nothing flushed): the caller commits or rolls back.
+
+    ``prepared``: a certificate PDF rendered before this transaction (see
+    :func:`casework.cases.certificates.certificate_for_step`); ``preview``: store no
+    document.
+    """
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    loaded = load_case_with_clocks(
+        session,
+        reference,
+        # SQLite: the chain's end comes with the case (see load_case_with_clocks).
+        chain_end=sqlite and not preview,
+        certificate_for=(actor_words(actor.id), number_prefix(now))
+        if event in CERTIFICATE_EVENTS
+        else None,
+    )
+    case, family, provider, live = loaded.case, loaded.family, loaded.provider, loaded.live
     check_actor_may_see(case, actor)
     if expected_version is not None and case.version != expected_version:
         raise Conflict(
@@ -206,6 +232,12 @@ def _apply(
         clocks=Clocks(session, case, now, live),
     )
     step.from_state = from_state
+    step.actor_name = loaded.actor_name
+    step.last_certificate = loaded.last_certificate
+    step.prepared = prepared
+    step.render_in_transaction = not sqlite
+    step.preview = preview
+    step.chain_end = loaded.chain_end
     clocks = step.clocks
     if spec.effect is not None:
         spec.effect(step)
@@ -256,27 +288,43 @@ def record_step(
     door shows without refusing.
     """
     now = require_aware(now)
-    with case_transaction(session, reference):
-        # Everything below only changes objects in memory; one flush at commit writes
-        # the case once (one version bump) and batches the rest. If the data turn out
-        # to be invalid after the transition, the rollback undoes it.
-        with session.no_autoflush:
-            step = _apply(
-                session,
-                reference,
-                event,
-                now=now,
-                actor=actor,
-                settings=settings,
-                data=data,
-                note=note,
-                expected_version=expected_version,
-            )
-            # The step's rows as Core statements built once (the usual few rows);
-            # anything else a handler changed goes through the unit of work.
-            write_step(session, step.case, step.clocks)
-        session.commit()
-    return Recorded(step.case, list(step.warnings))
+    prepared: Prepared | None = None
+    for _attempt in range(_ATTEMPTS):
+        try:
+            with case_transaction(session, reference):
+                # Everything below only changes objects in memory; the step's rows are
+                # then written by Core statements built once (the usual few rows), and
+                # anything else a handler changed by the unit of work at commit. If the
+                # data turn out to be invalid after the transition, the rollback undoes it.
+                with session.no_autoflush:
+                    step = _apply(
+                        session,
+                        reference,
+                        event,
+                        now=now,
+                        actor=actor,
+                        settings=settings,
+                        data=data,
+                        note=note,
+                        expected_version=expected_version,
+                        prepared=prepared,
+                    )
+                    write_step(session, step.case, step.clocks, step.chain_end)
+                session.commit()
+            return Recorded(step.case, list(step.warnings))
+        except RenderFirst as render:
+            # Nothing was written and the transaction is over: lay the PDF out now,
+            # with no lock or snapshot held, and run the step again.
+            prepared = render.render()
+        except IntegrityError as exc:
+            # Another certificate took the same number at the same moment (PostgreSQL:
+            # the unique number waited for that one's commit). Run again: the next number.
+            if "uq_documents_certificate" not in str(exc):
+                raise
+    raise Conflict(
+        f"{reference.strip().upper()} could not be changed: other changes kept"
+        " arriving while its certificate was being made; reload it and try again"
+    )
 
 
 def advance(
@@ -341,6 +389,7 @@ def preview_event(
                 data=data,
                 note="",
                 expected_version=expected_version,
+                preview=True,
             )
             stopped: list[str] = []
             done: list[str] = []

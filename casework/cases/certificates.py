@@ -1,14 +1,15 @@
 """Mediation certificates as documents: made when one is issued, reissued to correct, verified.
 
 Issuing a certificate (``issue_certificate`` in :mod:`casework.cases.effects`) calls
-:func:`make_certificate` inside the event's transaction: the PDF, its number and its
-verification code are stored with the event or not at all. The number
-(``MC-2026-000123``) is what the Tribunal and the LA quote; the code, printed beside
-it, proves the copy they hold is one casework issued (:func:`verify_certificate`).
+:func:`certificate_for_step` inside the event's transaction: the PDF, its number and
+its verification code are stored with the event or not at all. The PDF itself is laid
+out while no write lock is held (before the transaction on SQLite, before its first
+write on PostgreSQL), so a certificate never keeps other writers waiting.
+The number (``MC-2026-000123``) is what the Tribunal and the LA quote; the code, printed
+beside it, proves the copy they hold is one casework issued (:func:`verify_certificate`).
 A correction (:func:`reissue_certificate`) keeps the number, prints a new code and
 marks the earlier version superseded, so the verify page can say an old copy is
-out of date.
-"""
+out of date."""
 
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
 from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.documents import current_document, store_document
-from casework.cases.errors import NotFound, NotPermitted, ValidationFailed
+from casework.cases.errors import Conflict, NotFound, NotPermitted, ValidationFailed
 from casework.cases.unit import (
     Clocks,
+    Step,
     case_transaction,
     load_case,
     record_change,
@@ -35,7 +37,7 @@ from casework.cases.unit import (
 from casework.cases.words import DECISION_TYPE_WORDS, actor_words
 from casework.config import Settings
 from casework.law import load_law
-from casework.models import Case, Document, Person, Provider, ReferenceCounter, User
+from casework.models import Case, Document, Person, Provider, User
 from casework.pdf import PDF, render_pdf
 
 CERTIFICATE_PREFIX = "MC"
@@ -107,54 +109,53 @@ def normalise_number(typed: str) -> str:
     return "".join(typed.split()).upper()
 
 
-def next_certificate_number(session: Session, year: int) -> str:
-    """MC-2026-000123: a per-year counter, bumped without flushing the change in progress.
+def number_prefix(now: dt.datetime) -> str:
+    """``MC-2026-``: the numbers of the year (London) a certificate is issued in."""
+    return f"{CERTIFICATE_PREFIX}-{dl.local_date(now).year}-"
 
-    The counter row is written through the connection (a savepoint on first use of
-    a year), not the ORM, so the event's own changes still go to the database in
-    one flush at its commit.
+
+def next_number(prefix: str, last: str | None) -> str:
+    """MC-2026-000123: one more than the year's highest number issued (read with the case).
+
+    Why no counter row: bumping one inside the transaction serialised every certificate
+    of the service behind one row lock (held, before, while the PDF was laid out), and
+    bumping it in a transaction of its own would be a second commit per step. The
+    numbers are the documents' own: ``uq_documents_certificate`` (number, version)
+    refuses a second version 1 of a number, so two certificates issued at the same
+    moment cannot share one; the one that loses is made again with the next number
+    (:func:`casework.cases.advance.record_step`). Numbers stay gapless: a step that
+    fails takes none.
     """
-    bump = (
-        update(ReferenceCounter)
-        .where(
-            col(ReferenceCounter.prefix) == CERTIFICATE_PREFIX,
-            col(ReferenceCounter.year) == year,
-        )
-        .values(last=col(ReferenceCounter.last) + 1)
-        .returning(col(ReferenceCounter.last))
-    )
-    conn = session.connection()
-    number = conn.execute(bump).scalar_one_or_none()
-    if number is None:
-        from sqlalchemy.exc import IntegrityError
-
+    count = 0
+    if last:
         try:
-            with conn.begin_nested():
-                conn.execute(
-                    insert(ReferenceCounter).values(prefix=CERTIFICATE_PREFIX, year=year, last=1)
-                )
-            number = 1
-        except IntegrityError:
-            number = conn.execute(bump).scalar_one()
-    return f"{CERTIFICATE_PREFIX}-{year}-{number:06d}"
+            count = int(last.rsplit("-", 1)[1])
+        except (IndexError, ValueError):  # not ours: start after nothing rather than fail
+            count = 0
+    return f"{prefix}{count + 1:06d}"
 
 
-def _issuer_words(
-    session: Session,
+def issuer_words(
+    name: str | None,
     actor: Actor,
     situation: Situation,
     provider: Provider | None,
     settings: Settings,
 ) -> str:
     """'Kim Lee, mediator, Solution Talk' or 'Alice Adviser, mediation adviser, IAS ...'."""
-    who = actor_words(actor.id)
-    user = session.execute(select(User).where(col(User.email) == who)).scalar_one_or_none()
-    name = user.name if user is not None and user.name else ""
     if actor.is_provider:
         role = f"mediator, {provider.name}" if provider is not None else "mediator"
     else:
         role = f"mediation adviser, {settings.service.name}"
     return f"{name}, {role}" if name else role[0].upper() + role[1:]
+
+
+def actor_name(session: Session, actor: Actor) -> str | None:
+    """The acting person's name, as their user account gives it (None: no account)."""
+    who = actor_words(actor.id)
+    return session.execute(
+        select(col(User.name)).where(col(User.email) == who).limit(1)
+    ).scalar_one_or_none()
 
 
 def _local_authority(settings: Settings) -> str:
@@ -219,45 +220,95 @@ def file_name_for(number: str, version: int) -> str:
     return f"certificate-{number}-v{version}.pdf"
 
 
-def make_certificate(
-    session: Session,
-    case: Case,
-    family: Person | None,
-    provider: Provider | None,
-    *,
-    certificate_type: str,
-    issued_on: dt.date,
-    second: bool,
-    actor: Actor,
-    now: dt.datetime,
-    settings: Settings,
-) -> Document:
-    """Render and store a newly issued certificate (version 1), in the caller's transaction."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A certificate's PDF rendered outside the write transaction, with what it shows.
+
+    The write transaction uses the PDF only if the certificate it works out, from the
+    case as that transaction reads it, shows exactly ``context`` (same number, same
+    code, same names and dates): a PDF is never stored beside facts it does not show.
+    """
+
+    context: dict[str, Any]
+    code: str
+    content: bytes
+
+
+class RenderFirst(Exception):
+    """Raised inside a step's transaction before any write: render this PDF, then run
+    the step again (:func:`casework.cases.advance.record_step` does both)."""
+
+    def __init__(self, context: dict[str, Any], code: str) -> None:
+        super().__init__("the certificate is rendered before its transaction")
+        self.context = context
+        self.code = code
+
+    def render(self) -> Prepared:
+        return Prepared(self.context, self.code, render_pdf(TEMPLATE, self.context))
+
+
+def certificate_for_step(
+    step: Step, *, certificate_type: str, issued_on: dt.date, second: bool
+) -> Document | None:
+    """The newly issued certificate (version 1) of ``step``, stored in its transaction.
+
+    The PDF is never laid out while the transaction holds a write lock (it takes
+    ~150 ms; every other writer would wait for it). Where it is laid out:
+
+    * a PDF prepared before the transaction (``step.prepared``) showing exactly what
+      this transaction works out is stored as it is;
+    * on PostgreSQL (``step.render_in_transaction``) it is rendered here: nothing has
+      been written yet, and a SELECT takes no row lock, so no writer waits. Writing
+      starts after it; the version-checked UPDATE refuses the step if the case
+      changed meanwhile (a Conflict, nothing written);
+    * on SQLite a transaction's snapshot is the whole database's, and any write
+      committed by anyone while the PDF was laid out would make this one's first
+      write fail. So :class:`RenderFirst` ends the (read-only) transaction, the PDF is
+      rendered with no transaction open, and the step runs again: it re-reads the case
+      and uses the PDF only if it still shows what the case says (same number, same
+      facts), else renders again.
+
+    The number is one more than the year's highest (:func:`next_number`), the code is
+    new (kept across a re-run, so a prepared PDF still matches), and the step's audit
+    row and the family's notices name the document, in the same commit. A preview
+    (``step.preview``) stores nothing and returns None.
+    """
     situation = SITUATIONS[certificate_type]
-    number = next_certificate_number(session, dl.local_date(now).year)
-    code = new_verification_code()
+    number = next_number(number_prefix(step.now), step.last_certificate)
+    prepared: Prepared | None = step.prepared
+    code = prepared.code if prepared is not None else new_verification_code()
     context = certificate_context(
-        case=case,
-        family=family,
+        case=step.case,
+        family=step.family,
         certificate_type=certificate_type,
         number=number,
         code=code,
         version=1,
         issued_on=issued_on,
-        issued_by=_issuer_words(session, actor, situation, provider, settings),
-        settings=settings,
+        issued_by=issuer_words(
+            step.actor_name, step.actor, situation, step.provider, step.settings
+        ),
+        settings=step.settings,
         second=second,
     )
+    if step.preview:
+        return None
+    if prepared is not None and prepared.context == context:
+        content = prepared.content
+    elif step.render_in_transaction:
+        content = render_pdf(TEMPLATE, context)
+    else:
+        raise RenderFirst(context, code)
     return store_document(
-        session,
-        case,
+        step.session,
+        step.case,
         situation.kind,
-        render_pdf(TEMPLATE, context),
+        content,
         PDF,
         file_name_for(number, 1),
-        actor,
-        now=now,
-        settings=settings,
+        step.actor,
+        now=step.now,
+        settings=step.settings,
         series=number,
         certificate_number=number,
         verification_code=code,
@@ -302,6 +353,13 @@ def reissue_certificate(
     Correct the case first (the child's name, the decision date); then reissue. The
     number stays, the code is new, the earlier version is marked superseded, and the
     family is sent the new one.
+
+    The PDF is laid out with no transaction open, as a new certificate's is
+    (:func:`certificate_for_step`): a first transaction reads the case and works out
+    what the new version shows, and ends without writing; the PDF is rendered; a
+    second transaction reads everything again and stores the PDF, the superseding
+    and the audit event together only if the new version still shows exactly that
+    (else it renders again, at most three times, then says the case kept changing).
     """
     now = require_aware(now)
     reason = " ".join(reason.split())
@@ -310,85 +368,100 @@ def reissue_certificate(
     if len(reason) > 500:
         raise ValidationFailed("Keep the reason to 500 characters or fewer", "reason")
     number = normalise_number(certificate_number)
-    with case_transaction(session, reference):
-        case, family, provider = load_case(session, reference)
-        check_actor_may_see(case, actor)
-        previous = session.execute(
-            select(Document).where(
-                col(Document.case_id) == case.id,
-                col(Document.certificate_number) == number,
-                col(Document.superseded_by).is_(None),
+    code = new_verification_code()
+    prepared: Prepared | None = None
+    for _attempt in range(3):
+        with case_transaction(session, reference):
+            case, family, provider = load_case(session, reference)
+            check_actor_may_see(case, actor)
+            previous = session.execute(
+                select(Document).where(
+                    col(Document.case_id) == case.id,
+                    col(Document.certificate_number) == number,
+                    col(Document.superseded_by).is_(None),
+                )
+            ).scalar_one_or_none()
+            if previous is None:
+                raise NotFound(
+                    f"{case.reference} has no certificate numbered {number}; check the number"
+                    " on the case's documents list."
+                )
+            _may_reissue(actor, previous.kind)
+            certificate_type = KIND_TO_TYPE[previous.kind]
+            second = previous.kind == SITUATIONS["mediation_held"].kind and (
+                case.second_certificate_on is not None
             )
-        ).scalar_one_or_none()
-        if previous is None:
-            raise NotFound(
-                f"{case.reference} has no certificate numbered {number}; check the number"
-                " on the case's documents list."
-            )
-        _may_reissue(actor, previous.kind)
-        certificate_type = KIND_TO_TYPE[previous.kind]
-        second = previous.kind == SITUATIONS["mediation_held"].kind and (
-            case.second_certificate_on is not None
-        )
-        issued_on = previous.issued_on or dl.local_date(previous.created_at)
-        code = new_verification_code()
-        version = previous.version + 1
-        with session.no_autoflush:
-            context = certificate_context(
-                case=case,
-                family=family,
-                certificate_type=certificate_type,
-                number=number,
-                code=code,
-                version=version,
-                issued_on=issued_on,
-                issued_by=_issuer_words(
-                    session, actor, SITUATIONS[certificate_type], provider, settings
-                ),
-                settings=settings,
-                second=second,
-                correction=(
-                    f"Corrected on {dl.fmt(dl.local_date(now))}. This version replaces"
-                    f" version {previous.version}: {reason}"
-                ),
-            )
-            document = store_document(
-                session,
-                case,
-                previous.kind,
-                render_pdf(TEMPLATE, context),
-                PDF,
-                file_name_for(number, version),
-                actor,
-                now=now,
-                settings=settings,
-                series=number,
-                certificate_number=number,
-                verification_code=code,
-                issued_on=issued_on,
-            )
-            case.updated_at = now
-            record_change(
-                session,
-                case,
-                actor=actor,
-                event=REISSUE_EVENT,
-                at=now,
-                from_state=case.state,
-                settings=settings,
-                data={
-                    "certificate_number": number,
-                    "version": version,
-                    "document_id": document.id,
-                    "reason": reason,
-                },
-                family=family,
-                provider=provider,
-                clocks=Clocks(session, case, now),
-                attachments={"family": document.id},  # type: ignore[dict-item]
-            )
-        session.commit()
-    return document
+            issued_on = previous.issued_on or dl.local_date(previous.created_at)
+            version = previous.version + 1
+            with session.no_autoflush:
+                context = certificate_context(
+                    case=case,
+                    family=family,
+                    certificate_type=certificate_type,
+                    number=number,
+                    code=code,
+                    version=version,
+                    issued_on=issued_on,
+                    issued_by=issuer_words(
+                        actor_name(session, actor),
+                        actor,
+                        SITUATIONS[certificate_type],
+                        provider,
+                        settings,
+                    ),
+                    settings=settings,
+                    second=second,
+                    correction=(
+                        f"Corrected on {dl.fmt(dl.local_date(now))}. This version replaces"
+                        f" version {previous.version}: {reason}"
+                    ),
+                )
+                if prepared is None or prepared.context != context:
+                    # Nothing written yet: end the transaction, then lay the PDF out.
+                    session.rollback()
+                    prepared = RenderFirst(context, code).render()
+                    continue
+                document = store_document(
+                    session,
+                    case,
+                    previous.kind,
+                    prepared.content,
+                    PDF,
+                    file_name_for(number, version),
+                    actor,
+                    now=now,
+                    settings=settings,
+                    series=number,
+                    certificate_number=number,
+                    verification_code=code,
+                    issued_on=issued_on,
+                )
+                case.updated_at = now
+                record_change(
+                    session,
+                    case,
+                    actor=actor,
+                    event=REISSUE_EVENT,
+                    at=now,
+                    from_state=case.state,
+                    settings=settings,
+                    data={
+                        "certificate_number": number,
+                        "version": version,
+                        "document_id": document.id,
+                        "reason": reason,
+                    },
+                    family=family,
+                    provider=provider,
+                    clocks=Clocks(session, case, now),
+                    attachments={"family": document.id},  # type: ignore[dict-item]
+                )
+            session.commit()
+            return document
+    raise Conflict(
+        f"{reference.strip().upper()} kept changing while its corrected certificate was"
+        " being made; reload it and try again"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -485,24 +485,18 @@ def _certificate_document(
     """The certificate as a PDF, stored in this event's transaction and sent to the family.
 
     Its number and document id go into the event's audit row, so the timeline links
-    the event to the exact file issued.
+    the event to the exact file issued. (Where the PDF is laid out, so that no writer
+    waits for it: :func:`casework.cases.certificates.certificate_for_step`.)
     """
     # Imported here: the document store reads the provider's list of document kinds,
     # whose module imports this one.
-    from casework.cases.certificates import make_certificate
+    from casework.cases.certificates import certificate_for_step
 
-    document = make_certificate(
-        step.session,
-        step.case,
-        step.family,
-        step.provider,
-        certificate_type=certificate_type,
-        issued_on=issued,
-        second=second,
-        actor=step.actor,
-        now=step.now,
-        settings=step.settings,
+    document = certificate_for_step(
+        step, certificate_type=certificate_type, issued_on=issued, second=second
     )
+    if document is None:  # a preview: nothing is stored
+        return
     step.data["certificate_number"] = document.certificate_number
     step.data["document_id"] = document.id
     step.attachments["family"] = document.id  # type: ignore[assignment]

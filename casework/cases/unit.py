@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy import inspect as sa_inspect
@@ -37,8 +37,10 @@ from casework.models import (
     CaseEvent,
     Deadline,
     DeadlineStatus,
+    Document,
     Person,
     Provider,
+    User,
 )
 
 
@@ -176,19 +178,91 @@ def load_case(session: Session, reference: str) -> tuple[Case, Person | None, Pr
     return row[0], row[1], row[2]
 
 
+class LoadedCase(NamedTuple):
+    """What a step reads, in one statement: the case, its family contact, its provider,
+    its live clocks, and (when asked for) its audit chain's end, the actor's name and
+    the year's last certificate number."""
+
+    case: Case
+    family: Person | None
+    provider: Provider | None
+    live: list[Deadline]
+    chain_end: str | None = None
+    actor_name: str | None = None
+    last_certificate: str | None = None
+
+
+# The last hash of the case's audit chain, read with the case (SQLite only: see
+# ``load_case_with_clocks``).
+_CHAIN_END = (
+    select(col(CaseEvent.hash))
+    .where(col(CaseEvent.case_id) == col(Case.id))
+    .order_by(col(CaseEvent.id).desc())
+    .limit(1)
+    .correlate(Case)
+    .scalar_subquery()
+)
+# The acting person's name (printed on a certificate) and the year's highest
+# certificate number (the next one is one more): read with the case, not after it.
+_ACTOR_NAME = (
+    select(col(User.name)).where(col(User.email) == bindparam("who")).limit(1).scalar_subquery()
+)
+_LAST_CERTIFICATE = (
+    select(col(Document.certificate_number))
+    .where(col(Document.certificate_number).like(bindparam("number_like")))
+    .order_by(col(Document.certificate_number).desc())
+    .limit(1)
+    .scalar_subquery()
+)
+
+
+@lru_cache(maxsize=4)
+def _case_with_clocks(chain_end: bool, certificate: bool) -> Any:
+    """CASE_WITH_CLOCKS with the extra columns asked for, built once per combination."""
+    extra: list[Any] = []
+    if chain_end:
+        extra.append(_CHAIN_END.label("chain_end"))
+    if certificate:
+        extra += [_ACTOR_NAME.label("actor_name"), _LAST_CERTIFICATE.label("last_certificate")]
+    return CASE_WITH_CLOCKS.add_columns(*extra) if extra else CASE_WITH_CLOCKS
+
+
 def load_case_with_clocks(
-    session: Session, reference: str
-) -> tuple[Case, Person | None, Provider | None, list[Deadline]]:
-    """The case, its family contact, its provider and its live clocks in ONE query."""
-    rows = session.execute(CASE_WITH_CLOCKS, {"reference": reference.strip().upper()}).all()
+    session: Session,
+    reference: str,
+    *,
+    chain_end: bool = False,
+    certificate_for: tuple[str, str] | None = None,
+) -> LoadedCase:
+    """The case, its family contact, its provider and its live clocks in ONE query.
+
+    ``chain_end``: also read the last hash of the case's audit chain, so sealing the
+    step's audit row needs no statement of its own. Only sound on SQLite, whose
+    writers take turns and whose writer with a stale snapshot is refused: the end read
+    here is then the end the row is written after. (On PostgreSQL the case row must be
+    locked before the end is read, :func:`casework.audit._chain_ends`.)
+    ``certificate_for``: (the actor's email, the certificate number prefix such as
+    ``MC-2026-``): also read the actor's name and the year's last number, for a step
+    that issues a certificate.
+    """
+    params: dict[str, Any] = {"reference": reference.strip().upper()}
+    if certificate_for is not None:
+        params["who"], prefix = certificate_for
+        params["number_like"] = prefix + "%"
+    stmt = _case_with_clocks(chain_end, certificate_for is not None)
+    rows = session.execute(stmt, params).all()
     if not rows:
         raise not_found(reference)
-    case, family, provider, _ = rows[0]
+    first = rows[0]
+    case, family, provider = first[0], first[1], first[2]
     clocks: dict[int, Deadline] = {}
     for row in rows:
         if row[3] is not None:
             clocks.setdefault(id(row[3]), row[3])
-    return case, family, provider, list(clocks.values())
+    extra = list(first[4:])
+    end = (extra.pop(0) or "") if chain_end else None
+    name, last = (extra[0], extra[1]) if certificate_for is not None else (None, None)
+    return LoadedCase(case, family, provider, list(clocks.values()), end, name, last)
 
 
 def live_deadlines(session: Session, case: Case) -> list[Deadline]:
@@ -342,7 +416,7 @@ def _columns(obj: Any, table: Any) -> dict[str, Any]:
     return {c.name: getattr(obj, c.name) for c in table.c if getattr(obj, c.name) is not None}
 
 
-def write_step(session: Session, case: Case, clocks: Clocks) -> bool:
+def write_step(session: Session, case: Case, clocks: Clocks, chain_end: str | None = None) -> bool:
     """Write one step's changes with Core statements built once per process; False when
     the step changed anything else (then the session's unit of work writes it all).
 
@@ -353,7 +427,8 @@ def write_step(session: Session, case: Case, clocks: Clocks) -> bool:
     as the ORM's would), the audit row sealed into its chain (:func:`audit.seal_rows`,
     which on PostgreSQL locks the case row first), the clocks met or cancelled and the
     clocks opened. The written objects then leave the session (still readable), so
-    the commit has nothing left to flush.
+    the commit has nothing left to flush. ``chain_end``: the case's chain end, read
+    with the case in this transaction (SQLite only, :func:`load_case_with_clocks`).
     """
     if session.deleted:
         return False
@@ -380,7 +455,8 @@ def write_step(session: Session, case: Case, clocks: Clocks) -> bool:
         raise StaleDataError(f"{case.reference} changed since it was read")
     audit_rows.sort(key=lambda o: sa_inspect(o).insert_order)
     rows = [_columns(o, _EVENTS) for o in audit_rows]
-    audit.seal_rows(conn, rows)
+    known = {case.id: chain_end} if chain_end is not None and case.id is not None else None
+    audit.seal_rows(conn, rows, known)
     if rows:
         conn.execute(_INSERT_EVENT, rows)
     for deadline in changed_clocks:
@@ -507,6 +583,17 @@ class Step:
     attachments: dict[str, int] = field(default_factory=dict)
     # What the person should check, though the law allows it: shown, never refused.
     warnings: list[str] = field(default_factory=list)
+    # For a step that issues a certificate (read with the case): the actor's name and
+    # the year's last certificate number; a PDF rendered before this transaction
+    # (:class:`casework.cases.certificates.Prepared`); whether a PDF may be rendered
+    # inside it (before its first write); a preview stores no document at all.
+    actor_name: str | None = None
+    last_certificate: str | None = None
+    prepared: Any = None
+    render_in_transaction: bool = True
+    preview: bool = False
+    # The case's audit chain end, read with the case (SQLite; None: read when sealing).
+    chain_end: str | None = None
 
     @classmethod
     def begin(
