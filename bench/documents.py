@@ -38,7 +38,7 @@ TARGET_MS = 300.0
 
 
 def context() -> dict[str, Any]:
-    """A certificate after a declined mediation, as make_certificate builds it."""
+    """A certificate after a declined mediation, as certificate_for_step builds it."""
     settings = load_settings(environment="test")
     case = Case(
         reference="MED-2026-0042",
