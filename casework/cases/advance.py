@@ -238,6 +238,7 @@ def _apply(
     step.render_in_transaction = not sqlite
     step.preview = preview
     step.chain_end = loaded.chain_end
+    step.provider_accepted = loaded.provider_accepted
     clocks = step.clocks
     if spec.effect is not None:
         spec.effect(step)
@@ -265,6 +266,7 @@ def _apply(
         clocks=clocks,
         agreement_items=step.items,
         attachments=step.attachments,
+        provider_accepted=step.provider_accepted,
     )
     return step
 

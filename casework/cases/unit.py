@@ -190,6 +190,7 @@ class LoadedCase(NamedTuple):
     chain_end: str | None = None
     actor_name: str | None = None
     last_certificate: str | None = None
+    provider_accepted: bool | None = None
 
 
 # The last hash of the case's audit chain, read with the case (SQLite only: see
@@ -216,15 +217,29 @@ _LAST_CERTIFICATE = (
 )
 
 
+# Whether the case's provider holds an accepted allocation of it (what the family's
+# notices need to know before they may name the provider), read with the case.
+_PROVIDER_ACCEPTED = (
+    select(col(Allocation.id))
+    .where(
+        col(Allocation.case_id) == col(Case.id),
+        col(Allocation.provider_id) == col(Case.provider_id),
+        col(Allocation.status) == AllocationStatus.accepted,
+    )
+    .correlate(Case)
+    .exists()
+)
+
+
 @lru_cache(maxsize=4)
 def _case_with_clocks(chain_end: bool, certificate: bool) -> Any:
     """CASE_WITH_CLOCKS with the extra columns asked for, built once per combination."""
-    extra: list[Any] = []
+    extra: list[Any] = [_PROVIDER_ACCEPTED.label("provider_accepted")]
     if chain_end:
         extra.append(_CHAIN_END.label("chain_end"))
     if certificate:
         extra += [_ACTOR_NAME.label("actor_name"), _LAST_CERTIFICATE.label("last_certificate")]
-    return CASE_WITH_CLOCKS.add_columns(*extra) if extra else CASE_WITH_CLOCKS
+    return CASE_WITH_CLOCKS.add_columns(*extra)
 
 
 def load_case_with_clocks(
@@ -241,6 +256,7 @@ def load_case_with_clocks(
     writers take turns and whose writer with a stale snapshot is refused: the end read
     here is then the end the row is written after. (On PostgreSQL the case row must be
     locked before the end is read, :func:`casework.audit._chain_ends`.)
+    Whether the case's provider has accepted it comes too (``provider_accepted``).
     ``certificate_for``: (the actor's email, the certificate number prefix such as
     ``MC-2026-``): also read the actor's name and the year's last number, for a step
     that issues a certificate.
@@ -260,9 +276,10 @@ def load_case_with_clocks(
         if row[3] is not None:
             clocks.setdefault(id(row[3]), row[3])
     extra = list(first[4:])
+    accepted = bool(extra.pop(0))
     end = (extra.pop(0) or "") if chain_end else None
     name, last = (extra[0], extra[1]) if certificate_for is not None else (None, None)
-    return LoadedCase(case, family, provider, list(clocks.values()), end, name, last)
+    return LoadedCase(case, family, provider, list(clocks.values()), end, name, last, accepted)
 
 
 def live_deadlines(session: Session, case: Case) -> list[Deadline]:
@@ -491,11 +508,14 @@ def record_change(
     clocks: Clocks | None = None,
     agreement_items: list[AgreementItem] | None = None,
     attachments: Mapping[str, int] | None = None,
+    provider_accepted: bool | None = None,
 ) -> CaseEvent:
     """Append the change's audit row and queue the notices it causes, in its transaction.
 
     Record now, send later: the notices are rows in the same commit as the change, so
     a change is never told without having happened, nor happens untold.
+    ``provider_accepted``: whether the provider had accepted the case when it was read
+    in this transaction (None: not read; it is then queried, see :func:`_has_accepted`).
     """
     from casework.notices import queue_event_notices
 
@@ -524,7 +544,7 @@ def record_change(
             settings=settings,
             opened=clocks.opened if clocks is not None else [],
             provider=provider,
-            provider_accepted=_has_accepted(session, case, provider),
+            provider_accepted=_has_accepted(session, case, provider, provider_accepted),
             agreement_items=agreement_items or [],
             attachments=dict(attachments or {}),
         ),
@@ -532,7 +552,9 @@ def record_change(
     return audit
 
 
-def _has_accepted(session: Session, case: Case, provider: Provider | None) -> bool:
+def _has_accepted(
+    session: Session, case: Case, provider: Provider | None, read: bool | None = None
+) -> bool:
     """Whether ``provider`` holds an accepted allocation of ``case`` (as changed in memory).
 
     The rows are read without flushing and their status judged in Python, so an
@@ -553,6 +575,8 @@ def _has_accepted(session: Session, case: Case, provider: Provider | None) -> bo
         return any(
             a.provider_id == provider.id and a.status == AllocationStatus.accepted for a in live
         )
+    if read is not None:  # read with the case in this transaction; unchanged since
+        return read
     with session.no_autoflush:
         rows = session.execute(
             select(Allocation).where(
@@ -594,6 +618,8 @@ class Step:
     preview: bool = False
     # The case's audit chain end, read with the case (SQLite; None: read when sealing).
     chain_end: str | None = None
+    # Whether the provider had accepted the case, read with it (None: not read).
+    provider_accepted: bool | None = None
 
     @classmethod
     def begin(
