@@ -502,9 +502,11 @@ VALUES_ROWS_PER_STATEMENT = 100
 def queue_event_notices(session: Session, ctx: Any) -> list[Any]:
     """Called by the use cases inside their transaction (ctx: services.TransitionContext)."""
     settings: Settings = ctx.settings
+    # The event rules as configured (NoticeRules would also group every reminder rule,
+    # which this does not need, on every transition).
     rules = [
         r
-        for r in NoticeRules.from_settings(settings).events
+        for r in settings.notices.events
         if r.event == ctx.event
         and (r.case_kind is None or r.case_kind == ctx.case.kind)
         and _notice_applies(r, ctx)
