@@ -487,3 +487,105 @@ def test_a_subject_access_export_holds_the_certificate_files(
         assert listed["what"] == "Mediation certificate: the family decided not to pursue mediation"
         assert hashlib.sha256(archive.read(listed["file"])).hexdigest() == doc.sha256
         assert "1 documents" in archive.read("summary.txt").decode()
+
+
+def _render_with(monkeypatch: pytest.MonkeyPatch, during: Any) -> list[dict[str, Any]]:
+    """Lay certificates out as usual, calling ``during(context)`` first each time."""
+    from casework.cases import certificates as module
+
+    original = module.render_pdf
+    contexts: list[dict[str, Any]] = []
+
+    def render(template: str, context: dict[str, Any]) -> bytes:
+        contexts.append(context)
+        during(context)
+        return original(template, context)
+
+    monkeypatch.setattr(module, "render_pdf", render)
+    return contexts
+
+
+def test_no_writer_waits_while_a_certificate_is_laid_out(
+    engine: Engine, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another case's step, recorded while the PDF is being laid out, commits at once (it
+    would wait for the write lock if the PDF were rendered holding it), and the PDF laid
+    out is the one stored: the other write did not change what it shows."""
+    case = new_case(session, settings)
+    advance(session, settings, case, "decline", now=at("2026-11-20"), declined_on="2026-11-20")
+    other = create_case(session, settings)
+    other_reference, other_id = other.reference, other.id
+    waited: list[float] = []
+
+    def another_writer(_context: dict[str, Any]) -> None:
+        import time
+
+        started = time.perf_counter()
+        with Session(engine, expire_on_commit=False) as elsewhere:
+            cases.advance(
+                elsewhere,
+                other_reference,
+                "advise",
+                now=at("2026-11-24", "09:00"),
+                actor=ADVISER,
+                settings=settings,
+            )
+        waited.append(time.perf_counter() - started)
+
+    contexts = _render_with(monkeypatch, another_writer)
+    advance(
+        session, settings, case, "issue_certificate", now=at("2026-11-24"),
+        certificate_on="2026-11-24",
+    )  # fmt: skip
+    assert len(contexts) == 1, "laid out once, and that PDF stored"
+    assert waited and waited[0] < 5, "the other writer did not wait for this one"
+    [doc] = certificates(session, case)
+    assert f"Certificate number {doc.certificate_number}" in pdf_text(doc.content)
+    assert contexts[0]["number"] == doc.certificate_number
+    with Session(engine) as check:
+        assert check.get(Case, other_id).state == "advised"  # type: ignore[union-attr]
+
+
+def test_a_case_changed_while_its_certificate_is_laid_out_never_gets_a_stale_pdf(
+    engine: Engine, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child's name corrected by someone else during the render: on PostgreSQL (PDF
+    laid out inside the transaction, before its first write) the version-checked write
+    refuses the step and nothing is written; on SQLite (laid out before the transaction)
+    the write transaction sees the new name and lays the PDF out again. Either way no
+    certificate is stored showing facts the case no longer has."""
+    case = new_case(session, settings)
+    advance(session, settings, case, "decline", now=at("2026-11-20"), declined_on="2026-11-20")
+
+    def correct_the_name(_context: dict[str, Any]) -> None:
+        if len(contexts) > 1:
+            return
+        from sqlalchemy import text
+
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE cases SET child_name = 'Sam Corrected', version = version + 1"
+                    " WHERE id = :id"
+                ),
+                {"id": case.id},
+            )
+
+    contexts = _render_with(monkeypatch, correct_the_name)
+    if engine.dialect.name == "postgresql":
+        with pytest.raises(cases.Conflict):
+            advance(
+                session, settings, case, "issue_certificate", now=at("2026-11-24"),
+                certificate_on="2026-11-24",
+            )  # fmt: skip
+        assert certificates(session, case) == []
+        events = [e.event for e in cases.case_events(session, case)]
+        assert "issue_certificate" not in events
+    else:
+        advance(
+            session, settings, case, "issue_certificate", now=at("2026-11-24"),
+            certificate_on="2026-11-24",
+        )  # fmt: skip
+        assert [c["child"] for c in contexts] == ["Sam Family", "Sam Corrected"]
+        [doc] = certificates(session, case)
+        assert "Child or young person Sam Corrected" in pdf_text(doc.content)
