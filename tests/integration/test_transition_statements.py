@@ -136,3 +136,27 @@ def _events(engine: Engine, case_id: int | None) -> int:
                 text("SELECT count(*) FROM case_events WHERE case_id = :id"), {"id": case_id}
             ).scalar_one()
         )
+
+
+def test_a_step_builds_no_state_machine(
+    session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot path looks transitions up in ``states.TRANSITIONS`` (proved equal to the
+    machines by tests/unit/test_transition_table.py): recording steps, a certificate
+    included, never binds a python-statemachine machine to the case."""
+    from statemachine import StateMachine
+
+    def no_machine(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("a machine was built on the hot path")
+
+    monkeypatch.setattr(StateMachine, "__init__", no_machine)
+    case = create_case(session, settings)
+    case = advance(session, settings, case, "advise", now=at("2026-11-10"))
+    case = advance(
+        session, settings, case, "decline", now=at("2026-11-11"), declined_on="2026-11-11"
+    )
+    case = advance(
+        session, settings, case, "issue_certificate", now=at("2026-11-12"),
+        certificate_on="2026-11-12",
+    )  # fmt: skip
+    assert case.state == "certificate_issued"
