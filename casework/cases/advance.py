@@ -179,6 +179,7 @@ def _apply(
     expected_version: int | None,
     prepared: Any = None,
     preview: bool = False,
+    render_in_transaction: bool = False,
 ) -> Step:
     """Apply ``event`` in memory (nothing flushed): the caller commits or rolls back.
 
@@ -235,7 +236,7 @@ def _apply(
     step.actor_name = loaded.actor_name
     step.last_certificate = loaded.last_certificate
     step.prepared = prepared
-    step.render_in_transaction = not sqlite
+    step.render_in_transaction = render_in_transaction or not sqlite
     step.preview = preview
     step.chain_end = loaded.chain_end
     step.provider_accepted = loaded.provider_accepted
@@ -291,6 +292,9 @@ def record_step(
     """
     now = require_aware(now)
     prepared: Prepared | None = None
+    # A caller's own changes still pending in the session are never dropped to render
+    # a certificate first: then it is rendered in the transaction (before its writes).
+    keep_callers_changes = bool(session.new or session.dirty or session.deleted)
     for _attempt in range(_ATTEMPTS):
         try:
             with case_transaction(session, reference):
@@ -310,6 +314,7 @@ def record_step(
                         note=note,
                         expected_version=expected_version,
                         prepared=prepared,
+                        render_in_transaction=keep_callers_changes,
                     )
                     write_step(session, step.case, step.clocks, step.chain_end)
                 session.commit()
