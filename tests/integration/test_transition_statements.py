@@ -4,9 +4,11 @@ Counted with SQLAlchemy's ``before_cursor_execute`` (transaction control not cou
 and ``commit`` events on the engine, for the steps that write the most: a step that
 meets one clock and opens another and queues notices (choose mediation, decline,
 issue the certificate). The statements: the case with its family, provider and live
-clocks (1), the notices (1), the chain's end for the audit row (1; on PostgreSQL the
-case row is locked first, 1 more), the version-checked UPDATE of the case (1), the
-audit row (1), the clocks met (1) and opened (1).
+clocks (1; on SQLite with the audit chain's end), the notices (1), the version-checked
+UPDATE of the case (1), the chain's end for the audit row (PostgreSQL only, 1: read
+after the case row is locked), the audit row (1), the clocks met (1) and opened (1);
+a certificate adds its document row (1) and, on SQLite, the read that rendered its PDF
+with no transaction open (1).
 """
 
 from __future__ import annotations
