@@ -53,17 +53,21 @@ import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 
 from casework import deadlines as dl
 from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Document, Notice, NoticeStatus
 from casework.notices import (
     NoticeReason,
+    family_link_url,
     in_quiet_hours,
     insert_notices,
+    live_family_link_columns,
     live_family_link_url,
     next_sms_moment,
     reason_text,
@@ -369,44 +373,83 @@ def claim_batch(
     engine: Engine, due_by: dt.datetime, at: dt.datetime, lease: dt.timedelta, me: str, n: int
 ) -> list[Any]:
     """Claim up to ``n`` notices in one transaction: dead workers' expired claims first,
-    then the oldest due (as :func:`claim_one`, ``n`` at a time)."""
-    d = Deadline.__table__  # type: ignore[attr-defined]
-    c = Case.__table__  # type: ignore[attr-defined]
+    then the oldest due (as :func:`claim_one`, ``n`` at a time).
+
+    The statements are built once per process (:func:`_claim_statements`): building
+    them per claim was a millisecond of CPU each time, as much as their round trips.
+    """
     with engine.connect().execution_options(claim=True) as conn, conn.begin():
         _fast_commit(conn)
-        stale = (
-            select(_N.c.id)
-            .where(_N.c.status == NoticeStatus.sending, _N.c.claimed_at < at - lease)
-            .order_by(_N.c.claimed_at, _N.c.id)
-            .limit(n)
-        )
-        due = (
-            select(_N.c.id)
-            .where(_N.c.status == NoticeStatus.queued, _N.c.not_before <= due_by)
-            .order_by(_N.c.not_before, _N.c.id)
-        )
-        if conn.dialect.name == "postgresql":
-            stale = stale.with_for_update(skip_locked=True)
-            due = due.with_for_update(skip_locked=True)
-        ids = list(conn.execute(stale).scalars())
+        stale, due, mark, load = _claim_statements(conn.dialect.name)
+        ids: list[int] = list(conn.execute(stale, {"stale_before": at - lease, "n": n}).scalars())
         if len(ids) < n:
-            ids += conn.execute(due.limit(n - len(ids))).scalars()
+            ids += conn.execute(due, {"due_by": due_by, "n": n - len(ids)}).scalars()
         if not ids:
             return []
-        conn.execute(
-            update(_N)
-            .where(_N.c.id.in_(ids))
-            .values(status=NoticeStatus.sending, claimed_at=at, claimed_by=me)
-        )
-        rows = conn.execute(
-            select(_N, d.c.status.label("deadline_status"), c.c.state.label("case_state"))
-            .select_from(
-                _N.outerjoin(d, d.c.id == _N.c.deadline_id).outerjoin(c, c.c.id == _N.c.case_id)
-            )
-            .where(_N.c.id.in_(ids))
-        ).all()
+        params = {"ids": ids, "at": at, "me": me}
+        if load is None:
+            # PostgreSQL: one round trip, the claimed rows come back with what sending needs.
+            rows = conn.execute(mark, params).all()
+        else:
+            conn.execute(mark, params)
+            rows = conn.execute(load, {"ids": ids}).all()
     order = {notice_id: i for i, notice_id in enumerate(ids)}
     return sorted(rows, key=lambda row: order[row.id])
+
+
+@lru_cache(maxsize=4)
+def _claim_statements(dialect: str) -> tuple[Any, Any, Any, Any]:
+    """(stale, due, mark, load) for :func:`claim_batch` on ``dialect``; ``load`` is None
+    when ``mark`` returns the rows itself (PostgreSQL's UPDATE ... RETURNING)."""
+    d = Deadline.__table__  # type: ignore[attr-defined]
+    c = Case.__table__  # type: ignore[attr-defined]
+    stale = (
+        select(_N.c.id)
+        .where(_N.c.status == NoticeStatus.sending, _N.c.claimed_at < bindparam("stale_before"))
+        .order_by(_N.c.claimed_at, _N.c.id)
+        .limit(bindparam("n"))
+    )
+    due = (
+        select(_N.c.id)
+        .where(_N.c.status == NoticeStatus.queued, _N.c.not_before <= bindparam("due_by"))
+        .order_by(_N.c.not_before, _N.c.id)
+        .limit(bindparam("n"))
+    )
+    mark = (
+        update(_N)
+        .where(_N.c.id.in_(bindparam("ids", expanding=True)))
+        .values(status=NoticeStatus.sending, claimed_at=bindparam("at"), claimed_by=bindparam("me"))
+    )
+    # The family's link, read with the claim (not one lookup per notice).
+    nonce, stored_hash = live_family_link_columns(_N.c.case_id)
+    if dialect == "postgresql":
+        stale = stale.with_for_update(skip_locked=True)
+        due = due.with_for_update(skip_locked=True)
+        returning = mark.returning(
+            *_N.c,
+            select(d.c.status)
+            .where(d.c.id == _N.c.deadline_id)
+            .scalar_subquery()
+            .label("deadline_status"),
+            select(c.c.state).where(c.c.id == _N.c.case_id).scalar_subquery().label("case_state"),
+            nonce.label("link_nonce"),
+            stored_hash.label("link_hash"),
+        )
+        return stale, due, returning, None
+    load = (
+        select(
+            _N,
+            d.c.status.label("deadline_status"),
+            c.c.state.label("case_state"),
+            nonce.label("link_nonce"),
+            stored_hash.label("link_hash"),
+        )
+        .select_from(
+            _N.outerjoin(d, d.c.id == _N.c.deadline_id).outerjoin(c, c.c.id == _N.c.case_id)
+        )
+        .where(_N.c.id.in_(bindparam("ids", expanding=True)))
+    )
+    return stale, due, mark, load
 
 
 class _Work:
@@ -476,11 +519,14 @@ class _Work:
 class _Results:
     """Accepted sends waiting for their write, written one batch per transaction."""
 
-    def __init__(self, engine: Engine, me: str, size: int, work_done: Any) -> None:
+    def __init__(
+        self, engine: Engine, me: str, size: int, work_done: Any, alarm_every: float
+    ) -> None:
         self._engine, self._me, self._size = engine, me, size
         self._pending: list[_Sent] = []
         self._lock = threading.Lock()
         self._work_done = work_done
+        self._alarms = _AlarmCloser(alarm_every)
         # What the writes found, whichever sender wrote them (merged into the run's result).
         self.counts = DispatchResult()
 
@@ -493,6 +539,10 @@ class _Results:
             batch, self._pending = self._pending, []
             return batch
 
+    def alarm_may_be_open(self) -> None:
+        """This worker held a notice for a refused key: close on the next success."""
+        self._alarms.forget()
+
     def take_all(self) -> list[list[_Sent]]:
         with self._lock:
             batch, self._pending = self._pending, []
@@ -501,7 +551,7 @@ class _Results:
     def write(self, batch: list[_Sent]) -> None:
         """Write a batch's outcomes (retried on a fresh connection); then free its claims."""
         try:
-            taken = _record_with_retries(self._engine, self._me, batch)
+            taken = _record_with_retries(self._engine, self._me, batch, self._alarms)
         except Exception as exc:  # the database stayed away: the lease decides
             log.warning("recording %d sent notices failed: %s", len(batch), type(exc).__name__)
             with self._lock:
@@ -516,6 +566,37 @@ class _Results:
                     )
         finally:
             self._work_done(batch)
+
+
+class _AlarmCloser:
+    """Which providers' credential alarms a success should close, and when.
+
+    Why: closing them is an UPDATE per provider, and it ran with every batch of
+    results, most of a batch's writes when no alarm is open (nearly always). A
+    provider's alarms are closed by the run's first success through it, then again
+    at most every ``every`` seconds (the heartbeat: an alarm another worker opened
+    meanwhile closes within that), and at once after this worker held a notice for
+    a refused key.
+    """
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._closed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, providers: set[str]) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            return sorted(p for p in providers if now - self._closed.get(p, -1e18) >= self._every)
+
+    def closed(self, providers: list[str]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._closed.update(dict.fromkeys(providers, now))
+
+    def forget(self) -> None:
+        with self._lock:
+            self._closed.clear()
 
 
 @dataclass
@@ -562,7 +643,7 @@ def dispatch(
             inflight.discard(sent.row.id)
         work.done(len(batch))
 
-    results = _Results(engine, me, senders, written)
+    results = _Results(engine, me, senders, written, settings.dispatch_heartbeat_seconds)
 
     def sender() -> None:
         own = DispatchResult()
@@ -578,6 +659,7 @@ def dispatch(
                     return
                 own.claimed += 1
                 accepted: _Sent | None = None
+                held = own.held
                 try:
                     accepted = _deliver(engine, row, now, clock, settings, channels, me, rng, own)
                 except Exception as exc:
@@ -589,6 +671,8 @@ def dispatch(
                     )
                     own.errors += 1
                     _release(engine, row.id, me, clock() + RELEASE_DELAY)
+                if own.held != held:
+                    results.alarm_may_be_open()
                 if accepted is None:
                     inflight.discard(row.id)
                     work.done()
@@ -712,10 +796,15 @@ def _deliver(
         return None
     context = dict(row.context or {})
     if row.recipient_role == "family" and row.case_id is not None and kind != "code":
-        # Every notice to a family carries the link to its own page, rebuilt now so a
-        # link the adviser revoked is never sent again (the token is stored nowhere).
-        with engine.connect() as conn:
-            link = live_family_link_url(conn, row.case_id, settings)
+        # Every notice to a family carries the link to its own page, rebuilt from the
+        # link as read with the claim, so a link the adviser revoked before then is
+        # never sent again (the token is stored nowhere). One claimed by claim_one
+        # (no link read with it) looks it up here.
+        if hasattr(row, "link_nonce"):
+            link = family_link_url(settings, row.link_nonce, row.link_hash)
+        else:
+            with engine.connect() as conn:
+                link = live_family_link_url(conn, row.case_id, settings)
         if link and (row.channel != "sms" or settings.family_link_in_sms):
             context["family_link"] = link
     try:
@@ -925,7 +1014,9 @@ def _attachments(engine: Engine, row: Any) -> tuple[Attachment, ...]:
 RECORD_TRIES = 3
 
 
-def _record_with_retries(engine: Engine, me: str, batch: list[_Sent]) -> set[int]:
+def _record_with_retries(
+    engine: Engine, me: str, batch: list[_Sent], alarms: _AlarmCloser | None = None
+) -> set[int]:
     """Record accepted sends, trying again on a fresh connection if the write fails.
 
     The provider already has the messages: releasing the notices now would send them
@@ -935,7 +1026,7 @@ def _record_with_retries(engine: Engine, me: str, batch: list[_Sent]) -> set[int
     """
     for attempt in range(1, RECORD_TRIES + 1):
         try:
-            return _record_sent(engine, me, batch)
+            return _record_sent(engine, me, batch, alarms)
         except Exception as exc:
             if attempt == RECORD_TRIES:
                 raise
@@ -973,7 +1064,9 @@ _RECORD_SENT = (
 )
 
 
-def _record_sent(engine: Engine, me: str, batch: list[_Sent]) -> set[int]:
+def _record_sent(
+    engine: Engine, me: str, batch: list[_Sent], alarms: _AlarmCloser | None = None
+) -> set[int]:
     """The provider accepted: store its ids, the status and the attempt events, one
     transaction for the batch.
 
@@ -983,8 +1076,17 @@ def _record_sent(engine: Engine, me: str, batch: list[_Sent]) -> set[int]:
     over by another worker (``claimed_by`` changed) stops a row's write.
     """
     ids = [sent.row.id for sent in batch]
+    providers = {sent.values["provider"] for sent in batch} - {"outbox"}
+    closing = alarms.due(providers) if alarms is not None else sorted(providers)
     with engine.connect().execution_options(claim=True) as conn, conn.begin():
         _fast_commit(conn)
+        if conn.dialect.name == "postgresql":
+            ours = set(conn.execute(_record_sent_pg(), _record_params(me, batch)).scalars())
+            for provider in closing:
+                close_alarms(conn, provider, batch[-1].now)
+            if alarms is not None:
+                alarms.closed(closing)
+            return set(ids) - ours
         ours = set(
             conn.execute(select(_N.c.id).where(_N.c.id.in_(ids), _N.c.claimed_by == me)).scalars()
         )
@@ -1001,9 +1103,66 @@ def _record_sent(engine: Engine, me: str, batch: list[_Sent]) -> set[int]:
             ],
         )
         conn.execute(_EVENTS.insert(), [sent.event for sent in batch])
-        for provider in sorted({sent.values["provider"] for sent in batch} - {"outbox"}):
+        for provider in closing:
             close_alarms(conn, provider, batch[-1].now)
+    if alarms is not None:
+        alarms.closed(closing)
     return set(ids) - ours
+
+
+_EVENT_COLUMNS = ("notice_id", "at", "source", "status", "detail", "dedupe_key")
+
+
+def _record_params(me: str, batch: list[_Sent]) -> dict[str, Any]:
+    params: dict[str, Any] = {"me": me, "ids": [sent.row.id for sent in batch]}
+    params["v_attempts"] = [sent.values["attempts"] for sent in batch]
+    for name in _SENT_VALUES:
+        params[f"v_{name}"] = [sent.values[name] for sent in batch]
+    for name in _EVENT_COLUMNS:
+        params[f"e_{name}"] = [sent.event[name] for sent in batch]
+    return params
+
+
+@lru_cache(maxsize=1)
+def _record_sent_pg() -> Any:
+    """PostgreSQL: a batch's outcomes in ONE statement (arrays, one per column).
+
+    The UPDATE (as _RECORD_SENT: our claim only, a later receipt's status kept) and
+    the attempt events are data-modifying CTEs; the SELECT reads the statement's
+    snapshot, from before them: the ids still claimed by us, as the separate SELECT
+    did. Why: a SELECT, an executemany and an INSERT were three round trips a batch.
+    """
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+    def arr(table: Any, column: str, param: str) -> str:
+        return f"CAST(:{param} AS {table.c[column].type.compile(dialect=dialect)}[])"
+
+    values = ["attempts", *_SENT_VALUES]
+    v_cols = ", ".join(values)
+    v_arrays = ", ".join(arr(_N, name, f"v_{name}") for name in values)
+    sets = ", ".join(f"{name} = v.{name}" for name in values)
+    e_arrays = ", ".join(arr(_EVENTS, name, f"e_{name}") for name in _EVENT_COLUMNS)
+    statuses = ", ".join(
+        f"'{s}'"
+        for s in (
+            NoticeStatus.sending,
+            NoticeStatus.sent,
+            NoticeStatus.delivered,
+            NoticeStatus.failed,
+        )
+    )
+    return text(
+        f"WITH v AS (SELECT * FROM unnest({arr(_N, 'id', 'ids')}, {v_arrays})"
+        f" AS v(id, {v_cols})),"
+        f" u AS (UPDATE {_N.name} AS n SET"
+        f" status = CASE WHEN n.status = '{NoticeStatus.sending}'"
+        f" THEN '{NoticeStatus.sent}' ELSE n.status END, {sets}"
+        f" FROM v WHERE n.id = v.id AND n.claimed_by = :me AND n.status IN ({statuses})"
+        " RETURNING n.id),"
+        f" e AS (INSERT INTO {_EVENTS.name} ({', '.join(_EVENT_COLUMNS)})"
+        f" SELECT * FROM unnest({e_arrays}) RETURNING 1)"
+        f" SELECT id FROM {_N.name} WHERE id = ANY({arr(_N, 'id', 'ids')}) AND claimed_by = :me"
+    )
 
 
 def _failed_send(
