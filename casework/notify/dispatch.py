@@ -42,6 +42,7 @@ goes out in quiet hours (21:00-08:00 London).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -51,6 +52,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -320,6 +322,73 @@ def _fast_commit(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
+class _Link:
+    """A connection a dispatch run keeps for one kind of short transaction.
+
+    Why: claims (serialised by the worker's lock) and result writes each took a
+    connection from the pool, whose pre-ping is a round trip, and on PostgreSQL set
+    ``synchronous_commit`` per transaction, another: a third of a notice's round
+    trips. The kept connection sets it once for its session and resets it before
+    going back to the pool; one that failed is thrown away (never pooled) and the
+    next transaction opens a fresh one. Transactions on it take turns (``lock``).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+        self.lock = threading.Lock()
+
+    def get(self) -> Connection:
+        if self._conn is None:
+            conn = self._engine.connect().execution_options(claim=True)
+            if conn.dialect.name == "postgresql":
+                # As _fast_commit, for this connection's session (reset in close).
+                conn.exec_driver_sql("SET synchronous_commit TO OFF")
+                conn.commit()
+            self._conn = conn
+        return self._conn
+
+    def drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("RESET synchronous_commit")
+                    conn.commit()
+                self._conn = None
+                conn.close()
+            except Exception:
+                self.drop()
+
+
+@contextlib.contextmanager
+def _transaction(engine: Engine, link: _Link | None) -> Iterator[Connection]:
+    """One short transaction (write-locked on SQLite), on ``link`` when given."""
+    if link is None:
+        with engine.connect().execution_options(claim=True) as conn, conn.begin():
+            _fast_commit(conn)
+            yield conn
+        return
+    with link.lock:
+        conn = link.get()
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            link.drop()
+            raise
+
+
 def claim_one(
     engine: Engine, due_by: dt.datetime, at: dt.datetime, lease: dt.timedelta, me: str
 ) -> Any | None:
@@ -370,16 +439,22 @@ def claim_one(
 
 
 def claim_batch(
-    engine: Engine, due_by: dt.datetime, at: dt.datetime, lease: dt.timedelta, me: str, n: int
+    engine: Engine,
+    due_by: dt.datetime,
+    at: dt.datetime,
+    lease: dt.timedelta,
+    me: str,
+    n: int,
+    link: _Link | None = None,
 ) -> list[Any]:
     """Claim up to ``n`` notices in one transaction: dead workers' expired claims first,
     then the oldest due (as :func:`claim_one`, ``n`` at a time).
 
     The statements are built once per process (:func:`_claim_statements`): building
     them per claim was a millisecond of CPU each time, as much as their round trips.
+    ``link``: the run's kept connection for claims (see :class:`_Link`).
     """
-    with engine.connect().execution_options(claim=True) as conn, conn.begin():
-        _fast_commit(conn)
+    with _transaction(engine, link) as conn:
         stale, due, mark, load = _claim_statements(conn.dialect.name)
         ids: list[int] = list(conn.execute(stale, {"stale_before": at - lease, "n": n}).scalars())
         if len(ids) < n:
@@ -476,6 +551,7 @@ class _Work:
         self._senders = senders
         self._budget, self._inflight = budget, inflight
         self._queue: deque[Any] = deque()
+        self.link = _Link(engine)  # claims are serialised: one kept connection
         # Re-entrant: writing waiting results from here frees their claims (``done``).
         self._lock = threading.RLock()
         self._held = 0
@@ -499,7 +575,13 @@ class _Work:
                 if wanted == 0:
                     return None
                 rows = claim_batch(
-                    self._engine, self._now, self._clock(), self._lease, self._me, wanted
+                    self._engine,
+                    self._now,
+                    self._clock(),
+                    self._lease,
+                    self._me,
+                    wanted,
+                    self.link,
                 )
                 self._budget.give_back(wanted - len(rows))
                 for row in rows:
@@ -527,6 +609,7 @@ class _Results:
         self._lock = threading.Lock()
         self._work_done = work_done
         self._alarms = _AlarmCloser(alarm_every)
+        self.link = _Link(engine)  # writes take turns on one kept connection
         # What the writes found, whichever sender wrote them (merged into the run's result).
         self.counts = DispatchResult()
 
@@ -551,7 +634,7 @@ class _Results:
     def write(self, batch: list[_Sent]) -> None:
         """Write a batch's outcomes (retried on a fresh connection); then free its claims."""
         try:
-            taken = _record_with_retries(self._engine, self._me, batch, self._alarms)
+            taken = _record_with_retries(self._engine, self._me, batch, self._alarms, self.link)
         except Exception as exc:  # the database stayed away: the lease decides
             log.warning("recording %d sent notices failed: %s", len(batch), type(exc).__name__)
             with self._lock:
@@ -687,13 +770,17 @@ def dispatch(
             with merge_lock:
                 result.merge(own)
 
-    with _Heartbeat(engine, me, clock, inflight, settings.dispatch_heartbeat_seconds):
-        if senders == 1:
-            sender()
-        else:
-            with ThreadPoolExecutor(max_workers=senders, thread_name_prefix="sender") as pool:
-                for future in [pool.submit(sender) for _ in range(senders)]:
-                    future.result()
+    try:
+        with _Heartbeat(engine, me, clock, inflight, settings.dispatch_heartbeat_seconds):
+            if senders == 1:
+                sender()
+            else:
+                with ThreadPoolExecutor(max_workers=senders, thread_name_prefix="sender") as pool:
+                    for future in [pool.submit(sender) for _ in range(senders)]:
+                        future.result()
+    finally:
+        work.link.close()
+        results.link.close()
     result.merge(results.counts)
     return result
 
@@ -1015,7 +1102,11 @@ RECORD_TRIES = 3
 
 
 def _record_with_retries(
-    engine: Engine, me: str, batch: list[_Sent], alarms: _AlarmCloser | None = None
+    engine: Engine,
+    me: str,
+    batch: list[_Sent],
+    alarms: _AlarmCloser | None = None,
+    link: _Link | None = None,
 ) -> set[int]:
     """Record accepted sends, trying again on a fresh connection if the write fails.
 
@@ -1026,7 +1117,7 @@ def _record_with_retries(
     """
     for attempt in range(1, RECORD_TRIES + 1):
         try:
-            return _record_sent(engine, me, batch, alarms)
+            return _record_sent(engine, me, batch, alarms, link)
         except Exception as exc:
             if attempt == RECORD_TRIES:
                 raise
@@ -1065,7 +1156,11 @@ _RECORD_SENT = (
 
 
 def _record_sent(
-    engine: Engine, me: str, batch: list[_Sent], alarms: _AlarmCloser | None = None
+    engine: Engine,
+    me: str,
+    batch: list[_Sent],
+    alarms: _AlarmCloser | None = None,
+    link: _Link | None = None,
 ) -> set[int]:
     """The provider accepted: store its ids, the status and the attempt events, one
     transaction for the batch.
@@ -1078,8 +1173,7 @@ def _record_sent(
     ids = [sent.row.id for sent in batch]
     providers = {sent.values["provider"] for sent in batch} - {"outbox"}
     closing = alarms.due(providers) if alarms is not None else sorted(providers)
-    with engine.connect().execution_options(claim=True) as conn, conn.begin():
-        _fast_commit(conn)
+    with _transaction(engine, link) as conn:
         if conn.dialect.name == "postgresql":
             ours = set(conn.execute(_record_sent_pg(), _record_params(me, batch)).scalars())
             for provider in closing:
