@@ -4,14 +4,16 @@ Record now, send later: notices were committed to the outbox by the use case or
 the sweep. Each of the worker's ``dispatch_concurrency`` sender threads claims ONE
 notice (the oldest due; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN
 IMMEDIATE`` on SQLite), commits the claim, sends it, and writes the outcome in one
-short transaction. No database session is held open across a provider call.
+short transaction. No transaction is held open across a provider call.
 
 Claims and results are batched, not one commit per notice each: the senders take
 notices from a small queue the worker fills with ONE claim of up to one notice per
 sender, and an accepted send's outcome (the provider's id) waits in a buffer that is
 written, one transaction, once it holds one result per sender (and whenever a sender
 runs out of work). Claims stay alive by the lease heartbeat, never by a write per
-notice.
+notice. A run keeps one connection for its claims and one for its writes, and on
+PostgreSQL a claim is one ``UPDATE ... RETURNING`` and a batch of outcomes one
+statement (about two round trips a notice in all).
 
 The duplicate bound. A worker holds at most ``2 x dispatch_concurrency`` claims: at
 most one per sender being sent or waiting in the queue, and at most one per sender
