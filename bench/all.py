@@ -263,14 +263,15 @@ def sweep(db: str, engine: Engine, label: str, size: Sizes) -> list[Row]:
     )
     due = len(bench.due_ids())
     sweep_s, plain_s = fig.med(fig.sweep), fig.med(fig.plain)
-    ratio = sweep_s / plain_s
+    full_s = fig.med(fig.plain_with_notices)
+    ratio = sweep_s / full_s
     rows = [
-        Row(db, f"sweep: {due:,} due of {size.sweep_deadlines:,} clocks vs plain claim + mark",
-            per(sweep_s * 1000), per(plain_s * 1000), f"{ratio:.1f}x", "<= 2x",
+        Row(db, f"sweep: {due:,} due of {size.sweep_deadlines:,} clocks vs plain claim + mark"
+            " + insert notices",
+            per(sweep_s * 1000), per(full_s * 1000), f"{ratio:.1f}x", "<= 2x",
             ratio <= bench.TARGET_RATIO),
-        Row(db, "  same, vs plain claim + mark + insert notices", per(sweep_s * 1000),
-            per(fig.med(fig.plain_with_notices) * 1000),
-            f"{sweep_s / fig.med(fig.plain_with_notices):.1f}x", "", None),
+        Row(db, "  same, vs plain claim + mark only", per(sweep_s * 1000),
+            per(plain_s * 1000), f"{sweep_s / plain_s:.1f}x", "", None),
         Row(db, "idle sweep (nothing due)", per(fig.med(fig.idle) * 1000), "", "",
             f"< {bench.TARGET_IDLE_MS:.0f} ms", fig.med(fig.idle) * 1000 < bench.TARGET_IDLE_MS),
         Row(db, "sweep's claim uses the partial index", "yes" if bench.INDEX in fig.plan else "no",

@@ -122,10 +122,40 @@ def live_family_link_url(bind: Session | Connection, case_id: int, settings: Set
     ).first()
     if row is None:
         return ""
-    token = family_token(settings.secret_key, row.nonce)
-    if not hmac.compare_digest(token_hash(token), row.token_hash):
+    return family_link_url(settings, row.nonce, row.token_hash)
+
+
+def family_link_url(settings: Settings, nonce: str | None, stored_hash: str | None) -> str:
+    """The address of a family link read with its stored nonce and hash, or "".
+
+    "" when there is no link, or when its stored hash no longer matches the token
+    rebuilt from the nonce (the secret key was changed): it would open nothing. The
+    dispatcher reads the nonce and hash with its claim and calls this directly.
+    """
+    if not nonce or not stored_hash:
+        return ""
+    token = family_token(settings.secret_key, nonce)
+    if not hmac.compare_digest(token_hash(token), stored_hash):
         return ""
     return family_page_url(settings, token)
+
+
+def live_family_link_columns(case_id: Any) -> tuple[Any, Any]:
+    """(nonce, token hash) of the case's newest unrevoked family link, as two scalar
+    subqueries correlated with ``case_id``: so a query that reads notices can carry
+    their links with it, instead of a lookup per notice."""
+    table = FamilyLink.__table__  # type: ignore[attr-defined]
+
+    def newest(column: Any) -> Any:
+        return (
+            select(column)
+            .where(table.c.case_id == case_id, table.c.revoked_at.is_(None))
+            .order_by(table.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    return newest(table.c.nonce), newest(table.c.token_hash)
 
 
 # --- Why a notice was not sent, or failed ----------------------------------------------
@@ -262,21 +292,36 @@ def _family_channels(wanted: Sequence[str], family: FamilyContact) -> list[tuple
     address): the dispatcher prints it for staff to post.
     """
 
-    def usable(channel: str) -> str | None:
-        if channel == "sms":
-            if family.sms_consent and family.phone and is_mobile(family.phone):
-                return family.phone
-            return None
-        return family.email or None
+    sms_ok = bool(family.sms_consent and family.phone and is_mobile(family.phone))
+    names = family_channel_names(
+        tuple(wanted), family.channels, sms_ok, bool(family.email), bool(family.postal)
+    )
+    address = {"sms": family.phone, "email": family.email, "post": "\n".join(family.postal)}
+    return [(name, address[name]) for name in names]
 
-    chosen = [(c, a) for c in wanted if c in family.channels and (a := usable(c))]
+
+@lru_cache(maxsize=1024)
+def family_channel_names(
+    wanted: tuple[str, ...],
+    preferred: tuple[str, ...],
+    sms_ok: bool,
+    email_ok: bool,
+    has_postal: bool,
+) -> tuple[str, ...]:
+    """The channels :func:`_family_channels` picks, from the family's shape alone.
+
+    Pure and memoised: the choice depends only on which channels the rule wants, the
+    family's preferences, and whether SMS (consent and a mobile), email and post can
+    reach them, so the sweep decides it once per shape, not once per family.
+    """
+    usable = {"sms": sms_ok, "email": email_ok}
+    chosen = tuple(c for c in wanted if c in preferred and usable.get(c, email_ok))
     if chosen:
         return chosen
-    post = [("post", "\n".join(family.postal))] if family.postal else []
-    if "post" in family.channels and post:
-        return post
-    fallback = [(c, a) for c in ("email", "sms") if (a := usable(c))]
-    return fallback[:1] or post
+    if "post" in preferred and has_postal:
+        return ("post",)
+    fallback = tuple(c for c in ("email", "sms") if usable[c])
+    return fallback[:1] or (("post",) if has_postal else ())
 
 
 def addresses_for(

@@ -23,13 +23,14 @@ late in a burst.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, select, text, update
+from sqlalchemy import Engine, String, and_, func, select, text, type_coerce
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 
@@ -37,28 +38,28 @@ from casework import deadlines as dl
 from casework import urgency
 from casework.audit import seal_rows
 from casework.config import ReminderRule, Settings
+from casework.contacts import is_mobile
 from casework.models import (
     MISSED_OUTSTANDING,
     Case,
     CaseEvent,
     Deadline,
     DeadlineStatus,
+    Notice,
     NoticeStatus,
     Person,
     Provider,
 )
 from casework.notices import (
     CaseFacts,
-    FamilyContact,
     NoticeReason,
     NoticeRules,
-    addresses_for,
     base_context,
     deadline_context,
+    family_channel_names,
     insert_notices,
-    notice_row,
+    next_sms_moment,
     outbox_row,
-    postal_lines,
     reason_text,
 )
 from casework.notify.render import template_keys
@@ -172,49 +173,88 @@ def plan_deadline(
     return Plan(fired, missed_now, min(later) if later else None)
 
 
+_D: Any = Deadline.__table__  # type: ignore[attr-defined]
+_C: Any = Case.__table__  # type: ignore[attr-defined]
+_P: Any = Provider.__table__  # type: ignore[attr-defined]
+_N: Any = Notice.__table__  # type: ignore[attr-defined]
+_FAMILY: Any = Person.__table__.alias("family")  # type: ignore[attr-defined]
+
+
 def _claim(conn: Any, now: dt.datetime, batch: int) -> list[Row[Any]]:
-    family = Person.__table__.alias("family")  # type: ignore[attr-defined]
-    d = Deadline.__table__  # type: ignore[attr-defined]
-    c = Case.__table__  # type: ignore[attr-defined]
-    p = Provider.__table__  # type: ignore[attr-defined]
+    """Claim up to ``batch`` due clocks with what planning needs of their case.
+
+    Only what decides *which* notices to write is read here (the family's reachability,
+    not its details): the notices' text and addresses are taken from the tables by the
+    INSERT itself. Dates come back as the driver gives them (strings on SQLite) and are
+    parsed once per distinct value by the caller.
+    """
+    f = _FAMILY
     query = (
         select(
-            d.c.id,
-            d.c.case_id,
-            d.c.kind,
-            d.c.status,
-            d.c.due_date,
-            d.c.due_at,
-            d.c.citation,
-            d.c.explanation,
-            d.c.closed_reason,
-            c.c.reference,
-            c.c.kind.label("case_kind"),
-            c.c.state,
-            family.c.name,
-            family.c.phone,
-            family.c.email,
-            family.c.preferred_channels,
-            family.c.sms_consent,
-            family.c.address_line_1,
-            family.c.address_line_2,
-            family.c.address_town,
-            family.c.address_postcode,
-            p.c.name.label("provider_name"),
-            p.c.email.label("provider_email"),
+            _D.c.id,
+            _D.c.case_id,
+            _D.c.kind,
+            _D.c.status,
+            type_coerce(_D.c.due_date, String).label("due_date"),
+            type_coerce(_D.c.due_at, String).label("due_at"),
+            _D.c.explanation,
+            _C.c.state,
+            f.c.id.label("family_id"),
+            f.c.phone,
+            f.c.email,
+            f.c.preferred_channels,
+            f.c.sms_consent,
+            and_(
+                func.trim(func.coalesce(f.c.address_line_1, "")) != "",
+                func.trim(func.coalesce(f.c.address_postcode, "")) != "",
+            ).label("has_postal"),
+            _P.c.email.label("provider_email"),
         )
         .select_from(
-            d.join(c, c.c.id == d.c.case_id)
-            .outerjoin(family, (family.c.case_id == c.c.id) & (family.c.role == "family"))
-            .outerjoin(p, p.c.id == c.c.provider_id)
+            _D.join(_C, _C.c.id == _D.c.case_id)
+            .outerjoin(f, (f.c.case_id == _C.c.id) & (f.c.role == "family"))
+            .outerjoin(_P, _P.c.id == _C.c.provider_id)
         )
-        .where(d.c.next_action_at <= now)
-        .order_by(d.c.next_action_at)
+        .where(_D.c.next_action_at <= now)
+        .order_by(_D.c.next_action_at)
         .limit(batch)
     )
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=d)
+        query = query.with_for_update(skip_locked=True, of=_D)
     return list(conn.execute(query))
+
+
+@dataclass
+class _Memo:
+    """What one sweep works out once and reuses for every clock that shares it."""
+
+    dialect: Any
+    now: dt.datetime
+    settings: Settings
+    rules: NoticeRules
+    service: dl.WorkingCalendar
+    # (kind, status, raw due date, raw due time) -> (plan, due date, next as stored)
+    plans: dict[tuple[Any, ...], tuple[Plan, dt.date, Any]] = field(default_factory=dict)
+    # group key -> the group's constants (see _group)
+    groups: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    stored: dict[Any, Any] = field(default_factory=dict)  # datetime -> as bound
+
+    def parse(self, column: Any, raw: Any) -> Any:
+        """A date or time as the claim returned it (a string on SQLite), parsed once."""
+        if not isinstance(raw, str):
+            return raw
+        proc = column.type.dialect_impl(self.dialect).result_processor(self.dialect, None)
+        return proc(raw) if proc is not None else raw
+
+    def bound(self, value: dt.datetime | None) -> Any:
+        """``value`` as the driver stores it in a UTC column (a string on SQLite)."""
+        if value is None:
+            return None
+        out = self.stored.get(value)
+        if out is None:
+            proc = _N.c.not_before.type.dialect_impl(self.dialect).bind_processor(self.dialect)
+            out = self.stored[value] = proc(value) if proc is not None else value
+        return out
 
 
 def sweep(
@@ -222,13 +262,13 @@ def sweep(
 ) -> SweepResult:
     """Process every clock whose moment has come, in batches, each one transaction."""
     rules = NoticeRules.from_settings(settings)
-    service = settings.calendars.service
+    memo = _Memo(engine.dialect, now, settings, rules, settings.calendars.service)
     result = SweepResult()
     while True:
         with engine.connect().execution_options(claim=True) as conn, conn.begin():
             rows = _claim(conn, now, batch_size)
             if rows:
-                _process_batch(conn, rows, now, settings, rules, service, result)
+                _process_batch(conn, rows, memo, result)
         result.batches += 1
         result.claimed += len(rows)
         if len(rows) < batch_size:
@@ -241,40 +281,155 @@ def sweep(
     return result
 
 
-def _process_batch(
-    conn: Any,
-    rows: list[Row[Any]],
-    now: dt.datetime,
-    settings: Settings,
-    rules: NoticeRules,
-    service: dl.WorkingCalendar,
-    result: SweepResult,
-) -> None:
-    notices: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+def _plan(memo: _Memo, row: Row[Any]) -> tuple[Plan, dt.date, Any]:
+    """:func:`plan_deadline` for a claimed row, once per (kind, status, due) a sweep.
+
+    plan_deadline is pure in those for one sweep's now, rules and calendar, and a batch
+    is full of clocks sharing them.
+    """
+    key = (row.kind, row.status, row.due_date, row.due_at)
+    planned = memo.plans.get(key)
+    if planned is None:
+        due_date = memo.parse(_D.c.due_date, row.due_date)
+        plan = plan_deadline(
+            kind=row.kind,
+            status=row.status,
+            due_date=due_date,
+            due_at=_aware(memo.parse(_D.c.due_at, row.due_at)),
+            now=memo.now,
+            rules=memo.rules,
+            service=memo.service,
+        )
+        planned = memo.plans[key] = (plan, due_date, memo.bound(plan.next_action_at))
+    return planned
+
+
+@lru_cache(maxsize=256)
+def _preferred(channels: str | None) -> tuple[str, ...]:
+    return tuple(c for c in (channels or "").split(",") if c)
+
+
+def _channels(row: Row[Any], rule: ReminderRule, settings: Settings) -> list[tuple[str, str]]:
+    """(channel, where its address comes from) for one rule and one claimed clock.
+
+    The same choice as :func:`notices.addresses_for`, made from the family's shape
+    (memoised) so that the address itself is read by the INSERT: ``family:<channel>``
+    and ``provider`` are columns of the joined rows, anything else is the address.
+    """
+    recipient = rule.recipient
+    if recipient == "family":
+        if row.family_id is None:
+            return []
+        phone = row.phone or ""
+        sms_ok = bool(row.sms_consent) and bool(phone) and is_mobile(phone)
+        names = family_channel_names(
+            tuple(rule.channels),
+            _preferred(row.preferred_channels),
+            sms_ok,
+            bool(row.email),
+            bool(row.has_postal),
+        )
+        return [(name, f"family:{name}") for name in names]
+    if recipient == "provider":
+        return [("email", "provider")] if row.provider_email else []
+    if recipient == "adviser":
+        out = [("email", settings.team.adviser_email)]
+        if "sms" in rule.channels and settings.team.adviser_phone:
+            out.append(("sms", settings.team.adviser_phone))
+        return out
+    if recipient == "manager":
+        return [("email", settings.team.manager_email)]
+    raise ValueError(f"unknown recipient {recipient!r}")
+
+
+# Context keys that differ from clock to clock, built by the INSERT from the joined rows
+# (see _ROW_CONTEXT); every other key of a deadline notice is the same for a whole group.
+_ROW_KEYS: tuple[str, ...] = (
+    "reference",
+    "case_kind",
+    "case_link",
+    "portal_link",
+    "provider_name",
+    "family_name",
+    "explanation",
+    "citation",
+)
+
+
+def _group(
+    memo: _Memo,
+    kind: str,
+    due_date: dt.date,
+    rule: ReminderRule,
+    stale: bool,
+    channel: str,
+    source: str,
+) -> dict[str, Any]:
+    """The constants of every notice of one (clock kind and due date, rule, channel).
+
+    The same values :func:`notices.notice_row` gives such a notice: the key's tail,
+    status and reason, ``not_before`` (an SMS waits for the end of quiet hours), and
+    the context the template reads (only its keys), of which the per-clock keys are
+    left to the INSERT and the ones the template does not read are listed to drop.
+    """
+    settings, now = memo.settings, memo.now
+    status = NoticeStatus.skipped if stale else NoticeStatus.queued
+    not_before = now
+    if channel == "sms" and status == NoticeStatus.queued:
+        not_before = next_sms_moment(now, settings)
+    context = base_context(_NO_FACTS, settings) | deadline_context(kind, due_date, "", "")
+    kept = _kept_keys(rule.template)
+    consts = {
+        k: v for k, v in context.items() if k not in _ROW_KEYS and (kept is None or k in kept)
+    }
+    consts |= {
+        "notice_kind": rule.kind,
+        "rule": rule.id,
+        "due_passed": due_date < dl.local_date(not_before),
+    }
+    stored = memo.bound(not_before)
+    drop = [k for k in _ROW_KEYS if kept is not None and k not in kept]
+    if memo.dialect.name != "postgresql":
+        # SQLite merges with json_patch, where a null removes the key.
+        consts |= dict.fromkeys(drop)
+    return {
+        "suffix": f"{rule.id}:{rule.recipient}:{channel}",
+        "template": rule.template,
+        "recipient": rule.recipient,
+        "channel": channel,
+        "source": source if source in _SOURCES else "",
+        "address": "" if source in _SOURCES else source,
+        "status": str(status),
+        "reason": _STALE_REASON if stale else "",
+        "not_before": stored if isinstance(stored, str) else not_before.isoformat(),
+        "ctx": consts,
+        "drop": drop,
+    }
+
+
+_SOURCES = frozenset({"family:sms", "family:email", "family:post", "provider"})
+# base_context() of no case: its case keys are per clock (_ROW_KEYS), filled by the INSERT.
+_NO_FACTS = CaseFacts(case_id=0, reference="", kind="", state="", family=None)
+
+
+def _process_batch(conn: Any, rows: list[Row[Any]], memo: _Memo, result: SweepResult) -> None:
+    """Plan the batch in Python (pure, memoised), then write it in three statements:
+    one INSERT ... SELECT of every notice, one UPDATE of every clock, and the audit
+    rows of the clocks missed now."""
+    settings, now = memo.settings, memo.now
+    work: list[tuple[int, int, int | None]] = []  # (deadline id, group, family person id)
+    groups: list[dict[str, Any]] = []
+    index: dict[tuple[Any, ...], int] = {}
+    moves: list[tuple[Any, ...]] = []  # (id, next, status, reason, closed at) as stored
     events: list[dict[str, Any]] = []
-    # plan_deadline is pure in (kind, status, due date and time) for one sweep's now,
-    # rules and calendar, and a batch is full of clocks sharing them: plan each once.
-    plans: dict[tuple[str, str, dt.date, dt.datetime], Plan] = {}
+    closed_at = memo.bound(now)
     for row in rows:
-        plan_key = (row.kind, row.status, row.due_date, row.due_at)
-        plan = plans.get(plan_key)
-        if plan is None:
-            plan = plans[plan_key] = plan_deadline(
-                kind=row.kind,
-                status=row.status,
-                due_date=row.due_date,
-                due_at=_aware(row.due_at),
-                now=now,
-                rules=rules,
-                service=service,
-            )
-        status, closed_reason = row.status, row.closed_reason
-        closed_at: dt.datetime | None = None
+        plan, due_date, next_at = _plan(memo, row)
         if plan.mark_missed:
-            status, closed_at = DeadlineStatus.missed, now
-            closed_reason = MISSED_OUTSTANDING
             result.missed += 1
+            moves.append(
+                (row.id, next_at, str(DeadlineStatus.missed), MISSED_OUTSTANDING, closed_at)
+            )
             events.append(
                 {
                     "case_id": row.case_id,
@@ -283,73 +438,236 @@ def _process_batch(
                     "event": "deadline_missed",
                     "from_state": row.state,
                     "to_state": row.state,
-                    "data": {"deadline": row.kind, "due_date": row.due_date.isoformat()},
+                    "data": {"deadline": row.kind, "due_date": due_date.isoformat()},
                     "channel": "scheduler",
                     "note": row.explanation,
                 }
             )
-        updates.append(
-            {
-                "b_id": row.id,
-                "b_status": status,
-                "b_closed_reason": closed_reason,
-                "b_closed_at": closed_at,
-                "b_next": plan.next_action_at,
-            }
-        )
-        if plan.notices:
-            notices.extend(_notices_for(row, plan, now, settings))
-    if notices:
-        for new in insert_notices(conn, notices):
-            if new.status == NoticeStatus.skipped:
-                result.skipped += 1
+        else:
+            moves.append((row.id, next_at, None, None, None))
+        for rule, stale in plan.notices:
+            for channel, source in _channels(row, rule, settings):
+                key = (row.kind, due_date, rule.id, rule.recipient, stale, channel, source)
+                gi = index.get(key)
+                if gi is None:
+                    group = memo.groups.get(key)
+                    if group is None:
+                        group = memo.groups[key] = _group(
+                            memo, row.kind, due_date, rule, stale, channel, source
+                        )
+                    gi = index[key] = len(groups)
+                    groups.append(group)
+                work.append((row.id, gi, row.family_id))
+    if work:
+        for status, template, count in _insert_planned(conn, work, groups, memo):
+            if status == NoticeStatus.skipped:
+                result.skipped += count
             else:
-                result.queued += 1
-                result.by_template[new.template] += 1
-    d = Deadline.__table__  # type: ignore[attr-defined]
-    if conn.dialect.name == "postgresql":
-        # One statement for the whole batch (arrays, one placeholder per column); a
-        # pipelined executemany of a thousand UPDATEs was a tenth of the sweep.
-        conn.execute(
-            _unnest_update(),
-            {
-                "ids": [u["b_id"] for u in updates],
-                "nexts": [u["b_next"] for u in updates],
-                "statuses": [
-                    str(u["b_status"]) if u["b_closed_at"] is not None else None for u in updates
-                ],
-                "reasons": [
-                    str(u["b_closed_reason"]) if u["b_closed_at"] is not None else None
-                    for u in updates
-                ],
-                "closed": [u["b_closed_at"] for u in updates],
-            },
-        )
-        updates = []
-    missed_ids = {u["b_id"] for u in updates if u["b_closed_at"] is not None}
-    plain = [u for u in updates if u["b_id"] not in missed_ids]
-    if plain:
-        conn.execute(
-            update(d).where(d.c.id == bindparam("b_id")).values(next_action_at=bindparam("b_next")),
-            [{"b_id": u["b_id"], "b_next": u["b_next"]} for u in plain],
-        )
-    missed = [u for u in updates if u["b_id"] in missed_ids]
-    if missed:
-        conn.execute(
-            update(d)
-            .where(d.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                closed_reason=bindparam("b_closed_reason"),
-                closed_at=bindparam("b_closed_at"),
-                next_action_at=bindparam("b_next"),
-            ),
-            missed,
-        )
+                result.queued += count
+                result.by_template[template] += count
+    _move_clocks(conn, moves)
     if events:
         # Sealed into each case's audit chain like every row the use cases write.
         seal_rows(conn, events)
         conn.execute(CaseEvent.__table__.insert(), events)  # type: ignore[attr-defined]
+
+
+def _insert_planned(
+    conn: Any,
+    work: list[tuple[int, int, int | None]],
+    groups: list[dict[str, Any]],
+    memo: _Memo,
+) -> list[Any]:
+    """Write the batch's notices with ONE ``INSERT ... SELECT`` (three parameters).
+
+    Why: building a dict per notice in Python, and binding 18 values each, was most of
+    a sweep. Here Python hands over only (clock, group, family) triples and the few
+    groups' constants; the database joins each clock to its case, family and provider
+    and builds the context (``json_object`` / ``jsonb_build_object``), the address and
+    the idempotency key itself. A key already queued is skipped, as everywhere.
+    """
+    created = memo.bound(memo.now)
+    base = memo.settings.public_url.rstrip("/")
+    if conn.dialect.name == "postgresql":
+        params = {
+            "dids": [w[0] for w in work],
+            "gis": [w[1] for w in work],
+            "fids": [w[2] for w in work],
+        }
+    else:
+        params = {"work": json.dumps(work, separators=(",", ":"))}
+    params |= {
+        "groups": json.dumps(groups, separators=(",", ":")),
+        "created_at": created,
+        "base": base,
+    }
+    if conn.dialect.name == "postgresql":
+        written = Counter(tuple(r) for r in conn.execute(_insert_sql("postgresql"), params))
+        return [(status, template, n) for (status, template), n in written.items()]
+    # SQLite: no RETURNING (it cost as much as the INSERT). When every row went in, the
+    # groups say what was written; when some keys were already queued (a sweep re-run
+    # after a crash), the new rows are the ``rowcount`` highest ids, since the batch
+    # holds the write lock and new ids are assigned above the highest.
+    inserted = conn.execute(_insert_sql("sqlite"), params).rowcount
+    if inserted == len(work):
+        per_group = Counter(w[1] for w in work)
+        return [(groups[g]["status"], groups[g]["template"], n) for g, n in per_group.items()]
+    if inserted <= 0:
+        return []
+    return [tuple(r) for r in conn.execute(_SQLITE_NEWEST, {"n": inserted})]
+
+
+_SQLITE_NEWEST = text(
+    "SELECT status, template, count(*) FROM notices"
+    " WHERE id > (SELECT max(id) FROM notices) - :n GROUP BY status, template"
+)
+
+
+_NOTICE_COLUMNS = (
+    "public_id, idempotency_key, case_id, deadline_id, template, recipient_role, channel,"
+    " to_address, context, subject, body, status, not_before, attempts, last_error,"
+    " created_at, escalated, document_id"
+)
+
+
+@lru_cache(maxsize=4)
+def _insert_sql(dialect: str) -> Any:
+    """The sweep's notice INSERT for ``dialect``, built once per process.
+
+    The public id is random from the database (128 bits, hex); the context is the
+    per-clock keys built here (_ROW_KEYS, those the group's template does not read
+    dropped) merged with the group's constants.
+    """
+    pg = dialect == "postgresql"
+    nl = "chr(10)" if pg else "char(10)"
+
+    def line(column: str) -> str:
+        return (
+            f"CASE WHEN trim(COALESCE(f.{column}, '')) <> ''"
+            f" THEN {nl} || trim(f.{column}) ELSE '' END"
+        )
+
+    postal = (
+        f"f.name || {nl} || trim(f.address_line_1) || {line('address_line_2')}"
+        f" || {line('address_town')} || {nl} || upper(trim(f.address_postcode))"
+    )
+    name = "trim(COALESCE(f.name, ''))"
+    if pg:
+        first_name = f"split_part({name}, ' ', 1)"
+    else:
+        first_name = (
+            f"CASE WHEN instr({name}, ' ') > 0"
+            f" THEN substr({name}, 1, instr({name}, ' ') - 1) ELSE {name} END"
+        )
+    row_values = {
+        "reference": "c.reference",
+        "case_kind": "c.kind",
+        "case_link": ":base || '/cases/' || c.reference",
+        "portal_link": ":base || '/portal/cases/' || c.reference",
+        "provider_name": "COALESCE(p.name, '')",
+        "family_name": first_name,
+        "explanation": "d.explanation",
+        "citation": "d.citation",
+    }
+    assert tuple(row_values) == _ROW_KEYS
+    pairs = ", ".join(f"'{k}', {v}" for k, v in row_values.items())
+    address = (
+        "CASE g.source WHEN 'family:sms' THEN f.phone WHEN 'family:email' THEN f.email"
+        f" WHEN 'family:post' THEN {postal} WHEN 'provider' THEN p.email ELSE g.address END"
+    )
+    joins = (
+        " JOIN deadlines AS d ON d.id = w.did"
+        " JOIN cases AS c ON c.id = d.case_id"
+        " LEFT JOIN people AS f ON f.id = w.fid"
+        " LEFT JOIN providers AS p ON p.id = c.provider_id"
+    )
+    fields = ("suffix", "template", "recipient", "channel", "source", "address", "status", "reason")
+    if pg:
+        group_cols = ", ".join(f"x.v->>'{k}' AS {k}" for k in fields)
+        return text(
+            "WITH g AS MATERIALIZED (SELECT CAST(x.n - 1 AS integer) AS n, "
+            f"{group_cols}, CAST(x.v->>'not_before' AS timestamptz) AS not_before,"
+            " x.v->'ctx' AS ctx,"
+            " ARRAY(SELECT jsonb_array_elements_text(x.v->'drop')) AS dropped"
+            " FROM jsonb_array_elements(CAST(:groups AS jsonb)) WITH ORDINALITY AS x(v, n))"
+            f" INSERT INTO notices ({_NOTICE_COLUMNS})"
+            " SELECT replace(CAST(gen_random_uuid() AS text), '-', ''),"
+            " left('deadline:' || d.id || ':' || g.suffix, 200), d.case_id, d.id,"
+            f" g.template, g.recipient, g.channel, {address},"
+            f" CAST((jsonb_build_object({pairs}) - g.dropped) || g.ctx AS json),"
+            " '', '', g.status, g.not_before, 0, g.reason, :created_at, false, NULL"
+            " FROM unnest(CAST(:dids AS bigint[]), CAST(:gis AS integer[]),"
+            " CAST(:fids AS bigint[])) AS w(did, gi, fid)"
+            f" JOIN g ON g.n = w.gi{joins}"
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING status, template"
+        )
+    group_cols = ", ".join(f"json_extract(value, '$.{k}') AS {k}" for k in fields)
+    # A key the template does not read is dropped by a JSON null in the merge patch.
+    # INSERT first, the CTEs inside its SELECT: sqlite3 reports a rowcount only for a
+    # statement that starts with INSERT.
+    return text(
+        f"INSERT INTO notices ({_NOTICE_COLUMNS})"
+        " WITH g AS MATERIALIZED (SELECT key AS n, "
+        f"{group_cols}, json_extract(value, '$.not_before') AS not_before,"
+        " json_extract(value, '$.ctx') AS ctx"
+        " FROM json_each(:groups)),"
+        " w AS MATERIALIZED (SELECT json_extract(value, '$[0]') AS did,"
+        " json_extract(value, '$[1]') AS gi, json_extract(value, '$[2]') AS fid"
+        " FROM json_each(:work))"
+        " SELECT lower(hex(randomblob(16))),"
+        " substr('deadline:' || d.id || ':' || g.suffix, 1, 200), d.case_id, d.id,"
+        f" g.template, g.recipient, g.channel, {address},"
+        f" json_patch(json_object({pairs}), g.ctx),"
+        " '', '', g.status, g.not_before, 0, g.reason, :created_at, 0, NULL"
+        f" FROM w JOIN g ON g.n = w.gi{joins}"
+        " WHERE 1 ON CONFLICT (idempotency_key) DO NOTHING"
+    )
+
+
+def _move_clocks(conn: Any, moves: list[tuple[Any, ...]]) -> None:
+    """Move every claimed clock on, and close the missed ones, in ONE UPDATE.
+
+    A clock still running carries NULL status, reason and closing time, which leave
+    its own untouched.
+    """
+    if not moves:
+        return
+    if conn.dialect.name == "postgresql":
+        ids, nexts, statuses, reasons, closed = (list(c) for c in zip(*moves, strict=True))
+        conn.execute(
+            _unnest_update(),
+            {
+                "ids": ids,
+                "nexts": nexts,
+                "statuses": statuses,
+                "reasons": reasons,
+                "closed": closed,
+            },
+        )
+        return
+    # SQLite: the clocks still running apart, touching only next_action_at: setting
+    # status too (even to itself) rewrites every index on it, which doubled the UPDATE.
+    running = [m[:2] for m in moves if m[2] is None]
+    missed = [m for m in moves if m[2] is not None]
+    if running:
+        conn.execute(_SQLITE_MOVE, {"moves": json.dumps(running, separators=(",", ":"))})
+    if missed:
+        conn.execute(_SQLITE_CLOSE, {"moves": json.dumps(missed, separators=(",", ":"))})
+
+
+_SQLITE_MOVE = text(
+    "UPDATE deadlines SET next_action_at = v.next"
+    " FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS next"
+    " FROM json_each(:moves)) AS v WHERE deadlines.id = v.id"
+)
+_SQLITE_CLOSE = text(
+    "UPDATE deadlines SET next_action_at = v.next, status = v.status,"
+    " closed_reason = v.reason, closed_at = v.closed"
+    " FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS next,"
+    " json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS reason,"
+    " json_extract(value, '$[4]') AS closed FROM json_each(:moves)) AS v"
+    " WHERE deadlines.id = v.id"
+)
 
 
 @lru_cache(maxsize=1)
@@ -399,76 +717,6 @@ def _kept_keys(template: str) -> frozenset[str] | None:
     """
     keys = template_keys(template)
     return None if keys is None else keys | _ALWAYS_KEPT
-
-
-@lru_cache(maxsize=4096)
-def _deadline_context(
-    kind: str, due_date: dt.date, explanation: str, citation: str
-) -> dict[str, Any]:
-    """:func:`notices.deadline_context`, memoised: a batch repeats the same clocks'
-    dates and texts (formatting a date in words is most of its cost). Callers copy."""
-    return deadline_context(kind, due_date, explanation, citation)
-
-
-def _family(row: Row[Any]) -> FamilyContact | None:
-    if row.name is None:
-        return None
-    return FamilyContact(
-        row.name,
-        row.phone or "",
-        row.email or "",
-        tuple(c for c in (row.preferred_channels or "").split(",") if c),
-        bool(row.sms_consent),
-        postal_lines(
-            row.name,
-            row.address_line_1 or "",
-            row.address_line_2 or "",
-            row.address_town or "",
-            row.address_postcode or "",
-        ),
-    )
-
-
-def _notices_for(
-    row: Row[Any], plan: Plan, now: dt.datetime, settings: Settings
-) -> list[dict[str, Any]]:
-    facts = CaseFacts(
-        case_id=row.case_id,
-        reference=row.reference,
-        kind=row.case_kind,
-        state=row.state,
-        family=_family(row),
-        provider_name=row.provider_name,
-        provider_email=row.provider_email,
-        # The team's mailbox, as for event notices (see notices.queue_event_notices).
-        adviser_email=None,
-    )
-    context = base_context(facts, settings) | _deadline_context(
-        row.kind, row.due_date, row.explanation, row.citation
-    )
-    out = []
-    for rule, stale in plan.notices:
-        kept = _kept_keys(rule.template)
-        ctx = context if kept is None else {k: v for k, v in context.items() if k in kept}
-        for channel, address in addresses_for(rule.recipient, rule.channels, facts, settings):
-            out.append(
-                notice_row(
-                    key=f"deadline:{row.id}:{rule.id}:{rule.recipient}:{channel}",
-                    facts=facts,
-                    template=rule.template,
-                    recipient=rule.recipient,
-                    channel=channel,
-                    address=address,
-                    context=ctx | {"notice_kind": rule.kind, "rule": rule.id},
-                    not_before=now,
-                    now=now,
-                    settings=settings,
-                    deadline_id=row.id,
-                    status=NoticeStatus.skipped if stale else NoticeStatus.queued,
-                    reason=_STALE_REASON if stale else "",
-                )
-            )
-    return out
 
 
 _STALE_REASON = reason_text(NoticeReason.stale, "its moment passed while the scheduler was down")

@@ -1,12 +1,12 @@
 """How many statements one sweep sends, whatever the number of due clocks.
 
 The sweep is set-based: one query claims a batch of clocks joined to their case,
-family and provider; the notices, the clock updates and the sealed audit rows of
-missed clocks are each written with one statement (an executemany, which the driver
-runs as one call; notices in pages of ``VALUES_ROWS_PER_STATEMENT`` rows, or
-``NOTICE_ROWS_PER_STATEMENT`` on PostgreSQL). So up to
-the batch size the count does not grow with the clocks: a per-row lookup or write
-creeping back in makes the larger sweep here send more statements than the smaller.
+family and provider; the notices (one ``INSERT ... SELECT`` that joins the clocks to
+their case, family and provider and builds each notice in SQL), the clock updates
+and the sealed audit rows of missed clocks are each written with one statement. So
+up to the batch size the count does not grow with the clocks: a per-row lookup or
+write creeping back in makes the larger sweep here send more statements than the
+smaller.
 """
 
 from __future__ import annotations
@@ -28,14 +28,12 @@ from tests.conftest import at
 from tests.factories import create_case
 
 # Statements (cursor executions, transaction control aside) one sweep may send,
-# whatever the number of due clocks up to the batch size, while the notices fit one
-# page: the claim, the notice INSERT, the UPDATE of clocks still running and the
-# UPDATE of missed ones (on PostgreSQL one UPDATE FROM unnest for both), the chain
-# ends (plus their row locks on PostgreSQL), the audit INSERT, and an empty claim when
-# the batch was full. Beyond one page of notices add
-# one INSERT per VALUES_ROWS_PER_STATEMENT notices (NOTICE_ROWS_PER_STATEMENT on
-# PostgreSQL); beyond the batch size, all of it
-# again per batch.
+# whatever the number of due clocks up to the batch size: the claim, the notice
+# INSERT ... SELECT (on SQLite, plus a count of the new rows when some keys were
+# already queued), the UPDATE of clocks still running and the UPDATE of missed ones
+# (on PostgreSQL one UPDATE FROM unnest for both), the chain ends (plus their row
+# locks on PostgreSQL), the audit INSERT, and an empty claim when the batch was full.
+# Beyond the batch size, all of it again per batch.
 STATEMENT_BOUND = 8
 LATE = at("2027-09-01")  # every clock of a case opened in November 2026 has run out
 
