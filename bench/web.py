@@ -49,10 +49,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, insert, text
@@ -389,8 +390,16 @@ def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
         "--workers",
         str(workers),
     ]
+    # Its own process group, signalled as a whole (as Ctrl-C would be): killing only the
+    # parent of `--workers N` left its workers running, still answering a backlog and
+    # holding SQLite's write lock while the next server started.
     proc = subprocess.Popen(
-        command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -408,12 +417,13 @@ def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
             time.sleep(0.2)
         yield base, proc.pid
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+        proc.wait()
 
 
 @dataclass
@@ -563,40 +573,56 @@ async def open_loop(
     result = OpenLoop(rate=rate, planned=planned)
     rng = random.Random(SEED)
     weights = [w for _, _, w in mix]
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        for urls, headers, _ in mix:  # warm up: connections, caches, statement caches
-            for url in urls[:5]:
-                await client.get(url, headers=headers)
+    where = urlsplit(base)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-        async def one(due: float, url: str, headers: dict[str, str]) -> None:
-            try:
-                response = await client.get(url, headers=headers)
-                if not 200 <= response.status_code < 300:
-                    key = str(response.status_code)
-                    result.errors[key] = result.errors.get(key, 0) + 1
-            except httpx.HTTPError as exc:
-                key = type(exc).__name__
-                result.errors[key] = result.errors.get(key, 0) + 1
-            result.latencies.append(time.perf_counter() - due)
+    async def get(url: str, headers: dict[str, str]) -> int:
+        """One GET on an idle keep-alive connection (or a new one): plain HTTP/1.1 on
+        asyncio streams, cheap enough that the client keeps its schedule on 2 cores."""
+        reader, writer = (
+            idle.pop() if idle else await asyncio.open_connection(where.hostname, where.port)
+        )
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(f"GET {url} HTTP/1.1\r\nHost: {where.netloc}\r\n{extra}\r\n".encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        sizes = [x.split(":", 1)[1] for x in head if x.lower().startswith("content-length:")]
+        await reader.readexactly(int(sizes[0]) if sizes else 0)
+        idle.append((reader, writer))
+        return int(head[0].split()[1])
 
-        cpu_before = server_cpu_seconds(server_pid)
-        started = time.perf_counter()
-        tasks = []
-        for i in range(planned):
-            due = started + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -0.01:
-                result.late_launches += 1
-            urls, headers, _ = rng.choices(mix, weights)[0]
-            tasks.append(asyncio.create_task(one(due, urls[rng.randrange(len(urls))], headers)))
-        await asyncio.gather(*tasks)
-        result.seconds = time.perf_counter() - started
-        cpu_after = server_cpu_seconds(server_pid)
-        if cpu_before is not None and cpu_after is not None:
-            result.cpu_seconds = cpu_after - cpu_before
+    for urls, headers, _ in mix:  # warm up: connections, caches, statement caches
+        for url in urls[:5]:
+            await get(url, headers)
+
+    async def one(due: float, url: str, headers: dict[str, str]) -> None:
+        try:
+            status = await asyncio.wait_for(get(url, headers), timeout=30)
+            if not 200 <= status < 300:
+                result.errors[str(status)] = result.errors.get(str(status), 0) + 1
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            key = type(exc).__name__
+            result.errors[key] = result.errors.get(key, 0) + 1
+        result.latencies.append(time.perf_counter() - due)
+
+    cpu_before = server_cpu_seconds(server_pid)
+    started = time.perf_counter()
+    tasks = []
+    for i in range(planned):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.01:
+            result.late_launches += 1
+        urls, headers, _ = rng.choices(mix, weights)[0]
+        tasks.append(asyncio.create_task(one(due, urls[rng.randrange(len(urls))], headers)))
+    await asyncio.gather(*tasks)
+    result.seconds = time.perf_counter() - started
+    cpu_after = server_cpu_seconds(server_pid)
+    if cpu_before is not None and cpu_after is not None:
+        result.cpu_seconds = cpu_after - cpu_before
+    for _, writer in idle:
+        writer.close()
     return result
 
 
@@ -618,26 +644,41 @@ def worker_cpu(pid: int) -> dict[int, float]:
     return out
 
 
-# One client process: ``clients`` connections sending back to back for ``seconds``; prints
-# how many were answered 200. Run with ``python -c`` so it needs nothing importable.
+# One client process: ``clients`` keep-alive connections sending back to back for
+# ``seconds``; prints how many were answered 200 and for how long it sent. Plain
+# HTTP/1.1 on asyncio streams, not httpx: on 2 cores the clients share the machine with
+# the workers, and httpx's few hundred microseconds a request would be measured as the
+# server's. Run with ``python -c`` so it needs nothing importable.
 _CLIENT = """
 import asyncio, json, random, sys, time
-import httpx
+from urllib.parse import urlsplit
 base, urls, seconds, clients, seed = json.loads(sys.argv[1])
+where = urlsplit(base)
 async def run():
     done = 0
     rng = random.Random(seed)
     started = time.monotonic()
     stop = started + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        async def user():
-            nonlocal done
-            while time.monotonic() < stop:
-                url, headers = urls[rng.randrange(len(urls))]
-                if (await client.get(url, headers=headers)).status_code == 200:
-                    done += 1
-        await asyncio.gather(*(user() for _ in range(clients)))
+    async def user():
+        nonlocal done
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        while time.monotonic() < stop:
+            url, headers = urls[rng.randrange(len(urls))]
+            extra = "".join(f"{k}: {v}\\r\\n" for k, v in headers.items())
+            line = f"GET {url} HTTP/1.1\\r\\nHost: {where.netloc}\\r\\n"
+            writer.write(f"{line}{extra}\\r\\n".encode())
+            try:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+            except (asyncio.IncompleteReadError, ConnectionError):  # closed: open another
+                reader, writer = await asyncio.open_connection(where.hostname, where.port)
+                continue
+            lines = head.decode("latin-1").split("\\r\\n")
+            sizes = [x.split(":", 1)[1] for x in lines if x.lower().startswith("content-length:")]
+            await reader.readexactly(int(sizes[0]))
+            if lines[0].split()[1] == "200":
+                done += 1
+        writer.close()
+    await asyncio.gather(*(user() for _ in range(clients)))
     return done, time.monotonic() - started
 print(*asyncio.run(run()))
 """

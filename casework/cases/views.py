@@ -309,6 +309,14 @@ def case_detail(
         ),
         {"case_id": case.id},
     ).one()
+    own = session.get(Provider, actor.provider_id) if actor.is_provider else None
+    if actor.is_provider and own is None:
+        raise not_found(reference)
+    if record:
+        # Everything is read: commit now, not after the work below, so the write lock
+        # (BEGIN IMMEDIATE on SQLite, the case row's on PostgreSQL) is held for the
+        # statements only and the next page's request does not wait behind our Python.
+        session.commit()
     deadlines = case_reads.decode(Deadline, lists[0])
     deadlines.sort(key=lambda d: d.id or 0)
     # Clocks still due first (late ones lead), soonest first; then the finished ones
@@ -356,17 +364,12 @@ def case_detail(
         documents=documents,
         deliveries=deliveries,
     )
-    if actor.is_provider:
-        own = session.get(Provider, actor.provider_id)
-        if own is None:
-            raise not_found(reference)
+    if own is not None:
         detail = for_provider(detail, own)
     elif with_views:
         # The ten latest views and how many there are, read with the lists.
         detail.view_count = int(lists[4] or 0)
         detail.recent_views = recent_views
-    if record:
-        session.commit()
     return detail
 
 
