@@ -6,6 +6,7 @@ its settings and engine once at creation; tests build one per database.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,8 +16,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, QueuePool, text
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from casework.config import Settings, get_settings
 from casework.db import get_engine
@@ -140,4 +142,45 @@ def create_app(
     pages.install(app)
     app.include_router(portal.router)
 
+    connections = _pool_capacity(engine)
+    if connections is not None:
+        app.add_middleware(Admission, limit=connections)
     return app
+
+
+def _pool_capacity(engine: Engine) -> int | None:
+    """How many database connections this process may hold at once (None: no bound)."""
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        return pool.size() + max(0, pool._max_overflow)
+    return None
+
+
+class Admission:
+    """At most as many requests in the app at once as the pool has connections; the rest
+    wait their turn here, before they take anything.
+
+    Why: a page's dependencies (its session and sign-in) run in one worker thread and
+    hold a database connection, and its endpoint runs later in another. Under a burst
+    (an open-loop load of 100 requests a second found it), every thread was taken by new
+    requests waiting for a connection while the requests holding the connections waited
+    for a thread: nothing moved until the pool's 30-second timeout failed them. Queued
+    here instead, each admitted request finds a connection, and a burst costs waiting,
+    not errors. ``/health`` and static files are not queued.
+    """
+
+    _EXEMPT = ("/health", "/assets/", "/static/")
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._slots: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self._EXEMPT):
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.limit)
+        async with self._slots:
+            await self.app(scope, receive, send)

@@ -36,7 +36,10 @@ def records_reads(endpoint: _F) -> _F:
     A reader's transaction on SQLite takes its snapshot at its first read and, if
     another writer commits before it writes, is refused ("database is locked");
     beginning as the writer queues it behind the other instead. PostgreSQL ignores
-    the option.
+    the option. Such a route signs its user in with :data:`LazyPageUserDep`, so the
+    transaction begins in the endpoint's own thread: begun in a dependency, SQLite's
+    write lock was held while the request queued for a thread to run the endpoint,
+    and under load every other writer waited behind that queue until it gave up.
     """
     endpoint.records_reads = True  # type: ignore[attr-defined]
     return endpoint
@@ -51,7 +54,6 @@ def begin_request_transaction(request: Request, session: Session) -> None:
 
 def get_session(request: Request) -> Iterator[Session]:
     with Session(request.app.state.engine, expire_on_commit=False) as session:
-        begin_request_transaction(request, session)
         yield session
 
 
@@ -95,6 +97,22 @@ def get_page_user(request: Request, session: SessionDep, now: NowDep) -> tuple[U
 
 
 PageUserDep = Annotated[tuple[User, UserSession], Depends(get_page_user)]
+
+
+def get_lazy_page_user(
+    request: Request, session: SessionDep, now: NowDep
+) -> Callable[[], tuple[User, UserSession]]:
+    """:func:`get_page_user`, called by the endpoint itself (a :func:`records_reads`
+    route), which begins the request's transaction then, in its own thread."""
+
+    def signed_in() -> tuple[User, UserSession]:
+        begin_request_transaction(request, session)
+        return get_page_user(request, session, now)
+
+    return signed_in
+
+
+LazyPageUserDep = Annotated[Callable[[], tuple[User, UserSession]], Depends(get_lazy_page_user)]
 
 
 def get_api_user(request: Request, session: SessionDep, now: NowDep) -> User:
