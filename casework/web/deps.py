@@ -24,7 +24,7 @@ SESSION_COOKIE = "casework_session"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:  # never waits: see get_now
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
@@ -57,8 +57,11 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_now(request: Request) -> dt.datetime:
-    """The current instant; tests pin it with ``app.state.clock``."""
+async def get_now(request: Request) -> dt.datetime:
+    """The current instant; tests pin it with ``app.state.clock``.
+
+    ``async`` because it never waits: a plain function would be sent to a worker thread
+    and back on every request for nothing."""
     clock = getattr(request.app.state, "clock", None)
     return clock() if clock is not None else dt.datetime.now(dt.UTC)
 
@@ -99,7 +102,7 @@ def get_page_user(request: Request, session: SessionDep, now: NowDep) -> tuple[U
 PageUserDep = Annotated[tuple[User, UserSession], Depends(get_page_user)]
 
 
-def get_lazy_page_user(
+async def get_lazy_page_user(
     request: Request, session: SessionDep, now: NowDep
 ) -> Callable[[], tuple[User, UserSession]]:
     """:func:`get_page_user`, called by the endpoint itself (a :func:`records_reads`
