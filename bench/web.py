@@ -49,10 +49,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Connection, Engine, insert, text
@@ -177,6 +178,21 @@ def bulk_insert(conn: Connection, table: str, rows: list[dict[str, Any]]) -> Non
     )
 
 
+def with_defaults(table: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with every column the fill does not set given its model's plain default.
+
+    A column added later with a NOT NULL and a Python-side default (the family's
+    address lines) would otherwise fail the driver-level insert, which skips the ORM.
+    """
+    missing = {}
+    for column in table.columns:
+        default = column.default
+        if rows and column.name not in rows[0] and default is not None and default.is_scalar:
+            value = default.arg
+            missing[column.name] = getattr(value, "value", value)
+    return [{**row, **missing} for row in rows] if missing else rows
+
+
 def fill(engine: Engine, n_cases: int, now: dt.datetime, provider_ids: list[int]) -> list[str]:
     """Bulk-insert ``n_cases`` cases with a family contact, an open event and two clocks each.
 
@@ -297,7 +313,8 @@ def fill(engine: Engine, n_cases: int, now: dt.datetime, provider_ids: list[int]
                 (Deadline, clocks),
                 (Allocation, allocations),
             ):
-                bulk_insert(conn, model.__tablename__, batch)  # type: ignore[attr-defined]
+                table = model.__table__  # type: ignore[attr-defined]
+                bulk_insert(conn, table.name, with_defaults(table, batch))
         year = now.year
         for prefix in ("MED", "DR"):  # so a case opened during the run gets a fresh number
             conn.execute(insert(ReferenceCounter), [{"prefix": prefix, "year": year, "last": 0}])
@@ -373,8 +390,16 @@ def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
         "--workers",
         str(workers),
     ]
+    # Its own process group, signalled as a whole (as Ctrl-C would be): killing only the
+    # parent of `--workers N` left its workers running, still answering a backlog and
+    # holding SQLite's write lock while the next server started.
     proc = subprocess.Popen(
-        command, env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -392,12 +417,13 @@ def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
             time.sleep(0.2)
         yield base, proc.pid
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
+        proc.wait()
 
 
 @dataclass
@@ -506,6 +532,245 @@ def report(label: str, results: list[Result], clients: int) -> None:
     )
 
 
+# --- Open loop and the workers' throughput ---------------------------------------------------
+
+OPEN_LOOP_RATE = 100.0  # requests a second, launched on a fixed schedule
+OPEN_LOOP_P95_MS = 50.0
+WORKERS_RATIO_TARGET = 1.7
+
+
+@dataclass
+class OpenLoop:
+    """An open-loop run: each request's latency counted from the moment it was DUE.
+
+    Requests are launched on a fixed schedule whether or not earlier ones were
+    answered, so a server that falls behind shows it in the latency (no coordinated
+    omission, which a closed loop hides by waiting before it sends again).
+    """
+
+    rate: float
+    planned: int
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    cpu_seconds: float | None = None
+    late_launches: int = 0  # the client itself fell behind its schedule by > 10 ms
+
+    def pct(self, p: float) -> float:
+        return Result("", self.latencies).pct(p) if self.latencies else float("nan")
+
+
+async def open_loop(
+    base: str,
+    server_pid: int,
+    mix: list[tuple[list[str], dict[str, str], int]],
+    *,
+    rate: float = OPEN_LOOP_RATE,
+    seconds: float = 10.0,
+) -> OpenLoop:
+    """``rate`` requests a second for ``seconds``, drawn from ``mix`` (urls, headers, weight)."""
+    planned = int(rate * seconds)
+    result = OpenLoop(rate=rate, planned=planned)
+    rng = random.Random(SEED)
+    weights = [w for _, _, w in mix]
+    where = urlsplit(base)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def get(url: str, headers: dict[str, str]) -> int:
+        """One GET on an idle keep-alive connection (or a new one): plain HTTP/1.1 on
+        asyncio streams, cheap enough that the client keeps its schedule on 2 cores."""
+        reader, writer = (
+            idle.pop() if idle else await asyncio.open_connection(where.hostname, where.port)
+        )
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(f"GET {url} HTTP/1.1\r\nHost: {where.netloc}\r\n{extra}\r\n".encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        sizes = [x.split(":", 1)[1] for x in head if x.lower().startswith("content-length:")]
+        await reader.readexactly(int(sizes[0]) if sizes else 0)
+        idle.append((reader, writer))
+        return int(head[0].split()[1])
+
+    for urls, headers, _ in mix:  # warm up: connections, caches, statement caches
+        for url in urls[:5]:
+            await get(url, headers)
+
+    async def one(due: float, url: str, headers: dict[str, str]) -> None:
+        try:
+            status = await asyncio.wait_for(get(url, headers), timeout=30)
+            if not 200 <= status < 300:
+                result.errors[str(status)] = result.errors.get(str(status), 0) + 1
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            key = type(exc).__name__
+            result.errors[key] = result.errors.get(key, 0) + 1
+        result.latencies.append(time.perf_counter() - due)
+
+    cpu_before = server_cpu_seconds(server_pid)
+    started = time.perf_counter()
+    tasks = []
+    for i in range(planned):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -0.01:
+            result.late_launches += 1
+        urls, headers, _ = rng.choices(mix, weights)[0]
+        tasks.append(asyncio.create_task(one(due, urls[rng.randrange(len(urls))], headers)))
+    await asyncio.gather(*tasks)
+    result.seconds = time.perf_counter() - started
+    cpu_after = server_cpu_seconds(server_pid)
+    if cpu_before is not None and cpu_after is not None:
+        result.cpu_seconds = cpu_after - cpu_before
+    for _, writer in idle:
+        writer.close()
+    return result
+
+
+def worker_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each process under ``pid`` (itself included), by pid."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            out[current] = (int(stat[11]) + int(stat[12])) / ticks
+            stack.extend(
+                int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            )
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+# One client process: ``clients`` keep-alive connections sending back to back for
+# ``seconds``; prints how many were answered 200 and for how long it sent. Plain
+# HTTP/1.1 on asyncio streams, not httpx: on 2 cores the clients share the machine with
+# the workers, and httpx's few hundred microseconds a request would be measured as the
+# server's. Run with ``python -c`` so it needs nothing importable.
+_CLIENT = """
+import asyncio, json, random, sys, time
+from urllib.parse import urlsplit
+base, urls, seconds, clients, seed = json.loads(sys.argv[1])
+where = urlsplit(base)
+async def run():
+    done = 0
+    rng = random.Random(seed)
+    started = time.monotonic()
+    stop = started + seconds
+    async def user():
+        nonlocal done
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        while time.monotonic() < stop:
+            url, headers = urls[rng.randrange(len(urls))]
+            extra = "".join(f"{k}: {v}\\r\\n" for k, v in headers.items())
+            line = f"GET {url} HTTP/1.1\\r\\nHost: {where.netloc}\\r\\n"
+            writer.write(f"{line}{extra}\\r\\n".encode())
+            try:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+            except (asyncio.IncompleteReadError, ConnectionError):  # closed: open another
+                reader, writer = await asyncio.open_connection(where.hostname, where.port)
+                continue
+            lines = head.decode("latin-1").split("\\r\\n")
+            sizes = [x.split(":", 1)[1] for x in lines if x.lower().startswith("content-length:")]
+            await reader.readexactly(int(sizes[0]))
+            if lines[0].split()[1] == "200":
+                done += 1
+        writer.close()
+    await asyncio.gather(*(user() for _ in range(clients)))
+    return done, time.monotonic() - started
+print(*asyncio.run(run()))
+"""
+
+
+@dataclass
+class Throughput:
+    workers: int
+    requests: int
+    seconds: float
+    cpu_by_process: dict[int, float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def throughput(
+    database_url: str,
+    workers: int,
+    urls: list[tuple[str, dict[str, str]]],
+    *,
+    seconds: float = 8.0,
+    client_processes: int = 2,
+    clients: int = 8,
+) -> Throughput:
+    """Requests a second served by ``casework serve --workers N``, saturated by clients in
+    their own processes (one Python client process cannot keep two workers busy)."""
+    with serve(database_url, workers) as (base, pid):
+        for url, headers in urls[:20]:  # warm each worker's caches a little
+            httpx.get(base + url, headers=headers, timeout=30)
+        before = worker_cpu(pid)
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _CLIENT,
+                    json.dumps([base, urls, seconds, clients, SEED + i]),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(client_processes)
+        ]
+        # Each client times its own run (not its interpreter's start): requests/s summed.
+        answers = [proc.communicate(timeout=seconds + 60)[0].split() for proc in procs]
+        after = worker_cpu(pid)
+    total = sum(int(done) for done, _ in answers)
+    rate = sum(int(done) / float(took) for done, took in answers)
+    cpu = {p: after[p] - before.get(p, 0.0) for p in after}
+    return Throughput(workers, total, total / rate if rate else 0.0, cpu)
+
+
+def page_mix(sample: list[str], page: dict[str, str], api: dict[str, str]
+             ) -> list[tuple[list[str], dict[str, str], int]]:  # fmt: skip
+    """The open-loop mix: case pages most, then the dashboard, then the API."""
+    return [
+        ([f"/cases/{r}" for r in sample], page, 5),
+        (["/"], page, 3),
+        (["/api/v1/cases"], api, 1),
+        ([f"/api/v1/cases/{r}" for r in sample], api, 1),
+    ]
+
+
+def report_open_loop(label: str, r: OpenLoop) -> None:
+    n = len(r.latencies)
+    cpu = f"{r.cpu_seconds / n * 1000:.1f}" if r.cpu_seconds is not None and n else "?"
+    verdict = "yes" if r.pct(95) < OPEN_LOOP_P95_MS and not r.errors else "NO"
+    print(
+        f"\n[{label}] open loop: {r.rate:.0f} requests/s launched on schedule for"
+        f" {r.seconds:.1f} s (case page 5 : dashboard 3 : API list 1 : API case 1)\n"
+        f"  sent {r.planned}, answered {n - sum(r.errors.values())}, errors {r.errors or 0},"
+        f" client late launches {r.late_launches}\n"
+        f"  p50 {r.pct(50):.1f} ms   p95 {r.pct(95):.1f} ms   p99 {r.pct(99):.1f} ms"
+        f"   server CPU {cpu} ms/req   p95 < {OPEN_LOOP_P95_MS:.0f} ms: {verdict}"
+    )
+
+
+def report_throughput(label: str, one: Throughput, two: Throughput) -> None:
+    ratio = two.rate / one.rate if one.rate else 0.0
+    print(f"\n[{label}] throughput, clients saturating `casework serve --workers N`:")
+    for t in (one, two):
+        busy = sorted((round(c, 1) for c in t.cpu_by_process.values() if c > 0.05), reverse=True)
+        print(
+            f"  --workers {t.workers}: {t.rate:7.1f} req/s ({t.requests} in {t.seconds:.1f} s);"
+            f" CPU s by process {busy}"
+        )
+    verdict = "yes" if ratio >= WORKERS_RATIO_TARGET else "NO"
+    print(f"  ratio 2 workers / 1 worker: {ratio:.2f}x   >= {WORKERS_RATIO_TARGET}x: {verdict}")
+
+
 # --- One database -------------------------------------------------------------------------
 
 
@@ -527,7 +792,29 @@ def prepare(engine: Engine, n_cases: int, now: dt.datetime) -> tuple[list[str], 
     return refs, token, cookie
 
 
+@dataclass
+class Figures:
+    """Everything one database's run measured."""
+
+    closed: list[Result]
+    open_loop: OpenLoop | None = None
+    one_worker: Throughput | None = None
+    two_workers: Throughput | None = None
+
+    @property
+    def workers_ratio(self) -> float | None:
+        if self.one_worker is None or self.two_workers is None or not self.one_worker.rate:
+            return None
+        return self.two_workers.rate / self.one_worker.rate
+
+
 def run_one(label: str, url: str, engine: Engine, args: argparse.Namespace) -> list[Result]:
+    """The closed-loop figures of one database (the interface ``bench/all.py`` first used)."""
+    return run_all(label, url, engine, args).closed
+
+
+def run_all(label: str, url: str, engine: Engine, args: argparse.Namespace) -> Figures:
+    """Closed loop per route, then the open-loop mix, then 1 worker vs 2, on one database."""
     now = dt.datetime.now(dt.UTC)
     print(f"\n== {label}: {engine.url.render_as_string(hide_password=True)}")
     refs, token, cookie = prepare(engine, args.cases, now)
@@ -543,10 +830,11 @@ def run_one(label: str, url: str, engine: Engine, args: argparse.Namespace) -> l
         ("GET /api/v1/cases/{ref}", [f"/api/v1/cases/{r}" for r in sample], api),
         ("GET /health (again, after)", ["/health"], {}),
     ]
-    results: list[Result] = []
+    figures = Figures([])
+    open_rate = float(getattr(args, "open_rate", OPEN_LOOP_RATE))
     with serve(url, args.workers) as (base, pid):
         for name, urls, headers in plan:
-            results.append(
+            figures.closed.append(
                 asyncio.run(
                     measure(
                         base,
@@ -560,8 +848,28 @@ def run_one(label: str, url: str, engine: Engine, args: argparse.Namespace) -> l
                     )
                 )
             )
-    report(label, results, args.clients)
-    return results
+    report(label, figures.closed, args.clients)
+    if open_rate > 0:
+        # As production runs it on this machine: one worker per core.
+        open_workers = int(getattr(args, "open_workers", os.cpu_count() or 1))
+        with serve(url, open_workers) as (base, pid):
+            figures.open_loop = asyncio.run(
+                open_loop(
+                    base,
+                    pid,
+                    page_mix(sample, page, api),
+                    rate=open_rate,
+                    seconds=float(getattr(args, "open_seconds", 10.0)),
+                )
+            )
+        report_open_loop(f"{label}, --workers {open_workers}", figures.open_loop)
+    seconds = float(getattr(args, "throughput_seconds", 8.0))
+    if seconds > 0:
+        mix = [(f"/cases/{r}", page) for r in sample[:100]] + [("/", page)] * 60
+        figures.one_worker = throughput(url, 1, mix, seconds=seconds)
+        figures.two_workers = throughput(url, 2, mix, seconds=seconds)
+        report_throughput(label, figures.one_worker, figures.two_workers)
+    return figures
 
 
 @contextmanager
@@ -598,6 +906,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="per route")
     parser.add_argument("--max-seconds", type=float, default=10.0, help="per route, at most")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--open-rate", type=float, default=OPEN_LOOP_RATE, help="open-loop requests/s (0: skip)"
+    )
+    parser.add_argument("--open-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--open-workers", type=int, default=os.cpu_count() or 1, help="workers for the open loop"
+    )
+    parser.add_argument(
+        "--throughput-seconds",
+        type=float,
+        default=8.0,
+        help="each of the 1- and 2-worker saturation runs (0: skip)",
+    )
     args = parser.parse_args()
     # A SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the finally blocks stop
     # uvicorn and drop the PostgreSQL schema instead of leaving them behind.
@@ -610,14 +931,14 @@ def main() -> None:
     started = time.perf_counter()
     if args.db in ("sqlite", "both"):
         with sqlite_database() as (url, engine):
-            run_one("SQLite", url, engine, args)
+            run_all("SQLite", url, engine, args)
     if args.db in ("postgresql", "both"):
         reason = postgres_unavailable()
         if reason:
             print(f"\n== PostgreSQL: skipped, no server at {POSTGRES_URL} ({reason})")
         else:
             with postgres_database() as (url, engine):
-                run_one("PostgreSQL", url, engine, args)
+                run_all("PostgreSQL", url, engine, args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

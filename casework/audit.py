@@ -575,3 +575,10 @@ def find_staff_breaks(connection: Connection) -> tuple[int, StaffChainBreak | No
             )
         previous = row.hash
     return total, None
+
+
+def seal_after(row: CaseEvent, previous: str) -> None:
+    """Seal one new audit row after the chain end ``previous``, read (and, on PostgreSQL,
+    locked) by the caller's own query: a read that records a view then needs no
+    separate statement for its seal (:func:`seal_new_rows` skips a sealed row)."""
+    _seal(row, previous)

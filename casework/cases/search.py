@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, exists, func, or_, select
@@ -21,7 +22,13 @@ from casework import urgency
 from casework.cases.context import Actor
 from casework.cases.errors import ValidationFailed
 from casework.cases.provider_view import still_listed
-from casework.cases.views import _late_outstanding, urgent_first
+from casework.cases.views import (
+    _late_outstanding,
+    paged,
+    urgent_first,
+    urgent_parts,
+    with_next_clock,
+)
 from casework.config import Settings
 from casework.models import (
     Case,
@@ -69,6 +76,8 @@ class CaseCriteria:
 class FoundCase:
     case: Case
     family_name: str
+    # The case's most urgent clock still due (:func:`casework.cases.next_deadlines`).
+    next_deadline: Deadline | None = None
 
 
 @dataclass
@@ -194,12 +203,21 @@ def case_conditions(
 ) -> list[ColumnElement[bool]]:
     """The WHERE of a case list; a provider sees only its own cases whatever it asks."""
     c = check_criteria(criteria)
-    q = c.q.strip()
     where: list[ColumnElement[bool]] = []
     if actor.is_provider:
         where.append(col(Case.provider_id) == actor.provider_id)
         # An ended case leaves a provider's lists after the configured retention.
         where.append(still_listed(now, settings))
+    where += _criteria_conditions(c)
+    if c.urgency:
+        where.append(_urgency(c.urgency, now, settings))
+    return where
+
+
+def _criteria_conditions(c: CaseCriteria) -> list[ColumnElement[bool]]:
+    """The conditions that depend on the criteria alone (not on the moment or the actor)."""
+    q = c.q.strip()
+    where: list[ColumnElement[bool]] = []
     state = c.state or ("all" if q else "open")
     if state == "open":
         # NOT IN the final states: the planner then walks the clocks' index in order.
@@ -226,8 +244,6 @@ def case_conditions(
         where.append(col(Case.opened_at) >= _day_starts(c.opened_from))
     if c.opened_to is not None:
         where.append(col(Case.opened_at) < _day_starts(c.opened_to + dt.timedelta(days=1)))
-    if c.urgency:
-        where.append(_urgency(c.urgency, now, settings))
     return where
 
 
@@ -249,26 +265,53 @@ def find_cases(
     the total (it is then -1) for a door that already holds it, such as a cached
     count of cases per state.
     """
-    where = case_conditions(criteria, actor=actor, now=now, settings=settings)
+    where: list[ColumnElement[bool]] | None = None
+    if actor.is_provider or criteria.urgency:
+        # Its WHERE hangs on the moment (retention, urgency): built for this request.
+        where = case_conditions(criteria, actor=actor, now=now, settings=settings)
+        query, parts = _list_statements(where, criteria.sort)
+    else:
+        query, parts = _kept_statements(check_criteria(criteria))
     total = -1
     if count:
+        if where is None:
+            where = case_conditions(criteria, actor=actor, now=now, settings=settings)
         total = int(
             session.execute(select(func.count()).select_from(Case).where(*where)).scalar_one()
         )
-    query = (
+    if parts is not None:
+        rows = urgent_first(session, parts, limit=limit, offset=offset)
+    else:
+        rows = list(session.execute(query, {"page_limit": limit, "page_offset": offset}).all())
+    return FoundCases(
+        [FoundCase(case, name or "", next_deadline) for case, name, next_deadline in rows], total
+    )
+
+
+_ORDERS: dict[str, Any] = {
+    "newest": col(Case.id).desc(),
+    "oldest": col(Case.id).asc(),
+    "reference": col(Case.reference).asc(),
+}
+
+
+def _list_statements(
+    where: list[ColumnElement[bool]], sort: str
+) -> tuple[Any, list[tuple[Any, Any]] | None]:
+    """The list's paged query (ordered, unless by urgency) and, by urgency, its parts."""
+    query = with_next_clock(
         select(Case, col(Person.name))
         .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
         .where(*where)
     )
-    if criteria.sort == "urgency":
-        rows = urgent_first(session, query, limit=limit, offset=offset)
-    else:
-        order: dict[str, Any] = {
-            "newest": col(Case.id).desc(),
-            "oldest": col(Case.id).asc(),
-            "reference": col(Case.reference).asc(),
-        }
-        rows = list(
-            session.execute(query.order_by(order[criteria.sort]).limit(limit).offset(offset)).all()
-        )
-    return FoundCases([FoundCase(case, name or "") for case, name in rows], total)
+    if sort == "urgency":
+        return query, urgent_parts(query)
+    return paged(query.order_by(_ORDERS[sort])), None
+
+
+@lru_cache(maxsize=128)
+def _kept_statements(criteria: CaseCriteria) -> tuple[Any, list[tuple[Any, Any]] | None]:
+    """The statements of a list whose WHERE depends on the criteria alone (staff, no
+    urgency filter), built once: the dashboard asks the same few lists again and again,
+    and building the urgency order's statements cost more than running them."""
+    return _list_statements(_criteria_conditions(criteria), criteria.sort)

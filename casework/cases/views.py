@@ -10,28 +10,27 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, func, select
+from sqlalchemy import ColumnElement, Integer, bindparam, exists, func, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from casework import audit, urgency
 from casework import deadlines as dl
-from casework import urgency
+from casework.cases import case_reads
 from casework.cases.access import check_actor_may_see
 from casework.cases.advance import allowed_events, unavailable_events
-from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.detail import CaseDetail
-from casework.cases.documents import all_documents
-from casework.cases.effects import live_allocation
 from casework.cases.errors import ValidationFailed
-from casework.cases.notes import notes_of
 from casework.cases.provider_view import for_provider
-from casework.cases.unit import audit_event, load_case, not_found
+from casework.cases.unit import audit_event, not_found
 from casework.letters import case_page_warnings_for
 from casework.models import (
     MISSED_OUTSTANDING,
+    AgreementItem,
     Case,
     CaseEvent,
+    CaseNote,
     Deadline,
     DeadlineStatus,
     DeliveryEvent,
@@ -138,6 +137,24 @@ def next_deadlines(session: Session, case_ids: Sequence[int]) -> dict[int, Deadl
     return soonest
 
 
+NEXT_CLOCK: Any = aliased(Deadline, name="next_clock")
+# The clock :func:`next_deadlines` picks for a case (still due, soonest), as a subquery a
+# case list joins, so a list page reads each case's next clock with the case.
+_NEXT_CLOCK_ID = (
+    select(col(Deadline.id))
+    .where(col(Deadline.case_id) == col(Case.id), STILL_DUE)
+    .order_by(col(Deadline.due_at), col(Deadline.id))
+    .limit(1)
+    .correlate(Case)
+    .scalar_subquery()
+)
+
+
+def with_next_clock(query: Any) -> Any:
+    """``query`` (rows starting with a Case) with the case's next clock as a further entity."""
+    return query.add_columns(NEXT_CLOCK).outerjoin(NEXT_CLOCK, NEXT_CLOCK.id == _NEXT_CLOCK_ID)
+
+
 def _late_outstanding(d: Any) -> ColumnElement[bool]:
     return (d.status == DeadlineStatus.missed) & (d.closed_reason == MISSED_OUTSTANDING)
 
@@ -150,18 +167,21 @@ def _before(other: Any, d: Any) -> ColumnElement[bool]:
     return (other.due_at < d.due_at) | ((other.due_at == d.due_at) & (other.id < d.id))
 
 
-def urgent_first(session: Session, query: Any, *, limit: int, offset: int) -> list[Any]:
-    """One page of ``query`` (cases, already filtered), the most urgent first.
+PAGE_LIMIT = bindparam("page_limit", type_=Integer)
+PAGE_OFFSET = bindparam("page_offset", type_=Integer)
 
-    The order: cases with a missed duty not yet done (longest late first), then cases
-    by their soonest open clock (an open clock past its moment is late too), then
-    cases with nothing due, newest first. Equally urgent cases keep the order their
-    clocks started: the index's own order, where a tie-break on anything else would
-    make each page read every clock due at the same moment. Each part walks an index
-    in order (the clocks by status and due moment, the cases by id) and stops once the
-    page is full, so the first pages of 100,000 cases cost what a list ordered by id
-    costs; a GROUP BY over every clock would cost a hundred times more on each look.
-    """
+
+def paged(query: Any) -> Any:
+    """``query`` with its LIMIT and OFFSET as parameters (``page_limit``, ``page_offset``):
+    one statement object for every page, so SQLAlchemy keys its compiled form once
+    instead of on every request (building that key cost more than running it)."""
+    return query.limit(PAGE_LIMIT).offset(PAGE_OFFSET)
+
+
+def urgent_parts(query: Any) -> list[tuple[Any, Any]]:
+    """The statements of :func:`urgent_first` (each paged, and whole), built once per list
+    (they cost more to build than to run, so a door that asks the same list again keeps
+    them)."""
     d: Any = aliased(Deadline)
     other: Any = aliased(Deadline)
     first_late = ~exists().where(
@@ -172,7 +192,7 @@ def urgent_first(session: Session, query: Any, *, limit: int, offset: int) -> li
         other.case_id == d.case_id, other.status == DeadlineStatus.open, _before(other, d)
     )
     nothing_due = ~exists().where(other.case_id == Case.id, _still_due(other))
-    parts: list[Any] = [
+    parts = [
         query.join(d, d.case_id == Case.id)
         .where(_late_outstanding(d), first_late)
         .order_by(d.due_at, d.id),
@@ -181,10 +201,29 @@ def urgent_first(session: Session, query: Any, *, limit: int, offset: int) -> li
         .order_by(d.due_at, d.id),
         query.where(nothing_due).order_by(col(Case.id).desc()),
     ]
+    return [(paged(part), part) for part in parts]
+
+
+def urgent_first(session: Session, query: Any, *, limit: int, offset: int) -> list[Any]:
+    """One page of ``query`` (cases, already filtered; or its :func:`urgent_parts`), the
+    most urgent first.
+
+    The order: cases with a missed duty not yet done (longest late first), then cases
+    by their soonest open clock (an open clock past its moment is late too), then
+    cases with nothing due, newest first. Equally urgent cases keep the order their
+    clocks started: the index's own order, where a tie-break on anything else would
+    make each page read every clock due at the same moment. Each part walks an index
+    in order (the clocks by status and due moment, the cases by id) and stops once the
+    page is full, so the first pages of 100,000 cases cost what a list ordered by id
+    costs; a GROUP BY over every clock would cost a hundred times more on each look.
+    """
+    parts = query if isinstance(query, list) else urgent_parts(query)
     rows: list[Any] = []
     skip = offset
-    for part in parts:
-        got = list(session.execute(part.limit(limit - len(rows)).offset(skip)).all())
+    for page, part in parts:
+        got = list(
+            session.execute(page, {"page_limit": limit - len(rows), "page_offset": skip}).all()
+        )
         rows += got
         if len(rows) >= limit:
             break
@@ -247,15 +286,39 @@ def case_detail(
     as the reads, committed before the detail is returned, so a page is shown only
     once its view is recorded and the request commits once (see :func:`record_view`).
     """
-    case, family, provider = load_case(session, reference)
+    head = session.execute(
+        case_reads.HEAD_FOR_VIEW if record else case_reads.HEAD,
+        {"reference": reference.strip().upper()},
+    ).first()
+    if head is None:
+        raise not_found(reference)
+    case, family, provider, allocation, allocation_provider, chain_end = head
     check_actor_may_see(case, actor)
     if record:
-        session.add(audit_event(case, actor=actor, event=VIEW_EVENT, at=now, from_state=case.state))
-    allocation = live_allocation(session, case)
-    allocation_provider = (
-        session.get(Provider, allocation.provider_id) if allocation is not None else None
-    )
-    deadlines = case_deadlines(session, case)
+        # Sealed after the chain end the head read (and locked), written before the lists
+        # are read so the count of views includes this one.
+        view = audit_event(case, actor=actor, event=VIEW_EVENT, at=now, from_state=case.state)
+        audit.seal_after(view, chain_end or "")
+        session.add(view)
+        session.flush()
+    lists = session.execute(
+        case_reads.lists_statement(
+            session.get_bind().dialect.name,
+            with_notices=with_notices,
+            views_in_history=views_in_history,
+        ),
+        {"case_id": case.id},
+    ).one()
+    own = session.get(Provider, actor.provider_id) if actor.is_provider else None
+    if actor.is_provider and own is None:
+        raise not_found(reference)
+    if record:
+        # Everything is read: commit now, not after the work below, so the write lock
+        # (BEGIN IMMEDIATE on SQLite, the case row's on PostgreSQL) is held for the
+        # statements only and the next page's request does not wait behind our Python.
+        session.commit()
+    deadlines = case_reads.decode(Deadline, lists[0])
+    deadlines.sort(key=lambda d: d.id or 0)
     # Clocks still due first (late ones lead), soonest first; then the finished ones
     # in the order they opened.
     deadlines.sort(
@@ -265,24 +328,25 @@ def case_detail(
             d.id or 0,
         )
     )
+    items = case_reads.decode(AgreementItem, lists[1])
+    items.sort(key=lambda i: i.number)
+    events = case_reads.decode(CaseEvent, lists[2])
+    events.sort(key=lambda e: e.id or 0)
+    recent_views = case_reads.decode(CaseEvent, lists[3])
+    recent_views.sort(key=lambda e: e.id or 0, reverse=True)
+    notes = case_reads.decode(CaseNote, lists[5])
+    notes.sort(key=lambda n: (n.call_on or dl.local_date(n.recorded_at), n.id or 0), reverse=True)
+    documents = case_reads.decode_documents(lists[6])
+    documents.sort(key=lambda d: (d.created_at, d.id), reverse=True)
     notices: list[Notice] = []
-    if with_notices:
-        notices = list(
-            session.execute(
-                select(Notice)
-                .where(col(Notice.case_id) == case.id)
-                .order_by(col(Notice.created_at))
-            ).scalars()
-        )
     deliveries: dict[int, list[DeliveryEvent]] = {}
-    if notices:
-        for row in session.execute(
-            select(DeliveryEvent)
-            .where(col(DeliveryEvent.notice_id).in_([n.id for n in notices]))
-            .order_by(col(DeliveryEvent.at), col(DeliveryEvent.id))
-        ).scalars():
+    if with_notices:
+        notices = case_reads.decode(Notice, lists[7])
+        notices.sort(key=lambda n: (n.created_at, n.id or 0))
+        received = case_reads.decode(DeliveryEvent, lists[8])
+        received.sort(key=lambda d: (d.at, d.id or 0))
+        for row in received:
             deliveries.setdefault(row.notice_id, []).append(row)
-    items = items_of(session, case)
     detail = CaseDetail(
         case=case,
         family=family,
@@ -291,36 +355,22 @@ def case_detail(
         allocation_provider=allocation_provider,
         deadlines=deadlines,
         agreement_items=items,
-        events=case_events(session, case, include_views=views_in_history),
+        events=events,
         notices=notices,
         actions=allowed_events(case, actor),
         not_yet=unavailable_events(case, actor),
         warnings=case_page_warnings_for(case, dl.local_date(now), agreement_items=items),
-        notes=notes_of(session, case),
-        documents=all_documents(session, case),
+        notes=notes,
+        documents=documents,
         deliveries=deliveries,
     )
-    if actor.is_provider:
-        own = session.get(Provider, actor.provider_id)
-        if own is None:
-            raise not_found(reference)
+    if own is not None:
         detail = for_provider(detail, own)
     elif with_views:
-        # The ten latest views and how many there are, in one statement.
-        recent = session.execute(_RECENT_VIEWS, {"case_id": case.id}).all()
-        detail.view_count = int(recent[0][1]) if recent else 0
-        detail.recent_views = [row[0] for row in recent]
-    if record:
-        session.commit()
+        # The ten latest views and how many there are, read with the lists.
+        detail.view_count = int(lists[4] or 0)
+        detail.recent_views = recent_views
     return detail
-
-
-_RECENT_VIEWS = (
-    select(CaseEvent, func.count().over())
-    .where(col(CaseEvent.case_id) == bindparam("case_id"), col(CaseEvent.event) == VIEW_EVENT)
-    .order_by(col(CaseEvent.id).desc())
-    .limit(10)
-)
 
 
 def record_view(session: Session, case: Case, actor: Actor, now: dt.datetime) -> None:

@@ -6,17 +6,20 @@ its settings and engine once at creation; tests build one per database.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import Engine, text
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import Engine, QueuePool, text
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from casework.config import Settings, get_settings
 from casework.db import get_engine
@@ -83,24 +86,17 @@ def create_app(
     app.include_router(api_reports.router)
     app.include_router(report_pages.router)
 
-    @app.middleware("http")
-    async def _allow_every_method(request: Request, call_next: Any) -> Response:
-        """A 405's Allow header lists every method the path has, as the OpenAPI says.
+    def allow_header(path: str) -> bytes | None:
+        """Every method ``path`` has, as the OpenAPI says (None when it has none)."""
+        methods = sorted(
+            method.upper()
+            for pattern, operations in _operations(app)
+            if pattern.match(path)
+            for method in operations
+        )
+        return ", ".join(methods).encode() if methods else None
 
-        Each method of a path is its own route, and Starlette names only the first
-        route it matched; the document the API publishes knows them all.
-        """
-        response: Response = await call_next(request)
-        if response.status_code == 405:
-            methods = sorted(
-                method.upper()
-                for pattern, operations in _operations(app)
-                if pattern.match(request.url.path)
-                for method in operations
-            )
-            if methods:
-                response.headers["Allow"] = ", ".join(methods)
-        return response
+    app.add_middleware(AllowEveryMethod, allow_header=allow_header)
 
     app.mount(
         "/assets/swagger",
@@ -140,4 +136,79 @@ def create_app(
     pages.install(app)
     app.include_router(portal.router)
 
+    connections = _pool_capacity(engine)
+    if connections is not None:
+        app.add_middleware(Admission, limit=connections)
     return app
+
+
+class AllowEveryMethod:
+    """A 405's Allow header lists every method the path has, as the OpenAPI says.
+
+    Each method of a path is its own route, and Starlette names only the first route it
+    matched; the document the API publishes knows them all. Pure ASGI (it only edits
+    the response's first message): as an ``@app.middleware("http")`` function it ran
+    every request through a task and a pair of streams.
+    """
+
+    def __init__(self, app: ASGIApp, allow_header: Callable[[str], bytes | None]) -> None:
+        self.app = app
+        self.allow_header = allow_header
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allow = self.allow_header(scope["path"])
+                if allow is not None:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k != b"allow"]
+                    message = {**message, "headers": [*headers, (b"allow", allow)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_allow)
+
+
+def _pool_capacity(engine: Engine) -> int | None:
+    """How many database connections this process may hold at once (None: no bound)."""
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        return pool.size() + max(0, pool._max_overflow)
+    return None
+
+
+class Admission:
+    """At most as many requests in the app at once as the pool has connections; the rest
+    wait their turn here, before they take anything.
+
+    Why: a page's dependencies (its session and sign-in) run in one worker thread and
+    hold a database connection, and its endpoint runs later in another. Under a burst
+    (an open-loop load of 100 requests a second found it), every thread was taken by new
+    requests waiting for a connection while the requests holding the connections waited
+    for a thread: nothing moved until the pool's 30-second timeout failed them. Queued
+    here instead, each admitted request finds a connection, and a burst costs waiting,
+    not errors. ``/health`` and static files are not queued.
+    """
+
+    _EXEMPT = ("/health", "/assets/", "/static/")
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        # One queue per event loop: a server runs one loop, but a test client may run
+        # each request on its own, and an asyncio semaphore must not cross loops.
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._slots = weakref.WeakKeyDictionary()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self._EXEMPT):
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(self.limit)
+        async with slots:
+            await self.app(scope, receive, send)

@@ -24,7 +24,7 @@ SESSION_COOKIE = "casework_session"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:  # never waits: see get_now
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
@@ -36,7 +36,10 @@ def records_reads(endpoint: _F) -> _F:
     A reader's transaction on SQLite takes its snapshot at its first read and, if
     another writer commits before it writes, is refused ("database is locked");
     beginning as the writer queues it behind the other instead. PostgreSQL ignores
-    the option.
+    the option. Such a route signs its user in with :data:`LazyPageUserDep`, so the
+    transaction begins in the endpoint's own thread: begun in a dependency, SQLite's
+    write lock was held while the request queued for a thread to run the endpoint,
+    and under load every other writer waited behind that queue until it gave up.
     """
     endpoint.records_reads = True  # type: ignore[attr-defined]
     return endpoint
@@ -51,12 +54,14 @@ def begin_request_transaction(request: Request, session: Session) -> None:
 
 def get_session(request: Request) -> Iterator[Session]:
     with Session(request.app.state.engine, expire_on_commit=False) as session:
-        begin_request_transaction(request, session)
         yield session
 
 
-def get_now(request: Request) -> dt.datetime:
-    """The current instant; tests pin it with ``app.state.clock``."""
+async def get_now(request: Request) -> dt.datetime:
+    """The current instant; tests pin it with ``app.state.clock``.
+
+    ``async`` because it never waits: a plain function would be sent to a worker thread
+    and back on every request for nothing."""
     clock = getattr(request.app.state, "clock", None)
     return clock() if clock is not None else dt.datetime.now(dt.UTC)
 
@@ -95,6 +100,22 @@ def get_page_user(request: Request, session: SessionDep, now: NowDep) -> tuple[U
 
 
 PageUserDep = Annotated[tuple[User, UserSession], Depends(get_page_user)]
+
+
+async def get_lazy_page_user(
+    request: Request, session: SessionDep, now: NowDep
+) -> Callable[[], tuple[User, UserSession]]:
+    """:func:`get_page_user`, called by the endpoint itself (a :func:`records_reads`
+    route), which begins the request's transaction then, in its own thread."""
+
+    def signed_in() -> tuple[User, UserSession]:
+        begin_request_transaction(request, session)
+        return get_page_user(request, session, now)
+
+    return signed_in
+
+
+LazyPageUserDep = Annotated[Callable[[], tuple[User, UserSession]], Depends(get_lazy_page_user)]
 
 
 def get_api_user(request: Request, session: SessionDep, now: NowDep) -> User:

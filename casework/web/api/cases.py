@@ -33,7 +33,6 @@ from casework.web.api.schemas import (
 from casework.web.api.views import (
     case_detail,
     check_version,
-    next_deadlines,
     providers_by_id,
     summary_fields,
 )
@@ -112,10 +111,9 @@ def list_cases(
         settings=settings,
     )
     providers = providers_by_id(session)
-    upcoming = next_deadlines(session, [r.case.id for r in found.rows if r.case.id is not None])
     today = dl.local_date(now)
     items = [
-        CaseSummaryOut(**summary_fields(r.case, providers, upcoming.get(r.case.id or 0), today))
+        CaseSummaryOut(**summary_fields(r.case, providers, r.next_deadline, today))
         for r in found.rows
     ]
     return CasePageOut(items=items, total=found.total, limit=limit, offset=offset)

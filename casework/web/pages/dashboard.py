@@ -25,7 +25,6 @@ from casework.deadlines import LONDON, fmt
 from casework.models import Case, Deadline, Provider, Role, User
 from casework.states import FINAL_STATES, CaseState
 from casework.web.deps import NowDep, PageUserDep, SessionDep
-from casework.web.pages.case_view import next_deadlines
 from casework.web.pages.common import (
     COUNTS_TTL_SECONDS,
     RagStatus,
@@ -176,13 +175,12 @@ def dashboard(
         )
     except cases.ValidationFailed as exc:
         error = str(exc)
-    soonest = next_deadlines(session, [r.case.id for r in found.rows if r.case.id is not None])
     providers = cached_providers(request.app, session)
     names = {p.id: p.name for p in providers}
     table = []
     for row in found.rows:
         case = row.case
-        d = soonest.get(case.id) if case.id is not None else None
+        d = row.next_deadline
         table.append(
             DashboardRow(
                 case=case,
@@ -269,14 +267,13 @@ def cases_csv(
         now=now,
         settings=request.app.state.settings,
     )
-    soonest = next_deadlines(session, [r.case.id for r in found.rows if r.case.id is not None])
     names = provider_names(session)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for row in found.rows:
         case = row.case
-        d = soonest.get(case.id) if case.id is not None else None
+        d = row.next_deadline
         writer.writerow(
             [
                 _cell(v)
