@@ -38,7 +38,14 @@ from casework.cases.unit import (
 from casework.cases.words import DEADLINE_WORDS, actor_words, state_words
 from casework.config import Settings
 from casework.models import Allocation, AllocationStatus, Case
-from casework.states import EVENTS, CaseKind, declared_from, enabled_events, flow_for, target_of
+from casework.states import (
+    EVENTS,
+    FINAL_STATES,
+    CaseKind,
+    declared_from,
+    enabled_events,
+    target_of,
+)
 
 # Why a step the flow knows is not possible yet, in words, with what to do first.
 _GUARD_WORDS: dict[str, str] = {
@@ -102,22 +109,32 @@ def unavailable_events(case: Case, actor: Actor | None = None) -> list[tuple[str
     waits on another step are listed; a step already done or not needed here (the ICB
     on a case without health care) is not, nor one the person may never record.
     """
-    flow = flow_for(case)
-    enabled = {e.id for e in flow.enabled_events()}
+    # Read from the precomputed transition table, not a machine built per page view.
+    enabled = set(enabled_events(case))
     out: list[tuple[str, str]] = []
-    for event in flow.allowed_events:
-        if event.id in enabled or event.id not in _GUARD_WORDS:
+    for event in EVENTS[CaseKind(case.kind)]:
+        if event in enabled or event not in _GUARD_WORDS:
             continue
-        spec = spec_for(case.kind, event.id)
+        if not declared_from(case.kind, case.state, event):
+            continue
+        spec = spec_for(case.kind, event)
         if spec is None or (actor is not None and actor.role not in spec.roles):
             continue
-        why = _GUARD_WORDS[event.id]
+        why = _GUARD_WORDS[event]
         if not why.endswith("first"):
             continue  # not a step waiting on another, but one already done or not needed
         if why.startswith("allocate") and actor is not None and actor.is_provider:
             continue
         out.append((spec.label, why[0].upper() + why[1:] + "."))
     return out
+
+
+def nothing_possible_words(case: Case) -> str:
+    """Why no step is offered: the case has ended (closed or withdrawn, in its own
+    words), or it waits on a step this person may not record."""
+    if case.state in FINAL_STATES:
+        return f"Nothing more can be recorded: the case is {state_words(case.state)}."
+    return "Nothing you may record is possible now."
 
 
 def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> TransitionRefused:
@@ -139,7 +156,7 @@ def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> Tran
         possible = "; ".join(event_label(e, case.kind) for e in allowed)
         tail = f"Possible now: {possible}."
     else:
-        tail = "Nothing more can be recorded: the case is closed."
+        tail = nothing_possible_words(case)
     return TransitionRefused(f"Cannot record \u201c{label}\u201d: {reason}. {tail}", allowed)
 
 

@@ -17,6 +17,7 @@ from casework.cases import words
 from casework.cases.views import CASE_FACTS
 from casework.contacts import display_phone
 from casework.models import Case, Deadline
+from casework.states import FINAL_STATES
 
 
 def deadline_dict(d: Deadline) -> dict[str, Any]:
@@ -166,5 +167,9 @@ def case_text(data: dict[str, Any]) -> str:
             f" via {words.CHANNEL_WORDS.get(e['channel'], e['channel'])}{note}"
         )
     allowed = "; ".join(cases.event_label(name) for name in data["allowed_events"])
-    lines.append(f"  Possible now: {allowed or 'nothing (the case is closed)'}")
+    ended = data["state"] in FINAL_STATES
+    nothing = (
+        f"nothing (the case is {words.state_words(data['state'])})" if ended else "nothing yet"
+    )
+    lines.append(f"  Possible now: {allowed or nothing}")
     return "\n".join(lines)

@@ -546,6 +546,19 @@ def test_a_refusal_names_the_events_allowed_now(
     assert committed(engine, case.reference) == before
 
 
+def test_a_refusal_on_a_withdrawn_case_says_withdrawn_not_closed(
+    session: Session, settings: Settings
+) -> None:
+    """A family that withdrew is not told its case was closed: the words name the state."""
+    case = create_case(session, settings)
+    advance(session, settings, case, "withdraw", now=at("2026-11-10"), reason="family moved away")
+    with pytest.raises(cases.TransitionRefused) as refused:
+        advance(session, settings, case, "advise", now=at("2026-11-11"))
+    assert str(refused.value).endswith("Nothing more can be recorded: the case is Withdrawn.")
+    assert "closed" not in str(refused.value)
+    assert refused.value.allowed == []
+
+
 def test_expected_version_mismatch_is_a_conflict(
     engine: Engine, session: Session, settings: Settings
 ) -> None:
