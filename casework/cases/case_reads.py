@@ -31,6 +31,7 @@ from sqlalchemy.types import JSON, LargeBinary
 from sqlmodel import col
 
 from casework.cases.detail import DocumentInfo
+from casework.cases.unit import CHAIN_END
 from casework.models import (
     AgreementItem,
     Allocation,
@@ -59,18 +60,10 @@ _LIVE_ALLOCATION_ID = (
     .correlate(Case)
     .scalar_subquery()
 )
-_CHAIN_END = (
-    select(col(CaseEvent.hash))
-    .where(col(CaseEvent.case_id) == col(Case.id))
-    .order_by(col(CaseEvent.id).desc())
-    .limit(1)
-    .correlate(Case)
-    .scalar_subquery()
-)
 # The case, family, provider, live allocation (the newest offered or accepted, as
 # :func:`casework.cases.effects.live_allocation`) and its provider, and the chain's end.
 HEAD = (
-    select(Case, Person, Provider, Allocation, _AllocationProvider, _CHAIN_END)
+    select(Case, Person, Provider, Allocation, _AllocationProvider, CHAIN_END)
     .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
     .outerjoin(Provider, col(Provider.id) == Case.provider_id)
     .outerjoin(Allocation, col(Allocation.id) == _LIVE_ALLOCATION_ID)

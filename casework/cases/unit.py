@@ -193,9 +193,10 @@ class LoadedCase(NamedTuple):
     provider_accepted: bool | None = None
 
 
-# The last hash of the case's audit chain, read with the case (SQLite only: see
-# ``load_case_with_clocks``).
-_CHAIN_END = (
+# The last hash of the case's audit chain, as a column of a query on cases: a
+# transition reads it with the case (SQLite only: see ``load_case_with_clocks``), the
+# case page with its head row (:mod:`casework.cases.case_reads`).
+CHAIN_END = (
     select(col(CaseEvent.hash))
     .where(col(CaseEvent.case_id) == col(Case.id))
     .order_by(col(CaseEvent.id).desc())
@@ -236,7 +237,7 @@ def _case_with_clocks(chain_end: bool, certificate: bool) -> Any:
     """CASE_WITH_CLOCKS with the extra columns asked for, built once per combination."""
     extra: list[Any] = [_PROVIDER_ACCEPTED.label("provider_accepted")]
     if chain_end:
-        extra.append(_CHAIN_END.label("chain_end"))
+        extra.append(CHAIN_END.label("chain_end"))
     if certificate:
         extra += [_ACTOR_NAME.label("actor_name"), _LAST_CERTIFICATE.label("last_certificate")]
     return CASE_WITH_CLOCKS.add_columns(*extra)
