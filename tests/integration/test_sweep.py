@@ -368,3 +368,62 @@ def test_sweepers_running_at_once_queue_each_notice_exactly_once(
     # And a dispatcher afterwards sends each escalation once.
     dispatch(engine, moment, settings)
     assert len(notices(engine, status="sent", template="escalation_missed")) == 2 * cases
+
+
+# --- The sweep's SQL writes what the event path's Python writes --------------------------------
+
+
+def test_a_swept_letter_has_the_address_and_first_name_the_python_rules_give(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The sweep builds a family's postal address and first name in SQL (one INSERT ...
+    SELECT per batch), the event path in Python (``notices.postal_lines``, the first word
+    of the name). They must agree on untidy data: spaces, a blank second line, a postcode
+    typed in lower case, two spaces in a name."""
+    from casework.models import Person
+    from casework.notices import postal_lines
+
+    case = create_case(
+        session,
+        settings,
+        email="",
+        preferred_channels="post",
+        address_line_1="12 Acacia Avenue",
+        address_town="Manchester",
+        address_postcode="M19 2AB",
+    )
+    untidy = {
+        "name": "Jo  Family",
+        "address_line_1": "  12 Acacia Avenue ",
+        "address_line_2": "   ",
+        "address_town": " Manchester",
+        "address_postcode": " m19 2ab ",
+    }
+    with session_scope(engine) as s:
+        changed = s.execute(
+            update(Person)
+            .where(col(Person.case_id) == case.id, col(Person.role) == "family")
+            .values(**untidy)
+        )
+        assert changed.rowcount == 1
+        s.commit()
+    window = deadline(engine, case.reference, "contact_adviser")
+    sweep(engine, at((window.due_date - dt.timedelta(days=14)).isoformat()), settings)
+    swept = [
+        n
+        for n in deadline_notices(engine, case.reference, "contact_adviser")
+        if n.recipient_role == "family"
+    ]
+    assert swept, "the family's 14-day reminder was swept"
+    expected = postal_lines(
+        untidy["name"],
+        untidy["address_line_1"],
+        untidy["address_line_2"],
+        untidy["address_town"],
+        untidy["address_postcode"],
+    )
+    assert expected == ("Jo  Family", "12 Acacia Avenue", "Manchester", "M19 2AB")
+    for notice in swept:
+        assert (notice.channel, notice.status) == ("post", "queued"), notice.last_error
+        assert tuple(notice.to_address.splitlines()) == expected
+        assert notice.context["family_name"] == untidy["name"].split()[0] == "Jo"
