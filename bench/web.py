@@ -393,14 +393,18 @@ def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
     # Its own process group, signalled as a whole (as Ctrl-C would be): killing only the
     # parent of `--workers N` left its workers running, still answering a backlog and
     # holding SQLite's write lock while the next server started.
+    # The server's own log goes to a file, kept and shown only when it holds a traceback:
+    # a 500 under load must be explainable after the run, not lost with the process.
+    log_fd, log_path = tempfile.mkstemp(prefix="casework-bench-serve-", suffix=".log")
     proc = subprocess.Popen(
         command,
         env=env,
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log_fd,
         start_new_session=True,
     )
+    os.close(log_fd)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -424,6 +428,19 @@ def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group
         proc.wait()
+        _show_server_errors(log_path)
+
+
+def _show_server_errors(log_path: str) -> None:
+    """Print the server's tracebacks (keeping its log) or remove a log with none."""
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        text = log.read()
+    if "Traceback" not in text:
+        os.unlink(log_path)
+        return
+    last = text[text.rindex("Traceback") :].splitlines()[-12:]
+    print(f"  the server logged {text.count('Traceback')} traceback(s); log kept: {log_path}")
+    print("\n".join(f"    {line}" for line in last))
 
 
 @dataclass
