@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlmodel import Session, col
 
 from casework import cases
@@ -33,6 +33,7 @@ from casework.cases.documents import get_document, list_case_documents
 from casework.cases.errors import NotFound, NotPermitted
 from casework.cases.subject_access import export_subject_access
 from casework.config import Settings, load_settings
+from casework.db import downgrade, upgrade
 from casework.models import Case, Document, Notice
 from casework.notify.base import Attachment, DeliveryError, OutgoingMessage
 from casework.notify.dispatch import dispatch
@@ -589,3 +590,36 @@ def test_a_case_changed_while_its_certificate_is_laid_out_never_gets_a_stale_pdf
         assert [c["child"] for c in contexts] == ["Sam Family", "Sam Corrected"]
         [doc] = certificates(session, case)
         assert "Child or young person Sam Corrected" in pdf_text(doc.content)
+
+
+def _counters(engine: Engine) -> dict[tuple[str, int], int]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT prefix, year, last FROM reference_counters"))
+        return {(prefix, year): last for prefix, year, last in rows}
+
+
+def test_migration_0015_removes_the_stale_certificate_counter_and_downgrade_restores_it(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """Numbers come from the documents; a leftover "MC" counter would be a second,
+    stale answer. The case counters stay; going back rebuilds the row from the
+    certificates issued so older code carries on after the highest number."""
+    case = new_case(session, settings)
+    advance(session, settings, case, "decline", now=at("2026-11-20"), declined_on="2026-11-20")
+    advance(
+        session, settings, case, "issue_certificate", now=at("2026-11-24"),
+        certificate_on="2026-11-24",
+    )  # fmt: skip
+    [doc] = certificates(session, case)
+    issued = int(str(doc.certificate_number).rsplit("-", 1)[1])
+    session.close()
+    med = {key: last for key, last in _counters(engine).items() if key[0] != "MC"}
+    assert med, "the case's own reference counter exists"
+
+    downgrade(engine, "0014_privacy")
+    assert _counters(engine) == {**med, ("MC", 2026): issued}
+    with engine.begin() as conn:  # a stale row, as the old code left it
+        conn.execute(text("UPDATE reference_counters SET last = 1 WHERE prefix = 'MC'"))
+
+    upgrade(engine)
+    assert _counters(engine) == med
