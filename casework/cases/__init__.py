@@ -60,6 +60,7 @@ from casework.cases.errors import (
     NotPermitted,
     TransitionRefused,
     ValidationFailed,
+    ValueMissing,
 )
 from casework.cases.escalations import acknowledge_escalation
 from casework.cases.facts import change_adviser, update_case_facts
@@ -140,6 +141,7 @@ __all__ = [
     "TransitionContext",
     "TransitionRefused",
     "ValidationFailed",
+    "ValueMissing",
     "Verification",
     "acknowledge_escalation",
     "add_agreement_item",

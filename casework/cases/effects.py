@@ -25,7 +25,7 @@ from sqlmodel import Session, col
 from casework import deadlines as dl
 from casework.cases import meeting_invitations as invitations
 from casework.cases.context import Actor
-from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
+from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed, ValueMissing
 from casework.cases.fields import NOTE, EventField
 from casework.cases.unit import Step
 from casework.cases.words import CHOICE_WORDS
@@ -266,7 +266,7 @@ def _cancel_meeting(step: Step) -> None:
 def _record_meeting_facts(step: Step) -> dt.date:
     data, case = step.data, step.case
     if data["outcome"] in ("agreement", "partial") and not data.get("agreement"):
-        raise ValidationFailed(
+        raise ValueMissing(
             "What was agreed, in writing: this is needed when the meeting reached an agreement"
             " or partly agreed.",
             field="agreement",

@@ -24,6 +24,18 @@ class ValidationFailed(CaseworkError):
         self.field = field
 
 
+class ValueMissing(ValidationFailed):
+    """A value the step needs was not given; ``field`` always names it.
+
+    Its own class so a door can say HOW to give the value in its own terms (the CLI:
+    ``--set reason="..."``) while the words stay the rule's, the same through every door.
+    """
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message, field)
+        self.field: str = field
+
+
 class TransitionRefused(CaseworkError):
     """The step is not possible now; ``allowed`` lists the steps that are."""
 

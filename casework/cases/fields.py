@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from casework import deadlines as dl
-from casework.cases.errors import ValidationFailed
+from casework.cases.errors import ValidationFailed, ValueMissing
 from casework.cases.words import CHOICE_WORDS
 
 FieldType = Literal["date", "bool", "text", "choice", "time"]
@@ -161,7 +161,7 @@ def parse_event_data(
             elif spec.default is not None:
                 parsed[name] = spec.default
             elif spec.required:
-                raise ValidationFailed(f"{spec.label}: this is needed.", field=name)
+                raise ValueMissing(f"{spec.label}: this is needed.", field=name)
             else:
                 continue
         else:

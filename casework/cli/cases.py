@@ -16,6 +16,7 @@ from casework.cli.common import (
     account_actor,
     cli_actor,
     emit,
+    exit_code,
     fail,
     handles_errors,
     open_session,
@@ -134,17 +135,21 @@ def case_advance(
     """Move a case by EVENT (see `casework case events REF`)."""
     now = parse_at(at)
     with open_session() as (session, settings):
-        recorded = cases.record_step(
-            session,
-            reference,
-            event,
-            now=now,
-            actor=cli_actor(),
-            settings=settings,
-            data=_parse_sets(set_ or []),
-            note=note,
-            expected_version=expected_version,
-        )
+        try:
+            recorded = cases.record_step(
+                session,
+                reference,
+                event,
+                now=now,
+                actor=cli_actor(),
+                settings=settings,
+                data=_parse_sets(set_ or []),
+                note=note,
+                expected_version=expected_version,
+            )
+        except cases.ValueMissing as missing:
+            # The rule's words, then how to give the value on this command line.
+            fail(f'{missing} Give it with --set {missing.field}="..."', exit_code(missing))
         for warning in recorded.warnings:
             typer.echo(f"warning: {warning}", err=True)
         _show(session, recorded.case, as_json)

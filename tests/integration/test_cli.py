@@ -532,3 +532,20 @@ def test_a_brand_new_embedded_database_is_ready_without_db_upgrade(
         assert json.loads(allocated.stdout)["provider"]["name"] == "KIDS"
     finally:
         _forget_cached_settings_and_engine()
+
+
+def test_a_value_the_step_needs_names_how_to_give_it(cli: Run) -> None:
+    """The rule's words, then the flag that gives the value: the person at the prompt
+    should not have to look up how a field is set."""
+    reference = open_case(cli)
+    missing = one_line_error(cli("case", "advance", reference, "withdraw", expect=2))
+    assert missing == (
+        'error: Why the family withdrew: this is needed. Give it with --set reason="..."'
+    )
+    # A value given but wrong is not a value missing: no hint to set it again.
+    unknown = one_line_error(
+        cli("case", "advance", reference, "withdraw", "--set", "reason=x", "--set", "colour=blue",
+            expect=2)
+    )  # fmt: skip
+    assert "does not take colour" in unknown and "Give it with" not in unknown
+    cli("case", "advance", reference, "withdraw", "--set", "reason=moved away")

@@ -366,6 +366,17 @@ def test_bad_event_data_is_422_naming_the_field(
     assert words in body["error"]
 
 
+def test_a_value_missing_is_422_naming_the_field_in_the_apis_words(world: World) -> None:
+    """The same rule as the CLI's, without the CLI's ``--set`` hint."""
+    ref = world.refs["kids"]
+    body = _error(
+        world.post("adviser", f"/api/v1/cases/{ref}/events", {"event": "withdraw", "data": {}}),
+        422,
+    )
+    assert body["field"] == "reason"
+    assert body["error"] == "Why the family withdrew: this is needed."
+
+
 def test_unknown_event_or_malformed_body_is_422(world: World) -> None:
     ref = world.refs["kids"]
     body = _error(world.post("adviser", f"/api/v1/cases/{ref}/events", {"event": "teleport"}), 422)

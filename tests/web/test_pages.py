@@ -328,6 +328,7 @@ def test_bad_event_data_is_shown_beside_the_field_and_kept(web: Web) -> None:
     )
     assert response.status_code == 422
     assert "Why the family withdrew: this is needed." in response.text
+    assert "--set" not in response.text  # the CLI's hint is the CLI's
     assert 'href="#withdraw-reason"' in response.text
     assert '<details class="govuk-details" id="event-withdraw" open>' in response.text
     response = browser.post(
