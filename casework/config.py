@@ -72,6 +72,10 @@ class EventNoticeRule(BaseModel):
     channels: list[ChannelName] = Field(min_length=1)
     template: str
     case_kind: CaseKind | None = None
+    # Only when the event did this too: "meeting_cancelled", a meeting still to happen
+    # was called off by it (a family declining mediation while one is arranged), so
+    # the rule sends the calendar's CANCEL and says nothing when there was no meeting.
+    only_when: Literal["meeting_cancelled"] | None = None
 
     @model_validator(mode="after")
     def _templates_exist(self) -> EventNoticeRule:

@@ -621,8 +621,14 @@ def _notice_applies(rule: EventNoticeRule, ctx: Any) -> bool:
     """Event rules the case's facts rule out, whatever the config says.
 
     The day the ICB was told changes the family's dates only when the ICB arranges
-    the meeting (health-only), so only then are they written to about it.
+    the meeting (health-only), so only then are they written to about it. A rule
+    ``only_when = "meeting_cancelled"`` goes out only when the step called off a
+    meeting still to happen (its data then name the cancelled day; see
+    :func:`casework.cases.meeting_invitations.cancel`).
     """
+    if rule.only_when == "meeting_cancelled":
+        data = getattr(ctx, "data", None) or {}
+        return data.get("cancelled_meeting_on") is not None
     if rule.event == "record_icb_told" and rule.recipient == "family":
         return bool(getattr(ctx.case, "health_only", False) or ctx.data.get("health_only"))
     return True

@@ -122,6 +122,10 @@ TEMPLATE_WORDS: dict[str, str] = {
     "meeting_arranged_provider": "Meeting invitation to the provider",
     "meeting_cancelled": "Meeting cancelled",
     "meeting_cancelled_provider": "Meeting cancelled: notice to the provider",
+    "meeting_cancelled_declined": "Meeting cancelled: the family no longer wants mediation",
+    "meeting_cancelled_declined_provider": (
+        "Meeting cancelled (the family no longer wants mediation): notice to the provider"
+    ),
     "daily_digest": "Daily summary of late and due duties",
     "escalation_allocation_declined": "Alert: the provider declined the case",
     "escalation_appeal_window_ended": "Alert: the appeal window has ended",

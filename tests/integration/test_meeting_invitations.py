@@ -282,3 +282,72 @@ def test_the_withdrawal_email_carries_the_cancellation(
     session.expire_all()
     sent = session.get(Notice, email.id)
     assert sent is not None and "takes it out of your calendar" in sent.body
+
+
+def _event_notices(session: Session, case: Case, event_at: dt.datetime) -> list[Notice]:
+    session.expire_all()
+    return list(
+        session.execute(
+            select(Notice)
+            .where(col(Notice.case_id) == case.id, col(Notice.created_at) == event_at)
+            .order_by(col(Notice.id))
+        ).scalars()
+    )
+
+
+def test_a_decline_while_a_meeting_is_arranged_cancels_it_for_the_family_and_the_provider(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The family by text and email, the mediator by email, each with the CANCEL the step
+    stored, in words and with no new date promised; the mediator reads no family detail."""
+    case = mediating(session, settings)
+    schedule(session, settings, case)
+    declined = at("2026-11-25")
+    advance(session, settings, case, "decline", now=declined, declined_on="2026-11-25")
+    _request, cancel = invitations(session, case)
+    assert str(parsed(cancel)[0]["METHOD"]) == "CANCEL"
+    sent = {
+        (n.template, n.recipient_role, n.channel): n
+        for n in _event_notices(session, case, declined)
+    }
+    assert set(sent) == {
+        ("meeting_cancelled_declined", "family", "sms"),
+        ("meeting_cancelled_declined", "family", "email"),
+        ("meeting_cancelled_declined_provider", "provider", "email"),
+    }
+    assert sent["meeting_cancelled_declined", "family", "email"].document_id == cancel.id
+    assert sent["meeting_cancelled_declined_provider", "provider", "email"].document_id == (
+        cancel.id
+    )
+    assert sent["meeting_cancelled_declined", "family", "sms"].document_id is None
+    session.commit()  # end the read: the dispatcher writes through its own connection
+    dispatch(engine, at("2026-11-25", "10:05"), settings)
+    session.expire_all()
+    bodies = {key: session.get(Notice, n.id) for key, n in sent.items()}
+    family_email = bodies["meeting_cancelled_declined", "family", "email"]
+    provider_email = bodies["meeting_cancelled_declined_provider", "provider", "email"]
+    sms = bodies["meeting_cancelled_declined", "family", "sms"]
+    assert family_email is not None and provider_email is not None and sms is not None
+    day = "Wednesday 9 December 2026"
+    assert f"the meeting arranged for {day} is cancelled" in family_email.body
+    assert "No new meeting will be arranged" in family_email.body
+    assert "takes the meeting out of your calendar" in family_email.body
+    assert "is cancelled" in sms.body and "new date" not in sms.body
+    assert f"arranged for {day} is cancelled" in provider_email.body
+    for private in ("Jo Family", "jo.family@example.org", case.child_name or "Jo Family"):
+        assert private not in provider_email.body
+    assert "{{" not in family_email.body + provider_email.body + sms.body
+
+
+def test_a_decline_with_no_meeting_arranged_sends_no_cancellation(
+    session: Session, settings: Settings
+) -> None:
+    case = mediating(session, settings)
+    declined = at("2026-11-25")
+    advance(session, settings, case, "decline", now=declined, declined_on="2026-11-25")
+    assert invitations(session, case) == []
+    assert [
+        n.template
+        for n in _event_notices(session, case, declined)
+        if n.template.startswith("meeting_cancelled")
+    ] == []
