@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session
 
 from casework import deadlines as dl
-from casework.cases.access import check_actor_may_see
+from casework.cases.access import check_actor_may_see, ended_refusal, refuse_if_ended
 from casework.cases.certificates import Prepared, RenderFirst, number_prefix
 from casework.cases.context import Actor
 from casework.cases.effects import (
@@ -142,9 +142,12 @@ def describe_refusal(case: Case, event: str, actor: Actor | None = None) -> Tran
 
     The steps offered instead are the ones this person may record.
     """
+    label = event_label(event, case.kind)
+    ended = ended_refusal(case, f"record \u201c{label}\u201d", actor)
+    if ended is not None:
+        return ended
     allowed = [name for name, _ in allowed_events(case, actor)]
     known = event in EVENTS[CaseKind(case.kind)]
-    label = event_label(event, case.kind)
     if not known:
         kind = "mediation" if case.kind == CaseKind.mediation else "disagreement-resolution"
         reason = f"that is not a step of a {kind} case"
@@ -221,6 +224,8 @@ def _apply(
             f"{case.reference} was changed by someone else (it is now"
             f" {state_words(case.state)}); reload it and try again"
         )
+    # An ended case first: nothing else the step needs would help (see refuse_if_ended).
+    refuse_if_ended(case, f"record \u201c{event_label(event, case.kind)}\u201d", actor)
     spec = spec_for(case.kind, event)
     if spec is None:
         raise describe_refusal(case, event, actor)

@@ -29,7 +29,6 @@ from casework.cases.unit import (
 )
 from casework.config import Settings
 from casework.models import AgreementItem, Case, DeadlineStatus
-from casework.states import FINAL_STATES
 
 BODIES = {"la": "the LA", "icb": "the ICB"}
 OTHER_ACTION_WEEKS = 2
@@ -192,12 +191,11 @@ DONE_ON = EventField("done_on", "date", "The date the agreed action was carried 
 
 
 def _load_open_case(session: Session, reference: str, actor: Actor) -> Case:
-    from casework.cases.access import check_actor_may_see
+    from casework.cases.access import check_actor_may_see, refuse_if_ended
 
     case, _family, _provider = load_case(session, reference)
     check_actor_may_see(case, actor)
-    if case.state in FINAL_STATES:
-        raise TransitionRefused(f"Cannot change {case.reference}: the case is {case.state}.")
+    refuse_if_ended(case, "change the agreed actions", actor)
     return case
 
 

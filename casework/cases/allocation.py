@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
-from casework.cases.access import check_actor_may_see
+from casework.cases.access import check_actor_may_see, refuse_if_ended
 from casework.cases.context import Actor
 from casework.cases.effects import EVENTS, live_allocation
 from casework.cases.errors import NotFound, NotPermitted, TransitionRefused, ValidationFailed
@@ -365,6 +365,7 @@ def allocate(
             raise NotPermitted(
                 "Provider staff cannot allocate cases; ask the IAS adviser to re-allocate."
             )
+        refuse_if_ended(case, "allocate a provider", actor)
         why_not = can_allocate(case)
         if why_not:
             raise TransitionRefused(f"Cannot allocate a provider: {why_not}.")
@@ -475,8 +476,7 @@ def respond_to_allocation(
         case, family, _provider = load_case(session, reference)
         check_actor_may_see(case, actor)
         with session.no_autoflush:
-            if case.state in FINAL_STATES:
-                raise TransitionRefused(f"Cannot {verb} the case: it is {state_words(case.state)}.")
+            refuse_if_ended(case, f"{verb} the case", actor)
             allocation = live_allocation(session, case)
             if allocation is None or allocation.status != AllocationStatus.offered:
                 raise TransitionRefused(

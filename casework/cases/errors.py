@@ -37,11 +37,25 @@ class ValueMissing(ValidationFailed):
 
 
 class TransitionRefused(CaseworkError):
-    """The step is not possible now; ``allowed`` lists the steps that are."""
+    """The step is not possible now; ``allowed`` lists the steps that are.
 
-    def __init__(self, message: str, allowed: list[str] | None = None) -> None:
+    ``reopenable``: refused only because the case (``reference``) is closed or
+    withdrawn, which a manager can undo; a door may then say how to reopen it in its
+    own terms.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        allowed: list[str] | None = None,
+        *,
+        reopenable: bool = False,
+        reference: str = "",
+    ) -> None:
         super().__init__(message)
         self.allowed = allowed or []
+        self.reopenable = reopenable
+        self.reference = reference
 
 
 class NotPermitted(CaseworkError):

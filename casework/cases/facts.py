@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import Session
 
 from casework import deadlines as dl
-from casework.cases.access import check_actor_may_see
+from casework.cases.access import check_actor_may_see, refuse_if_ended
 from casework.cases.context import Actor
 from casework.cases.effects import _icb_told
 from casework.cases.errors import TransitionRefused, ValidationFailed
@@ -30,11 +30,11 @@ from casework.cases.unit import (
     load_case,
     require_aware,
 )
-from casework.cases.words import DEADLINE_WORDS, state_words
+from casework.cases.words import DEADLINE_WORDS
 from casework.config import Settings
 from casework.deadlines import DeadlineKind
 from casework.models import Case, Deadline
-from casework.states import FINAL_STATES, CaseKind, CaseState
+from casework.states import CaseKind, CaseState
 
 ICB_TOLD_ON = EventField(
     "icb_told_on",
@@ -152,10 +152,7 @@ def update_case_facts(
                 raise TransitionRefused(
                     "Case details are kept by the IAS adviser; ask them to correct it."
                 )
-            if case.state in FINAL_STATES:
-                raise TransitionRefused(
-                    f"Cannot change {case.reference}: the case is {state_words(case.state)}."
-                )
+            refuse_if_ended(case, "change the case details", actor)
             changed: dict[str, Any] = {}
             recomputed: list[str] = []
             step = Step.begin(

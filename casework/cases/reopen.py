@@ -31,11 +31,10 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
-from casework.cases.access import check_actor_may_see
+from casework.cases.access import REOPENERS, check_actor_may_see
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
-from casework.cases.escalations import MANAGERS
 from casework.cases.unit import (
     audit_event,
     case_transaction,
@@ -154,7 +153,7 @@ def reopen_case(
             case, _family, _provider = load_case(session, reference)
             check_actor_may_see(case, actor)
             check_seen_version(case, expected_version)
-            if actor.role not in MANAGERS:
+            if actor.role not in REOPENERS:
                 raise NotPermitted(
                     "Only a manager can reopen a case; ask your manager to reopen it."
                 )

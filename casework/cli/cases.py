@@ -10,6 +10,7 @@ from sqlmodel import Session
 from casework import cases
 from casework import deadlines as dl
 from casework.cases import words
+from casework.cases.advance import nothing_possible_words
 from casework.cli.common import (
     AtOpt,
     JsonOpt,
@@ -197,7 +198,7 @@ def case_events(reference: str, as_json: JsonOpt = False) -> None:
                         f"      --set {f['name']}=<{f['type']}>{choices}  ({flag}) {f['label']}"
                     )
             if not payload:
-                lines.append("  nothing (case is closed)")
+                lines.append(f"  {nothing_possible_words(case)}")
             return "\n".join(lines)
 
         emit({"reference": case.reference, "state": case.state, "events": payload}, as_json, text)

@@ -65,7 +65,13 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except cases.CaseworkError as exc:
-            fail(str(exc), exit_code(exc))
+            message = str(exc)
+            if isinstance(exc, cases.TransitionRefused) and exc.reopenable:
+                message += (
+                    f" To reopen it: casework case reopen {exc.reference or 'REFERENCE'}"
+                    ' --reason "..."'
+                )
+            fail(message, exit_code(exc))
         except ValueError as exc:
             fail(str(exc), 2)
 

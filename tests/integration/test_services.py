@@ -36,6 +36,7 @@ from casework.db import alembic_config, downgrade, make_engine, session_scope, u
 from casework.models import Case, Deadline, Notice
 from tests.conftest import (
     ADVISER,
+    MANAGER,
     POSTGRES_URL,
     at,
     postgres_schema_url,
@@ -554,9 +555,13 @@ def test_a_refusal_on_a_withdrawn_case_says_withdrawn_not_closed(
     advance(session, settings, case, "withdraw", now=at("2026-11-10"), reason="family moved away")
     with pytest.raises(cases.TransitionRefused) as refused:
         advance(session, settings, case, "advise", now=at("2026-11-11"))
-    assert str(refused.value).endswith("Nothing more can be recorded: the case is Withdrawn.")
-    assert "closed" not in str(refused.value)
-    assert refused.value.allowed == []
+    assert str(refused.value) == (
+        f"Cannot record \u201cRecord advice given\u201d: {case.reference} is withdrawn."
+        " Only an IAS manager can reopen it."
+    )
+    assert refused.value.allowed == [] and refused.value.reopenable
+    with pytest.raises(cases.TransitionRefused, match="You can reopen it, as a manager"):
+        advance(session, settings, case, "advise", now=at("2026-11-11"), actor=MANAGER)
 
 
 def test_expected_version_mismatch_is_a_conflict(

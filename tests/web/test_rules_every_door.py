@@ -428,3 +428,49 @@ def test_correcting_a_held_detail_without_a_reason_is_refused_at_every_door(
     result = doors.cli("case", "update", ref, "--child-name", "Robyn", "--reason", "misspelt")
     assert result.exit_code == 0, result.stderr
     assert reload(web, ref).child_name == "Robyn"
+
+
+def test_a_step_on_a_withdrawn_case_says_so_once_and_who_reopens_it_at_every_door(
+    doors: Doors,
+) -> None:
+    """Withdrawn is said once (not again as "nothing more can be recorded"), with who can
+    reopen it; the CLI adds the command. The provider, whose allocation the withdrawal
+    ended, is told the case is withdrawn, not to accept the allocation first."""
+    web = doors.web
+    ref = _withdrawn_case(web)
+    version = reload(web, ref).version
+    words = "is withdrawn. Only an IAS manager can reopen it."
+
+    result = doors.cli("case", "advance", ref, "record_icb_told")
+    assert result.exit_code == 2
+    assert words in result.stderr and result.stderr.lower().count("withdrawn") == 1
+    assert f'To reopen it: casework case reopen {ref} --reason "..."' in result.stderr
+
+    answer = doors.api.post(
+        f"/api/v1/cases/{ref}/events",
+        json={"event": "record_icb_told", "data": {}},
+        headers=doors.bearer("adviser"),
+    )
+    body = answer.json()
+    assert answer.status_code == 409 and words in body["error"]
+    assert body["error"].lower().count("withdrawn") == 1 and "casework" not in body["error"]
+
+    page = web.browser("adviser").post(
+        f"/cases/{ref}/events/record_icb_told", {"version": str(version)}
+    )
+    assert page.status_code == 409 and words in page.text
+
+    for door in (
+        web.browser("provider_a").post(
+            f"/portal/cases/{ref}/events/schedule_meeting",
+            {"meeting_on": "2026-12-01", "version": str(version)},
+        ),
+        doors.api.post(
+            f"/api/v1/cases/{ref}/events",
+            json={"event": "schedule_meeting", "data": {"meeting_on": "2026-12-01"}},
+            headers=doors.bearer("provider_a"),
+        ),
+    ):
+        assert door.status_code == 409, door.text
+        assert words in door.text and "Accept the allocation" not in door.text
+    _unchanged(web, ref, version)
