@@ -82,7 +82,7 @@ from casework.cases.intake import (
 )
 from casework.cases.messages import send_message
 from casework.cases.notes import add_note, log_call, notes_of
-from casework.cases.provider_view import ListedCase, provider_cases
+from casework.cases.provider_view import ListedCase, provider_cases, provider_may_open
 from casework.cases.reopen import reopen_case
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
 from casework.cases.views import (
@@ -186,6 +186,7 @@ __all__ = [
     "preview_event",
     "provider_cases",
     "provider_events",
+    "provider_may_open",
     "record_agreement_item_done",
     "record_step",
     "record_view",

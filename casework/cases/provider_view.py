@@ -144,9 +144,7 @@ def notices_condition(
     """The notices a provider's staff may list: those sent to it, on cases it still lists
     (:func:`still_listed`: an ended case's notices leave with the case)."""
     address = select(col(Provider.email)).where(col(Provider.id) == provider_id)
-    held = select(col(Case.id)).where(
-        col(Case.provider_id) == provider_id, still_listed(now, settings)
-    )
+    held = select(col(Case.id)).where(provider_may_open(provider_id, now=now, settings=settings))
     return (
         col(Notice.case_id).in_(held)
         & (col(Notice.recipient_role) == "provider")
@@ -173,6 +171,24 @@ def still_listed(now: dt.datetime, settings: Settings) -> ColumnElement[bool]:
     return col(Case.state).not_in(final) | ended_recently
 
 
+def provider_may_open(
+    provider_id: int, *, now: dt.datetime, settings: Settings
+) -> ColumnElement[bool]:
+    """The one rule for provider staff opening a case by its reference (portal and API).
+
+    A condition on ``Case`` rather than a check after loading, so the lookup stays the
+    one query it was. Only a case allocated to the provider, that its lists still hold
+    (:func:`still_listed`: an ended case goes after the retention) and whose personal
+    data has not been anonymised: any other answers exactly like a case that does not
+    exist, so a reference kept from the list does not open what the list no longer shows.
+    """
+    return (
+        (col(Case.provider_id) == provider_id)
+        & col(Case.anonymised_at).is_(None)
+        & still_listed(now, settings)
+    )
+
+
 @dataclass
 class ListedCase:
     """One row of a provider's own case list: the case and the family contact's name."""
@@ -193,7 +209,7 @@ def provider_cases(
     rows = session.execute(
         select(Case, col(Person.name))
         .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
-        .where(col(Case.provider_id) == provider_id, still_listed(now, settings))
+        .where(provider_may_open(provider_id, now=now, settings=settings))
         .order_by(open_first, col(Case.id).desc())
         .limit(limit)
     ).all()

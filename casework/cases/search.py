@@ -21,7 +21,7 @@ from casework import deadlines as dl
 from casework import urgency
 from casework.cases.context import Actor
 from casework.cases.errors import ValidationFailed
-from casework.cases.provider_view import still_listed
+from casework.cases.provider_view import provider_may_open
 from casework.cases.views import (
     _late_outstanding,
     paged,
@@ -205,9 +205,10 @@ def case_conditions(
     c = check_criteria(criteria)
     where: list[ColumnElement[bool]] = []
     if actor.is_provider:
-        where.append(col(Case.provider_id) == actor.provider_id)
-        # An ended case leaves a provider's lists after the configured retention.
-        where.append(still_listed(now, settings))
+        # Its own cases, less those ended past the retention or anonymised: the same
+        # rule that opens a case by its reference.
+        assert actor.provider_id is not None
+        where.append(provider_may_open(actor.provider_id, now=now, settings=settings))
     where += _criteria_conditions(c)
     if c.urgency:
         where.append(_urgency(c.urgency, now, settings))

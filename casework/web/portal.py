@@ -87,14 +87,18 @@ def _provider_name(session: Session, user: User, request: Request) -> str:
     return name
 
 
-def own_case(session: Session, user: User, reference: str) -> tuple[Case, Person | None]:
-    """The case if it is allocated to the user's provider; otherwise 404, whatever the reason."""
+def own_case(
+    session: Session, user: User, reference: str, *, now: dt.datetime, settings: Settings
+) -> tuple[Case, Person | None]:
+    """The case if the provider may open it (``cases.provider_may_open``: allocated to it,
+    still in its lists, not anonymised); otherwise 404, whatever the reason."""
+    assert user.provider_id is not None
     row = session.execute(
         select(Case, Person)
         .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
         .where(
             col(Case.reference) == reference.strip().upper(),
-            col(Case.provider_id) == user.provider_id,
+            cases.provider_may_open(user.provider_id, now=now, settings=settings),
         )
     ).first()
     if row is None:
@@ -196,7 +200,7 @@ def portal_case_page(
 ) -> HTMLResponse:
     """The provider's view of one of its cases (same shape as the adviser's case page)."""
     _provider_name(session, user, request)
-    case, _family = own_case(session, user, reference)
+    case, _family = own_case(session, user, reference, now=now, settings=request.app.state.settings)
     if record:
         record_view(session, case, user, now, "portal")
     allocation = cases.live_allocation(session, case)
@@ -260,7 +264,7 @@ def portal_allocation(
     """Accept or decline the offer; a decline needs a reason and returns the case."""
     user = require_provider(signed_in, request)
     settings: Settings = request.app.state.settings
-    case, _family = own_case(session, user, reference)
+    case, _family = own_case(session, user, reference, now=now, settings=request.app.state.settings)
     answer = form_text(form, "answer")
     values = {"answer": answer, "note": form_text(form, "note")}
     try:
@@ -308,7 +312,7 @@ def portal_event(
     event: str,
 ) -> Response:
     user = require_provider(signed_in, request)
-    case, _family = own_case(session, user, reference)
+    case, _family = own_case(session, user, reference, now=now, settings=request.app.state.settings)
     allocation = cases.live_allocation(session, case)
     response = post_case_event(
         request,
@@ -339,7 +343,7 @@ def portal_document(
 ) -> Response:
     """Download a document of one of the provider's cases, of a kind providers read."""
     user = require_provider(signed_in, request)
-    case, _family = own_case(session, user, reference)
+    case, _family = own_case(session, user, reference, now=now, settings=request.app.state.settings)
     return download(session, user, now, case, document_id, "portal")
 
 
@@ -355,7 +359,7 @@ def portal_certificate_reissue(
 ) -> Response:
     """The mediator corrects its own certificate (the use case refuses any other)."""
     user = require_provider(signed_in, request)
-    case, _family = own_case(session, user, reference)
+    case, _family = own_case(session, user, reference, now=now, settings=request.app.state.settings)
     reason = form_text(form, "reason")
     try:
         cases.reissue_certificate(

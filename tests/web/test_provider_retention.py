@@ -104,8 +104,7 @@ def test_the_family_contact_is_hidden_from_the_provider_once_the_case_ended(
     web: Web, refs: tuple[str, str]
 ) -> None:
     ended, _ = refs
-    web.clock.now = ENDED + dt.timedelta(days=1)
-    for moment in (ENDED + dt.timedelta(days=1), ENDED + dt.timedelta(days=91)):
+    for moment in (ENDED + dt.timedelta(days=1), ENDED + dt.timedelta(days=90)):
         web.clock.now = moment
         api = _api(web).get(f"/api/v1/cases/{ended}")
         portal = web.browser("provider_a").get(f"/portal/cases/{ended}")
@@ -114,6 +113,49 @@ def test_the_family_contact_is_hidden_from_the_provider_once_the_case_ended(
             assert PHONE_STORED not in answer.text
             assert "07911 234" not in answer.text
             assert EMAIL not in answer.text
+
+
+def test_past_the_retention_the_case_itself_is_not_found_at_every_door(
+    web: Web, refs: tuple[str, str]
+) -> None:
+    """A reference kept from the list opens nothing the list no longer shows: the same
+    404 as a case that does not exist, in the portal and the API, and its clocks leave
+    the provider's deadline list."""
+    ended, still_open = refs
+    api = _api(web)
+    web.clock.now = ENDED + dt.timedelta(days=90)
+    clocks = api.get("/api/v1/deadlines", params={"status": "cancelled", "limit": 200})
+    assert ended in {d["reference"] for d in clocks.json()["items"]}
+    web.clock.now = ENDED + dt.timedelta(days=90, hours=1)
+    provider = web.browser("provider_a")
+    for answer in (
+        api.get(f"/api/v1/cases/{ended}"),
+        api.get(f"/api/v1/cases/{ended}/documents"),
+        api.post(f"/api/v1/cases/{ended}/events", json={"event": "report_not_arranged"}),
+        provider.get(f"/portal/cases/{ended}"),
+    ):
+        assert answer.status_code == 404, answer.text
+    for status in ("open", "cancelled", "met", "missed"):
+        clocks = api.get("/api/v1/deadlines", params={"status": status, "limit": 200})
+        assert clocks.status_code == 200, clocks.text
+        assert ended not in {d["reference"] for d in clocks.json()["items"]}
+    assert api.get(f"/api/v1/cases/{still_open}").status_code == 200
+    assert provider.get(f"/portal/cases/{still_open}").status_code == 200
+    assert web.browser("adviser").get(f"/cases/{ended}").status_code == 200
+
+
+def test_an_anonymised_case_is_not_found_by_its_provider(web: Web, refs: tuple[str, str]) -> None:
+    """Anonymised (an erasure, say) within the retention: nothing left for the provider."""
+    ended, _ = refs
+    web.clock.now = ENDED + dt.timedelta(days=2)
+    with web.session() as s:
+        case = cases.get_case(s, ended)
+        case.anonymised_at = ENDED + dt.timedelta(days=1)
+        s.add(case)
+        s.commit()
+    assert _api(web).get(f"/api/v1/cases/{ended}").status_code == 404
+    assert web.browser("provider_a").get(f"/portal/cases/{ended}").status_code == 404
+    assert ended not in _portal(web) and ended not in _api_refs(web)
 
 
 def test_the_ias_still_lists_the_ended_case(web: Web, refs: tuple[str, str]) -> None:
@@ -133,6 +175,9 @@ def test_the_providers_notices_of_an_ended_case_leave_with_it(
     assert listed.status_code == 200, listed.text
     assert listed.json()["items"], "Solution Talk was sent the allocation notice"
     web.clock.now = ENDED + dt.timedelta(days=90, hours=1)
-    listed = _api(web).get("/api/v1/notices", params={"case": ended, "limit": 100})
+    listed = _api(web).get("/api/v1/notices", params={"limit": 100})
     assert listed.status_code == 200, listed.text
-    assert listed.json()["items"] == []
+    assert ended not in {n["reference"] for n in listed.json()["items"]}
+    # Asked for by its reference, the case is not found at all (as past the retention).
+    by_case = _api(web).get("/api/v1/notices", params={"case": ended, "limit": 100})
+    assert by_case.status_code == 404, by_case.text

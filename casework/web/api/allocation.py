@@ -58,6 +58,7 @@ def allocation_suggestion(
     reference: Reference,
     user: ApiUser,
     session: SessionDep,
+    now: NowDep,
     settings: SettingsDep,
     preferred: Annotated[
         str | None, Query(max_length=200, description="The family's preferred provider")
@@ -71,7 +72,7 @@ def allocation_suggestion(
     ] = "",
 ) -> SuggestionOut:
     """Rotation by open load (and capacity), minus declared conflicts and exclusions."""
-    case = visible_case(session, user, reference)
+    case = visible_case(session, user, reference, now=now, settings=settings)
     forbid_provider(user, "allocate cases")
     suggestion = rules.suggest(
         session,
@@ -98,7 +99,7 @@ def post_allocation(
     settings: SettingsDep,
 ) -> CaseDetailOut:
     """Allocate; choosing other than the suggested provider needs ``override_reason``."""
-    case = visible_case(session, user, reference)
+    case = visible_case(session, user, reference, now=now, settings=settings)
     forbid_provider(user, "allocate cases")
     check_version(case, user, body.expected_version)
     end_read(session)
@@ -138,7 +139,7 @@ def post_allocation_response(
     settings: SettingsDep,
 ) -> CaseDetailOut | Response:
     """A decline needs a reason in ``note`` and returns the case to the adviser."""
-    case = visible_case(session, user, reference)
+    case = visible_case(session, user, reference, now=now, settings=settings)
     end_read(session)
     cases.respond_to_allocation(
         session,

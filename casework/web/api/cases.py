@@ -175,12 +175,13 @@ def read_case(
     user: ApiUser,
     session: SessionDep,
     now: NowDep,
+    settings: SettingsDep,
     include_views: Annotated[
         bool, Query(description="Include the audit trail's 'viewed' entries in events")
     ] = False,
 ) -> CaseDetailOut:
     """The whole case; reading it is recorded in its audit trail."""
-    case = visible_case(session, user, reference)
+    case = visible_case(session, user, reference, now=now, settings=settings)
     cases.record_view(session, case, actor_for(user, "api"), now)
     return case_detail(session, user, case, now, include_views=include_views)
 
@@ -203,7 +204,7 @@ def post_event(
     Give ``expected_version`` (the version you read) so a change made meanwhile by
     someone else is refused with 409 instead of being silently built upon.
     """
-    case = visible_case(session, user, reference)
+    case = visible_case(session, user, reference, now=now, settings=settings)
     check_version(case, user, body.expected_version)
     end_read(session)
     actor = actor_for(user, "api")
@@ -239,11 +240,12 @@ def reopen_case(
     user: ApiUser,
     session: SessionDep,
     now: NowDep,
+    settings: SettingsDep,
 ) -> CaseDetailOut:
     """The case returns to the state it was in before it was closed or withdrawn, and the
     clocks that still run start again (a legal clock whose date has passed shows as late).
     """
-    case = visible_case(session, user, reference)
+    case = visible_case(session, user, reference, now=now, settings=settings)
     end_read(session)
     case = cases.reopen_case(
         session, case.reference, reason=body.reason, now=now, actor=actor_for(user, "api")

@@ -4,6 +4,7 @@ paging, and the transaction discipline of reads followed by writes.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any, TypeAlias
 
@@ -20,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from casework import cases
 from casework.cases import allocation as rules
 from casework.cases.effects import PROVIDER_EVENTS as _PROVIDER_EVENTS
+from casework.config import Settings
 from casework.models import Case, Role, User
 from casework.web.api.schemas import ErrorOut, FieldErrorOut
 from casework.web.deps import NowDep, SessionDep, get_api_user
@@ -174,14 +176,22 @@ def case_not_found(reference: str) -> cases.NotFound:
     )
 
 
-def visible_case(session: Session, user: User, reference: str) -> Case:
-    """The case, or 404 when it does not exist or this token may not see it (same answer)."""
+def visible_case(
+    session: Session, user: User, reference: str, *, now: dt.datetime, settings: Settings
+) -> Case:
+    """The case, or 404 when it does not exist or this token may not see it (same answer).
+
+    Provider staff: only a case ``cases.provider_may_open`` (allocated to their provider,
+    still in its lists, not anonymised).
+    """
     wanted = reference.strip().upper()
     if not wanted or not wanted.isprintable():
         raise case_not_found(reference)
-    case = session.execute(
-        scoped(select(Case).where(col(Case.reference) == wanted), user)
-    ).scalar_one_or_none()
+    query = select(Case).where(col(Case.reference) == wanted)
+    if is_provider(user):
+        assert user.provider_id is not None
+        query = query.where(cases.provider_may_open(user.provider_id, now=now, settings=settings))
+    case = session.execute(query).scalar_one_or_none()
     if case is None:
         raise case_not_found(reference)
     return case

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import col
 
+from casework import cases
 from casework import deadlines as dl
 from casework.cases.fields import EARLIEST_DATE
 from casework.models import Case, Deadline, DeadlineStatus
@@ -20,12 +21,11 @@ from casework.web.api.common import (
     Limit,
     Offset,
     is_provider,
-    of_provider_cases,
     page_of,
 )
 from casework.web.api.schemas import DeadlinePageOut, DeadlineRowOut
 from casework.web.api.views import deadline_out
-from casework.web.deps import NowDep, SessionDep
+from casework.web.deps import NowDep, SessionDep, SettingsDep
 
 router = APIRouter(route_class=ApiRoute)
 
@@ -42,6 +42,7 @@ def list_deadlines(
     user: ApiUser,
     session: SessionDep,
     now: NowDep,
+    settings: SettingsDep,
     limit: Limit = 50,
     offset: Offset = 0,
     status: Annotated[
@@ -56,7 +57,12 @@ def list_deadlines(
     """Deadlines on the cases this token can see, each with how it was worked out."""
     conditions: list[ColumnElement[bool]] = [col(Deadline.status) == status.value]
     if is_provider(user):
-        conditions.append(of_provider_cases(Deadline.case_id, user))
+        # The cases the provider may open: an ended case's clocks leave with it.
+        assert user.provider_id is not None
+        held = select(col(Case.id)).where(
+            cases.provider_may_open(user.provider_id, now=now, settings=settings)
+        )
+        conditions.append(col(Deadline.case_id).in_(held))
     if due_before is not None:
         conditions.append(col(Deadline.due_date) < due_before)
     rows, total = page_of(

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from casework import cases
 from casework.auth import actor_for
 from casework.web.api.common import ApiRoute, ApiUser, Reference, end_read, visible_case
-from casework.web.deps import NowDep, SessionDep
+from casework.web.deps import NowDep, SessionDep, SettingsDep
 
 router = APIRouter(route_class=ApiRoute)
 
@@ -46,8 +46,10 @@ class DocumentListOut(BaseModel):
     response_model=DocumentListOut,
     summary="A case's documents (certificates), newest first, without their contents",
 )
-def list_documents(reference: Reference, user: ApiUser, session: SessionDep) -> DocumentListOut:
-    case = visible_case(session, user, reference)
+def list_documents(
+    reference: Reference, user: ApiUser, session: SessionDep, now: NowDep, settings: SettingsDep
+) -> DocumentListOut:
+    case = visible_case(session, user, reference, now=now, settings=settings)
     found = cases.list_case_documents(session, case.reference, actor_for(user, "api"))
     return DocumentListOut(
         items=[

@@ -50,7 +50,7 @@ def list_notices(
         assert user.provider_id is not None
         conditions.append(notices_condition(user.provider_id, now=now, settings=settings))
     if case is not None:
-        found = visible_case(session, user, case)
+        found = visible_case(session, user, case, now=now, settings=settings)
         conditions.append(col(Notice.case_id) == found.id)
     if status is not None:
         conditions.append(col(Notice.status) == status.value)
@@ -106,7 +106,7 @@ def post_message(
     Refused with 422 when the channel cannot reach the family (no email address; no
     mobile number, or no consent to texts). Provider staff cannot send one.
     """
-    case = visible_case(session, user, reference)
+    case = visible_case(session, user, reference, now=now, settings=settings)
     forbid_provider(user, "message the family")
     end_read(session)
     notice = cases.send_message(
