@@ -254,6 +254,33 @@ def apscheduler_catch_up(engine: Engine, n: int) -> float:
         scheduler.shutdown(wait=True)
 
 
+CATCH_UP_TURNS = 5
+
+
+def catch_up_turns(bench: ModuleType, engine: Engine, settings: Any, n: int) -> tuple[float, float]:
+    """Median seconds of (the sweep catching up ``n`` clocks, APScheduler firing ``n`` jobs).
+
+    Why turns: one cold APScheduler run against the sweep's median swung the ratio
+    between runs (the first run pays imports and an empty job table, and the machine's
+    load shifts under a single sample). Each side runs once untimed, then they take
+    turns, each turn a fresh catch-up for both, and the medians are compared.
+    """
+    ours: list[float] = []
+    peer: list[float] = []
+    for turn in range(CATCH_UP_TURNS + 1):
+        bench.reset(engine)
+        started = time.perf_counter()
+        swept = bench.sweep(engine, bench.NOW, settings)
+        elapsed = time.perf_counter() - started
+        assert swept.claimed == n, swept.as_dict()
+        fired = apscheduler_catch_up(engine, n)
+        if turn:  # the first turn warms both sides
+            ours.append(elapsed)
+            peer.append(fired)
+    bench.reset(engine)
+    return statistics.median(ours), statistics.median(peer)
+
+
 def sweep(db: str, engine: Engine, label: str, size: Sizes) -> list[Row]:
     bench = load("sweep")
     bench.TOTAL_DEADLINES = size.sweep_deadlines
@@ -278,7 +305,7 @@ def sweep(db: str, engine: Engine, label: str, size: Sizes) -> list[Row]:
             "", "", "yes", bench.INDEX in fig.plan),
     ]  # fmt: skip
     try:
-        peer = apscheduler_catch_up(engine, due)
+        ours, peer = catch_up_turns(bench, engine, settings, due)
     except ImportError as exc:
         missing = f"not run ({exc.name} missing)"
         path = f"catch-up of {due:,} overdue clocks vs APScheduler"
@@ -286,8 +313,8 @@ def sweep(db: str, engine: Engine, label: str, size: Sizes) -> list[Row]:
     else:
         rows.append(
             Row(db, f"catch-up of {due:,} overdue clocks vs APScheduler firing {due:,} jobs",
-                per(sweep_s * 1000), per(peer * 1000), f"{peer / sweep_s:.1f}x faster",
-                ">= 5x faster", peer / sweep_s >= 5)
+                per(ours * 1000), per(peer * 1000), f"{peer / ours:.1f}x faster",
+                ">= 5x faster", peer / ours >= 5)
         )  # fmt: skip
     return rows
 
