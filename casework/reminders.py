@@ -712,28 +712,22 @@ def _move_clocks(conn: Any, moves: list[tuple[Any, ...]]) -> None:
             },
         )
         return
-    # SQLite: the clocks still running apart, touching only next_action_at: setting
+    # SQLite: one executemany of a primary-key UPDATE (in sqlite3 a prepared statement
+    # stepped per row: half the time of an UPDATE ... FROM json_each(...) of the same
+    # rows), the clocks still running apart, touching only next_action_at: setting
     # status too (even to itself) rewrites every index on it, which doubled the UPDATE.
-    running = [m[:2] for m in moves if m[2] is None]
-    missed = [m for m in moves if m[2] is not None]
+    running = [(m[1], m[0]) for m in moves if m[2] is None]
+    missed = [(*m[1:], m[0]) for m in moves if m[2] is not None]
     if running:
-        conn.execute(_SQLITE_MOVE, {"moves": json.dumps(running, separators=(",", ":"))})
+        conn.exec_driver_sql(_SQLITE_MOVE, running)
     if missed:
-        conn.execute(_SQLITE_CLOSE, {"moves": json.dumps(missed, separators=(",", ":"))})
+        conn.exec_driver_sql(_SQLITE_CLOSE, missed)
 
 
-_SQLITE_MOVE = text(
-    "UPDATE deadlines SET next_action_at = v.next"
-    " FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS next"
-    " FROM json_each(:moves)) AS v WHERE deadlines.id = v.id"
-)
-_SQLITE_CLOSE = text(
-    "UPDATE deadlines SET next_action_at = v.next, status = v.status,"
-    " closed_reason = v.reason, closed_at = v.closed"
-    " FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS next,"
-    " json_extract(value, '$[2]') AS status, json_extract(value, '$[3]') AS reason,"
-    " json_extract(value, '$[4]') AS closed FROM json_each(:moves)) AS v"
-    " WHERE deadlines.id = v.id"
+_SQLITE_MOVE = "UPDATE deadlines SET next_action_at = ? WHERE id = ?"
+_SQLITE_CLOSE = (
+    "UPDATE deadlines SET next_action_at = ?, status = ?, closed_reason = ?, closed_at = ?"
+    " WHERE id = ?"
 )
 
 
