@@ -31,6 +31,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # 16 MiB of page cache per connection (SQLite's default is 2 MiB): at a million
+    # clocks the sweep's claim and its UPDATE walk index pages that no longer fit in
+    # 2 MiB and were read again from the OS on every batch.
+    cursor.execute("PRAGMA cache_size=-16384")
     cursor.close()
 
 
