@@ -252,7 +252,7 @@ def _apply(
         family=family,
         provider=provider,
         data=parsed,
-        clocks=Clocks(session, case, now, live),
+        clocks=Clocks(session, case, now, live, detached=detached),
     )
     step.from_state = from_state
     step.actor_name = loaded.actor_name
