@@ -30,9 +30,12 @@ from casework.cases.unit import (
     case_transaction,
     live_deadlines,
     load_case,
+    load_case_detached,
     load_case_with_clocks,
+    may_load_detached,
     record_change,
     require_aware,
+    write_detached_step,
     write_step,
 )
 from casework.cases.words import DEADLINE_WORDS, actor_words, state_words
@@ -200,15 +203,17 @@ def _apply(
     prepared: Any = None,
     preview: bool = False,
     render_in_transaction: bool = False,
+    detached: bool = False,
 ) -> Step:
     """Apply ``event`` in memory (nothing flushed): the caller commits or rolls back.
 
     ``prepared``: a certificate PDF rendered before this transaction (see
     :func:`casework.cases.certificates.certificate_for_step`); ``preview``: store no
-    document.
+    document; ``detached``: load on Core, outside the session (:func:`load_case_detached`;
+    only when the session has nothing pending), written by :func:`write_detached_step`.
     """
     sqlite = session.get_bind().dialect.name == "sqlite"
-    loaded = load_case_with_clocks(
+    loaded = (load_case_detached if detached else load_case_with_clocks)(
         session,
         reference,
         # SQLite: the chain's end comes with the case (see load_case_with_clocks).
@@ -252,7 +257,7 @@ def _apply(
         family=family,
         provider=provider,
         data=parsed,
-        clocks=Clocks(session, case, now, live),
+        clocks=Clocks(session, case, now, live, detached=detached),
     )
     step.from_state = from_state
     step.actor_name = loaded.actor_name
@@ -317,6 +322,8 @@ def record_step(
     # A caller's own changes still pending in the session are never dropped to render
     # a certificate first: then it is rendered in the transaction (before its writes).
     keep_callers_changes = bool(session.new or session.dirty or session.deleted)
+    # The step's rows are loaded outside the session unless the session may hold them.
+    detached = not keep_callers_changes and may_load_detached(session)
     for _attempt in range(_ATTEMPTS):
         try:
             with case_transaction(session, reference):
@@ -337,8 +344,10 @@ def record_step(
                         expected_version=expected_version,
                         prepared=prepared,
                         render_in_transaction=keep_callers_changes,
+                        detached=detached,
                     )
-                    write_step(session, step.case, step.clocks, step.chain_end)
+                    write = write_detached_step if detached else write_step
+                    write(session, step.case, step.clocks, step.chain_end)
                 session.commit()
             return Recorded(step.case, list(step.warnings))
         except RenderFirst as render:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
 
@@ -99,6 +100,34 @@ def jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in data.items()}
 
 
+@lru_cache(maxsize=16)
+def _field_defaults(cls: Any) -> tuple[dict[str, Any], tuple[tuple[str, Any], ...]]:
+    """A model's plain defaults and its default factories, read once per class."""
+    plain: dict[str, Any] = {}
+    factories: list[tuple[str, Any]] = []
+    for name, info in cls.model_fields.items():
+        if info.default_factory is not None:
+            factories.append((name, info.default_factory))
+        elif not info.is_required():
+            plain[name] = info.default
+    return plain, tuple(factories)
+
+
+def new_row(cls: Any, **values: Any) -> Any:
+    """A new row object, as ``cls(**values)`` but without SQLModel's field-by-field
+    construction (a third of a millisecond an object, per audit row and clock on the
+    transition path): defaults filled, columns set directly, no session involved."""
+    plain, factories = _field_defaults(cls)
+    obj = sa_inspect(cls).class_manager.new_instance()
+    state = obj.__dict__
+    state.update(plain)
+    for name, factory in factories:
+        if name not in values:
+            state[name] = factory()
+    state.update(values)
+    return obj
+
+
 def audit_event(
     case: Case,
     *,
@@ -116,8 +145,9 @@ def audit_event(
     (:func:`casework.audit.seal_new_rows`, installed below): only then is the row
     before it known, including one added earlier in the same transaction.
     """
-    return CaseEvent(
-        case_id=case.id,  # type: ignore[arg-type]
+    return new_row(
+        CaseEvent,
+        case_id=case.id,
         at=at,
         actor=actor.id,
         event=event,
@@ -220,11 +250,13 @@ _LAST_CERTIFICATE = (
 
 # Whether the case's provider holds an accepted allocation of it (what the family's
 # notices need to know before they may name the provider), read with the case.
+# ``provider_id + 0`` keeps SQLite on the case's index: on provider_id's own it
+# searched every allocation the provider ever had, a cost growing with the caseload.
 _PROVIDER_ACCEPTED = (
     select(col(Allocation.id))
     .where(
         col(Allocation.case_id) == col(Case.id),
-        col(Allocation.provider_id) == col(Case.provider_id),
+        col(Allocation.provider_id) + 0 == col(Case.provider_id),
         col(Allocation.status) == AllocationStatus.accepted,
     )
     .correlate(Case)
@@ -283,6 +315,115 @@ def load_case_with_clocks(
     return LoadedCase(case, family, provider, list(clocks.values()), end, name, last, accepted)
 
 
+# --- The same load on Core: plain rows, objects built outside the session --------------
+
+_PERSONS: Any = Person.__table__  # type: ignore[attr-defined]
+_PROVIDERS: Any = Provider.__table__  # type: ignore[attr-defined]
+
+
+class _Rows(NamedTuple):
+    """A Core load's statement and where each entity's columns sit in its rows."""
+
+    stmt: Any
+    case: tuple[str, ...]
+    family: tuple[str, ...]
+    provider: tuple[str, ...]
+    deadline: tuple[str, ...]
+
+
+@lru_cache(maxsize=4)
+def _core_case_with_clocks(chain_end: bool, certificate: bool) -> _Rows:
+    """CASE_WITH_CLOCKS as a Core select of plain columns, built once per combination.
+
+    The ORM's loading (identity map, per-row instance events) cost more than the query;
+    the rows here are turned into objects by :func:`_detached`.
+    """
+    cases, persons, providers, deadlines = _CASES, _PERSONS, _PROVIDERS, _DEADLINES
+    live = (deadlines.c.status == DeadlineStatus.open) | (
+        (deadlines.c.status == DeadlineStatus.missed)
+        & (
+            deadlines.c.next_action_at.is_not(None)
+            | (deadlines.c.closed_reason == MISSED_OUTSTANDING)
+        )
+    )
+    extra: list[Any] = [_PROVIDER_ACCEPTED.label("provider_accepted")]
+    if chain_end:
+        extra.append(CHAIN_END.label("chain_end"))
+    if certificate:
+        extra += [_ACTOR_NAME.label("actor_name"), _LAST_CERTIFICATE.label("last_certificate")]
+    stmt = (
+        select(*cases.c, *persons.c, *providers.c, *deadlines.c, *extra)
+        .select_from(cases)
+        .outerjoin(persons, (persons.c.case_id == cases.c.id) & (persons.c.role == "family"))
+        .outerjoin(providers, providers.c.id == cases.c.provider_id)
+        .outerjoin(deadlines, (deadlines.c.case_id == cases.c.id) & live)
+        .where(cases.c.reference == bindparam("reference"))
+        .order_by(deadlines.c.id)
+    )
+    names = [tuple(c.key for c in t.c) for t in (cases, persons, providers, deadlines)]
+    return _Rows(stmt, *names)
+
+
+_MANAGERS: dict[Any, Any] = {
+    cls: sa_inspect(cls).class_manager for cls in (Case, Person, Provider, Deadline)
+}
+
+
+def _detached(cls: Any, keys: tuple[str, ...], values: Any) -> Any:
+    """An object as the ORM would load it (its columns set, no history), but in no
+    session: ``make_transient_to_detached`` gives it its identity, so changes to it are
+    tracked as changes to a stored row (:func:`write_detached_step` writes them, or the
+    session does once it is added back)."""
+    obj = _MANAGERS[cls].new_instance()
+    obj.__dict__.update(zip(keys, values, strict=True))
+    make_transient_to_detached(obj)
+    return obj
+
+
+def may_load_detached(session: Session) -> bool:
+    """Whether a step may be loaded outside ``session``: the session holds no case or
+    clock already (or two copies of one row would clash when the step's case and
+    clocks are added back, see :func:`write_detached_step`)."""
+    return not any(key[0] is Case or key[0] is Deadline for key in session.identity_map.keys())  # noqa: SIM118
+
+
+def load_case_detached(
+    session: Session,
+    reference: str,
+    *,
+    chain_end: bool = False,
+    certificate_for: tuple[str, str] | None = None,
+) -> LoadedCase:
+    """:func:`load_case_with_clocks` on Core: the same one statement, with the case,
+    family, provider and clocks built outside the session (detached, with identity).
+
+    Only for a step whose caller has nothing pending in the session (then nothing else
+    in the session can hold these rows): :func:`write_detached_step` writes the step.
+    """
+    params: dict[str, Any] = {"reference": reference.strip().upper()}
+    if certificate_for is not None:
+        params["who"], prefix = certificate_for
+        params["number_like"] = prefix + "%"
+    shape = _core_case_with_clocks(chain_end, certificate_for is not None)
+    rows = session.connection().execute(shape.stmt, params).all()
+    if not rows:
+        raise not_found(reference)
+    first = rows[0]
+    a = len(shape.case)
+    b = a + len(shape.family)
+    c = b + len(shape.provider)
+    d = c + len(shape.deadline)
+    case = _detached(Case, shape.case, first[:a])
+    family = _detached(Person, shape.family, first[a:b]) if first[a] is not None else None
+    provider = _detached(Provider, shape.provider, first[b:c]) if first[b] is not None else None
+    live = [_detached(Deadline, shape.deadline, row[c:d]) for row in rows if row[c] is not None]
+    extra = list(first[d:])
+    accepted = bool(extra.pop(0))
+    end = (extra.pop(0) or "") if chain_end else None
+    name, last = (extra[0], extra[1]) if certificate_for is not None else (None, None)
+    return LoadedCase(case, family, provider, live, end, name, last, accepted)
+
+
 def live_deadlines(session: Session, case: Case) -> list[Deadline]:
     """The case's live clocks: open ones, and missed ones still escalating or outstanding."""
     return list(session.execute(_LIVE_DEADLINES, {"case_id": case.id}).scalars())
@@ -314,17 +455,25 @@ class Clocks:
         case: Case,
         now: dt.datetime,
         live: list[Deadline] | None = None,
+        *,
+        detached: bool = False,
     ) -> None:
-        """``live``: the case's live clocks when already loaded with it."""
+        """``live``: the case's live clocks when already loaded with it; ``detached``:
+        the step was loaded outside the session (:func:`load_case_detached`), so the
+        clocks it opens and its audit row are kept here, not added to the session,
+        until :func:`write_detached_step` writes them."""
         self.session = session
+        self.detached = detached
+        self.audit_rows: list[CaseEvent] = []
         self.case = case
         self.now = now
         self.live = live if live is not None else live_deadlines(session, case)
         self.opened: list[Deadline] = []
 
     def open(self, clock: Clock) -> Deadline:
-        deadline = Deadline(
-            case_id=self.case.id,  # type: ignore[arg-type]
+        deadline = new_row(
+            Deadline,
+            case_id=self.case.id,
             kind=clock.kind,
             due_date=clock.due,
             due_at=clock.due_at(),
@@ -336,7 +485,8 @@ class Clocks:
             # config, so the rules live in one place (casework.reminders).
             next_action_at=self.now,
         )
-        self.session.add(deadline)
+        if not self.detached:
+            self.session.add(deadline)
         self.live.append(deadline)
         self.opened.append(deadline)
         return deadline
@@ -434,7 +584,14 @@ def _columns(obj: Any, table: Any) -> dict[str, Any]:
     return {c.name: getattr(obj, c.name) for c in table.c if getattr(obj, c.name) is not None}
 
 
-def write_step(session: Session, case: Case, clocks: Clocks, chain_end: str | None = None) -> bool:
+def write_step(
+    session: Session,
+    case: Case,
+    clocks: Clocks,
+    chain_end: str | None = None,
+    *,
+    changed: list[Deadline] | None = None,
+) -> bool:
     """Write one step's changes with Core statements built once per process; False when
     the step changed anything else (then the session's unit of work writes it all).
 
@@ -447,23 +604,28 @@ def write_step(session: Session, case: Case, clocks: Clocks, chain_end: str | No
     clocks opened. The written objects then leave the session (still readable), so
     the commit has nothing left to flush. ``chain_end``: the case's chain end, read
     with the case in this transaction (SQLite only, :func:`load_case_with_clocks`).
+    ``changed``: the case's loaded clocks when they are in no session
+    (:func:`write_detached_step`); the case then is in none either.
     """
     if session.deleted:
         return False
     live = {id(d) for d in clocks.live}
     opened = {id(d) for d in clocks.opened}
-    audit_rows = []
+    audit_rows: list[CaseEvent] = []
     for obj in session.new:
         if isinstance(obj, CaseEvent) and obj.case_id == case.id:
             audit_rows.append(obj)
         elif not (isinstance(obj, Deadline) and id(obj) in opened):
             return False
-    changed_clocks = []
-    for obj in session.dirty:
-        if isinstance(obj, Deadline) and id(obj) in live and id(obj) not in opened:
-            changed_clocks.append(obj)
-        elif obj is not case:
-            return False
+    changed_clocks: list[Deadline] = []
+    if changed is not None:
+        changed_clocks = [d for d in changed if sa_inspect(d).committed_state]
+    else:
+        for obj in session.dirty:
+            if isinstance(obj, Deadline) and id(obj) in live and id(obj) not in opened:
+                changed_clocks.append(obj)
+            elif obj is not case:
+                return False
     conn = session.connection()
     loaded_version = sa_inspect(case).committed_state.get("version", case.version)
     columns = _changed(case)
@@ -472,6 +634,7 @@ def write_step(session: Session, case: Case, clocks: Clocks, chain_end: str | No
     if conn.execute(_update_case(columns), params).rowcount != 1:
         raise StaleDataError(f"{case.reference} changed since it was read")
     audit_rows.sort(key=lambda o: sa_inspect(o).insert_order)
+    audit_rows += clocks.audit_rows  # a detached step's own, made after any above
     rows = [_columns(o, _EVENTS) for o in audit_rows]
     known = {case.id: chain_end} if chain_end is not None and case.id is not None else None
     audit.seal_rows(conn, rows, known)
@@ -486,10 +649,45 @@ def write_step(session: Session, case: Case, clocks: Clocks, chain_end: str | No
         deadline.id = conn.execute(_INSERT_DEADLINE, _columns(deadline, _DEADLINES)).scalar_one()
     for obj, row in zip(audit_rows, rows, strict=True):
         obj.hash = row["hash"]
-    for obj in [case, *changed_clocks, *clocks.opened, *audit_rows]:
+    for obj in [case, *changed_clocks] if changed is None else []:
         session.expunge(obj)
+    for obj in [*clocks.opened, *audit_rows]:
+        if obj in session:
+            session.expunge(obj)
     case.version = loaded_version + 1
+    if changed is not None:
+        # Written: what the objects hold is now the stored row (no history left that a
+        # session they are later added to would write again).
+        for obj in [case, *changed_clocks]:
+            state = sa_inspect(obj)
+            state._commit_all(state.dict)
     return True
+
+
+def write_detached_step(
+    session: Session, case: Case, clocks: Clocks, chain_end: str | None = None
+) -> bool:
+    """:func:`write_step` for a step loaded by :func:`load_case_detached`.
+
+    The case and its loaded clocks are in no session; their changes are read from
+    their attribute history. When the step changed anything else in the session (an
+    allocation ended, an agreed action added), they are added back to the session
+    and False is returned: the unit of work then writes everything at commit.
+    """
+    opened = {id(d) for d in clocks.opened}
+    others = bool(session.dirty or session.deleted) or any(
+        not (
+            (isinstance(obj, CaseEvent) and obj.case_id == case.id)
+            or (isinstance(obj, Deadline) and id(obj) in opened)
+        )
+        for obj in session.new
+    )
+    loaded = [d for d in clocks.live if id(d) not in opened]
+    if others:
+        session.add_all([case, *loaded, *clocks.opened, *clocks.audit_rows])
+        clocks.audit_rows.clear()
+        return False
+    return write_step(session, case, clocks, chain_end, changed=loaded)
 
 
 def record_change(
@@ -530,7 +728,10 @@ def record_change(
         note=note,
         channel=channel,
     )
-    session.add(audit)
+    if clocks is not None and clocks.detached:
+        clocks.audit_rows.append(audit)
+    else:
+        session.add(audit)
     queue_event_notices(
         session,
         TransitionContext(
@@ -581,7 +782,9 @@ def _has_accepted(
     with session.no_autoflush:
         rows = session.execute(
             select(Allocation).where(
-                col(Allocation.case_id) == case.id, col(Allocation.provider_id) == provider.id
+                # + 0: the case's index, not every allocation of the provider (above).
+                col(Allocation.case_id) == case.id,
+                col(Allocation.provider_id) + 0 == provider.id,
             )
         ).scalars()
         return any(a.status == AllocationStatus.accepted for a in rows)

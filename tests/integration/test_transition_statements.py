@@ -162,3 +162,21 @@ def test_a_step_builds_no_state_machine(
         certificate_on="2026-11-12",
     )  # fmt: skip
     assert case.state == "certificate_issued"
+
+
+def test_the_acceptance_check_searches_the_cases_allocations_not_the_providers(
+    engine: Engine,
+) -> None:
+    """The load's "has the provider accepted?" must use the case's index on SQLite:
+    on provider_id's it reads every allocation the provider ever had (a transition
+    slowing as the caseload grows). PostgreSQL plans from statistics; not checked."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner, without statistics, is the one that chose badly")
+    from casework.cases.unit import _core_case_with_clocks
+
+    stmt = _core_case_with_clocks(True, False).stmt.params(reference="X")
+    sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    searches = [step for step in plan if "allocations" in step]
+    assert searches and all("ix_allocations_case_id" in step for step in searches), plan
