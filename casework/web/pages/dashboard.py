@@ -24,7 +24,7 @@ from casework.cases.words import DECISION_TYPE_WORDS, KIND_WORDS, STATE_WORDS
 from casework.deadlines import LONDON, fmt
 from casework.models import Case, Deadline, Provider, Role, User
 from casework.states import FINAL_STATES, CaseState
-from casework.web.deps import NowDep, PageUserDep, SessionDep
+from casework.web.deps import NowDep, PageUserDep, SessionDep, in_one_thread
 from casework.web.pages.common import (
     COUNTS_TTL_SECONDS,
     RagStatus,
@@ -139,6 +139,7 @@ def _query_string(params: dict[str, str], **extra: str) -> str:
 
 
 @router.get("/")
+@in_one_thread
 def dashboard(
     request: Request,
     session: SessionDep,
