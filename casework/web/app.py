@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from casework.config import Settings, get_settings
 from casework.db import get_engine
-from casework.web import api, assets, webhooks
+from casework.web import api, assets, routing, webhooks
 from casework.web.api import reports as api_reports
 from casework.web.pages import OptionalStaticFiles
 from casework.web.pages import reports as report_pages
@@ -135,6 +135,7 @@ def create_app(
 
     pages.install(app)
     app.include_router(portal.router)
+    routing.skip_by_prefix(app)
 
     connections = _pool_capacity(engine)
     if connections is not None:
