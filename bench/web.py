@@ -595,13 +595,28 @@ async def open_loop(
 
     async def get(url: str, headers: dict[str, str]) -> int:
         """One GET on an idle keep-alive connection (or a new one): plain HTTP/1.1 on
-        asyncio streams, cheap enough that the client keeps its schedule on 2 cores."""
+        asyncio streams, cheap enough that the client keeps its schedule on 2 cores.
+
+        A kept connection the server has closed meanwhile (its keep-alive timeout) is
+        not the server failing: the request is sent once more on a new connection, as
+        a browser does."""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = f"GET {url} HTTP/1.1\r\nHost: {where.netloc}\r\n{extra}\r\n".encode()
+        reused = bool(idle)
         reader, writer = (
             idle.pop() if idle else await asyncio.open_connection(where.hostname, where.port)
         )
-        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write(f"GET {url} HTTP/1.1\r\nHost: {where.netloc}\r\n{extra}\r\n".encode())
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        try:
+            writer.write(request)
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            if not reused:
+                raise
+            reader, writer = await asyncio.open_connection(where.hostname, where.port)
+            writer.write(request)
+            raw = await reader.readuntil(b"\r\n\r\n")
+        head = raw.decode("latin-1").split("\r\n")
         sizes = [x.split(":", 1)[1] for x in head if x.lower().startswith("content-length:")]
         await reader.readexactly(int(sizes[0]) if sizes else 0)
         idle.append((reader, writer))

@@ -397,7 +397,13 @@ def resolve_session(
     if now - row.last_seen_at > dt.timedelta(minutes=1):
         row.last_seen_at = now
         row.expires_at = min(now + SESSION_IDLE, row.created_at + SESSION_ABSOLUTE)
-        session.commit()
+        try:
+            session.commit()
+        except OperationalError:
+            # Best effort: another writer holds SQLite's lock ("database is locked").
+            # The session was checked valid above and is still valid; sliding its expiry
+            # can wait for the next request a minute on, and the page must not fail.
+            session.rollback()
     return user, row
 
 

@@ -1,4 +1,4 @@
-"""The web app admits at most as many requests at once as its pool has connections.
+"""The web app admits at most 4 requests at once per process, fewer if its pool is smaller.
 
 Why it exists (casework.web.app.Admission): under a burst, requests waiting for a
 database connection took every worker thread while the requests holding connections
@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
-from casework.web.app import Admission, _pool_capacity
+from casework.web.app import PAGE_CONCURRENCY, Admission, _pool_capacity, admission_limit
 
 
 class Counting:
@@ -76,16 +76,31 @@ def test_health_is_never_queued_behind_pages() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pool", "expected"),
-    [({"poolclass": QueuePool, "pool_size": 5, "max_overflow": 10}, 15),
-     ({"poolclass": QueuePool, "pool_size": 3, "max_overflow": 0}, 3),
-     ({"poolclass": NullPool}, None)],
+    ("pool", "capacity", "limit"),
+    [({"poolclass": QueuePool, "pool_size": 5, "max_overflow": 10}, 15, 4),
+     ({"poolclass": QueuePool, "pool_size": 3, "max_overflow": 0}, 3, 3),
+     ({"poolclass": NullPool}, None, 4)],
 )  # fmt: skip
-def test_the_bound_is_the_pool_size_plus_its_overflow(
-    pool: dict[str, Any], expected: int | None, tmp_path: Any
+def test_the_bound_is_four_or_the_pool_size_plus_its_overflow_if_fewer(
+    pool: dict[str, Any], capacity: int | None, limit: int, tmp_path: Any
 ) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}", **pool)
     try:
-        assert _pool_capacity(engine) == expected
+        assert _pool_capacity(engine) == capacity
+        assert admission_limit(engine) == limit
+    finally:
+        engine.dispose()
+
+
+def test_the_app_admits_four_requests_at_once(tmp_path: Any) -> None:
+    """The app as built puts the bound of 4 in front of its pages (its pool has 15)."""
+    from casework.config import load_settings
+    from casework.web.app import create_app
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        app = create_app(load_settings(environment="test"), engine)
+        admissions = [m for m in app.user_middleware if m.cls is Admission]
+        assert [m.kwargs["limit"] for m in admissions] == [PAGE_CONCURRENCY] == [4]
     finally:
         engine.dispose()

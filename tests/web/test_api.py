@@ -260,6 +260,18 @@ def test_read_case_is_recorded_in_the_audit_trail(world: World) -> None:
     assert [e["event"] for e in again["events"]][-1] == "viewed"
 
 
+def test_listing_cases_reads_while_another_writer_holds_the_lock(world: World) -> None:
+    """A read-only GET does not queue for SQLite's write lock (it begins as a reader)."""
+    if world.engine.dialect.name != "sqlite":
+        pytest.skip("one writer at a time is SQLite's lock; PostgreSQL locks rows")
+    with world.engine.connect().execution_options(claim=True) as other:
+        other.execute(select(Case.id)).all()  # BEGIN IMMEDIATE: another writer holds it
+        listed = world.get("manager", "/api/v1/cases")
+        other.rollback()
+    assert listed.status_code == 200
+    assert listed.json()["total"] == 3
+
+
 def test_unknown_case_is_404_with_what_to_do(world: World) -> None:
     body = _error(world.get("adviser", "/api/v1/cases/MED-2026-9999"), 404)
     assert "GET /api/v1/cases" in body["error"]

@@ -232,6 +232,27 @@ def test_an_idle_session_expires_and_sends_you_to_sign_in(web: Web) -> None:
     assert "Your session has ended" in page.text
 
 
+def test_a_locked_database_skips_sliding_the_session_but_answers_the_page(web: Web) -> None:
+    if web.engine.dialect.name != "sqlite":
+        pytest.skip("one writer at a time is SQLite's lock; PostgreSQL locks rows")
+    browser = web.browser("adviser")
+    web.clock.now = START + dt.timedelta(minutes=5)  # the idle expiry is due to slide
+    with web.engine.connect().execution_options(claim=True) as other:
+        other.execute(select(User.id)).all()  # BEGIN IMMEDIATE: another writer holds it
+        page = browser.get("/")
+        other.rollback()
+    assert page.status_code == 200
+    with web.session() as s:
+        row = s.execute(select(UserSession)).scalar_one()
+        assert row.ended_at is None
+        assert row.last_seen_at == START  # the slide was skipped, not half-written
+        assert row.expires_at == START + auth.SESSION_IDLE
+    assert browser.get("/").status_code == 200  # still signed in, and now it slides
+    with web.session() as s:
+        row = s.execute(select(UserSession)).scalar_one()
+        assert row.last_seen_at == START + dt.timedelta(minutes=5)
+
+
 def test_a_session_ends_after_12_hours_even_when_active(web: Web) -> None:
     browser = web.browser("adviser")
     for hours in range(1, 12):

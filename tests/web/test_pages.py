@@ -15,6 +15,7 @@ from sqlmodel import col
 from casework import cases
 from casework.config import load_settings
 from casework.models import Allocation, Case, CaseEvent, Deadline, Notice
+from casework.web.pages import common
 from casework.web.pages.common import rag_for
 from tests.conftest import ADVISER, at
 from tests.factories import advance, create_case
@@ -177,6 +178,20 @@ def test_dashboard_pages_and_fetches_deadlines_in_one_query(web: Web) -> None:
     clock_fetches = [q for q in first_page if q.startswith("SELECT deadlines.")]
     assert clock_fetches == []
     assert "Nothing due" not in html and "Nothing due" not in html2
+
+
+def test_stale_counts_are_shown_while_another_request_recounts(web: Web) -> None:
+    make_case(web)
+    web.app.state.state_counts = (0.0, {"advised": 41})  # stale: due a recount
+    with web.session() as s:
+        assert common._recount.acquire(blocking=False)  # another request is recounting
+        try:
+            assert common.state_counts(web.app, s) == {"advised": 41}
+        finally:
+            common._recount.release()
+        fresh = common.state_counts(web.app, s)  # nobody else recounting: this one does
+        assert common.state_counts(web.app, s) is fresh  # and keeps it for the next
+    assert sum(fresh.values()) == 1  # the one case, counted for real
 
 
 # --- Intake ---------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from casework.web.api.views import (
     providers_by_id,
     summary_fields,
 )
-from casework.web.deps import NowDep, SessionDep, SettingsDep
+from casework.web.deps import NowDep, SessionDep, SettingsDep, records_reads
 
 router = APIRouter(route_class=ApiRoute)
 
@@ -170,6 +170,7 @@ def create_case(
     response_model=CaseDetailOut,
     summary="A case: contact, allocation, deadlines, history and what can happen next",
 )
+@records_reads
 def read_case(
     reference: Reference,
     user: ApiUser,

@@ -134,8 +134,16 @@ def api_user(request: Request, session: SessionDep, now: NowDep) -> User:
     make routine (the bench saw a third of requests fail). Asking for BEGIN IMMEDIATE
     (``db.py``'s ``claim`` option) makes the request wait its turn instead. PostgreSQL
     ignores the option.
+
+    A GET that only reads (the case list) does not take the write lock: it would queue
+    every reader behind every writer for a stamp that is best effort anyway (a busy
+    database skips it, :func:`casework.auth.resolve_api_token`). A GET that writes
+    what it read (a case, whose view is audited) is marked :func:`records_reads`.
     """
-    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+    reads_only = request.method in ("GET", "HEAD") and not getattr(
+        request.scope.get("endpoint"), "records_reads", False
+    )
+    if not reads_only and request.headers.get("Authorization", "").lower().startswith("bearer "):
         session.connection(execution_options={"claim": True})
     user = get_api_user(request, session, now)
     if user.role == Role.commissioner:  # aggregates only: /api/v1/reports/...

@@ -21,7 +21,7 @@ from casework.cases import allocation, family
 from casework.config import Settings
 from casework.law import load_law
 from casework.models import Case, Provider, User, UserSession
-from casework.web.deps import LazyPageUserDep, NowDep, PageUserDep, SessionDep, records_reads
+from casework.web.deps import NowDep, PageUserDep, SessionDep, in_one_thread, records_reads
 from casework.web.pages.case_view import (
     build_case_view,
     download,
@@ -108,17 +108,18 @@ def case_page(
 
 
 @router.get("/cases/{reference}")
+@in_one_thread
 @records_reads
 def case_get(
     request: Request,
     session: SessionDep,
     now: NowDep,
-    sign_in: LazyPageUserDep,
+    signed_in: PageUserDep,
     reference: str,
     done: str = "",
     warned: str = "",
 ) -> Response:
-    user = require_staff(sign_in(), case_page=True)
+    user = require_staff(signed_in, case_page=True)
     return case_page(
         request, session, user, now, reference, done=done, record=True, warned=warned == "1"
     )
