@@ -459,9 +459,9 @@ class Clocks:
         detached: bool = False,
     ) -> None:
         """``live``: the case's live clocks when already loaded with it; ``detached``:
-        the step was loaded outside the session (:func:`load_case_detached`), so the
-        clocks it opens and its audit row are kept here, not added to the session,
-        until :func:`write_detached_step` writes them."""
+        the step was loaded outside the session (:func:`load_case_detached`), so its
+        audit row is kept here, not added to the session, until
+        :func:`write_detached_step` writes it."""
         self.session = session
         self.detached = detached
         self.audit_rows: list[CaseEvent] = []
@@ -485,8 +485,9 @@ class Clocks:
             # config, so the rules live in one place (casework.reminders).
             next_action_at=self.now,
         )
-        if not self.detached:
-            self.session.add(deadline)
+        # Added at once even for a detached step: the order clocks are added in is
+        # the order the unit of work inserts them when it writes the step (their ids).
+        self.session.add(deadline)
         self.live.append(deadline)
         self.opened.append(deadline)
         return deadline
@@ -684,7 +685,7 @@ def write_detached_step(
     )
     loaded = [d for d in clocks.live if id(d) not in opened]
     if others:
-        session.add_all([case, *loaded, *clocks.opened, *clocks.audit_rows])
+        session.add_all([case, *loaded, *clocks.audit_rows])
         clocks.audit_rows.clear()
         return False
     return write_step(session, case, clocks, chain_end, changed=loaded)

@@ -26,7 +26,7 @@ from sqlmodel import Session
 from casework import cases
 from casework.cases.unit import load_case_with_clocks
 from casework.config import Settings
-from tests.conftest import at
+from tests.conftest import ADVISER, at
 from tests.factories import advance, allocate_to, create_case
 
 MAX_STATEMENTS = 8
@@ -180,3 +180,40 @@ def test_the_acceptance_check_searches_the_cases_allocations_not_the_providers(
         plan = [row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
     searches = [step for step in plan if "allocations" in step]
     assert searches and all("ix_allocations_case_id" in step for step in searches), plan
+
+
+def test_a_step_in_a_fresh_session_is_read_and_written_on_core(
+    engine: Engine, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the CLI and the benches call it (a session holding nothing yet), a step is
+    loaded outside the session and written by Core statements (no unit of work), within
+    the same bound, and what it wrote is what the ORM path writes."""
+    case = create_case(session, settings)
+    events_before = _events(engine, case.id)
+    advance_module = sys.modules["casework.cases.advance"]
+    written: list[bool] = []
+    real = advance_module.write_detached_step
+
+    def spy(*args: Any, **kwargs: Any) -> bool:
+        written.append(real(*args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(advance_module, "write_detached_step", spy)
+    with Session(engine, expire_on_commit=False) as fresh, counting(engine) as counted:
+        moved = cases.advance(
+            fresh,
+            case.reference,
+            "advise",
+            now=at("2026-11-12"),
+            actor=ADVISER,
+            settings=settings,
+        )
+        assert moved not in fresh
+    assert written == [True]
+    assert counted.commits == 1 and len(counted.statements) <= MAX_STATEMENTS
+    with engine.connect() as conn:
+        state, version = conn.execute(
+            text("SELECT state, version FROM cases WHERE id = :id"), {"id": case.id}
+        ).one()
+    assert (state, version, moved.version) == ("advised", 2, 2)
+    assert _events(engine, case.id) == events_before + 1
