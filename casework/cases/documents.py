@@ -27,7 +27,7 @@ from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.detail import DocumentInfo
 from casework.cases.errors import NotFound, ValidationFailed
-from casework.cases.provider_view import DOCUMENT_KINDS
+from casework.cases.provider_view import DOCUMENT_KINDS, provider_may_open
 from casework.cases.unit import audit_event, load_case, require_aware
 from casework.config import Settings
 from casework.models import Case, Document, DocumentKind
@@ -185,12 +185,37 @@ def _no_such_document(document_id: int) -> NotFound:
     )
 
 
-def get_document(session: Session, document_id: int, actor: Actor, now: dt.datetime) -> Document:
+def _provider_may_open(
+    session: Session, case: Case, actor: Actor, now: dt.datetime, settings: Settings | None
+) -> bool:
+    if settings is None or actor.provider_id is None:
+        return False
+    return (
+        session.execute(
+            select(col(Case.id)).where(
+                col(Case.id) == case.id,
+                provider_may_open(actor.provider_id, now=now, settings=settings),
+            )
+        ).first()
+        is not None
+    )
+
+
+def get_document(
+    session: Session,
+    document_id: int,
+    actor: Actor,
+    now: dt.datetime,
+    *,
+    settings: Settings | None = None,
+) -> Document:
     """One document's bytes, after recording who fetched it (like a view of the case).
 
     Another provider's document, or one of a kind provider staff do not read, reads
-    exactly like a document that does not exist. The audit row is committed before
-    the bytes are returned, so a download that cannot be recorded is not served.
+    exactly like a document that does not exist; so does one of a case its provider may
+    no longer open (:func:`~casework.cases.provider_view.provider_may_open`, which needs
+    ``settings``: without them provider staff are refused). The audit row is committed
+    before the bytes are returned, so a download that cannot be recorded is not served.
     """
     now = require_aware(now)
     document = session.get(Document, document_id)
@@ -204,6 +229,8 @@ def get_document(session: Session, document_id: int, actor: Actor, now: dt.datet
     except NotFound:
         raise _no_such_document(document_id) from None
     if not _visible(actor, document.kind):
+        raise _no_such_document(document_id)
+    if actor.is_provider and not _provider_may_open(session, case, actor, now, settings):
         raise _no_such_document(document_id)
     state = case.state
     # As record_view: reads committed first, then an IMMEDIATE write on SQLite.

@@ -344,7 +344,7 @@ def portal_document(
     """Download a document of one of the provider's cases, of a kind providers read."""
     user = require_provider(signed_in, request)
     case, _family = own_case(session, user, reference, now=now, settings=request.app.state.settings)
-    return download(session, user, now, case, document_id, "portal")
+    return download(session, user, now, case, document_id, "portal", request.app.state.settings)
 
 
 @router.post("/cases/{reference}/certificates/{number}/reissue")

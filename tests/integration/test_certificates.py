@@ -273,7 +273,7 @@ def test_the_certificate_after_a_meeting_is_the_mediators(
     assert "certificate 11 December 2026 + 1 month = 11 January 2027" in text
     # The provider reads its own mediator's certificate.
     assert [d.id for d in list_case_documents(session, case.reference, mediator)] == [doc.id]
-    got = get_document(session, doc.id, mediator, at("2026-12-12"))  # type: ignore[arg-type]
+    got = get_document(session, doc.id, mediator, at("2026-12-12"), settings=settings)  # type: ignore[arg-type]
     assert got.sha256 == doc.sha256
 
 
@@ -296,7 +296,7 @@ def test_a_provider_reads_neither_adviser_certificates_nor_other_providers_cases
     assert list_case_documents(session, case.reference, own) == []
     for actor in (own, other):
         with pytest.raises(NotFound):
-            get_document(session, doc.id, actor, at("2026-11-25"))  # type: ignore[arg-type]
+            get_document(session, doc.id, actor, at("2026-11-25"), settings=settings)  # type: ignore[arg-type]
     with pytest.raises(NotPermitted):
         reissue_certificate(
             session,

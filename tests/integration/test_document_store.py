@@ -102,7 +102,7 @@ def test_a_provider_reads_neither_other_cases_nor_adviser_kinds(
     case = create_case(session, settings)
     letter = _store(session, settings, case, "letter", b"family letter")
     with pytest.raises(NotFound):  # not its case
-        get_document(session, letter.id, PROVIDER, at("2026-11-21"))  # type: ignore[arg-type]
+        get_document(session, letter.id, PROVIDER, at("2026-11-21"), settings=settings)  # type: ignore[arg-type]
     with pytest.raises(NotFound):
         list_case_documents(session, case.reference, PROVIDER)
     assert [d.id for d in list_case_documents(session, case.reference, ADVISER)] == [letter.id]
@@ -149,9 +149,45 @@ def test_a_provider_reads_exactly_the_listed_kinds_of_its_own_cases(
     detail = cases.case_detail(session, case.reference, actor=own, now=at("2026-11-21"))
     assert seen == [d.id for d in detail.documents] == ([doc.id] if listed else [])
     if listed:
-        assert get_document(session, doc.id, own, at("2026-11-21")).content == b"bytes"  # type: ignore[arg-type]
+        assert (
+            get_document(session, doc.id, own, at("2026-11-21"), settings=settings).content
+            == b"bytes"
+        )  # type: ignore[arg-type]
     else:
         with pytest.raises(NotFound):
-            get_document(session, doc.id, own, at("2026-11-21"))  # type: ignore[arg-type]
+            get_document(session, doc.id, own, at("2026-11-21"), settings=settings)  # type: ignore[arg-type]
     staff = cases.case_detail(session, case.reference, actor=ADVISER, now=at("2026-11-21"))
     assert [d.id for d in staff.documents] == [doc.id]
+
+
+def test_a_provider_downloads_nothing_of_a_case_it_may_no_longer_open(
+    session: Session, settings: Settings
+) -> None:
+    """By its number too: after the retention of an ended case (or with no settings to
+    tell), its provider's own kind of document reads like one that does not exist."""
+    import datetime as dt
+
+    case = create_case(session, settings)
+    cases.advance(
+        session, case.reference, "advise", now=at("2026-11-10"), actor=ADVISER, settings=settings
+    )
+    allocate_to(session, case.reference, "solution-talk", now=at("2026-11-10"), settings=settings)
+    own = cases.Actor(
+        id="user:kim@solution-talk.example.org",
+        role="provider",
+        channel="api",
+        provider_id=cases.find_provider(session, "solution-talk").id,
+    )
+    doc = _store(session, settings, case, "meeting_invitation", b"bytes")
+    ended = at("2026-11-21")
+    cases.advance(
+        session, case.reference, "withdraw", now=ended, actor=ADVISER, settings=settings,
+        data={"reason": "moved away"},
+    )  # fmt: skip
+    within = ended + dt.timedelta(days=settings.provider_retention_days)
+    assert get_document(session, doc.id, own, within, settings=settings).content == b"bytes"
+    with pytest.raises(NotFound):
+        get_document(session, doc.id, own, within)
+    with pytest.raises(NotFound):
+        get_document(session, doc.id, own, within + dt.timedelta(hours=1), settings=settings)
+    assert get_document(session, doc.id, ADVISER, within + dt.timedelta(days=1)).id == doc.id

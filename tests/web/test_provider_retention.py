@@ -181,3 +181,31 @@ def test_the_providers_notices_of_an_ended_case_leave_with_it(
     # Asked for by its reference, the case is not found at all (as past the retention).
     by_case = _api(web).get("/api/v1/notices", params={"case": ended, "limit": 100})
     assert by_case.status_code == 404, by_case.text
+
+
+def test_past_the_retention_its_documents_are_not_found_by_number_either(web: Web) -> None:
+    """The meeting invitation the provider was sent, fetched by its number: served
+    within the retention, then the same 404 as no such document, in the API and portal."""
+    case = make_case(web, provider="solution-talk", mediating=True)
+    with web.session() as s:
+        cases.advance(
+            s, case.reference, "schedule_meeting", now=at("2026-11-13"), actor=ADVISER,
+            settings=web.settings, data={"meeting_on": "2026-12-09", "meeting_time": "10:00"},
+        )  # fmt: skip
+        cases.advance(
+            s, case.reference, "withdraw", now=ENDED, actor=ADVISER, settings=web.settings,
+            data={"reason": "The school agreed the support"},
+        )  # fmt: skip
+        [first, *_] = [
+            d.id
+            for d in cases.list_case_documents(s, case.reference, ADVISER)
+            if d.kind == "meeting_invitation"
+        ]
+    api = _api(web)
+    portal = f"/portal/cases/{case.reference}/documents/{first}"
+    web.clock.now = ENDED + dt.timedelta(days=90)
+    assert api.get(f"/api/v1/documents/{first}").status_code == 200
+    assert web.browser("provider_a").get(portal).status_code == 200
+    web.clock.now = ENDED + dt.timedelta(days=90, hours=1)
+    assert api.get(f"/api/v1/documents/{first}").status_code == 404
+    assert web.browser("provider_a").get(portal).status_code == 404

@@ -82,10 +82,12 @@ def list_documents(
     },
 )
 def get_document(
-    document_id: DocumentId, user: ApiUser, session: SessionDep, now: NowDep
+    document_id: DocumentId, user: ApiUser, session: SessionDep, now: NowDep, settings: SettingsDep
 ) -> Response:
     end_read(session)
-    document = cases.get_document(session, document_id, actor_for(user, "api"), now)
+    document = cases.get_document(
+        session, document_id, actor_for(user, "api"), now, settings=settings
+    )
     return Response(
         content=document.content,
         media_type=document.media_type,

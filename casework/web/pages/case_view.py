@@ -314,11 +314,20 @@ def render_case_view(
 
 
 def download(
-    session: Session, user: User, now: dt.datetime, case: Case, document_id: int, channel: str
+    session: Session,
+    user: User,
+    now: dt.datetime,
+    case: Case,
+    document_id: int,
+    channel: str,
+    settings: Settings | None = None,
 ) -> Response:
-    """One document of ``case`` as a file download; the use case audits it first."""
+    """One document of ``case`` as a file download; the use case audits it first (and,
+    for provider staff, checks with ``settings`` that the provider may open the case)."""
     try:
-        document = cases.get_document(session, document_id, auth.actor_for(user, channel), now)
+        document = cases.get_document(
+            session, document_id, auth.actor_for(user, channel), now, settings=settings
+        )
     except cases.NotFound:
         raise not_found("document") from None
     if document.case_id != case.id:
