@@ -331,6 +331,9 @@ EVENT_STATES: dict[tuple[str, str], tuple[str, ...]] = {
     ("mediation", "accept_allocation"): ("requested", "advised", "mediating"),
     ("mediation", "decline_allocation"): ("requested", "advised"),
     ("mediation", "choose_mediation"): ("mediating",),
+    # Declined while mediation was being arranged (its notices only when a meeting was
+    # arranged and so cancelled: only_when = "meeting_cancelled").
+    ("mediation", "decline"): ("declined",),
     ("mediation", "record_icb_told"): ("mediating",),
     ("mediation", "schedule_meeting"): ("mediating", "certificate_issued", "appeal_ready"),
     ("mediation", "cancel_meeting"): ("mediating", "certificate_issued", "appeal_ready"),
@@ -449,6 +452,9 @@ def _data_for(event: str, snap: Snapshot) -> dict[str, Any]:
     if event == "cancel_meeting":
         meeting_on = snap.sent_on + dt.timedelta(days=7)
         return {"reason": "The mediator is ill", "cancelled_meeting_on": meeting_on.isoformat()}
+    if event == "decline":
+        meeting_on = snap.sent_on + dt.timedelta(days=7)
+        return {"declined_on": snap.sent_on, "cancelled_meeting_on": meeting_on.isoformat()}
     if event == "close":
         return {"outcome": "no_appeal" if "later" in snap.label else "appeal_lodged"}
     if event == "add_agreement_item":

@@ -116,8 +116,9 @@ def deadline_notice_context(kind: str, rule_id: str, notice_kind: str, **fact_kw
     )
 
 
-def event_notice_context(event: str, **fact_kw: Any) -> dict:
-    """What ``queue_event_notices`` stores for ``event`` on a case at the matching step."""
+def event_notice_context(event: str, only_when: str | None = None, **fact_kw: Any) -> dict:
+    """What ``queue_event_notices`` stores for ``event`` on a case at the matching step
+    (a rule ``only_when = "meeting_cancelled"`` goes out only when the step cancelled one)."""
     kind = fact_kw.get("kind", "mediation")
     case = Case(
         id=42,
@@ -153,7 +154,11 @@ def event_notice_context(event: str, **fact_kw: Any) -> dict:
         event=event,
         opened=opened,
         data={"reason": "The family and the school agreed a plan; no appeal needed"}
-        | ({"cancelled_meeting_on": LONGEST_DAY.isoformat()} if event == "cancel_meeting" else {}),
+        | (
+            {"cancelled_meeting_on": LONGEST_DAY.isoformat()}
+            if event == "cancel_meeting" or only_when == "meeting_cancelled"
+            else {}
+        ),
         now=SENT_AT,  # the certificate's day: every date above is still ahead
         settings=SETTINGS,
     )
@@ -258,7 +263,7 @@ def contexts_for(name: str) -> list[tuple[str, dict]]:
                     continue
                 if case_kind == "disagreement" and rule.event not in DISAGREEMENT_EVENTS:
                     continue
-                ctx = event_notice_context(rule.event, kind=case_kind)
+                ctx = event_notice_context(rule.event, rule.only_when, kind=case_kind)
                 found.append((f"event {rule.event} ({case_kind})", ctx))
     if name == "escalation_delivery_failed":
         found.append(("escalate.delivery_failed_row", delivery_failed_context()))
