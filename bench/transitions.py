@@ -1165,9 +1165,8 @@ def print_result(r: Result, show_sql: bool) -> list[str]:
         f"   not counted as statements: {tx_text}; pool checkouts per transition"
         f" {sum(checkouts) / len(checkouts):.2f}"
         + (
-            " (pool_pre_ping sends ';' on each: +1 round trip the plain path, which keeps"
-            " one connection, does not pay; psycopg's own BEGIN is invisible to the listeners"
-            " on both paths)"
+            " (a connection idle over 5 s is pinged at checkout, a busy one is not: no round"
+            " trip here; psycopg's own BEGIN is invisible to the listeners on both paths)"
             if r.backend == "postgresql"
             else ""
         )
