@@ -126,6 +126,9 @@ TEMPLATE_WORDS: dict[str, str] = {
     "meeting_cancelled_declined_provider": (
         "Meeting cancelled (the family no longer wants mediation): notice to the provider"
     ),
+    "meeting_cancelled_withdrawn_provider": (
+        "Meeting cancelled (the family withdrew the case): notice to the provider"
+    ),
     "daily_digest": "Daily summary of late and due duties",
     "escalation_allocation_declined": "Alert: the provider declined the case",
     "escalation_appeal_window_ended": "Alert: the appeal window has ended",

@@ -109,6 +109,10 @@ CREDENTIAL_MAX_WAIT = dt.timedelta(minutes=15)
 # another try, so one bad notice cannot spin a sender.
 RELEASE_DELAY = dt.timedelta(seconds=30)
 FINISHED_DEADLINE = ("met", "cancelled")
+# The notices a withdrawal itself sends: the family's confirmation and the mediator's
+# cancellation of an arranged meeting. Every other event notice still queued when the
+# case is withdrawn is skipped (it would tell of a step that no longer matters).
+SENT_AFTER_WITHDRAWAL = frozenset({"withdrawal_confirmed", "meeting_cancelled_withdrawn_provider"})
 # The delivery event status of a send refused because the recipient opted out.
 OPTED_OUT = "opted_out"
 
@@ -849,7 +853,9 @@ def _deliver(
             f"the deadline was {row.deadline_status} before sending",
         )
     elif (
-        kind == "event" and row.case_state == "withdrawn" and row.template != "withdrawal_confirmed"
+        kind == "event"
+        and row.case_state == "withdrawn"
+        and row.template not in SENT_AFTER_WITHDRAWAL
     ):
         # e.g. a meeting confirmation held overnight for quiet hours, then the family
         # withdrew: telling them about a meeting that will not happen only confuses.

@@ -351,3 +351,47 @@ def test_a_decline_with_no_meeting_arranged_sends_no_cancellation(
         for n in _event_notices(session, case, declined)
         if n.template.startswith("meeting_cancelled")
     ] == []
+
+
+def test_a_withdrawal_while_a_meeting_is_arranged_tells_the_provider_with_the_cancel(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """The mediator would otherwise keep the day in their diary for a case that has gone;
+    they read the reference and the day, never the family's details or the reason."""
+    case = mediating(session, settings)
+    schedule(session, settings, case)
+    withdrawn = at("2026-11-25")
+    advance(session, settings, case, "withdraw", now=withdrawn, reason="moved away")
+    _request, cancel = invitations(session, case)
+    sent = {
+        (n.template, n.recipient_role, n.channel): n
+        for n in _event_notices(session, case, withdrawn)
+    }
+    provider_key = ("meeting_cancelled_withdrawn_provider", "provider", "email")
+    assert provider_key in sent
+    assert sent[provider_key].document_id == cancel.id
+    session.commit()  # end the read: the dispatcher writes through its own connection
+    dispatch(engine, at("2026-11-25", "10:05"), settings)
+    session.expire_all()
+    notice = session.get(Notice, sent[provider_key].id)
+    assert notice is not None
+    assert notice.status == "sent"
+    body = notice.body
+    assert "arranged for Wednesday 9 December 2026 is cancelled" in body
+    assert "has been withdrawn" in body and "takes it out of your calendar" in body
+    for private in ("Jo Family", "jo.family@example.org", "moved away"):
+        assert private not in body
+    assert not case.child_name or case.child_name not in body
+
+
+def test_a_withdrawal_with_no_meeting_arranged_sends_the_provider_no_cancellation(
+    session: Session, settings: Settings
+) -> None:
+    case = mediating(session, settings)
+    withdrawn = at("2026-11-25")
+    advance(session, settings, case, "withdraw", now=withdrawn, reason="moved away")
+    assert [
+        n.template
+        for n in _event_notices(session, case, withdrawn)
+        if n.template.startswith("meeting_cancelled")
+    ] == []

@@ -448,7 +448,13 @@ def _data_for(event: str, snap: Snapshot) -> dict[str, Any]:
     if event == "record_icb_told":
         return {"icb_told_on": fields["icb_told_on"]}
     if event == "withdraw":
-        return {"reason": "The family no longer wants our help"}
+        # The mediator's notice goes out only when a meeting was arranged and so called
+        # off (only_when = "meeting_cancelled"): its day is in the step's data then.
+        meeting_on = snap.sent_on + dt.timedelta(days=7)
+        return {
+            "reason": "The family no longer wants our help",
+            "cancelled_meeting_on": meeting_on.isoformat(),
+        }
     if event == "cancel_meeting":
         meeting_on = snap.sent_on + dt.timedelta(days=7)
         return {"reason": "The mediator is ill", "cancelled_meeting_on": meeting_on.isoformat()}
