@@ -137,3 +137,17 @@ def at(day: str, time: str = "10:00") -> dt.datetime:
     """A London wall-clock moment as an aware UTC datetime: ``at("2026-11-27", "09:00")``."""
     local = dt.datetime.combine(dt.date.fromisoformat(day), dt.time.fromisoformat(time))
     return local.replace(tzinfo=deadlines.LONDON).astimezone(dt.UTC)
+
+
+def forget_cached_settings_and_engine() -> None:
+    """Drop the process's cached settings and engine (disposing its pool), so a test that
+    sets CASEWORK_* variables (the CLI's, the app's) reads them afresh and no connection
+    outlives its database."""
+    from casework import db
+    from casework.config import get_settings
+
+    if get_settings.cache_info().currsize:
+        settings = get_settings()
+        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
+    get_settings.cache_clear()
+    db._cached_engine.cache_clear()

@@ -20,12 +20,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 from typer.testing import CliRunner, Result
 
-from casework import audit, cases, db
+from casework import audit, cases
 from casework.cases.redaction import redact_audit_rows
 from casework.cli import app
-from casework.config import Settings, get_settings
+from casework.config import Settings
 from casework.models import Case
-from tests.conftest import ADVISER, MANAGER, at
+from tests.conftest import ADVISER, MANAGER, at, forget_cached_settings_and_engine
 from tests.factories import advance, create_case
 
 
@@ -135,21 +135,13 @@ def test_the_chain_starts_at_the_first_sealed_row(
     assert (result.rows, result.sealed) == (3, 2)
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     yield CliRunner()
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def _run(runner: CliRunner, *args: str, expect: int = 0) -> Result:

@@ -20,13 +20,13 @@ import pytest
 from sqlalchemy import Engine, make_url, select, text
 from typer.testing import CliRunner, Result
 
-from casework import audit, cases, db
+from casework import audit, cases
 from casework import backup as backups
 from casework.cli import app
-from casework.config import Settings, get_settings
+from casework.config import Settings
 from casework.db import database_revisions, make_engine, session_scope
 from casework.models import Case, CaseEvent, Notice
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, forget_cached_settings_and_engine
 from tests.factories import create_case
 
 WRITERS = 4
@@ -175,21 +175,13 @@ def _names(engine: Engine) -> set[str]:
 # --- the commands --------------------------------------------------------------------------
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     yield CliRunner()
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def _run(runner: CliRunner, *args: str, expect: int = 0) -> Result:

@@ -22,26 +22,18 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from casework import db
 from casework.cli import app
 from casework.config import get_settings
+from tests.conftest import forget_cached_settings_and_engine
 
 Run = Callable[..., Result]
 REFERENCE = re.compile(r"^MED-2026-\d{4}$")
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     """``cli("case", "show", ref, expect=0)``: run the real Typer app on this test's database."""
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
@@ -56,7 +48,7 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
         return result
 
     yield run
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def as_json(result: Result) -> Any:
@@ -256,7 +248,6 @@ def test_notes_and_calls_from_the_cli(cli: Run) -> None:
     from sqlmodel import Session
 
     from casework import cases
-    from casework.config import get_settings
     from casework.db import get_engine
 
     reference = open_case(cli)
@@ -500,7 +491,7 @@ def test_a_brand_new_embedded_database_is_ready_without_db_upgrade(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The README's CLI walk on a fresh clone: the first command migrates and loads providers."""
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", f"sqlite:///{tmp_path}/fresh.db")
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     runner = CliRunner()
@@ -531,7 +522,7 @@ def test_a_brand_new_embedded_database_is_ready_without_db_upgrade(
         assert allocated.exit_code == 0, allocated.stderr
         assert json.loads(allocated.stdout)["provider"]["name"] == "KIDS"
     finally:
-        _forget_cached_settings_and_engine()
+        forget_cached_settings_and_engine()
 
 
 def test_a_value_the_step_needs_names_how_to_give_it(cli: Run) -> None:

@@ -24,9 +24,8 @@ from casework.cli import app
 from casework.config import Settings
 from casework.models import Deadline, Notice, Person, WebhookBatch
 from casework.reminders import sweep
-from tests.conftest import ADVISER, MANAGER, at
+from tests.conftest import ADVISER, MANAGER, at, forget_cached_settings_and_engine
 from tests.factories import advance, create_case
-from tests.integration.test_cli import _forget_cached_settings_and_engine
 
 NAME = "Zebedee Quillfeather"
 PHONE = "+447911123456"
@@ -239,11 +238,11 @@ def test_erasure_leaves_no_trace_of_the_person_in_any_table(
 
 @pytest.fixture
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     yield CliRunner()
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def _run(runner: CliRunner, *args: str, expect: int = 0) -> Result:

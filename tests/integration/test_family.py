@@ -662,13 +662,13 @@ def test_the_cli_sends_a_new_link_and_stops_it(
 ) -> None:
     from typer.testing import CliRunner
 
-    from tests.integration.test_cli import _forget_cached_settings_and_engine
+    from tests.conftest import forget_cached_settings_and_engine
 
     with session_scope(engine) as s:
         cases.sync_providers(s, settings)
         reference = create_case(s, settings, now=OPEN).reference
         old = first_token(s, settings, reference)
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
@@ -685,7 +685,7 @@ def test_the_cli_sends_a_new_link_and_stops_it(
         refused = runner.invoke(app, ["case", "family-link", reference, "--stop"])
         assert refused.exit_code == 2 and "issue a new one" in refused.stderr
     finally:
-        _forget_cached_settings_and_engine()
+        forget_cached_settings_and_engine()
     with session_scope(engine) as s:
         with pytest.raises(cases.NotFound):
             fam.open_link(s, old, now=LATER, settings=settings)

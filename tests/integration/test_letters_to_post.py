@@ -13,15 +13,15 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 from typer.testing import CliRunner
 
-from casework import cases, db
+from casework import cases
 from casework.cases.errors import NotFound, NotPermitted, ValidationFailed
 from casework.cases.letters_to_post import letters_waiting, mark_posted, print_all
 from casework.cases.views import event_details
 from casework.cli import app
-from casework.config import Settings, get_settings
+from casework.config import Settings
 from casework.models import Case, CaseEvent, Notice
 from casework.notify.dispatch import dispatch
-from tests.conftest import ADVISER, at
+from tests.conftest import ADVISER, at, forget_cached_settings_and_engine
 from tests.factories import create_case
 
 PRINTED = at("2026-12-01", "10:00")  # Tuesday
@@ -103,22 +103,14 @@ def test_refusals_in_words(engine: Engine, session: Session, settings: Settings)
         mark_posted(session, [number], ADVISER, now=PRINTED)
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def runner(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
     yield CliRunner()
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def test_the_cli_lists_prints_and_marks_posted(

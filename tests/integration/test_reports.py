@@ -26,9 +26,8 @@ from casework.reports import formatting as fmt
 from casework.reports.queries import case_export_query, figure_case_ids
 from tests import caseload
 from tests.caseload import AS_OF
-from tests.conftest import at
+from tests.conftest import at, forget_cached_settings_and_engine
 from tests.factories import advance, create_case
-from tests.integration.test_cli import _forget_cached_settings_and_engine
 
 Y2025 = reports.Period.year(2025)
 Y2026 = reports.Period.year(2026)
@@ -345,7 +344,7 @@ def test_the_late_marker_is_the_one_the_use_cases_write(
 def report_cli(
     database_url: str, loaded: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Any]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     runner = CliRunner()
@@ -356,7 +355,7 @@ def report_cli(
         return result.stdout if expect == 0 else result.stderr
 
     yield run
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 AT = "2026-11-30T12:00"

@@ -37,9 +37,8 @@ from casework.models import (
 from casework.reports.queries import BREAKDOWN_BY_KEY
 from casework.scheduler import configure
 from tests import caseload
-from tests.conftest import MANAGER, at
+from tests.conftest import MANAGER, at, forget_cached_settings_and_engine
 from tests.factories import advance, create_case
-from tests.integration.test_cli import _forget_cached_settings_and_engine
 
 AT = at("2026-11-30", "12:00")
 MARKER = retention.MARKER
@@ -326,12 +325,12 @@ def test_the_reports_add_up_the_same_after_every_case_is_anonymised(
 
 @pytest.fixture
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     monkeypatch.setenv("CASEWORK_ACTOR", "olu.operator")
     yield CliRunner()
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def _run(runner: CliRunner, *args: str, expect: int = 0) -> Result:

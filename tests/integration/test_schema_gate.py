@@ -18,9 +18,10 @@ from typer.testing import CliRunner, Result
 
 from casework import db
 from casework.cli import app
-from casework.config import Settings, get_settings, load_settings
+from casework.config import Settings, load_settings
 from casework.db import SchemaNotCurrent, database_revisions, downgrade, ensure_schema
 from casework.web import assets
+from tests.conftest import forget_cached_settings_and_engine
 
 SECRET = "a-long-random-production-secret-for-the-tests"
 
@@ -87,31 +88,23 @@ def test_a_database_newer_than_the_code_is_not_touched(engine: Engine, settings:
 # --- Through the CLI --------------------------------------------------------------------
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """What serve and worker would have started (the server and the scheduler loop)."""
     from casework import scheduler
 
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setattr(assets, "ensure_assets", lambda quiet=False: None)
     monkeypatch.setattr("casework.logs.configure", lambda *a, **k: None)
     record: list[str] = []
     monkeypatch.setattr("casework.cli.ops.run_server", lambda *a, **k: record.append("serve"))
     monkeypatch.setattr(scheduler, "run_worker", lambda *a, **k: record.append("worker"))
     yield record
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def _casework(*args: str) -> Result:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     return CliRunner().invoke(app, list(args))
 
 

@@ -19,13 +19,12 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 from typer.testing import CliRunner, Result
 
-from casework import auth, db
+from casework import auth
 from casework.cases import ValidationFailed, find_provider
 from casework.cli import app
-from casework.config import get_settings
 from casework.db import session_scope
 from casework.models import User, UserSession
-from tests.conftest import at
+from tests.conftest import at, forget_cached_settings_and_engine
 from tests.passwords import CountingHasher, install_counting_hasher
 
 NOW = at("2026-11-12", "10:00")
@@ -225,17 +224,9 @@ def test_a_session_started_from_a_sign_in_checked_before_a_reset_is_refused(
 # --- The same rules through `casework user ...` ---------------------------------------------
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def casework(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     runner = CliRunner()
@@ -246,7 +237,7 @@ def casework(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
         return result
 
     yield run
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def test_cli_password_disable_and_role_end_every_session(

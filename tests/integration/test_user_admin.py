@@ -20,14 +20,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 from typer.testing import CliRunner, Result
 
-from casework import audit, auth, db
+from casework import audit, auth
 from casework.cases import Actor, NotPermitted, ValidationFailed, mfa
 from casework.cases import users as user_cases
 from casework.cli import app
-from casework.config import Settings, get_settings
+from casework.config import Settings
 from casework.db import session_scope
 from casework.models import ApiToken, RecoveryCode, StaffEvent, User, UserSession
-from tests.conftest import at
+from tests.conftest import at, forget_cached_settings_and_engine
 from tests.passwords import CountingHasher, install_counting_hasher
 
 NOW = at("2026-11-12", "10:00")
@@ -416,17 +416,9 @@ def test_resetting_two_factor_turns_it_off_and_ends_sessions(
 # --- The same rules through `casework user ...` -----------------------------------------------
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def casework(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     monkeypatch.setenv("CASEWORK_ACTOR", "operator")
@@ -438,7 +430,7 @@ def casework(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
         return result
 
     yield run
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def test_the_cli_uses_the_same_rules_and_audits_as_the_operator(

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlmodel import col
 from typer.testing import CliRunner
 
-from casework import auth, cases, db
+from casework import auth, cases
 from casework.cli import app as cli_app
-from casework.config import get_settings
 from casework.models import Notice, User
+from tests.conftest import forget_cached_settings_and_engine
 from tests.web.conftest import Web, make_case, reload
 
 NOW = dt.datetime(2026, 11, 12, 10, 0, tzinfo=dt.UTC)
@@ -28,22 +28,14 @@ CANCELLED = {
 }
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def cli(web: Web, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
     yield CliRunner()
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def _with_meeting(web: Web, *, schedule: bool = True) -> str:

@@ -15,21 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
-from casework import auth, cases, db
+from casework import auth, cases
 from casework.cli import app as cli_app
-from casework.config import get_settings
 from casework.models import User
+from tests.conftest import forget_cached_settings_and_engine
 from tests.web.conftest import Web, make_case, reload
 
 NOW = dt.datetime(2026, 11, 12, 10, 0, tzinfo=dt.UTC)
-
-
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
 
 
 @dataclass
@@ -45,7 +37,7 @@ class Doors:
 
 @pytest.fixture
 def doors(web: Web, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Doors]:
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
     monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
@@ -62,7 +54,7 @@ def doors(web: Web, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
             assert user is not None
             tokens[who] = auth.create_api_token(s, user, name="doors", now=NOW)
     yield Doors(web, cli, TestClient(web.app), tokens)
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 def _unchanged(web: Web, reference: str, version: int) -> None:

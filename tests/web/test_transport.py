@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from casework import db
 from casework.cli import app as cli_app
-from casework.config import ConfigError, Settings, get_settings, load_settings
+from casework.config import ConfigError, Settings, load_settings
 from casework.web import assets
 from casework.web.app import create_app
 from casework.web.deps import SESSION_COOKIE
 from casework.web.security import SIGN_IN_CSRF_COOKIE, STRICT_TRANSPORT_SECURITY
+from tests.conftest import forget_cached_settings_and_engine
 from tests.web.conftest import CAST, PASSWORD, Browser, Web, csrf_in
 
 SECRET = "a-long-random-production-secret-for-the-tests"
@@ -86,20 +86,12 @@ def test_a_local_http_run_sends_no_hsts(web: Web) -> None:
 # --- Start-up through the CLI -------------------------------------------------------------
 
 
-def _forget_cached_settings_and_engine() -> None:
-    if get_settings.cache_info().currsize:
-        settings = get_settings()
-        db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
-    get_settings.cache_clear()
-    db._cached_engine.cache_clear()
-
-
 @pytest.fixture
 def started(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Production environment on this test's database; records what would have started."""
     from casework import scheduler
 
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "production")
     monkeypatch.setenv("CASEWORK_SECRET_KEY", SECRET)
@@ -110,7 +102,7 @@ def started(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list
     monkeypatch.setattr(scheduler, "run_worker", lambda *a, **k: record.append("worker"))
     monkeypatch.setattr("casework.logs.configure", lambda *a, **k: None)
     yield record
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
 
 
 @pytest.mark.parametrize("command", ["serve", "worker"])
@@ -122,7 +114,7 @@ def test_serve_and_worker_refuse_plain_http_in_production(
     assert "CASEWORK_BEHIND_TLS_PROXY=true" in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert started == []
-    _forget_cached_settings_and_engine()
+    forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_BEHIND_TLS_PROXY", "true")
     result = CliRunner().invoke(cli_app, [command])
     assert result.exit_code == 0, (result.output, result.exception)
