@@ -85,6 +85,7 @@ from casework.cases.notes import add_note, log_call, notes_of
 from casework.cases.provider_view import ListedCase, provider_cases, provider_may_open
 from casework.cases.reopen import reopen_case
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
+from casework.cases.unit import release_case_rows
 from casework.cases.views import (
     LATE_OUTSTANDING,
     STILL_DUE,
@@ -192,6 +193,7 @@ __all__ = [
     "record_view",
     "reissuable_kinds",
     "reissue_certificate",
+    "release_case_rows",
     "reopen_case",
     "respond_to_allocation",
     "review_intake",

@@ -387,6 +387,22 @@ def may_load_detached(session: Session) -> bool:
     return not any(key[0] is Case or key[0] is Deadline for key in session.identity_map.keys())  # noqa: SIM118
 
 
+def release_case_rows(session: Session) -> None:
+    """Let go of the cases and clocks a door read for its own checks or page, so the
+    step that follows is loaded and written on Core (:func:`may_load_detached`).
+
+    A web door reads the case first (to answer 404, or to know which form fields an
+    event has); the objects it read stay usable, detached, with what they held. Only
+    an unchanged session is released: a caller's pending change keeps its rows (the
+    step then runs on the unit of work, with them).
+    """
+    if session.new or session.dirty or session.deleted:
+        return
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Case | Deadline):
+            session.expunge(obj)
+
+
 def load_case_detached(
     session: Session,
     reference: str,

@@ -207,6 +207,9 @@ def post_event(
     """
     case = visible_case(session, user, reference, now=now, settings=settings)
     check_version(case, user, body.expected_version)
+    # The case read for the 404 stays with this door, detached: the step loads its own
+    # (on Core, without the unit of work), and the answer is drawn from what it wrote.
+    cases.release_case_rows(session)
     end_read(session)
     actor = actor_for(user, "api")
     try:

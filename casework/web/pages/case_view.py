@@ -451,6 +451,10 @@ def post_case_event(
                 expected_version=version,
             )
             return confirm_page(request, preview, form, done_url)
+        # The case this door read (for its 404 and its form's fields) stays here,
+        # detached: the step loads its own on Core, and the page after the redirect
+        # shows what it wrote.
+        cases.release_case_rows(session)
         recorded = cases.record_step(
             session,
             case.reference,
