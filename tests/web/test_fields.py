@@ -11,7 +11,7 @@ from casework.cases.effects import EVENTS
 from casework.cases.fields import EventField
 from casework.web import assets
 from casework.web.pages import common
-from casework.web.pages.fields import draw_fields
+from casework.web.pages.fields import draw_fields, draw_kept
 
 
 def _env(*, reload: bool) -> Environment:
@@ -63,3 +63,15 @@ def test_with_templates_reread_nothing_is_kept() -> None:
     env = _env(reload=True)
     event, fields = STEPS[0]
     assert draw_fields(env, event, fields) is not draw_fields(env, event, fields)
+
+
+@pytest.mark.parametrize(
+    "macro", ["note_fields", "call_fields", "message_fields", "adviser_fields"]
+)
+def test_the_case_pages_own_forms_are_drawn_empty_once_with_labels_tied(macro: str) -> None:
+    env = _env(reload=False)
+    html = str(draw_kept(env, "_case_forms.html", macro))
+    assert draw_kept(env, "_case_forms.html", macro) is draw_kept(env, "_case_forms.html", macro)
+    ids = set(re.findall(r' id="([^"]+)"', html))
+    assert ids and set(re.findall(r' for="([^"]+)"', html)) <= ids
+    assert "govuk-error-message" not in html and "checked" not in html.replace('"ias" checked', "")

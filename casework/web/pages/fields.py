@@ -38,3 +38,23 @@ def draw_fields(env: Environment, event: str, fields: tuple[EventField, ...]) ->
             with _lock:
                 _drawn[key] = drawn
     return drawn
+
+
+_kept: dict[tuple[Environment, str, str], Markup] = {}
+
+
+def draw_kept(env: Environment, template: str, macro: str) -> Markup:
+    """What ``macro`` of ``template`` draws with no arguments (a form's fields, empty).
+
+    Why: the case page's own forms (a note, a call, a message, the owner) are the same
+    on every case until one is sent back with its errors; drawn once, they cost nothing
+    after. Not kept while templates are re-read from disk (development).
+    """
+    key = (env, template, macro)
+    drawn = None if env.auto_reload else _kept.get(key)
+    if drawn is None:
+        drawn = Markup(getattr(env.get_template(template).module, macro)())
+        if not env.auto_reload:
+            with _lock:
+                _kept[key] = drawn
+    return drawn
