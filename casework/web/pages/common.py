@@ -30,6 +30,7 @@ from casework.config import Settings
 from casework.contacts import display_phone
 from casework.models import Case, Deadline, Role, User, UserSession
 from casework.web import assets
+from casework.web.pages.fields import draw_fields, draw_kept
 from casework.web.pages.labels import (
     CHOICE_LABELS,
     DEADLINE_LABELS,
@@ -113,6 +114,9 @@ _env.globals.update(
     # A fresh idempotency key for a form that must act once however often it is sent.
     new_form_key=lambda: secrets.token_urlsafe(16),
     role_words=role_words,
+    # A step's form fields drawn empty, kept once drawn (see pages/fields.py).
+    step_fields=lambda event, fields: draw_fields(_env, event, fields),
+    kept_fields=lambda template, macro: draw_kept(_env, template, macro),
 )
 
 

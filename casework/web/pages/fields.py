@@ -1,0 +1,60 @@
+"""The fields of each step's form, drawn once per step and kept.
+
+Why: the case page offers every step allowed now, each a form of a few fields, and
+drawing them through the field macros was most of the page's server time (about 30
+macro calls a page). A form shown empty is the same HTML for every case (its CSRF
+token and case version sit outside the fields), so it is drawn once per step by the
+very macros that draw a refused form again, and the page pastes it in: the markup
+and its accessibility stay exactly the macros'.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from jinja2 import Environment
+from markupsafe import Markup
+
+from casework.cases.fields import EventField
+
+_SOURCE = '{% from "macros.html" import event_fields %}{{ event_fields(event, fields) }}'
+
+_lock = threading.Lock()
+_drawn: dict[tuple[Environment, str, tuple[EventField, ...]], Markup] = {}
+
+
+def draw_fields(env: Environment, event: str, fields: tuple[EventField, ...]) -> Markup:
+    """The empty form fields of step ``event``, drawn on first use and kept after.
+
+    Kept per (environment, step, field declarations): the same step with other fields
+    is drawn on its own. With templates re-read from disk (development), nothing is
+    kept, so an edited macro shows at once.
+    """
+    key = (env, event, tuple(fields))
+    drawn = None if env.auto_reload else _drawn.get(key)
+    if drawn is None:
+        drawn = Markup(env.from_string(_SOURCE).render(event=event, fields=key[2]))
+        if not env.auto_reload:
+            with _lock:
+                _drawn[key] = drawn
+    return drawn
+
+
+_kept: dict[tuple[Environment, str, str], Markup] = {}
+
+
+def draw_kept(env: Environment, template: str, macro: str) -> Markup:
+    """What ``macro`` of ``template`` draws with no arguments (a form's fields, empty).
+
+    Why: the case page's own forms (a note, a call, a message, the owner) are the same
+    on every case until one is sent back with its errors; drawn once, they cost nothing
+    after. Not kept while templates are re-read from disk (development).
+    """
+    key = (env, template, macro)
+    drawn = None if env.auto_reload else _kept.get(key)
+    if drawn is None:
+        drawn = Markup(getattr(env.get_template(template).module, macro)())
+        if not env.auto_reload:
+            with _lock:
+                _kept[key] = drawn
+    return drawn
