@@ -406,7 +406,13 @@ class PlainSQL:
         self.settings = settings
         self.family_notices: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
         for rule in settings.notices.events:
-            if rule.recipient == "family" and rule.case_kind in (None, "mediation"):
+            # A rule with ``only_when`` (the meeting called off) never applies here: no
+            # case in this bench has a meeting arranged when it is declined.
+            if (
+                rule.recipient == "family"
+                and rule.case_kind in (None, "mediation")
+                and rule.only_when is None
+            ):
                 self.family_notices[rule.event] = (
                     *self.family_notices.get(rule.event, ()),
                     (rule.template, tuple(rule.channels)),
@@ -1298,7 +1304,7 @@ def main(argv: list[str] | None = None) -> int:
     notice_rules = [
         f"{r.event} -> {r.recipient} {'+'.join(r.channels)}"
         for r in settings.notices.events
-        if r.event in EVENTS and r.case_kind in (None, "mediation")
+        if r.event in EVENTS and r.case_kind in (None, "mediation") and r.only_when is None
     ]
     print(
         f"casework transitions bench: {args.cases:,} cases per path; event notices queued in the"
