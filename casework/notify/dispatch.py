@@ -109,10 +109,6 @@ CREDENTIAL_MAX_WAIT = dt.timedelta(minutes=15)
 # another try, so one bad notice cannot spin a sender.
 RELEASE_DELAY = dt.timedelta(seconds=30)
 FINISHED_DEADLINE = ("met", "cancelled")
-# The notices a withdrawal itself sends: the family's confirmation and the mediator's
-# cancellation of an arranged meeting. Every other event notice still queued when the
-# case is withdrawn is skipped (it would tell of a step that no longer matters).
-SENT_AFTER_WITHDRAWAL = frozenset({"withdrawal_confirmed", "meeting_cancelled_withdrawn_provider"})
 # The delivery event status of a send refused because the recipient opted out.
 OPTED_OUT = "opted_out"
 
@@ -855,10 +851,11 @@ def _deliver(
     elif (
         kind == "event"
         and row.case_state == "withdrawn"
-        and row.template not in SENT_AFTER_WITHDRAWAL
+        and (row.context or {}).get("event") != "withdraw"
     ):
         # e.g. a meeting confirmation held overnight for quiet hours, then the family
         # withdrew: telling them about a meeting that will not happen only confuses.
+        # The withdrawal's own notices (whatever the config's rules for it) still go.
         skip_reason = reason_text(NoticeReason.case_withdrawn, "the case was withdrawn")
     elif kind == "reminder" and row.deadline_status == "missed":
         skip_reason = reason_text(
