@@ -82,7 +82,12 @@ from casework.cases.intake import (
 )
 from casework.cases.messages import send_message
 from casework.cases.notes import add_note, log_call, notes_of
-from casework.cases.provider_view import ListedCase, provider_cases, provider_may_open
+from casework.cases.provider_view import (
+    ListedCase,
+    provider_case_ids,
+    provider_cases,
+    provider_may_open,
+)
 from casework.cases.reopen import reopen_case
 from casework.cases.search import CaseCriteria, FoundCase, FoundCases, find_cases
 from casework.cases.unit import release_case_rows
@@ -185,6 +190,7 @@ __all__ = [
     "parse_event_data",
     "possible_duplicates",
     "preview_event",
+    "provider_case_ids",
     "provider_cases",
     "provider_events",
     "provider_may_open",

@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy import case as sql_case
 from sqlmodel import Session, col
 
@@ -144,9 +144,8 @@ def notices_condition(
     """The notices a provider's staff may list: those sent to it, on cases it still lists
     (:func:`still_listed`: an ended case's notices leave with the case)."""
     address = select(col(Provider.email)).where(col(Provider.id) == provider_id)
-    held = select(col(Case.id)).where(provider_may_open(provider_id, now=now, settings=settings))
     return (
-        col(Notice.case_id).in_(held)
+        col(Notice.case_id).in_(provider_case_ids(provider_id, now=now, settings=settings))
         & (col(Notice.recipient_role) == "provider")
         & (col(Notice.to_address) == address.scalar_subquery())
     )
@@ -187,6 +186,12 @@ def provider_may_open(
         & col(Case.anonymised_at).is_(None)
         & still_listed(now, settings)
     )
+
+
+def provider_case_ids(provider_id: int, *, now: dt.datetime, settings: Settings) -> Select[Any]:
+    """The ids of the cases :func:`provider_may_open`: what a provider's rows of a child
+    table (its clocks, its notices) are limited to, so they leave with their case."""
+    return select(col(Case.id)).where(provider_may_open(provider_id, now=now, settings=settings))
 
 
 @dataclass

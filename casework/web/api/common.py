@@ -170,13 +170,6 @@ def is_provider(user: User) -> bool:
     return user.role == Role.provider
 
 
-def scoped(query: AnySelect, user: User) -> AnySelect:
-    """Provider staff see only their provider's cases; everyone else sees all."""
-    if is_provider(user):
-        return query.where(col(Case.provider_id) == user.provider_id)
-    return query
-
-
 def case_not_found(reference: str) -> cases.NotFound:
     return cases.NotFound(
         f"no case with reference {reference[:32]!r}; GET /api/v1/cases lists the cases this"
@@ -241,8 +234,3 @@ def page_of(
     )
     found = list(session.execute(rows.where(*conditions).limit(limit).offset(offset)).all())
     return found, total
-
-
-def of_provider_cases(case_id: Any, user: User) -> ColumnElement[bool]:
-    """Rows of a child table (by its ``case_id`` column) on the provider's cases."""
-    return col(case_id).in_(select(col(Case.id)).where(col(Case.provider_id) == user.provider_id))

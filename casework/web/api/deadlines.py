@@ -59,9 +59,7 @@ def list_deadlines(
     if is_provider(user):
         # The cases the provider may open: an ended case's clocks leave with it.
         assert user.provider_id is not None
-        held = select(col(Case.id)).where(
-            cases.provider_may_open(user.provider_id, now=now, settings=settings)
-        )
+        held = cases.provider_case_ids(user.provider_id, now=now, settings=settings)
         conditions.append(col(Deadline.case_id).in_(held))
     if due_before is not None:
         conditions.append(col(Deadline.due_date) < due_before)
