@@ -11,6 +11,7 @@ and its accessibility stay exactly the macros'.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from jinja2 import Environment
 from markupsafe import Markup
@@ -20,27 +21,34 @@ from casework.cases.fields import EventField
 _SOURCE = '{% from "macros.html" import event_fields %}{{ event_fields(event, fields) }}'
 
 _lock = threading.Lock()
-_drawn: dict[tuple[Environment, str, tuple[EventField, ...]], Markup] = {}
+_kept: dict[tuple[object, ...], Markup] = {}
+
+
+def _keep(env: Environment, key: tuple[object, ...], draw: Callable[[], str]) -> Markup:
+    """``draw()`` on first use of ``key``, kept after; never kept while templates are
+    re-read from disk (development), so an edited macro shows at once."""
+    if env.auto_reload:
+        return Markup(draw())
+    drawn = _kept.get(key)
+    if drawn is None:
+        drawn = Markup(draw())
+        with _lock:
+            _kept[key] = drawn
+    return drawn
 
 
 def draw_fields(env: Environment, event: str, fields: tuple[EventField, ...]) -> Markup:
     """The empty form fields of step ``event``, drawn on first use and kept after.
 
     Kept per (environment, step, field declarations): the same step with other fields
-    is drawn on its own. With templates re-read from disk (development), nothing is
-    kept, so an edited macro shows at once.
+    is drawn on its own.
     """
-    key = (env, event, tuple(fields))
-    drawn = None if env.auto_reload else _drawn.get(key)
-    if drawn is None:
-        drawn = Markup(env.from_string(_SOURCE).render(event=event, fields=key[2]))
-        if not env.auto_reload:
-            with _lock:
-                _drawn[key] = drawn
-    return drawn
-
-
-_kept: dict[tuple[Environment, str, str], Markup] = {}
+    declared = tuple(fields)
+    return _keep(
+        env,
+        (env, "step", event, declared),
+        lambda: env.from_string(_SOURCE).render(event=event, fields=declared),
+    )
 
 
 def draw_kept(env: Environment, template: str, macro: str) -> Markup:
@@ -48,13 +56,10 @@ def draw_kept(env: Environment, template: str, macro: str) -> Markup:
 
     Why: the case page's own forms (a note, a call, a message, the owner) are the same
     on every case until one is sent back with its errors; drawn once, they cost nothing
-    after. Not kept while templates are re-read from disk (development).
+    after.
     """
-    key = (env, template, macro)
-    drawn = None if env.auto_reload else _kept.get(key)
-    if drawn is None:
-        drawn = Markup(getattr(env.get_template(template).module, macro)())
-        if not env.auto_reload:
-            with _lock:
-                _kept[key] = drawn
-    return drawn
+    return _keep(
+        env,
+        (env, "macro", template, macro),
+        lambda: getattr(env.get_template(template).module, macro)(),
+    )
