@@ -295,7 +295,7 @@ def sweep(
     memo = _Memo(engine.dialect, now, settings, rules, settings.calendars.service)
     result = SweepResult()
     # One connection for every batch (each batch still its own transaction): a pool
-    # checkout, and on PostgreSQL its pre-ping, once a sweep rather than once a batch.
+    # checkout (and on PostgreSQL any idle ping) once a sweep rather than once a batch.
     with engine.connect().execution_options(claim=True) as conn:
         while True:
             with conn.begin():
