@@ -12,11 +12,13 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
+from typer.testing import CliRunner
 
 from casework import deadlines
 from casework.cases import Actor, sync_providers
@@ -151,3 +153,19 @@ def forget_cached_settings_and_engine() -> None:
         db._cached_engine(settings.resolved_database_url, settings.sql_echo).dispose()
     get_settings.cache_clear()
     db._cached_engine.cache_clear()
+
+
+@contextmanager
+def cli_on(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, actor: str = "alice.adviser"
+) -> Iterator[CliRunner]:
+    """A CLI runner on this test's database, acting as ``actor`` (the OS user a real
+    run would name), with the cached settings and engine dropped before and after."""
+    forget_cached_settings_and_engine()
+    monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
+    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
+    monkeypatch.setenv("CASEWORK_ACTOR", actor)
+    try:
+        yield CliRunner()
+    finally:
+        forget_cached_settings_and_engine()

@@ -21,7 +21,7 @@ from casework.cli import app
 from casework.config import Settings
 from casework.models import Case, CaseEvent, Notice
 from casework.notify.dispatch import dispatch
-from tests.conftest import ADVISER, at, forget_cached_settings_and_engine
+from tests.conftest import ADVISER, at, cli_on
 from tests.factories import create_case
 
 PRINTED = at("2026-12-01", "10:00")  # Tuesday
@@ -105,12 +105,8 @@ def test_refusals_in_words(engine: Engine, session: Session, settings: Settings)
 
 @pytest.fixture
 def runner(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    forget_cached_settings_and_engine()
-    monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
-    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
-    monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
-    yield CliRunner()
-    forget_cached_settings_and_engine()
+    with cli_on(database_url, monkeypatch) as cli:
+        yield cli
 
 
 def test_the_cli_lists_prints_and_marks_posted(

@@ -37,7 +37,7 @@ from casework.models import (
 from casework.reports.queries import BREAKDOWN_BY_KEY
 from casework.scheduler import configure
 from tests import caseload
-from tests.conftest import MANAGER, at, forget_cached_settings_and_engine
+from tests.conftest import MANAGER, at, cli_on
 from tests.factories import advance, create_case
 
 AT = at("2026-11-30", "12:00")
@@ -325,12 +325,8 @@ def test_the_reports_add_up_the_same_after_every_case_is_anonymised(
 
 @pytest.fixture
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    forget_cached_settings_and_engine()
-    monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
-    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
-    monkeypatch.setenv("CASEWORK_ACTOR", "olu.operator")
-    yield CliRunner()
-    forget_cached_settings_and_engine()
+    with cli_on(database_url, monkeypatch, actor="olu.operator") as runner:
+        yield runner
 
 
 def _run(runner: CliRunner, *args: str, expect: int = 0) -> Result:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from casework import auth, cases
 from casework.cli import app as cli_app
 from casework.models import Notice, User
-from tests.conftest import forget_cached_settings_and_engine
+from tests.conftest import cli_on
 from tests.web.conftest import Web, make_case, reload
 
 NOW = dt.datetime(2026, 11, 12, 10, 0, tzinfo=dt.UTC)
@@ -30,12 +30,8 @@ CANCELLED = {
 
 @pytest.fixture
 def cli(web: Web, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    forget_cached_settings_and_engine()
-    monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
-    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
-    monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
-    yield CliRunner()
-    forget_cached_settings_and_engine()
+    with cli_on(database_url, monkeypatch) as runner:
+        yield runner
 
 
 def _with_meeting(web: Web, *, schedule: bool = True) -> str:
