@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -126,11 +127,10 @@ def test_the_renderer_makes_a_tagged_pdf_and_fetches_nothing(
         render_html("missing.html", {})
 
 
-@pytest.mark.parametrize("kind", sorted(DocumentKind))
-def test_a_provider_reads_exactly_the_listed_kinds_of_its_own_cases(
-    session: Session, settings: Settings, kind: str
-) -> None:
-    """Confidential by listing: one case per kind, allocated to Solution Talk."""
+def _allocated_to_solution_talk(
+    session: Session, settings: Settings, channel: str
+) -> tuple[Any, cases.Actor]:
+    """A new case allocated to Solution Talk, and one of its staff acting by ``channel``."""
     case = create_case(session, settings)
     cases.advance(
         session, case.reference, "advise", now=at("2026-11-10"), actor=ADVISER, settings=settings
@@ -139,9 +139,18 @@ def test_a_provider_reads_exactly_the_listed_kinds_of_its_own_cases(
     own = cases.Actor(
         id="user:kim@solution-talk.example.org",
         role="provider",
-        channel="portal",
+        channel=channel,
         provider_id=cases.find_provider(session, "solution-talk").id,
     )
+    return case, own
+
+
+@pytest.mark.parametrize("kind", sorted(DocumentKind))
+def test_a_provider_reads_exactly_the_listed_kinds_of_its_own_cases(
+    session: Session, settings: Settings, kind: str
+) -> None:
+    """Confidential by listing: one case per kind, allocated to Solution Talk."""
+    case, own = _allocated_to_solution_talk(session, settings, "portal")
     doc = _store(session, settings, case, kind, b"bytes")
     listed = kind in DOCUMENT_KINDS
     assert listed == (kind in ("certificate_mediation_held", "meeting_invitation"))
@@ -167,17 +176,7 @@ def test_a_provider_downloads_nothing_of_a_case_it_may_no_longer_open(
     tell), its provider's own kind of document reads like one that does not exist."""
     import datetime as dt
 
-    case = create_case(session, settings)
-    cases.advance(
-        session, case.reference, "advise", now=at("2026-11-10"), actor=ADVISER, settings=settings
-    )
-    allocate_to(session, case.reference, "solution-talk", now=at("2026-11-10"), settings=settings)
-    own = cases.Actor(
-        id="user:kim@solution-talk.example.org",
-        role="provider",
-        channel="api",
-        provider_id=cases.find_provider(session, "solution-talk").id,
-    )
+    case, own = _allocated_to_solution_talk(session, settings, "api")
     doc = _store(session, settings, case, "meeting_invitation", b"bytes")
     ended = at("2026-11-21")
     cases.advance(
