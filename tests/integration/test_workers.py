@@ -325,6 +325,7 @@ def test_dispatchers_killed_mid_send_lose_nothing_and_duplicate_at_most_what_was
 
 CONNECTION_KILL_CASES = 150
 CONNECTION_KILLS = 10
+KILL_TEST_PROVIDER_DELAY = 0.08  # seconds per provider call
 SHORT_LEASE = 5.0  # seconds: real time passes in this test, so keep the wait short
 RECLAIM_GRACE = 2.0  # one reclaim poll of the worker plus one sample of this test
 
@@ -340,8 +341,11 @@ def test_killed_database_connections_lose_nothing_and_hold_nothing_past_the_leas
         pytest.skip("pg_terminate_backend is PostgreSQL's")
     sendgrid, twilio = fakes
     open_cases(session, settings, CONNECTION_KILL_CASES)
+    # Each provider call takes 80 ms, so 300 notices on the worker's 4 sender threads need at
+    # least 6 s: about twice the 2-3 s this test takes to kill connections ten times. At
+    # 10 ms the worker once finished all its work before the tenth kill.
     for fake in fakes:
-        fake.delay_next(0.01, count=100_000)
+        fake.delay_next(KILL_TEST_PROVIDER_DELAY, count=100_000)
     app_name = f"casework-killtest-{os.getpid()}"
     env = worker_env(f"{database_url}&application_name={app_name}", sendgrid, twilio)
     env["CASEWORK_DISPATCH_LEASE_SECONDS"] = str(SHORT_LEASE)
@@ -383,7 +387,9 @@ def test_killed_database_connections_lose_nothing_and_hold_nothing_past_the_leas
         f"{2 * CONNECTION_KILL_CASES} notices, {duplicates} duplicates, longest hold "
         f"{longest_hold:.1f} s (lease {SHORT_LEASE:g} s); worker: {totals}"
     )
-    assert kills == CONNECTION_KILLS and terminated > 0
+    assert kills == CONNECTION_KILLS and terminated > 0, (
+        f"the worker finished after {kills} of {CONNECTION_KILLS} kills: slow the fakes further"
+    )
     assert counts == Counter({NoticeStatus.sent: 2 * CONNECTION_KILL_CASES}), counts
     assert len(accepted) == 2 * CONNECTION_KILL_CASES  # nothing lost
     assert longest_hold <= SHORT_LEASE + RECLAIM_GRACE, longest_hold
