@@ -60,24 +60,35 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, inspect, select
 from sqlmodel import Session, col
 
+from casework import driver
 from casework.models import Case, CaseEvent, OpsEvent, StaffEvent
 
 # The last row of each case's chain, for many cases in one statement.
 _CHAIN_ENDS_CHUNK = 500
-_LOCKED_CHAIN_ENDS = (
-    select(
-        col(Case.id),
-        select(col(CaseEvent.hash))
-        .where(col(CaseEvent.case_id) == col(Case.id))
-        .order_by(col(CaseEvent.id).desc())
-        .limit(1)
-        .correlate(Case)
-        .scalar_subquery(),
+
+
+def _locked_chain_ends(cases: Any) -> Any:
+    """The case ids ``cases`` picks and each one's last hash, the case rows locked."""
+    return (
+        select(
+            col(Case.id),
+            select(col(CaseEvent.hash))
+            .where(col(CaseEvent.case_id) == col(Case.id))
+            .order_by(col(CaseEvent.id).desc())
+            .limit(1)
+            .correlate(Case)
+            .scalar_subquery(),
+        )
+        .where(cases)
+        .order_by(col(Case.id))
+        .with_for_update(of=Case)
     )
-    .where(col(Case.id).in_(bindparam("case_ids", expanding=True)))
-    .order_by(col(Case.id))
-    .with_for_update(of=Case)
-)
+
+
+_LOCKED_CHAIN_ENDS = _locked_chain_ends(col(Case.id).in_(bindparam("case_ids", expanding=True)))
+# The same for one case (a transition's): no expanding list, so its text is fixed and it
+# runs on the driver's cursor (:mod:`casework.driver`).
+_LOCKED_CHAIN_END = _locked_chain_ends(col(Case.id) == bindparam("case_id"))
 
 
 def row_digest(
@@ -368,6 +379,10 @@ def _chain_ends(connection: Connection, case_ids: Iterable[int]) -> dict[int, st
     """
     ids = sorted(set(case_ids))
     ends: dict[int, str] = dict.fromkeys(ids, "")
+    if len(ids) == 1:
+        for case_id, digest in driver.rows(connection, _LOCKED_CHAIN_END, {"case_id": ids[0]}):
+            ends[case_id] = digest or ""
+        return ends
     for start in range(0, len(ids), _CHAIN_ENDS_CHUNK):
         chunk = ids[start : start + _CHAIN_ENDS_CHUNK]
         for case_id, digest in connection.execute(_LOCKED_CHAIN_ENDS, {"case_ids": chunk}):

@@ -22,14 +22,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, bindparam, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from casework import deadlines as dl
-from casework import letters
+from casework import driver, letters
 from casework.config import EventNoticeRule, ReminderRule, Settings
 from casework.contacts import is_mobile
 from casework.models import FamilyLink, Notice, NoticeStatus
@@ -470,12 +470,57 @@ def insert_notices(bind: Session | Connection, rows: Iterable[dict[str, Any]]) -
         if bind.autoflush:
             bind.flush()
         bind = bind.connection()
-    if bind.dialect.name == "postgresql" and len(rows) > 1:
-        columns = tuple(rows[0])
-        if all(len(row) == len(columns) and row.keys() == rows[0].keys() for row in rows):
-            return _insert_notices_unnest(bind, columns, rows)
+    columns = tuple(rows[0])
+    uniform = all(len(row) == len(columns) and row.keys() == rows[0].keys() for row in rows)
+    if uniform and len(rows) <= FEW_NOTICES and bind.dialect.name in ("postgresql", "sqlite"):
+        return _insert_few(bind, columns, rows)
+    if bind.dialect.name == "postgresql" and len(rows) > 1 and uniform:
+        return _insert_notices_unnest(bind, columns, rows)
     result = bind.execute(_insert_notices(bind.dialect.name), rows)
     return list(result.fetchall())
+
+
+# Up to this many notices (a transition's, a reply's) are one statement compiled once per
+# row count and run on the driver's cursor (:mod:`casework.driver`).
+FEW_NOTICES = 8
+
+
+class NoticeRow(NamedTuple):
+    id: int
+    status: str
+    template: str
+
+
+def _insert_few(
+    conn: Connection, columns: tuple[str, ...], rows: list[dict[str, Any]]
+) -> list[Any]:
+    """A few notices in one INSERT: on PostgreSQL the unnest statement (one text whatever
+    the count), elsewhere one multi-row VALUES per row count."""
+    if conn.dialect.name == "postgresql":
+        dumps = conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        stmt = _unnest_insert(columns)
+        params = {
+            f"a_{name}": [(dumps(row[name]) if name == "context" else row[name]) for row in rows]
+            for name in columns
+        }
+    else:
+        stmt = _insert_rows(conn.dialect.name, columns, len(rows))
+        params = {f"{name}_{i}": row[name] for i, row in enumerate(rows) for name in columns}
+    return [NoticeRow(*row) for row in driver.rows(conn, stmt, params)]
+
+
+@lru_cache(maxsize=32)
+def _insert_rows(dialect: str, columns: tuple[str, ...], count: int) -> Any:
+    """INSERT of ``count`` notices as one multi-row VALUES (skipping keys already queued)."""
+    table = Notice.__table__  # type: ignore[attr-defined]
+    values = [
+        {name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in columns}
+        for i in range(count)
+    ]
+    stmt = sqlite.insert(table).values(values)
+    return stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
+        table.c.id, table.c.status, table.c.template
+    )
 
 
 def _insert_notices_unnest(

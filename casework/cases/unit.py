@@ -19,11 +19,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, event, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
 
-from casework import audit
+from casework import audit, driver
 from casework import deadlines as dl
 from casework.cases.context import Actor, TransitionContext
 from casework.cases.errors import Conflict, NotFound, ValidationFailed
@@ -371,12 +370,15 @@ _MANAGERS: dict[Any, Any] = {
 
 def _detached(cls: Any, keys: tuple[str, ...], values: Any) -> Any:
     """An object as the ORM would load it (its columns set, no history), but in no
-    session: ``make_transient_to_detached`` gives it its identity, so changes to it are
-    tracked as changes to a stored row (:func:`write_detached_step` writes them, or the
-    session does once it is added back)."""
+    session: it is given its identity (what ``make_transient_to_detached`` does), so
+    changes to it are tracked as changes to a stored row (:func:`write_detached_step`
+    writes them, or the session does once it is added back)."""
     obj = _MANAGERS[cls].new_instance()
-    obj.__dict__.update(zip(keys, values, strict=True))
-    make_transient_to_detached(obj)
+    state = obj.__dict__
+    state.update(zip(keys, values, strict=True))
+    # What make_transient_to_detached does for a fresh object whose every column is
+    # set (no history to commit, nothing to expire): give it its identity key.
+    obj._sa_instance_state.key = (cls, (state["id"],), None)
     return obj
 
 
@@ -421,7 +423,7 @@ def load_case_detached(
         params["who"], prefix = certificate_for
         params["number_like"] = prefix + "%"
     shape = _core_case_with_clocks(chain_end, certificate_for is not None)
-    rows = session.connection().execute(shape.stmt, params).all()
+    rows = driver.rows(session.connection(), shape.stmt, params)
     if not rows:
         raise not_found(reference)
     first = rows[0]
@@ -567,8 +569,21 @@ class Clocks:
 _CASES: Any = Case.__table__  # type: ignore[attr-defined]
 _DEADLINES: Any = Deadline.__table__  # type: ignore[attr-defined]
 _EVENTS: Any = CaseEvent.__table__  # type: ignore[attr-defined]
-_INSERT_EVENT = _EVENTS.insert()
-_INSERT_DEADLINE = _DEADLINES.insert().returning(_DEADLINES.c.id)
+
+
+def _insert_all_columns(table: Any) -> Any:
+    """An INSERT naming every column but the id, for rows that give them all (the
+    driver runs one text per statement, see :mod:`casework.driver`). None is written
+    as NULL, as leaving the column out would: none of these has a server default."""
+    columns = [c for c in table.c if not c.primary_key]
+    assert not any(c.server_default is not None for c in columns), table.name
+    return table.insert().values({c.name: bindparam(c.name, type_=c.type) for c in columns})
+
+
+_INSERT_EVENT = _insert_all_columns(_EVENTS)
+_INSERT_DEADLINE = _insert_all_columns(_DEADLINES).returning(_DEADLINES.c.id)
+_EVENT_COLUMNS = tuple(c.name for c in _EVENTS.c if not c.primary_key)
+_DEADLINE_COLUMNS = tuple(c.name for c in _DEADLINES.c if not c.primary_key)
 
 
 @lru_cache(maxsize=512)
@@ -597,8 +612,10 @@ def _changed(obj: Any) -> tuple[str, ...]:
     return tuple(sorted(k for k in sa_inspect(obj).committed_state if k != "version"))
 
 
-def _columns(obj: Any, table: Any) -> dict[str, Any]:
-    return {c.name: getattr(obj, c.name) for c in table.c if getattr(obj, c.name) is not None}
+def _columns(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """A new row's values for an INSERT of every column (a column never set is None)."""
+    values = obj.__dict__
+    return {name: values.get(name) for name in names}
 
 
 def write_step(
@@ -648,22 +665,26 @@ def write_step(
     columns = _changed(case)
     params = {f"v_{name}": getattr(case, name) for name in columns}
     params.update(v_version=loaded_version + 1, w_id=case.id, w_version=loaded_version)
-    if conn.execute(_update_case(columns), params).rowcount != 1:
+    if driver.rowcount(conn, _update_case(columns), params) != 1:
         raise StaleDataError(f"{case.reference} changed since it was read")
     audit_rows.sort(key=lambda o: sa_inspect(o).insert_order)
     audit_rows += clocks.audit_rows  # a detached step's own, made after any above
-    rows = [_columns(o, _EVENTS) for o in audit_rows]
+    rows = [_columns(o, _EVENT_COLUMNS) for o in audit_rows]
     known = {case.id: chain_end} if chain_end is not None and case.id is not None else None
     audit.seal_rows(conn, rows, known)
-    if rows:
-        conn.execute(_INSERT_EVENT, rows)
+    if len(rows) == 1:
+        driver.execute(conn, _INSERT_EVENT, rows[0]).close()
+    elif rows:
+        driver.execute_many(conn, _INSERT_EVENT, rows)
     for deadline in changed_clocks:
         names = _changed(deadline)
         if names:
             values = {f"v_{name}": getattr(deadline, name) for name in names}
-            conn.execute(_update_deadline(names), {"w_id": deadline.id, **values})
+            driver.rowcount(conn, _update_deadline(names), {"w_id": deadline.id, **values})
     for deadline in clocks.opened:
-        deadline.id = conn.execute(_INSERT_DEADLINE, _columns(deadline, _DEADLINES)).scalar_one()
+        cursor = driver.execute(conn, _INSERT_DEADLINE, _columns(deadline, _DEADLINE_COLUMNS))
+        deadline.id = cursor.fetchone()[0]
+        cursor.close()
     for obj, row in zip(audit_rows, rows, strict=True):
         obj.hash = row["hash"]
     for obj in [case, *changed_clocks] if changed is None else []:

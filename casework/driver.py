@@ -1,0 +1,186 @@
+"""Statements compiled once per process and database, run on the driver's own cursor.
+
+Why: on a transition's hot path SQLAlchemy's per-statement work (a cache key built
+from the statement on every execution, an execution context, parameter and result
+processing through generic machinery) cost more than the database did. A statement
+here is compiled once per dialect; its bind and result processors are SQLAlchemy's
+own (so values are stored and read exactly as the ORM stores and reads them), and
+executing it is a cursor call with the parameters already in order.
+
+What stays the same as a SQLAlchemy execution: the statement runs on the
+connection's current transaction; the engine's ``before_cursor_execute`` and
+``after_cursor_execute`` listeners see it (the statement counts in the tests and
+benches stay honest); a driver error is raised as SQLAlchemy's (an IntegrityError, an
+OperationalError for a locked SQLite database, a disconnect invalidating the
+connection), through the connection's own handling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql.elements import BindParameter
+
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    """One statement's text for one dialect, with how to bind and read its values."""
+
+    sql: str
+    positional: bool
+    # Per parameter, in the order the text names them: its name, the value it has when
+    # the caller gives none (a LIMIT's), whether the caller must give it, its processor.
+    names: tuple[str, ...]
+    defaults: tuple[Any, ...]
+    required: tuple[bool, ...]
+    binds: tuple[_Processor, ...]
+    # Result columns needing processing, as (index, processor).
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    statement: Any  # kept so the id the cache is keyed by is never reused
+
+    def arguments(self, params: Mapping[str, Any]) -> Any:
+        """The parameters as the driver takes them: processed, in order (or by name)."""
+        values = []
+        for name, default, required, process in zip(
+            self.names, self.defaults, self.required, self.binds, strict=True
+        ):
+            value = params[name] if required or name in params else default
+            values.append(process(value) if process is not None else value)
+        if self.positional:
+            return tuple(values)
+        return dict(zip(self.names, values, strict=True))
+
+    def process(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        if not self.results:
+            return tuple(row)
+        out = list(row)
+        for index, process in self.results:
+            value = out[index]
+            if value is not None:
+                out[index] = process(value)
+        return tuple(out)
+
+
+_CACHE: dict[tuple[int, str], Compiled] = {}
+
+
+def compiled(statement: Any, dialect: Dialect) -> Compiled:
+    """``statement`` compiled for ``dialect``, once per process (keyed by the object:
+    only statements built once, at import or in an ``lru_cache``, belong here)."""
+    key = (id(statement), dialect.name)
+    found = _CACHE.get(key)
+    if found is not None and found.statement is statement:
+        return found
+    result = _compile(statement, dialect)
+    _CACHE[key] = result
+    return result
+
+
+def _compile(statement: Any, dialect: Dialect) -> Compiled:
+    sql_compiled: Any = statement.compile(dialect=dialect)
+    sql = sql_compiled.string
+    if "POSTCOMPILE" in sql:
+        raise ValueError("statements with expanding or literal-execute parameters are not run here")
+    by_name: dict[str, BindParameter[Any]] = {
+        name: bind for bind, name in sql_compiled.bind_names.items()
+    }
+    positional = bool(sql_compiled.positional)
+    order: list[str] = (
+        list(sql_compiled.positiontup) if positional else list(dict.fromkeys(by_name))
+    )
+    processors = sql_compiled._bind_processors
+    names, defaults, required, binds = [], [], [], []
+    for name in order:
+        bind = by_name[name]
+        names.append(name)
+        given_later = bind.required or (bind.value is None and bind.callable is None)
+        required.append(bool(given_later))
+        defaults.append(None if given_later else bind.effective_value)
+        binds.append(processors.get(name))
+    results: list[tuple[int, Callable[[Any], Any]]] = []
+    # A SELECT's columns, or what an INSERT ... RETURNING returns.
+    columns: Any = getattr(statement, "selected_columns", None) or getattr(
+        statement, "_returning", None
+    )
+    for index, column in enumerate(columns or ()):
+        process = column.type._cached_result_processor(dialect, None)
+        if process is not None:
+            results.append((index, process))
+    return Compiled(
+        sql,
+        positional,
+        tuple(names),
+        tuple(defaults),
+        tuple(required),
+        tuple(binds),
+        tuple(results),
+        statement,
+    )
+
+
+def execute(conn: Connection, statement: Any, params: Mapping[str, Any] | None = None) -> Any:
+    """Run ``statement`` on ``conn``'s transaction; returns the driver's cursor (the
+    caller fetches from it and closes it, see :func:`rows` and :func:`rowcount`)."""
+    prepared = compiled(statement, conn.dialect)
+    args = prepared.arguments(params or {})
+    sql = prepared.sql
+    cursor = conn.connection.cursor()
+    listened = conn._has_events or conn.engine._has_events
+    if listened:
+        for before in conn.dispatch.before_cursor_execute:
+            sql, args = before(conn, cursor, sql, args, None, False)
+    try:
+        cursor.execute(sql, args)
+    except BaseException as error:
+        cursor.close()
+        conn._handle_dbapi_exception(error, sql, args, cursor, None)
+    if listened:
+        for after in conn.dispatch.after_cursor_execute:
+            after(conn, cursor, sql, args, None, False)
+    return cursor
+
+
+def execute_many(conn: Connection, statement: Any, params: Sequence[Mapping[str, Any]]) -> None:
+    """Run ``statement`` once per parameter set, as one ``executemany`` (no results)."""
+    prepared = compiled(statement, conn.dialect)
+    args = [prepared.arguments(p) for p in params]
+    sql = prepared.sql
+    cursor = conn.connection.cursor()
+    listened = conn._has_events or conn.engine._has_events
+    if listened:
+        for before in conn.dispatch.before_cursor_execute:
+            sql, args = before(conn, cursor, sql, args, None, True)
+    try:
+        cursor.executemany(sql, args)
+    except BaseException as error:
+        cursor.close()
+        conn._handle_dbapi_exception(error, sql, args, cursor, None)
+    if listened:
+        for after in conn.dispatch.after_cursor_execute:
+            after(conn, cursor, sql, args, None, True)
+    cursor.close()
+
+
+def rows(conn: Connection, statement: Any, params: Mapping[str, Any] | None = None) -> list[Any]:
+    """Every row ``statement`` returns, its values as SQLAlchemy would give them."""
+    prepared = compiled(statement, conn.dialect)
+    cursor = execute(conn, statement, params)
+    try:
+        return [prepared.process(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def rowcount(conn: Connection, statement: Any, params: Mapping[str, Any] | None = None) -> int:
+    """How many rows an UPDATE or DELETE matched."""
+    cursor = execute(conn, statement, params)
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
