@@ -236,7 +236,7 @@ def _apply(
         raise describe_refusal(case, event, actor)
     check_may_record(spec, actor, case)
     if actor.is_provider:
-        check_provider_accepted(session, case)
+        check_provider_accepted(session, case, loaded.provider_accepted)
     today = dl.local_date(now)
     from_state = case.state
     # The flow's table (read from its machine once per process) and the machine's own

@@ -828,10 +828,18 @@ def provider_events(kind: CaseKind | str | None = None) -> tuple[str, ...]:
     )
 
 
-def check_provider_accepted(session: Session, case: Case) -> None:
-    """Provider staff record steps only on a case their provider has accepted."""
-    allocation = live_allocation(session, case)
-    if allocation is None or allocation.status != AllocationStatus.accepted:
+def check_provider_accepted(session: Session, case: Case, accepted: bool | None = None) -> None:
+    """Provider staff record steps only on a case their provider has accepted.
+
+    ``accepted``: whether the case's provider holds an accepted allocation of it, read
+    with the case in this transaction (None: its live allocation is read here). The
+    same fact: a case has one live (offered or accepted) allocation at a time, and it
+    is the allocation of the case's provider (allocating again ends the earlier one).
+    """
+    if accepted is None:
+        allocation = live_allocation(session, case)
+        accepted = allocation is not None and allocation.status == AllocationStatus.accepted
+    if not accepted:
         raise TransitionRefused(
             f"Accept the allocation of {case.reference} before recording anything on it."
         )

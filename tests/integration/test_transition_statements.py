@@ -8,7 +8,10 @@ clocks (1; on SQLite with the audit chain's end), the notices (1), the version-c
 UPDATE of the case (1), the chain's end for the audit row (PostgreSQL only, 1: read
 after the case row is locked), the audit row (1), the clocks met (1) and opened (1);
 a certificate adds its document row (1) and, on SQLite, the read that rendered its PDF
-with no transaction open (1).
+with no transaction open (1). A provider's step through the portal checks its provider
+has accepted the case from the same first read (no read of the allocation of its own),
+so scheduling a meeting, which reads the invitation's earlier versions and stores the
+next, stays within the bound too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from casework.cases.unit import load_case_with_clocks
 from casework.config import Settings
 from tests.conftest import ADVISER, at
 from tests.factories import advance, allocate_to, create_case
+from tests.web.conftest import Web, make_case, reload
+
+# The web app's fixture (under its own name here): the portal door's step is counted too.
+from tests.web.conftest import web as portal_web  # noqa: F401
 
 MAX_STATEMENTS = 8
 # A step that makes a document (the certificate) is held to the same bound: its PDF is
@@ -217,3 +224,43 @@ def test_a_step_in_a_fresh_session_is_read_and_written_on_core(
         ).one()
     assert (state, version, moved.version) == ("advised", 2, 2)
     assert _events(engine, case.id) == events_before + 1
+
+
+def test_the_portal_schedules_a_meeting_within_the_bound(
+    engine: Engine,
+    portal_web: Web,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The provider's schedule_meeting through the portal: the step reads the case with
+    the provider's accepted allocation and stores the meeting invitation (a document
+    the family's and the provider's emails carry), still within 8 statements and one
+    commit."""
+    case = make_case(portal_web, provider="solution-talk", accepted=True, mediating=True)
+    counted: list[Counted] = []
+    real_step = cases.record_step
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        with counting(engine) as seen:
+            try:
+                return real_step(*args, **kwargs)
+            finally:
+                counted.append(seen)
+
+    monkeypatch.setattr(cases, "record_step", step)
+    response = portal_web.browser("provider_a").post(
+        f"/portal/cases/{case.reference}/events/schedule_meeting",
+        {
+            "version": str(case.version),
+            "meeting_on-day": "12",
+            "meeting_on-month": "11",
+            "meeting_on-year": "2026",
+            "meeting_time": "10:00",
+        },
+    )
+    assert response.status_code == 303, response.text
+    [seen] = counted
+    assert seen.commits == 1
+    assert len(seen.statements) <= MAX_STATEMENTS, [s[:90] for s in seen.statements]
+    assert any(s.startswith("INSERT INTO documents") for s in seen.statements)
+    after = reload(portal_web, case.reference)
+    assert after.meeting_on is not None and after.version == case.version + 1
