@@ -548,7 +548,8 @@ class PlainSQL:
             certificate = name == "issue_certificate"
             prefix = certificates.number_prefix(now)
             if certificate:
-                cur.execute(self.sql["select_case_certificate"], (prefix + "%", reference))
+                upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)  # the year's numbers, as a range
+                cur.execute(self.sql["select_case_certificate"], (prefix, upper, reference))
             else:
                 cur.execute(self.sql["select_case"], (reference,))
             row = cur.fetchone()
@@ -721,7 +722,8 @@ _PLAIN_SQL = {
     "select_case_certificate": (
         "SELECT c.id, c.state, c.version, c.decision_date, c.provider_id,"
         " p.name, p.phone, p.email, c.child_name, c.decision_type,"
-        " (SELECT d.certificate_number FROM documents d WHERE d.certificate_number LIKE ?"
+        " (SELECT d.certificate_number FROM documents d"
+        " WHERE d.certificate_number >= ? AND d.certificate_number < ?"
         " ORDER BY d.certificate_number DESC LIMIT 1)"
         " FROM cases c LEFT JOIN people p ON p.case_id = c.id AND p.role = 'family'"
         " WHERE c.reference = ?"

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.sql.elements import BindParameter
 
@@ -68,6 +68,16 @@ class Compiled:
 
 
 _CACHE: dict[tuple[int, str], Compiled] = {}
+
+
+def insert_every_column(table: Any) -> Any:
+    """An INSERT naming every column but the id: one text per statement, for rows that
+    give every value. None is written as NULL, as leaving the column out would: a
+    table with a server default (which leaving it out would use) is refused here."""
+    columns = [c for c in table.c if not c.primary_key]
+    if any(c.server_default is not None for c in columns):
+        raise ValueError(f"{table.name} has server defaults: leave those columns out instead")
+    return table.insert().values({c.name: bindparam(c.name, type_=c.type) for c in columns})
 
 
 def compiled(statement: Any, dialect: Dialect) -> Compiled:

@@ -19,16 +19,17 @@ import hashlib
 import re
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlmodel import Session, col
 
+from casework import driver
 from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.detail import DocumentInfo
 from casework.cases.errors import NotFound, ValidationFailed
 from casework.cases.provider_view import DOCUMENT_KINDS, provider_may_open
-from casework.cases.unit import audit_event, load_case, require_aware
+from casework.cases.unit import audit_event, load_case, new_row, require_aware
 from casework.config import Settings
 from casework.models import Case, Document, DocumentKind
 
@@ -135,18 +136,21 @@ def store_document(
     }
     # A Core statement built once, on the session's connection: building an ORM insert
     # with the values inlined cost more than the round trip (its cache key covers them).
-    new_id = session.connection().execute(_INSERT_DOCUMENT, values).scalar_one()
+    cursor = driver.execute(session.connection(), _INSERT_DOCUMENT, values)
+    new_id = cursor.fetchone()[0]
+    cursor.close()
     if previous is not None:
         previous.superseded_by = new_id
-    # The row as written, attached to the session without reading it back.
-    document = Document(id=new_id, **values)
+    # The row as written (its values checked above), attached to the session without
+    # reading it back.
+    document = new_row(Document, id=new_id, **values)
     make_transient_to_detached(document)
     session.add(document)
     return document
 
 
 _DOCUMENTS: Any = Document.__table__  # type: ignore[attr-defined]
-_INSERT_DOCUMENT = insert(_DOCUMENTS).returning(_DOCUMENTS.c.id)
+_INSERT_DOCUMENT = driver.insert_every_column(_DOCUMENTS).returning(_DOCUMENTS.c.id)
 
 
 def _visible(actor: Actor, kind: str) -> bool:
