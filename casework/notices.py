@@ -24,7 +24,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, insert, select, text
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -177,6 +177,9 @@ class NoticeReason(StrEnum):
     case_withdrawn = "case_withdrawn"
     contact_changed = "contact_changed"
     anonymised = "anonymised"  # retention or an erasure removed the family's details
+    # A later step called off or moved the meeting the notice was about.
+    meeting_cancelled = "meeting_cancelled"
+    meeting_rearranged = "meeting_rearranged"
     # Failed: the provider or the network said no.
     number_invalid = "number_invalid"
     not_a_mobile = "not_a_mobile"
@@ -198,6 +201,77 @@ def reason_of(last_error: str) -> NoticeReason | None:
     """The code a stored ``last_error`` starts with, or None (a retry's transient note)."""
     head = (last_error or "").split(":", 1)[0].strip()
     return NoticeReason(head) if head in NoticeReason.__members__ else None
+
+
+# --- Notices a later step makes untrue ---------------------------------------------------
+
+# What a notice "about the arranged meeting" is, in one place: a notice the scheduling
+# step queued (the confirmation and the calendar REQUEST, to the family and to the
+# provider) or a reminder the sweep queued of the meeting's own clock. Read from what
+# the notice says it is about (its context), not from the config's template names, so
+# a meeting notice added to the config is covered without anyone remembering to.
+MEETING_EVENT = "schedule_meeting"
+MEETING_CLOCK = "scheduled_meeting"
+# Not yet out of the building: waiting, claimed by a dispatcher that has not handed it
+# to SendGrid or Twilio (no provider id), or a letter printed but not yet posted.
+_UNSENT = (NoticeStatus.queued, NoticeStatus.sending, NoticeStatus.to_post)
+
+
+def about_the_meeting(context: dict[str, Any] | None) -> bool:
+    """Whether a notice with this context is about the case's arranged meeting (as
+    :func:`_about_the_meeting` says in SQL): the dispatcher asks it before sending."""
+    context = context or {}
+    if context.get("notice_kind", "event") == "event":
+        return context.get("event") == MEETING_EVENT
+    return context.get("deadline_kind") == MEETING_CLOCK
+
+
+def _about_the_meeting() -> Any:
+    table = Notice.__table__  # type: ignore[attr-defined]
+    context = table.c.context
+    return or_(
+        and_(
+            context["notice_kind"].as_string() == "event",
+            context["event"].as_string() == MEETING_EVENT,
+        ),
+        context["deadline_kind"].as_string() == MEETING_CLOCK,
+    )
+
+
+@lru_cache(maxsize=1)
+def _skip_meeting_notices() -> Any:
+    """The one UPDATE a step that cancels or moves a meeting adds (built once)."""
+    table = Notice.__table__  # type: ignore[attr-defined]
+    return (
+        update(table)
+        .where(
+            table.c.case_id == bindparam("w_case_id"),
+            table.c.status.in_([str(s) for s in _UNSENT]),
+            table.c.provider_message_id.is_(None),
+            _about_the_meeting(),
+        )
+        .values(status=NoticeStatus.skipped, last_error=bindparam("v_reason"))
+    )
+
+
+def skip_meeting_notices(
+    bind: Session | Connection, case_id: int, reason: NoticeReason, detail: str
+) -> int:
+    """Mark the case's unsent notices about its arranged meeting skipped, with why.
+
+    Called, in the step's transaction, by the step that calls the meeting off or moves
+    it (:mod:`casework.cases.meeting_invitations`), before it queues its own notices:
+    a family told "your meeting is confirmed for Tuesday" after being told it was
+    cancelled would act on the wrong one. A notice a dispatcher has claimed is marked
+    too: the dispatcher reads its row again just before sending one about a meeting
+    and sends nothing once it is no longer its own. Notices already sent, and the
+    cancellation's own, are untouched. Returns how many were marked.
+    """
+    conn = bind.connection() if isinstance(bind, Session) else bind
+    result = conn.execute(
+        _skip_meeting_notices(), {"w_case_id": case_id, "v_reason": reason_text(reason, detail)}
+    )
+    return int(result.rowcount or 0)
 
 
 # --- Quiet hours -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ import hashlib
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlmodel import Session, col
 
@@ -113,7 +113,6 @@ def store_document(
             f"the file name {file_name!r} must be letters, digits, dots and dashes only"
         )
     now = require_aware(now)
-    previous = None if new_series else current_document(session, case, kind, series)
     # Inserted through the connection, not added to the session: the event making
     # the document may be mid-change (advance flushes the case once, at commit), and
     # the new id is needed now, for the audit row and for a notice attaching it.
@@ -121,7 +120,6 @@ def store_document(
         "case_id": case.id,
         "kind": kind,
         "series": series,
-        "version": previous.version + 1 if previous is not None else 1,
         "file_name": file_name,
         "media_type": media_type,
         "size": len(content),
@@ -134,13 +132,23 @@ def store_document(
         "verification_code": verification_code,
         "issued_on": issued_on,
     }
-    # A Core statement built once, on the session's connection: building an ORM insert
-    # with the values inlined cost more than the round trip (its cache key covers them).
-    cursor = driver.execute(session.connection(), _INSERT_DOCUMENT, values)
-    new_id = cursor.fetchone()[0]
-    cursor.close()
-    if previous is not None:
-        previous.superseded_by = new_id
+    conn = session.connection()
+    if new_series:
+        # A Core statement built once, run on the driver: building an ORM insert with
+        # the values inlined cost more than the round trip (its cache key covers them).
+        values["version"] = 1
+        cursor = driver.execute(conn, _INSERT_DOCUMENT, values)
+        new_id = cursor.fetchone()[0]
+        cursor.close()
+    else:
+        # The next version and the superseding in two statements, no read first: a
+        # step that stores a document (a meeting's invitation) stays within its budget.
+        of_series = {"s_case_id": case.id, "s_kind": kind, "s_series": series}
+        new_id, values["version"] = conn.execute(_INSERT_NEXT_VERSION, values | of_series).one()
+        conn.execute(
+            _SUPERSEDE,
+            {"w_case_id": case.id, "w_kind": kind, "w_series": series, "new_id": new_id},
+        )
     # The row as written (its values checked above), attached to the session without
     # reading it back.
     document = new_row(Document, id=new_id, **values)
@@ -151,6 +159,32 @@ def store_document(
 
 _DOCUMENTS: Any = Document.__table__  # type: ignore[attr-defined]
 _INSERT_DOCUMENT = driver.insert_every_column(_DOCUMENTS).returning(_DOCUMENTS.c.id)
+# The next version of the series (one more than its last, 1 for the first), numbered
+# by the INSERT itself; then every earlier version left current is superseded by it.
+_INSERT_NEXT_VERSION = (
+    insert(_DOCUMENTS)
+    .values(
+        version=select(func.coalesce(func.max(_DOCUMENTS.c.version), 0) + 1)
+        .where(
+            _DOCUMENTS.c.case_id == bindparam("s_case_id"),
+            _DOCUMENTS.c.kind == bindparam("s_kind"),
+            _DOCUMENTS.c.series == bindparam("s_series"),
+        )
+        .scalar_subquery()
+    )
+    .returning(_DOCUMENTS.c.id, _DOCUMENTS.c.version)
+)
+_SUPERSEDE = (
+    update(_DOCUMENTS)
+    .where(
+        _DOCUMENTS.c.case_id == bindparam("w_case_id"),
+        _DOCUMENTS.c.kind == bindparam("w_kind"),
+        _DOCUMENTS.c.series == bindparam("w_series"),
+        _DOCUMENTS.c.superseded_by.is_(None),
+        _DOCUMENTS.c.id != bindparam("new_id"),
+    )
+    .values(superseded_by=bindparam("new_id"))
+)
 
 
 def _visible(actor: Actor, kind: str) -> bool:

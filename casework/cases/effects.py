@@ -31,6 +31,7 @@ from casework.cases.unit import Step
 from casework.cases.words import CHOICE_WORDS
 from casework.deadlines import DeadlineKind
 from casework.models import Allocation, AllocationStatus, Case
+from casework.notices import NoticeReason
 from casework.states import CaseKind, CaseState
 
 MEETING_OUTCOMES = ("agreement", "partial", "none")
@@ -242,7 +243,7 @@ def _withdraw(step: Step) -> None:
     step.clocks.cancel("case withdrawn")
     end_live_allocation(step.session, step.case, step.now)
     # A meeting in the family's and the mediator's calendars is taken out of them.
-    invitations.cancel(step)
+    invitations.cancel(step, NoticeReason.case_withdrawn)
 
 
 def _schedule_meeting(step: Step) -> None:

@@ -16,6 +16,13 @@ recomputed.
 Each version is kept as a document (kind ``meeting_invitation``, one series per
 meeting), so the case page, the portal and the family page offer the file the
 emails carried, and the notices the event queues attach it.
+
+The same two moves make the old meeting's notices untrue: every step that calls a
+meeting off or moves it (cancel, decline while mediating, withdraw, schedule again)
+comes through :func:`cancel` or :func:`arrange`, so this is where the rule lives that
+the case's unsent notices about the old meeting (its confirmation and REQUEST, the
+reminders of its day) are marked skipped, in the step's transaction, before the step
+queues its own (:func:`_supersede`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from casework import invitations as ics
 from casework.cases.unit import Step
 from casework.config import Settings
 from casework.models import Case, Document, Person, Provider
+from casework.notices import NoticeReason, skip_meeting_notices
 
 KIND = "meeting_invitation"
 # The key under which the event's data names the invitation its notices attach.
@@ -141,6 +149,7 @@ def arrange(step: Step, day: dt.date, time: str | None, place: str | None) -> Do
     """
     case = step.case
     if meeting_is_live(case):
+        _supersede(step, NoticeReason.meeting_rearranged, "the meeting was rearranged")
         case.meeting_sequence += 1
     else:
         case.meeting_number += 1
@@ -151,17 +160,31 @@ def arrange(step: Step, day: dt.date, time: str | None, place: str | None) -> Do
     return _store(step, cancelled=False)
 
 
-def cancel(step: Step) -> Document | None:
+def cancel(step: Step, because: NoticeReason = NoticeReason.meeting_cancelled) -> Document | None:
     """Send METHOD:CANCEL for a meeting still to happen, then forget its date.
 
-    Nothing to cancel (no meeting, or it was held) sends nothing.
+    Nothing to cancel (no meeting, or it was held) sends nothing. ``because``: what the
+    skipped notices about the meeting say (a withdrawal says the case was withdrawn).
     """
     case = step.case
     if not meeting_is_live(case):
         return None
+    _supersede(step, because, "the meeting was called off")
     case.meeting_sequence += 1
     step.data.setdefault("cancelled_meeting_on", case.meeting_on)
     document = _store(step, cancelled=True)
     case.meeting_on = None
     case.meeting_time = None
     return document
+
+
+def _supersede(step: Step, reason: NoticeReason, detail: str) -> None:
+    """The old meeting's unsent notices are no longer true: skipped, with why.
+
+    One UPDATE, only on a step that calls off or moves a live meeting; a preview
+    (rolled back) writes nothing. Run before the step queues its own notices, so the
+    new meeting's and the cancellation's are never touched.
+    """
+    if step.preview or step.case.id is None:
+        return
+    skip_meeting_notices(step.session, step.case.id, reason, detail)

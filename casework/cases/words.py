@@ -180,6 +180,10 @@ NOTICE_REASON_WORDS: dict[str, str] = {
     NoticeReason.anonymised: (
         "not sent: the family's personal details were removed (retention or erasure)"
     ),
+    NoticeReason.meeting_cancelled: "not sent: the meeting was cancelled before it went out",
+    NoticeReason.meeting_rearranged: (
+        "not sent: the meeting was rearranged before it went out (the new date was sent instead)"
+    ),
     NoticeReason.number_invalid: "failed: the phone number does not exist",
     NoticeReason.not_a_mobile: "failed: the number cannot receive text messages (a landline?)",
     NoticeReason.opted_out: "failed: the family replied STOP, so texts to this number are blocked",

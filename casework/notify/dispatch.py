@@ -68,6 +68,7 @@ from casework.config import Settings
 from casework.models import Case, Deadline, DeliveryEvent, Document, Notice, NoticeStatus
 from casework.notices import (
     NoticeReason,
+    about_the_meeting,
     family_link_url,
     in_quiet_hours,
     insert_notices,
@@ -806,6 +807,12 @@ def _ours(notice_id: int, me: str) -> Any:
     return (_N.c.id == notice_id) & (_N.c.status == NoticeStatus.sending) & (_N.c.claimed_by == me)
 
 
+def _still_ours(engine: Engine, notice_id: int, me: str) -> bool:
+    """Whether the notice is still claimed by us and unsent (nobody marked it since)."""
+    with engine.connect() as conn:
+        return conn.execute(select(_N.c.id).where(_ours(notice_id, me))).first() is not None
+
+
 def _finish(
     engine: Engine, notice_id: int, me: str, values: dict[str, Any], event: dict[str, Any] | None
 ) -> bool:
@@ -916,6 +923,14 @@ def _deliver(
         )
         return None
     attachments = _attachments(engine, row)
+    if about_the_meeting(row.context) and not _still_ours(engine, row.id, me):
+        # A step cancelled or moved the meeting after this notice was claimed, and
+        # marked it skipped (casework.notices.skip_meeting_notices): read again as
+        # late as possible, just before the provider call, it is not sent. The window
+        # left is this read to the provider's acceptance (no transaction is held
+        # across a provider call); one sent in it is recorded sent, as it was.
+        result.skipped += 1
+        return None
     message = OutgoingMessage(
         notice_id=row.public_id,
         channel=row.channel,
@@ -1131,6 +1146,11 @@ def _record_with_retries(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+# The statuses an accepted send is recorded over, and those it turns into ``sent``:
+# ``skipped`` is one, a notice a step marked stale after the dispatcher's last read but
+# that the provider had already taken (see _deliver): the record says what happened.
+_NOW_SENT = (NoticeStatus.sending, NoticeStatus.skipped)
+_RECORDABLE = (*_NOW_SENT, NoticeStatus.sent, NoticeStatus.delivered, NoticeStatus.failed)
 _SENT_VALUES = ("provider", "provider_message_id", "sent_at", "subject", "body", "last_error")
 # One statement for a whole batch (executemany): each row's own values, bound by name.
 _RECORD_SENT = (
@@ -1140,20 +1160,13 @@ _RECORD_SENT = (
         _N.c.claimed_by == bindparam("me"),
         # ``sent`` too: a retried write whose first try did commit must find its row.
         # (OR, not IN: an IN list is expanded per execution, which executemany refuses.)
-        or_(
-            *(
-                _N.c.status == status
-                for status in (
-                    NoticeStatus.sending,
-                    NoticeStatus.sent,
-                    NoticeStatus.delivered,
-                    NoticeStatus.failed,
-                )
-            )
-        ),
+        or_(*(_N.c.status == status for status in _RECORDABLE)),
     )
     .values(
-        status=case((_N.c.status == NoticeStatus.sending, NoticeStatus.sent), else_=_N.c.status),
+        status=case(
+            (or_(*(_N.c.status == status for status in _NOW_SENT)), NoticeStatus.sent),
+            else_=_N.c.status,
+        ),
         attempts=bindparam("v_attempts"),
         **{name: bindparam(f"v_{name}") for name in _SENT_VALUES},
     )
@@ -1241,20 +1254,13 @@ def _record_sent_pg() -> Any:
     v_arrays = ", ".join(arr(_N, name, f"v_{name}") for name in values)
     sets = ", ".join(f"{name} = v.{name}" for name in values)
     e_arrays = ", ".join(arr(_EVENTS, name, f"e_{name}") for name in _EVENT_COLUMNS)
-    statuses = ", ".join(
-        f"'{s}'"
-        for s in (
-            NoticeStatus.sending,
-            NoticeStatus.sent,
-            NoticeStatus.delivered,
-            NoticeStatus.failed,
-        )
-    )
+    statuses = ", ".join(f"'{s}'" for s in _RECORDABLE)
+    now_sent = ", ".join(f"'{s}'" for s in _NOW_SENT)
     return text(
         f"WITH v AS (SELECT * FROM unnest({arr(_N, 'id', 'ids')}, {v_arrays})"
         f" AS v(id, {v_cols})),"
         f" u AS (UPDATE {_N.name} AS n SET"
-        f" status = CASE WHEN n.status = '{NoticeStatus.sending}'"
+        f" status = CASE WHEN n.status IN ({now_sent})"
         f" THEN '{NoticeStatus.sent}' ELSE n.status END, {sets}"
         f" FROM v WHERE n.id = v.id AND n.claimed_by = :me AND n.status IN ({statuses})"
         " RETURNING n.id),"

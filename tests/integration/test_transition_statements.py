@@ -264,3 +264,56 @@ def test_the_portal_schedules_a_meeting_within_the_bound(
     assert any(s.startswith("INSERT INTO documents") for s in seen.statements)
     after = reload(portal_web, case.reference)
     assert after.meeting_on is not None and after.version == case.version + 1
+
+
+# Steps that call off or move a meeting: over the bound by this many, as measured
+# (they were over it before their notices were skipped: 9, 10 and 12). Each stores the
+# invitation's next version (its INSERT and the UPDATE superseding the last) and skips
+# the old meeting's unsent notices (one UPDATE); a decline also ends the provider's
+# allocation (read, written).
+MEETING_STEPS: dict[str, int] = {"cancel_meeting": 1, "schedule_meeting": 2, "decline": 4}
+MEETING_STEP_DATA: dict[str, dict[str, str]] = {
+    "cancel_meeting": {"reason": "the mediator is ill"},
+    "schedule_meeting": {"meeting_on": "2026-12-16", "meeting_time": "14:00"},
+    "decline": {"declined_on": "2026-11-25"},
+}
+
+
+def _skips(counted: Counted) -> list[str]:
+    return [s for s in counted.statements if s.lstrip().upper().startswith("UPDATE NOTICES")]
+
+
+@pytest.mark.parametrize("path", ["session", "fresh session"])
+@pytest.mark.parametrize("name", sorted(MEETING_STEPS))
+def test_calling_off_or_moving_a_meeting_skips_its_notices_in_one_update(
+    engine: Engine, session: Session, settings: Settings, name: str, path: str
+) -> None:
+    """The old meeting's notices are skipped by ONE statement of the step's own
+    transaction, on the ORM path and on the detached Core path alike; a step with no
+    live meeting to call off or move runs none."""
+    from tests.integration.test_meeting_invitations import mediating
+
+    def step(case: Any, event: str, data: dict[str, str]) -> Counted:
+        with counting(engine) as counted:
+            if path == "session":
+                advance(session, settings, case, event, now=at("2026-11-25"), **data)
+            else:
+                with Session(engine, expire_on_commit=False) as fresh:
+                    cases.advance(
+                        fresh, case.reference, event, now=at("2026-11-25"), actor=ADVISER,
+                        settings=settings, data=data,
+                    )  # fmt: skip
+        assert counted.commits == 1
+        return counted
+
+    nothing_to_call_off = mediating(session, settings)
+    first = {"meeting_on": "2026-12-09", "meeting_time": "10:00"}
+    event = name if name != "cancel_meeting" else "schedule_meeting"
+    data = MEETING_STEP_DATA[name] if name != "cancel_meeting" else first
+    assert _skips(step(nothing_to_call_off, event, data)) == []
+
+    case = mediating(session, settings)
+    advance(session, settings, case, "schedule_meeting", now=at("2026-11-20"), **first)
+    counted = step(case, name, MEETING_STEP_DATA[name])
+    assert len(_skips(counted)) == 1
+    assert len(counted.statements) <= MAX_STATEMENTS + MEETING_STEPS[name], counted.statements
