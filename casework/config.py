@@ -281,8 +281,10 @@ class Settings(BaseSettings):
     closure_days: list[dt.date] = Field(default_factory=list)
     disagreement_targets: DisagreementTargets = Field(default_factory=DisagreementTargets)
     allocation_acceptance_working_days: int = 2
-    # A closed or withdrawn case stays in its provider's lists this many days after it
-    # ended, then drops out (the provider's records are its own; the IAS keeps the case).
+    # A closed or withdrawn case whose meeting its provider held stays in the provider's
+    # lists this many days after it ended, then drops out (the provider's records are its
+    # own; the IAS keeps the case). One whose allocation ended before a meeting goes at
+    # once (casework.cases.provider_view.provider_may_open).
     provider_retention_days: int = Field(default=90, ge=0)
     team: Team = Field(default_factory=Team)
     allocation: AllocationRules = Field(default_factory=AllocationRules)

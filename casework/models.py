@@ -216,6 +216,10 @@ class Allocation(SQLModel, table=True):
     __tablename__ = "allocations"
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(AllocationStatus)})", name="ck_allocations_status"),
+        # Whether a provider holds a case now, asked of every case a provider's list or
+        # lookup reads (casework.cases.provider_view.provider_may_open): one probe of
+        # this index, where SQLite would otherwise walk all the provider's allocations.
+        Index("ix_allocations_case_provider_status", "case_id", "provider_id", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -1,5 +1,15 @@
 """What provider staff see of a case: an explicit list, in one place, for the portal and the API.
 
+Which cases, first (:func:`provider_may_open`, the one rule every door applies): a
+provider's staff open a case only while the provider has a live allocation of it
+(offered or accepted), or when the provider ran its mediation or meeting (a meeting
+recorded as held while the case was allocated to it), and then only until
+``provider_retention_days`` after the case ended, so a mediator keeps the record of a
+meeting it held (its certificate, the agreement). An allocation that ended before any
+meeting was held (the family declined mediation or withdrew, the case went to another
+provider, the provider declined the offer) takes the case out of the provider's lists
+and lookups at once: it then answers exactly like a case that does not exist.
+
 Confidential by listing, not by hiding: a provider's view is built from the fields
 named here and nothing else, so a field added to a case later stays with the IAS
 until someone decides a provider needs it. Staff of the provider the case is
@@ -141,8 +151,8 @@ IAS = "the IAS service"
 def notices_condition(
     provider_id: int, *, now: dt.datetime, settings: Settings
 ) -> ColumnElement[bool]:
-    """The notices a provider's staff may list: those sent to it, on cases it still lists
-    (:func:`still_listed`: an ended case's notices leave with the case)."""
+    """The notices a provider's staff may list: those sent to it, on cases it may still
+    open (:func:`provider_may_open`: a case's notices leave with the case)."""
     address = select(col(Provider.email)).where(col(Provider.id) == provider_id)
     return (
         col(Notice.case_id).in_(provider_case_ids(provider_id, now=now, settings=settings))
@@ -152,7 +162,10 @@ def notices_condition(
 
 
 def still_listed(now: dt.datetime, settings: Settings) -> ColumnElement[bool]:
-    """The cases a provider's lists still hold: open ones, and ended ones for a while.
+    """The cases a provider's lists may still hold: open ones, and ended ones for a while.
+
+    One part of :func:`provider_may_open`, which also asks that the provider has the
+    case now or ran its meeting.
 
     A case that ended (closed or withdrawn) more than ``provider_retention_days`` ago
     drops out of the provider's lists in the portal and the API. The moment it ended
@@ -176,14 +189,31 @@ def provider_may_open(
     """The one rule for provider staff opening a case by its reference (portal and API).
 
     A condition on ``Case`` rather than a check after loading, so the lookup stays the
-    one query it was. Only a case allocated to the provider, that its lists still hold
-    (:func:`still_listed`: an ended case goes after the retention) and whose personal
-    data has not been anonymised: any other answers exactly like a case that does not
-    exist, so a reference kept from the list does not open what the list no longer shows.
+    one query it was. The case must be the provider's (``Case.provider_id``: the last
+    provider allocated, kept when the allocation ends, cleared when the provider
+    declines it or a disagreement case goes back to the adviser), its personal data not
+    anonymised, still in the provider's lists (:func:`still_listed`: an ended case goes
+    after the retention), and either
+
+    - allocated to the provider now (an offer waiting or accepted), or
+    - past a meeting held while it was: the mediator keeps the record of a meeting it
+      ran (``meeting_held_on`` is only recorded while the case has a provider, and only a
+      re-allocation, which makes the new provider the case's, changes that provider).
+
+    An allocation that ended before any meeting (the family declined mediation or
+    withdrew) leaves nothing for the provider to run or keep, so the case goes at once.
+    Any other case answers exactly like a case that does not exist, so a reference kept
+    from the list (or an old email) does not open what the list no longer shows.
     """
+    allocated_now = exists().where(
+        col(Allocation.case_id) == Case.id,
+        col(Allocation.provider_id) == provider_id,
+        col(Allocation.status).in_([AllocationStatus.offered, AllocationStatus.accepted]),
+    )
     return (
         (col(Case.provider_id) == provider_id)
         & col(Case.anonymised_at).is_(None)
+        & (col(Case.meeting_held_on).is_not(None) | allocated_now)
         & still_listed(now, settings)
     )
 
@@ -207,8 +237,8 @@ def provider_cases(
 ) -> list[ListedCase]:
     """The provider's own cases, open first then newest first, as its portal lists them.
 
-    Only cases allocated to this provider, and of those only what :func:`still_listed`
-    keeps: an ended case leaves the list after the configured retention.
+    Exactly the cases :func:`provider_may_open`: allocated to this provider now, or whose
+    meeting it ran until the retention after the case ended.
     """
     open_first = sql_case((col(Case.state).in_([s.value for s in FINAL_STATES]), 1), else_=0)
     rows = session.execute(

@@ -1,10 +1,12 @@
 """The provider portal: provider staff see and act on their own provider's cases only.
 
 Isolation is enforced in the query, not in the template: every case lookup here
-carries ``case.provider_id == user.provider_id``, so another provider's case (or a
-reference that does not exist) is the same 404, and the response never confirms
-that a reference exists. The use cases check the same rule again
-(``services._check_actor_may_act``), so a mistake here still cannot leak a change.
+carries ``cases.provider_may_open`` (allocated to the provider now, or its meeting held
+by the provider, within the retention), so another provider's case, one whose
+allocation ended before any meeting, or a reference that does not exist is the same
+404, and the response never confirms that a reference exists. The use cases check
+that the case is the provider's again (``cases.access.check_actor_may_see``), so a
+mistake here still cannot leak a change.
 
 Provider actions are the ones the domain gives them: accept or decline the
 allocation, schedule the meeting, record it, report that the LA cannot arrange it
@@ -52,7 +54,6 @@ from casework.web.pages.common import (
     forget_counts,
     form_text,
     form_version,
-    not_found,
     rag_for,
     redirect,
     render,
@@ -90,8 +91,9 @@ def _provider_name(session: Session, user: User, request: Request) -> str:
 def own_case(
     session: Session, user: User, reference: str, *, now: dt.datetime, settings: Settings
 ) -> tuple[Case, Person | None]:
-    """The case if the provider may open it (``cases.provider_may_open``: allocated to it,
-    still in its lists, not anonymised); otherwise 404, whatever the reason."""
+    """The case if the provider may open it (``cases.provider_may_open``: allocated to it
+    now, or its meeting held by the provider within the retention, not anonymised);
+    otherwise 404, whatever the reason (:func:`not_yours`)."""
     assert user.provider_id is not None
     row = session.execute(
         select(Case, Person)
@@ -102,8 +104,23 @@ def own_case(
         )
     ).first()
     if row is None:
-        raise not_found()
+        raise not_yours()
     return row[0], row[1]
+
+
+def not_yours() -> PageError:
+    """The one answer for a reference the provider may not open, known or not.
+
+    A provider following the link in an old email (its allocation since ended) is told
+    in words why the case may be gone; a reference that never existed reads the same,
+    so the page confirms nothing about the case.
+    """
+    return PageError(
+        404,
+        "Page not found",
+        "There is no case of yours at this address: the reference may be wrong, or the"
+        " case is no longer with you. Your cases are in your list.",
+    )
 
 
 def portal_events(case: Case, allocation_status: str | None) -> list[str]:

@@ -172,13 +172,31 @@ def test_a_provider_reads_exactly_the_listed_kinds_of_its_own_cases(
 def test_a_provider_downloads_nothing_of_a_case_it_may_no_longer_open(
     session: Session, settings: Settings
 ) -> None:
-    """By its number too: after the retention of an ended case (or with no settings to
-    tell), its provider's own kind of document reads like one that does not exist."""
+    """By its number too: after the retention of an ended case whose meeting the provider
+    held (or with no settings to tell), its provider's own kind of document reads like
+    one that does not exist; an allocation that ended before any meeting, at once."""
     import datetime as dt
 
-    case, own = _allocated_to_solution_talk(session, settings, "api")
+    before_meeting, own = _allocated_to_solution_talk(session, settings, "api")
+    never_held = _store(session, settings, before_meeting, "meeting_invitation", b"early")
+    case, _own = _allocated_to_solution_talk(session, settings, "api")
     doc = _store(session, settings, case, "meeting_invitation", b"bytes")
+    for step, data in (
+        ("choose_mediation", {"la_told_on": "2026-11-10"}),
+        ("record_meeting", {"meeting_held_on": "2026-11-20", "outcome": "none"}),
+    ):
+        cases.advance(
+            session, case.reference, step, now=at("2026-11-20", "15:00"), actor=ADVISER,
+            settings=settings, data=data,
+        )  # fmt: skip
     ended = at("2026-11-21")
+    assert get_document(session, never_held.id, own, at("2026-11-20"), settings=settings).content
+    cases.advance(
+        session, before_meeting.reference, "withdraw", now=ended, actor=ADVISER,
+        settings=settings, data={"reason": "moved away"},
+    )  # fmt: skip
+    with pytest.raises(NotFound):
+        get_document(session, never_held.id, own, ended, settings=settings)
     cases.advance(
         session, case.reference, "withdraw", now=ended, actor=ADVISER, settings=settings,
         data={"reason": "moved away"},

@@ -59,6 +59,16 @@ def adviser_certificate(web: Web) -> tuple[str, Document]:
     return reference, documents(web, reference)[-1]
 
 
+def adviser_certificate_while_allocated(web: Web) -> tuple[str, Document]:
+    """Solution Talk still has the case; the LA cannot arrange the meeting in time, so the
+    adviser issues the certificate (a kind the provider does not read)."""
+    reference = make_case(web, provider="solution-talk", accepted=True, mediating=True).reference
+    base = f"/cases/{reference}/events"
+    assert _post_event(web, "adviser", f"{base}/report_not_arranged", {}).status_code == 303
+    assert _post_event(web, "adviser", f"{base}/issue_certificate", {}).status_code == 303
+    return reference, documents(web, reference)[-1]
+
+
 def documents(web: Web, reference: str) -> list[Document]:
     with web.session() as s:
         case = reload(web, reference)
@@ -117,10 +127,11 @@ def test_the_case_page_lists_documents_and_every_download_is_audited(web: Web) -
 
 
 def test_providers_get_404_for_adviser_kinds_and_other_providers_documents(web: Web) -> None:
-    reference, doc = adviser_certificate(web)
+    reference, doc = adviser_certificate_while_allocated(web)
     own = web.browser("provider_a")
-    page = own.get(f"/portal/cases/{reference}").text
-    assert f"/documents/{doc.id}" not in page
+    shown = own.get(f"/portal/cases/{reference}")
+    assert shown.status_code == 200
+    assert f"/documents/{doc.id}" not in shown.text
     assert own.get(f"/portal/cases/{reference}/documents/{doc.id}").status_code == 404
     mediated, mediator_doc = mediator_certificate(web)
     other = web.browser("provider_b")
@@ -192,7 +203,7 @@ def _token(web: Web, who: str) -> dict[str, str]:
 
 
 def test_the_api_lists_and_serves_documents_audited_and_scoped(web: Web) -> None:
-    reference, doc = adviser_certificate(web)
+    reference, doc = adviser_certificate_while_allocated(web)
     client = TestClient(web.app)
     adviser = _token(web, "adviser")
     listed = client.get(f"/api/v1/cases/{reference}/documents", headers=adviser)
@@ -214,7 +225,7 @@ def test_the_api_lists_and_serves_documents_audited_and_scoped(web: Web) -> None
 
 
 def test_the_portal_corrects_only_the_mediators_certificate(web: Web) -> None:
-    reference, doc = adviser_certificate(web)
+    reference, doc = adviser_certificate_while_allocated(web)
     portal = web.browser("provider_a")
     assert "/reissue" not in portal.get(f"/portal/cases/{reference}").text
     refused = portal.post(

@@ -1,9 +1,12 @@
-"""An ended case drops out of its provider's lists after the provider retention, by each door.
+"""An ended case whose meeting its provider held drops out of the provider's lists after
+the provider retention, by each door.
 
-Solution Talk accepted two cases; one is withdrawn on Friday 20 November 2026.
-The withdrawn case stays in Solution Talk's portal list and API list for the
-configured 90 days, then drops out of both; the open case stays throughout. The
-family's phone and email never reach the provider once the case has ended.
+Solution Talk accepted two cases; it held the meeting of one, which is then withdrawn
+on Friday 20 November 2026. The withdrawn case stays in Solution Talk's portal list
+and API list for the configured 90 days, then drops out of both; the open case stays
+throughout. The family's phone and email never reach the provider once the case has
+ended. (A case whose allocation ended before any meeting leaves at once:
+tests/web/test_provider_access.py.)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ PHONE_TYPED = "07911 234987"
 PHONE_STORED = "+447911234987"
 EMAIL = "jo.retained@example.org"
 ENDED = at("2026-11-20")
+HELD = {"meeting_held_on": "2026-11-18", "outcome": "none"}
 
 
 @pytest.fixture
@@ -30,6 +34,11 @@ def refs(web: Web) -> tuple[str, str]:
     ended = make_case(web, provider="solution-talk", mediating=True, phone=PHONE_TYPED, email=EMAIL)
     still_open = make_case(web, provider="solution-talk", accepted=True)
     with web.session() as s:
+        # Solution Talk ran the meeting: it keeps the case's record for the retention.
+        cases.advance(
+            s, ended.reference, "record_meeting", now=at("2026-11-18", "15:00"),
+            actor=ADVISER, settings=web.settings, data=HELD,
+        )  # fmt: skip
         cases.advance(
             s,
             ended.reference,
@@ -190,7 +199,11 @@ def test_past_the_retention_its_documents_are_not_found_by_number_either(web: We
     with web.session() as s:
         cases.advance(
             s, case.reference, "schedule_meeting", now=at("2026-11-13"), actor=ADVISER,
-            settings=web.settings, data={"meeting_on": "2026-12-09", "meeting_time": "10:00"},
+            settings=web.settings, data={"meeting_on": "2026-11-18", "meeting_time": "10:00"},
+        )  # fmt: skip
+        cases.advance(
+            s, case.reference, "record_meeting", now=at("2026-11-18", "15:00"),
+            actor=ADVISER, settings=web.settings, data=HELD,
         )  # fmt: skip
         cases.advance(
             s, case.reference, "withdraw", now=ENDED, actor=ADVISER, settings=web.settings,

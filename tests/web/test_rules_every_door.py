@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -237,15 +238,24 @@ def test_the_cli_refuses_nonsense_in_one_line(doors: Doors, args: tuple[str, ...
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
 
 
-def _withdrawn_case(web: Web) -> str:
+def _withdrawn_case(web: Web, *, meeting_held: bool = False) -> str:
+    """Solution Talk's case, withdrawn; with ``meeting_held`` after Solution Talk held its
+    meeting (so its staff still open it: casework.cases.provider_view)."""
     case = make_case(web, provider="solution-talk", mediating=True)
+    adviser = auth.actor_for(web.users["adviser"], "cli")
     with web.session() as s:
+        if meeting_held:
+            cases.advance(
+                s, case.reference, "record_meeting", now=NOW - dt.timedelta(hours=2),
+                actor=adviser, settings=web.settings,
+                data={"meeting_held_on": "2026-11-12", "outcome": "none"},
+            )  # fmt: skip
         cases.advance(
             s,
             case.reference,
             "withdraw",
             now=NOW,
-            actor=auth.actor_for(web.users["adviser"], "cli"),
+            actor=adviser,
             settings=web.settings,
             data={"reason": "wrong family"},
         )
@@ -426,11 +436,14 @@ def test_a_step_on_a_withdrawn_case_says_so_once_and_who_reopens_it_at_every_doo
     doors: Doors,
 ) -> None:
     """Withdrawn is said once (not again as "nothing more can be recorded"), with who can
-    reopen it; the CLI adds the command. The provider, whose allocation the withdrawal
-    ended, is told the case is withdrawn, not to accept the allocation first."""
+    reopen it; the CLI adds the command. The provider that held the meeting, whose
+    allocation the withdrawal ended, is told the case is withdrawn, not to accept the
+    allocation first; one that held none no longer finds the case at all."""
     web = doors.web
     ref = _withdrawn_case(web)
     version = reload(web, ref).version
+    held = _withdrawn_case(web, meeting_held=True)
+    held_version = reload(web, held).version
     words = "is withdrawn. Only an IAS manager can reopen it."
 
     result = doors.cli("case", "advance", ref, "record_icb_told")
@@ -452,17 +465,24 @@ def test_a_step_on_a_withdrawn_case_says_so_once_and_who_reopens_it_at_every_doo
     )
     assert page.status_code == 409 and words in page.text
 
-    for door in (
-        web.browser("provider_a").post(
-            f"/portal/cases/{ref}/events/schedule_meeting",
-            {"meeting_on": "2026-12-01", "version": str(version)},
-        ),
-        doors.api.post(
-            f"/api/v1/cases/{ref}/events",
-            json={"event": "schedule_meeting", "data": {"meeting_on": "2026-12-01"}},
-            headers=doors.bearer("provider_a"),
-        ),
-    ):
+    def provider_doors(reference: str, at_version: int) -> tuple[Any, Any]:
+        return (
+            web.browser("provider_a").post(
+                f"/portal/cases/{reference}/events/schedule_meeting",
+                {"meeting_on": "2026-12-01", "version": str(at_version)},
+            ),
+            doors.api.post(
+                f"/api/v1/cases/{reference}/events",
+                json={"event": "schedule_meeting", "data": {"meeting_on": "2026-12-01"}},
+                headers=doors.bearer("provider_a"),
+            ),
+        )
+
+    for door in provider_doors(held, held_version):
         assert door.status_code == 409, door.text
         assert words in door.text and "Accept the allocation" not in door.text
+    for door in provider_doors(ref, version):
+        assert door.status_code == 404, door.text
+        assert "withdrawn" not in door.text
     _unchanged(web, ref, version)
+    _unchanged(web, held, held_version)
