@@ -99,6 +99,8 @@ def case_open(
         )
         for duplicate in opened.duplicates:
             typer.echo(f"warning: possible duplicate: {duplicate.words()}", err=True)
+        for warning in opened.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         emit(case_dict(session, opened.case), as_json, opened.case.reference)
 
 

@@ -136,7 +136,8 @@ def create_case(
     """Records the request, starts its clocks and queues the family's acknowledgement.
 
     ``warnings`` names any open case with the same phone number or email address
-    (a possible duplicate); the case is opened all the same.
+    (a possible duplicate), and says when text messages were chosen for a number we
+    cannot text; the case is opened all the same.
     """
     forbid_provider(user, "open cases")
     intake = cases.Intake(
@@ -161,7 +162,11 @@ def create_case(
     response.headers["Location"] = f"/api/v1/cases/{opened.case.reference}"
     out = case_detail(session, user, opened.case, now)
     # A possible duplicate is a warning, not a refusal: two children, two cases.
-    out.warnings = [f"Possible duplicate: {d.words()}" for d in opened.duplicates] + out.warnings
+    out.warnings = [
+        *(f"Possible duplicate: {d.words()}" for d in opened.duplicates),
+        *opened.warnings,
+        *out.warnings,
+    ]
     return out
 
 
