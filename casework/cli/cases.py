@@ -153,6 +153,12 @@ def case_advance(
         except cases.ValueMissing as missing:
             # The rule's words, then how to give the value on this command line.
             fail(f'{missing} Give it with --set {missing.field}="..."', exit_code(missing))
+        except cases.ValuesUnknown as unknown:
+            # The rule's words list what the step takes in words; at the prompt the
+            # person needs the names to type.
+            names = "; ".join(f"{name} ({words})" for name, words in unknown.takes)
+            hint = f" The names --set takes here: {names}." if names else ""
+            fail(f"{unknown}{hint}", exit_code(unknown))
         for warning in recorded.warnings:
             typer.echo(f"warning: {warning}", err=True)
         _show(session, recorded.case, as_json)
@@ -349,9 +355,13 @@ def case_reopen(
     """
     now = parse_at(at)
     with open_session() as (session, _settings):
-        case = cases.reopen_case(
-            session, reference, reason=reason, now=now, actor=account_actor(session)
-        )
+        try:
+            case = cases.reopen_case(
+                session, reference, reason=reason, now=now, actor=account_actor(session)
+            )
+        except cases.ValueMissing as missing:
+            # The rule's words, then how to give the reason on this command line.
+            fail(f'{missing} Give it with --reason "..."', exit_code(missing))
         _show(session, case, as_json)
 
 

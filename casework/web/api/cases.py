@@ -18,11 +18,13 @@ from casework.web.api.common import (
     Offset,
     Reference,
     RoleRefused,
+    UnknownEvent,
     end_read,
     forbid_provider,
     visible_case,
 )
 from casework.web.api.schemas import (
+    EVENT_NAMES,
     CaseDetailOut,
     CasePageOut,
     CaseSummaryOut,
@@ -211,6 +213,9 @@ def post_event(
     someone else is refused with 409 instead of being silently built upon.
     """
     case = visible_case(session, user, reference, now=now, settings=settings)
+    if body.event not in EVENT_NAMES:
+        allowed = [name for name, _ in cases.allowed_events(case, actor_for(user, "api"))]
+        raise UnknownEvent(body.event, allowed)
     check_version(case, user, body.expected_version)
     # The case read for the 404 stays with this door, detached: the step loads its own
     # (on Core, without the unit of work), and the answer is drawn from what it wrote.
