@@ -202,7 +202,9 @@ def update_contact(
     """Correct the family's contact; a field left as None keeps its value.
 
     ``address`` holds any of the postal address fields (``address_line_1``,
-    ``address_line_2``, ``address_town``, ``address_postcode``) to change.
+    ``address_line_2``, ``address_town``, ``address_postcode``) to change. A number we
+    cannot text, given (or kept) with text messages chosen, is saved all the same with
+    a warning on the audit row, which the case page shows the adviser.
     """
     now = require_aware(now)
     why = (reason or "").strip()

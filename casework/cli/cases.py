@@ -36,7 +36,13 @@ def case_open(
     kind: Annotated[str, typer.Option(help="mediation or disagreement")],
     name: Annotated[str, typer.Option(help="The family contact's name.")],
     channel: Annotated[str, typer.Option(help="How the request arrived: helpline or email.")],
-    phone: Annotated[str, typer.Option(help="Contact telephone number (required).")] = "",
+    phone: Annotated[
+        str,
+        typer.Option(
+            help="Contact telephone number (required): a UK number, or one abroad starting"
+            " with + and its country code (we text only UK mobiles)."
+        ),
+    ] = "",
     email: Annotated[str, typer.Option(help="Contact email address.")] = "",
     decision_date: Annotated[
         str | None, typer.Option(help="Date the LA sent its decision, YYYY-MM-DD.")

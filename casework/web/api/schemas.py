@@ -81,7 +81,9 @@ class IntakeIn(BaseModel):
     kind: Literal["mediation", "disagreement"]
     name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
     phone: Annotated[str, Field(max_length=40), AfterValidator(_no_nul)] = Field(
-        description="Contact telephone number; required for an email request (to ring back)"
+        description="Contact telephone number; required for an email request (to ring back)."
+        " A UK number, or one abroad written with + and its country code; only a UK mobile"
+        " is sent text messages"
     )
     channel: Literal["helpline", "email"] = Field(description="How the request arrived")
     email: Annotated[str, Field(max_length=320), AfterValidator(_no_nul)] = ""
