@@ -31,7 +31,7 @@ from sqlmodel import Session
 from casework import deadlines as dl
 from casework import driver, letters
 from casework.config import EventNoticeRule, ReminderRule, Settings
-from casework.contacts import is_mobile
+from casework.contacts import can_text
 from casework.models import FamilyLink, Notice, NoticeStatus
 
 log = logging.getLogger("casework.notices")
@@ -366,7 +366,7 @@ def _family_channels(wanted: Sequence[str], family: FamilyContact) -> list[tuple
     address): the dispatcher prints it for staff to post.
     """
 
-    sms_ok = bool(family.sms_consent and family.phone and is_mobile(family.phone))
+    sms_ok = bool(family.sms_consent and family.phone and can_text(family.phone))
     names = family_channel_names(
         tuple(wanted), family.channels, sms_ok, bool(family.email), bool(family.postal)
     )

@@ -37,7 +37,7 @@ from casework import deadlines as dl
 from casework import urgency
 from casework.audit import seal_rows
 from casework.config import ReminderRule, Settings
-from casework.contacts import is_mobile
+from casework.contacts import can_text
 from casework.models import (
     MISSED_OUTSTANDING,
     Case,
@@ -353,7 +353,7 @@ def _shape(row: Any) -> Shape:
     phone = row[_PHONE]
     return (
         row[_FAMILY_ID] is not None,
-        bool(row[_SMS_CONSENT]) and bool(phone) and is_mobile(phone),
+        bool(row[_SMS_CONSENT]) and bool(phone) and can_text(phone),
         bool(row[_EMAIL]),
         row[_PREFERRED],
         bool(row[_HAS_POSTAL]),

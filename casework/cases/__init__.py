@@ -61,6 +61,7 @@ from casework.cases.errors import (
     TransitionRefused,
     ValidationFailed,
     ValueMissing,
+    ValuesUnknown,
 )
 from casework.cases.escalations import acknowledge_escalation
 from casework.cases.facts import change_adviser, update_case_facts
@@ -148,6 +149,7 @@ __all__ = [
     "TransitionRefused",
     "ValidationFailed",
     "ValueMissing",
+    "ValuesUnknown",
     "Verification",
     "acknowledge_escalation",
     "add_agreement_item",

@@ -24,6 +24,7 @@ from casework.cases.intake import (
     INTAKE_WORDS,
     MAX_SHORT_TEXT,
     NOTICE_CHANNELS,
+    phone_warnings,
 )
 from casework.cases.notes import IAS_ROLES
 from casework.cases.unit import (
@@ -35,8 +36,8 @@ from casework.cases.unit import (
 )
 from casework.contacts import (
     ContactError,
+    can_text,
     check_postal_address,
-    is_mobile,
     normalise_email,
     normalise_phone,
 )
@@ -124,7 +125,7 @@ def _checked(
 
 def _usable(channel: str, family: Person) -> str:
     if channel == "sms":
-        if family.sms_consent and family.phone and is_mobile(family.phone):
+        if family.sms_consent and family.phone and can_text(family.phone):
             return family.phone
         return ""
     if channel == "post":
@@ -201,7 +202,9 @@ def update_contact(
     """Correct the family's contact; a field left as None keeps its value.
 
     ``address`` holds any of the postal address fields (``address_line_1``,
-    ``address_line_2``, ``address_town``, ``address_postcode``) to change.
+    ``address_line_2``, ``address_town``, ``address_postcode``) to change. A number we
+    cannot text, given (or kept) with text messages chosen, is saved all the same with
+    a warning on the audit row, which the case page shows the adviser.
     """
     now = require_aware(now)
     why = (reason or "").strip()
@@ -257,6 +260,10 @@ def update_contact(
                 raise ValidationFailed(
                     "Nothing to change: the contact details given are the ones held."
                 )
+            if {"phone", "preferred_channels"} & data.keys():
+                warnings = phone_warnings(family.phone, family.channels)
+                if warnings:
+                    data["warning"] = " ".join(warnings)
             readdressed = readdress_unsent(session, case.id, family)  # type: ignore[arg-type]
             if readdressed:
                 data["notices_readdressed"] = readdressed

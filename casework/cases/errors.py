@@ -36,6 +36,20 @@ class ValueMissing(ValidationFailed):
         self.field: str = field
 
 
+class ValuesUnknown(ValidationFailed):
+    """Values given that the step does not take (a typo, most often); ``takes`` lists
+    what it does take, as (name, words) pairs.
+
+    Its own class so a door where people type the names (the CLI's ``--set NAME=...``)
+    can list the names to type; the words stay the rule's at every door.
+    """
+
+    def __init__(self, message: str, field: str, takes: tuple[tuple[str, str], ...]) -> None:
+        super().__init__(message, field)
+        self.field: str = field
+        self.takes = takes
+
+
 class TransitionRefused(CaseworkError):
     """The step is not possible now; ``allowed`` lists the steps that are.
 

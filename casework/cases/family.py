@@ -49,7 +49,7 @@ from casework.cases.unit import (
 )
 from casework.cases.words import moment_words
 from casework.config import Settings
-from casework.contacts import display_phone, is_mobile
+from casework.contacts import can_text, display_phone
 from casework.models import (
     Case,
     CaseEvent,
@@ -259,7 +259,7 @@ def _mask_email(email: str) -> str:
 def code_channels(family: Person) -> list[CodeChannel]:
     """Where a code can go: a mobile the family lets us text, and its email."""
     out = []
-    if family.phone and family.sms_consent and is_mobile(family.phone):
+    if family.phone and family.sms_consent and can_text(family.phone):
         digits = display_phone(family.phone).replace(" ", "")
         out.append(CodeChannel("sms", f"A text message to the mobile number ending {digits[-3:]}"))
     if family.email:
@@ -770,7 +770,7 @@ def family_view(
         channels=FamilyChannels(
             sms="sms" in family.channels and family.sms_consent,
             email="email" in family.channels,
-            can_text=bool(family.phone) and is_mobile(family.phone),
+            can_text=bool(family.phone) and can_text(family.phone),
             has_email=bool(family.email),
         ),
     )
@@ -808,9 +808,11 @@ def change_channels(
             "Choose at least one way for us to contact you: text message or email.",
             field="channels",
         )
-    if "sms" in chosen and not (opened.family.phone and is_mobile(opened.family.phone)):
+    if "sms" in chosen and not (opened.family.phone and can_text(opened.family.phone)):
         raise ValidationFailed(
-            "We do not have a mobile number for you: call us to give us one.", field="channels"
+            "We can text only a UK mobile number, and we do not have one for you: call us to give"
+            " us one.",
+            field="channels",
         )
     if "email" in chosen and not opened.family.email:
         raise ValidationFailed(

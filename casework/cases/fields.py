@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from casework import deadlines as dl
-from casework.cases.errors import ValidationFailed, ValueMissing
+from casework.cases.errors import ValidationFailed, ValueMissing, ValuesUnknown
 from casework.cases.words import CHOICE_WORDS
 
 FieldType = Literal["date", "bool", "text", "choice", "time"]
@@ -148,9 +148,10 @@ def parse_event_data(
     unknown = sorted(set(raw) - set(by_name))
     if unknown:
         takes = "; ".join(f.label for f in fields) or "nothing"
-        raise ValidationFailed(
+        raise ValuesUnknown(
             f"{event_label} does not take {', '.join(unknown)}. It takes: {takes}.",
             field=unknown[0],
+            takes=tuple((f.name, f.label) for f in fields),
         )
     parsed: dict[str, Any] = {}
     for name, spec in by_name.items():

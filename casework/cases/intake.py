@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import update
@@ -18,6 +19,7 @@ from casework.cases.words import DECISION_TYPE_WORDS
 from casework.config import Settings
 from casework.contacts import (
     ContactError,
+    cannot_text_warning,
     check_postal_address,
     normalise_email,
     normalise_phone,
@@ -111,6 +113,16 @@ class CheckedIntake:
     sms_consent: bool
     reg32_info_given: bool | None
     address: dict[str, str]
+    # What the adviser should know but that does not stop the case opening (texts
+    # chosen for a number we cannot text).
+    warnings: tuple[str, ...] = ()
+
+
+def phone_warnings(phone: str, channels: Sequence[str]) -> tuple[str, ...]:
+    """The adviser saving a number the family's chosen texts cannot reach is told so,
+    as the family will hear only by the other ways chosen (see ``can_text``)."""
+    words = cannot_text_warning(phone) if "sms" in channels else ""
+    return (f"{INTAKE_WORDS['phone']}: {words}.",) if words else ()
 
 
 def check_intake(intake: Intake, *, today: dt.date) -> CheckedIntake:
@@ -202,6 +214,7 @@ def check_intake(intake: Intake, *, today: dt.date) -> CheckedIntake:
         sms_consent=bool(intake.sms_consent),
         reg32_info_given=intake.reg32_info_given,
         address=address,
+        warnings=phone_warnings(phone, channels),
     )
 
 
@@ -283,6 +296,11 @@ class IntakeReview:
     checked: CheckedIntake
     duplicates: list[PossibleDuplicate]
 
+    @property
+    def warnings(self) -> list[str]:
+        """What to check before opening, besides the possible duplicates."""
+        return list(self.checked.warnings)
+
 
 def review_intake(session: Session, intake: Intake, *, now: dt.datetime) -> IntakeReview:
     """Check an intake before it is opened: every problem at once, or what will be opened
@@ -294,10 +312,12 @@ def review_intake(session: Session, intake: Intake, *, now: dt.datetime) -> Inta
 
 @dataclass(frozen=True)
 class Opened:
-    """A case opened, with the open cases it may duplicate (a warning, never a refusal)."""
+    """A case opened, with the open cases it may duplicate (a warning, never a refusal),
+    and what else the adviser should check (``warnings``, kept on the open event too)."""
 
     case: Case
     duplicates: list[PossibleDuplicate]
+    warnings: list[str]
 
 
 def owning_adviser(intake: Intake, actor: Actor) -> str | None:
@@ -408,6 +428,8 @@ def open_case_reviewed(
         }
         if checked.reg32_info_given is not None:
             data["reg32_info_given"] = checked.reg32_info_given
+        if checked.warnings:
+            data["warning"] = " ".join(checked.warnings)
         clocks = Clocks(session, case, now)
         # A placement-only appeal needs no mediation advice, so the reg 33 window
         # does not apply to it (Children and Families Act 2014 s.55).
@@ -445,4 +467,4 @@ def open_case_reviewed(
     except Exception:
         session.rollback()
         raise
-    return Opened(case, duplicates)
+    return Opened(case, duplicates, list(checked.warnings))

@@ -23,7 +23,7 @@ from casework.cases.notes import IAS_ROLES
 from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
 from casework.cases.words import CHANNEL_WORDS
 from casework.config import Settings
-from casework.contacts import is_mobile
+from casework.contacts import can_text
 from casework.models import Notice, Person
 from casework.notices import CaseFacts, FamilyContact, base_context, insert_notices, notice_row
 
@@ -49,10 +49,10 @@ def _address(family: Person | None, channel: str) -> str:
                 field="channel",
             )
         return family.email
-    if not family.phone or not is_mobile(family.phone):
+    if not family.phone or not can_text(family.phone):
         raise ValidationFailed(
-            "Send by: the family has no mobile number to text; send an email, or add a"
-            " mobile number to their contact details.",
+            "Send by: the family has no mobile number to text (we text only UK mobile"
+            " numbers); send an email, or add a mobile number to their contact details.",
             field="channel",
         )
     if not family.sms_consent:

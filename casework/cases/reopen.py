@@ -34,7 +34,7 @@ from casework import deadlines as dl
 from casework.cases.access import REOPENERS, check_actor_may_see
 from casework.cases.agreements import items_of
 from casework.cases.context import Actor
-from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed
+from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed, ValueMissing
 from casework.cases.unit import (
     audit_event,
     case_transaction,
@@ -163,7 +163,7 @@ def reopen_case(
                     " there is nothing to reopen."
                 )
             if not why:
-                raise ValidationFailed("Why the case is being reopened: this is needed.", "reason")
+                raise ValueMissing("Why the case is being reopened: this is needed.", "reason")
             if len(why) > REASON_MAX:
                 raise ValidationFailed(
                     f"Why the case is being reopened: keep it to {REASON_MAX} characters or fewer.",

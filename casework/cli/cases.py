@@ -36,7 +36,13 @@ def case_open(
     kind: Annotated[str, typer.Option(help="mediation or disagreement")],
     name: Annotated[str, typer.Option(help="The family contact's name.")],
     channel: Annotated[str, typer.Option(help="How the request arrived: helpline or email.")],
-    phone: Annotated[str, typer.Option(help="Contact telephone number (required).")] = "",
+    phone: Annotated[
+        str,
+        typer.Option(
+            help="Contact telephone number (required): a UK number, or one abroad starting"
+            " with + and its country code (we text only UK mobiles)."
+        ),
+    ] = "",
     email: Annotated[str, typer.Option(help="Contact email address.")] = "",
     decision_date: Annotated[
         str | None, typer.Option(help="Date the LA sent its decision, YYYY-MM-DD.")
@@ -99,6 +105,8 @@ def case_open(
         )
         for duplicate in opened.duplicates:
             typer.echo(f"warning: possible duplicate: {duplicate.words()}", err=True)
+        for warning in opened.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         emit(case_dict(session, opened.case), as_json, opened.case.reference)
 
 
@@ -151,6 +159,12 @@ def case_advance(
         except cases.ValueMissing as missing:
             # The rule's words, then how to give the value on this command line.
             fail(f'{missing} Give it with --set {missing.field}="..."', exit_code(missing))
+        except cases.ValuesUnknown as unknown:
+            # The rule's words list what the step takes in words; at the prompt the
+            # person needs the names to type.
+            names = "; ".join(f"{name} ({words})" for name, words in unknown.takes)
+            hint = f" The names --set takes here: {names}." if names else ""
+            fail(f"{unknown}{hint}", exit_code(unknown))
         for warning in recorded.warnings:
             typer.echo(f"warning: {warning}", err=True)
         _show(session, recorded.case, as_json)
@@ -347,9 +361,13 @@ def case_reopen(
     """
     now = parse_at(at)
     with open_session() as (session, _settings):
-        case = cases.reopen_case(
-            session, reference, reason=reason, now=now, actor=account_actor(session)
-        )
+        try:
+            case = cases.reopen_case(
+                session, reference, reason=reason, now=now, actor=account_actor(session)
+            )
+        except cases.ValueMissing as missing:
+            # The rule's words, then how to give the reason on this command line.
+            fail(f'{missing} Give it with --reason "..."', exit_code(missing))
         _show(session, case, as_json)
 
 

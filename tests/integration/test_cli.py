@@ -539,4 +539,6 @@ def test_a_value_the_step_needs_names_how_to_give_it(cli: Run) -> None:
             expect=2)
     )  # fmt: skip
     assert "does not take colour" in unknown and "Give it with" not in unknown
+    # The names to type, each with its words: not only the words.
+    assert "The names --set takes here: reason (Why the family withdrew)" in unknown
     cli("case", "advance", reference, "withdraw", "--set", "reason=moved away")

@@ -389,20 +389,53 @@ def test_a_value_missing_is_422_naming_the_field_in_the_apis_words(world: World)
     assert body["error"] == "Why the family withdrew: this is needed."
 
 
-def test_unknown_event_or_malformed_body_is_422(world: World) -> None:
+# Pydantic's own wording, which must never reach an API client.
+PYDANTIC_WORDS = ("Value error", "Input should be", "JSON decode error", "Field required", "[")
+
+
+def test_unknown_event_or_malformed_body_is_422_in_our_words(world: World) -> None:
     ref = world.refs["kids"]
+    advance_via_api(world, ref, "advise")
     body = _error(world.post("adviser", f"/api/v1/cases/{ref}/events", {"event": "teleport"}), 422)
     assert body["field"] == "event"
+    # The steps this case can take now, by the names a client sends.
+    assert body["error"].startswith("'teleport' is not a step this case can take; possible now: ")
+    assert "choose_mediation" in body["error"] and "choose_mediation" in body["allowed"]
+    assert "issue_certificate" not in body["allowed"]
     response = world.client.post(
         f"/api/v1/cases/{ref}/events",
         headers={**world.headers("adviser"), "Content-Type": "application/json"},
         content=b"{not json",
     )
-    assert _error(response, 422)["field"] == "1"  # the position of the JSON error
+    broken = _error(response, 422)
+    assert broken["field"] == "body"
+    assert broken["error"].startswith("The request body is not valid JSON")
+    assert "character 2" in broken["error"]
+    empty = world.client.post(
+        f"/api/v1/cases/{ref}/events",
+        headers={**world.headers("adviser"), "Content-Type": "application/json"},
+        content=b"",
+    )
+    assert _error(empty, 422)["error"].startswith("The request body is empty")
+    a_list = _error(world.client.post(
+        f"/api/v1/cases/{ref}/events", headers=world.headers("adviser"), json=["advise"]
+    ), 422)  # fmt: skip
+    assert a_list["field"] == "body" and "give a JSON object" in a_list["error"]
     data_list = world.post(
         "adviser", f"/api/v1/cases/{ref}/events", {"event": "advise", "data": {"note": 3}}
     )
-    assert _error(data_list, 422)["field"].startswith("data.note")
+    wrong_type = _error(data_list, 422)
+    assert wrong_type["field"] == "data.note"
+    assert wrong_type["errors"] == [{"field": "data.note", "message": "give text or true or false"}]
+    extra = _error(
+        world.post("adviser", f"/api/v1/cases/{ref}/events", {"event": "advise", "colour": 1}),
+        422,
+    )
+    assert extra["field"] == "colour" and "does not take it" in extra["error"]
+    for answer in (body, broken, a_list, wrong_type, extra):
+        assert not any(words in answer["error"] for words in PYDANTIC_WORDS), answer
+        for each in answer["errors"]:
+            assert not any(words in each["message"] for words in PYDANTIC_WORDS), each
 
 
 # --- Allocation ---------------------------------------------------------------------------

@@ -147,7 +147,7 @@ def test_the_family_contact_is_corrected_from_the_case_page(web: Web) -> None:
     }
     refused = browser.post(f"/cases/{case.reference}/contact", form)
     assert refused.status_code == 422
-    assert "Telephone number: &#39;0161 12&#39; is not a valid number" in refused.text
+    assert "Telephone number: &#39;0161 12&#39; is not a UK phone number" in refused.text
     assert 'href="#contact-phone"' in refused.text
     assert 'value="Jo Smith"' in refused.text  # what was typed is kept
     saved = browser.post(f"/cases/{case.reference}/contact", form | {"phone": "07911 123456"})

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlmodel import col
 from typer.testing import CliRunner, Result
 
 from casework import auth, cases
 from casework.cli import app as cli_app
-from casework.models import User
+from casework.models import Case, Notice, User
 from tests.conftest import forget_cached_settings_and_engine
 from tests.web.conftest import Web, make_case, reload
 
@@ -194,9 +196,10 @@ def test_only_the_adviser_issues_a_certificate_after_a_decline(doors: Doors) -> 
         ),
         (("--name", "x" * 100_000), {"name": "x" * 100_000}, "under"),
         (("--decision-date", "2099-01-01"), {"decision_date": "2099-01-01"}, "cannot be right"),
-        (("--phone", "0161 12"), {"phone": "0161 12"}, "not a valid number"),
+        (("--phone", "0161 12"), {"phone": "0161 12"}, "is not a UK phone number"),
+        (("--phone", "call me"), {"phone": "call me"}, "is not a phone number: give a UK"),
     ],
-    ids=["decision-in-1900", "huge-name", "decision-far-ahead", "bad-phone"],
+    ids=["decision-in-1900", "huge-name", "decision-far-ahead", "bad-phone", "not-a-phone"],
 )
 def test_bad_intake_is_refused_alike_by_the_cli_and_the_api(
     doors: Doors, cli_args: tuple[str, ...], api_body: dict[str, str], words: str
@@ -318,6 +321,8 @@ def test_a_reopen_without_a_reason_is_refused_at_every_door(
     words = "Why the case is being reopened"
     result = doors.cli("case", "reopen", ref)
     assert result.exit_code == 2 and words in result.stderr
+    # How to give it, as the CLI's other values missing say (--set reason="...").
+    assert 'Give it with --reason "..."' in result.stderr
     with web.session() as s:
         manager = s.get(User, web.users["manager"].id)
         assert manager is not None
@@ -459,6 +464,9 @@ def test_a_step_on_a_withdrawn_case_says_so_once_and_who_reopens_it_at_every_doo
     body = answer.json()
     assert answer.status_code == 409 and words in body["error"]
     assert body["error"].lower().count("withdrawn") == 1 and "casework" not in body["error"]
+    # The API's own way to reopen it, and whose token it takes.
+    assert f"To reopen it: POST /api/v1/cases/{ref}/reopen" in body["error"]
+    assert "a manager's API token" in body["error"]
 
     page = web.browser("adviser").post(
         f"/cases/{ref}/events/record_icb_told", {"version": str(version)}
@@ -486,3 +494,168 @@ def test_a_step_on_a_withdrawn_case_says_so_once_and_who_reopens_it_at_every_doo
         assert "withdrawn" not in door.text
     _unchanged(web, ref, version)
     _unchanged(web, held, held_version)
+
+
+PHONE_WORDS = (
+    "give a UK number such as 07700 900123 or 0161 209 8356, or an international number"
+    " starting with +"
+)
+# The phonenumbers library's own words, which must never reach a person.
+LIBRARY_WORDS = ("did not seem to be", "NumberParseException", "viable phone number")
+
+
+def _intake_form(phone: str, **more: str) -> dict[str, str]:
+    return {
+        "kind": "mediation",
+        "name": "Sam Parent",
+        "channel": "helpline",
+        "phone": phone,
+        "email": "sam.parent@example.org",
+        "preferred_channels": "sms,email",
+        "sms_consent": "yes",
+        **more,
+    }
+
+
+def _contact_form(case_version: int, phone: str) -> dict[str, Any]:
+    return {
+        "version": str(case_version),
+        "name": "Jo Smith",
+        "phone": phone,
+        "email": "jo.family@example.org",
+        "preferred_channels": ["sms", "email"],
+        "sms_consent": "yes",
+        "reason": "The family gave a new number",
+    }
+
+
+def _open_by_cli(doors: Doors, phone: str) -> Result:
+    return doors.cli(
+        "case", "open", "--kind", "mediation", "--name", "Sam Parent", "--channel", "helpline",
+        "--phone", phone, "--email", "sam.parent@example.org",
+    )  # fmt: skip
+
+
+def _open_by_api(doors: Doors, phone: str) -> Any:
+    body = {"kind": "mediation", "name": "Sam Parent", "channel": "helpline", "phone": phone}
+    body["email"] = "sam.parent@example.org"
+    return doors.api.post("/api/v1/cases", json=body, headers=doors.bearer("adviser"))
+
+
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [("call me", "is not a phone number"), ("202-555-0123", "is not a UK phone number")],
+    ids=["words", "american-way"],
+)
+def test_a_number_we_cannot_use_is_refused_in_our_words_at_every_door(
+    doors: Doors, typed: str, words: str
+) -> None:
+    """Not the phonenumbers library's words: what to type instead, with examples. A
+    number written without + is read as a UK one, so 202-555-0123 is refused."""
+    web = doors.web
+    result = _open_by_cli(doors, typed)
+    assert result.exit_code == 2, result.stdout
+    answer = _open_by_api(doors, typed)
+    assert answer.status_code == 422 and answer.json()["field"] == "phone"
+    page = web.browser("adviser").post("/cases/new", _intake_form(typed))
+    assert page.status_code == 422
+    case = make_case(web)
+    contact = web.browser("adviser").post(
+        f"/cases/{case.reference}/contact", _contact_form(case.version, typed)
+    )
+    assert contact.status_code == 422
+    for door in (result.stderr, answer.json()["error"], page.text, contact.text):
+        assert words in door and PHONE_WORDS in door
+        assert not any(raw in door for raw in LIBRARY_WORDS), door
+    _unchanged(web, case.reference, case.version)
+    with web.session() as s:
+        assert cases.count_cases(s) == 1
+
+
+def _family_phones_and_channels(web: Web) -> dict[str, tuple[str, set[str]]]:
+    """Each case's family phone and the channels of the notices queued to the family."""
+    with web.session() as s:
+        out: dict[str, tuple[str, set[str]]] = {}
+        for case in s.execute(select(Case)).scalars():
+            family = cases.family_of(s, case)
+            assert family is not None
+            sent = s.execute(
+                select(Notice.channel).where(
+                    col(Notice.case_id) == case.id, col(Notice.recipient_role) == "family"
+                )
+            ).scalars()
+            out[case.reference] = (family.phone, set(sent))
+        return out
+
+
+def test_a_new_uk_mobile_range_is_kept_and_texted_at_every_door(doors: Doors) -> None:
+    """07700 900123 has the shape of a UK mobile though the library's metadata does not
+    list its range yet: refusing it would lose the family's contact."""
+    web = doors.web
+    result = _open_by_cli(doors, "07700 900123")
+    assert result.exit_code == 0, result.stderr
+    assert "cannot text" not in result.stderr
+    answer = _open_by_api(doors, "+44 7700 900123")
+    assert answer.status_code == 201, answer.text
+    assert not any("cannot text" in w for w in answer.json()["warnings"])
+    form = _intake_form("07700900123", confirmed="yes")
+    page = web.browser("adviser").post("/cases/new", form)
+    assert page.status_code == 303 and "warned" not in page.headers["location"]
+    case = make_case(web, phone="07911 123456")
+    contact = web.browser("adviser").post(
+        f"/cases/{case.reference}/contact", _contact_form(case.version, "07700 900 123")
+    )
+    assert contact.status_code == 303, contact.text
+    assert "cannot text" not in web.browser("adviser").get(contact.headers["location"]).text
+    found = _family_phones_and_channels(web)
+    assert {phone for phone, _ in found.values()} == {"+447700900123"}
+    opened = [channels for ref, (_, channels) in found.items() if ref != case.reference]
+    assert len(opened) == 3 and all("sms" in channels for channels in opened)
+
+
+def test_a_number_abroad_is_kept_and_the_adviser_told_it_cannot_be_texted_at_every_door(
+    doors: Doors,
+) -> None:
+    """A parent abroad (a service family) is reached by a call or email: texts go only to
+    UK mobiles, so the adviser choosing texts is told when the number is saved, and no
+    text is queued for it."""
+    web = doors.web
+    words = "we can call or email this number but cannot text it"
+    result = _open_by_cli(doors, "+1 202 555 0123")
+    assert result.exit_code == 0, result.stderr
+    assert words in result.stderr and "only to UK mobile numbers" in result.stderr
+    answer = _open_by_api(doors, "001 202 555 0123")
+    assert answer.status_code == 201, answer.text
+    assert any(words in w for w in answer.json()["warnings"])
+    browser = web.browser("adviser")
+    check = browser.post("/cases/new", _intake_form("+1 (202) 555-0123"))
+    assert check.status_code == 200 and words in check.text
+    opened = browser.post("/cases/new", _intake_form("+1 (202) 555-0123", confirmed="yes"))
+    assert opened.status_code == 303 and "warned=1" in opened.headers["location"]
+    assert words in browser.get(opened.headers["location"]).text
+    case = make_case(web, phone="07911 123456")
+    contact = browser.post(
+        f"/cases/{case.reference}/contact", _contact_form(case.version, "+1 202 555 0123")
+    )
+    assert contact.status_code == 303, contact.text
+    shown = browser.get(contact.headers["location"]).text
+    assert words in shown and "Family contact corrected." in shown
+    found = _family_phones_and_channels(web)
+    assert {phone for phone, _ in found.values()} == {"+12025550123"}
+    opened_here = [channels for ref, (_, channels) in found.items() if ref != case.reference]
+    assert len(opened_here) == 3
+    assert all(channels and "sms" not in channels for channels in opened_here)
+    # Email only: nothing to warn about.
+    quiet = doors.api.post(
+        "/api/v1/cases",
+        json={
+            "kind": "mediation",
+            "name": "Alex Parent",
+            "channel": "helpline",
+            "phone": "+1 202 555 0199",
+            "email": "alex@example.org",
+            "preferred_channels": ["email"],
+        },
+        headers=doors.bearer("adviser"),
+    )
+    assert quiet.status_code == 201 and not any(words in w for w in quiet.json()["warnings"])

@@ -18,11 +18,13 @@ from casework.web.api.common import (
     Offset,
     Reference,
     RoleRefused,
+    UnknownEvent,
     end_read,
     forbid_provider,
     visible_case,
 )
 from casework.web.api.schemas import (
+    EVENT_NAMES,
     CaseDetailOut,
     CasePageOut,
     CaseSummaryOut,
@@ -136,7 +138,8 @@ def create_case(
     """Records the request, starts its clocks and queues the family's acknowledgement.
 
     ``warnings`` names any open case with the same phone number or email address
-    (a possible duplicate); the case is opened all the same.
+    (a possible duplicate), and says when text messages were chosen for a number we
+    cannot text; the case is opened all the same.
     """
     forbid_provider(user, "open cases")
     intake = cases.Intake(
@@ -161,7 +164,11 @@ def create_case(
     response.headers["Location"] = f"/api/v1/cases/{opened.case.reference}"
     out = case_detail(session, user, opened.case, now)
     # A possible duplicate is a warning, not a refusal: two children, two cases.
-    out.warnings = [f"Possible duplicate: {d.words()}" for d in opened.duplicates] + out.warnings
+    out.warnings = [
+        *(f"Possible duplicate: {d.words()}" for d in opened.duplicates),
+        *opened.warnings,
+        *out.warnings,
+    ]
     return out
 
 
@@ -206,6 +213,9 @@ def post_event(
     someone else is refused with 409 instead of being silently built upon.
     """
     case = visible_case(session, user, reference, now=now, settings=settings)
+    if body.event not in EVENT_NAMES:
+        allowed = [name for name, _ in cases.allowed_events(case, actor_for(user, "api"))]
+        raise UnknownEvent(body.event, allowed)
     check_version(case, user, body.expected_version)
     # The case read for the 404 stays with this door, detached: the step loads its own
     # (on Core, without the unit of work), and the answer is drawn from what it wrote.

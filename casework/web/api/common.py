@@ -5,7 +5,7 @@ paging, and the transaction discipline of reads followed by writes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any, TypeAlias
 
 from fastapi import Depends, Path, Query, Request, Response
@@ -44,31 +44,145 @@ class RoleRefused(rules.NotPermitted):
         self.allowed = allowed
 
 
+class UnknownEvent(cases.ValidationFailed):
+    """An event name no case takes (422, as any invalid field), with the ones this case
+    can take now by name: over the API the names are what a client sends."""
+
+    def __init__(self, event: str, allowed: list[str]) -> None:
+        possible = ", ".join(allowed) if allowed else "none (the case takes no step now)"
+        super().__init__(
+            f"{event!r} is not a step this case can take; possible now: {possible}.",
+            field="event",
+        )
+        self.allowed = allowed
+
+
 def error_response(exc: cases.CaseworkError) -> JSONResponse:
-    """The JSON body and status of a use-case refusal: the message, the field, what is allowed."""
+    """The JSON body and status of a use-case refusal: the message, the field, what is allowed.
+
+    A step refused only because the case has ended says how to reopen it over the API
+    (the use case's words already say who may).
+    """
+    message = str(exc)
+    if isinstance(exc, cases.TransitionRefused) and exc.reopenable:
+        message += (
+            f" To reopen it: POST /api/v1/cases/{exc.reference or '{reference}'}/reopen with"
+            ' {"reason": "..."} and a manager\'s API token.'
+        )
     body = ErrorOut(
-        error=str(exc),
+        error=message,
         field=getattr(exc, "field", None),
         allowed=list(getattr(exc, "allowed", None) or []),
     )
     return JSONResponse(body.model_dump(), status_code=http_status(exc))
 
 
+# Pydantic names the type it tried in a union or a validator chain in an error's
+# location ("data.note.function-after[_no_nul(), constrained-str]"); a client wants
+# the field it sent.
+_TYPE_TAGS = frozenset({"str", "bool", "int", "float", "none", "constrained-str", "list", "dict"})
+
+
 def _field_of(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc[1:]] if len(loc) > 1 else [str(p) for p in loc]
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    parts = [str(p) for p in loc if not (str(p) in _TYPE_TAGS or "[" in str(p))]
     return ".".join(parts) or "body"
 
 
+def _words_for(error: Mapping[str, Any]) -> str:
+    """What is wrong with one field and how to put it right, in our words, not pydantic's."""
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "this is needed"
+    if kind == "extra_forbidden":
+        return "this request does not take it (the API document lists what it takes)"
+    if kind in ("string_type", "string_sub_type"):
+        return "give text"
+    if kind in ("bool_type", "bool_parsing"):
+        return "give true or false"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "give a whole number"
+    if kind in (
+        "date_type",
+        "date_parsing",
+        "date_from_datetime_parsing",
+        "date_from_datetime_inexact",
+    ):
+        return "give a date as YYYY-MM-DD, for example 2026-10-20"
+    if kind == "string_too_long":
+        return f"keep it to {ctx.get('max_length')} characters or fewer"
+    if kind == "string_too_short":
+        return (
+            "this is needed"
+            if ctx.get("min_length") == 1
+            else f"give at least {ctx.get('min_length')} characters"
+        )
+    if kind == "too_long":
+        return f"give at most {ctx.get('max_length')} values"
+    if kind == "too_short":
+        return f"give at least {ctx.get('min_length')} value"
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"give a number of at least {ctx.get('ge', ctx.get('gt'))}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"give a number of at most {ctx.get('le', ctx.get('lt'))}"
+    if kind in ("literal_error", "enum"):
+        return f"choose one of {ctx.get('expected')}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "give a JSON object ({...})"
+    if kind == "list_type":
+        return "give a JSON list ([...])"
+    if kind == "value_error":
+        return str(ctx.get("error", "")) or "this value cannot be used"
+    return "this value cannot be used; the API document says what it takes"
+
+
+def _json_invalid(errors: Sequence[Mapping[str, Any]]) -> FieldErrorOut | None:
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            loc = error.get("loc", ())
+            where = (
+                f" (the first problem is at character {loc[-1] + 1})"
+                if loc and isinstance(loc[-1], int)
+                else ""
+            )
+            return FieldErrorOut(
+                field="body",
+                message=f"The request body is not valid JSON{where}; send a JSON object",
+            )
+    return None
+
+
 def validation_response(exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's validation errors in the API's shape: the first field named up front."""
+    """FastAPI's validation errors in the API's shape and our words: the first field named
+    up front, every field in ``errors``."""
+    raw = exc.errors()
+    broken = _json_invalid(raw)
+    if broken is not None:
+        body = ErrorOut(error=f"{broken.message}.", field="body", errors=[broken])
+        return JSONResponse(body.model_dump(), status_code=422)
+    # A union (text or true/false) fails once per member: one entry per field.
+    by_field: dict[str, list[str]] = {}
+    for error in raw:
+        words = _words_for(error)
+        said = by_field.setdefault(_field_of(error.get("loc", ())), [])
+        if words not in said:
+            said.append(words)
     errors = [
-        FieldErrorOut(field=_field_of(e.get("loc", ())), message=str(e.get("msg", "invalid")))
-        for e in exc.errors()
-    ] or [FieldErrorOut(field="body", message="invalid request")]
+        FieldErrorOut(field=field, message=" or ".join(words).replace(" or give ", " or "))
+        for field, words in by_field.items()
+    ] or [FieldErrorOut(field="body", message="this request cannot be read")]
     first = errors[0]
+    if first.field == "body" and first.message == "this is needed":
+        what = "The request body is empty: send a JSON object"
+    elif first.field == "body":
+        what = f"The request body: {first.message}"
+    else:
+        what = f"{first.field}: {first.message}"
     more = f" (and {len(errors) - 1} more, listed in errors)" if len(errors) > 1 else ""
     body = ErrorOut(
-        error=f"{first.field}: {first.message}{more}; correct it and send the request again",
+        error=f"{what}{more}; correct it and send the request again",
         field=first.field,
         errors=errors,
     )

@@ -50,15 +50,12 @@ LongText = Annotated[str, Field(max_length=10_000), AfterValidator(_no_nul)]
 EVENT_NAMES: tuple[str, ...] = tuple(dict.fromkeys(name for _kind, name in EVENTS))
 
 
-def _known_event(value: str) -> str:
-    if value not in EVENT_NAMES:
-        raise ValueError(f"not an event; events are: {', '.join(EVENT_NAMES)}")
-    return value
-
-
+# Any name is read here and an unknown one refused by the route, which can say which
+# steps the case can take now; the document still lists the names as an enum.
 EventName = Annotated[
     str,
-    AfterValidator(_known_event),
+    Field(max_length=40),
+    AfterValidator(_no_nul),
     WithJsonSchema({"type": "string", "enum": list(EVENT_NAMES)}),
 ]
 DecisionType = Literal[
@@ -84,7 +81,9 @@ class IntakeIn(BaseModel):
     kind: Literal["mediation", "disagreement"]
     name: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
     phone: Annotated[str, Field(max_length=40), AfterValidator(_no_nul)] = Field(
-        description="Contact telephone number; required for an email request (to ring back)"
+        description="Contact telephone number; required for an email request (to ring back)."
+        " A UK number, or one abroad written with + and its country code; only a UK mobile"
+        " is sent text messages"
     )
     channel: Literal["helpline", "email"] = Field(description="How the request arrived")
     email: Annotated[str, Field(max_length=320), AfterValidator(_no_nul)] = ""

@@ -136,11 +136,14 @@ def _recorded(
     open_event: str,
     values: dict[str, Any],
     done: str,
+    may_warn: bool = False,
 ) -> Response:
     """Run one use case from a case-page form (post/redirect/get).
 
     A refusal brings the case page back with the message beside its field and what
-    was typed still in the form; nothing the use case began is kept.
+    was typed still in the form; nothing the use case began is kept. ``may_warn``: the
+    use case may keep a warning on its audit row, which the page after the redirect
+    shows (if there is one).
     """
     try:
         action()
@@ -157,7 +160,8 @@ def _recorded(
             values=values,
             render_case=case_page,
         )
-    return redirect(f"/cases/{quote(reference)}?done={done}")
+    warned = "&warned=1" if may_warn else ""
+    return redirect(f"/cases/{quote(reference)}?done={done}{warned}")
 
 
 @router.post("/cases/{reference}/events/{event}")
@@ -650,6 +654,7 @@ def case_contact_post(
         open_event="contact",
         values=values,
         done="contact",
+        may_warn=True,
     )
 
 

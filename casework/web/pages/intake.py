@@ -204,7 +204,8 @@ def intake_post(
                 session, intake, now=now, actor=auth.actor_for(user, "web"), settings=settings
             )
             forget_counts(request)
-            return redirect(f"/cases/{quote(opened.case.reference)}?done=opened")
+            warned = "&warned=1" if opened.warnings else ""
+            return redirect(f"/cases/{quote(opened.case.reference)}?done=opened{warned}")
         else:
             review = cases.review_intake(session, intake, now=now)
             carried = [
@@ -219,6 +220,7 @@ def intake_post(
                     "page_title": "Check the details before opening the case",
                     "answers": _answers(review.checked),
                     "duplicates": review.duplicates,
+                    "warnings": review.warnings,
                     "carried": carried,
                 },
             )
