@@ -138,43 +138,38 @@ def execute(conn: Connection, statement: Any, params: Mapping[str, Any] | None =
     """Run ``statement`` on ``conn``'s transaction; returns the driver's cursor (the
     caller fetches from it and closes it, see :func:`rows` and :func:`rowcount`)."""
     prepared = compiled(statement, conn.dialect)
-    args = prepared.arguments(params or {})
-    sql = prepared.sql
     cursor = conn.connection.cursor()
-    listened = conn._has_events or conn.engine._has_events
-    if listened:
-        for before in conn.dispatch.before_cursor_execute:
-            sql, args = before(conn, cursor, sql, args, None, False)
-    try:
-        cursor.execute(sql, args)
-    except BaseException as error:
-        cursor.close()
-        conn._handle_dbapi_exception(error, sql, args, cursor, None)
-    if listened:
-        for after in conn.dispatch.after_cursor_execute:
-            after(conn, cursor, sql, args, None, False)
+    _run(conn, cursor, prepared.sql, prepared.arguments(params or {}), many=False)
     return cursor
 
 
 def execute_many(conn: Connection, statement: Any, params: Sequence[Mapping[str, Any]]) -> None:
     """Run ``statement`` once per parameter set, as one ``executemany`` (no results)."""
     prepared = compiled(statement, conn.dialect)
-    args = [prepared.arguments(p) for p in params]
-    sql = prepared.sql
     cursor = conn.connection.cursor()
+    _run(conn, cursor, prepared.sql, [prepared.arguments(p) for p in params], many=True)
+    cursor.close()
+
+
+def _run(conn: Connection, cursor: Any, sql: str, args: Any, *, many: bool) -> None:
+    """Execute on the driver's cursor as SQLAlchemy would: the engine's statement
+    listeners see it (the statement counts of tests and benches stay honest), and a
+    driver error comes back as SQLAlchemy's (conflict, locked, integrity, disconnect)."""
     listened = conn._has_events or conn.engine._has_events
     if listened:
         for before in conn.dispatch.before_cursor_execute:
-            sql, args = before(conn, cursor, sql, args, None, True)
+            sql, args = before(conn, cursor, sql, args, None, many)
     try:
-        cursor.executemany(sql, args)
+        if many:
+            cursor.executemany(sql, args)
+        else:
+            cursor.execute(sql, args)
     except BaseException as error:
         cursor.close()
         conn._handle_dbapi_exception(error, sql, args, cursor, None)
     if listened:
         for after in conn.dispatch.after_cursor_execute:
-            after(conn, cursor, sql, args, None, True)
-    cursor.close()
+            after(conn, cursor, sql, args, None, many)
 
 
 def rows(conn: Connection, statement: Any, params: Mapping[str, Any] | None = None) -> list[Any]:
