@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -390,12 +389,6 @@ def test_the_family_email_carries_the_certificate_and_the_sms_does_not(
     by_channel = {n.channel: n for n in notices}
     assert by_channel["email"].document_id == doc.id
     assert by_channel["sms"].document_id is None
-
-
-@pytest.fixture
-def sendgrid_fake() -> Iterator[SendGridFake]:
-    with SendGridFake() as fake:
-        yield fake
 
 
 def test_sendgrid_receives_the_stored_certificate_as_an_attachment(

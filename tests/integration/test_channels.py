@@ -10,7 +10,6 @@ from __future__ import annotations
 import pickle
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -55,18 +54,6 @@ def sms(notice_id: str = "nt_9Lm4pQ", to: str = FAMILY_MOBILE) -> OutgoingMessag
         to=to,
         body="Reminder: mediation meeting Tue 3 Mar 10:00. Reply to your adviser with questions.",
     )
-
-
-@pytest.fixture
-def sendgrid_fake() -> Iterator[SendGridFake]:
-    with SendGridFake() as fake:
-        yield fake
-
-
-@pytest.fixture
-def twilio_fake() -> Iterator[TwilioFake]:
-    with TwilioFake() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -46,18 +45,6 @@ CHILD = "Kai Whitfield"
 FAMILY_MOBILE = "+447911234567"
 SLOW_PROVIDER = 3.0  # seconds a fake holds its answer back
 WRITE_BUDGET = 1.5  # a write that waited this long was waiting for the provider call
-
-
-@pytest.fixture
-def sendgrid_fake() -> Iterator[SendGridFake]:
-    with SendGridFake() as fake:
-        yield fake
-
-
-@pytest.fixture
-def twilio_fake() -> Iterator[TwilioFake]:
-    with TwilioFake() as fake:
-        yield fake
 
 
 @pytest.fixture

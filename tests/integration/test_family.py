@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select
@@ -546,12 +545,6 @@ def test_a_call_back_request_lands_in_the_call_log_and_tells_the_adviser(
 
 
 # --- The family replied STOP ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def twilio_fake() -> Iterator[TwilioFake]:
-    with TwilioFake() as fake:
-        yield fake
 
 
 def keyed(twilio_fake: TwilioFake) -> Settings:

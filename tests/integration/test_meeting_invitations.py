@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -197,12 +196,6 @@ def test_a_meeting_with_no_time_is_an_all_day_entry(session: Session, settings: 
     assert event.decoded("DTSTART") == dt.date(2026, 12, 9)
     assert ADVISER.id  # the adviser scheduled it; the organiser is still the provider
     assert "solution" in str(event["ORGANIZER"]).lower()
-
-
-@pytest.fixture
-def sendgrid_fake() -> Iterator[SendGridFake]:
-    with SendGridFake() as fake:
-        yield fake
 
 
 def test_the_family_and_the_provider_get_each_version_by_email(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -67,18 +66,6 @@ STEP_TEMPLATES = {
     "cancel_meeting": {"meeting_cancelled", "meeting_cancelled_provider"},
     "reschedule": {"meeting_confirmed", "meeting_arranged_provider"},
 }
-
-
-@pytest.fixture
-def sendgrid_fake() -> Iterator[SendGridFake]:
-    with SendGridFake() as fake:
-        yield fake
-
-
-@pytest.fixture
-def twilio_fake() -> Iterator[TwilioFake]:
-    with TwilioFake() as fake:
-        yield fake
 
 
 @pytest.fixture
