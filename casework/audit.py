@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, inspect, select
+from sqlalchemy import Connection, bindparam, inspect, select, text
 from sqlmodel import Session, col
 
 from casework import driver
@@ -89,6 +89,12 @@ _LOCKED_CHAIN_ENDS = _locked_chain_ends(col(Case.id).in_(bindparam("case_ids", e
 # The same for one case (a transition's): no expanding list, so its text is fixed and it
 # runs on the driver's cursor (:mod:`casework.driver`).
 _LOCKED_CHAIN_END = _locked_chain_ends(col(Case.id) == bindparam("case_id"))
+# PostgreSQL: the locks first, then the ends, in one call (migration 0017). Locking and
+# reading in ONE plain statement read the end as it was before a writer it waited for
+# committed its row (one snapshot per statement), and the chain forked.
+_PG_LOCKED_CHAIN_ENDS = text(
+    "SELECT chain_case_id, chain_end FROM casework_locked_chain_ends(CAST(:case_ids AS integer[]))"
+)
 
 
 def row_digest(
@@ -372,13 +378,21 @@ def _chain_ends(connection: Connection, case_ids: Iterable[int]) -> dict[int, st
     """The last hash of each case's chain, with the chains held until this transaction ends.
 
     One statement per chunk of cases both locks them (PostgreSQL: FOR UPDATE of the case
-    rows, so one writer at a time per chain and the next writer reads the hash this one
-    adds) and reads each chain's last hash: a transition pays one statement for its seal,
-    the sweep one per 500 cases. SQLite needs no lock (its writers take turns, BEGIN
-    IMMEDIATE) and ignores the clause.
+    rows, so one writer at a time per chain) and then reads each chain's last hash, so
+    a writer that waited for the lock reads the row the other writer added
+    (``casework_locked_chain_ends``, migration 0017): a transition pays one statement
+    for its seal, the sweep one per 500 cases. SQLite needs no lock (its writers take
+    turns, BEGIN IMMEDIATE) and ignores the clause.
     """
     ids = sorted(set(case_ids))
     ends: dict[int, str] = dict.fromkeys(ids, "")
+    if connection.dialect.name == "postgresql":
+        for start in range(0, len(ids), _CHAIN_ENDS_CHUNK):
+            chunk = ids[start : start + _CHAIN_ENDS_CHUNK]
+            params = {"case_ids": chunk}
+            for case_id, digest in driver.rows(connection, _PG_LOCKED_CHAIN_ENDS, params):
+                ends[case_id] = digest or ""
+        return ends
     if len(ids) == 1:
         for case_id, digest in driver.rows(connection, _LOCKED_CHAIN_END, {"case_id": ids[0]}):
             ends[case_id] = digest or ""

@@ -24,7 +24,18 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Boolean, Date, Table, TextClause, bindparam, func, select, text
+from sqlalchemy import (
+    Boolean,
+    Date,
+    String,
+    Table,
+    TextClause,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.types import JSON, LargeBinary
@@ -62,16 +73,37 @@ _LIVE_ALLOCATION_ID = (
 )
 # The case, family, provider, live allocation (the newest offered or accepted, as
 # :func:`casework.cases.effects.live_allocation`) and its provider, and the chain's end.
-HEAD = (
-    select(Case, Person, Provider, Allocation, _AllocationProvider, CHAIN_END)
-    .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
-    .outerjoin(Provider, col(Provider.id) == Case.provider_id)
-    .outerjoin(Allocation, col(Allocation.id) == _LIVE_ALLOCATION_ID)
-    .outerjoin(_AllocationProvider, _AllocationProvider.id == col(Allocation.provider_id))
-    .where(col(Case.reference) == bindparam("reference"))
-)
-# Recording the look: the chain is held until the view row is written (PostgreSQL).
+
+
+def _head(chain_end: Any) -> Any:
+    return (
+        select(Case, Person, Provider, Allocation, _AllocationProvider, chain_end)
+        .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+        .outerjoin(Provider, col(Provider.id) == Case.provider_id)
+        .outerjoin(Allocation, col(Allocation.id) == _LIVE_ALLOCATION_ID)
+        .outerjoin(_AllocationProvider, _AllocationProvider.id == col(Allocation.provider_id))
+        .where(col(Case.reference) == bindparam("reference"))
+    )
+
+
+HEAD = _head(CHAIN_END)
+# Recording the look: the chain is held until the view row is written. On PostgreSQL
+# the end is read by ``casework_locked_chain_ends`` (migration 0017), which takes the
+# lock BEFORE reading: a look that waited for another writer's lock then seals after
+# that writer's row (a plain subquery here would read the end as it was before it).
 HEAD_FOR_VIEW = HEAD.with_for_update(of=Case)
+HEAD_FOR_VIEW_POSTGRESQL = _head(
+    literal_column(
+        "(SELECT l.chain_end FROM casework_locked_chain_ends(ARRAY[cases.id]) AS l)", String
+    )
+).with_for_update(of=Case)
+
+
+def head_statement(dialect: str, *, record: bool) -> Any:
+    """The head read: plain, or locking the case's chain for a look that is recorded."""
+    if not record:
+        return HEAD
+    return HEAD_FOR_VIEW_POSTGRESQL if dialect == "postgresql" else HEAD_FOR_VIEW
 
 
 def _table(model: Any) -> Table:

@@ -287,7 +287,7 @@ def case_detail(
     once its view is recorded and the request commits once (see :func:`record_view`).
     """
     head = session.execute(
-        case_reads.HEAD_FOR_VIEW if record else case_reads.HEAD,
+        case_reads.head_statement(session.get_bind().dialect.name, record=record),
         {"reference": reference.strip().upper()},
     ).first()
     if head is None:
