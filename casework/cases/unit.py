@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import String, bindparam, event, literal_column, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
@@ -602,6 +602,20 @@ def _update_case(columns: tuple[str, ...]) -> Any:
     )
 
 
+# PostgreSQL: the version-checked UPDATE also returns the end of the case's audit chain,
+# read by ``casework_locked_chain_ends`` (migration 0017) AFTER the UPDATE holds the row:
+# a function takes a fresh snapshot per statement, so the end includes a row another
+# writer committed while this UPDATE waited for it. The seal then needs no statement.
+_LOCKED_END_OF_THIS_CASE = literal_column(
+    "(SELECT l.chain_end FROM casework_locked_chain_ends(ARRAY[cases.id]) AS l)", String
+)
+
+
+@lru_cache(maxsize=512)
+def _update_case_returning_chain_end(columns: tuple[str, ...]) -> Any:
+    return _update_case(columns).returning(_LOCKED_END_OF_THIS_CASE)
+
+
 @lru_cache(maxsize=512)
 def _update_deadline(columns: tuple[str, ...]) -> Any:
     return (
@@ -637,11 +651,12 @@ def write_step(
     per-object events, identity bookkeeping. A transition changes the same few rows
     every time (the case, its clocks, one audit row), so they are written here: the
     version-checked UPDATE of the case (a lost race raises StaleDataError, a Conflict,
-    as the ORM's would), the audit row sealed into its chain (:func:`audit.seal_rows`,
-    which on PostgreSQL locks the case row first), the clocks met or cancelled and the
-    clocks opened. The written objects then leave the session (still readable), so
-    the commit has nothing left to flush. ``chain_end``: the case's chain end, read
-    with the case in this transaction (SQLite only, :func:`load_case_with_clocks`).
+    as the ORM's would; on PostgreSQL it also returns the chain's end, read once it
+    holds the row), the audit row sealed into its chain (:func:`audit.seal_rows`), the
+    clocks met or cancelled and the clocks opened. The written objects then leave the
+    session (still readable), so the commit has nothing left to flush. ``chain_end``:
+    the case's chain end, read with the case in this transaction (SQLite only,
+    :func:`load_case_with_clocks`).
     ``changed``: the case's loaded clocks when they are in no session
     (:func:`write_detached_step`); the case then is in none either.
     """
@@ -669,7 +684,12 @@ def write_step(
     columns = _changed(case)
     params = {f"v_{name}": getattr(case, name) for name in columns}
     params.update(v_version=loaded_version + 1, w_id=case.id, w_version=loaded_version)
-    if driver.rowcount(conn, _update_case(columns), params) != 1:
+    if chain_end is None and conn.dialect.name == "postgresql":
+        updated = driver.rows(conn, _update_case_returning_chain_end(columns), params)
+        if len(updated) != 1:
+            raise StaleDataError(f"{case.reference} changed since it was read")
+        chain_end = updated[0][0] or ""
+    elif driver.rowcount(conn, _update_case(columns), params) != 1:
         raise StaleDataError(f"{case.reference} changed since it was read")
     audit_rows.sort(key=lambda o: sa_inspect(o).insert_order)
     audit_rows += clocks.audit_rows  # a detached step's own, made after any above

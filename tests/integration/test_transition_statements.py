@@ -5,8 +5,8 @@ and ``commit`` events on the engine, for the steps that write the most: a step t
 meets one clock and opens another and queues notices (choose mediation, decline,
 issue the certificate). The statements: the case with its family, provider and live
 clocks (1; on SQLite with the audit chain's end), the notices (1), the version-checked
-UPDATE of the case (1), the chain's end for the audit row (PostgreSQL only, 1: read
-after the case row is locked), the audit row (1), the clocks met (1) and opened (1);
+UPDATE of the case (1; on PostgreSQL it returns the audit chain's end, read once it
+holds the row), the audit row (1), the clocks met (1) and opened (1);
 a certificate adds its document row (1) and, on SQLite, the read that rendered its PDF
 with no transaction open (1). A provider's step through the portal checks its provider
 has accepted the case from the same first read (no read of the allocation of its own),
@@ -80,6 +80,24 @@ def _step(
     bound = MAX_STATEMENTS + DOCUMENT_STEPS.get(name, 0)
     assert len(counted.statements) <= bound, (name, counted.statements)
     return moved, counted
+
+
+def test_sealing_the_audit_row_costs_no_statement_of_its_own(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """advise in a fresh session: the case (with the chain's end on SQLite), the family's
+    notices, the UPDATE (returning the chain's end on PostgreSQL), the audit row."""
+    case = create_case(session, settings)
+    session.commit()
+    with counting(engine) as counted, Session(engine, expire_on_commit=False) as fresh:
+        cases.advance(fresh, case.reference, "advise", now=at("2026-11-12"), actor=ADVISER,
+                      settings=settings)  # fmt: skip
+    heads = [" ".join(s.split()[:3]).upper() for s in counted.statements]
+    assert counted.commits == 1
+    assert [h.split()[0] for h in heads] == ["SELECT", "INSERT", "UPDATE", "INSERT"], heads
+    assert not any(
+        "case_events.hash" in s and s.startswith("SELECT") for s in counted.statements[1:]
+    )
 
 
 def test_each_transition_is_at_most_8_statements_and_one_commit(
