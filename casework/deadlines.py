@@ -332,8 +332,13 @@ def _days_in_month(year: int, month: int) -> int:
     return (dt.date(year, month + 1, 1) - dt.timedelta(days=1)).day
 
 
+@lru_cache(maxsize=4096)
 def fmt(d: dt.date) -> str:
-    """A date as families read it: 'Monday 10 May 2027'."""
+    """A date as families read it: 'Monday 10 May 2027'.
+
+    Cached: a step's letters and certificate write the same few dates in words dozens
+    of times, and strftime is most of a letter's context otherwise.
+    """
     return f"{d:%A} {d.day} {d:%B %Y}"
 
 
@@ -505,8 +510,14 @@ def _christmas_or_august_extension(d: dt.date) -> tuple[dt.date, str] | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def appeal_clock(decision_sent: dt.date, certificate_issued: dt.date | None = None) -> Clock:
-    """The appeal deadline with how it was worked out, as families are shown it."""
+    """The appeal deadline with how it was worked out, as families are shown it.
+
+    Cached (a Clock is immutable, and the statutory calendar is fixed for the process):
+    a certificate step asks for the same clock five times, for its letter, the
+    certificate, the case's appeal date and the notices.
+    """
     from_decision = add_months(decision_sent, 2)
     parts = [f"decision sent {_short(decision_sent)} + 2 months = {_short(from_decision)}"]
     latest = from_decision

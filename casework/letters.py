@@ -88,6 +88,8 @@ def as_date(value: Any) -> dt.date | None:
 def _get(source: Any, name: str) -> Any:
     if source is None:
         return None
+    if type(source) is dict:  # the usual case, without the slower check against Mapping
+        return source.get(name)
     if isinstance(source, Mapping):
         return source.get(name)
     return getattr(source, name, None)
