@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.sql import util as sql_util
 from sqlalchemy.sql.elements import BindParameter
 
 _Processor = Callable[[Any], Any] | None
@@ -155,6 +156,8 @@ def _run(conn: Connection, cursor: Any, sql: str, args: Any, *, many: bool) -> N
     """Execute on the driver's cursor as SQLAlchemy would: the engine's statement
     listeners see it (the statement counts of tests and benches stay honest), and a
     driver error comes back as SQLAlchemy's (conflict, locked, integrity, disconnect)."""
+    if conn._echo:
+        _echo(conn, sql, args, many)
     listened = conn._has_events or conn.engine._has_events
     if listened:
         for before in conn.dispatch.before_cursor_execute:
@@ -170,6 +173,17 @@ def _run(conn: Connection, cursor: Any, sql: str, args: Any, *, many: bool) -> N
     if listened:
         for after in conn.dispatch.after_cursor_execute:
             after(conn, cursor, sql, args, None, many)
+
+
+def _echo(conn: Connection, sql: str, args: Any, many: bool) -> None:
+    """Log the statement as SQLAlchemy's ``echo`` does (the ``sql_echo`` setting), so a
+    statement sent here is in the log like every other; its parameters are hidden when
+    the engine hides them."""
+    conn._log_info(sql)
+    if conn.engine.hide_parameters:
+        conn._log_info("[driver] [SQL parameters hidden due to hide_parameters=True]")
+    else:
+        conn._log_info("[driver] %r", sql_util._repr_params(args, batches=10, ismulti=many))
 
 
 def rows(conn: Connection, statement: Any, params: Mapping[str, Any] | None = None) -> list[Any]:
