@@ -22,7 +22,7 @@ from casework.cases.effects import (
     event_label,
     spec_for,
 )
-from casework.cases.errors import Conflict, TransitionRefused
+from casework.cases.errors import Conflict, TransitionRefused, WriteRefusedAfterRead
 from casework.cases.fields import parse_event_data
 from casework.cases.unit import (
     Clocks,
@@ -204,6 +204,7 @@ def _apply(
     preview: bool = False,
     render_in_transaction: bool = False,
     detached: bool = False,
+    versions_read: dict[str, int] | None = None,
 ) -> Step:
     """Apply ``event`` in memory (nothing flushed): the caller commits or rolls back.
 
@@ -223,6 +224,8 @@ def _apply(
         else None,
     )
     case, family, provider, live = loaded.case, loaded.family, loaded.provider, loaded.live
+    if versions_read is not None:
+        versions_read[case.reference] = case.version
     check_actor_may_see(case, actor)
     if expected_version is not None and case.version != expected_version:
         raise Conflict(
@@ -324,6 +327,8 @@ def record_step(
     keep_callers_changes = bool(session.new or session.dirty or session.deleted)
     # The step's rows are loaded outside the session unless the session may hold them.
     detached = not keep_callers_changes and may_load_detached(session)
+    versions_read: dict[str, int] = {}
+    waited_for_writer = False
     for _attempt in range(_ATTEMPTS):
         try:
             with case_transaction(session, reference):
@@ -345,11 +350,26 @@ def record_step(
                         prepared=prepared,
                         render_in_transaction=keep_callers_changes,
                         detached=detached,
+                        versions_read=versions_read,
                     )
                     write = write_detached_step if detached else write_step
                     write(session, step.case, step.clocks, step.chain_end)
                 session.commit()
             return Recorded(step.case, list(step.warnings))
+        except WriteRefusedAfterRead:
+            # SQLite: another writer (the sweep, a sender, someone on another case)
+            # committed between this step's read and its first write, and SQLite
+            # refuses a write from a stale read. Run the step again as a writer from the
+            # start (BEGIN IMMEDIATE waits its turn), held to the version it read, as
+            # PostgreSQL's UPDATE is after waiting for the row: a real change to this
+            # case meanwhile is still a Conflict; a write elsewhere no longer is.
+            read = next(iter(versions_read.values()), None)
+            if keep_callers_changes or waited_for_writer or read is None:
+                raise
+            waited_for_writer = True
+            if expected_version is None:
+                expected_version = read
+            session.connection(execution_options={"claim": True})
         except RenderFirst as render:
             # Nothing was written and the transaction is over: lay the PDF out now,
             # with no lock or snapshot held, and run the step again.

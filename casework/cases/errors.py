@@ -78,3 +78,12 @@ class NotPermitted(CaseworkError):
 
 class Conflict(CaseworkError):
     """Someone else changed the case first; reload and try again."""
+
+
+class WriteRefusedAfterRead(Conflict):
+    """SQLite refused the transaction's first write: another writer committed after it
+    read (its snapshot went stale), whatever that writer changed, perhaps another case.
+
+    Still a Conflict for a caller that cannot run its step again; one that can (see
+    :func:`casework.cases.advance.record_step`) re-runs it as a writer from the start.
+    """

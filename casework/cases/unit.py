@@ -25,7 +25,7 @@ from sqlmodel import Session, col
 from casework import audit, driver
 from casework import deadlines as dl
 from casework.cases.context import Actor, TransitionContext
-from casework.cases.errors import Conflict, NotFound, ValidationFailed
+from casework.cases.errors import Conflict, NotFound, ValidationFailed, WriteRefusedAfterRead
 from casework.config import Settings
 from casework.deadlines import Clock, DeadlineKind
 from casework.models import (
@@ -62,9 +62,12 @@ def case_transaction(session: Session, reference: str) -> Iterator[None]:
             word in str(exc.orig).lower() for word in ("locked", "busy", "deadlock")
         ):
             raise
-        raise Conflict(
+        words = (
             f"{reference} was changed by someone else at the same moment; reload it and try again"
-        ) from exc
+        )
+        if isinstance(exc, OperationalError) and session.get_bind().dialect.name == "sqlite":
+            raise WriteRefusedAfterRead(words) from exc
+        raise Conflict(words) from exc
     except Exception:
         session.rollback()
         raise

@@ -26,7 +26,6 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from casework import audit, cases
-from casework.cases.errors import Conflict
 from casework.cases.unit import audit_event
 from casework.config import Settings
 from casework.models import Case, CaseEvent
@@ -53,13 +52,8 @@ def _append_in_session(engine: Engine, case_id: int, note: str) -> Session:
 
 
 def _second_writer_waits_then_appends(
-    engine: Engine,
-    case_ids: list[int],
-    second: Callable[[], None],
-    refused_on_sqlite: type[BaseException] | None = None,
+    engine: Engine, case_ids: list[int], second: Callable[[], None]
 ) -> None:
-    """``refused_on_sqlite``: what the second writer may answer on SQLite instead of
-    writing (a step whose read went stale while it waited is refused, nothing written)."""
     holder = _append_in_session(engine, case_ids[0], "first writer")
     errors: list[BaseException] = []
 
@@ -76,11 +70,6 @@ def _second_writer_waits_then_appends(
     holder.commit()
     holder.close()
     thread.join(timeout=30)
-    if refused_on_sqlite is not None and engine.dialect.name == "sqlite":
-        refused = [e for e in errors if isinstance(e, refused_on_sqlite)]
-        if refused:
-            assert refused == errors, errors
-            return
     assert not errors, errors
     assert still_waiting, "the second writer did not wait for the first one's lock"
 
@@ -206,8 +195,42 @@ def test_a_step_recorded_while_another_row_is_written_keeps_one_chain(
                 settings=settings,
             )  # fmt: skip
 
-    _second_writer_waits_then_appends(engine, [case_id], step, refused_on_sqlite=Conflict)
-    events = [r.event for r in _rows(engine, case_id)]
-    if engine.dialect.name == "postgresql":
-        assert events[-2:] == ["note_added", "advise"]
+    _second_writer_waits_then_appends(engine, [case_id], step)
+    assert [r.event for r in _rows(engine, case_id)][-2:] == ["note_added", "advise"]
+    assert _breaks(engine) == []
+
+
+def test_a_step_waits_for_a_write_to_another_case_instead_of_being_refused(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """SQLite refuses a write from a read that another writer's commit made stale, even
+    when that writer touched another case (the sweep, a sender). The step then runs
+    again as a writer, held to the version it read: the adviser is not told their case
+    "was changed by someone else" when nobody changed it."""
+    busy = create_case(session, settings, name="Busy Family")
+    quiet = create_case(session, settings, name="Quiet Family")
+    session.commit()
+    assert busy.id is not None and quiet.id is not None
+    holder = _append_in_session(engine, busy.id, "someone else's write")
+    outcome: list[BaseException | None] = []
+
+    def step() -> None:
+        try:
+            with Session(engine, expire_on_commit=False) as other:
+                cases.advance(
+                    other, quiet.reference, "advise", now=at("2026-11-20", "10:04"),
+                    actor=ADVISER, settings=settings,
+                )  # fmt: skip
+            outcome.append(None)
+        except BaseException as exc:  # judged below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=step)
+    thread.start()
+    time.sleep(WAIT_SECONDS)
+    holder.commit()
+    holder.close()
+    thread.join(timeout=30)
+    assert outcome == [None], outcome
+    assert [r.event for r in _rows(engine, quiet.id)][-1] == "advise"
     assert _breaks(engine) == []
