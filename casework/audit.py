@@ -54,7 +54,7 @@ import hashlib
 import json
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, inspect, select, text
@@ -444,6 +444,10 @@ class Verification:
     sealed: int
     cases: int
     breaks: list[ChainBreak]
+    # Rows sealed after the same row as the row just before them: two writers at the
+    # same moment on PostgreSQL before migration 0017. Both rows are genuine and
+    # unchanged; listed so the operator is not told of tampering that never happened.
+    forks: list[ChainBreak] = field(default_factory=list)
 
 
 def _personal_fault(row: Any, redacted: bool) -> str | None:
@@ -471,15 +475,17 @@ def _walk(
     rows: Iterable[Any], references: Mapping[int, str], redacted: frozenset[int] = frozenset()
 ) -> Verification:
     breaks: list[ChainBreak] = []
+    forks: list[ChainBreak] = []
     total = sealed = 0
     seen_cases: set[int] = set()
     case_id: int | None = None
-    previous = ""
+    previous = before_previous = ""
     started = broken = False
     for row in rows:
         total += 1
         if row.case_id != case_id:
-            case_id, previous, started, broken = row.case_id, "", False, False
+            case_id, previous, before_previous = row.case_id, "", ""
+            started = broken = False
             seen_cases.add(row.case_id)
         if broken:
             continue
@@ -494,25 +500,41 @@ def _walk(
             if is_redacted and not row.personal_digest:
                 pass  # an older row's seal covered the text now removed: only its link counts
             elif row.hash != _digest_of(row, previous):
-                why = (
-                    "it does not match its seal: it, or a row before it on this case, was"
-                    " changed or removed outside casework"
-                )
-            previous = row.hash
+                if started and previous and row.hash == _digest_of(row, before_previous):
+                    # Sealed after the same row as the row before it: the two were
+                    # written at the same moment (the race migration 0017 closed).
+                    forks.append(_chain_note(row, references, _FORK_WORDS))
+                else:
+                    why = (
+                        "it does not match its seal: it, or a row before it on this case,"
+                        " was changed or removed outside casework"
+                    )
+            before_previous, previous = previous, row.hash
         if why is None and row.hash is not None:
             why = _personal_fault(row, is_redacted)
         if why is not None:
             broken = True
-            breaks.append(
-                ChainBreak(
-                    case_id=row.case_id,
-                    reference=references.get(row.case_id, "an unknown case"),
-                    event=row.event,
-                    at=row.at,
-                    why=why,
-                )
-            )
-    return Verification(rows=total, sealed=sealed, cases=len(seen_cases), breaks=breaks)
+            breaks.append(_chain_note(row, references, why))
+    return Verification(
+        rows=total, sealed=sealed, cases=len(seen_cases), breaks=breaks, forks=forks
+    )
+
+
+_FORK_WORDS = (
+    "it and the row before it were written at the same moment and both follow the same"
+    " earlier row; neither was changed (two people wrote at once, before casework made"
+    " them take turns on 1 December 2026)"
+)
+
+
+def _chain_note(row: Any, references: Mapping[int, str], why: str) -> ChainBreak:
+    return ChainBreak(
+        case_id=row.case_id,
+        reference=references.get(row.case_id, "an unknown case"),
+        event=row.event,
+        at=row.at,
+        why=why,
+    )
 
 
 def redacted_ids(connection: Connection) -> frozenset[int]:

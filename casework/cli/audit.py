@@ -51,6 +51,15 @@ def audit_verify(as_json: JsonOpt = False) -> None:
             }
             for b in result.breaks
         ],
+        "written_at_the_same_moment": [
+            {
+                "reference": f.reference,
+                "event": f.event,
+                "at": f.at.isoformat(),
+                "what": _sentence(f),
+            }
+            for f in result.forks
+        ],
         "staff": {
             "rows": staff_rows,
             "break": None
@@ -75,6 +84,12 @@ def audit_verify(as_json: JsonOpt = False) -> None:
                 else ""
             )
         ]
+    if result.forks:
+        lines.append(
+            f"{len(result.forks)} row(s) follow the same earlier row as the row before them"
+            " (written at the same moment; not a sign of tampering):"
+        )
+        lines += [f"  {_sentence(f)}" for f in result.forks]
     if staff_break is not None:
         lines.append(
             "the audit trail of user administration does not verify:"

@@ -24,7 +24,7 @@ from casework import audit, cases
 from casework.cases.redaction import redact_audit_rows
 from casework.cli import app
 from casework.config import Settings
-from casework.models import Case
+from casework.models import Case, CaseEvent
 from tests.conftest import ADVISER, MANAGER, at, forget_cached_settings_and_engine
 from tests.factories import advance, create_case
 
@@ -407,3 +407,63 @@ def test_the_apps_own_role_can_append_and_redact_but_never_rewrite_history(
         with engine.begin() as conn:
             conn.execute(text(f'DROP OWNED BY "{role}"'))
             conn.execute(text(f'DROP ROLE "{role}"'))
+
+
+def _fork_after_the_last_row(engine: Engine, case: Case, *, note: str) -> None:
+    """Append a row sealed after the SAME row as the case's last one, as two writers at
+    the same moment did on PostgreSQL before migration 0017 (the second read a stale
+    chain end); inserted on Core, so nothing seals it again."""
+    with engine.connect() as conn:
+        ends = list(
+            conn.execute(
+                text("SELECT hash FROM case_events WHERE case_id = :c ORDER BY id DESC LIMIT 2"),
+                {"c": case.id},
+            ).scalars()
+        )
+    row = {
+        "case_id": case.id,
+        "at": at("2026-11-12", "10:00"),
+        "actor": MANAGER.id,
+        "event": "viewed",
+        "from_state": case.state,
+        "to_state": None,
+        "data": {},
+        "channel": "web",
+        "note": note,
+    }
+    audit._seal(row, ends[1] if len(ends) > 1 else "")
+    with engine.begin() as conn:
+        conn.execute(CaseEvent.__table__.insert(), [row])  # type: ignore[attr-defined]
+
+
+def test_two_rows_written_at_the_same_moment_are_told_apart_from_tampering(
+    cli: CliRunner, engine: Engine, session: Session, settings: Settings
+) -> None:
+    first, _second = _history(session, settings)
+    _fork_after_the_last_row(engine, first, note="")
+    result = _verify(engine)
+    assert result.breaks == []
+    assert [(f.reference, f.event) for f in result.forks] == [(first.reference, "viewed")]
+    # The chain goes on from the newer row, as the next writer read it.
+    advance(session, settings, cases.get_case(session, first.reference), "issue_certificate",
+            now=at("2026-11-13"), certificate_on="2026-11-13")  # fmt: skip
+    assert _verify(engine).breaks == []
+    out = _run(cli, "audit", "verify").stdout
+    assert "the audit trail verifies" in out
+    assert "written at the same moment; not a sign of tampering" in out
+    assert first.reference in out
+    data = json.loads(_run(cli, "audit", "verify", "--json").stdout)
+    assert [f["reference"] for f in data["written_at_the_same_moment"]] == [first.reference]
+
+
+def test_a_row_altered_after_a_fork_is_still_a_break(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    first, _second = _history(session, settings)
+    _fork_after_the_last_row(engine, first, note="")
+    last = _event_ids(engine, first)[-1]
+    with behind_the_apps_back(engine) as conn:
+        conn.execute(text("UPDATE case_events SET channel = 'cli' WHERE id = :i"), {"i": last})
+    result = _verify(engine)
+    assert [(b.reference, b.event) for b in result.breaks] == [(first.reference, "viewed")]
+    assert result.forks == []
