@@ -175,6 +175,12 @@ def _run(conn: Connection, cursor: Any, sql: str, args: Any, *, many: bool) -> N
             after(conn, cursor, sql, args, None, many)
 
 
+def run_raw(conn: Connection, cursor: Any, sql: str) -> None:
+    """A fixed statement with no parameters (a transaction's BEGIN) on ``cursor``, seen
+    by the engine's listeners and echo, its errors raised as SQLAlchemy's."""
+    _run(conn, cursor, sql, (), many=False)
+
+
 def _echo(conn: Connection, sql: str, args: Any, many: bool) -> None:
     """Log the statement as SQLAlchemy's ``echo`` does (the ``sql_echo`` setting), so a
     statement sent here is in the log like every other; its parameters are hidden when
