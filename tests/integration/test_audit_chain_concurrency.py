@@ -90,13 +90,19 @@ def _rows(engine: Engine, case_id: int) -> list[CaseEvent]:
         )
 
 
+def _stored_case(session: Session, settings: Settings, name: str = "Race Family") -> Case:
+    """A case opened and committed, so other sessions and threads can see it."""
+    case = create_case(session, settings, name=name)
+    session.commit()
+    assert case.id is not None
+    return case
+
+
 def test_a_page_view_waiting_on_another_writer_seals_after_its_row(
     engine: Engine, session: Session, settings: Settings
 ) -> None:
-    case = create_case(session, settings, name="Race Family")
-    session.commit()
-    reference, case_id = case.reference, case.id
-    assert case_id is not None
+    case = _stored_case(session, settings)
+    reference, case_id = case.reference, int(case.id or 0)
 
     def view() -> None:
         with Session(engine, expire_on_commit=False) as other:
@@ -114,27 +120,10 @@ def test_a_page_view_waiting_on_another_writer_seals_after_its_row(
 def test_a_row_the_unit_of_work_writes_after_waiting_seals_after_the_other(
     engine: Engine, session: Session, settings: Settings
 ) -> None:
-    case = create_case(session, settings, name="Race Family")
-    session.commit()
-    case_id = case.id
-    assert case_id is not None
+    case_id = int(_stored_case(session, settings).id or 0)
 
     def append() -> None:
-        with Session(engine, expire_on_commit=False) as other:
-            if engine.dialect.name == "sqlite":
-                other.connection(execution_options={"claim": True})
-            row = other.get(Case, case_id)
-            assert row is not None
-            other.add(
-                audit_event(
-                    row,
-                    actor=MANAGER,
-                    event="note_added",
-                    at=at("2026-11-20"),
-                    from_state=None,
-                    note="second",
-                )
-            )
+        with _append_in_session(engine, case_id, "second") as other:
             other.commit()
 
     _second_writer_waits_then_appends(engine, [case_id], append)
@@ -146,12 +135,10 @@ def test_rows_sealed_for_several_cases_at_once_wait_and_seal_after_the_other(
     engine: Engine, session: Session, settings: Settings
 ) -> None:
     """The sweep's path: one statement reads the chain ends of a batch of cases."""
-    first = create_case(session, settings, name="Race Family One")
-    second = create_case(session, settings, name="Race Family Two")
-    session.commit()
-    ids = [first.id, second.id]
-    assert None not in ids
-    case_ids = [int(i) for i in ids if i is not None]
+    case_ids = [
+        int(_stored_case(session, settings, name).id or 0)
+        for name in ("Race Family One", "Race Family Two")
+    ]
 
     def seal_batch() -> None:
         # As the sweep does: a claim begins as a writer (BEGIN IMMEDIATE on SQLite).
@@ -183,10 +170,8 @@ def test_a_step_recorded_while_another_row_is_written_keeps_one_chain(
 ) -> None:
     """The step's version-checked UPDATE waits for the other writer's lock (a row that
     changes nothing on the case, so the version still matches), then seals after it."""
-    case = create_case(session, settings, name="Race Family")
-    session.commit()
-    reference, case_id = case.reference, case.id
-    assert case_id is not None
+    case = _stored_case(session, settings)
+    reference, case_id = case.reference, int(case.id or 0)
 
     def step() -> None:
         with Session(engine, expire_on_commit=False) as other:
@@ -207,11 +192,9 @@ def test_a_step_waits_for_a_write_to_another_case_instead_of_being_refused(
     when that writer touched another case (the sweep, a sender). The step then runs
     again as a writer, held to the version it read: the adviser is not told their case
     "was changed by someone else" when nobody changed it."""
-    busy = create_case(session, settings, name="Busy Family")
-    quiet = create_case(session, settings, name="Quiet Family")
-    session.commit()
-    assert busy.id is not None and quiet.id is not None
-    holder = _append_in_session(engine, busy.id, "someone else's write")
+    busy = _stored_case(session, settings, "Busy Family")
+    quiet = _stored_case(session, settings, "Quiet Family")
+    holder = _append_in_session(engine, int(busy.id or 0), "someone else's write")
     outcome: list[BaseException | None] = []
 
     def step() -> None:
@@ -232,5 +215,5 @@ def test_a_step_waits_for_a_write_to_another_case_instead_of_being_refused(
     holder.close()
     thread.join(timeout=30)
     assert outcome == [None], outcome
-    assert [r.event for r in _rows(engine, quiet.id)][-1] == "advise"
+    assert [r.event for r in _rows(engine, int(quiet.id or 0))][-1] == "advise"
     assert _breaks(engine) == []
