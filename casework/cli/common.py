@@ -31,7 +31,8 @@ AtOpt = Annotated[
     str | None,
     typer.Option(
         "--at",
-        help="When this happened: ISO date-time; without a zone it is London time. Default now.",
+        help="When this happened: a date and time, e.g. 2026-11-27T10:00 (London time unless"
+        " it ends in Z or an offset). Default now.",
     ),
 ]
 

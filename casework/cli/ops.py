@@ -427,16 +427,24 @@ def _status_choice(status: str) -> str:
 def _notice_text(n: Any) -> str:
     """One notice as a person reads it: what, to whom, how, and where it is (the pages' words).
 
-    The moment is when it went, or, not yet gone, the earliest it may go.
+    The moment is when it went; not yet gone, the earliest it may go; a letter, the day it
+    was posted or since when it waits; one that never went, when it was meant to.
     """
     ref = (n.context or {}).get("reference") or "No case"
     reason = words.notice_reason_words(n.status, n.last_error)
     state = reason or words.NOTICE_STATUS_WORDS.get(n.status, "Unknown").lower()
-    when = words.moment_words(n.sent_at or n.not_before)
-    if not n.sent_at:
-        when = f"{'not before' if n.status == 'queued' else 'meant for'} {when}"
+    if n.sent_at:
+        when = words.moment_words(n.sent_at)
+    elif n.status == "queued":
+        when = f"not before {words.moment_words(n.not_before)}"
+    elif n.status == "posted" and n.posted_on:
+        when = f"on {dl.fmt(n.posted_on)}"
+    elif n.status == "to_post":
+        when = f"since {words.moment_words(n.created_at)}"
+    else:
+        when = f"meant for {words.moment_words(n.not_before)}"
     return (
         f"{ref:<15} {words.template_words(n.template)}\n"
         f"    to {words.recipient_words(n.recipient_role)}"
-        f" by {words.channel_words(n.channel)}: {state}, {when}"
+        f" ({words.channel_words(n.channel)}): {state}, {when}"
     )

@@ -39,7 +39,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 CsvOpt = Annotated[bool, typer.Option("--csv", help="CSV, as the pages offer for download.")]
 AtOpt = Annotated[
     str | None,
-    typer.Option("--at", help="Count as at this moment (ISO date-time, London time). Default now."),
+    typer.Option(
+        "--at", help="Count as at this moment, e.g. 2026-11-30T12:00 (London time). Default now."
+    ),
 ]
 
 

@@ -100,8 +100,8 @@ def test_case_and_deadline_listings_say_states_kinds_and_days_in_words(cli: Run)
 
 def test_the_outbox_listing_says_what_to_whom_how_and_when(cli: Run) -> None:
     text = plain(cli, "notices", "list")
-    assert "Request received\n    to the family by email: " in text
-    assert "Alert: a deadline is near\n    to the advisers by email: sent, " in text
+    assert "Request received\n    to the family (email): " in text
+    assert "Alert: a deadline is near\n    to the advisers (email): sent, " in text
     assert "not sent: the reminder's moment passed while the service was down, meant for " in text
     assert re.search(r"\d{4} at \d{1,2}:\d{2}(am|pm)", text)
     # The old columns: recipient role, channel and status codes, the failure code.
@@ -166,6 +166,40 @@ def test_people_reports_and_the_rest_in_words(cli: Run) -> None:
         "delete our phone number",
     )
     assert "Erase personal data" in plain(cli, "data-request", "list")
+
+
+def test_a_letter_to_post_reads_as_words(cli: Run) -> None:
+    reference = cli(
+        "case",
+        "open",
+        "--kind",
+        "mediation",
+        "--name",
+        "Pat Post",
+        "--channel",
+        "helpline",
+        "--phone",
+        "0161 496 0999",
+        "--channels",
+        "post",
+        "--address-line-1",
+        "1 High Street",
+        "--town",
+        "Leeds",
+        "--postcode",
+        "LS1 1AA",
+    ).stdout.strip()
+    cli("tick")
+    waiting = plain(cli, "letters", "list")
+    found = re.search(
+        rf"^  (\d+)  {reference}  .* to Pat Post, LS1 1AA  printed \w+day ", waiting, re.M
+    )
+    assert found, waiting
+    listed = plain(cli, "notices", "list", "--case", reference)
+    assert "to the family (letter by post): printed, waiting to be posted, since " in listed
+    assert "posted on " in plain(cli, "letters", "posted", found.group(1))
+    posted = plain(cli, "notices", "list", "--case", reference)
+    assert re.search(r"\(letter by post\): posted, on \w+day \d+ \w+ \d{4}$", posted, re.M)
 
 
 def test_refusals_at_the_terminal_are_words(cli: Run) -> None:
