@@ -100,10 +100,12 @@ CHANNEL_WORDS: dict[str, str] = {
     "family": "the family's own page",
     "post": "letter by post",
 }
-# Who the family is in the audit trail: acting on its own page, or by replying STOP.
-FAMILY_ACTOR_WORDS: dict[str, str] = {
+# Actors whose id names no person: the family (on its own page, or by replying STOP)
+# and the loader of the demo cases. People are named by their address (actor_words).
+ACTOR_WORDS: dict[str, str] = {
     "family:page": "the family",
     "family:stop": "the family (replied STOP)",
+    "demo:loader": "the demo data loader",
 }
 
 # What each notice is, by its template (one line in a list of what was sent).
@@ -165,6 +167,8 @@ NOTICE_STATUS_WORDS: dict[str, str] = {
     NoticeStatus.delivered: "Delivered",
     NoticeStatus.failed: "Failed",
     NoticeStatus.skipped: "Not sent",
+    NoticeStatus.to_post: "Printed, waiting to be posted",
+    NoticeStatus.posted: "Posted",
 }
 # Why a notice was not sent or failed, in words (the codes are casework.notices').
 NOTICE_REASON_WORDS: dict[str, str] = {
@@ -233,6 +237,26 @@ def template_words(template: str) -> str:
     return TEMPLATE_WORDS.get(template, "Message")
 
 
+def kind_words(kind: str) -> str:
+    return KIND_WORDS.get(kind, "Case")
+
+
+def channel_words(channel: str) -> str:
+    return CHANNEL_WORDS.get(channel, "another way")
+
+
+def recipient_words(role: str) -> str:
+    return RECIPIENT_WORDS.get(role, "someone")
+
+
+def deadline_words(kind: str) -> str:
+    return DEADLINE_WORDS.get(kind, "A deadline")
+
+
+def choice_words(choice: str) -> str:
+    return CHOICE_WORDS.get(choice, choice.replace("_", " "))
+
+
 def notice_reason_words(status: str, last_error: str) -> str:
     """Why a notice was skipped or failed, in words; '' when it was neither."""
     if status not in (NoticeStatus.skipped, NoticeStatus.failed):
@@ -293,10 +317,12 @@ def actor_words(actor_id: str) -> str:
     """'user:alice@example.org' -> 'alice@example.org'; the scheduler in words."""
     if actor_id.startswith("system:"):
         return "the scheduler"
-    if actor_id in FAMILY_ACTOR_WORDS:
-        return FAMILY_ACTOR_WORDS[actor_id]
+    if actor_id in ACTOR_WORDS:
+        return ACTOR_WORDS[actor_id]
     kind, _, who = actor_id.partition(":")
-    return who if kind in ("user", "token", "cli") and who else actor_id
+    if kind in ("user", "token", "cli") and who:
+        return who
+    return "someone" if ":" in actor_id else actor_id
 
 
 def moment_words(moment: dt.datetime | None) -> str:

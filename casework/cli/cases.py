@@ -170,6 +170,11 @@ def case_advance(
         _show(session, recorded.case, as_json)
 
 
+def _said(value: Any, field: dict[str, Any]) -> str:
+    """A field's default as typed, with its words when it is one of the field's choices."""
+    return f"{value}: {words.choice_words(value)}" if value in field["choices"] else str(value)
+
+
 @case_app.command("events")
 @handles_errors
 def case_events(reference: str, as_json: JsonOpt = False) -> None:
@@ -205,9 +210,16 @@ def case_events(reference: str, as_json: JsonOpt = False) -> None:
                     flag = (
                         "required"
                         if f["required"]
-                        else (f"default {f['default']}" if f["default"] else "optional")
+                        else (f"default {_said(f['default'], f)}" if f["default"] else "optional")
                     )
-                    choices = f" [{'|'.join(f['choices'])}]" if f["choices"] else ""
+                    # What to type after --set, each choice with the words it stands for.
+                    choices = (
+                        " ["
+                        + " | ".join(f"{c}: {words.choice_words(c)}" for c in f["choices"])
+                        + "]"
+                        if f["choices"]
+                        else ""
+                    )
                     lines.append(
                         f"      --set {f['name']}=<{f['type']}>{choices}  ({flag}) {f['label']}"
                     )
@@ -597,7 +609,11 @@ def case_list(
             payload,
             as_json,
             lambda: (
-                "\n".join(f"{c['reference']:<16} {c['kind']:<13} {c['state']}" for c in payload)
+                "\n".join(
+                    f"{c['reference']:<16} {words.kind_words(c['kind']):<24}"
+                    f" {words.state_words(c['state'])}"
+                    for c in payload
+                )
                 or "no cases"
             ),
         )
@@ -616,14 +632,10 @@ def deadlines_cmd(
     with open_session() as (session, _settings):
         rows = cases.list_deadlines(session, before, status)
         payload = [{"reference": ref, **deadline_dict(d)} for d, ref in rows]
-        emit(
-            payload,
-            as_json,
-            lambda: (
-                "\n".join(
-                    f"{p['due_date']}  {p['reference']:<16} {p['kind']:<26} {p['explanation']}"
-                    for p in payload
-                )
-                or "no deadlines"
-            ),
-        )
+        lines = [
+            f"{dl.fmt(d.due_date)}  {ref}  {words.deadline_words(d.kind)}"
+            f" ({words.DEADLINE_STATUS_WORDS.get(d.status, 'Recorded').lower()})"
+            f"\n    {d.explanation}"
+            for d, ref in rows
+        ]
+        emit(payload, as_json, lambda: "\n".join(lines) or "no deadlines")

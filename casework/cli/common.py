@@ -31,7 +31,8 @@ AtOpt = Annotated[
     str | None,
     typer.Option(
         "--at",
-        help="When this happened: ISO date-time; without a zone it is London time. Default now.",
+        help="When this happened: a date and time, e.g. 2026-11-27T10:00 (London time unless"
+        " it ends in Z or an offset). Default now.",
     ),
 ]
 
@@ -90,8 +91,8 @@ def parse_at(value: str | None) -> dt.datetime:
             moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         fail(
-            f"--at {value!r} is not an ISO date-time;"
-            " use e.g. 2026-11-27T10:00 or 2026-11-27T10:00Z"
+            f"--at {value!r} is not a date and time; give the day, then T and the London"
+            " time, e.g. 2026-11-27T10:00 (or 2026-11-27T10:00Z for UTC)"
         )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dl.LONDON)

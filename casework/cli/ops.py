@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from casework import auth, cases
 from casework import deadlines as dl
+from casework.cases import words
 from casework.cli.common import (
     AtOpt,
     JsonOpt,
@@ -78,7 +79,7 @@ def calendar_working_days(date: str, n: int, as_json: JsonOpt = False) -> None:
         "skipped": [{"date": d.isoformat(), "why": why} for d, why in skipped],
     }
     skip_text = (
-        "; skipping " + ", ".join(f"{d:%a %d %b} ({why})" for d, why in skipped) if skipped else ""
+        "; skipping " + ", ".join(f"{dl.fmt(d)} ({why})" for d, why in skipped) if skipped else ""
     )
     emit(payload, as_json, f"{dl.fmt(start)} + {n} working days = {dl.fmt(result)}{skip_text}")
 
@@ -326,12 +327,13 @@ def tick(at: AtOpt = None, as_json: JsonOpt = False) -> None:
     from casework.scheduler import run_once
 
     settings = get_settings()
-    result = run_once(ready_engine(settings), settings, parse_at(at), apply_sms_opt_outs)
+    moment = parse_at(at)
+    result = run_once(ready_engine(settings), settings, moment, apply_sms_opt_outs)
 
     def text() -> str:
         sw, dp = result["sweep"], result["dispatch"]
         return (
-            f"tick at {result['at']}\n"
+            f"tick as at {words.moment_words(moment)}\n"
             f"  sweep: {sw['claimed']} clocks looked at, {sw['queued']} notices queued,"
             f" {sw['skipped']} stale reminders skipped, {sw['missed']} deadlines missed\n"
             f"  dispatch: {dp['sent']} sent, {dp['deferred']} deferred (quiet hours),"
@@ -371,7 +373,8 @@ def worker() -> None:
 def notices_list(
     case: Annotated[str | None, typer.Option("--case", help="Only this case reference.")] = None,
     status: Annotated[
-        str | None, typer.Option(help="queued, sending, sent, delivered, failed, skipped.")
+        str | None,
+        typer.Option(help="queued, sending, sent, delivered, failed, skipped, to_post or posted."),
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 200,
     as_json: JsonOpt = False,
@@ -387,7 +390,8 @@ def notices_list(
             query = query.where(Notice.case_id == cases.get_case(session, case).id)  # type: ignore[arg-type]
         if status:
             if status not in NoticeStatus.__members__:
-                fail(f"--status must be one of {', '.join(NoticeStatus)}")
+                # The words to type, each with what it means as the pages say it.
+                fail("--status: choose one of " + "; ".join(map(_status_choice, NoticeStatus)))
             query = query.where(Notice.status == status)  # type: ignore[arg-type]
         rows = list(session.execute(query).scalars())
         payload = [
@@ -410,16 +414,37 @@ def notices_list(
             }
             for n in rows
         ]
-        emit(
-            payload,
-            as_json,
-            lambda: (
-                "\n".join(
-                    f"{p['not_before'][:16]}  {p['case'] or '-':<15} {p['template']:<32}"
-                    f" {p['recipient']:<8} {p['channel']:<5} {p['status']:<9}"
-                    f" {p['last_error'][:60]}"
-                    for p in payload
-                )
-                or "no notices"
-            ),
-        )
+        lines = [_notice_text(n) for n in rows]
+        emit(payload, as_json, lambda: "\n".join(lines) or "no notices")
+
+
+def _status_choice(status: str) -> str:
+    """A --status value to type, with the pages' words for it where they differ."""
+    said = words.NOTICE_STATUS_WORDS[status].lower()
+    return status if said == status else f"{status} ({said})"
+
+
+def _notice_text(n: Any) -> str:
+    """One notice as a person reads it: what, to whom, how, and where it is (the pages' words).
+
+    The moment is when it went; not yet gone, the earliest it may go; a letter, the day it
+    was posted or since when it waits; one that never went, when it was meant to.
+    """
+    ref = (n.context or {}).get("reference") or "No case"
+    reason = words.notice_reason_words(n.status, n.last_error)
+    state = reason or words.NOTICE_STATUS_WORDS.get(n.status, "Unknown").lower()
+    if n.sent_at:
+        when = words.moment_words(n.sent_at)
+    elif n.status == "queued":
+        when = f"not before {words.moment_words(n.not_before)}"
+    elif n.status == "posted" and n.posted_on:
+        when = f"on {dl.fmt(n.posted_on)}"
+    elif n.status == "to_post":
+        when = f"since {words.moment_words(n.created_at)}"
+    else:
+        when = f"meant for {words.moment_words(n.not_before)}"
+    return (
+        f"{ref:<15} {words.template_words(n.template)}\n"
+        f"    to {words.recipient_words(n.recipient_role)}"
+        f" ({words.channel_words(n.channel)}): {state}, {when}"
+    )

@@ -13,11 +13,14 @@ import json
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy import select
 from sqlmodel import Session
 
+from casework import deadlines as dl
 from casework import reports
 from casework.cases import CaseworkError, find_provider
 from casework.cli.common import exit_code, fail, open_session, parse_at
+from casework.models import Provider
 from casework.reports import formatting as fmt
 
 report_app = typer.Typer(
@@ -36,7 +39,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 CsvOpt = Annotated[bool, typer.Option("--csv", help="CSV, as the pages offer for download.")]
 AtOpt = Annotated[
     str | None,
-    typer.Option("--at", help="Count as at this moment (ISO date-time, London time). Default now."),
+    typer.Option(
+        "--at", help="Count as at this moment, e.g. 2026-11-30T12:00 (London time). Default now."
+    ),
 ]
 
 
@@ -51,13 +56,27 @@ def _period(start: str | None, end: str | None, year: int | None = None) -> repo
     if year is not None:
         if start or end:
             fail("give either --year or --from/--to, not both")
-        return reports.Period.year(year)
+        try:
+            return reports.Period.year(year)
+        except ValueError:  # a year the calendar cannot hold (e.g. 99999)
+            fail(f"--year {year} is not a year; give four figures, e.g. 2026")
     if not start or not end:
         fail("give the period with --from YYYY-MM-DD --to YYYY-MM-DD")
     try:
         return reports.Period(_date(start, "--from"), _date(end, "--to"))
     except ValueError as exc:
         fail(str(exc))
+
+
+def _words(period: reports.Period) -> str:
+    """'1 January 2026 to 31 December 2026', as the report pages head their figures."""
+    return f"{dl.fmt(period.start)} to {dl.fmt(period.end)}"
+
+
+def _provider_names(session: Session) -> dict[str, str]:
+    """Provider codes to names: the flow counts allocations by code, people read names."""
+    rows = session.execute(select(Provider.code, Provider.name))  # type: ignore[call-overload]
+    return {code: name for code, name in rows}
 
 
 def _provider_id(session: Session, provider: str | None) -> int | None:
@@ -95,7 +114,7 @@ def timeliness_cmd(
         rows = reports.timeliness(
             session, period, as_of=parse_at(at), provider_id=_provider_id(session, provider)
         )
-    lines = [f"Clocks due {period.start} to {period.end}"]
+    lines = [f"Clocks due {_words(period)}"]
     for r in rows:
         late = (
             f"; late by median {r.late_median_working_days:g}, worst {r.late_worst_working_days}"
@@ -134,10 +153,17 @@ def flow_cmd(
         report = reports.flow(
             session, period, as_of=parse_at(at), provider_id=_provider_id(session, provider)
         )
-    lines = [f"Flow {period.start} to {period.end}"]
+        names = _provider_names(session)
+    lines = [f"Flow {_words(period)}"]
     for b in reports.queries.BREAKDOWNS:
         counts = report.counts.get(b.key, {})
-        parts = ", ".join(f"{fmt.category_label(k)} {n}" for k, n in counts.items()) or "none"
+        parts = (
+            ", ".join(
+                f"{k if b.free_text else fmt.category_label(k, names)} {n}"
+                for k, n in counts.items()
+            )
+            or "none"
+        )
         lines.append(f"{b.title}: {parts}")
     for s in report.stats:
         lines.append(
@@ -172,7 +198,7 @@ def sen2_cmd(
         report = reports.sen2(session, period, provider_id=_provider_id(session, provider))
     percent = report.percent_followed_by_appeal
     text = (
-        f"SEN2 mediation figures {period.start} to {period.end}\n"
+        f"SEN2 mediation figures {_words(period)}\n"
         f"Mediation cases held: {report.mediation_cases_held}\n"
         f"Followed by an appeal to the Tribunal: {report.followed_by_appeal}"
         + (f" ({percent:g}%)" if percent is not None else "")

@@ -24,6 +24,7 @@ from sqlmodel import Session, col
 from casework import auth
 from casework.cases import Actor, CaseworkError, sync_providers
 from casework.cases import users as user_cases
+from casework.cases.words import role_words
 from casework.cli.common import cli_actor, exit_code, fail
 from casework.config import Settings, get_settings
 from casework.db import SchemaNotCurrent, ensure_schema, get_engine, session_scope
@@ -67,7 +68,7 @@ def add(
 ) -> None:
     """Create a user; the password is prompted (twice) or set through a one-time link."""
     if role not in Role.__members__:
-        fail(f"--role must be one of {', '.join(Role)}")
+        fail("--role: choose one of " + "; ".join(f"{r} ({role_words(r)})" for r in Role))
     password = None
     if not one_time_link:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -91,7 +92,7 @@ def add(
         if user.provider_id is not None:
             p = session.get(Provider, user.provider_id)
             where = f" for {p.name}" if p else ""
-        typer.echo(f"created {user.role} {user.email}{where}")
+        typer.echo(f"created {user.email}{where}: {role_words(user.role)}")
         if one_time_link:
             typer.echo(f"Send this link to them (valid for 7 days, once):\n{invited.link}")
 
@@ -138,9 +139,9 @@ def list_users() -> None:
         users = session.execute(select(User).order_by(col(User.email))).scalars()
         for u in users:
             where = f" ({providers.get(u.provider_id, '?')})" if u.provider_id else ""
-            state = "" if u.active else " [inactive]"
+            state = "" if u.active else ", disabled"
             mfa = ", two-factor on" if u.mfa_on else ""
-            typer.echo(f"{u.email:<40} {u.role}{where}{mfa}{state}")
+            typer.echo(f"{u.email:<40} {role_words(u.role)}{where}{mfa}{state}")
 
 
 def _id(user: User) -> int:
@@ -224,9 +225,11 @@ def role(
             fail(str(exc), exit_code(exc))
             return
         if changed:
-            typer.echo(f"{user.email} is now {user.role}; they are signed out everywhere")
+            typer.echo(
+                f"{user.email} is now {role_words(user.role)}; they are signed out everywhere"
+            )
         else:
-            typer.echo(f"{user.email} is already {user.role}; nothing changed")
+            typer.echo(f"{user.email} is already {role_words(user.role)}; nothing changed")
 
 
 @user_app.command("sessions")

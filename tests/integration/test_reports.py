@@ -454,6 +454,6 @@ def test_cli_adds_a_commissioner(report_cli: Any) -> None:
         app, ["user", "add", "cara@icb.example.org", "--role", "commissioner", "--one-time-link"]
     )
     assert added.exit_code == 0, added.stdout
-    assert "created commissioner cara@icb.example.org" in added.stdout
+    assert "created cara@icb.example.org: Commissioner" in added.stdout
     listed = runner.invoke(app, ["user", "list"])
-    assert "cara@icb.example.org" in listed.stdout and "commissioner" in listed.stdout
+    assert "cara@icb.example.org" in listed.stdout and "Commissioner" in listed.stdout
