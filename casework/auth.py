@@ -58,6 +58,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from casework.cases import Actor, ValidationFailed
+from casework.cases.words import PROVIDER_NEEDED, ROLE_REFUSED
 from casework.config import Settings
 from casework.models import ApiToken, RecoveryCode, Role, User, UserSession
 
@@ -151,10 +152,10 @@ def create_user(
 def provider_binding(session: Session, role: str, provider: str | None) -> int | None:
     """The provider id a user with ``role`` is bound to: required for provider staff only."""
     if role not in Role.__members__:
-        raise ValidationFailed(f"role must be one of {', '.join(Role)}", field="role")
+        raise ValidationFailed(ROLE_REFUSED, field="role")
     if role == Role.provider:
         if not provider:
-            raise ValidationFailed("provider staff need --provider NAME", field="provider")
+            raise ValidationFailed(PROVIDER_NEEDED, field="provider")
         from casework.cases import find_provider
 
         return find_provider(session, provider).id

@@ -33,6 +33,7 @@ from casework.cases.errors import (
     ValidationFailed,
 )
 from casework.cases.unit import jsonable, require_aware
+from casework.cases.words import ROLE_REFUSED
 from casework.config import Settings
 from casework.models import ApiToken, Provider, Role, StaffEvent, User, UserSession
 
@@ -78,12 +79,6 @@ def staff_event(
         channel=actor.channel,
         note=note,
     )
-
-
-# Typed at the CLI as a word from this list; the pages offer the same list as choices.
-_ROLE_REFUSED = (
-    "Choose a role: the role must be one of adviser, manager, provider, admin or commissioner"
-)
 
 
 def require_admin(actor: Actor) -> None:
@@ -216,7 +211,7 @@ def add_user(
             "Enter an email address in the correct format, like name@example.org", field="email"
         )
     if role not in Role.__members__:
-        raise ValidationFailed(_ROLE_REFUSED, field="role")
+        raise ValidationFailed(ROLE_REFUSED, field="role")
     if role == Role.provider and not provider:
         raise ValidationFailed("Choose the provider this person works for", field="provider")
     with staff_transaction(session):
@@ -340,7 +335,7 @@ def change_role(
     require_admin(actor)
     now = require_aware(now)
     if role not in Role.__members__:
-        raise ValidationFailed(_ROLE_REFUSED, field="role")
+        raise ValidationFailed(ROLE_REFUSED, field="role")
     if role == Role.provider and not provider:
         raise ValidationFailed("Choose the provider this person works for", field="provider")
     with staff_transaction(session):

@@ -370,6 +370,13 @@ def role_words(role: str) -> str:
     return ROLE_WORDS.get(role, "Unknown role")
 
 
+# A role is typed at the CLI as one of these words; the pages offer the same list.
+ROLE_REFUSED = (
+    "Choose a role: the role must be one of adviser, manager, provider, admin or commissioner"
+)
+PROVIDER_NEEDED = "provider staff need the provider they work for: choose it"
+
+
 def device_words(user_agent: str) -> str:
     """'Firefox on Windows' from a browser's user agent; enough to tell sessions apart."""
     ua = user_agent or ""

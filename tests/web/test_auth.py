@@ -366,7 +366,7 @@ def test_cli_user_add_prompts_twice_and_token_prints_once(
         input=f"{PASSWORD}\n{PASSWORD}\n",
     )
     assert result.exit_code == 0, result.output
-    assert "created provider sam@kids.example.org for KIDS" in result.output
+    assert "created sam@kids.example.org for KIDS: Provider staff" in result.output
     with web.session() as s:
         assert auth.authenticate(s, "sam@kids.example.org", PASSWORD, now=START).role == "provider"
 
@@ -377,7 +377,7 @@ def test_cli_user_add_prompts_twice_and_token_prints_once(
     assert "/set-password/" in result.output
 
     refused = runner.invoke(cli_users.user_app, ["add", "--role", "boss", "x@ias.example.org"])
-    assert refused.exit_code == 2 and "--role must be one of" in refused.output
+    assert refused.exit_code == 2 and "--role: choose one of adviser (IAS adviser)" in refused.output
 
     result = runner.invoke(
         cli_users.user_app, ["token", "sam@kids.example.org", "--name", "case system"]
