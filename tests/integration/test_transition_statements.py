@@ -285,36 +285,39 @@ def test_the_portal_schedules_a_meeting_within_the_bound(
     [seen] = counted
     assert seen.commits == 1
     assert len(seen.statements) <= MAX_STATEMENTS, [s[:90] for s in seen.statements]
-    assert any(s.startswith("INSERT INTO documents") for s in seen.statements)
+    # (On PostgreSQL the INSERT is a CTE of the statement that supersedes the last version.)
+    assert any("INSERT INTO documents" in s for s in seen.statements)
     after = reload(portal_web, case.reference)
     assert after.meeting_on is not None and after.version == case.version + 1
 
 
-# Steps that call off or move a meeting: over the bound by this many, as measured
-# (they were over it before their notices were skipped: 9, 10 and 12). Each stores the
-# invitation's next version (its INSERT and the UPDATE superseding the last) and skips
-# the old meeting's unsent notices (one UPDATE); a decline also ends the provider's
-# allocation (read, written).
-MEETING_STEPS: dict[str, int] = {"cancel_meeting": 1, "schedule_meeting": 2, "decline": 4}
+# Steps that call off or move a meeting, held to the same bound (they were over it:
+# 9, 10, 12 and 11 statements). Each stores the invitation's next version and skips
+# the old meeting's unsent notices (one statement on PostgreSQL, two on SQLite); a
+# decline or a withdrawal also ends the provider's allocation (one UPDATE, no read).
 MEETING_STEP_DATA: dict[str, dict[str, str]] = {
     "cancel_meeting": {"reason": "the mediator is ill"},
     "schedule_meeting": {"meeting_on": "2026-12-16", "meeting_time": "14:00"},
     "decline": {"declined_on": "2026-11-25"},
+    "withdraw": {"reason": "the family moved away"},
 }
 
 
 def _skips(counted: Counted) -> list[str]:
-    return [s for s in counted.statements if s.lstrip().upper().startswith("UPDATE NOTICES")]
+    """The statements that skip notices: the UPDATE itself (SQLite), or the meeting
+    invitation's statement that runs it as one of its CTEs (PostgreSQL)."""
+    return [s for s in counted.statements if "UPDATE NOTICES SET" in s.upper()]
 
 
 @pytest.mark.parametrize("path", ["session", "fresh session"])
-@pytest.mark.parametrize("name", sorted(MEETING_STEPS))
+@pytest.mark.parametrize("name", sorted(MEETING_STEP_DATA))
 def test_calling_off_or_moving_a_meeting_skips_its_notices_in_one_update(
     engine: Engine, session: Session, settings: Settings, name: str, path: str
 ) -> None:
     """The old meeting's notices are skipped by ONE statement of the step's own
     transaction, on the ORM path and on the detached Core path alike; a step with no
-    live meeting to call off or move runs none."""
+    live meeting to call off or move runs none. Either way the step (a withdrawal or a
+    decline ending the allocation too) is within 8 statements and one commit."""
     from tests.integration.test_meeting_invitations import mediating
 
     def step(case: Any, event: str, data: dict[str, str]) -> Counted:
@@ -334,10 +337,11 @@ def test_calling_off_or_moving_a_meeting_skips_its_notices_in_one_update(
     first = {"meeting_on": "2026-12-09", "meeting_time": "10:00"}
     event = name if name != "cancel_meeting" else "schedule_meeting"
     data = MEETING_STEP_DATA[name] if name != "cancel_meeting" else first
-    assert _skips(step(nothing_to_call_off, event, data)) == []
+    counted = step(nothing_to_call_off, event, data)
+    assert _skips(counted) == [] and len(counted.statements) <= MAX_STATEMENTS
 
     case = mediating(session, settings)
     advance(session, settings, case, "schedule_meeting", now=at("2026-11-20"), **first)
     counted = step(case, name, MEETING_STEP_DATA[name])
     assert len(_skips(counted)) == 1
-    assert len(counted.statements) <= MAX_STATEMENTS + MEETING_STEPS[name], counted.statements
+    assert len(counted.statements) <= MAX_STATEMENTS, [s[:90] for s in counted.statements]
