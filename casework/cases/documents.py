@@ -17,9 +17,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, literal_column, select, union_all, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import defer, make_transient_to_detached
 from sqlmodel import Session, col
 
@@ -90,6 +93,7 @@ def store_document(
     verification_code: str | None = None,
     issued_on: dt.date | None = None,
     new_series: bool = False,
+    along: tuple[Any, Mapping[str, Any]] | None = None,
 ) -> Document:
     """Add ``content`` as the next version of ``(case, kind, series)``; supersede the last.
 
@@ -97,7 +101,10 @@ def store_document(
     its audit row, which should name the document id) commits both or neither. The
     new row is flushed so its id is known (for the audit row and for a notice that
     attaches it). ``new_series`` says the series was just created (a new certificate
-    number), so there is no earlier version to look up.
+    number), so there is no earlier version to look up. ``along``: an UPDATE built once
+    (and its parameters) that the caller's step also makes, run before the document is
+    written: on PostgreSQL inside the document's own statement, on SQLite just before it
+    (a meeting invitation's step skips the old meeting's notices so).
     """
     if kind not in DocumentKind.__members__.values():
         raise ValidationFailed(f"casework keeps no documents of the kind {kind!r}")
@@ -133,6 +140,10 @@ def store_document(
         "issued_on": issued_on,
     }
     conn = session.connection()
+    postgresql = conn.dialect.name == "postgresql"
+    if along is not None and (new_series or not postgresql):
+        driver.rowcount(conn, along[0], along[1])
+        along = None
     if new_series:
         # A Core statement built once, run on the driver: building an ORM insert with
         # the values inlined cost more than the round trip (its cache key covers them).
@@ -141,14 +152,16 @@ def store_document(
         new_id = cursor.fetchone()[0]
         cursor.close()
     else:
-        # The next version and the superseding in two statements, no read first: a
-        # step that stores a document (a meeting's invitation) stays within its budget.
-        of_series = {"s_case_id": case.id, "s_kind": kind, "s_series": series}
-        new_id, values["version"] = conn.execute(_INSERT_NEXT_VERSION, values | of_series).one()
-        conn.execute(
-            _SUPERSEDE,
-            {"w_case_id": case.id, "w_kind": kind, "w_series": series, "new_id": new_id},
-        )
+        # The next version and the superseding of the last in ONE statement, no read
+        # first: a step that stores a document (a meeting's invitation) stays within
+        # its budget (see _next_version).
+        params: dict[str, Any] = {"s_case_id": case.id, "s_kind": kind, "s_series": series}
+        params.update(values)
+        if along is not None:
+            params.update(along[1])
+        statement = _next_version(conn.dialect.name, along[0] if along is not None else None)
+        # SQLite returns the versions superseded too: the new one has the highest id.
+        new_id, values["version"] = max(driver.rows(conn, statement, params))
     # The row as written (its values checked above), attached to the session without
     # reading it back.
     document = new_row(Document, id=new_id, **values)
@@ -159,32 +172,68 @@ def store_document(
 
 _DOCUMENTS: Any = Document.__table__  # type: ignore[attr-defined]
 _INSERT_DOCUMENT = driver.insert_every_column(_DOCUMENTS).returning(_DOCUMENTS.c.id)
-# The next version of the series (one more than its last, 1 for the first), numbered
-# by the INSERT itself; then every earlier version left current is superseded by it.
-_INSERT_NEXT_VERSION = (
-    insert(_DOCUMENTS)
-    .values(
-        version=select(func.coalesce(func.max(_DOCUMENTS.c.version), 0) + 1)
-        .where(
-            _DOCUMENTS.c.case_id == bindparam("s_case_id"),
-            _DOCUMENTS.c.kind == bindparam("s_kind"),
-            _DOCUMENTS.c.series == bindparam("s_series"),
+_DOCUMENT_COLUMNS = [c for c in _DOCUMENTS.c if not c.primary_key]
+
+
+@lru_cache(maxsize=8)
+def _next_version(dialect: str, along: Any = None) -> Any:
+    """The next version of a series (one more than its last, 1 for the first) written and
+    every earlier version left current superseded by it, as one statement built once.
+
+    PostgreSQL: the INSERT and the UPDATE as data-modifying CTEs (with ``along``, the
+    caller's own UPDATE, as a third); they share one snapshot, so the UPDATE never sees
+    the row being added. SQLite, which has no such CTEs: one upsert. Its rows are the
+    new version, numbered as SQLite would number it (one more than the highest id: the
+    table is not AUTOINCREMENT), and every current version of the series proposed again
+    under its own id, which conflicts and only takes ``superseded_by``. SQLite computes
+    an INSERT's SELECT from its own table in full before writing, so the ids and the
+    version are those before the new row; a proposed row only has to satisfy NOT NULL,
+    so the old versions' bytes are not copied (an empty blob stands in).
+    """
+    table = _DOCUMENTS
+    of_series = (
+        (table.c.case_id == bindparam("s_case_id"))
+        & (table.c.kind == bindparam("s_kind"))
+        & (table.c.series == bindparam("s_series"))
+    )
+    version = select(func.coalesce(func.max(table.c.version), 0) + 1).where(of_series)
+    given = {c.name: bindparam(c.name, type_=c.type) for c in _DOCUMENT_COLUMNS}
+    if dialect == "postgresql":
+        new = (
+            insert(table)
+            .values({**given, "version": version.scalar_subquery()})
+            .returning(table.c.id, table.c.version)
+            .cte("new_version")
         )
-        .scalar_subquery()
+        superseded = (
+            update(table)
+            .where(of_series, table.c.superseded_by.is_(None))
+            .values(superseded_by=select(new.c.id).scalar_subquery())
+            .cte("superseded")
+        )
+        statement = select(new.c.id, new.c.version).add_cte(superseded)
+        if along is not None:
+            statement = statement.add_cte(along.cte("along"))
+        return statement
+    if along is not None:
+        raise ValueError("SQLite runs the caller's statement on its own")
+    next_id = select(func.coalesce(func.max(table.c.id), 0) + 1).scalar_subquery()
+    names = ["id", *(c.name for c in _DOCUMENT_COLUMNS)]
+    new_row = {**given, "id": next_id, "version": version.scalar_subquery()}
+    proposed_again = {c.name: c for c in table.c} | {
+        "superseded_by": next_id,
+        "content": literal_column("X''"),
+    }
+    rows = union_all(
+        select(*(new_row[name].label(name) for name in names)),
+        select(*(proposed_again[name].label(name) for name in names)).where(
+            of_series, table.c.superseded_by.is_(None)
+        ),
     )
-    .returning(_DOCUMENTS.c.id, _DOCUMENTS.c.version)
-)
-_SUPERSEDE = (
-    update(_DOCUMENTS)
-    .where(
-        _DOCUMENTS.c.case_id == bindparam("w_case_id"),
-        _DOCUMENTS.c.kind == bindparam("w_kind"),
-        _DOCUMENTS.c.series == bindparam("w_series"),
-        _DOCUMENTS.c.superseded_by.is_(None),
-        _DOCUMENTS.c.id != bindparam("new_id"),
-    )
-    .values(superseded_by=bindparam("new_id"))
-)
+    upsert = sqlite_insert(table).from_select(names, rows)
+    return upsert.on_conflict_do_update(
+        index_elements=[table.c.id], set_={"superseded_by": upsert.excluded.superseded_by}
+    ).returning(table.c.id, table.c.version)
 
 
 def _visible(actor: Actor, kind: str) -> bool:

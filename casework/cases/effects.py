@@ -19,10 +19,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col
 
 from casework import deadlines as dl
+from casework import driver
 from casework.cases import meeting_invitations as invitations
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed, ValueMissing
@@ -208,12 +211,63 @@ def _mediator_certificate_only(actor: Actor, case: Case) -> str | None:
 # --- Handlers: shared pieces -------------------------------------------------------
 
 
-def end_live_allocation(session: Session, case: Case, now: dt.datetime) -> None:
-    """The provider has nothing left to accept or run."""
-    allocation = live_allocation(session, case)
-    if allocation is not None:
-        allocation.status = AllocationStatus.ended
-        allocation.responded_at = allocation.responded_at or now
+def end_live_allocation(step: Step) -> None:
+    """The provider has nothing left to accept or run.
+
+    One Core UPDATE of the case's live allocation (the latest offered or accepted, as
+    :func:`live_allocation` finds it), with no read first: loading it and flushing it
+    through the unit of work cost two statements and took the step off its Core write
+    (:func:`casework.cases.unit.write_step`). A copy the session already holds is set
+    to what was written, so nothing later in the session reads it as still live. A
+    preview (rolled back) changes the loaded object instead: "check before you close"
+    reads which allocation would end from the session.
+    """
+    session, case, now = step.session, step.case, step.now
+    if step.preview:
+        allocation = live_allocation(session, case)
+        if allocation is not None:
+            allocation.status = AllocationStatus.ended
+            allocation.responded_at = allocation.responded_at or now
+        return
+    if case.id is None:
+        return
+    conn = session.connection()
+    for allocation_id, responded_at in driver.rows(
+        conn, _END_LIVE_ALLOCATION, {"case_id": case.id, "now": now}
+    ):
+        held = session.identity_map.get(identity_key(Allocation, allocation_id))
+        if held is not None:
+            set_committed_value(held, "status", AllocationStatus.ended.value)
+            set_committed_value(held, "responded_at", responded_at)
+
+
+_ALLOCATIONS: Any = Allocation.__table__  # type: ignore[attr-defined]
+_LIVE_ALLOCATION_ID = (
+    select(_ALLOCATIONS.c.id)
+    .where(
+        _ALLOCATIONS.c.case_id == bindparam("case_id"),
+        # Not IN (...): an expanding parameter is not run on the driver.
+        or_(
+            _ALLOCATIONS.c.status == AllocationStatus.offered.value,
+            _ALLOCATIONS.c.status == AllocationStatus.accepted.value,
+        ),
+    )
+    .order_by(_ALLOCATIONS.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_END_LIVE_ALLOCATION = (
+    update(_ALLOCATIONS)
+    .where(_ALLOCATIONS.c.id == _LIVE_ALLOCATION_ID)
+    .values(
+        status=AllocationStatus.ended.value,
+        responded_at=func.coalesce(
+            _ALLOCATIONS.c.responded_at,
+            bindparam("now", type_=_ALLOCATIONS.c.responded_at.type),
+        ),
+    )
+    .returning(_ALLOCATIONS.c.id, _ALLOCATIONS.c.responded_at)
+)
 
 
 def live_allocation(session: Session, case: Case) -> Allocation | None:
@@ -241,7 +295,7 @@ def need_decision_date(case: Case, what: str) -> dt.date:
 def _withdraw(step: Step) -> None:
     step.case.withdrawn_reason = step.data["reason"]
     step.clocks.cancel("case withdrawn")
-    end_live_allocation(step.session, step.case, step.now)
+    end_live_allocation(step)
     # A meeting in the family's and the mediator's calendars is taken out of them.
     invitations.cancel(step, NoticeReason.case_withdrawn)
 
@@ -378,7 +432,7 @@ def _decline(step: Step) -> None:
         # The family stopped pursuing mediation while it was being arranged (reg 34):
         # the meeting clocks stop and the provider has nothing left to run.
         step.clocks.cancel("the family no longer wants mediation", MEDIATION_STAGE)
-        end_live_allocation(step.session, case, step.now)
+        end_live_allocation(step)
         invitations.cancel(step)
     step.clocks.open(dl.certificate_after_decline(declined_on))
 
@@ -509,7 +563,7 @@ def _close(step: Step) -> None:
     if outcome == "appeal_lodged":
         step.clocks.meet([DeadlineKind.appeal], done_on=step.today, reason="appeal lodged")
     step.clocks.cancel(f"case closed: {outcome}")
-    end_live_allocation(step.session, step.case, step.now)
+    end_live_allocation(step)
 
 
 # --- Disagreement-resolution handlers ------------------------------------------------
@@ -566,7 +620,7 @@ def _dr_record_meeting(step: Step) -> None:
 def _dr_close(step: Step) -> None:
     step.case.close_outcome = step.data["outcome"]
     step.clocks.cancel(f"case closed: {step.data['outcome']}")
-    end_live_allocation(step.session, step.case, step.now)
+    end_live_allocation(step)
 
 
 # --- The table ---------------------------------------------------------------------

@@ -628,6 +628,95 @@ def _update_deadline(columns: tuple[str, ...]) -> Any:
     )
 
 
+def _write_clocks(conn: Any, changed: list[Deadline], opened: list[Deadline]) -> None:
+    """The step's clocks, met or cancelled and opened, in as few statements as can be.
+
+    Clocks changed alike (the same columns: two cancelled together) are one
+    ``executemany``; a step that both closes clocks and opens one (a decline, a meeting
+    moved) writes the largest such group and the new clocks as ONE upsert
+    (:func:`_upsert_clocks`). Any other group is its own statement.
+    """
+    groups: dict[tuple[str, ...], list[Deadline]] = {}
+    for deadline in changed:
+        names = _changed(deadline)
+        if names:
+            groups.setdefault(names, []).append(deadline)
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    if opened and ordered and all(_whole(d) for d in ordered[0][1]):
+        names, together = ordered.pop(0)
+        _upsert_clocks(conn, names, together, opened)
+        opened = []
+    for names, alike in ordered:
+        params = [
+            {"w_id": d.id, **{f"v_{name}": getattr(d, name) for name in names}} for d in alike
+        ]
+        if len(params) == 1:
+            driver.rowcount(conn, _update_deadline(names), params[0])
+        else:
+            driver.execute_many(conn, _update_deadline(names), params)
+    for deadline in opened:
+        cursor = driver.execute(conn, _INSERT_DEADLINE, _columns(deadline, _DEADLINE_COLUMNS))
+        deadline.id = cursor.fetchone()[0]
+        cursor.close()
+
+
+def _whole(deadline: Deadline) -> bool:
+    """Every column of a loaded clock is in memory (an upsert's row must give them all)."""
+    held = deadline.__dict__
+    return all(name in held for name in _DEADLINE_COLUMNS)
+
+
+def _upsert_clocks(
+    conn: Any, names: tuple[str, ...], changed: list[Deadline], opened: list[Deadline]
+) -> None:
+    """Clocks changed alike and clocks opened, as one INSERT ... ON CONFLICT (id) DO UPDATE.
+
+    A changed clock is proposed with its id and every column (as loaded, so its NOT
+    NULL and CHECK constraints hold), and only ``names`` are taken from it: the rest of
+    the stored row is left as it is, as the UPDATE of those columns would. A new clock
+    has no id (the database numbers it, in the order given: SQLite after its highest
+    rowid, PostgreSQL from its sequence), so its ids are the ones returned that were not
+    sent, in ascending order.
+    """
+    stmt = _upsert_deadlines(conn.dialect.name, names, len(changed), len(opened))
+    params: dict[str, Any] = {}
+    for i, deadline in enumerate([*changed, *opened]):
+        if i < len(changed):
+            params[f"r{i}_id"] = deadline.id
+        for name, value in _columns(deadline, _DEADLINE_COLUMNS).items():
+            params[f"r{i}_{name}"] = value
+    sent = {d.id for d in changed}
+    new_ids = sorted(row[0] for row in driver.rows(conn, stmt, params) if row[0] not in sent)
+    for deadline, new_id in zip(opened, new_ids, strict=True):
+        deadline.id = new_id
+
+
+@lru_cache(maxsize=64)
+def _upsert_deadlines(dialect: str, names: tuple[str, ...], changed: int, opened: int) -> Any:
+    """The upsert of ``changed`` clocks (columns ``names``) and ``opened`` new ones,
+    built once per shape and database (the conflict clause is each dialect's own)."""
+    from sqlalchemy import literal_column, null
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    table = _DEADLINES
+    rows: list[dict[str, Any]] = []
+    for i in range(changed + opened):
+        row: dict[str, Any] = {
+            "id": bindparam(f"r{i}_id", type_=table.c.id.type)
+            if i < changed
+            # PostgreSQL's DEFAULT takes the sequence; SQLite numbers a NULL rowid.
+            else (literal_column("DEFAULT") if dialect == "postgresql" else null())
+        }
+        for name in _DEADLINE_COLUMNS:
+            row[name] = bindparam(f"r{i}_{name}", type_=table.c[name].type)
+        rows.append(row)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt: Any = insert(table).values(rows)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.id], set_={name: stmt.excluded[name] for name in names}
+    ).returning(table.c.id)
+
+
 def _changed(obj: Any) -> tuple[str, ...]:
     """The columns set on ``obj`` since it was loaded (its ORM history)."""
     return tuple(sorted(k for k in sa_inspect(obj).committed_state if k != "version"))
@@ -703,15 +792,7 @@ def write_step(
         driver.execute(conn, _INSERT_EVENT, rows[0]).close()
     elif rows:
         driver.execute_many(conn, _INSERT_EVENT, rows)
-    for deadline in changed_clocks:
-        names = _changed(deadline)
-        if names:
-            values = {f"v_{name}": getattr(deadline, name) for name in names}
-            driver.rowcount(conn, _update_deadline(names), {"w_id": deadline.id, **values})
-    for deadline in clocks.opened:
-        cursor = driver.execute(conn, _INSERT_DEADLINE, _columns(deadline, _DEADLINE_COLUMNS))
-        deadline.id = cursor.fetchone()[0]
-        cursor.close()
+    _write_clocks(conn, changed_clocks, clocks.opened)
     for obj, row in zip(audit_rows, rows, strict=True):
         obj.hash = row["hash"]
     for obj in [case, *changed_clocks] if changed is None else []:

@@ -388,3 +388,36 @@ def test_a_withdrawal_with_no_meeting_arranged_sends_the_provider_no_cancellatio
         for n in _event_notices(session, case, withdrawn)
         if n.template.startswith("meeting_cancelled")
     ] == []
+
+
+@pytest.mark.parametrize("event,data", [
+    ("withdraw", {"reason": "the family moved away"}),
+    ("decline", {"declined_on": "2026-11-25"}),
+])  # fmt: skip
+def test_ending_the_allocation_previews_it_and_records_it_once(
+    engine: Engine, session: Session, settings: Settings, event: str, data: dict[str, str]
+) -> None:
+    """A withdrawal or a decline while mediating ends the provider's allocation (one
+    UPDATE, no read): "check before you close" says so and changes nothing; recording
+    it ends that allocation, keeping the day the provider answered, and a copy of it
+    the session already held says ended too."""
+    from casework.models import Allocation
+
+    case = schedule(session, settings, mediating(session, settings))
+    of_case = col(Allocation.case_id) == case.id
+    held = session.execute(select(Allocation).where(of_case)).scalar_one()
+    answered = held.responded_at
+    preview = cases.preview_event(
+        session, case.reference, event, now=at("2026-11-25"), actor=ADVISER,
+        settings=settings, data=data,
+    )  # fmt: skip
+    assert preview.allocation_ends
+    with engine.connect() as conn:
+        assert conn.execute(select(Allocation.status).where(of_case)).scalar_one() == "accepted"
+    held = session.execute(select(Allocation).where(of_case)).scalar_one()
+    assert held.status == "accepted"
+    advance(session, settings, case, event, now=at("2026-11-25"), **data)
+    assert (held.status, held.responded_at) == ("ended", answered)
+    with engine.connect() as conn:
+        stored = conn.execute(select(Allocation.status, Allocation.responded_at).where(of_case))
+        assert tuple(stored.one()) == ("ended", answered)
