@@ -377,7 +377,8 @@ def test_cli_user_add_prompts_twice_and_token_prints_once(
     assert "/set-password/" in result.output
 
     refused = runner.invoke(cli_users.user_app, ["add", "--role", "boss", "x@ias.example.org"])
-    assert refused.exit_code == 2 and "--role: choose one of adviser (IAS adviser)" in refused.output
+    assert refused.exit_code == 2
+    assert "--role: choose one of adviser (IAS adviser)" in refused.output
 
     result = runner.invoke(
         cli_users.user_app, ["token", "sam@kids.example.org", "--name", "case system"]
