@@ -279,7 +279,9 @@ class Deadline(SQLModel, table=True):
         ),
         Index("ix_deadlines_case_status", "case_id", "status"),
         # Open clocks soonest first: the deadlines list, the manager page, the digest.
-        Index("ix_deadlines_status_due", "status", "due_at"),
+        # ``id`` breaks the ties (clocks fall due at 5pm, hundreds at once) so a page of
+        # them in ``due_at, id`` order is read straight off the index (migration 0018).
+        Index("ix_deadlines_status_due", "status", "due_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
