@@ -182,15 +182,33 @@ def shared_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _web_worker(host: str, port: int, with_scheduler: bool, message: str) -> None:
-    """One of ``serve --workers N``: its own engine, app and listening socket."""
+# How long a worker waits for the others to be ready before the service gives up.
+READY_TIMEOUT_SECONDS = 300.0
+
+
+def _web_worker(
+    host: str, port: int, with_scheduler: bool, message: str, ready: Any = None
+) -> None:
+    """One of ``serve --workers N``: its own engine, app and listening socket.
+
+    It warms up (:func:`casework.web.app.warm_up`), binds, then waits at ``ready`` (a
+    barrier) until every worker has, and only then listens. The kernel spreads new
+    connections over the sockets listening at that moment: a worker that listened
+    while another was still starting took every connection opened meanwhile, and
+    keep-alive clients stayed on it (the second worker idle, or cold when it got its
+    first visitors).
+    """
     from casework import logs
-    from casework.web.app import create_app
+    from casework.web.app import create_app, warm_up
 
     logs.configure()
     settings = get_settings().served_at(host, port)
     app = create_app(settings, get_engine(settings), with_scheduler=with_scheduler)
-    run_server(app, host=host, port=port, message=message, sockets=[shared_listener(host, port)])
+    warm_up(app)
+    listener = shared_listener(host, port)  # bound (a taken port fails here), not listening
+    if ready is not None:
+        ready.wait(READY_TIMEOUT_SECONDS)
+    run_server(app, host=host, port=port, message=message, sockets=[listener])
 
 
 def run_workers(host: str, port: int, *, workers: int, scheduler: bool, message: str) -> int:
@@ -206,10 +224,11 @@ def run_workers(host: str, port: int, *, workers: int, scheduler: bool, message:
     from multiprocessing.connection import wait
 
     context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(workers)
     procs = [
         context.Process(
             target=_web_worker,
-            args=(host, port, scheduler and i == 0, message if i == 0 else ""),
+            args=(host, port, scheduler and i == 0, message if i == 0 else "", ready),
             name=f"casework-web-{i + 1}",
         )
         for i in range(workers)
@@ -270,7 +289,7 @@ def serve(
 ) -> None:
     """Run the web app and the scheduler together: the embedded default."""
     from casework import logs
-    from casework.web.app import create_app
+    from casework.web.app import create_app, warm_up
 
     logs.configure()
     settings = get_settings().served_at(host, port)
@@ -285,6 +304,7 @@ def serve(
             raise typer.Exit(code)
         return
     web_app = create_app(settings, engine, with_scheduler=scheduler)
+    warm_up(web_app)
     run_server(web_app, host=host, port=port, message=message)
 
 

@@ -141,6 +141,34 @@ def create_app(
     return app
 
 
+def warm_up(app: FastAPI) -> None:
+    """Do now, before this process listens, what its first requests would otherwise do.
+
+    A web process starting cold (a restart, or the second of ``serve --workers 2``)
+    compiled its templates, built its working-day calendars, opened its database
+    connections and counted the cases per state while its first visitors waited:
+    under an open-loop 100 requests a second, the half second or more that took (the
+    requests it was given meanwhile all queued behind it) was most of the slowest 5%.
+    ``casework serve`` calls this before it listens; tests, which make an app per
+    database and render a handful of pages, do not pay for it.
+    """
+    from sqlmodel import Session
+
+    from casework.web.pages import common
+
+    settings: Settings = app.state.settings
+    engine: Engine = app.state.engine
+    settings.calendars  # noqa: B018  (built on first use and kept)
+    common.compile_templates()
+    # As many connections as requests are let in at once, opened now and kept by the
+    # pool, rather than one per request in the first burst.
+    connections = [engine.connect() for _ in range(admission_limit(engine))]
+    for connection in connections:
+        connection.close()
+    with Session(engine) as session:
+        common.state_counts(app, session)
+
+
 class AllowEveryMethod:
     """A 405's Allow header lists every method the path has, as the OpenAPI says.
 
