@@ -24,6 +24,8 @@ from casework.cases.errors import ValidationFailed
 from casework.cases.provider_view import provider_may_open
 from casework.cases.views import (
     _late_outstanding,
+    fixed,
+    fixed_list,
     paged,
     urgent_first,
     urgent_parts,
@@ -222,7 +224,9 @@ def _criteria_conditions(c: CaseCriteria) -> list[ColumnElement[bool]]:
     state = c.state or ("all" if q else "open")
     if state == "open":
         # NOT IN the final states: the planner then walks the clocks' index in order.
-        where.append(col(Case.state).not_in([s.value for s in FINAL_STATES]))
+        where.append(
+            col(Case.state).not_in(fixed_list("final_states", [s.value for s in FINAL_STATES]))
+        )
     elif state != "all":
         where.append(col(Case.state) == state)
     if q:
@@ -302,7 +306,7 @@ def _list_statements(
     """The list's paged query (ordered, unless by urgency) and, by urgency, its parts."""
     query = with_next_clock(
         select(Case, col(Person.name))
-        .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == "family"))
+        .outerjoin(Person, (col(Person.case_id) == Case.id) & (col(Person.role) == fixed("family")))
         .where(*where)
     )
     if sort == "urgency":
