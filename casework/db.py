@@ -80,7 +80,45 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         url = str(parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
     engine = create_engine(url, echo=echo, pool_size=10, max_overflow=10)
     _ping_when_idle(engine)
+    if engine.dialect.driver == "psycopg":
+        _keep_prepared_statements(engine)
     return engine
+
+
+def _keep_prepared_statements(engine: Engine) -> None:
+    """Roll back a healthy transaction without psycopg forgetting its prepared statements.
+
+    psycopg prepares a statement on a connection once it has run it five times, and
+    PostgreSQL then reuses its plan. But psycopg's ``rollback()`` throws away every
+    statement it prepared (``DEALLOCATE ALL``), and every read-only request ends in a
+    rollback (the session closing): nothing ever got prepared, and each request planned
+    each of its statements afresh. A case list's two statements took about 1 ms each to
+    plan and 0.2 ms to run, so a dashboard cost PostgreSQL 2.5 ms of CPU instead of 0.7.
+
+    PostgreSQL keeps prepared statements across a rollback (they belong to the session,
+    not the transaction), so the ROLLBACK of a transaction that did not fail is sent
+    as psycopg sends its own, minus the forgetting. A failed transaction (where a
+    statement psycopg thinks it prepared may not have been) and anything unexpected
+    take psycopg's own rollback.
+    """
+    from psycopg import pq
+
+    dialect = engine.dialect
+    plain_rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        exec_command = getattr(dbapi_connection, "_exec_command", None)
+        if (
+            exec_command is None
+            or getattr(dbapi_connection, "_pipeline", True)
+            or dbapi_connection.pgconn.transaction_status != pq.TransactionStatus.INTRANS
+        ):
+            plain_rollback(dbapi_connection)
+            return
+        with dbapi_connection.lock:
+            dbapi_connection.wait(exec_command(b"ROLLBACK"))
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 # A pooled connection unused for longer than this is pinged before it is handed out.
