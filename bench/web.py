@@ -371,7 +371,7 @@ def serve(database_url: str, workers: int) -> Iterator[tuple[str, int]]:
     # and keep TCP_NODELAY), templates not re-checked on disk on every render.
     env = {
         **os.environ,
-        "CASEWORK_DATABASE_URL": database_url,
+        "CASEWORK_DATABASE_URL": with_application_name(database_url),
         "CASEWORK_ENVIRONMENT": "production",
         "CASEWORK_SECRET_KEY": secrets.token_urlsafe(48),
         "CASEWORK_PUBLIC_URL": "https://casework.bench.example",
@@ -716,16 +716,85 @@ print(*asyncio.run(run()))
 """
 
 
+# The name the served app's PostgreSQL connections carry, so the run can read the CPU
+# time of its own database backends (and not of whatever else uses the server).
+BENCH_APPLICATION = "casework-bench-web"
+
+
+def with_application_name(database_url: str) -> str:
+    """``database_url`` with :data:`BENCH_APPLICATION` as its connections' name (PostgreSQL)."""
+    if not database_url.startswith("postgresql"):
+        return database_url
+    separator = "&" if "?" in database_url else "?"
+    return f"{database_url}{separator}application_name={BENCH_APPLICATION}"
+
+
+def database_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the bench's app, by pid (from /proc:
+    the server runs on this machine). Empty when there is none or it cannot be read."""
+    try:
+        import psycopg
+
+        url = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            pids = [
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                    (BENCH_APPLICATION,),
+                )
+            ]
+    except Exception:  # no server, no rights: the figure is left out, not the run
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for pid in pids:
+        with suppress(OSError, ValueError, IndexError):
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = (int(stat[11]) + int(stat[12])) / ticks
+    return out
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, every process) since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Throughput:
+    """One saturation run, with where the machine's CPU went meanwhile.
+
+    On 2 cores the workers share the machine with the database, the clients and
+    anything else running: 2 workers can only double 1 worker's rate if the rest costs
+    nothing. The CPU per request of each part says what the ratio could be here."""
+
     workers: int
     requests: int
     seconds: float
     cpu_by_process: dict[int, float]
+    client_cpu: float = 0.0
+    database_cpu: float | None = None
+    machine_busy: float = 0.0
+    wall: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    def per_request_ms(self, cpu_seconds: float) -> float:
+        return cpu_seconds / self.requests * 1000 if self.requests else 0.0
+
+    @property
+    def server_cpu(self) -> float:
+        return sum(self.cpu_by_process.values())
+
+    @property
+    def others_cpu(self) -> float:
+        """CPU seconds of everything else on the machine meanwhile."""
+        ours = self.server_cpu + self.client_cpu + (self.database_cpu or 0.0)
+        return max(0.0, self.machine_busy - ours)
 
 
 def throughput(
@@ -743,6 +812,10 @@ def throughput(
         for url, headers in urls[:20]:  # warm each worker's caches a little
             httpx.get(base + url, headers=headers, timeout=30)
         before = worker_cpu(pid)
+        database_before = database_cpu()
+        machine_before = machine_busy_seconds()
+        children_before = os.times()
+        started = time.perf_counter()
         procs = [
             subprocess.Popen(
                 [
@@ -759,10 +832,32 @@ def throughput(
         # Each client times its own run (not its interpreter's start): requests/s summed.
         answers = [proc.communicate(timeout=seconds + 60)[0].split() for proc in procs]
         after = worker_cpu(pid)
+        database_after = database_cpu()
+        machine_after = machine_busy_seconds()
+        children_after = os.times()
+        wall = time.perf_counter() - started
     total = sum(int(done) for done, _ in answers)
     rate = sum(int(done) / float(took) for done, took in answers)
     cpu = {p: after[p] - before.get(p, 0.0) for p in after}
-    return Throughput(workers, total, total / rate if rate else 0.0, cpu)
+    # The clients are this process's children that ended meanwhile (the server ends later).
+    client = (children_after.children_user + children_after.children_system) - (
+        children_before.children_user + children_before.children_system
+    )
+    database = (
+        sum(t - database_before.get(p, 0.0) for p, t in database_after.items())
+        if database_after
+        else None
+    )
+    return Throughput(
+        workers,
+        total,
+        total / rate if rate else 0.0,
+        cpu,
+        client_cpu=client,
+        database_cpu=database,
+        machine_busy=machine_after - machine_before,
+        wall=wall,
+    )
 
 
 def page_mix(sample: list[str], page: dict[str, str], api: dict[str, str]
@@ -793,14 +888,34 @@ def report_open_loop(label: str, r: OpenLoop) -> None:
 def report_throughput(label: str, one: Throughput, two: Throughput) -> None:
     ratio = two.rate / one.rate if one.rate else 0.0
     print(f"\n[{label}] throughput, clients saturating `casework serve --workers N`:")
+    cores = os.cpu_count() or 1
     for t in (one, two):
         busy = sorted((round(c, 1) for c in t.cpu_by_process.values() if c > 0.05), reverse=True)
+        database = (
+            f"database {t.per_request_ms(t.database_cpu):.2f}, "
+            if t.database_cpu is not None
+            else ""
+        )
+        share = t.machine_busy / (t.wall * cores) * 100 if t.wall else 0.0
         print(
             f"  --workers {t.workers}: {t.rate:7.1f} req/s ({t.requests} in {t.seconds:.1f} s);"
-            f" CPU s by process {busy}"
+            f" CPU s by process {busy}\n"
+            f"      CPU ms per request: server {t.per_request_ms(t.server_cpu):.2f}, {database}"
+            f"clients {t.per_request_ms(t.client_cpu):.2f}; machine {share:.0f}% busy, other"
+            f" processes {t.per_request_ms(t.others_cpu):.2f} ms per request"
         )
     verdict = "yes" if ratio >= WORKERS_RATIO_TARGET else "NO"
     print(f"  ratio 2 workers / 1 worker: {ratio:.2f}x   >= {WORKERS_RATIO_TARGET}x: {verdict}")
+    # What the cores allow at these costs, nothing else running: 1 worker at most one
+    # core's worth of its own CPU per request (its GIL), 2 workers every core shared by
+    # their server, database and client CPU per request.
+    ours = two.server_cpu + two.client_cpu + (two.database_cpu or 0.0)
+    if ours and one.server_cpu and one.requests and two.requests:
+        ceiling = cores * (one.server_cpu / one.requests) / (ours / two.requests)
+        print(
+            f"  at these CPU costs per request the {cores} cores allow at most {ceiling:.2f}x"
+            " (2 workers on every core with their database and clients; 1 on one core)"
+        )
 
 
 # --- One database -------------------------------------------------------------------------
