@@ -578,9 +578,16 @@ class NoticeRow(NamedTuple):
 def _insert_few(
     conn: Connection, columns: tuple[str, ...], rows: list[dict[str, Any]]
 ) -> list[Any]:
-    """A few notices in one INSERT: on PostgreSQL the unnest statement (one text whatever
-    the count), elsewhere one multi-row VALUES per row count."""
-    if conn.dialect.name == "postgresql":
+    """A few notices in one INSERT: one multi-row VALUES per row count, or on PostgreSQL
+    beyond psycopg's cached-statement bound the unnest statement (one text whatever
+    the count).
+
+    Why VALUES for a transition's one or two notices on PostgreSQL too: the unnest
+    statement sends each column as an array, and psycopg escapes every element of a
+    text array with a regular expression: a notice's context (a JSON text full of
+    quotes) cost more to escape than the INSERT cost to run.
+    """
+    if conn.dialect.name == "postgresql" and len(rows) * len(columns) > _PG_CACHED_PARAMS:
         dumps = conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
         stmt = _unnest_insert(columns)
         params = {
@@ -593,6 +600,11 @@ def _insert_few(
     return [NoticeRow(*row) for row in driver.rows(conn, stmt, params)]
 
 
+# psycopg caches its conversion of a statement with at most this many parameters
+# (psycopg._queries.MAX_CACHED_STATEMENT_PARAMS); beyond it, each execution parses it.
+_PG_CACHED_PARAMS = 50
+
+
 @lru_cache(maxsize=32)
 def _insert_rows(dialect: str, columns: tuple[str, ...], count: int) -> Any:
     """INSERT of ``count`` notices as one multi-row VALUES (skipping keys already queued)."""
@@ -601,7 +613,8 @@ def _insert_rows(dialect: str, columns: tuple[str, ...], count: int) -> Any:
         {name: bindparam(f"{name}_{i}", type_=table.c[name].type) for name in columns}
         for i in range(count)
     ]
-    stmt = sqlite.insert(table).values(values)
+    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert_for(table).values(values)
     return stmt.on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(
         table.c.id, table.c.status, table.c.template
     )
