@@ -30,9 +30,9 @@ Run = Callable[..., Result]
 REFERENCE = re.compile(r"^MED-2026-\d{4}$")
 
 
-@pytest.fixture
-def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
-    """``cli("case", "show", ref, expect=0)``: run the real Typer app on this test's database."""
+def cli_on(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """``run("case", "show", ref, expect=0)``: the real Typer app on ``database_url``
+    (the caller clears the cached settings and engine afterwards)."""
     forget_cached_settings_and_engine()
     monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
     monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
@@ -47,7 +47,13 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
         )
         return result
 
-    yield run
+    return run
+
+
+@pytest.fixture
+def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+    """``cli("case", "show", ref, expect=0)``: run the real Typer app on this test's database."""
+    yield cli_on(database_url, monkeypatch)
     forget_cached_settings_and_engine()
 
 

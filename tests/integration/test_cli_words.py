@@ -13,20 +13,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from casework import deadlines as dl
 from casework.cases import words
-from casework.cli import app
 from casework.config import get_settings
 from casework.db import get_engine, session_scope
 from casework.demo import ensure_demo_users, load_demo_cases
 from tests.conftest import forget_cached_settings_and_engine
-
-Run = Callable[..., Result]
+from tests.integration.test_cli import Run, cli_on
 
 ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T| \d{2}:\d{2})")
 ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
@@ -49,20 +46,7 @@ def codes_in(text: str) -> list[str]:
 def cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     """The real Typer app on this test's database, with the demo cases loaded and one tick
     run (so the outbox holds sent and skipped notices)."""
-    forget_cached_settings_and_engine()
-    monkeypatch.setenv("CASEWORK_DATABASE_URL", database_url)
-    monkeypatch.setenv("CASEWORK_ENVIRONMENT", "test")
-    monkeypatch.setenv("CASEWORK_ACTOR", "alice.adviser")
-    runner = CliRunner()
-
-    def run(*args: str, expect: int = 0) -> Result:
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == expect, (
-            f"casework {' '.join(args)} exited {result.exit_code}, expected {expect}\n"
-            f"stdout: {result.stdout}\nstderr: {result.stderr}\nexception: {result.exception!r}"
-        )
-        return result
-
+    run = cli_on(database_url, monkeypatch)
     run("db", "upgrade")
     settings = get_settings()
     now = dt.datetime.now(dt.UTC)
