@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from casework import driver
 from casework.config import PROJECT_ROOT, Settings, get_settings
 
 MIGRATIONS_DIR = PROJECT_ROOT / "db"
@@ -51,8 +52,6 @@ def _sqlite_begin(conn: Any) -> None:
     # On the driver's cursor, as the hot path's statements are (casework.driver): the
     # engine's listeners and echo still see it, without a full SQLAlchemy execution
     # (a fifth of the cost of opening and closing a transaction).
-    from casework import driver
-
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         driver.run_raw(conn, cursor, "BEGIN IMMEDIATE" if immediate else "BEGIN")
