@@ -27,12 +27,9 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Date,
-    String,
     Table,
     TextClause,
     bindparam,
-    func,
-    literal_column,
     select,
     text,
 )
@@ -42,11 +39,10 @@ from sqlalchemy.types import JSON, LargeBinary
 from sqlmodel import col
 
 from casework.cases.detail import DocumentInfo
-from casework.cases.unit import CHAIN_END
+from casework.cases.unit import CHAIN_END, LOCKED_CHAIN_END, live_allocation_id
 from casework.models import (
     AgreementItem,
     Allocation,
-    AllocationStatus,
     Case,
     CaseEvent,
     CaseNote,
@@ -62,17 +58,9 @@ from casework.models import (
 VIEW_EVENT = "viewed"
 
 _AllocationProvider: Any = aliased(Provider, name="allocation_provider")
-_LIVE_ALLOCATION_ID = (
-    select(func.max(col(Allocation.id)))
-    .where(
-        col(Allocation.case_id) == col(Case.id),
-        col(Allocation.status).in_([AllocationStatus.offered, AllocationStatus.accepted]),
-    )
-    .correlate(Case)
-    .scalar_subquery()
-)
-# The case, family, provider, live allocation (the newest offered or accepted, as
-# :func:`casework.cases.effects.live_allocation`) and its provider, and the chain's end.
+_LIVE_ALLOCATION_ID = live_allocation_id(col(Case.id)).correlate(Case)
+# The case, family, provider, live allocation (:func:`live_allocation_id`) and its
+# provider, and the chain's end.
 
 
 def _head(chain_end: Any) -> Any:
@@ -92,11 +80,7 @@ HEAD = _head(CHAIN_END)
 # lock BEFORE reading: a look that waited for another writer's lock then seals after
 # that writer's row (a plain subquery here would read the end as it was before it).
 HEAD_FOR_VIEW = HEAD.with_for_update(of=Case)
-HEAD_FOR_VIEW_POSTGRESQL = _head(
-    literal_column(
-        "(SELECT l.chain_end FROM casework_locked_chain_ends(ARRAY[cases.id]) AS l)", String
-    )
-).with_for_update(of=Case)
+HEAD_FOR_VIEW_POSTGRESQL = _head(LOCKED_CHAIN_END).with_for_update(of=Case)
 
 
 def head_statement(dialect: str, *, record: bool) -> Any:

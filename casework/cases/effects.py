@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, col
@@ -30,7 +30,7 @@ from casework.cases import meeting_invitations as invitations
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, TransitionRefused, ValidationFailed, ValueMissing
 from casework.cases.fields import NOTE, EventField
-from casework.cases.unit import Step
+from casework.cases.unit import Step, live_allocation_id
 from casework.cases.words import CHOICE_WORDS
 from casework.deadlines import DeadlineKind
 from casework.models import Allocation, AllocationStatus, Case
@@ -242,23 +242,9 @@ def end_live_allocation(step: Step) -> None:
 
 
 _ALLOCATIONS: Any = Allocation.__table__  # type: ignore[attr-defined]
-_LIVE_ALLOCATION_ID = (
-    select(_ALLOCATIONS.c.id)
-    .where(
-        _ALLOCATIONS.c.case_id == bindparam("case_id"),
-        # Not IN (...): an expanding parameter is not run on the driver.
-        or_(
-            _ALLOCATIONS.c.status == AllocationStatus.offered.value,
-            _ALLOCATIONS.c.status == AllocationStatus.accepted.value,
-        ),
-    )
-    .order_by(_ALLOCATIONS.c.id.desc())
-    .limit(1)
-    .scalar_subquery()
-)
 _END_LIVE_ALLOCATION = (
     update(_ALLOCATIONS)
-    .where(_ALLOCATIONS.c.id == _LIVE_ALLOCATION_ID)
+    .where(_ALLOCATIONS.c.id == live_allocation_id(bindparam("case_id")))
     .values(
         status=AllocationStatus.ended.value,
         responded_at=func.coalesce(
@@ -272,13 +258,7 @@ _END_LIVE_ALLOCATION = (
 
 def live_allocation(session: Session, case: Case) -> Allocation | None:
     return session.execute(
-        select(Allocation)
-        .where(
-            col(Allocation.case_id) == case.id,
-            col(Allocation.status).in_([AllocationStatus.offered, AllocationStatus.accepted]),
-        )
-        .order_by(col(Allocation.id).desc())
-        .limit(1)
+        select(Allocation).where(col(Allocation.id) == live_allocation_id(case.id))
     ).scalar_one_or_none()
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, bindparam, event, literal_column, select, update
+from sqlalchemy import String, bindparam, event, func, literal_column, null, or_, select, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, col
@@ -236,6 +237,36 @@ CHAIN_END = (
     .correlate(Case)
     .scalar_subquery()
 )
+# The same, read by ``casework_locked_chain_ends`` (PostgreSQL, migration 0017), which
+# locks the case row BEFORE reading: a writer that waited for another's lock then reads
+# the row that one added (a plain subquery reads the end as it was when its statement
+# began). The case page's recorded look and a step's version-checked UPDATE use it.
+LOCKED_CHAIN_END = literal_column(
+    "(SELECT l.chain_end FROM casework_locked_chain_ends(ARRAY[cases.id]) AS l)", String
+)
+
+
+def live_allocation_id(case_id: Any) -> Any:
+    """The id of a case's live allocation: its newest offered or accepted one (a case has
+    at most one). ``case_id``: a parameter, or the id column of the query it sits in.
+
+    One rule for every reader: the step that ends it, the session's own lookup
+    (:func:`casework.cases.effects.live_allocation`) and the case page's head row.
+    Written without IN, so the driver (:mod:`casework.driver`) can run it.
+    """
+    return (
+        select(func.max(col(Allocation.id)))
+        .where(
+            col(Allocation.case_id) == case_id,
+            or_(
+                col(Allocation.status) == AllocationStatus.offered.value,
+                col(Allocation.status) == AllocationStatus.accepted.value,
+            ),
+        )
+        .scalar_subquery()
+    )
+
+
 # The acting person's name (printed on a certificate) and the year's highest
 # certificate number (the next one is one more): read with the case, not after it.
 _ACTOR_NAME = (
@@ -605,18 +636,12 @@ def _update_case(columns: tuple[str, ...]) -> Any:
     )
 
 
-# PostgreSQL: the version-checked UPDATE also returns the end of the case's audit chain,
-# read by ``casework_locked_chain_ends`` (migration 0017) AFTER the UPDATE holds the row:
-# a function takes a fresh snapshot per statement, so the end includes a row another
-# writer committed while this UPDATE waited for it. The seal then needs no statement.
-_LOCKED_END_OF_THIS_CASE = literal_column(
-    "(SELECT l.chain_end FROM casework_locked_chain_ends(ARRAY[cases.id]) AS l)", String
-)
-
-
 @lru_cache(maxsize=512)
 def _update_case_returning_chain_end(columns: tuple[str, ...]) -> Any:
-    return _update_case(columns).returning(_LOCKED_END_OF_THIS_CASE)
+    """PostgreSQL: the version-checked UPDATE also returns the case's chain end, read
+    once the UPDATE holds the row (:data:`LOCKED_CHAIN_END`): the seal then needs no
+    statement of its own."""
+    return _update_case(columns).returning(LOCKED_CHAIN_END)
 
 
 @lru_cache(maxsize=512)
@@ -695,9 +720,6 @@ def _upsert_clocks(
 def _upsert_deadlines(dialect: str, names: tuple[str, ...], changed: int, opened: int) -> Any:
     """The upsert of ``changed`` clocks (columns ``names``) and ``opened`` new ones,
     built once per shape and database (the conflict clause is each dialect's own)."""
-    from sqlalchemy import literal_column, null
-    from sqlalchemy.dialects import postgresql, sqlite
-
     table = _DEADLINES
     rows: list[dict[str, Any]] = []
     for i in range(changed + opened):
