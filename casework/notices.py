@@ -588,15 +588,9 @@ def _insert_few(
     quotes) cost more to escape than the INSERT cost to run.
     """
     if conn.dialect.name == "postgresql" and len(rows) * len(columns) > _PG_CACHED_PARAMS:
-        dumps = conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
-        stmt = _unnest_insert(columns)
-        params = {
-            f"a_{name}": [(dumps(row[name]) if name == "context" else row[name]) for row in rows]
-            for name in columns
-        }
-    else:
-        stmt = _insert_rows(conn.dialect.name, columns, len(rows))
-        params = {f"{name}_{i}": row[name] for i, row in enumerate(rows) for name in columns}
+        return _insert_notices_unnest(conn, columns, rows)
+    stmt = _insert_rows(conn.dialect.name, columns, len(rows))
+    params = {f"{name}_{i}": row[name] for i, row in enumerate(rows) for name in columns}
     return [NoticeRow(*row) for row in driver.rows(conn, stmt, params)]
 
 
