@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, inspect, select, text
+from sqlalchemy import Connection, String, bindparam, inspect, literal_column, select, text
 from sqlmodel import Session, col
 
 from casework import driver
@@ -66,29 +66,34 @@ from casework.models import Case, CaseEvent, OpsEvent, StaffEvent
 # The last row of each case's chain, for many cases in one statement.
 _CHAIN_ENDS_CHUNK = 500
 
+# The last hash of the case's audit chain, as a column of a query on cases: a
+# transition reads it with the case (SQLite only: see
+# ``casework.cases.unit.load_case_with_clocks``), the case page with its head row
+# (:mod:`casework.cases.case_reads`), and a seal here (SQLite).
+CHAIN_END = (
+    select(col(CaseEvent.hash))
+    .where(col(CaseEvent.case_id) == col(Case.id))
+    .order_by(col(CaseEvent.id).desc())
+    .limit(1)
+    .correlate(Case)
+    .scalar_subquery()
+)
+# The same, read by ``casework_locked_chain_ends`` (PostgreSQL, migration 0017), which
+# locks the case row BEFORE reading: a writer that waited for another's lock then reads
+# the row that one added (a plain subquery reads the end as it was when its statement
+# began). The case page's recorded look and a step's version-checked UPDATE use it.
+LOCKED_CHAIN_END = literal_column(
+    "(SELECT l.chain_end FROM casework_locked_chain_ends(ARRAY[cases.id]) AS l)", String
+)
 
-def _locked_chain_ends(cases: Any) -> Any:
-    """The case ids ``cases`` picks and each one's last hash, the case rows locked."""
-    return (
-        select(
-            col(Case.id),
-            select(col(CaseEvent.hash))
-            .where(col(CaseEvent.case_id) == col(Case.id))
-            .order_by(col(CaseEvent.id).desc())
-            .limit(1)
-            .correlate(Case)
-            .scalar_subquery(),
-        )
-        .where(cases)
-        .order_by(col(Case.id))
-        .with_for_update(of=Case)
-    )
-
-
-_LOCKED_CHAIN_ENDS = _locked_chain_ends(col(Case.id).in_(bindparam("case_ids", expanding=True)))
-# The same for one case (a transition's): no expanding list, so its text is fixed and it
-# runs on the driver's cursor (:mod:`casework.driver`).
-_LOCKED_CHAIN_END = _locked_chain_ends(col(Case.id) == bindparam("case_id"))
+# SQLite: each case's chain end (its writers take turns, BEGIN IMMEDIATE: no lock to
+# take), for a list of cases or for one (a fixed text, run on the driver's cursor).
+_CHAIN_ENDS = (
+    select(col(Case.id), CHAIN_END)
+    .where(col(Case.id).in_(bindparam("case_ids", expanding=True)))
+    .order_by(col(Case.id))
+)
+_CHAIN_ENDS_OF_ONE = select(col(Case.id), CHAIN_END).where(col(Case.id) == bindparam("case_id"))
 # PostgreSQL: the locks first, then the ends, in one call (migration 0017). Locking and
 # reading in ONE plain statement read the end as it was before a writer it waited for
 # committed its row (one snapshot per statement), and the chain forked.
@@ -381,8 +386,8 @@ def _chain_ends(connection: Connection, case_ids: Iterable[int]) -> dict[int, st
     rows, so one writer at a time per chain) and then reads each chain's last hash, so
     a writer that waited for the lock reads the row the other writer added
     (``casework_locked_chain_ends``, migration 0017): a transition pays one statement
-    for its seal, the sweep one per 500 cases. SQLite needs no lock (its writers take
-    turns, BEGIN IMMEDIATE) and ignores the clause.
+    for its seal, the sweep one per 500 cases. SQLite needs no lock: its writers take
+    turns for the whole transaction (BEGIN IMMEDIATE), so the ends are plainly read.
     """
     ids = sorted(set(case_ids))
     ends: dict[int, str] = dict.fromkeys(ids, "")
@@ -394,12 +399,12 @@ def _chain_ends(connection: Connection, case_ids: Iterable[int]) -> dict[int, st
                 ends[case_id] = digest or ""
         return ends
     if len(ids) == 1:
-        for case_id, digest in driver.rows(connection, _LOCKED_CHAIN_END, {"case_id": ids[0]}):
+        for case_id, digest in driver.rows(connection, _CHAIN_ENDS_OF_ONE, {"case_id": ids[0]}):
             ends[case_id] = digest or ""
         return ends
     for start in range(0, len(ids), _CHAIN_ENDS_CHUNK):
         chunk = ids[start : start + _CHAIN_ENDS_CHUNK]
-        for case_id, digest in connection.execute(_LOCKED_CHAIN_ENDS, {"case_ids": chunk}):
+        for case_id, digest in connection.execute(_CHAIN_ENDS, {"case_ids": chunk}):
             ends[case_id] = digest or ""
     return ends
 

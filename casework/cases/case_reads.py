@@ -38,8 +38,9 @@ from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.types import JSON, LargeBinary
 from sqlmodel import col
 
+from casework.audit import CHAIN_END, LOCKED_CHAIN_END
 from casework.cases.detail import DocumentInfo
-from casework.cases.unit import CHAIN_END, LOCKED_CHAIN_END, live_allocation_id
+from casework.cases.unit import live_allocation_id
 from casework.models import (
     AgreementItem,
     Allocation,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, bindparam, event, func, literal_column, null, or_, select, update
+from sqlalchemy import bindparam, event, func, literal_column, null, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
@@ -25,6 +25,7 @@ from sqlmodel import Session, col
 
 from casework import audit, driver
 from casework import deadlines as dl
+from casework.audit import CHAIN_END, LOCKED_CHAIN_END
 from casework.cases.context import Actor, TransitionContext
 from casework.cases.errors import Conflict, NotFound, ValidationFailed, WriteRefusedAfterRead
 from casework.config import Settings
@@ -224,26 +225,6 @@ class LoadedCase(NamedTuple):
     actor_name: str | None = None
     last_certificate: str | None = None
     provider_accepted: bool | None = None
-
-
-# The last hash of the case's audit chain, as a column of a query on cases: a
-# transition reads it with the case (SQLite only: see ``load_case_with_clocks``), the
-# case page with its head row (:mod:`casework.cases.case_reads`).
-CHAIN_END = (
-    select(col(CaseEvent.hash))
-    .where(col(CaseEvent.case_id) == col(Case.id))
-    .order_by(col(CaseEvent.id).desc())
-    .limit(1)
-    .correlate(Case)
-    .scalar_subquery()
-)
-# The same, read by ``casework_locked_chain_ends`` (PostgreSQL, migration 0017), which
-# locks the case row BEFORE reading: a writer that waited for another's lock then reads
-# the row that one added (a plain subquery reads the end as it was when its statement
-# began). The case page's recorded look and a step's version-checked UPDATE use it.
-LOCKED_CHAIN_END = literal_column(
-    "(SELECT l.chain_end FROM casework_locked_chain_ends(ARRAY[cases.id]) AS l)", String
-)
 
 
 def live_allocation_id(case_id: Any) -> Any:
