@@ -204,7 +204,7 @@ def _apply(
     preview: bool = False,
     render_in_transaction: bool = False,
     detached: bool = False,
-    versions_read: dict[str, int] | None = None,
+    versions_read: list[int] | None = None,
 ) -> Step:
     """Apply ``event`` in memory (nothing flushed): the caller commits or rolls back.
 
@@ -225,7 +225,7 @@ def _apply(
     )
     case, family, provider, live = loaded.case, loaded.family, loaded.provider, loaded.live
     if versions_read is not None:
-        versions_read[case.reference] = case.version
+        versions_read.append(case.version)  # the version this attempt read
     check_actor_may_see(case, actor)
     if expected_version is not None and case.version != expected_version:
         raise Conflict(
@@ -327,7 +327,7 @@ def record_step(
     keep_callers_changes = bool(session.new or session.dirty or session.deleted)
     # The step's rows are loaded outside the session unless the session may hold them.
     detached = not keep_callers_changes and may_load_detached(session)
-    versions_read: dict[str, int] = {}
+    versions_read: list[int] = []
     waited_for_writer = False
     for _attempt in range(_ATTEMPTS):
         try:
@@ -363,12 +363,11 @@ def record_step(
             # start (BEGIN IMMEDIATE waits its turn), held to the version it read, as
             # PostgreSQL's UPDATE is after waiting for the row: a real change to this
             # case meanwhile is still a Conflict; a write elsewhere no longer is.
-            read = next(iter(versions_read.values()), None)
-            if keep_callers_changes or waited_for_writer or read is None:
+            if keep_callers_changes or waited_for_writer or not versions_read:
                 raise
             waited_for_writer = True
             if expected_version is None:
-                expected_version = read
+                expected_version = versions_read[-1]
             session.connection(execution_options={"claim": True})
         except RenderFirst as render:
             # Nothing was written and the transaction is over: lay the PDF out now,
