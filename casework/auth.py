@@ -149,18 +149,27 @@ def create_user(
     return user
 
 
-def provider_binding(session: Session, role: str, provider: str | None) -> int | None:
-    """The provider id a user with ``role`` is bound to: required for provider staff only."""
+def check_role(role: str, provider: str | None) -> None:
+    """Refuse a role that does not exist, or provider staff without their provider.
+
+    One home for the rule: the use cases call it inside their transaction and the CLI
+    before it asks for a password, so nobody types a password for a refused user.
+    """
     if role not in Role.__members__:
         raise ValidationFailed(ROLE_REFUSED, field="role")
+    if role == Role.provider and not provider:
+        raise ValidationFailed(PROVIDER_NEEDED, field="provider")
+    if role != Role.provider and provider:
+        raise ValidationFailed("only provider staff are bound to a provider", field="provider")
+
+
+def provider_binding(session: Session, role: str, provider: str | None) -> int | None:
+    """The provider id a user with ``role`` is bound to: required for provider staff only."""
+    check_role(role, provider)
     if role == Role.provider:
-        if not provider:
-            raise ValidationFailed(PROVIDER_NEEDED, field="provider")
         from casework.cases import find_provider
 
-        return find_provider(session, provider).id
-    if provider:
-        raise ValidationFailed("only provider staff are bound to a provider", field="provider")
+        return find_provider(session, provider or "").id
     return None
 
 

@@ -371,10 +371,10 @@ def role_words(role: str) -> str:
 
 
 # A role is typed at the CLI as one of these words; the pages offer the same list.
-ROLE_REFUSED = (
-    "Choose a role: the role must be one of adviser, manager, provider, admin or commissioner"
+ROLE_REFUSED = "Choose a role: the role must be one of " + "; ".join(
+    f"{role} ({words})" for role, words in ROLE_WORDS.items()
 )
-PROVIDER_NEEDED = "provider staff need the provider they work for: choose it"
+PROVIDER_NEEDED = "Choose the provider this person works for: provider staff need one"
 
 
 def device_words(user_agent: str) -> str:

@@ -28,7 +28,7 @@ from casework.cases.words import role_words
 from casework.cli.common import cli_actor, exit_code, fail
 from casework.config import Settings, get_settings
 from casework.db import SchemaNotCurrent, ensure_schema, get_engine, session_scope
-from casework.models import Provider, Role, User
+from casework.models import Provider, User
 
 user_app = typer.Typer(help="People who sign in, and API tokens.", no_args_is_help=True)
 
@@ -67,8 +67,11 @@ def add(
     ] = False,
 ) -> None:
     """Create a user; the password is prompted (twice) or set through a one-time link."""
-    if role not in Role.__members__:
-        fail("--role: choose one of " + "; ".join(f"{r} ({role_words(r)})" for r in Role))
+    try:
+        # Refused before the password prompt: nobody types a password for a refused user.
+        user_cases.check_role(role, provider)
+    except CaseworkError as exc:
+        fail(str(exc), exit_code(exc))
     password = None
     if not one_time_link:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)

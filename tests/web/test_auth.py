@@ -378,7 +378,18 @@ def test_cli_user_add_prompts_twice_and_token_prints_once(
 
     refused = runner.invoke(cli_users.user_app, ["add", "--role", "boss", "x@ias.example.org"])
     assert refused.exit_code == 2
-    assert "--role: choose one of adviser (IAS adviser)" in refused.output
+    assert "the role must be one of adviser (IAS adviser)" in refused.output
+    assert "Password" not in refused.output  # refused before anyone types a password
+
+    for args, words in (
+        (["--role", "provider"], "Choose the provider this person works for"),
+        (["--role", "adviser", "--provider", "KIDS"], "only provider staff are bound"),
+    ):
+        refused = runner.invoke(cli_users.user_app, ["add", *args, "y@ias.example.org"])
+        assert refused.exit_code == 2 and words in refused.output, refused.output
+        assert "Password" not in refused.output
+    with web.session() as s:
+        assert s.execute(select(User).where(col(User.email) == "y@ias.example.org")).first() is None
 
     result = runner.invoke(
         cli_users.user_app, ["token", "sam@kids.example.org", "--name", "case system"]
