@@ -26,6 +26,7 @@ from casework.cases.unit import (
     load_case,
     record_change,
     require_aware,
+    runs_again_as_writer,
 )
 from casework.config import Settings
 from casework.models import AgreementItem, Case, DeadlineStatus
@@ -199,6 +200,7 @@ def _load_open_case(session: Session, reference: str, actor: Actor) -> Case:
     return case
 
 
+@runs_again_as_writer
 def add_agreement_item(
     session: Session,
     reference: str,
@@ -269,6 +271,7 @@ def add_agreement_item(
     return item
 
 
+@runs_again_as_writer
 def record_agreement_item_done(
     session: Session,
     reference: str,

@@ -38,6 +38,7 @@ from casework.cases.unit import (
     load_case,
     record_change,
     require_aware,
+    runs_again_as_writer,
 )
 from casework.cases.words import state_words
 from casework.config import AllocationRules, Settings
@@ -333,6 +334,7 @@ def can_allocate(case: Case) -> str | None:
     return None
 
 
+@runs_again_as_writer
 def allocate(
     session: Session,
     reference: str,
@@ -459,6 +461,7 @@ def _run_effect(
         spec.effect(step)
 
 
+@runs_again_as_writer
 def respond_to_allocation(
     session: Session,
     reference: str,

@@ -33,6 +33,7 @@ from casework.cases.unit import (
     load_case,
     record_change,
     require_aware,
+    runs_again_as_writer,
 )
 from casework.cases.words import DECISION_TYPE_WORDS, actor_words
 from casework.config import Settings
@@ -338,6 +339,7 @@ def _may_reissue(actor: Actor, kind: str) -> None:
     raise NotPermitted("Cannot reissue a certificate: that is the IAS adviser's step.")
 
 
+@runs_again_as_writer
 def reissue_certificate(
     session: Session,
     reference: str,

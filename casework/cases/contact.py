@@ -33,6 +33,7 @@ from casework.cases.unit import (
     check_seen_version,
     load_case,
     require_aware,
+    runs_again_as_writer,
 )
 from casework.contacts import (
     ContactError,
@@ -184,6 +185,7 @@ def readdress_unsent(session: Session, case_id: int, family: Person) -> int:
     return changed
 
 
+@runs_again_as_writer
 def update_contact(
     session: Session,
     reference: str,

@@ -33,7 +33,14 @@ from casework.cases.contact import update_contact
 from casework.cases.context import Actor
 from casework.cases.errors import NotFound, NotPermitted, TransitionRefused, ValidationFailed
 from casework.cases.retention import KEPT, MARKER, anonymise_case
-from casework.cases.unit import Clocks, audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import (
+    Clocks,
+    audit_event,
+    case_transaction,
+    load_case,
+    require_aware,
+    runs_again_as_writer,
+)
 from casework.cases.words import DATA_REQUEST_KIND_WORDS
 from casework.contacts import ContactError, normalise_email, normalise_phone
 from casework.models import (
@@ -90,6 +97,7 @@ def _changes(kind: str, changes: dict[str, str] | None) -> dict[str, str]:
     return given
 
 
+@runs_again_as_writer
 def record_request(
     session: Session,
     reference: str,
@@ -174,6 +182,7 @@ def _answered(
         Clocks(session, case, now).meet_one(deadline, done_on=dl.local_date(now), reason=reason)
 
 
+@runs_again_as_writer
 def decide_request(
     session: Session,
     request_id: int,
@@ -215,6 +224,7 @@ def decide_request(
     return request
 
 
+@runs_again_as_writer
 def extend_request(
     session: Session, request_id: int, *, reason: str, actor: Actor, now: dt.datetime
 ) -> DataRequest:
@@ -329,6 +339,7 @@ def _scrub_unlinked_notices(session: Session, family: Person | None) -> None:
             )
 
 
+@runs_again_as_writer
 def carry_out_request(
     session: Session, request_id: int, *, actor: Actor, now: dt.datetime
 ) -> DataRequest:

@@ -85,5 +85,12 @@ class WriteRefusedAfterRead(Conflict):
     read (its snapshot went stale), whatever that writer changed, perhaps another case.
 
     Still a Conflict for a caller that cannot run its step again; one that can (see
-    :func:`casework.cases.advance.record_step`) re-runs it as a writer from the start.
+    :func:`casework.cases.advance.record_step` and
+    :func:`casework.cases.unit.runs_again_as_writer`) re-runs it as a writer from the
+    start. ``versions_read``: each case's version as the refused attempt read it, so the
+    second run is held to them.
     """
+
+    def __init__(self, message: str, versions_read: dict[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.versions_read = versions_read or {}

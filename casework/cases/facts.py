@@ -29,6 +29,7 @@ from casework.cases.unit import (
     check_seen_version,
     load_case,
     require_aware,
+    runs_again_as_writer,
 )
 from casework.cases.words import DEADLINE_WORDS
 from casework.config import Settings
@@ -107,6 +108,7 @@ def _recompute(clocks: Clocks, kind: DeadlineKind, clock: dl.Clock, why: str) ->
     return f"{_clock_words(new)}{was}"
 
 
+@runs_again_as_writer
 def update_case_facts(
     session: Session,
     reference: str,
@@ -327,6 +329,7 @@ def update_case_facts(
     return case
 
 
+@runs_again_as_writer
 def change_adviser(
     session: Session,
     reference: str,

@@ -46,6 +46,7 @@ from casework.cases.unit import (
     load_case,
     record_change,
     require_aware,
+    runs_again_as_writer,
 )
 from casework.cases.words import moment_words
 from casework.config import Settings
@@ -129,6 +130,7 @@ def _check_adviser(actor: Actor) -> None:
         raise NotPermitted("The family's page link is managed by the IAS adviser.")
 
 
+@runs_again_as_writer
 def issue_link(
     session: Session, reference: str, *, now: dt.datetime, actor: Actor, settings: Settings
 ) -> str:
@@ -164,6 +166,7 @@ def issue_link(
     return family_page_url(settings, family_token(settings.secret_key, link.nonce))
 
 
+@runs_again_as_writer
 def revoke_link(session: Session, reference: str, *, now: dt.datetime, actor: Actor) -> int:
     """Stop the family's link working (a forwarded or lost link); how many were stopped."""
     now = require_aware(now)
@@ -293,6 +296,7 @@ class CodeSent:
     expires_at: dt.datetime
 
 
+@runs_again_as_writer
 def request_code(
     session: Session, token: str, *, channel: str, now: dt.datetime, settings: Settings
 ) -> CodeSent:
@@ -376,6 +380,7 @@ class FamilySignIn:
     until: dt.datetime
 
 
+@runs_again_as_writer
 def check_code(
     session: Session, token: str, code: str, *, now: dt.datetime, settings: Settings
 ) -> FamilySignIn:
@@ -899,6 +904,7 @@ def apply_sms_opt_outs(engine: Engine, now: dt.datetime, settings: Settings) -> 
     return handled
 
 
+@runs_again_as_writer
 def _apply_opt_out(session: Session, notice: Notice, now: dt.datetime, settings: Settings) -> None:
     case = session.get(Case, notice.case_id)
     assert case is not None

@@ -13,12 +13,19 @@ from sqlmodel import Session
 
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, ValidationFailed
-from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import (
+    audit_event,
+    case_transaction,
+    load_case,
+    require_aware,
+    runs_again_as_writer,
+)
 from casework.models import Case
 
 MAY_HOLD = frozenset({"manager", "admin"})
 
 
+@runs_again_as_writer
 def set_legal_hold(
     session: Session, reference: str, *, reason: str, actor: Actor, now: dt.datetime
 ) -> Case:
@@ -54,6 +61,7 @@ def set_legal_hold(
     return case
 
 
+@runs_again_as_writer
 def clear_legal_hold(
     session: Session, reference: str, *, reason: str, actor: Actor, now: dt.datetime
 ) -> Case:

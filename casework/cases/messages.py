@@ -20,7 +20,13 @@ from casework.cases.access import check_actor_may_see
 from casework.cases.context import Actor
 from casework.cases.errors import NotPermitted, ValidationFailed
 from casework.cases.notes import IAS_ROLES
-from casework.cases.unit import audit_event, case_transaction, load_case, require_aware
+from casework.cases.unit import (
+    audit_event,
+    case_transaction,
+    load_case,
+    require_aware,
+    runs_again_as_writer,
+)
 from casework.cases.words import CHANNEL_WORDS
 from casework.config import Settings
 from casework.contacts import can_text
@@ -82,6 +88,7 @@ def check_message(channel: str, text: str) -> tuple[str, str]:
     return way, body
 
 
+@runs_again_as_writer
 def send_message(
     session: Session,
     reference: str,

@@ -27,6 +27,7 @@ from casework.cases.unit import (
     load_case,
     record_change,
     require_aware,
+    runs_again_as_writer,
 )
 from casework.config import Settings
 from casework.models import Case, CaseNote
@@ -72,6 +73,7 @@ def _check_staff(actor: Actor, *, family_may: bool = False) -> None:
         )
 
 
+@runs_again_as_writer
 def _write(
     session: Session,
     reference: str,

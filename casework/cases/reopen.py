@@ -41,6 +41,7 @@ from casework.cases.unit import (
     check_seen_version,
     load_case,
     require_aware,
+    runs_again_as_writer,
 )
 from casework.cases.words import DEADLINE_WORDS, state_words
 from casework.deadlines import DeadlineKind
@@ -131,6 +132,7 @@ def _restore_allocation(session: Session, case: Case, closing: CaseEvent) -> str
     return str(allocation.status)
 
 
+@runs_again_as_writer
 def reopen_case(
     session: Session,
     reference: str,

@@ -10,11 +10,12 @@ its clocks.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import bindparam, event, func, literal_column, null, or_, select, update
 from sqlalchemy import inspect as sa_inspect
@@ -45,6 +46,8 @@ from casework.models import (
     User,
 )
 
+_UseCase = TypeVar("_UseCase", bound=Callable[..., Any])
+
 
 @contextmanager
 def case_transaction(session: Session, reference: str) -> Iterator[None]:
@@ -59,6 +62,13 @@ def case_transaction(session: Session, reference: str) -> Iterator[None]:
     try:
         yield
     except (StaleDataError, OperationalError) as exc:
+        # The versions read of the cases this attempt was changing (their UPDATE checks
+        # the version), taken before the rollback expires them.
+        read = {
+            obj.id: sa_inspect(obj).committed_state.get("version", obj.__dict__["version"])
+            for obj in list(session.dirty)
+            if isinstance(obj, Case) and "version" in obj.__dict__ and obj.id is not None
+        }
         session.rollback()
         if isinstance(exc, OperationalError) and not any(
             word in str(exc.orig).lower() for word in ("locked", "busy", "deadlock")
@@ -68,11 +78,50 @@ def case_transaction(session: Session, reference: str) -> Iterator[None]:
             f"{reference} was changed by someone else at the same moment; reload it and try again"
         )
         if isinstance(exc, OperationalError) and session.get_bind().dialect.name == "sqlite":
-            raise WriteRefusedAfterRead(words) from exc
+            raise WriteRefusedAfterRead(words, read) from exc
         raise Conflict(words) from exc
     except Exception:
         session.rollback()
         raise
+
+
+def runs_again_as_writer(use_case: _UseCase) -> _UseCase:
+    """Run a use case once more, as SQLite's writer, when SQLite refused its first write.
+
+    SQLite refuses a write from a transaction whose reads another writer's commit made
+    stale, whatever that writer changed: the sweep, a sender, someone on another case.
+    Without this the adviser was told their case "was changed by someone else" when
+    nobody had touched it. The second run begins as the writer (BEGIN IMMEDIATE waits
+    its turn), so it cannot be refused again. A case the first run was changing is held
+    to the version it read: a real change to that case meanwhile is still a Conflict,
+    as on PostgreSQL, whose version-checked UPDATE waits and then finds the version
+    moved. Rows only added to a case (a note) are added to it as it now is, as there.
+    A caller's own changes still pending in the session cannot be run again: then the
+    refusal stands. PostgreSQL never raises it. The first argument is the session.
+    """
+
+    @functools.wraps(use_case)
+    def run(session: Session, *args: Any, **kwargs: Any) -> Any:
+        callers_changes = bool(session.new or session.dirty or session.deleted)
+        try:
+            return use_case(session, *args, **kwargs)
+        except WriteRefusedAfterRead as refused:
+            if callers_changes:
+                raise
+            session.connection(execution_options={"claim": True})  # BEGIN IMMEDIATE
+            if refused.versions_read:
+                rows = session.execute(
+                    select(col(Case.id), col(Case.version)).where(
+                        col(Case.id).in_(list(refused.versions_read))
+                    )
+                ).all()
+                now_at = {row[0]: row[1] for row in rows}
+                if any(now_at.get(i) != v for i, v in refused.versions_read.items()):
+                    session.rollback()
+                    raise Conflict(str(refused)) from refused
+            return use_case(session, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def check_seen_version(case: Case, expected_version: int | None) -> None:
