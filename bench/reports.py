@@ -5,9 +5,9 @@ private schema, created and dropped here; skipped with a message when no server
 answers). The caseload is built with bulk inserts (``executemany`` on the raw
 sqlite3 connection, ``COPY`` on PostgreSQL): 100,000 cases over 2025-2026 across
 the five providers, six clocks each with a seeded mix of outcomes (met on time,
-met late with the use cases' "(late: done ...)" marker, missed and still
-outstanding, missed then stopped, cancelled, open), and meetings, closing outcomes
-and certificates for the SEN2 figures.
+met late: a ``done_on`` after the due date and the use cases' "(late: done ...)"
+marker; missed and still outstanding, missed then stopped, cancelled, open), and
+meetings, closing outcomes and certificates for the SEN2 figures.
 
 For each report, in the same run and interleaved: (a) the report as casework runs it
 (``casework.reports.timeliness`` over both years: counts per clock and provider plus
@@ -74,15 +74,15 @@ CASE_COLUMNS = (
 )
 DEADLINE_COLUMNS = (
     "id, case_id, kind, due_date, due_at, status, citation, explanation, opened_at,"
-    " closed_at, closed_reason"
+    " closed_at, closed_reason, done_on"
 )
 
 # The hand-written aggregates. {ts} renders a bound instant in each dialect's storage.
 HAND_TIMELINESS = """
 SELECT d.kind, c.provider_id,
   SUM(CASE WHEN d.status = 'met' THEN 1 ELSE 0 END),
-  SUM(CASE WHEN d.status = 'missed' AND d.closed_reason LIKE '%(late: done %' THEN 1 ELSE 0 END),
-  SUM(CASE WHEN (d.status = 'missed' AND d.closed_reason NOT LIKE '%(late: done %')
+  SUM(CASE WHEN d.status = 'missed' AND d.done_on IS NOT NULL THEN 1 ELSE 0 END),
+  SUM(CASE WHEN (d.status = 'missed' AND d.done_on IS NULL)
             OR (d.status = 'open' AND d.due_at <= :as_of) THEN 1 ELSE 0 END),
   SUM(CASE WHEN d.status = 'open' AND d.due_at > :as_of THEN 1 ELSE 0 END),
   SUM(CASE WHEN d.status = 'cancelled' THEN 1 ELSE 0 END)
@@ -142,10 +142,12 @@ def build_rows(provider_ids: list[int]) -> tuple[list[tuple[Any, ...]], list[tup
             due_at = dt.datetime.combine(due + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
             roll = rng.random()
             closed_reason = "done"
+            done: dt.date | None = None  # the day the act was done, as the use cases store it
             if due_at > AS_OF and roll < 0.5:
                 status, closed_reason = "open", ""
             elif roll < 0.70:
                 status = "met"
+                done = due - dt.timedelta(days=rng.randrange(0, 5))
             elif roll < 0.80:
                 done = due + dt.timedelta(days=rng.randrange(1, 12))
                 status, closed_reason = "missed", f"done (late: done {done.isoformat()})"
@@ -170,6 +172,7 @@ def build_rows(provider_ids: list[int]) -> tuple[list[tuple[Any, ...]], list[tup
                     opened,
                     None if status == "open" else due_at,
                     closed_reason,
+                    done,
                 )
             )
     return cases, clocks

@@ -282,6 +282,14 @@ class Deadline(SQLModel, table=True):
         # ``id`` breaks the ties (clocks fall due at 5pm, hundreds at once) so a page of
         # them in ``due_at, id`` order is read straight off the index (migration 0018).
         Index("ix_deadlines_status_due", "status", "due_at", "id"),
+        # Clocks met late, by due date: the timeliness report's lateness figures read
+        # only these (a few in a hundred) instead of every clock (migration 0019).
+        Index(
+            "ix_deadlines_met_late",
+            "due_date",
+            postgresql_where=text("status = 'missed' AND done_on IS NOT NULL"),
+            sqlite_where=text("status = 'missed' AND done_on IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
