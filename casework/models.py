@@ -283,7 +283,7 @@ class Deadline(SQLModel, table=True):
         # them in ``due_at, id`` order is read straight off the index (migration 0018).
         Index("ix_deadlines_status_due", "status", "due_at", "id"),
         # Clocks met late, by due date: the timeliness report's lateness figures read
-        # only these (a few in a hundred) instead of every clock (migration 0019).
+        # only these instead of every missed clock (migration 0019).
         Index(
             "ix_deadlines_met_late",
             "due_date",
