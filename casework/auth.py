@@ -58,7 +58,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from casework.cases import Actor, ValidationFailed
-from casework.cases.words import PROVIDER_NEEDED, ROLE_REFUSED
+from casework.cases.words import PROVIDER_NEEDED, PROVIDER_ONLY_FOR_STAFF, ROLE_REFUSED
 from casework.config import Settings
 from casework.models import ApiToken, RecoveryCode, Role, User, UserSession
 
@@ -160,7 +160,7 @@ def check_role(role: str, provider: str | None) -> None:
     if role == Role.provider and not provider:
         raise ValidationFailed(PROVIDER_NEEDED, field="provider")
     if role != Role.provider and provider:
-        raise ValidationFailed("only provider staff are bound to a provider", field="provider")
+        raise ValidationFailed(PROVIDER_ONLY_FOR_STAFF, field="provider")
 
 
 def provider_binding(session: Session, role: str, provider: str | None) -> int | None:

@@ -375,6 +375,7 @@ ROLE_REFUSED = "Choose a role: the role must be one of " + "; ".join(
     f"{role} ({words})" for role, words in ROLE_WORDS.items()
 )
 PROVIDER_NEEDED = "Choose the provider this person works for: provider staff need one"
+PROVIDER_ONLY_FOR_STAFF = "Leave the provider empty: only provider staff work for a provider"
 
 
 def device_words(user_agent: str) -> str:

@@ -383,7 +383,7 @@ def test_cli_user_add_prompts_twice_and_token_prints_once(
 
     for args, words in (
         (["--role", "provider"], "Choose the provider this person works for"),
-        (["--role", "adviser", "--provider", "KIDS"], "only provider staff are bound"),
+        (["--role", "adviser", "--provider", "KIDS"], "only provider staff work for a provider"),
     ):
         refused = runner.invoke(cli_users.user_app, ["add", *args, "y@ias.example.org"])
         assert refused.exit_code == 2 and words in refused.output, refused.output
