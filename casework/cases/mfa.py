@@ -20,7 +20,7 @@ from sqlmodel import Session
 from casework import auth
 from casework.cases.context import Actor
 from casework.cases.errors import ValidationFailed
-from casework.cases.unit import require_aware
+from casework.cases.unit import require_aware, runs_again_as_writer
 from casework.cases.users import staff_event, staff_transaction
 from casework.config import Settings
 from casework.models import Role, User
@@ -50,6 +50,7 @@ class Enrolment:
         return " ".join(self.secret[i : i + 4] for i in range(0, len(self.secret), 4))
 
 
+@runs_again_as_writer
 def start_enrolment(
     session: Session, settings: Settings, user: User, *, now: dt.datetime
 ) -> Enrolment:
@@ -71,6 +72,7 @@ def start_enrolment(
     return Enrolment(secret, auth.totp_uri(secret, email=user.email, issuer=settings.service.name))
 
 
+@runs_again_as_writer
 def confirm_enrolment(
     session: Session,
     settings: Settings,
@@ -104,6 +106,7 @@ def confirm_enrolment(
     return codes
 
 
+@runs_again_as_writer
 def renew_recovery_codes(
     session: Session, user: User, *, actor: Actor, now: dt.datetime
 ) -> list[str]:

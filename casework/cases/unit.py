@@ -77,12 +77,23 @@ def case_transaction(session: Session, reference: str) -> Iterator[None]:
         words = (
             f"{reference} was changed by someone else at the same moment; reload it and try again"
         )
-        if isinstance(exc, OperationalError) and session.get_bind().dialect.name == "sqlite":
+        if refused_after_a_stale_read(session, exc):
             raise WriteRefusedAfterRead(words, read) from exc
         raise Conflict(words) from exc
     except Exception:
         session.rollback()
         raise
+
+
+def refused_after_a_stale_read(session: Session, exc: BaseException) -> bool:
+    """SQLite refused a write because another writer committed after this transaction
+    read ("database is locked": its snapshot went stale). Run as the writer from the
+    start (:func:`runs_again_as_writer`), the same work cannot be refused again."""
+    return (
+        isinstance(exc, OperationalError)
+        and session.get_bind().dialect.name == "sqlite"
+        and any(word in str(exc.orig).lower() for word in ("locked", "busy"))
+    )
 
 
 def runs_again_as_writer(use_case: _UseCase) -> _UseCase:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col
 
 from casework import auth
@@ -31,8 +31,14 @@ from casework.cases.errors import (
     NotFound,
     NotPermitted,
     ValidationFailed,
+    WriteRefusedAfterRead,
 )
-from casework.cases.unit import jsonable, require_aware
+from casework.cases.unit import (
+    jsonable,
+    refused_after_a_stale_read,
+    require_aware,
+    runs_again_as_writer,
+)
 from casework.config import Settings
 from casework.models import ApiToken, Provider, Role, StaffEvent, User, UserSession
 
@@ -50,6 +56,14 @@ def staff_transaction(session: Session) -> Iterator[None]:
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("Someone else changed this person at the same moment; try again") from exc
+    except OperationalError as exc:
+        session.rollback()
+        if refused_after_a_stale_read(session, exc):
+            # The use case runs again as the writer (runs_again_as_writer).
+            raise WriteRefusedAfterRead(
+                "Someone else was saving a change at the same moment; try again"
+            ) from exc
+        raise
     except CaseworkError:
         if session.new or session.dirty or session.deleted:
             session.rollback()
@@ -192,6 +206,7 @@ class Invited:
     link: str
 
 
+@runs_again_as_writer
 def add_user(
     session: Session,
     settings: Settings,
@@ -240,6 +255,7 @@ def add_user(
     return Invited(user, auth.set_password_url(settings, user))
 
 
+@runs_again_as_writer
 def disable_user(session: Session, user_id: int, *, actor: Actor, now: dt.datetime) -> User:
     """No more sign-ins; every session ends and every API token is revoked, at once."""
     require_admin(actor)
@@ -265,6 +281,7 @@ def disable_user(session: Session, user_id: int, *, actor: Actor, now: dt.dateti
     return user
 
 
+@runs_again_as_writer
 def enable_user(session: Session, user_id: int, *, actor: Actor, now: dt.datetime) -> User:
     """Let a disabled person sign in again; their old sessions and tokens stay ended."""
     require_admin(actor)
@@ -281,6 +298,7 @@ def enable_user(session: Session, user_id: int, *, actor: Actor, now: dt.datetim
     return user
 
 
+@runs_again_as_writer
 def reset_sign_in(
     session: Session, settings: Settings, user_id: int, *, actor: Actor, now: dt.datetime
 ) -> Invited:
@@ -301,6 +319,7 @@ def reset_sign_in(
     return Invited(user, auth.set_password_url(settings, user))
 
 
+@runs_again_as_writer
 def set_password(
     session: Session, user_id: int, password: str, *, actor: Actor, now: dt.datetime
 ) -> User:
@@ -318,6 +337,7 @@ def set_password(
     return user
 
 
+@runs_again_as_writer
 def change_role(
     session: Session,
     user_id: int,
@@ -366,6 +386,7 @@ class IssuedToken:
     value: str
 
 
+@runs_again_as_writer
 def issue_api_token(
     session: Session, user_id: int, *, name: str, actor: Actor, now: dt.datetime
 ) -> IssuedToken:
@@ -405,6 +426,7 @@ def issue_api_token(
     return IssuedToken(token, value)
 
 
+@runs_again_as_writer
 def revoke_api_token(
     session: Session, user_id: int, token_id: int, *, actor: Actor, now: dt.datetime
 ) -> ApiToken:
@@ -432,6 +454,7 @@ def revoke_api_token(
     return token
 
 
+@runs_again_as_writer
 def end_session(
     session: Session, user_id: int, session_id: int, *, actor: Actor, now: dt.datetime
 ) -> UserSession:
@@ -457,6 +480,7 @@ def end_session(
     return row
 
 
+@runs_again_as_writer
 def end_all_sessions(session: Session, user_id: int, *, actor: Actor, now: dt.datetime) -> User:
     """Sign the person out everywhere (they can sign in again)."""
     require_admin(actor)
@@ -469,6 +493,7 @@ def end_all_sessions(session: Session, user_id: int, *, actor: Actor, now: dt.da
     return user
 
 
+@runs_again_as_writer
 def reset_mfa(session: Session, user_id: int, *, actor: Actor, now: dt.datetime) -> User:
     """Two-factor sign-in off (a lost phone): recovery codes spent, every session ended.
 

@@ -25,10 +25,12 @@ from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session, col
 
 from casework import cases
+from casework.cases.context import Actor
 from casework.cases.errors import Conflict
 from casework.cases.legal_hold import set_legal_hold
+from casework.cases.users import add_user
 from casework.config import Settings
-from casework.models import Allocation, Case, CaseEvent, CaseNote
+from casework.models import Allocation, Case, CaseEvent, CaseNote, User
 from tests.conftest import ADVISER, MANAGER, at, forget_cached_settings_and_engine
 from tests.factories import create_case
 from tests.integration.test_cli import cli_on
@@ -189,3 +191,49 @@ def test_the_cli_allocates_while_another_case_is_written(
         forget_cached_settings_and_engine()
     assert raised is None, raised
     assert _count(engine, Allocation, int(quiet.id or 0)) == 1
+
+
+ADMIN = Actor(id="user:ada.admin@ias.example.org", role="admin", channel="cli")
+
+
+def test_a_staff_change_is_not_refused_by_a_write_to_a_case_meanwhile(
+    engine: Engine, session: Session, settings: Settings
+) -> None:
+    """People who sign in are changed by the staff use cases: their writes run again as
+    the writer too. Before, SQLite's refusal escaped them as a database error."""
+    busy = _stored_case(session, settings, "Busy Family")
+
+    def add(s: Session) -> Any:
+        return add_user(
+            s, settings, email="new.adviser@ias.example.org", role="adviser",
+            now=WHEN, actor=ADMIN,
+        )  # fmt: skip
+
+    raised = _run_while_held(engine, _hold_writer(engine, int(busy.id or 0)), add)
+    assert raised is None, raised
+    with Session(engine) as s:
+        found = s.execute(select(User).where(col(User.email) == "new.adviser@ias.example.org"))
+        assert found.scalar_one().role == "adviser"
+
+
+def test_the_cli_adds_a_user_while_a_case_is_written(
+    engine: Engine, session: Session, settings: Settings, database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    busy = _stored_case(session, settings, "Busy Family")
+    cli = cli_on(database_url, monkeypatch)
+    try:
+        raised = _run_while_held(
+            engine,
+            _hold_writer(engine, int(busy.id or 0)),
+            lambda _s: cli(
+                "user", "add", "cli.adviser@ias.example.org", "--role", "adviser",
+                "--one-time-link",
+            ),
+        )  # fmt: skip
+    finally:
+        forget_cached_settings_and_engine()
+    assert raised is None, raised
+    with Session(engine) as s:
+        found = s.execute(select(User).where(col(User.email) == "cli.adviser@ias.example.org"))
+        assert found.scalar_one().role == "adviser"
