@@ -177,20 +177,25 @@ def test_the_cli_allocates_while_another_case_is_written(
     and the allocation is still made, once."""
     busy = _stored_case(session, settings, "Busy Family")
     quiet = _stored_case(session, settings, "Quiet Family")
-    cli = cli_on(database_url, monkeypatch)
-    try:
-        raised = _run_while_held(
-            engine,
-            _hold_writer(engine, int(busy.id or 0)),
-            lambda _s: cli(
-                "case", "allocate", quiet.reference, "collis",
-                "--override-reason", "the family asked for Collis",
-            ),
-        )  # fmt: skip
-    finally:
-        forget_cached_settings_and_engine()
+    raised = _cli_while_held(
+        engine, database_url, monkeypatch, int(busy.id or 0),
+        "case", "allocate", quiet.reference, "collis",
+        "--override-reason", "the family asked for Collis",
+    )  # fmt: skip
     assert raised is None, raised
     assert _count(engine, Allocation, int(quiet.id or 0)) == 1
+
+
+def _cli_while_held(
+    engine: Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, busy_case_id: int,
+    *args: str,
+) -> BaseException | None:  # fmt: skip
+    """`casework ARGS` run while another writer holds ``busy_case_id``: what it raised."""
+    cli = cli_on(database_url, monkeypatch)
+    try:
+        return _run_while_held(engine, _hold_writer(engine, busy_case_id), lambda _s: cli(*args))
+    finally:
+        forget_cached_settings_and_engine()
 
 
 ADMIN = Actor(id="user:ada.admin@ias.example.org", role="admin", channel="cli")
@@ -221,18 +226,10 @@ def test_the_cli_adds_a_user_while_a_case_is_written(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     busy = _stored_case(session, settings, "Busy Family")
-    cli = cli_on(database_url, monkeypatch)
-    try:
-        raised = _run_while_held(
-            engine,
-            _hold_writer(engine, int(busy.id or 0)),
-            lambda _s: cli(
-                "user", "add", "cli.adviser@ias.example.org", "--role", "adviser",
-                "--one-time-link",
-            ),
-        )  # fmt: skip
-    finally:
-        forget_cached_settings_and_engine()
+    raised = _cli_while_held(
+        engine, database_url, monkeypatch, int(busy.id or 0),
+        "user", "add", "cli.adviser@ias.example.org", "--role", "adviser", "--one-time-link",
+    )  # fmt: skip
     assert raised is None, raised
     with Session(engine) as s:
         found = s.execute(select(User).where(col(User.email) == "cli.adviser@ias.example.org"))
