@@ -246,8 +246,7 @@ def _skip_meeting_notices() -> Any:
         update(table)
         .where(
             table.c.case_id == bindparam("w_case_id"),
-            # Not IN (...): an expanding parameter is not run on the driver (it may be
-            # run there, or inside the meeting invitation's statement, see below).
+            # Not IN (...): an expanding parameter is not run on the driver.
             or_(*(table.c.status == str(s) for s in _UNSENT)),
             table.c.provider_message_id.is_(None),
             _about_the_meeting(),
@@ -270,18 +269,8 @@ def skip_meeting_notices(
     cancellation's own, are untouched. Returns how many were marked.
     """
     conn = bind.connection() if isinstance(bind, Session) else bind
-    statement, params = meeting_notices_skip(case_id, reason, detail)
-    return driver.rowcount(conn, statement, params)
-
-
-def meeting_notices_skip(
-    case_id: int, reason: NoticeReason, detail: str
-) -> tuple[Any, dict[str, Any]]:
-    """:func:`skip_meeting_notices` as its UPDATE (built once) and parameters, for a
-    writer that runs it inside a statement of its own: the meeting invitation stored
-    by the same step (:func:`casework.cases.documents.store_document`), so calling a
-    meeting off costs no statement more than storing its invitation."""
-    return _skip_meeting_notices(), {"w_case_id": case_id, "v_reason": reason_text(reason, detail)}
+    params = {"w_case_id": case_id, "v_reason": reason_text(reason, detail)}
+    return driver.rowcount(conn, _skip_meeting_notices(), params)
 
 
 # --- Quiet hours -----------------------------------------------------------------------

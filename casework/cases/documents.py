@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -93,7 +92,6 @@ def store_document(
     verification_code: str | None = None,
     issued_on: dt.date | None = None,
     new_series: bool = False,
-    along: tuple[Any, Mapping[str, Any]] | None = None,
 ) -> Document:
     """Add ``content`` as the next version of ``(case, kind, series)``; supersede the last.
 
@@ -101,10 +99,7 @@ def store_document(
     its audit row, which should name the document id) commits both or neither. The
     new row is flushed so its id is known (for the audit row and for a notice that
     attaches it). ``new_series`` says the series was just created (a new certificate
-    number), so there is no earlier version to look up. ``along``: an UPDATE built once
-    (and its parameters) that the caller's step also makes, run before the document is
-    written: on PostgreSQL inside the document's own statement, on SQLite just before it
-    (a meeting invitation's step skips the old meeting's notices so).
+    number), so there is no earlier version to look up.
     """
     if kind not in DocumentKind.__members__.values():
         raise ValidationFailed(f"casework keeps no documents of the kind {kind!r}")
@@ -140,10 +135,6 @@ def store_document(
         "issued_on": issued_on,
     }
     conn = session.connection()
-    postgresql = conn.dialect.name == "postgresql"
-    if along is not None and (new_series or not postgresql):
-        driver.rowcount(conn, along[0], along[1])
-        along = None
     if new_series:
         # A Core statement built once, run on the driver: building an ORM insert with
         # the values inlined cost more than the round trip (its cache key covers them).
@@ -157,9 +148,7 @@ def store_document(
         # its budget (see _next_version).
         params: dict[str, Any] = {"s_case_id": case.id, "s_kind": kind, "s_series": series}
         params.update(values)
-        if along is not None:
-            params.update(along[1])
-        statement = _next_version(conn.dialect.name, along[0] if along is not None else None)
+        statement = _next_version(conn.dialect.name)
         # SQLite returns the versions superseded too: the new one has the highest id.
         new_id, values["version"] = max(driver.rows(conn, statement, params))
     # The row as written (its values checked above), attached to the session without
@@ -175,20 +164,20 @@ _INSERT_DOCUMENT = driver.insert_every_column(_DOCUMENTS).returning(_DOCUMENTS.c
 _DOCUMENT_COLUMNS = [c for c in _DOCUMENTS.c if not c.primary_key]
 
 
-@lru_cache(maxsize=8)
-def _next_version(dialect: str, along: Any = None) -> Any:
+@lru_cache(maxsize=2)
+def _next_version(dialect: str) -> Any:
     """The next version of a series (one more than its last, 1 for the first) written and
     every earlier version left current superseded by it, as one statement built once.
 
-    PostgreSQL: the INSERT and the UPDATE as data-modifying CTEs (with ``along``, the
-    caller's own UPDATE, as a third); they share one snapshot, so the UPDATE never sees
-    the row being added. SQLite, which has no such CTEs: one upsert. Its rows are the
-    new version, numbered as SQLite would number it (one more than the highest id: the
-    table is not AUTOINCREMENT), and every current version of the series proposed again
-    under its own id, which conflicts and only takes ``superseded_by``. SQLite computes
-    an INSERT's SELECT from its own table in full before writing, so the ids and the
-    version are those before the new row; a proposed row only has to satisfy NOT NULL,
-    so the old versions' bytes are not copied (an empty blob stands in).
+    PostgreSQL: the INSERT and the UPDATE as data-modifying CTEs; they share one
+    snapshot, so the UPDATE never sees the row being added. SQLite, which has no such
+    CTEs: one upsert. Its rows are the new version, numbered as SQLite would number it
+    (one more than the highest id: the table is not AUTOINCREMENT), and every current
+    version of the series proposed again under its own id, which conflicts and only
+    takes ``superseded_by``. SQLite computes an INSERT's SELECT from its own table in
+    full before writing, so the ids and the version are those before the new row; a
+    proposed row only has to satisfy NOT NULL, so the old versions' bytes are not copied
+    (an empty blob stands in).
     """
     table = _DOCUMENTS
     of_series = (
@@ -211,12 +200,7 @@ def _next_version(dialect: str, along: Any = None) -> Any:
             .values(superseded_by=select(new.c.id).scalar_subquery())
             .cte("superseded")
         )
-        statement = select(new.c.id, new.c.version).add_cte(superseded)
-        if along is not None:
-            statement = statement.add_cte(along.cte("along"))
-        return statement
-    if along is not None:
-        raise ValueError("SQLite runs the caller's statement on its own")
+        return select(new.c.id, new.c.version).add_cte(superseded)
     next_id = select(func.coalesce(func.max(table.c.id), 0) + 1).scalar_subquery()
     names = ["id", *(c.name for c in _DOCUMENT_COLUMNS)]
     new_row = {**given, "id": next_id, "version": version.scalar_subquery()}

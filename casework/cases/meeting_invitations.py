@@ -28,14 +28,13 @@ queues its own (:func:`_supersede`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from urllib.parse import urlsplit
 
 from casework import invitations as ics
 from casework.cases.unit import Step
 from casework.config import Settings
 from casework.models import Case, Document, Person, Provider
-from casework.notices import NoticeReason, meeting_notices_skip
+from casework.notices import NoticeReason, skip_meeting_notices
 
 KIND = "meeting_invitation"
 # The key under which the event's data names the invitation its notices attach.
@@ -113,9 +112,7 @@ def invite_for(
     )
 
 
-def _store(
-    step: Step, *, cancelled: bool, skip: tuple[Any, dict[str, Any]] | None = None
-) -> Document:
+def _store(step: Step, *, cancelled: bool) -> Document:
     # Imported here: documents -> provider_view -> detail -> effects -> this module.
     from casework.cases.documents import store_document
 
@@ -134,8 +131,6 @@ def _store(
         now=step.now,
         settings=step.settings,
         series=series_of(case),
-        # The old meeting's notices are skipped by the invitation's own statement.
-        along=skip,
     )
     # The event's audit row names the file; the family's and the provider's emails
     # carry it (a text message says only that the meeting changed).
@@ -153,9 +148,8 @@ def arrange(step: Step, day: dt.date, time: str | None, place: str | None) -> Do
     new UID, starting at sequence 0.
     """
     case = step.case
-    skip = None
     if meeting_is_live(case):
-        skip = _supersede(step, NoticeReason.meeting_rearranged, "the meeting was rearranged")
+        _supersede(step, NoticeReason.meeting_rearranged, "the meeting was rearranged")
         case.meeting_sequence += 1
     else:
         case.meeting_number += 1
@@ -163,7 +157,7 @@ def arrange(step: Step, day: dt.date, time: str | None, place: str | None) -> Do
     case.meeting_on = day
     case.meeting_time = time or None
     case.meeting_place = place or None
-    return _store(step, cancelled=False, skip=skip)
+    return _store(step, cancelled=False)
 
 
 def cancel(step: Step, because: NoticeReason = NoticeReason.meeting_cancelled) -> Document | None:
@@ -175,24 +169,22 @@ def cancel(step: Step, because: NoticeReason = NoticeReason.meeting_cancelled) -
     case = step.case
     if not meeting_is_live(case):
         return None
-    skip = _supersede(step, because, "the meeting was called off")
+    _supersede(step, because, "the meeting was called off")
     case.meeting_sequence += 1
     step.data.setdefault("cancelled_meeting_on", case.meeting_on)
-    document = _store(step, cancelled=True, skip=skip)
+    document = _store(step, cancelled=True)
     case.meeting_on = None
     case.meeting_time = None
     return document
 
 
-def _supersede(step: Step, reason: NoticeReason, detail: str) -> tuple[Any, dict[str, Any]] | None:
+def _supersede(step: Step, reason: NoticeReason, detail: str) -> None:
     """The old meeting's unsent notices are no longer true: skipped, with why.
 
-    Returned as one UPDATE (and its parameters), only on a step that calls off or
-    moves a live meeting; a preview (rolled back) skips nothing. The invitation's
-    statement runs it (:func:`casework.cases.documents.store_document`: inside it on
-    PostgreSQL, just before it on SQLite), so it is run before the step queues its own
-    notices, and the new meeting's and the cancellation's are never touched.
+    One UPDATE, only on a step that calls off or moves a live meeting; a preview
+    (rolled back) writes nothing. Run before the step queues its own notices, so the
+    new meeting's and the cancellation's are never touched.
     """
     if step.preview or step.case.id is None:
-        return None
-    return meeting_notices_skip(step.case.id, reason, detail)
+        return
+    skip_meeting_notices(step.session, step.case.id, reason, detail)

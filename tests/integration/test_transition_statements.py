@@ -304,8 +304,7 @@ MEETING_STEP_DATA: dict[str, dict[str, str]] = {
 
 
 def _skips(counted: Counted) -> list[str]:
-    """The statements that skip notices: the UPDATE itself (SQLite), or the meeting
-    invitation's statement that runs it as one of its CTEs (PostgreSQL)."""
+    """The statements that skip notices: the one UPDATE of the step's own."""
     return [s for s in counted.statements if "UPDATE NOTICES SET" in s.upper()]
 
 
