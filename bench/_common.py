@@ -23,6 +23,7 @@ if PROJECT_ROOT not in sys.path:
 
 import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable, Iterator, Sequence  # noqa: E402
@@ -31,7 +32,7 @@ from typing import Any  # noqa: E402
 
 from sqlalchemy import Engine, text  # noqa: E402
 
-from casework.db import make_engine, upgrade  # noqa: E402
+from casework.db import CHECKPOINT_SECONDS, checkpoint, make_engine, upgrade  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
     "CASEWORK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -114,6 +115,61 @@ def postgres_engine(prefix: str = "bench") -> Iterator[tuple[Engine, str]]:
             yield engine, f"PostgreSQL {version} (schema {schema}, synchronous_commit={sync})"
         finally:
             engine.dispose()
+
+
+class Checkpoints:
+    """The SQLite checkpoints run beside a bench, as the service's scheduler runs them."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.pages = 0
+
+    def text(self) -> str:
+        if not self.seconds:
+            return "none ran"
+        return (
+            f"{len(self.seconds)} ran, {sum(self.seconds) * 1000:,.0f} ms in all,"
+            f" longest {max(self.seconds) * 1000:,.1f} ms, {self.pages:,} WAL pages copied back"
+        )
+
+
+@contextmanager
+def scheduler_checkpoints(
+    engine: Engine, every: float = CHECKPOINT_SECONDS
+) -> Iterator[Checkpoints]:
+    """SQLite's WAL copied back every ``every`` seconds on a thread of its own, while the
+    bench runs: what `casework serve` and `casework worker` do (casework.scheduler), so no
+    commit being timed pays for a checkpoint, as none does in the service. Nothing on
+    PostgreSQL. The caller prints what the checkpoints cost (``Checkpoints.text``).
+    """
+    done = Checkpoints()
+    if engine.dialect.name != "sqlite":
+        yield done
+        return
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(every):
+            started = time.perf_counter()
+            result = checkpoint(engine)
+            done.seconds.append(time.perf_counter() - started)
+            done.pages += result.copied_pages if result is not None else 0
+
+    thread = threading.Thread(target=run, name="bench-checkpoint", daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        stop.set()
+        thread.join()
+
+
+def timed_checkpoint(engine: Engine) -> float:
+    """Seconds of one checkpoint, run between timed runs as the scheduler would run it
+    between sweeps (every few seconds; a sweep runs every minute). 0 on PostgreSQL."""
+    started = time.perf_counter()
+    result = checkpoint(engine)
+    return time.perf_counter() - started if result is not None else 0.0
 
 
 def skipped_postgres(reason: str) -> None:

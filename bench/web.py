@@ -979,43 +979,48 @@ def run_all(label: str, url: str, engine: Engine, args: argparse.Namespace) -> F
     ]
     figures = Figures([])
     open_rate = float(getattr(args, "open_rate", OPEN_LOOP_RATE))
-    with serve(url, args.workers) as (base, pid):
-        for name, urls, headers in plan:
-            figures.closed.append(
-                asyncio.run(
-                    measure(
-                        base,
-                        pid,
-                        name,
-                        urls,
-                        headers,
-                        clients=args.clients,
-                        requests=args.requests,
-                        max_seconds=args.max_seconds,
+    # The servers run without their scheduler (it would sweep and send mid-run), so its
+    # SQLite checkpoint runs here instead, on a thread of its own as it does in service.
+    with _common.scheduler_checkpoints(engine) as checkpoints:
+        with serve(url, args.workers) as (base, pid):
+            for name, urls, headers in plan:
+                figures.closed.append(
+                    asyncio.run(
+                        measure(
+                            base,
+                            pid,
+                            name,
+                            urls,
+                            headers,
+                            clients=args.clients,
+                            requests=args.requests,
+                            max_seconds=args.max_seconds,
+                        )
                     )
                 )
-            )
-    report(label, figures.closed, args.clients)
-    if open_rate > 0:
-        # As production runs it on this machine: one worker per core.
-        open_workers = int(getattr(args, "open_workers", os.cpu_count() or 1))
-        with serve(url, open_workers) as (base, pid):
-            figures.open_loop = asyncio.run(
-                open_loop(
-                    base,
-                    pid,
-                    page_mix(sample, page, api),
-                    rate=open_rate,
-                    seconds=float(getattr(args, "open_seconds", 10.0)),
+        report(label, figures.closed, args.clients)
+        if open_rate > 0:
+            # As production runs it on this machine: one worker per core.
+            open_workers = int(getattr(args, "open_workers", os.cpu_count() or 1))
+            with serve(url, open_workers) as (base, pid):
+                figures.open_loop = asyncio.run(
+                    open_loop(
+                        base,
+                        pid,
+                        page_mix(sample, page, api),
+                        rate=open_rate,
+                        seconds=float(getattr(args, "open_seconds", 10.0)),
+                    )
                 )
-            )
-        report_open_loop(f"{label}, --workers {open_workers}", figures.open_loop)
-    seconds = float(getattr(args, "throughput_seconds", 8.0))
-    if seconds > 0:
-        mix = [(f"/cases/{r}", page) for r in sample[:100]] + [("/", page)] * 60
-        figures.one_worker = throughput(url, 1, mix, seconds=seconds)
-        figures.two_workers = throughput(url, 2, mix, seconds=seconds)
-        report_throughput(label, figures.one_worker, figures.two_workers)
+            report_open_loop(f"{label}, --workers {open_workers}", figures.open_loop)
+        seconds = float(getattr(args, "throughput_seconds", 8.0))
+        if seconds > 0:
+            mix = [(f"/cases/{r}", page) for r in sample[:100]] + [("/", page)] * 60
+            figures.one_worker = throughput(url, 1, mix, seconds=seconds)
+            figures.two_workers = throughput(url, 2, mix, seconds=seconds)
+            report_throughput(label, figures.one_worker, figures.two_workers)
+    if engine.dialect.name == "sqlite":
+        print(f"\n[{label}] the scheduler's checkpoints during these runs: {checkpoints.text()}")
     return figures
 
 

@@ -3,7 +3,9 @@
 SQLite is the embedded default: WAL so readers never block the writer (and commits
 are ~50x cheaper than with a rollback journal), foreign keys on because SQLite
 leaves them off, and a busy timeout so two processes wait for each other instead
-of failing at once. PostgreSQL is production; the same code runs on both.
+of failing at once. The WAL is copied back into the database by the scheduler's
+checkpoint, not by whichever commit crosses SQLite's limit (``checkpoint``).
+PostgreSQL is production; the same code runs on both.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,7 +40,67 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # clocks the sweep's claim and its UPDATE walk index pages that no longer fit in
     # 2 MiB and were read again from the OS on every batch.
     cursor.execute("PRAGMA cache_size=-16384")
+    # Checkpoints off the commit path (see checkpoint()): a commit runs one only when
+    # the WAL has grown past this many pages, which the scheduler's checkpoint every
+    # CHECKPOINT_SECONDS keeps it from reaching. The limit stays as the safety net of a
+    # process with no scheduler (`casework tick` from cron, a one-off CLI command).
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    # After a checkpoint has copied everything back, the WAL file is cut back to this
+    # size instead of keeping the largest size it ever reached on disk.
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
     cursor.close()
+
+
+# SQLite's default is 1,000 pages (4 MB): then the commit that crosses it copies the
+# WAL back into the database and, under synchronous=NORMAL, syncs it to disk before
+# returning. That is 10-25 ms taken from whichever commit it falls on: a family's step,
+# a page view's audit row, the sweep's claim of overdue clocks (most of the sweep's
+# commit at 1,000 clocks was the checkpoint). 10,000 pages is about 40 MB of WAL.
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+# How often the scheduler checkpoints SQLite (casework.scheduler): often enough that the
+# WAL stays far below WAL_AUTOCHECKPOINT_PAGES at any rate of work this service sees.
+CHECKPOINT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What one SQLite checkpoint did, in WAL pages (frames)."""
+
+    busy: bool  # another checkpoint was running, or a reader held back part of the WAL
+    wal_pages: int  # pages in the WAL when it ran
+    copied_pages: int  # of those, copied back into the database file
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"busy": self.busy, "wal_pages": self.wal_pages, "copied_pages": self.copied_pages}
+
+
+def checkpoint(engine: Engine) -> Checkpoint | None:
+    """Copy SQLite's WAL back into the database file, beside the work and not in its way.
+
+    Why here and not at commit (SQLite's automatic checkpoint): a checkpoint writes
+    back every page committed since the last one and syncs the file, and the commit
+    that happens to cross the limit pays for all of it while its user waits. PASSIVE
+    takes no lock that a reader or writer waits for: it copies what no reader still
+    needs and stops, and the next run copies the rest. Run by the scheduler every
+    CHECKPOINT_SECONDS on its own thread; safe in several processes at once (one
+    checkpoints, the others report busy). None on PostgreSQL, which checkpoints itself.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    raw = engine.raw_connection()
+    try:
+        # Outside any transaction (pysqlite's own transactions are off on our
+        # connections): SQLite refuses to checkpoint inside one.
+        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            busy, wal_pages, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            cursor.close()
+    finally:
+        raw.close()
+    # -1 when the database is not in WAL mode (a copy opened with another journal).
+    return Checkpoint(bool(busy), max(wal_pages, 0), max(copied, 0))
 
 
 def _sqlite_begin(conn: Any) -> None:

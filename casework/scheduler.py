@@ -1,5 +1,6 @@
-"""APScheduler wiring only: interval jobs for the sweep, the dispatcher and stored receipts;
-daily jobs for the digest, the monthly report and retention.
+"""APScheduler wiring only: interval jobs for the sweep, the dispatcher and stored receipts
+(and, on SQLite, the WAL checkpoint); daily jobs for the digest, the monthly report and
+retention.
 
 The database is the coordinator, not APScheduler: the jobs keep no state of
 their own (in-memory job store), claim work with row-level locking, and are safe
@@ -21,6 +22,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Engine
 
 from casework.config import Settings
+from casework.db import CHECKPOINT_SECONDS, checkpoint
 from casework.notify.dispatch import build_channels, dispatch
 from casework.notify.receipts import apply_stored_receipts
 from casework.reminders import sweep
@@ -127,6 +129,14 @@ def _receipts_job(engine: Engine, settings: Settings, status: dict[str, Any]) ->
     status["last_receipts_result"] = result.as_dict()
 
 
+def _checkpoint_job(engine: Engine, status: dict[str, Any]) -> None:
+    """SQLite only: copy the WAL back here, so no user's commit waits for it (casework.db)."""
+    done = checkpoint(engine)
+    if done is not None:
+        status["last_checkpoint"] = dt.datetime.now(dt.UTC).isoformat()
+        status["last_checkpoint_result"] = done.as_dict()
+
+
 def _digest_job(engine: Engine, settings: Settings, status: dict[str, Any]) -> None:
     from casework.reminders import queue_digest
 
@@ -210,6 +220,16 @@ def configure(
         replace_existing=True,
         next_run_time=now,
     )
+    if engine.dialect.name == "sqlite":
+        scheduler.add_job(
+            _checkpoint_job,
+            "interval",
+            seconds=CHECKPOINT_SECONDS,
+            id="checkpoint",
+            args=(engine, status),
+            replace_existing=True,
+            next_run_time=now,
+        )
     # The daily digest at 08:00 London time; its idempotency key makes a repeat harmless.
     scheduler.add_job(
         _digest_job,
