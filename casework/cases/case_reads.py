@@ -145,6 +145,9 @@ def lists_statement(dialect: str, *, with_notices: bool, views_in_history: bool)
                 "at, id",
             ),
         ]
+    # Last: the case's version as this statement read it, so a caller that read the head
+    # in an earlier transaction can tell whether the lists belong to the same case row.
+    parts.append("(SELECT version FROM cases WHERE id = :case_id)")
     return text("SELECT " + ",\n  ".join(parts))
 
 

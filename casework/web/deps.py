@@ -34,10 +34,10 @@ async def get_settings_dep(request: Request) -> Settings:  # never waits: see ge
 
 
 def records_reads(endpoint: _F) -> _F:
-    """Mark a route whose reading writes an audit row (a case page: who looked).
+    """Mark a route whose reading writes from its first statement (the API's case read:
+    the token's last use, then who looked).
 
-    Its request runs in ONE transaction that begins as a writer (``claim``: BEGIN
-    IMMEDIATE on SQLite), so the reads and the view's audit row commit together.
+    Its request begins as a writer (``claim``: BEGIN IMMEDIATE on SQLite).
     A reader's transaction on SQLite takes its snapshot at its first read and, if
     another writer commits before it writes, is refused ("database is locked");
     beginning as the writer queues it behind the other instead. PostgreSQL ignores

@@ -157,17 +157,25 @@ def _write_many_pages_to(engine: Engine) -> None:
 
 
 def test_a_checkpoint_beside_a_busy_writer_loses_nothing(sqlite_db: tuple[Engine, Path]) -> None:
-    """Checkpoints every few milliseconds while another thread commits row after row."""
+    """Checkpoints on one thread while another commits row after row; every 50 rows the
+    writer waits for a checkpoint to have run since, so the two surely interleave."""
     engine, path = sqlite_db
     stop = threading.Event()
+    ran = threading.Condition()
     runs: list[db.Checkpoint] = []
+    failures: list[BaseException] = []
 
     def keep_checkpointing() -> None:
-        while not stop.is_set():
-            done = db.checkpoint(engine)
-            assert done is not None
-            runs.append(done)
-            time.sleep(0.002)
+        try:
+            while not stop.is_set():
+                done = db.checkpoint(engine)
+                assert done is not None
+                with ran:
+                    runs.append(done)
+                    ran.notify_all()
+                time.sleep(0.001)
+        except BaseException as exc:  # seen by the test below, not lost in the thread
+            failures.append(exc)
 
     thread = threading.Thread(target=keep_checkpointing)
     thread.start()
@@ -177,10 +185,15 @@ def test_a_checkpoint_beside_a_busy_writer_loses_nothing(sqlite_db: tuple[Engine
                 conn.execute(
                     text("INSERT INTO filler (id, body) VALUES (:i, :b)"), {"i": i, "b": b"x"}
                 )
+            if i % 50 == 49:
+                with ran:
+                    seen = len(runs)
+                    assert ran.wait_for(lambda seen=seen: len(runs) > seen or failures, timeout=30)
     finally:
         stop.set()
         thread.join()
-    assert len(runs) > 1
+    assert not failures
+    assert len(runs) >= 6
     last = db.checkpoint(engine)
     assert last is not None and last.copied_pages == last.wal_pages
     assert _rows_in_the_database_file(path) == (300, sum(range(300)))

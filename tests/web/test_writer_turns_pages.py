@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session, col
 
 from casework import auth
-from casework.models import Allocation, Case, CaseNote, User
+from casework.models import Allocation, Case, CaseEvent, CaseNote, User
 from tests.web.conftest import Web, make_case
 
 WAIT_SECONDS = 0.4
@@ -82,3 +82,26 @@ def test_an_allocation_through_the_api_is_saved_while_another_case_is_written(we
     )
     assert made.status_code in (200, 201), made.text
     assert _count(web, Allocation, int(quiet.id or 0)) == 1
+
+
+def test_a_case_page_is_shown_and_its_look_recorded_while_another_case_is_written(
+    web: Web,
+) -> None:
+    """The sign-in reads while another writer holds the lock and then commits; the look
+    begins again as the writer (SQLite) and is recorded once, never refused."""
+    busy = make_case(web, name="Busy Family")
+    quiet = make_case(web, name="Quiet Family")
+    browser = web.browser("adviser")
+    browser.get("/")  # the session's expiry slides here, not during the page below
+    shown = _while_another_case_is_written(
+        web.engine, int(busy.id or 0), lambda: browser.get(f"/cases/{quiet.reference}")
+    )
+    assert shown.status_code == 200, shown.text
+    assert "Quiet Family" in shown.text and "Viewed 1 time" in shown.text
+    with web.session() as s:
+        looks = s.execute(
+            select(func.count())
+            .select_from(CaseEvent)
+            .where(col(CaseEvent.case_id) == quiet.id, col(CaseEvent.event) == "viewed")
+        ).scalar_one()
+    assert looks == 1

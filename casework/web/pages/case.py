@@ -21,7 +21,7 @@ from casework.cases import allocation, family
 from casework.config import Settings
 from casework.law import load_law
 from casework.models import Case, Provider, User, UserSession
-from casework.web.deps import NowDep, PageUserDep, SessionDep, in_one_thread, records_reads
+from casework.web.deps import NowDep, PageUserDep, SessionDep, in_one_thread
 from casework.web.pages.case_view import (
     build_case_view,
     download,
@@ -74,8 +74,9 @@ def case_page(
 ) -> HTMLResponse:
     """The adviser's case page, optionally re-rendered with one form's errors.
 
-    ``record``: the look is written to the case's audit trail in the request's one
-    transaction (the route is marked :func:`records_reads`).
+    ``record``: the look is written to the case's audit trail, the request's one
+    commit, before anything of the case is read for the page
+    (:func:`casework.cases.case_detail`).
     """
     try:
         view = build_case_view(
@@ -109,7 +110,6 @@ def case_page(
 
 @router.get("/cases/{reference}")
 @in_one_thread
-@records_reads
 def case_get(
     request: Request,
     session: SessionDep,
