@@ -203,7 +203,7 @@ def build_case_view(
 
     ``events`` narrows the offered actions further (the portal offers a provider's
     steps only once it has accepted the case); who may record what is the use case's.
-    ``record`` writes this look to the audit trail in the reads' one transaction.
+    ``record`` writes this look to the audit trail, committed before the lists are read.
     """
     detail = cases.case_detail(
         session,
