@@ -26,6 +26,7 @@ import _common  # first: it takes this folder off sys.path before anything else 
 import argparse
 import contextlib
 import datetime as dt
+import gc
 import importlib.util
 import io
 import itertools
@@ -275,12 +276,15 @@ def catch_up_turns(
     peer: list[tuple[float, float]] = []
     for turn in range(CATCH_UP_TURNS + 1):
         bench.reset(engine)
+        # Each side starts with no garbage left by the other to collect mid-run (the
+        # peer's thousand jobs leave plenty), and from an empty WAL (SQLite).
+        gc.collect()
         started, cpu = time.perf_counter(), time.process_time()
         swept = bench.sweep(engine, bench.NOW, settings)
         elapsed = (time.perf_counter() - started, time.process_time() - cpu)
         assert swept.claimed == n, swept.as_dict()
-        # Both start from an empty WAL: the scheduler's checkpoint (SQLite) runs between.
-        _common.timed_checkpoint(engine)
+        _common.timed_checkpoint(engine)  # the scheduler's checkpoint runs between
+        gc.collect()
         fired = apscheduler_catch_up(engine, n)
         if turn:  # the first turn warms both sides
             ours.append(elapsed)
