@@ -65,7 +65,10 @@ def create_app(
             )
         yield
         if scheduler is not None:
-            scheduler.shutdown(wait=False)
+            # Wait for a job still running (a sweep's batch, a dispatch) to end its
+            # transaction: the app is stopping, and whatever closes the database or
+            # drops its schema next must not pull it from under the job.
+            scheduler.shutdown(wait=True)
             app.state.scheduler_status["running"] = False
 
     app = FastAPI(

@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlmodel import Session, col
 from twilio.request_validator import RequestValidator
 
@@ -480,6 +482,35 @@ def test_health_shows_the_embedded_scheduler_running(engine: Engine, settings: S
     assert body["scheduler"]["running"] is True
     assert body["scheduler"]["mode"] == "in-process"
     assert app.state.scheduler_status["running"] is False  # stopped with the app
+
+
+def test_the_app_stops_only_once_its_scheduler_jobs_have_finished(
+    engine: Engine, settings: Settings
+) -> None:
+    """A job running when the app stops ends its transaction before the app has
+    stopped: whatever comes next (the process exiting, a test dropping its schema)
+    never pulls the database from under a sweep's batch."""
+    started, finished = threading.Event(), threading.Event()
+
+    def slow_sweep(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM deadlines" in statement and not started.is_set():
+            started.set()
+            time.sleep(0.5)
+
+    def done(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if started.is_set() and "FROM deadlines" in statement:
+            finished.set()
+
+    event.listen(engine, "before_cursor_execute", slow_sweep)
+    event.listen(engine, "after_cursor_execute", done)
+    try:
+        app = create_app(settings, engine, with_scheduler=True)
+        with TestClient(app):
+            assert started.wait(10), "the sweep did not start"
+        assert finished.is_set(), "the app stopped while its sweep was still running"
+    finally:
+        event.remove(engine, "before_cursor_execute", slow_sweep)
+        event.remove(engine, "after_cursor_execute", done)
 
 
 def test_health_is_503_when_the_database_is_unreachable(settings: Settings) -> None:
