@@ -301,6 +301,16 @@ def case_events(session: Session, case: Case, *, include_views: bool = False) ->
     return list(session.execute(query.order_by(col(CaseEvent.id))).scalars())
 
 
+def _visible_head(session: Session, statement: Any, reference: str, actor: Actor) -> Any:
+    """The case's head row (case, family, provider, allocation, its provider, chain
+    end), refused as not found when ``actor`` may not see the case."""
+    head = session.execute(statement, {"reference": reference.strip().upper()}).first()
+    if head is None:
+        raise not_found(reference)
+    check_actor_may_see(head[0], actor)
+    return head
+
+
 def case_detail(
     session: Session,
     reference: str,
@@ -329,14 +339,10 @@ def case_detail(
         # write from a snapshot older than another writer's commit would be refused.
         session.commit()
         session.connection(execution_options={"claim": True})
-    head = session.execute(
-        case_reads.head_statement(dialect, record=record),
-        {"reference": reference.strip().upper()},
-    ).first()
-    if head is None:
-        raise not_found(reference)
+    head = _visible_head(
+        session, case_reads.head_statement(dialect, record=record), reference, actor
+    )
     case, family, provider, allocation, allocation_provider, chain_end = head
-    check_actor_may_see(case, actor)
     if record:
         # Sealed after the chain end the head read (and locked), and committed now: the
         # lists below come from a snapshot that already holds this look, so the count
@@ -355,14 +361,9 @@ def case_detail(
         # The case changed between the look's commit and the lists (a step recorded
         # meanwhile): read its head again in the lists' snapshot, so the page never
         # shows one version of the case with another version's clocks and history.
-        head = session.execute(
-            case_reads.HEAD.execution_options(populate_existing=True),
-            {"reference": reference.strip().upper()},
-        ).first()
-        if head is None:
-            raise not_found(reference)
+        again = case_reads.HEAD.execution_options(populate_existing=True)
+        head = _visible_head(session, again, reference, actor)
         case, family, provider, allocation, allocation_provider, _ = head
-        check_actor_may_see(case, actor)
     own = session.get(Provider, actor.provider_id) if actor.is_provider else None
     if actor.is_provider and own is None:
         raise not_found(reference)
