@@ -69,6 +69,27 @@ def _test_environment() -> Iterator[None]:
     yield
 
 
+# FastAPI classifies each dependency and endpoint it meets (generator? coroutine?) in
+# module-level caches of 4,096 entries each, keyed by the function. The health check and
+# FastAPI's own handlers are closures over their app, so the caches kept alive every app
+# the suite built, each with its engine and models: 3.7 GB by the end of a full run, every
+# full garbage collection walking all of it, and pytest's own collections at exit taking
+# minutes. A service builds one app per process; a test suite builds thousands.
+_FASTAPI_CLASSIFICATION_CACHES = ("_is_gen_callable_cached", "_is_async_gen_callable_cached",
+                                  "_is_coroutine_callable_cached")  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _forget_finished_apps() -> Iterator[None]:
+    yield
+    from fastapi.dependencies import models
+
+    for name in _FASTAPI_CLASSIFICATION_CACHES:
+        cache = getattr(models, name, None)
+        if cache is not None and hasattr(cache, "cache_clear"):
+            cache.cache_clear()
+
+
 @pytest.fixture
 def settings() -> Iterator[Settings]:
     yield load_settings(environment="test")
