@@ -31,7 +31,7 @@ from casework.cases.context import Actor
 from casework.cases.detail import DocumentInfo
 from casework.cases.errors import NotFound, ValidationFailed
 from casework.cases.provider_view import DOCUMENT_KINDS, provider_may_open
-from casework.cases.unit import audit_event, load_case, new_row, require_aware
+from casework.cases.unit import audit_event, begin_as_writer, load_case, new_row, require_aware
 from casework.config import Settings
 from casework.models import Case, Document, DocumentKind
 
@@ -304,9 +304,8 @@ def get_document(
     if actor.is_provider and not _provider_may_open(session, case, actor, now, settings):
         raise _no_such_document(document_id)
     state = case.state
-    # As record_view: reads committed first, then an IMMEDIATE write on SQLite.
-    session.commit()
-    session.connection(execution_options={"claim": True})
+    # As record_view: reads committed first, then the write as the writer.
+    begin_as_writer(session)
     session.add(
         audit_event(
             case,

@@ -14,7 +14,7 @@ from casework import deadlines as dl
 from casework.cases.context import Actor
 from casework.cases.errors import ValidationFailed
 from casework.cases.fields import MAX_SHORT_TEXT, MAX_TEXT, EventField, check_date
-from casework.cases.unit import Clocks, record_change, require_aware
+from casework.cases.unit import Clocks, begin_as_writer, record_change, require_aware
 from casework.cases.words import DECISION_TYPE_WORDS
 from casework.config import Settings
 from casework.contacts import (
@@ -373,11 +373,8 @@ def open_case_reviewed(
     today = dl.local_date(now)
     checked = check_intake(intake, today=today)
     duplicates = possible_duplicates(session, intake)
-    # The lookup's read ends here and the writes begin IMMEDIATE on SQLite (as
-    # record_view): a deferred transaction that read first would, after waiting behind
-    # another intake's commit, find its snapshot stale and fail "database is locked".
-    session.commit()
-    session.connection(execution_options={"claim": True})
+    # The lookup's read ends here; the writes wait their turn behind another intake's.
+    begin_as_writer(session)
     prefix = (
         settings.reference_prefix_mediation
         if checked.kind == CaseKind.mediation

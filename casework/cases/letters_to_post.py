@@ -29,7 +29,7 @@ from casework import deadlines as dl
 from casework.cases.context import Actor
 from casework.cases.documents import DOWNLOAD_EVENT
 from casework.cases.errors import NotFound, NotPermitted, ValidationFailed
-from casework.cases.unit import audit_event, require_aware
+from casework.cases.unit import audit_event, begin_as_writer, require_aware
 from casework.models import Case, Document, Notice, NoticeStatus
 
 STAFF_ROLES = frozenset({"adviser", "manager", "admin"})
@@ -187,10 +187,8 @@ def mark_posted(
         raise ValidationFailed("Choose the letters that were posted.", field="letters")
     today = dl.local_date(now)
     day = _posted_day(posted_on, today)
-    # As every writer: end any read first, then take the write lock up front (SQLite).
-    session.commit()
     try:
-        session.connection(execution_options={"claim": True})
+        begin_as_writer(session)
         found = _waiting(session, wanted)
         missing = sorted(set(wanted) - {int(n.id or 0) for n, _ref in found})
         if missing:

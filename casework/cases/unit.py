@@ -85,6 +85,19 @@ def case_transaction(session: Session, reference: str) -> Iterator[None]:
         raise
 
 
+def begin_as_writer(session: Session) -> None:
+    """End the reads so far (committing them) and begin again as the writer: BEGIN
+    IMMEDIATE on SQLite, which waits its turn; PostgreSQL ignores the option.
+
+    Why: a SQLite transaction takes its snapshot at its first read, and a write from a
+    snapshot another writer's commit has made stale is refused ("database is locked")
+    instead of waiting. Beginning as the writer after the reads also keeps SQLite's one
+    write lock for the writes only, not for the reads before them.
+    """
+    session.commit()
+    session.connection(execution_options={"claim": True})
+
+
 def refused_after_a_stale_read(session: Session, exc: BaseException) -> bool:
     """SQLite refused a write because another writer committed after this transaction
     read ("database is locked": its snapshot went stale). Run as the writer from the

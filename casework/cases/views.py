@@ -23,7 +23,7 @@ from casework.cases.context import Actor
 from casework.cases.detail import CaseDetail
 from casework.cases.errors import ValidationFailed
 from casework.cases.provider_view import for_provider
-from casework.cases.unit import audit_event, not_found
+from casework.cases.unit import audit_event, begin_as_writer, not_found
 from casework.letters import case_page_warnings_for
 from casework.models import (
     MISSED_OUTSTANDING,
@@ -334,11 +334,9 @@ def case_detail(
     """
     dialect = session.get_bind().dialect.name
     if record and dialect == "sqlite" and not (session.new or session.dirty or session.deleted):
-        # SQLite: end the snapshot the sign-in read (it wrote nothing: nothing is
-        # pending) and begin again as the writer (BEGIN IMMEDIATE waits its turn). A
-        # write from a snapshot older than another writer's commit would be refused.
-        session.commit()
-        session.connection(execution_options={"claim": True})
+        # SQLite: the sign-in's snapshot (it wrote nothing: nothing is pending) ends
+        # here, and the look waits its turn as the writer.
+        begin_as_writer(session)
     head = _visible_head(
         session, case_reads.head_statement(dialect, record=record), reference, actor
     )
@@ -428,14 +426,11 @@ def record_view(session: Session, case: Case, actor: Actor, now: dt.datetime) ->
 
     A separate row per view, not a counter, because the trail must say who looked.
     Recorded before anything of the case is shown, so a read that cannot be recorded
-    is not served either. The reads before it are committed first and the write
-    begins IMMEDIATE on SQLite (the ``claim`` option): a deferred transaction takes its
-    read snapshot first and, having waited behind another writer, finds it stale and
-    fails ("database is locked") instead of writing.
+    is not served either. The reads before it are committed first and the write waits
+    its turn as the writer (:func:`begin_as_writer`).
     """
     state = case.state
-    session.commit()
-    session.connection(execution_options={"claim": True})
+    begin_as_writer(session)
     session.add(audit_event(case, actor=actor, event=VIEW_EVENT, at=now, from_state=state))
     session.commit()
 
