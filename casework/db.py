@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ class Checkpoint:
     copied_pages: int  # of those, copied back into the database file
 
     def as_dict(self) -> dict[str, Any]:
-        return {"busy": self.busy, "wal_pages": self.wal_pages, "copied_pages": self.copied_pages}
+        return asdict(self)
 
 
 def checkpoint(engine: Engine) -> Checkpoint | None:

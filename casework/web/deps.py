@@ -41,10 +41,10 @@ def records_reads(endpoint: _F) -> _F:
     A reader's transaction on SQLite takes its snapshot at its first read and, if
     another writer commits before it writes, is refused ("database is locked");
     beginning as the writer queues it behind the other instead. PostgreSQL ignores
-    the option. Such a route runs :func:`in_one_thread`, so the transaction begins in
-    the endpoint's own thread: begun in a dependency, SQLite's write lock was held while
-    the request queued for a thread to run the endpoint, and under load every other
-    writer waited behind that queue until it gave up.
+    the option. A page so marked must also run :func:`in_one_thread`, so the
+    transaction begins in the endpoint's own thread: begun in a dependency, SQLite's
+    write lock was held while the request queued for a thread to run the endpoint, and
+    under load every other writer waited behind that queue until it gave up.
     """
     endpoint.records_reads = True  # type: ignore[attr-defined]
     return endpoint

@@ -34,8 +34,7 @@ ROWS = 1_500  # one row of PAGE bytes each: well over SQLite's default limit of 
 def sqlite_db(tmp_path: Path) -> Iterator[tuple[Engine, Path]]:
     path = tmp_path / "checkpoint.db"
     engine = db.make_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB)"))
+    _make_filler(engine)
     # Start from an empty WAL: what was committed so far is in the database file.
     db.checkpoint(engine)
     yield engine, path
@@ -54,6 +53,12 @@ def _rows_in_the_database_file(path: Path) -> tuple[int, ...]:
             )
     finally:
         alone.unlink()
+
+
+def _make_filler(engine: Engine) -> None:
+    """A table of its own for the pages these tests write, beside the service's."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB)"))
 
 
 def _write_many_pages(engine: Engine) -> None:
@@ -144,16 +149,11 @@ def test_the_scheduler_checkpoints_sqlite_every_few_seconds_and_not_postgresql(
         return
     assert job is not None
     assert job.trigger.interval.total_seconds() == db.CHECKPOINT_SECONDS
-    _write_many_pages_to(engine)
+    _make_filler(engine)
+    _write_many_pages(engine)
     job.func(*job.args)
     result = status["last_checkpoint_result"]
     assert result["busy"] is False and result["copied_pages"] == result["wal_pages"] > 0
-
-
-def _write_many_pages_to(engine: Engine) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE IF NOT EXISTS filler (id INTEGER PRIMARY KEY, body BLOB)"))
-    _write_many_pages(engine)
 
 
 def test_a_checkpoint_beside_a_busy_writer_loses_nothing(sqlite_db: tuple[Engine, Path]) -> None:
