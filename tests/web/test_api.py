@@ -24,6 +24,7 @@ from casework.config import Settings
 from casework.db import session_scope
 from casework.models import Case, CaseEvent, Notice, NoticeStatus
 from casework.states import CaseKind, all_events
+from casework.web import assets
 from casework.web.api.schemas import EVENT_NAMES
 from casework.web.app import create_app
 from tests.conftest import ADVISER, at
@@ -734,6 +735,12 @@ def test_a_405_names_every_method_the_path_has(world: World) -> None:
 
 def test_the_api_docs_page_loads_its_assets_from_the_app(world: World) -> None:
     """Offline and under the app's own address: no CDN."""
+    # The bundle comes from npm (casework/web/package.json), as the pages' assets do; the
+    # service installs them on its first start, the test environment does not. Installed
+    # here, as the browser tests install theirs, so the README's test command passes in
+    # a fresh clone whichever test happens to run first.
+    problem = assets.ensure_assets(quiet=True)
+    assert problem is None, problem
     page = world.client.get("/api/docs")
     assert page.status_code == 200
     assert "cdn" not in page.text.lower() and "http://" not in page.text.replace(
