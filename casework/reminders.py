@@ -38,6 +38,7 @@ from casework import urgency
 from casework.audit import seal_rows
 from casework.config import ReminderRule, Settings
 from casework.contacts import can_text
+from casework.driver import fixed
 from casework.models import (
     MISSED_OUTSTANDING,
     Case,
@@ -799,9 +800,9 @@ def queue_digest(engine: Engine, now: dt.datetime, settings: Settings, *, limit:
             select(d.c.kind, d.c.due_date, d.c.due_at, d.c.status, c.c.reference)
             .select_from(d.join(c, c.c.id == d.c.case_id))
             .where(
-                ((d.c.status == DeadlineStatus.open) & (d.c.due_date <= horizon))
+                ((d.c.status == fixed(DeadlineStatus.open)) & (d.c.due_date <= horizon))
                 | (
-                    (d.c.status == DeadlineStatus.missed)
+                    (d.c.status == fixed(DeadlineStatus.missed))
                     & (d.c.closed_reason == MISSED_OUTSTANDING)
                 )
             )

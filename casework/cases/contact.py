@@ -42,6 +42,7 @@ from casework.contacts import (
     normalise_email,
     normalise_phone,
 )
+from casework.driver import fixed
 from casework.models import Notice, NoticeStatus, Person
 from casework.notices import NoticeReason, family_contact, reason_text
 
@@ -147,7 +148,7 @@ def readdress_unsent(session: Session, case_id: int, family: Person) -> int:
             select(Notice).where(
                 col(Notice.case_id) == case_id,
                 col(Notice.recipient_role) == "family",
-                col(Notice.status) == NoticeStatus.queued,
+                col(Notice.status) == fixed(NoticeStatus.queued),
             )
         ).scalars()
     )

@@ -30,6 +30,7 @@ from casework.cases.context import Actor
 from casework.cases.documents import DOWNLOAD_EVENT
 from casework.cases.errors import NotFound, NotPermitted, ValidationFailed
 from casework.cases.unit import audit_event, begin_as_writer, require_aware
+from casework.driver import fixed
 from casework.models import Case, Document, Notice, NoticeStatus
 
 STAFF_ROLES = frozenset({"adviser", "manager", "admin"})
@@ -82,7 +83,7 @@ def _waiting(session: Session, numbers: Iterable[int] | None = None) -> list[tup
     query = (
         select(Notice, col(Case.reference))
         .join(Case, col(Case.id) == Notice.case_id)
-        .where(col(Notice.channel) == "post", col(Notice.status) == NoticeStatus.to_post)
+        .where(col(Notice.channel) == "post", col(Notice.status) == fixed(NoticeStatus.to_post))
         .order_by(col(Notice.created_at), col(Notice.id))
     )
     if numbers is not None:

@@ -24,14 +24,13 @@ from casework.cases.errors import ValidationFailed
 from casework.cases.provider_view import provider_may_open
 from casework.cases.views import (
     _late_outstanding,
-    fixed,
-    fixed_list,
     paged,
     urgent_first,
     urgent_parts,
     with_next_clock,
 )
 from casework.config import Settings
+from casework.driver import fixed, fixed_list
 from casework.models import (
     Case,
     Deadline,
@@ -186,12 +185,12 @@ def _urgency(level: str, now: dt.datetime, settings: Settings) -> ColumnElement[
     )
     e: Any = aliased(Deadline)
     soon = exists().where(
-        e.case_id == Case.id, e.status == DeadlineStatus.open, e.due_date <= horizon
+        e.case_id == Case.id, e.status == fixed(DeadlineStatus.open), e.due_date <= horizon
     )
     if level == "due_soon":
         return ~late & soon
     f: Any = aliased(Deadline)
-    due = exists().where(f.case_id == Case.id, f.status == DeadlineStatus.open)
+    due = exists().where(f.case_id == Case.id, f.status == fixed(DeadlineStatus.open))
     return ~late & ~soon & due
 
 

@@ -31,6 +31,7 @@ from casework.cases.context import Actor, TransitionContext
 from casework.cases.errors import Conflict, NotFound, ValidationFailed, WriteRefusedAfterRead
 from casework.config import Settings
 from casework.deadlines import Clock, DeadlineKind
+from casework.driver import fixed
 from casework.models import (
     MISSED_OUTSTANDING,
     AgreementItem,
@@ -242,8 +243,10 @@ if not event.contains(Session, "before_flush", audit.seal_new_rows):
 
 
 # Statements built once: building a select() costs more Python time than running it.
-_LIVE = (col(Deadline.status) == DeadlineStatus.open) | (
-    (col(Deadline.status) == DeadlineStatus.missed)
+# The statuses are written in (driver.fixed): on SQLite a status sent as a parameter
+# had the statement prepared again on every run (a partial index names the column).
+_LIVE = (col(Deadline.status) == fixed(DeadlineStatus.open)) | (
+    (col(Deadline.status) == fixed(DeadlineStatus.missed))
     & (
         col(Deadline.next_action_at).is_not(None)
         | (col(Deadline.closed_reason) == MISSED_OUTSTANDING)
@@ -438,8 +441,8 @@ def _core_case_with_clocks(chain_end: bool, certificate: bool) -> _Rows:
     the rows here are turned into objects by :func:`_detached`.
     """
     cases, persons, providers, deadlines = _CASES, _PERSONS, _PROVIDERS, _DEADLINES
-    live = (deadlines.c.status == DeadlineStatus.open) | (
-        (deadlines.c.status == DeadlineStatus.missed)
+    live = (deadlines.c.status == fixed(DeadlineStatus.open)) | (
+        (deadlines.c.status == fixed(DeadlineStatus.missed))
         & (
             deadlines.c.next_action_at.is_not(None)
             | (deadlines.c.closed_reason == MISSED_OUTSTANDING)

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, String, bindparam, exists, func, literal, select
+from sqlalchemy import ColumnElement, Integer, bindparam, exists, func, literal, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
@@ -24,6 +24,7 @@ from casework.cases.detail import CaseDetail
 from casework.cases.errors import ValidationFailed
 from casework.cases.provider_view import for_provider
 from casework.cases.unit import audit_event, begin_as_writer, not_found
+from casework.driver import fixed
 from casework.letters import case_page_warnings_for
 from casework.models import (
     MISSED_OUTSTANDING,
@@ -65,28 +66,6 @@ CASE_FACTS = (
     "close_outcome",
     "withdrawn_reason",
 )
-
-
-# --- Constants written into statements ------------------------------------------------
-
-
-def fixed(value: str) -> Any:
-    """``value`` written into the statement's text, not sent as a parameter.
-
-    Why: PostgreSQL plans a statement with parameters again on every run (a plan for
-    one set of values says nothing of the next), and a case list's statements cost
-    about 1 ms each to plan, four times what they cost to run. The constants of a rule
-    (a clock's status, the final states, the family's role) are the same on every run;
-    written in, a list page's statement has no parameter left, and the prepared
-    statement psycopg keeps for it keeps its plan (0.003 ms). Only for our own
-    constants: what a person typed is always a parameter.
-    """
-    return literal(value, String, literal_execute=True)
-
-
-def fixed_list(name: str, values: Sequence[str]) -> Any:
-    """Like :func:`fixed`, a list of constants for ``IN`` (``name`` names it)."""
-    return bindparam(name, list(values), expanding=True, literal_execute=True)
 
 
 # --- Late duties: the one rule every list and page shows ---------------------------------

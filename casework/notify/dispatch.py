@@ -65,6 +65,7 @@ from sqlalchemy.dialects import postgresql
 
 from casework import deadlines as dl
 from casework.config import Settings
+from casework.driver import fixed
 from casework.models import Case, Deadline, DeliveryEvent, Document, Notice, NoticeStatus
 from casework.notices import (
     NoticeReason,
@@ -285,7 +286,11 @@ def renew(engine: Engine, ids: list[int], me: str, at: dt.datetime) -> int:
         return int(
             conn.execute(
                 update(_N)
-                .where(_N.c.id.in_(ids), _N.c.status == NoticeStatus.sending, _N.c.claimed_by == me)
+                .where(
+                    _N.c.id.in_(ids),
+                    _N.c.status == fixed(NoticeStatus.sending),
+                    _N.c.claimed_by == me,
+                )
                 .values(claimed_at=at)
             ).rowcount
         )
@@ -409,13 +414,13 @@ def claim_one(
         _fast_commit(conn)
         stale = (
             select(_N.c.id)
-            .where(_N.c.status == NoticeStatus.sending, _N.c.claimed_at < at - lease)
+            .where(_N.c.status == fixed(NoticeStatus.sending), _N.c.claimed_at < at - lease)
             .order_by(_N.c.claimed_at, _N.c.id)
             .limit(1)
         )
         due = (
             select(_N.c.id)
-            .where(_N.c.status == NoticeStatus.queued, _N.c.not_before <= due_by)
+            .where(_N.c.status == fixed(NoticeStatus.queued), _N.c.not_before <= due_by)
             .order_by(_N.c.not_before, _N.c.id)
             .limit(1)
         )
@@ -483,13 +488,15 @@ def _claim_statements(dialect: str) -> tuple[Any, Any, Any, Any]:
     c = Case.__table__  # type: ignore[attr-defined]
     stale = (
         select(_N.c.id)
-        .where(_N.c.status == NoticeStatus.sending, _N.c.claimed_at < bindparam("stale_before"))
+        .where(
+            _N.c.status == fixed(NoticeStatus.sending), _N.c.claimed_at < bindparam("stale_before")
+        )
         .order_by(_N.c.claimed_at, _N.c.id)
         .limit(bindparam("n"))
     )
     due = (
         select(_N.c.id)
-        .where(_N.c.status == NoticeStatus.queued, _N.c.not_before <= bindparam("due_by"))
+        .where(_N.c.status == fixed(NoticeStatus.queued), _N.c.not_before <= bindparam("due_by"))
         .order_by(_N.c.not_before, _N.c.id)
         .limit(bindparam("n"))
     )
@@ -795,7 +802,9 @@ def _release(engine: Engine, notice_id: int, me: str, not_before: dt.datetime) -
             conn.execute(
                 update(_N)
                 .where(
-                    _N.c.id == notice_id, _N.c.status == NoticeStatus.sending, _N.c.claimed_by == me
+                    _N.c.id == notice_id,
+                    _N.c.status == fixed(NoticeStatus.sending),
+                    _N.c.claimed_by == me,
                 )
                 .values(status=NoticeStatus.queued, claimed_by=None, not_before=not_before)
             )
@@ -804,7 +813,11 @@ def _release(engine: Engine, notice_id: int, me: str, not_before: dt.datetime) -
 
 
 def _ours(notice_id: int, me: str) -> Any:
-    return (_N.c.id == notice_id) & (_N.c.status == NoticeStatus.sending) & (_N.c.claimed_by == me)
+    return (
+        (_N.c.id == notice_id)
+        & (_N.c.status == fixed(NoticeStatus.sending))
+        & (_N.c.claimed_by == me)
+    )
 
 
 def _still_ours(engine: Engine, notice_id: int, me: str) -> bool:

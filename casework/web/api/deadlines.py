@@ -14,6 +14,7 @@ from sqlmodel import col
 from casework import cases
 from casework import deadlines as dl
 from casework.cases.fields import EARLIEST_DATE
+from casework.driver import fixed
 from casework.models import Case, Deadline, DeadlineStatus
 from casework.web.api.common import (
     ApiRoute,
@@ -55,7 +56,7 @@ def list_deadlines(
     ] = None,
 ) -> DeadlinePageOut:
     """Deadlines on the cases this token can see, each with how it was worked out."""
-    conditions: list[ColumnElement[bool]] = [col(Deadline.status) == status.value]
+    conditions: list[ColumnElement[bool]] = [col(Deadline.status) == fixed(status.value)]
     if is_provider(user):
         # The cases the provider may open: an ended case's clocks leave with it.
         assert user.provider_id is not None

@@ -12,6 +12,7 @@ from sqlmodel import col
 from casework import cases
 from casework.auth import actor_for
 from casework.cases.provider_view import notices_condition
+from casework.driver import fixed
 from casework.models import Case, Notice, NoticeStatus
 from casework.web.api.common import (
     ApiRoute,
@@ -53,7 +54,7 @@ def list_notices(
         found = visible_case(session, user, case, now=now, settings=settings)
         conditions.append(col(Notice.case_id) == found.id)
     if status is not None:
-        conditions.append(col(Notice.status) == status.value)
+        conditions.append(col(Notice.status) == fixed(status.value))
     rows, total = page_of(
         session,
         select(Notice, col(Case.reference))

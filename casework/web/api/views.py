@@ -17,6 +17,7 @@ from casework import deadlines as dl
 from casework.auth import actor_for
 from casework.cases.fields import EventField
 from casework.cases.views import CASE_FACTS
+from casework.driver import fixed
 from casework.models import Case, Deadline, DeadlineStatus, Provider, User
 from casework.web.api.common import ApiConflict
 from casework.web.api.schemas import (
@@ -97,7 +98,9 @@ def next_deadlines(session: Session, case_ids: list[int]) -> dict[int, Any]:
     found: dict[int, Any] = {}
     for d in session.execute(
         select(*DEADLINE_COLUMNS)
-        .where(col(Deadline.case_id).in_(case_ids), col(Deadline.status) == DeadlineStatus.open)
+        .where(
+            col(Deadline.case_id).in_(case_ids), col(Deadline.status) == fixed(DeadlineStatus.open)
+        )
         .order_by(col(Deadline.due_at))
     ).all():
         found.setdefault(d.case_id, d)

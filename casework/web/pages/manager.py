@@ -11,6 +11,7 @@ from sqlmodel import Session, col
 
 from casework import auth, cases, urgency
 from casework import deadlines as dl
+from casework.driver import fixed
 from casework.models import (
     Case,
     Deadline,
@@ -94,7 +95,10 @@ def manager_get(
         .join(Case, col(Case.id) == Deadline.case_id)
         .outerjoin(Provider, col(Provider.id) == Case.provider_id)
         .where(
-            ((col(Deadline.status) == DeadlineStatus.open) & (col(Deadline.due_date) <= horizon))
+            (
+                (col(Deadline.status) == fixed(DeadlineStatus.open))
+                & (col(Deadline.due_date) <= horizon)
+            )
             | cases.LATE_OUTSTANDING
         )
         .order_by(col(Deadline.due_at), col(Deadline.id))
