@@ -174,7 +174,7 @@ def _search(q: str) -> ColumnElement[bool]:
 def _urgency(level: str, now: dt.datetime, settings: Settings) -> ColumnElement[bool]:
     """The case's most urgent clock at ``level``, by the rule of :func:`clock_urgency`."""
     d: Any = aliased(Deadline)
-    is_open = d.status == DeadlineStatus.open
+    is_open = d.status == fixed(DeadlineStatus.open)
     late = exists().where(
         d.case_id == Case.id, _late_outstanding(d) | (is_open & (d.due_at <= now))
     )
