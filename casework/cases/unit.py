@@ -441,13 +441,6 @@ def _core_case_with_clocks(chain_end: bool, certificate: bool) -> _Rows:
     the rows here are turned into objects by :func:`_detached`.
     """
     cases, persons, providers, deadlines = _CASES, _PERSONS, _PROVIDERS, _DEADLINES
-    live = (deadlines.c.status == fixed(DeadlineStatus.open)) | (
-        (deadlines.c.status == fixed(DeadlineStatus.missed))
-        & (
-            deadlines.c.next_action_at.is_not(None)
-            | (deadlines.c.closed_reason == MISSED_OUTSTANDING)
-        )
-    )
     extra: list[Any] = [_PROVIDER_ACCEPTED.label("provider_accepted")]
     if chain_end:
         extra.append(CHAIN_END.label("chain_end"))
@@ -458,7 +451,7 @@ def _core_case_with_clocks(chain_end: bool, certificate: bool) -> _Rows:
         .select_from(cases)
         .outerjoin(persons, (persons.c.case_id == cases.c.id) & (persons.c.role == "family"))
         .outerjoin(providers, providers.c.id == cases.c.provider_id)
-        .outerjoin(deadlines, (deadlines.c.case_id == cases.c.id) & live)
+        .outerjoin(deadlines, (deadlines.c.case_id == cases.c.id) & _LIVE)
         .where(cases.c.reference == bindparam("reference"))
         .order_by(deadlines.c.id)
     )
