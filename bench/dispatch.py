@@ -384,9 +384,9 @@ def run_threaded(engine: Engine, settings: Settings, n: int, threads: int) -> Ru
 # --- Why: where the time goes ----------------------------------------------------------------
 
 STEPS = (
-    ("casework.notify.dispatch", "claim_one", "claim one notice (a transaction per notice)"),
+    ("casework.notify.dispatch", "claim_batch", "claim the notices (a transaction per batch)"),
     ("casework.notify.dispatch", "render", "render the template (Jinja2)"),
-    ("casework.notify.dispatch", "_record_sent", "write the result (one transaction per notice)"),
+    ("casework.notify.dispatch", "_record_sent", "write the results (one transaction per batch)"),
 )
 
 

@@ -74,7 +74,6 @@ from casework.notices import (
     in_quiet_hours,
     insert_notices,
     live_family_link_columns,
-    live_family_link_url,
     next_sms_moment,
     reason_text,
 )
@@ -397,55 +396,6 @@ def _transaction(engine: Engine, link: _Link | None) -> Iterator[Connection]:
             raise
 
 
-def claim_one(
-    engine: Engine, due_by: dt.datetime, at: dt.datetime, lease: dt.timedelta, me: str
-) -> Any | None:
-    """Claim the oldest notice due by ``due_by`` (a dead worker's expired claim first).
-
-    One notice per sender, so a worker never holds more than it is sending: the
-    claim and its lease cover exactly the notices a crash can strand. ``at`` is the
-    moving clock the claim is stamped with and leases are judged by; ``due_by`` is
-    the run's fixed ``now``, so a notice this run put back for later (a retry, a
-    held key) is not picked up again by the same run.
-    """
-    d = Deadline.__table__  # type: ignore[attr-defined]
-    c = Case.__table__  # type: ignore[attr-defined]
-    with engine.connect().execution_options(claim=True) as conn, conn.begin():
-        _fast_commit(conn)
-        stale = (
-            select(_N.c.id)
-            .where(_N.c.status == fixed(NoticeStatus.sending), _N.c.claimed_at < at - lease)
-            .order_by(_N.c.claimed_at, _N.c.id)
-            .limit(1)
-        )
-        due = (
-            select(_N.c.id)
-            .where(_N.c.status == fixed(NoticeStatus.queued), _N.c.not_before <= due_by)
-            .order_by(_N.c.not_before, _N.c.id)
-            .limit(1)
-        )
-        if conn.dialect.name == "postgresql":
-            stale = stale.with_for_update(skip_locked=True)
-            due = due.with_for_update(skip_locked=True)
-        notice_id = conn.execute(stale).scalar()
-        if notice_id is None:
-            notice_id = conn.execute(due).scalar()
-        if notice_id is None:
-            return None
-        conn.execute(
-            update(_N)
-            .where(_N.c.id == notice_id)
-            .values(status=NoticeStatus.sending, claimed_at=at, claimed_by=me)
-        )
-        return conn.execute(
-            select(_N, d.c.status.label("deadline_status"), c.c.state.label("case_state"))
-            .select_from(
-                _N.outerjoin(d, d.c.id == _N.c.deadline_id).outerjoin(c, c.c.id == _N.c.case_id)
-            )
-            .where(_N.c.id == notice_id)
-        ).first()
-
-
 def claim_batch(
     engine: Engine,
     due_by: dt.datetime,
@@ -456,7 +406,9 @@ def claim_batch(
     link: _Link | None = None,
 ) -> list[Any]:
     """Claim up to ``n`` notices in one transaction: dead workers' expired claims first,
-    then the oldest due (as :func:`claim_one`, ``n`` at a time).
+    then the oldest due, oldest first. ``at`` is the moving clock the claims are
+    stamped with and leases are judged by; ``due_by`` is the run's fixed ``now``, so a
+    notice this run put back for later (a retry, a held key) is not taken again by it.
 
     The statements are built once per process (:func:`_claim_statements`): building
     them per claim was a millisecond of CPU each time, as much as their round trips.
@@ -910,13 +862,8 @@ def _deliver(
     if row.recipient_role == "family" and row.case_id is not None and kind != "code":
         # Every notice to a family carries the link to its own page, rebuilt from the
         # link as read with the claim, so a link the adviser revoked before then is
-        # never sent again (the token is stored nowhere). One claimed by claim_one
-        # (no link read with it) looks it up here.
-        if hasattr(row, "link_nonce"):
-            link = family_link_url(settings, row.link_nonce, row.link_hash)
-        else:
-            with engine.connect() as conn:
-                link = live_family_link_url(conn, row.case_id, settings)
+        # never sent again (the token is stored nowhere).
+        link = family_link_url(settings, row.link_nonce, row.link_hash)
         if link and (row.channel != "sms" or settings.family_link_in_sms):
             context["family_link"] = link
     try:

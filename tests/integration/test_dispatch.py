@@ -1004,11 +1004,11 @@ def test_a_notice_put_back_for_later_is_not_taken_again_by_the_same_long_run(
     # A run's claims are stamped with moving time, but what is due is judged at the
     # run's start: a retry or a held notice put back 30 s ahead is not re-sent by a
     # run that happens to last longer than 30 s (it would hammer a refusing provider).
-    from casework.notify.dispatch import claim_one
+    from casework.notify.dispatch import claim_batch
 
     open_request(session, settings)
     with engine.begin() as conn:
         conn.execute(update(Notice).values(not_before=OPEN + dt.timedelta(seconds=30)))
     later = OPEN + dt.timedelta(minutes=5)
-    assert claim_one(engine, OPEN, later, lease_of(settings), "a:1") is None
-    assert claim_one(engine, later, later, lease_of(settings), "a:1") is not None
+    assert claim_batch(engine, OPEN, later, lease_of(settings), "a:1", 1) == []
+    assert claim_batch(engine, later, later, lease_of(settings), "a:1", 1) != []
